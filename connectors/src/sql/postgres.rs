@@ -1,0 +1,149 @@
+//! `kind = "postgres"`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bluelamp_engine::{ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory};
+use datafusion::common::TableReference;
+use datafusion::datasource::TableProvider;
+use datafusion_table_providers::postgres::PostgresTableFactory;
+use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
+use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
+use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
+use datafusion_table_providers::util::secrets::to_secret_map;
+use serde::Deserialize;
+
+use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
+
+/// Options for a PostgreSQL source; each remote table in `schema` becomes a table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Host name or address (default `127.0.0.1`).
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port (default 5432).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password; use `${ENV_VAR}` or `${file:PATH}`.
+    pub password: Option<Secret>,
+    /// Database name.
+    pub database: String,
+    /// The remote schema whose tables are exposed (default `public`).
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// TLS: `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`.
+    #[serde(default = "default_sslmode")]
+    pub sslmode: String,
+    /// CA certificate file for `verify-ca`/`verify-full`.
+    pub sslrootcert: Option<String>,
+    /// Connections in the pool.
+    pub pool_size: Option<u32>,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    5432
+}
+fn default_schema() -> String {
+    "public".into()
+}
+fn default_sslmode() -> String {
+    "prefer".into()
+}
+
+/// The factory for `kind = "postgres"`.
+#[derive(Debug, Default)]
+pub struct PostgresSourceFactory;
+
+#[async_trait]
+impl SourceFactory for PostgresSourceFactory {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn validate(&self, source: &SourceConfig) -> Result<(), ConfigError> {
+        let config: PostgresConfig = source.options()?;
+        if !["disable", "prefer", "require", "verify-ca", "verify-full"].contains(&config.sslmode.as_str()) {
+            return Err(source.error(
+                "sslmode",
+                format!("unknown sslmode '{}' (use disable, prefer, require, verify-ca or verify-full)", config.sslmode),
+            ));
+        }
+        if config.pool_size == Some(0) {
+            return Err(source.error("pool_size", "pool_size must be at least 1"));
+        }
+        Ok(())
+    }
+
+    async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
+        let config: PostgresConfig = source
+            .options()
+            .map_err(|e| SourceError::new(source, e.to_string()))?;
+        let hide: Vec<String> = config.password.iter().map(|p| p.expose().to_string()).collect();
+        let mut params = HashMap::from([
+            ("host".to_string(), config.host.clone()),
+            ("port".to_string(), config.port.to_string()),
+            ("user".to_string(), config.user.clone()),
+            ("db".to_string(), config.database.clone()),
+            ("sslmode".to_string(), config.sslmode.clone()),
+        ]);
+        if let Some(password) = &config.password {
+            params.insert("pass".into(), password.expose().to_string());
+        }
+        if let Some(cert) = &config.sslrootcert {
+            params.insert("sslrootcert".into(), source.resolve_path(cert).display().to_string());
+        }
+        if let Some(size) = config.pool_size {
+            params.insert("connection_pool_size".into(), size.to_string());
+        }
+        let pool = PostgresConnectionPool::new(to_secret_map(params))
+            .await
+            .map_err(|e| connect_error(source, &hide, &e))?;
+        let pool = Arc::new(pool);
+        let conn = pool.connect().await.map_err(|e| connect_error(source, &hide, e.as_ref()))?;
+        let tables = get_tables(conn, &config.schema)
+            .await
+            .map_err(|e| connect_error(source, &hide, &e))?;
+        let mut warnings = Vec::new();
+        if tables.is_empty() {
+            warnings.push(format!(
+                "schema '{}' of database '{}' has no tables (check `schema`)",
+                config.schema, config.database
+            ));
+        }
+        let backend = Arc::new(PostgresBackend {
+            factory: PostgresTableFactory::new(pool),
+            schema: config.schema.clone(),
+        });
+        Ok(ConnectedSource {
+            schema: Arc::new(SqlSchemaProvider::new(source, hide, tables, backend)),
+            warnings,
+        })
+    }
+}
+
+struct PostgresBackend {
+    factory: PostgresTableFactory,
+    schema: String,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend").field("schema", &self.schema).finish()
+    }
+}
+
+#[async_trait]
+impl SqlBackend for PostgresBackend {
+    async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
+        self.factory
+            .table_provider(TableReference::partial(self.schema.as_str(), table))
+            .await
+    }
+}

@@ -1,0 +1,102 @@
+//! `kind = "sqlite"`: a SQLite database file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bluelamp_engine::config::deserialize_duration;
+use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
+use datafusion::common::TableReference;
+use datafusion::datasource::TableProvider;
+use datafusion_table_providers::sql::db_connection_pool::dbconnection::{get_schema, get_tables};
+use datafusion_table_providers::sql::db_connection_pool::sqlitepool::{
+    SqliteConnectionPool, SqliteConnectionPoolFactory,
+};
+use datafusion_table_providers::sql::db_connection_pool::{DbConnectionPool, Mode};
+use datafusion_table_providers::sqlite::DynSqliteConnectionPool;
+use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
+use serde::Deserialize;
+
+use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
+
+/// Options for a SQLite source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// The database file, relative to the config file's folder. It must exist:
+    /// a mistyped path must not silently create an empty database.
+    pub path: String,
+    /// How long to wait on a locked database (default `5s`).
+    #[serde(default = "default_busy_timeout", deserialize_with = "deserialize_duration")]
+    pub busy_timeout: Duration,
+}
+
+fn default_busy_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The factory for `kind = "sqlite"`.
+#[derive(Debug, Default)]
+pub struct SqliteSourceFactory;
+
+#[async_trait]
+impl SourceFactory for SqliteSourceFactory {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn validate(&self, source: &SourceConfig) -> Result<(), ConfigError> {
+        source.options::<SqliteConfig>().map(|_| ())
+    }
+
+    async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
+        let config: SqliteConfig = source
+            .options()
+            .map_err(|e| SourceError::new(source, e.to_string()))?;
+        let path = source.resolve_path(&config.path);
+        if !path.is_file() {
+            return Err(SourceError::unavailable(
+                source,
+                format!("database file {} does not exist", path.display()),
+            ));
+        }
+        let path_text = path.display().to_string();
+        let pool = SqliteConnectionPoolFactory::new(&path_text, Mode::File, config.busy_timeout)
+            .build()
+            .await
+            .map_err(|e| connect_error(source, &[], e.as_ref()))?;
+        let pool = Arc::new(pool);
+        let conn = pool.connect().await.map_err(|e| connect_error(source, &[], e.as_ref()))?;
+        let tables = get_tables(conn, "main")
+            .await
+            .map_err(|e| connect_error(source, &[], &e))?;
+        let backend = Arc::new(SqliteBackend { pool });
+        let mut warnings = Vec::new();
+        if tables.is_empty() {
+            warnings.push(format!("{} has no tables", path.display()));
+        }
+        Ok(ConnectedSource {
+            schema: Arc::new(SqlSchemaProvider::new(source, Vec::new(), tables, backend)),
+            warnings,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct SqliteBackend {
+    pool: Arc<SqliteConnectionPool>,
+}
+
+#[async_trait]
+impl SqlBackend for SqliteBackend {
+    async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
+        // The crate's own SQLite factory returns a table without federation; build
+        // the federated one so joins and aggregates run inside SQLite.
+        let reference = TableReference::bare(table);
+        let conn = self.pool.connect().await?;
+        let schema = get_schema(conn, &reference).await?;
+        let pool: Arc<DynSqliteConnectionPool> = Arc::clone(&self.pool) as Arc<DynSqliteConnectionPool>;
+        let table = Arc::new(SQLiteTable::new_with_schema(&pool, schema, reference));
+        Ok(Arc::new(table.create_federated_table_provider()?))
+    }
+}

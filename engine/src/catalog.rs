@@ -1,0 +1,340 @@
+//! Catalog assembly: one SQL schema per source, each wrapped so that a source that
+//! is down does not stop the others, and the `bluelamp` system schema.
+//!
+//! [`SourceSchema`] holds a source's live state. While the source is down its
+//! schema lists no tables, and any query that names one of its tables fails with an
+//! error naming the source; at most once per `reconnect_after` such a query tries
+//! to connect again, so a source that comes back is picked up without a restart.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use tokio::sync::Mutex;
+
+use crate::config::SourceConfig;
+use crate::source::{ConnectedSource, SourceError, SourceFactory};
+
+/// Whether a source is usable right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// Connected; its tables are listed.
+    Up,
+    /// The last connection attempt failed.
+    Down,
+}
+
+impl SourceState {
+    /// `up` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Up => "up",
+            SourceState::Down => "down",
+        }
+    }
+}
+
+/// A snapshot of one source's status, as `bluelamp check` and `bluelamp.sources` show it.
+#[derive(Debug, Clone)]
+pub struct SourceStatus {
+    /// Source name (the SQL schema).
+    pub name: String,
+    /// Connector kind.
+    pub kind: String,
+    /// Up or down.
+    pub state: SourceState,
+    /// Number of tables (0 while down).
+    pub tables: usize,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+    /// Warnings from the connector that did not stop the source.
+    pub warnings: Vec<String>,
+    /// When the state was last determined.
+    pub checked_at: SystemTime,
+}
+
+enum Live {
+    Up {
+        schema: Arc<dyn SchemaProvider>,
+        warnings: Vec<String>,
+    },
+    Down {
+        error: SourceError,
+        attempted: Instant,
+    },
+}
+
+/// One source's SQL schema: forwards to the connector's schema while it is up.
+pub struct SourceSchema {
+    config: SourceConfig,
+    factory: Arc<dyn SourceFactory>,
+    connect_timeout: Duration,
+    reconnect_after: Duration,
+    live: std::sync::RwLock<(Live, SystemTime)>,
+    reconnecting: Mutex<()>,
+}
+
+impl std::fmt::Debug for SourceSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSchema")
+            .field("source", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceSchema {
+    /// Connects to the source once (bounded by `connect_timeout`) and records the
+    /// outcome; never fails, since a down source must not stop the engine.
+    pub async fn connect(
+        config: SourceConfig,
+        factory: Arc<dyn SourceFactory>,
+        connect_timeout: Duration,
+        reconnect_after: Duration,
+    ) -> Self {
+        let live = attempt(&config, factory.as_ref(), connect_timeout).await;
+        Self {
+            config,
+            factory,
+            connect_timeout,
+            reconnect_after,
+            live: std::sync::RwLock::new((live, SystemTime::now())),
+            reconnecting: Mutex::new(()),
+        }
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The current status snapshot.
+    pub fn status(&self) -> SourceStatus {
+        let guard = self.live.read().unwrap_or_else(|p| p.into_inner());
+        let (live, checked_at) = &*guard;
+        let (state, tables, last_error, warnings) = match live {
+            Live::Up { schema, warnings } => {
+                (SourceState::Up, schema.table_names().len(), None, warnings.clone())
+            }
+            Live::Down { error, .. } => (SourceState::Down, 0, Some(error.message.clone()), vec![]),
+        };
+        SourceStatus {
+            name: self.config.name.clone(),
+            kind: self.config.kind.clone(),
+            state,
+            tables,
+            last_error,
+            warnings,
+            checked_at: *checked_at,
+        }
+    }
+
+    fn current(&self) -> Result<Arc<dyn SchemaProvider>, (SourceError, Instant)> {
+        let guard = self.live.read().unwrap_or_else(|p| p.into_inner());
+        match &guard.0 {
+            Live::Up { schema, .. } => Ok(Arc::clone(schema)),
+            Live::Down { error, attempted } => Err((error.clone(), *attempted)),
+        }
+    }
+
+    /// The connector's schema, reconnecting first if the source is down and the
+    /// back-off has passed.
+    async fn schema(&self) -> Result<Arc<dyn SchemaProvider>, SourceError> {
+        match self.current() {
+            Ok(schema) => Ok(schema),
+            Err((error, attempted)) if attempted.elapsed() < self.reconnect_after => Err(error),
+            Err(_) => {
+                let _one_at_a_time = self.reconnecting.lock().await;
+                // Another query may have reconnected while this one waited.
+                if let Ok(schema) = self.current() {
+                    return Ok(schema);
+                }
+                let live = attempt(&self.config, self.factory.as_ref(), self.connect_timeout).await;
+                let result = match &live {
+                    Live::Up { schema, .. } => Ok(Arc::clone(schema)),
+                    Live::Down { error, .. } => Err(error.clone()),
+                };
+                *self.live.write().unwrap_or_else(|p| p.into_inner()) = (live, SystemTime::now());
+                result
+            }
+        }
+    }
+}
+
+async fn attempt(config: &SourceConfig, factory: &dyn SourceFactory, timeout: Duration) -> Live {
+    let outcome = tokio::time::timeout(timeout, factory.connect(config)).await;
+    match outcome {
+        Ok(Ok(ConnectedSource { schema, warnings })) => {
+            for warning in &warnings {
+                tracing::warn!(source = %config.name, "{warning}");
+            }
+            Live::Up { schema, warnings }
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(source = %config.name, "{error}");
+            Live::Down {
+                error,
+                attempted: Instant::now(),
+            }
+        }
+        Err(_) => Live::Down {
+            error: SourceError::unavailable(
+                config,
+                format!(
+                    "did not answer within {:?} (connect_timeout in [engine]); is it running?",
+                    timeout
+                ),
+            ),
+            attempted: Instant::now(),
+        },
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SourceSchema {
+
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.current().map(|s| s.table_names()).unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let schema = self.schema().await.map_err(|e| {
+            DataFusionError::External(Box::new(SourceError {
+                message: format!(
+                    "unavailable, so table '{}.{name}' cannot be read: {}",
+                    self.config.name, e.message
+                ),
+                unavailable: true,
+                ..e
+            }))
+        })?;
+        match schema.table(name).await {
+            Ok(Some(table)) => Ok(Some(table)),
+            Ok(None) => {
+                let mut names = schema.table_names();
+                names.sort();
+                let list = if names.is_empty() {
+                    "it has no tables".to_string()
+                } else if names.len() <= 20 {
+                    format!("its tables are: {}", names.join(", "))
+                } else {
+                    format!("it has {} tables; run \\d {} to list them", names.len(), self.config.name)
+                };
+                Err(DataFusionError::Plan(format!(
+                    "table '{}.{name}' not found: source '{}' ({}) has no table '{name}'; {list}",
+                    self.config.name, self.config.name, self.config.kind
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.current().map(|s| s.table_exist(name)).unwrap_or(false)
+    }
+}
+
+/// The `bluelamp` system schema: `bluelamp.sources`.
+#[derive(Debug)]
+pub struct SystemSchema {
+    sources: Vec<Arc<SourceSchema>>,
+}
+
+impl SystemSchema {
+    /// A system schema reporting on these sources.
+    pub fn new(sources: Vec<Arc<SourceSchema>>) -> Self {
+        Self { sources }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+
+    fn table_names(&self) -> Vec<String> {
+        vec!["sources".to_string()]
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        Ok((name == "sources").then(|| {
+            Arc::new(SourcesTable {
+                sources: self.sources.clone(),
+            }) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == "sources"
+    }
+}
+
+/// `bluelamp.sources`: a live view of every source's status, read at scan time.
+#[derive(Debug)]
+struct SourcesTable {
+    sources: Vec<Arc<SourceSchema>>,
+}
+
+fn sources_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("tables", DataType::UInt64, false),
+        Field::new("last_error", DataType::Utf8, true),
+        Field::new("warnings", DataType::UInt64, false),
+        Field::new(
+            "checked_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+    ]))
+}
+
+#[async_trait]
+impl TableProvider for SourcesTable {
+
+    fn schema(&self) -> SchemaRef {
+        sources_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let statuses: Vec<SourceStatus> = self.sources.iter().map(|s| s.status()).collect();
+        let millis = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(statuses.iter().map(|s| s.name.as_str()))),
+            Arc::new(StringArray::from_iter_values(statuses.iter().map(|s| s.kind.as_str()))),
+            Arc::new(StringArray::from_iter_values(statuses.iter().map(|s| s.state.as_str()))),
+            Arc::new(UInt64Array::from_iter_values(statuses.iter().map(|s| s.tables as u64))),
+            Arc::new(StringArray::from_iter(statuses.iter().map(|s| s.last_error.as_deref()))),
+            Arc::new(UInt64Array::from_iter_values(statuses.iter().map(|s| s.warnings.len() as u64))),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(statuses.iter().map(|s| millis(s.checked_at)))
+                    .with_timezone("UTC"),
+            ),
+        ];
+        let batch = RecordBatch::try_new(sources_schema(), columns)?;
+        let table = MemTable::try_new(sources_schema(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}

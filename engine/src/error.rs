@@ -1,0 +1,164 @@
+//! Query errors as users see them: one clear sentence, classified so every front
+//! end can map it to its own codes (the Flight SQL edge maps [`ErrorKind`] to gRPC
+//! status codes in one place).
+
+use datafusion::error::DataFusionError;
+
+use crate::source::{SourceError, error_chain};
+
+/// What sort of failure a query met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The SQL is malformed or does not plan (bad syntax, wrong types).
+    InvalidQuery,
+    /// A named table, schema or column does not exist.
+    NotFound,
+    /// A source is down or unreachable.
+    Unavailable,
+    /// The user may not do this.
+    PermissionDenied,
+    /// The statement is valid SQL that the engine does not support.
+    Unsupported,
+    /// The query was cancelled.
+    Cancelled,
+    /// A source answered, but wrongly (bad data, schema mismatch), or an internal fault.
+    Execution,
+}
+
+/// A failed statement.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    /// Classification for front ends.
+    pub kind: ErrorKind,
+    /// A single line that says what failed and where.
+    pub message: String,
+}
+
+impl QueryError {
+    /// An error of the given kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> Self {
+        classify(&error)
+    }
+}
+
+/// Turns a DataFusion error (which may wrap a connector's [`SourceError`] several
+/// layers deep) into a [`QueryError`] with a clean message.
+pub fn classify(error: &DataFusionError) -> QueryError {
+    if let Some(source) = find_source_error(error) {
+        let kind = if source.unavailable {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Execution
+        };
+        return QueryError::new(kind, source.to_string());
+    }
+    let root = error.find_root();
+    let kind = match root {
+        DataFusionError::SQL(..) => ErrorKind::InvalidQuery,
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+            if is_not_found(&root.to_string()) {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::InvalidQuery
+            }
+        }
+        DataFusionError::NotImplemented(_) => ErrorKind::Unsupported,
+        _ => ErrorKind::Execution,
+    };
+    QueryError::new(kind, clean_message(root))
+}
+
+fn is_not_found(text: &str) -> bool {
+    text.contains("not found") || text.contains("No field named") || text.contains("does not exist")
+}
+
+fn find_source_error(error: &DataFusionError) -> Option<&SourceError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(source) = e.downcast_ref::<SourceError>() {
+            return Some(source);
+        }
+        if let Some(DataFusionError::External(inner)) = e.downcast_ref::<DataFusionError>() {
+            if let Some(source) = inner.downcast_ref::<SourceError>() {
+                return Some(source);
+            }
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// DataFusion prefixes messages with its internal category ("Error during planning:
+/// ..."); users need the sentence, not the category.
+fn clean_message(error: &DataFusionError) -> String {
+    let text = match error {
+        DataFusionError::External(inner) => error_chain(inner.as_ref()),
+        other => other.to_string(),
+    };
+    let prefixes = [
+        "Error during planning: ",
+        "Execution error: ",
+        "External error: ",
+        "Schema error: ",
+        "SQL error: ",
+        "This feature is not implemented: ",
+        "Arrow error: ",
+    ];
+    let mut message = text.trim().to_string();
+    loop {
+        let before = message.len();
+        for prefix in prefixes {
+            if let Some(rest) = message.strip_prefix(prefix) {
+                message = rest.to_string();
+            }
+        }
+        if message.len() == before {
+            break;
+        }
+    }
+    match error {
+        DataFusionError::SQL(..) => format!("SQL syntax error: {message}"),
+        DataFusionError::NotImplemented(_) => format!("not supported: {message}"),
+        _ => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_not_found_is_not_found() {
+        let e = DataFusionError::Plan("table 'bluelamp.x.y' not found".into());
+        let q = classify(&e);
+        assert_eq!(q.kind, ErrorKind::NotFound);
+        assert_eq!(q.message, "table 'bluelamp.x.y' not found");
+    }
+
+    #[test]
+    fn context_wrapped_source_error_is_found() {
+        let source = SourceError {
+            source_name: "rms".into(),
+            kind: "postgres".into(),
+            message: "connection refused".into(),
+            unavailable: true,
+        };
+        let e = DataFusionError::Context(
+            "while planning".into(),
+            Box::new(DataFusionError::External(Box::new(source))),
+        );
+        let q = classify(&e);
+        assert_eq!(q.kind, ErrorKind::Unavailable);
+        assert_eq!(q.message, "source 'rms' (postgres): connection refused");
+    }
+}

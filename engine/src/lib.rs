@@ -1,0 +1,43 @@
+//! # bluelamp-engine
+//!
+//! The core of Bluelamp, a federated SQL engine for police information systems.
+//! It turns a `bluelamp.toml` into one DataFusion catalog — each `[[source]]` a SQL
+//! schema, so tables read `rms.crimes` — and runs every query, from every front end,
+//! through one entry point that knows who is asking.
+//!
+//! Design decisions a newcomer should know:
+//!
+//! - **No connector knowledge here.** The engine knows nothing of HTTP, PostgreSQL or
+//!   Flight. Connectors implement [`SourceFactory`] (config table → DataFusion
+//!   `SchemaProvider`) in the `bluelamp-connectors` crate and are handed in through a
+//!   [`FactoryRegistry`].
+//! - **A down source never stops the others.** Each source is wrapped in a
+//!   [`catalog::SourceSchema`] that records its state, fails queries that touch it with an
+//!   error naming it, and reconnects on demand. `bluelamp.sources` shows every
+//!   source's status.
+//! - **One choke point.** Front ends get a [`Session`] for an [`Identity`] and never
+//!   the DataFusion `SessionContext`; planning, execution and audit happen in
+//!   [`Session`], where access policy will be enforced.
+//! - **Federation on.** Sessions use `datafusion-federation`'s optimizer rules and
+//!   planner, so connectors that support it run whole sub-plans remotely.
+//! - **Errors are sentences.** [`QueryError`] carries one clean line and an
+//!   [`ErrorKind`] that front ends map to their own codes.
+//!
+//! Modules:
+//! - [`config`]: the typed `bluelamp.toml` model, `${ENV}` secrets, located errors.
+//! - [`source`]: the connector contract ([`SourceFactory`], [`SourceError`]).
+//! - [`catalog`]: source schemas with live status, and the `bluelamp` system schema.
+//! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
+//! - [`error`]: [`QueryError`] and its classification.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod session;
+pub mod source;
+
+pub use catalog::{SourceState, SourceStatus};
+pub use config::{Config, ConfigError, Secret, SourceConfig};
+pub use error::{ErrorKind, QueryError};
+pub use session::{Engine, Identity, Planned, QueryOutput, Session, Statement};
+pub use source::{ConnectedSource, FactoryRegistry, SourceError, SourceFactory};

@@ -1,0 +1,339 @@
+//! The engine and its sessions: the one entry point every query goes through.
+//!
+//! [`Engine::start`] connects every source (concurrently, each bounded by the connect
+//! timeout) and assembles the shared schemas. [`Engine::session`] gives a [`Session`]
+//! bound to an [`Identity`]; the session owns its DataFusion `SessionContext`, which
+//! no front end can reach, so policy and audit can be enforced here for every query.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion_federation::FederatedQueryPlanner;
+use futures::future::join_all;
+
+use crate::catalog::{SourceSchema, SourceStatus, SystemSchema};
+use crate::config::{Config, ConfigError};
+use crate::error::{ErrorKind, QueryError};
+use crate::source::FactoryRegistry;
+
+/// The catalog every source schema lives in (`bluelamp.rms.crimes` in full).
+pub const CATALOG: &str = "bluelamp";
+/// The schema for the engine's own tables (`bluelamp.sources`).
+pub const SYSTEM_SCHEMA: &str = "bluelamp";
+/// A per-session scratch schema for views and temporary tables.
+pub const SCRATCH_SCHEMA: &str = "public";
+
+/// Who is asking. Every statement runs as an identity, so that access policy and
+/// audit can act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user name.
+    pub user: String,
+    /// How the user was authenticated (`local`, `password`, ...).
+    pub authenticated_by: String,
+}
+
+impl Identity {
+    /// The operating-system user running the process, for the REPL and scripts.
+    pub fn local() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "local".to_string());
+        Self {
+            user,
+            authenticated_by: "local".to_string(),
+        }
+    }
+
+    /// A named user authenticated by `method`.
+    pub fn new(user: impl Into<String>, method: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            authenticated_by: method.into(),
+        }
+    }
+}
+
+/// The running engine: connected sources and shared settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    config: Config,
+    sources: Vec<Arc<SourceSchema>>,
+    system: Arc<dyn SchemaProvider>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("sources", &self.inner.sources.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Validates the config against the known connector kinds, then connects every
+    /// source concurrently. A source that fails to connect is recorded as down; it
+    /// does not stop the engine.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unknown kind or options a connector rejects.
+    pub async fn start(config: Config, factories: &FactoryRegistry) -> Result<Self, ConfigError> {
+        let mut pending = Vec::new();
+        for source in &config.sources {
+            let factory = factories.get(&source.kind).ok_or_else(|| {
+                source.error(
+                    "kind",
+                    format!(
+                        "unknown kind '{}'; known kinds: {}",
+                        source.kind,
+                        factories.kinds().join(", ")
+                    ),
+                )
+            })?;
+            factory.validate(source)?;
+            pending.push((source.clone(), Arc::clone(factory)));
+        }
+        let settings = config.engine.clone();
+        let sources = join_all(pending.into_iter().map(|(source, factory)| {
+            SourceSchema::connect(source, factory, settings.connect_timeout, settings.reconnect_after)
+        }))
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect::<Vec<_>>();
+        let system = Arc::new(SystemSchema::new(sources.clone()));
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                config,
+                sources,
+                system,
+            }),
+        })
+    }
+
+    /// Every source's status, in config order.
+    pub fn sources(&self) -> Vec<SourceStatus> {
+        self.inner.sources.iter().map(|s| s.status()).collect()
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A session for `identity`. Sessions share sources but have their own
+    /// settings and scratch schema.
+    pub fn session(&self, identity: Identity) -> Session {
+        let catalog = MemoryCatalogProvider::new();
+        // Registering into a fresh memory catalog cannot fail.
+        let _ = catalog.register_schema(SCRATCH_SCHEMA, Arc::new(MemorySchemaProvider::new()));
+        let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::clone(&self.inner.system));
+        for source in &self.inner.sources {
+            let _ = catalog.register_schema(source.name(), Arc::clone(source) as Arc<dyn SchemaProvider>);
+        }
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCRATCH_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_batch_size(self.inner.config.engine.batch_size);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
+            .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        Session {
+            ctx,
+            identity,
+            engine: self.clone(),
+        }
+    }
+}
+
+/// One user's conversation with the engine.
+pub struct Session {
+    ctx: SessionContext,
+    identity: Identity,
+    #[allow(dead_code, reason = "kept so sessions outlive no engine; policy work reads it")]
+    engine: Engine,
+}
+
+/// One parsed SQL statement, ready to run.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    inner: DFStatement,
+}
+
+impl std::fmt::Display for Statement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.inner)
+    }
+}
+
+/// A planned statement: its result schema is known before any row is fetched.
+pub struct Planned {
+    plan: LogicalPlan,
+    sql: String,
+}
+
+impl Planned {
+    /// The schema of the rows the statement will return.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(self.plan.schema().inner())
+    }
+
+    /// Whether the statement changes something (DDL, DML, COPY, SET) rather than
+    /// only reading.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.plan,
+            LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_)
+        )
+    }
+}
+
+/// A running statement's output: a stream of record batches. Dropping it cancels
+/// the statement.
+pub struct QueryOutput {
+    /// Result schema.
+    pub schema: SchemaRef,
+    /// The rows, batch by batch.
+    pub stream: SendableRecordBatchStream,
+}
+
+impl Session {
+    /// Who this session runs as.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Splits text into statements (`;`-separated) without running them.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+        let dialect = GenericDialect {};
+        let statements: VecDeque<DFStatement> = DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .build()
+            .and_then(|mut p| p.parse_statements())
+            .map_err(QueryError::from)?;
+        Ok(statements.into_iter().map(|inner| Statement { inner }).collect())
+    }
+
+    /// Plans one statement.
+    ///
+    /// # Errors
+    /// A [`QueryError`] for unknown tables, type errors, or a source that is down.
+    pub async fn plan(&self, statement: &Statement) -> Result<Planned, QueryError> {
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(statement.inner.clone())
+            .await
+            .map_err(|e| self.audit_failure(&statement.to_string(), QueryError::from(e)))?;
+        Ok(Planned {
+            plan,
+            sql: statement.to_string(),
+        })
+    }
+
+    /// Starts executing a planned statement. DDL and `SET` take effect here; queries
+    /// start streaming.
+    ///
+    /// # Errors
+    /// A [`QueryError`] if execution cannot start.
+    pub async fn execute(&self, planned: Planned) -> Result<QueryOutput, QueryError> {
+        let started = Instant::now();
+        let sql = planned.sql;
+        let result = async {
+            let df = self.ctx.execute_logical_plan(planned.plan).await?;
+            let schema = Arc::clone(df.schema().inner());
+            let stream = df.execute_stream().await?;
+            Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
+        }
+        .await;
+        match result {
+            Ok(output) => {
+                tracing::info!(
+                    target: "bluelamp::audit",
+                    user = %self.identity.user,
+                    auth = %self.identity.authenticated_by,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    sql = %sql,
+                    "statement started"
+                );
+                Ok(output)
+            }
+            Err(e) => Err(self.audit_failure(&sql, QueryError::from(e))),
+        }
+    }
+
+    /// Parses, plans and starts exactly one statement.
+    ///
+    /// # Errors
+    /// A [`QueryError`]; [`ErrorKind::InvalidQuery`] if `sql` holds no statement or more than one.
+    pub async fn sql(&self, sql: &str) -> Result<QueryOutput, QueryError> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(QueryError::new(
+                ErrorKind::InvalidQuery,
+                format!("expected exactly one SQL statement, found {}", statements.len()),
+            ));
+        }
+        let statement = statements.remove(0);
+        let planned = self.plan(&statement).await?;
+        self.execute(planned).await
+    }
+
+    /// Table and column names visible to this session, for completion and `\d`.
+    pub async fn table_names(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(catalog) = self.ctx.catalog(CATALOG) {
+            for schema_name in catalog.schema_names() {
+                if let Some(schema) = catalog.schema(&schema_name) {
+                    for table in schema.table_names() {
+                        out.push((schema_name.clone(), table));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Column names and types of one table (`schema.table` or `table`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if there is no such table.
+    pub async fn describe(&self, table: &str) -> Result<SchemaRef, QueryError> {
+        let provider = self.ctx.table_provider(table).await.map_err(QueryError::from)?;
+        Ok(provider.schema())
+    }
+
+    fn audit_failure(&self, sql: &str, error: QueryError) -> QueryError {
+        tracing::info!(
+            target: "bluelamp::audit",
+            user = %self.identity.user,
+            auth = %self.identity.authenticated_by,
+            error = %error.message,
+            sql = %sql,
+            "statement failed"
+        );
+        error
+    }
+}

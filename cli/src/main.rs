@@ -1,1 +1,166 @@
-fn main() {}
+//! `bluelamp`: the command-line front end of the Bluelamp federated SQL engine.
+//!
+//! - `bluelamp sql`: the interactive REPL, or scripts with `-c` / `-f`.
+//! - `bluelamp check`: connect to every configured source and report.
+//! - `bluelamp demo`: the built-in demo force.
+//!
+//! Errors print as one line on stderr; the exit code is non-zero on any failure.
+
+mod check;
+mod demo;
+mod output;
+mod repl;
+mod runner;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bluelamp_engine::{Config, Engine, Identity};
+use clap::{Args, Parser, Subcommand};
+use tokio::runtime::Runtime;
+
+use output::Format;
+use runner::Runner;
+
+/// Federated SQL across police information systems.
+#[derive(Parser)]
+#[command(name = "bluelamp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log detail on stderr (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run SQL: an interactive prompt, or statements from -c / -f / stdin.
+    Sql(SqlArgs),
+    /// Connect to every source in a config and report each one's status.
+    Check {
+        /// The configuration file.
+        #[arg(long, short = 'C', default_value = "bluelamp.toml", env = "BLUELAMP_CONFIG")]
+        config: PathBuf,
+    },
+    /// The built-in demo force: generate its data and open the prompt over it.
+    Demo(demo::DemoArgs),
+}
+
+/// Options shared by every command that runs SQL.
+#[derive(Args, Clone)]
+pub struct QueryArgs {
+    /// Run these statements and exit.
+    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    command: Option<String>,
+    /// Run the statements in this file and exit.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    /// The configuration file (default: ./bluelamp.toml if present).
+    #[arg(long, short = 'C', env = "BLUELAMP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Sql(args) => run_sql(&rt, args),
+        Command::Check { config } => check::run(&rt, &config),
+        Command::Demo(args) => demo::run(&rt, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes as one line, without repeating nested messages.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn run_sql(rt: &Runtime, args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None if PathBuf::from("bluelamp.toml").is_file() => Config::load("bluelamp.toml")?,
+        None => {
+            if std::io::stdin().is_terminal() && args.query.command.is_none() && args.query.file.is_none() {
+                eprintln!("note: no --config given and no ./bluelamp.toml; no sources are configured");
+            }
+            Config::parse("", "<empty>", PathBuf::from("."))?
+        }
+    };
+    let engine = rt.block_on(Engine::start(config, &bluelamp_connectors::registry()))?;
+    run_queries(rt, &engine, &args.query)
+}
+
+/// Runs `-c`, `-f`, piped stdin, or the interactive prompt over a started engine.
+pub fn run_queries(rt: &Runtime, engine: &Engine, args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    let session = engine.session(Identity::local());
+    let script = if let Some(command) = &args.command {
+        Some(command.clone())
+    } else if let Some(file) = &args.file {
+        Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
+    } else if !std::io::stdin().is_terminal() {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("cannot read stdin")?;
+        Some(text)
+    } else {
+        None
+    };
+    match script {
+        Some(text) => {
+            let runner = Runner::new(session, args.format, false);
+            rt.block_on(runner.run_text(&text))?;
+        }
+        None => {
+            let runner = Runner::new(session, args.format, true);
+            repl::run(rt, engine, runner)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

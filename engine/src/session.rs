@@ -325,6 +325,16 @@ impl Session {
         Ok(provider.schema())
     }
 
+    /// Column names and types of `schema.table`, with names taken literally.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if there is no such table.
+    pub async fn describe_qualified(&self, schema: &str, table: &str) -> Result<SchemaRef, QueryError> {
+        let reference = datafusion::common::TableReference::partial(schema, table);
+        let provider = self.ctx.table_provider(reference).await.map_err(QueryError::from)?;
+        Ok(provider.schema())
+    }
+
     fn audit_failure(&self, sql: &str, error: QueryError) -> QueryError {
         tracing::info!(
             target: "bluelamp::audit",

@@ -177,7 +177,7 @@ async fn attempt(config: &SourceConfig, factory: &dyn SourceFactory, timeout: Du
             Live::Up { schema, warnings }
         }
         Ok(Err(error)) => {
-            tracing::warn!(source = %config.name, "{error}");
+            tracing::info!(source = %config.name, "{error}");
             Live::Down {
                 error,
                 attempted: Instant::now(),

@@ -103,8 +103,14 @@ fn find_source_error(error: &DataFusionError) -> Option<&SourceError> {
 fn clean_message(error: &DataFusionError) -> String {
     let text = match error {
         DataFusionError::External(inner) => error_chain(inner.as_ref()),
+        DataFusionError::SQL(parser, _) => parser
+            .to_string()
+            .trim_start_matches("sql parser error: ")
+            .to_string(),
         other => other.to_string(),
     };
+    // One line: DataFusion puts hints such as "Valid fields are ..." on a new line.
+    let text = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     let prefixes = [
         "Error during planning: ",
         "Execution error: ",

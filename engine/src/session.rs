@@ -17,7 +17,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion_federation::FederatedQueryPlanner;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
+use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule};
 use futures::future::join_all;
 
 use crate::catalog::{SourceSchema, SourceStatus, SystemSchema};
@@ -152,7 +153,7 @@ impl Engine {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_optimizer_rules(datafusion_federation::default_optimizer_rules())
+            .with_optimizer_rules(optimizer_rules())
             .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
             .build();
         let ctx = SessionContext::new_with_state(state);
@@ -163,6 +164,20 @@ impl Engine {
             engine: self.clone(),
         }
     }
+}
+
+/// DataFusion's optimizer rules with federation placed after filter and limit
+/// push-down. `datafusion-federation`'s default places it before them, which
+/// leaves a filter written above a cross-source join outside the sub-plan sent to
+/// the database: the database then returns every row and DataFusion filters them.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let federation: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(FederationOptimizerRule::new());
+    match rules.iter().position(|r| r.name() == "push_down_filter") {
+        Some(position) => rules.insert(position + 1, federation),
+        None => rules.push(federation),
+    }
+    rules
 }
 
 /// One user's conversation with the engine.

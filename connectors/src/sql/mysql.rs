@@ -7,7 +7,22 @@ use async_trait::async_trait;
 use bluelamp_engine::{ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory};
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
-use datafusion_table_providers::mysql::MySQLTableFactory;
+use std::ops::ControlFlow;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::Statistics;
+use datafusion::error::Result as DFResult;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::sql::sqlparser::ast::{self, ValueWithSpan, visit_expressions_mut};
+use datafusion::sql::unparser::dialect::Dialect;
+use datafusion_federation::FederatedTableProviderAdaptor;
+use datafusion_federation::sql::{
+    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
+};
+use datafusion_table_providers::mysql::sql_table::MySQLTable;
+use futures::TryStreamExt;
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::mysqlpool::MySQLConnectionPool;
@@ -108,9 +123,13 @@ impl SourceFactory for MySqlSourceFactory {
         if tables.is_empty() {
             warnings.push(format!("database '{}' has no tables", config.database));
         }
+        let escape_backslashes = !server_disables_backslash_escapes(&pool)
+            .await
+            .map_err(|e| connect_error(source, &hide, e.as_ref()))?;
         let backend = Arc::new(MySqlBackend {
-            factory: MySQLTableFactory::new(pool),
+            pool,
             database: config.database.clone(),
+            escape_backslashes,
         });
         Ok(ConnectedSource {
             schema: Arc::new(SqlSchemaProvider::new(source, hide, tables, backend)),
@@ -120,8 +139,9 @@ impl SourceFactory for MySqlSourceFactory {
 }
 
 struct MySqlBackend {
-    factory: MySQLTableFactory,
+    pool: Arc<MySQLConnectionPool>,
     database: String,
+    escape_backslashes: bool,
 }
 
 impl std::fmt::Debug for MySqlBackend {
@@ -133,8 +153,109 @@ impl std::fmt::Debug for MySqlBackend {
 #[async_trait]
 impl SqlBackend for MySqlBackend {
     async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
-        self.factory
-            .table_provider(TableReference::partial(self.database.as_str(), table))
-            .await
+        let reference = TableReference::partial(self.database.as_str(), table);
+        let table = Arc::new(MySQLTable::new(&self.pool, reference.clone()).await?);
+        let executor = Arc::new(MySqlExecutor {
+            inner: Arc::clone(&table),
+            escape_backslashes: self.escape_backslashes,
+        });
+        let source = Arc::new(SQLTableSource::new_with_schema(
+            Arc::new(SQLFederationProvider::new(executor)),
+            RemoteTableRef::from(reference),
+            table.schema(),
+        ));
+        Ok(Arc::new(FederatedTableProviderAdaptor::new_with_provider(source, table)))
+    }
+}
+
+/// Whether the server already treats `\` in string literals as an ordinary
+/// character (`sql_mode` has `NO_BACKSLASH_ESCAPES`).
+async fn server_disables_backslash_escapes(pool: &Arc<MySQLConnectionPool>) -> Result<bool, BoxError> {
+    let conn = pool.connect().await?;
+    let Some(conn) = conn.as_async() else {
+        return Ok(false);
+    };
+    let mut stream = conn.query_arrow("SELECT @@SESSION.sql_mode AS sql_mode", &[], None).await?;
+    let mut modes = String::new();
+    while let Some(batch) = stream.try_next().await? {
+        let text = arrow::util::pretty::pretty_format_batches(&[batch])?.to_string();
+        modes.push_str(&text);
+    }
+    Ok(modes.contains("NO_BACKSLASH_ESCAPES"))
+}
+
+/// MySQL's executor with one correction. DataFusion writes string literals the
+/// standard way (`'a\b'` is three characters), but MySQL by default reads a
+/// backslash as an escape, so a filter on `'back\slash'` would silently match
+/// other rows. This doubles backslashes in every string literal sent to MySQL,
+/// unless the server's `sql_mode` already disables backslash escapes.
+struct MySqlExecutor {
+    inner: Arc<MySQLTable>,
+    escape_backslashes: bool,
+}
+
+#[async_trait]
+impl SQLExecutor for MySqlExecutor {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn compute_context(&self) -> Option<String> {
+        self.inner.compute_context()
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        self.inner.dialect()
+    }
+
+    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
+        self.inner.logical_optimizer()
+    }
+
+    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
+        let mut inner = self.inner.ast_analyzer();
+        let escape = self.escape_backslashes;
+        Some(Box::new(move |statement| {
+            let mut statement = match inner.as_mut() {
+                Some(analyze) => analyze(statement)?,
+                None => statement,
+            };
+            if escape {
+                let _ = visit_expressions_mut(&mut statement, |expr| {
+                    if let ast::Expr::Value(ValueWithSpan {
+                        value: ast::Value::SingleQuotedString(text),
+                        ..
+                    }) = expr
+                    {
+                        if text.contains('\\') {
+                            *text = text.replace('\\', "\\\\");
+                        }
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+            }
+            Ok(statement)
+        }))
+    }
+
+    fn execute(
+        &self,
+        query: &str,
+        schema: SchemaRef,
+        filters: &[Arc<dyn PhysicalExpr>],
+    ) -> DFResult<SendableRecordBatchStream> {
+        self.inner.execute(query, schema, filters)
+    }
+
+    async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
+        SQLExecutor::statistics(self.inner.as_ref(), plan).await
+    }
+
+    async fn table_names(&self) -> DFResult<Vec<String>> {
+        self.inner.table_names().await
+    }
+
+    async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
+        self.inner.get_table_schema(table_name).await
     }
 }

@@ -11,6 +11,7 @@ use datafusion_table_providers::postgres::PostgresTableFactory;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
+use datafusion_table_providers::UnsupportedTypeAction;
 use datafusion_table_providers::util::secrets::to_secret_map;
 use serde::Deserialize;
 
@@ -42,6 +43,21 @@ pub struct PostgresConfig {
     pub sslrootcert: Option<String>,
     /// Connections in the pool.
     pub pool_size: Option<u32>,
+    /// Columns of types with no Arrow mapping (e.g. `jsonb`): `string` (default)
+    /// reads them as text, `error` fails the table.
+    #[serde(default)]
+    pub unsupported_types: UnsupportedTypes,
+}
+
+/// What to do with a column whose database type has no Arrow mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsupportedTypes {
+    /// Read it as text.
+    #[default]
+    String,
+    /// Fail the table with an error naming the column.
+    Error,
 }
 
 fn default_host() -> String {
@@ -105,7 +121,11 @@ impl SourceFactory for PostgresSourceFactory {
         let pool = PostgresConnectionPool::new(to_secret_map(params))
             .await
             .map_err(|e| connect_error(source, &hide, &e))?;
-        let pool = Arc::new(pool);
+        let action = match config.unsupported_types {
+            UnsupportedTypes::String => UnsupportedTypeAction::String,
+            UnsupportedTypes::Error => UnsupportedTypeAction::Error,
+        };
+        let pool = Arc::new(pool.with_unsupported_type_action(action));
         let conn = pool.connect().await.map_err(|e| connect_error(source, &hide, e.as_ref()))?;
         let tables = get_tables(conn, &config.schema)
             .await

@@ -12,7 +12,8 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::common::TableReference;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
@@ -257,6 +258,8 @@ impl Session {
     /// A [`QueryError`] for unknown tables, type errors, or a source that is down.
     pub async fn plan(&self, statement: &Statement) -> Result<Planned, QueryError> {
         let state = self.ctx.state();
+        self.check_schemas(&state, statement)
+            .map_err(|e| self.audit_failure(&statement.to_string(), e))?;
         let plan = state
             .statement_to_plan(statement.inner.clone())
             .await
@@ -348,6 +351,42 @@ impl Session {
         let reference = datafusion::common::TableReference::partial(schema, table);
         let provider = self.ctx.table_provider(reference).await.map_err(QueryError::from)?;
         Ok(provider.schema())
+    }
+
+    /// Names an unknown source before DataFusion reports a bare "table not found".
+    fn check_schemas(&self, state: &SessionState, statement: &Statement) -> Result<(), QueryError> {
+        let Ok(references) = state.resolve_table_references(&statement.inner) else {
+            return Ok(());
+        };
+        let Some(catalog) = self.ctx.catalog(CATALOG) else {
+            return Ok(());
+        };
+        for reference in references {
+            let schema = match &reference {
+                TableReference::Partial { schema, .. } => schema.as_ref(),
+                TableReference::Full { catalog: c, schema, .. } if c.as_ref() == CATALOG => schema.as_ref(),
+                _ => continue,
+            };
+            // information_schema is served by DataFusion beside the catalog.
+            if schema != "information_schema" && catalog.schema(schema).is_none() {
+                let mut sources: Vec<String> = catalog
+                    .schema_names()
+                    .into_iter()
+                    .filter(|s| s != "information_schema" && s != SCRATCH_SCHEMA && s != SYSTEM_SCHEMA)
+                    .collect();
+                sources.sort();
+                let known = if sources.is_empty() {
+                    "no sources are configured".to_string()
+                } else {
+                    format!("the sources are: {}", sources.join(", "))
+                };
+                return Err(QueryError::new(
+                    ErrorKind::NotFound,
+                    format!("table '{reference}' not found: there is no source named '{schema}'; {known}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn audit_failure(&self, sql: &str, error: QueryError) -> QueryError {

@@ -1,1 +1,20 @@
-//! placeholder
+//! # bluelamp-tests
+//!
+//! Support for Bluelamp's cross-crate tests, which live in `tests/tests/`:
+//!
+//! - `slt.rs` runs every `.slt` file in `tests/slt/` (SQL behaviour, including
+//!   `statement error` cases) against an engine over a small demo force.
+//! - `databases.rs` runs against the machine's real PostgreSQL and MariaDB and a
+//!   SQLite file: type round-trips, pushdown proven from `EXPLAIN`, a four-way
+//!   cross-source join, hostile filter values, and failure messages.
+//!
+//! Modules:
+//! - [`services`]: throwaway databases on the machine's servers, created with a
+//!   unique name and dropped afterwards; a missing server is reported loudly, and
+//!   under `CI=true` it fails the test instead of skipping it.
+//! - [`slt`]: the sqllogictest adapter over a Bluelamp session.
+//! - [`fixtures`]: engines over generated demo data.
+
+pub mod fixtures;
+pub mod services;
+pub mod slt;

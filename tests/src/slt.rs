@@ -50,7 +50,11 @@ fn column_type(data_type: &DataType) -> DefaultColumnType {
     }
 }
 
-fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
+/// Batches as rows of display strings (NULL as `NULL`, empty strings as `(empty)`).
+///
+/// # Errors
+/// A column type arrow cannot display.
+pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for batch in batches {

@@ -22,7 +22,13 @@ use datafusion_federation::sql::{
     AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
 };
 use datafusion_table_providers::mysql::sql_table::MySQLTable;
-use futures::TryStreamExt;
+use arrow::array::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion_table_providers::sql::arrow_sql_gen::mysql::rows_to_arrow;
+use futures::{StreamExt, TryStreamExt};
+use mysql_async::prelude::Queryable;
+use tokio_stream::wrappers::ReceiverStream;
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::mysqlpool::MySQLConnectionPool;
@@ -157,6 +163,7 @@ impl SqlBackend for MySqlBackend {
         let table = Arc::new(MySQLTable::new(&self.pool, reference.clone()).await?);
         let executor = Arc::new(MySqlExecutor {
             inner: Arc::clone(&table),
+            pool: Arc::clone(&self.pool),
             escape_backslashes: self.escape_backslashes,
         });
         let source = Arc::new(SQLTableSource::new_with_schema(
@@ -184,14 +191,131 @@ async fn server_disables_backslash_escapes(pool: &Arc<MySQLConnectionPool>) -> R
     Ok(modes.contains("NO_BACKSLASH_ESCAPES"))
 }
 
-/// MySQL's executor with one correction. DataFusion writes string literals the
-/// standard way (`'a\b'` is three characters), but MySQL by default reads a
-/// backslash as an escape, so a filter on `'back\slash'` would silently match
-/// other rows. This doubles backslashes in every string literal sent to MySQL,
-/// unless the server's `sql_mode` already disables backslash escapes.
+/// MySQL's executor with two corrections, both of which otherwise make a query
+/// silently return the wrong rows:
+///
+/// - DataFusion writes string literals the standard way (`'a\b'` is three
+///   characters), but MySQL by default reads a backslash as an escape. This doubles
+///   backslashes in every string literal, unless the server's `sql_mode` already
+///   disables backslash escapes.
+/// - The upstream connection deletes every `"` from the SQL text before sending it
+///   (to undo ANSI identifier quoting), which also corrupts string literals such
+///   as `'"double" quotes'` and column aliases. This executor sends the text as is.
 struct MySqlExecutor {
     inner: Arc<MySQLTable>,
+    pool: Arc<MySQLConnectionPool>,
     escape_backslashes: bool,
+}
+
+fn fail(error: &dyn std::fmt::Display) -> DataFusionError {
+    DataFusionError::Execution(format!("MySQL query failed: {error}"))
+}
+
+/// Converts rows to a batch of the planned schema. The select list is generated
+/// from the plan, so columns match by position; MySQL names unaliased expressions
+/// after their text, so names are matched positionally rather than by name.
+fn rows_to_batch(rows: &[mysql_async::Row], schema: &SchemaRef) -> DFResult<RecordBatch> {
+    let Some(first) = rows.first() else {
+        return Ok(RecordBatch::new_empty(Arc::clone(schema)));
+    };
+    let names: Vec<String> = first.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+    if names.len() != schema.fields().len() {
+        return Err(fail(&format!(
+            "the server returned {} columns where the plan expects {}",
+            names.len(),
+            schema.fields().len()
+        )));
+    }
+    let same_names = names.iter().zip(schema.fields()).all(|(n, f)| n == f.name());
+    let unique = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+    if same_names || !unique {
+        return rows_to_arrow(rows, &Some(Arc::clone(schema))).map_err(|e| fail(&e));
+    }
+    let wire_schema = Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .zip(&names)
+            .map(|(field, name)| field.as_ref().clone().with_name(name.as_str()))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = rows_to_arrow(rows, &Some(wire_schema)).map_err(|e| fail(&e))?;
+    // MySQL has no boolean type: comparisons come back as integers.
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                arrow::compute::cast(column, field.data_type()).map_err(|e| fail(&e))
+            }
+        })
+        .collect::<DFResult<Vec<_>>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| fail(&e))
+}
+
+/// Rows per Arrow batch read from MySQL.
+const MYSQL_BATCH_ROWS: usize = 4_000;
+
+/// Runs `sql` and streams its rows as Arrow batches of `schema`. A task reads the
+/// server's result set into a bounded channel, so memory stays bounded and
+/// dropping the stream stops the read.
+fn mysql_stream(pool: Arc<MySQLConnectionPool>, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<DFResult<RecordBatch>>(2);
+    let projected = Arc::clone(&schema);
+    tokio::spawn(async move {
+        let connection = match pool.connect_direct().await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(fail(&e))).await;
+                return;
+            }
+        };
+        let mut conn = connection.conn.lock().await;
+        let mut result = match conn.exec_iter(sql.as_str(), mysql_async::Params::Empty).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(fail(&e))).await;
+                return;
+            }
+        };
+        let rows = match result.stream::<mysql_async::Row>().await {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(fail(&e))).await;
+                return;
+            }
+        };
+        let mut rows = rows;
+        let mut buffer = Vec::with_capacity(MYSQL_BATCH_ROWS);
+        loop {
+            let next = rows.next().await;
+            let done = next.is_none();
+            match next {
+                Some(Ok(row)) => buffer.push(row),
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(fail(&e))).await;
+                    return;
+                }
+                None => {}
+            }
+            if buffer.len() >= MYSQL_BATCH_ROWS || (done && !buffer.is_empty()) {
+                let batch = rows_to_batch(&buffer, &projected);
+                buffer.clear();
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    return;
+                }
+            }
+            if done {
+                return;
+            }
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, ReceiverStream::new(rx)))
 }
 
 #[async_trait]
@@ -242,9 +366,9 @@ impl SQLExecutor for MySqlExecutor {
         &self,
         query: &str,
         schema: SchemaRef,
-        filters: &[Arc<dyn PhysicalExpr>],
+        _filters: &[Arc<dyn PhysicalExpr>],
     ) -> DFResult<SendableRecordBatchStream> {
-        self.inner.execute(query, schema, filters)
+        Ok(mysql_stream(Arc::clone(&self.pool), query.to_string(), schema))
     }
 
     async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {

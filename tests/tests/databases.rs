@@ -1,0 +1,475 @@
+//! Against the machine's real PostgreSQL and MariaDB servers and a SQLite file:
+//! type round-trips, pushdown proven from `EXPLAIN`, a four-way cross-source
+//! join, hostile filter values, and clear failures. Each test makes its own
+//! uniquely named database and drops it afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use bluelamp_engine::{Engine, ErrorKind, Identity, QueryError};
+use bluelamp_tests::fixtures::engine_from_text;
+use bluelamp_tests::services::{
+    MariaDatabase, PgDatabase, mariadb_host, mariadb_port, pg_host, pg_port, service_missing,
+};
+use bluelamp_tests::slt::rows;
+use datafusion::parquet::arrow::ArrowWriter;
+use futures::TryStreamExt;
+
+/// Hostile but legitimate text values: each must match exactly its own row.
+const HOSTILE: &[&str] = &[
+    "O'Brien; DROP TABLE people; --",
+    "back\\slash",
+    "trailing\\",
+    "semi;colon",
+    "Zoë Ångström – 日本語",
+    "100% _wild_",
+    "\"double\" quotes",
+    "new\nline",
+];
+
+fn pg_source(name: &str, db: &str) -> String {
+    format!(
+        "[[source]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{db}\"\nsslmode = \"disable\"\n\n",
+        pg_host(),
+        pg_port()
+    )
+}
+
+fn mariadb_source(name: &str, db: &str) -> String {
+    format!(
+        "[[source]]\nname = \"{name}\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\ndatabase = \"{db}\"\nsslmode = \"disabled\"\n\n",
+        mariadb_host(),
+        mariadb_port()
+    )
+}
+
+fn sqlite_source(name: &str, path: &Path) -> String {
+    format!("[[source]]\nname = \"{name}\"\nkind = \"sqlite\"\npath = \"{}\"\n\n", path.display())
+}
+
+async fn query(engine: &Engine, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let session = engine.session(Identity::new("test", "test"));
+    let output = session.sql(sql).await?;
+    let batches = output.stream.try_collect().await.map_err(QueryError::from)?;
+    Ok((output.schema, batches))
+}
+
+async fn query_rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
+    let (_, batches) = query(engine, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows(&batches).unwrap()
+}
+
+async fn explain(engine: &Engine, sql: &str) -> String {
+    query_rows(engine, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn sql_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+async fn pg_or_skip() -> Option<PgDatabase> {
+    match PgDatabase::create().await {
+        Ok(db) => Some(db),
+        Err(e) => {
+            service_missing("PostgreSQL", &e);
+            None
+        }
+    }
+}
+
+async fn mariadb_or_skip() -> Option<MariaDatabase> {
+    match MariaDatabase::create().await {
+        Ok(db) => Some(db),
+        Err(e) => {
+            service_missing("MariaDB", &e);
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_types_round_trip() {
+    let Some(db) = pg_or_skip().await else { return };
+    db.client
+        .batch_execute(
+            "CREATE TABLE types (
+                id int2, n int4, big int8, amount numeric(10,2), name text, code varchar(8),
+                flag boolean, day date, at timestamp, at_tz timestamptz, ref uuid, doc json, docb jsonb,
+                ratio double precision
+            );
+            INSERT INTO types VALUES
+                (1, 2147483647, 9223372036854775807, 12345678.90, 'Zoë', 'AB', true, '2026-10-01',
+                 '2026-10-01 12:34:56', '2026-10-01 12:34:56+01', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+                 '{\"k\": 1}', '{\"k\": [1, 2]}', 0.25),
+                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path()).await.unwrap();
+    let (schema, batches) = query(&engine, "SELECT * FROM pg.types ORDER BY id").await.unwrap();
+    let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
+    assert_eq!(types[0], "Int16");
+    assert_eq!(types[1], "Int32");
+    assert_eq!(types[2], "Int64");
+    assert_eq!(types[3], "Decimal128(10, 2)");
+    assert_eq!(types[6], "Boolean");
+    assert_eq!(types[7], "Date32");
+    assert!(types[8].starts_with("Timestamp(") && !types[8].contains("UTC") && !types[8].contains("+"), "{}", types[8]);
+    assert!(types[9].starts_with("Timestamp("), "{}", types[9]);
+    assert_eq!(types[13], "Float64");
+    let got = rows(&batches).unwrap();
+    assert_eq!(
+        got[0],
+        vec![
+            "1",
+            "2147483647",
+            "9223372036854775807",
+            "12345678.90",
+            "Zoë",
+            "AB",
+            "true",
+            "2026-10-01",
+            "2026-10-01T12:34:56",
+            "2026-10-01T11:34:56Z",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "{\"k\": 1}",
+            "{\"k\": [1, 2]}",
+            "0.25",
+        ]
+    );
+    assert_eq!(got[1][1..].iter().filter(|v| *v == "NULL").count(), 13, "{:?}", got[1]);
+}
+
+#[tokio::test]
+async fn mariadb_types_round_trip() {
+    let Some(db) = mariadb_or_skip().await else { return };
+    db.execute(
+        "CREATE TABLE types (
+            id tinyint, n int, big bigint, amount decimal(10,2), name varchar(40), note text,
+            flag boolean, day date, at datetime, stamp timestamp NULL, ref char(36), doc json, ratio double
+        );
+        INSERT INTO types VALUES
+            (1, 2147483647, 9223372036854775807, 12345678.90, 'Zoë', 'long text', true, '2026-10-01',
+             '2026-10-01 12:34:56', '2026-10-01 12:34:56', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+             '{\"k\": 1}', 0.25),
+            (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path()).await.unwrap();
+    let (schema, batches) = query(&engine, "SELECT * FROM maria.types ORDER BY id").await.unwrap();
+    let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
+    assert_eq!(types[1], "Int32");
+    assert_eq!(types[2], "Int64");
+    assert_eq!(types[3], "Decimal128(10, 2)");
+    assert_eq!(types[7], "Date32");
+    assert!(types[8].starts_with("Timestamp("), "{}", types[8]);
+    let got = rows(&batches).unwrap();
+    assert_eq!(got[0][0], "1");
+    assert_eq!(got[0][1], "2147483647");
+    assert_eq!(got[0][2], "9223372036854775807");
+    assert_eq!(got[0][3], "12345678.90");
+    assert_eq!(got[0][4], "Zoë");
+    assert_eq!(got[0][5], "long text");
+    assert!(got[0][6] == "1" || got[0][6] == "true", "{}", got[0][6]);
+    assert_eq!(got[0][7], "2026-10-01");
+    assert!(got[0][8].starts_with("2026-10-01T12:34:56"), "{}", got[0][8]);
+    assert!(got[0][9].starts_with("2026-10-01T12:34:56"), "{}", got[0][9]);
+    assert_eq!(got[0][10], "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    assert!(got[0][11].contains("\"k\""), "{}", got[0][11]);
+    assert_eq!(got[0][12], "0.25");
+    assert_eq!(got[1][1..].iter().filter(|v| *v == "NULL").count(), 12, "{:?}", got[1]);
+}
+
+#[tokio::test]
+async fn sqlite_types_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE types (id INTEGER, amount REAL, name TEXT, flag BOOLEAN, day DATE, at DATETIME);
+         INSERT INTO types VALUES (1, 12.5, 'Zoë', 1, '2026-10-01', '2026-10-01 12:34:56');
+         INSERT INTO types VALUES (2, NULL, NULL, NULL, NULL, NULL);",
+    )
+    .unwrap();
+    drop(conn);
+    let engine = engine_from_text(&sqlite_source("lite", &path), tmp.path()).await.unwrap();
+    let got = query_rows(&engine, "SELECT id, amount, name, day FROM lite.types ORDER BY id").await;
+    assert_eq!(got[0], vec!["1", "12.5", "Zoë", "2026-10-01"]);
+    assert_eq!(got[1], vec!["2", "NULL", "NULL", "NULL"]);
+}
+
+#[tokio::test]
+async fn pushdown_is_visible_in_explain() {
+    let Some(pg) = pg_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else { return };
+    pg.client
+        .batch_execute(
+            "CREATE TABLE crimes (id int, beat text, offence text);
+             CREATE TABLE beats (beat text, area text);
+             INSERT INTO crimes SELECT g, 'B' || (g % 5), 'theft' FROM generate_series(1, 100) g;
+             INSERT INTO beats VALUES ('B0', 'north'), ('B1', 'south');",
+        )
+        .await
+        .unwrap();
+    maria
+        .execute("CREATE TABLE crimes (id int, beat varchar(8)); INSERT INTO crimes VALUES (1, 'B1'), (2, 'B2');")
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let lite = tmp.path().join("lite.sqlite");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch("CREATE TABLE crimes (id INTEGER, beat TEXT); INSERT INTO crimes VALUES (1, 'B1');")
+        .unwrap();
+    let config = format!(
+        "{}{}{}",
+        pg_source("pg", &pg.name),
+        mariadb_source("maria", &maria.name),
+        sqlite_source("lite", &lite)
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+
+    let sql = "SELECT beat, count(*) AS n FROM pg.crimes WHERE id > 10 GROUP BY beat ORDER BY beat LIMIT 3";
+    let plan = explain(&engine, sql).await;
+    let remote = plan.lines().find(|l| l.contains("sql=")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(remote.contains("WHERE"), "{remote}");
+    assert!(remote.contains("GROUP BY"), "{remote}");
+    assert!(remote.contains("LIMIT 3"), "{remote}");
+    assert_eq!(query_rows(&engine, sql).await, vec![vec!["B0", "18"], vec!["B1", "18"], vec!["B2", "18"]]);
+
+    // A join between two tables of the same source runs in that source.
+    let join = "SELECT b.area, count(*) FROM pg.crimes c JOIN pg.beats b ON b.beat = c.beat GROUP BY b.area";
+    let plan = explain(&engine, join).await;
+    let remote = plan.lines().find(|l| l.contains("sql=")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(remote.contains("JOIN"), "{remote}");
+
+    for source in ["maria", "lite"] {
+        let sql = format!("SELECT beat, count(*) FROM {source}.crimes WHERE id = 1 GROUP BY beat LIMIT 5");
+        let plan = explain(&engine, &sql).await;
+        let remote = plan.lines().find(|l| l.contains("sql=")).unwrap_or_else(|| panic!("{plan}"));
+        assert!(remote.contains("WHERE") && remote.contains("GROUP BY") && remote.contains("LIMIT 5"), "{remote}");
+        assert_eq!(query_rows(&engine, &sql).await, vec![vec!["B1", "1"]]);
+    }
+
+    // A filter above a cross-source join still reaches each database.
+    let cross = "SELECT p.id FROM pg.crimes p JOIN maria.crimes m ON m.id = p.id WHERE m.beat = 'B2' AND p.offence = 'theft'";
+    let plan = explain(&engine, cross).await;
+    let remote: Vec<&str> = plan.lines().filter(|l| l.contains("sql=")).collect();
+    assert_eq!(remote.len(), 2, "{plan}");
+    assert!(remote.iter().all(|l| l.contains("WHERE")), "{plan}");
+    assert_eq!(query_rows(&engine, cross).await, vec![vec!["2"]]);
+}
+
+#[tokio::test]
+async fn four_way_cross_source_join() {
+    let Some(pg) = pg_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else { return };
+    // C&C incidents in PostgreSQL, RMS crimes in MariaDB, ANPR reads in Parquet,
+    // custody in SQLite.
+    pg.client
+        .batch_execute(
+            "CREATE TABLE incidents (urn text PRIMARY KEY, grade text);
+             INSERT INTO incidents VALUES ('U1', 'I'), ('U2', 'S'), ('U3', 'E'), ('U4', 'I');",
+        )
+        .await
+        .unwrap();
+    maria
+        .execute(
+            "CREATE TABLE crimes (crime_reference varchar(20), incident_urn varchar(20), plate varchar(10));
+             INSERT INTO crimes VALUES ('C1', 'U1', 'AB12CDE'), ('C2', 'U2', 'XY99ZZZ'), ('C3', 'U3', 'NO11PLT'), ('C4', 'U9', 'AB12CDE');",
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("anpr")).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("plate", DataType::Utf8, false),
+        Field::new("read_id", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(vec!["AB12CDE", "AB12CDE", "XY99ZZZ", "QQ00QQQ"])),
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(tmp.path().join("anpr/reads.parquet")).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let lite = tmp.path().join("custody.sqlite");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE custody (crime_reference TEXT, station TEXT);
+             INSERT INTO custody VALUES ('C1', 'Central'), ('C2', 'Riverside'), ('C3', 'Northgate');",
+        )
+        .unwrap();
+    let config = format!(
+        "{}{}{}[[source]]\nname = \"anpr\"\nkind = \"files\"\nlocation = \"anpr\"\n",
+        pg_source("cad", &pg.name),
+        mariadb_source("rms", &maria.name),
+        sqlite_source("custody", &lite),
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    let got = query_rows(
+        &engine,
+        "SELECT i.urn, i.grade, c.crime_reference, k.station, r.read_id
+         FROM cad.incidents i
+         JOIN rms.crimes c ON c.incident_urn = i.urn
+         JOIN custody.custody k ON k.crime_reference = c.crime_reference
+         JOIN anpr.reads r ON r.plate = c.plate
+         ORDER BY r.read_id",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![
+            vec!["U1", "I", "C1", "Central", "1"],
+            vec!["U1", "I", "C1", "Central", "2"],
+            vec!["U2", "S", "C2", "Riverside", "3"],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn hostile_filter_values_keep_their_meaning() {
+    let Some(pg) = pg_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else { return };
+    pg.client.batch_execute("CREATE TABLE people (id int, name text)").await.unwrap();
+    maria.execute("CREATE TABLE people (id int, name varchar(100))").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let lite = tmp.path().join("people.sqlite");
+    let conn = rusqlite::Connection::open(&lite).unwrap();
+    conn.execute_batch("CREATE TABLE people (id INTEGER, name TEXT)").unwrap();
+    for (i, value) in HOSTILE.iter().enumerate() {
+        let id = i as i32 + 1;
+        pg.client.execute("INSERT INTO people VALUES ($1, $2)", &[&id, value]).await.unwrap();
+        conn.execute("INSERT INTO people VALUES (?1, ?2)", rusqlite::params![id, value]).unwrap();
+    }
+    // MariaDB setup goes through the server's own escaping rules.
+    for (i, value) in HOSTILE.iter().enumerate() {
+        let escaped = value.replace('\\', "\\\\").replace('\'', "''").replace('\n', "\\n");
+        maria.execute(&format!("INSERT INTO people VALUES ({}, '{escaped}')", i + 1)).await.unwrap();
+    }
+    let stored = maria.query_strings("SELECT name FROM people ORDER BY id").await.unwrap();
+    assert_eq!(stored, HOSTILE.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>());
+    drop(conn);
+
+    let config = format!(
+        "{}{}{}",
+        pg_source("pg", &pg.name),
+        mariadb_source("maria", &maria.name),
+        sqlite_source("lite", &lite)
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    for source in ["pg", "maria", "lite"] {
+        for (i, value) in HOSTILE.iter().enumerate() {
+            let sql = format!("SELECT id, name FROM {source}.people WHERE name = {}", sql_literal(value));
+            let (_, batches) = query(&engine, &sql).await.unwrap_or_else(|e| panic!("{source}: {sql}: {e}"));
+            let ids: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| {
+                    let col = arrow::compute::cast(b.column(0), &DataType::Int64).unwrap();
+                    col.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+                })
+                .collect();
+            assert_eq!(ids, vec![i as i64 + 1], "{source}: value {value:?} matched {ids:?}");
+        }
+        // IN lists with the same values, and nothing was dropped along the way.
+        let list = HOSTILE.iter().map(|v| sql_literal(v)).collect::<Vec<_>>().join(", ");
+        let count = query_rows(&engine, &format!("SELECT count(*) FROM {source}.people WHERE name IN ({list})")).await;
+        assert_eq!(count, vec![vec![HOSTILE.len().to_string()]], "{source}");
+        // Unaliased expressions computed inside the database keep their values.
+        let flags = query_rows(
+            &engine,
+            &format!("SELECT name = {}, id FROM {source}.people ORDER BY id LIMIT 2", sql_literal(HOSTILE[1])),
+        )
+        .await;
+        assert_eq!(flags, vec![vec!["false", "1"], vec!["true", "2"]], "{source}");
+    }
+}
+
+#[tokio::test]
+async fn failures_name_the_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A source that is down does not stop the others.
+    let lite = tmp.path().join("ok.sqlite");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let config = format!(
+        "[engine]\nconnect_timeout = \"3s\"\n\n[[source]]\nname = \"down\"\nkind = \"postgres\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"postgres\"\ndatabase = \"x\"\nsslmode = \"disable\"\n\n{}",
+        sqlite_source("ok", &lite)
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    assert_eq!(query_rows(&engine, "SELECT x FROM ok.t").await, vec![vec!["1"]]);
+    let err = query(&engine, "SELECT * FROM down.anything").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert!(err.message.starts_with("source 'down' (postgres): unavailable"), "{}", err.message);
+    let status = query_rows(&engine, "SELECT name, status FROM bluelamp.sources ORDER BY name").await;
+    assert_eq!(status, vec![vec!["down", "down"], vec!["ok", "up"]]);
+
+    // A missing table names the source and lists what it has.
+    let err = query(&engine, "SELECT * FROM ok.nosuch").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert!(err.message.contains("source 'ok' (sqlite) has no table 'nosuch'; its tables are: t"), "{}", err.message);
+
+    // A missing SQLite file is an error, not a new empty database.
+    let engine = engine_from_text(&sqlite_source("gone", &tmp.path().join("missing.sqlite")), tmp.path())
+        .await
+        .unwrap();
+    let status = engine.sources();
+    assert!(status[0].last_error.as_deref().unwrap_or_default().contains("does not exist"), "{status:?}");
+    assert!(!tmp.path().join("missing.sqlite").exists());
+}
+
+#[tokio::test]
+async fn wrong_password_and_database_are_clear_and_secret_free() {
+    let Some(maria) = mariadb_or_skip().await else { return };
+    let user = format!("bl_{}", &maria.name[maria.name.len() - 12..]);
+    maria
+        .execute(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'right-pass'; GRANT ALL ON {}.* TO '{user}'@'%'", maria.name))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let var = "BLUELAMP_TEST_WRONG_PASSWORD";
+    // SAFETY: a variable only this test reads, set before any thread reads it.
+    #[allow(unsafe_code, reason = "edition 2024 marks set_var unsafe; test-only")]
+    unsafe {
+        std::env::set_var(var, "Wr0ng-Secret-Value");
+    }
+    let config = format!(
+        "[[source]]\nname = \"rms\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"{user}\"\npassword = \"${{{var}}}\"\ndatabase = \"{}\"\nsslmode = \"disabled\"\n",
+        mariadb_host(),
+        mariadb_port(),
+        maria.name
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    let error = engine.sources()[0].last_error.clone().unwrap_or_default();
+    assert!(error.to_lowercase().contains("password"), "{error}");
+    assert!(!error.contains("Wr0ng-Secret-Value"), "{error}");
+    let err = query(&engine, "SELECT * FROM rms.people").await.unwrap_err();
+    assert!(err.message.starts_with("source 'rms' (mysql)"), "{}", err.message);
+    assert!(!err.message.contains("Wr0ng-Secret-Value"), "{}", err.message);
+    let _ = maria.execute(&format!("DROP USER '{user}'@'%'")).await;
+
+    let Some(_pg) = pg_or_skip().await else { return };
+    let engine = engine_from_text(&pg_source("pg", "bluelamp_no_such_database"), tmp.path()).await.unwrap();
+    let error = engine.sources()[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("bluelamp_no_such_database") || error.contains("does not exist"), "{error}");
+}

@@ -209,7 +209,7 @@ impl Config {
         let mut pending = Vec::with_capacity(raw.source.len());
         let mut seen = HashSet::new();
         for (index, spanned) in raw.source.into_iter().enumerate() {
-            let span = spanned.span();
+            let span = source_body(text, spanned.span());
             let mut table = spanned.into_inner();
             let at = |key: &str| find_key(&origin.text, &span, key).or(Some(span.start));
             let name = take_string(&mut table, "name").ok_or_else(|| {
@@ -496,6 +496,21 @@ fn redact(message: &str, secrets: &[String]) -> String {
         }
     }
     out
+}
+
+/// TOML spans an `[[source]]` entry by its header only; its body runs until the
+/// next header that is not one of its own sub-tables (`[source.tables.x]`).
+fn source_body(text: &str, header: Range<usize>) -> Range<usize> {
+    let mut offset = header.end;
+    for line in text.get(header.end..).unwrap_or_default().split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let own = trimmed.starts_with("[source.") || trimmed.starts_with("[[source.");
+        if trimmed.starts_with('[') && !own && offset > header.end {
+            break;
+        }
+        offset += line.len();
+    }
+    header.start..offset
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

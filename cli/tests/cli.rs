@@ -1,0 +1,156 @@
+//! The `bluelamp` binary as a user runs it: exit codes, what goes to stdout and
+//! stderr, output formats, COPY, and config errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bluelamp(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bluelamp"))
+        .args(args)
+        .current_dir(dir)
+        .env("BLUELAMP_DEMO_DIR", dir.join("demo"))
+        .env("BLUELAMP_HISTORY", dir.join("history"))
+        .env_remove("RUST_LOG")
+        .env_remove("BLUELAMP_CONFIG")
+        .output()
+        .expect("run bluelamp")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn demo(dir: &Path, sql: &str, format: &str) -> Output {
+    bluelamp(dir, &["demo", "--scale", "0.01", "--format", format, "-c", sql])
+}
+
+#[test]
+fn demo_query_prints_only_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = demo(tmp.path(), "SELECT grade, count(*) AS n FROM cad.incidents GROUP BY grade ORDER BY grade", "csv");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "grade,n\nE,119\nI,101\nR,48\nS,232\n");
+    // The second run uses the cached data: nothing is generated, stderr stays quiet.
+    let again = demo(tmp.path(), "SELECT count(*) AS n FROM rms.crimes", "ndjson");
+    assert!(again.status.success());
+    assert_eq!(text(&again.stdout), "{\"n\":152}\n");
+    assert_eq!(text(&again.stderr), "");
+}
+
+#[test]
+fn formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sql = "SELECT urn, grade FROM cad.incidents ORDER BY urn LIMIT 2";
+    let json = demo(tmp.path(), sql, "json");
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 2);
+    assert!(parsed[0]["urn"].as_str().unwrap().starts_with("CAD-2026"));
+    let table = demo(tmp.path(), sql, "table");
+    let table = text(&table.stdout);
+    assert!(table.starts_with("+"), "{table}");
+    assert!(table.contains("| urn "), "{table}");
+}
+
+#[test]
+fn errors_are_one_line_and_fail_the_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = demo(tmp.path(), "SELECT 1; SELECT * FROM cad.nosuch; SELECT 2", "csv");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let last = stderr.lines().last().unwrap();
+    assert_eq!(
+        last,
+        "error: table 'cad.nosuch' not found: source 'cad' (files) has no table 'nosuch'; its tables are: incidents"
+    );
+    assert!(!stderr.contains("backtrace") && !stderr.contains(".rs:"), "{stderr}");
+    // Statements before the error ran; those after it did not.
+    assert_eq!(text(&out.stdout), "Int64(1)\n1\n");
+}
+
+#[test]
+fn copy_to_parquet_and_read_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("exports")).unwrap();
+    let out = demo(
+        tmp.path(),
+        "COPY (SELECT urn, grade FROM cad.incidents WHERE grade = 'I') TO 'exports/immediate.parquet'",
+        "csv",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "count\n101\n");
+    std::fs::write(
+        tmp.path().join("bluelamp.toml"),
+        "[[source]]\nname = \"out\"\nkind = \"files\"\nlocation = \"exports\"\n",
+    )
+    .unwrap();
+    let back = bluelamp(tmp.path(), &["sql", "--format", "csv", "-c", "SELECT count(*) AS n, min(grade) AS g FROM out.immediate"]);
+    assert!(back.status.success(), "{}", text(&back.stderr));
+    assert_eq!(text(&back.stdout), "n,g\n101,I\n");
+}
+
+#[test]
+fn script_file_and_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("q.sql"), "-- two statements\nSELECT 1 AS a;\nSELECT 'x;y' AS b;\n").unwrap();
+    let out = bluelamp(tmp.path(), &["sql", "--format", "csv", "-f", "q.sql"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a\n1\nb\nx;y\n");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bluelamp"))
+        .args(["sql", "--format", "csv"])
+        .current_dir(tmp.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"SELECT 40 + 2 AS answer;").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "answer\n42\n");
+}
+
+#[test]
+fn check_reports_every_source_and_fails_if_any_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("files")).unwrap();
+    std::fs::write(tmp.path().join("files/a.csv"), "x,y\n1,2\n").unwrap();
+    let config = tmp.path().join("bluelamp.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nconnect_timeout = \"2s\"\n\n[[source]]\nname = \"down\"\nkind = \"postgres\"\nport = 1\nuser = \"u\"\ndatabase = \"d\"\nsslmode = \"disable\"\n\n[[source]]\nname = \"local\"\nkind = \"files\"\nlocation = \"files\"\n\n[[source]]\nname = \"gone\"\nkind = \"sqlite\"\npath = \"missing.sqlite\"\n",
+    )
+    .unwrap();
+    let out = bluelamp(tmp.path(), &["check", "--config", "bluelamp.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("down    postgres  FAILED  cannot connect"), "{stdout}");
+    assert_eq!(lines[1], "local   files     ok      1 table");
+    assert!(lines[2].contains("FAILED") && lines[2].contains("missing.sqlite does not exist"), "{stdout}");
+    assert!(text(&out.stderr).contains("2 of 3 sources failed"));
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.toml"),
+        "[[source]]\nname = \"rms\"\nkind = \"postgres\"\nuser = \"u\"\ndatabase = \"d\"\npasword = \"x\"\n",
+    )
+    .unwrap();
+    let out = bluelamp(tmp.path(), &["check", "--config", "bad.toml"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: bad.toml:6: source[rms].pasword: unknown field `pasword`"), "{stderr}");
+
+    std::fs::write(tmp.path().join("kind.toml"), "[[source]]\nname = \"x\"\nkind = \"oracle\"\n").unwrap();
+    let out = bluelamp(tmp.path(), &["sql", "--config", "kind.toml", "-c", "SELECT 1"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("kind.toml:3: source[x].kind: unknown kind 'oracle'; known kinds: files, mysql, postgres, sqlite"), "{stderr}");
+
+    let out = bluelamp(tmp.path(), &["sql", "--config", "nope.toml", "-c", "SELECT 1"]);
+    assert!(text(&out.stderr).starts_with("error: cannot read config file nope.toml"));
+}

@@ -19,8 +19,18 @@ pub fn run(rt: &Runtime, path: &Path) -> anyhow::Result<ExitCode> {
     }
     let engine = rt.block_on(Engine::start(config, &bluelamp_connectors::registry()))?;
     let statuses = engine.sources();
-    let name_width = statuses.iter().map(|s| s.name.len()).max().unwrap_or(4).max(6);
-    let kind_width = statuses.iter().map(|s| s.kind.len()).max().unwrap_or(4).max(4);
+    let name_width = statuses
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(6);
+    let kind_width = statuses
+        .iter()
+        .map(|s| s.kind.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut failed = 0;
     for s in &statuses {
         match (&s.state, &s.last_error) {

@@ -49,16 +49,25 @@ fn cache_root() -> PathBuf {
 /// Bad arguments, or data that cannot be written.
 pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !(args.scale.is_finite() && args.scale > 0.0 && args.scale <= 100.0) {
-        anyhow::bail!("--scale must be a number above 0 and at most 100 (got {})", args.scale);
+        anyhow::bail!(
+            "--scale must be a number above 0 and at most 100 (got {})",
+            args.scale
+        );
     }
     let root = args.data_dir.clone().unwrap_or_else(cache_root);
     let dir = root.join(format!("seed-{}-scale-{}", args.seed, args.scale));
     let config_path = dir.join("bluelamp.toml");
     if args.regenerate || !config_path.is_file() {
         let started = Instant::now();
-        eprintln!("generating the demo force (seed {}, scale {}) in {}", args.seed, args.scale, dir.display());
+        eprintln!(
+            "generating the demo force (seed {}, scale {}) in {}",
+            args.seed,
+            args.scale,
+            dir.display()
+        );
         let force = generate(args.seed, args.scale, |step| eprintln!("  {step}…"));
-        std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
         write_force(&force, &dir)?;
         eprintln!(
             "  done in {:.1}s: {} incidents, {} crimes, {} people, {} custody records, {} ANPR reads, {} stop and search",

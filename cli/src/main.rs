@@ -42,7 +42,12 @@ enum Command {
     /// Connect to every source in a config and report each one's status.
     Check {
         /// The configuration file.
-        #[arg(long, short = 'C', default_value = "bluelamp.toml", env = "BLUELAMP_CONFIG")]
+        #[arg(
+            long,
+            short = 'C',
+            default_value = "bluelamp.toml",
+            env = "BLUELAMP_CONFIG"
+        )]
         config: PathBuf,
     },
     /// The built-in demo force: generate its data and open the prompt over it.
@@ -75,7 +80,10 @@ struct SqlArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -128,8 +136,13 @@ fn run_sql(rt: &Runtime, args: SqlArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Config::load(path)?,
         None if PathBuf::from("bluelamp.toml").is_file() => Config::load("bluelamp.toml")?,
         None => {
-            if std::io::stdin().is_terminal() && args.query.command.is_none() && args.query.file.is_none() {
-                eprintln!("note: no --config given and no ./bluelamp.toml; no sources are configured");
+            if std::io::stdin().is_terminal()
+                && args.query.command.is_none()
+                && args.query.file.is_none()
+            {
+                eprintln!(
+                    "note: no --config given and no ./bluelamp.toml; no sources are configured"
+                );
             }
             Config::parse("", "<empty>", PathBuf::from("."))?
         }
@@ -144,10 +157,15 @@ pub fn run_queries(rt: &Runtime, engine: &Engine, args: &QueryArgs) -> anyhow::R
     let script = if let Some(command) = &args.command {
         Some(command.clone())
     } else if let Some(file) = &args.file {
-        Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
+        Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?,
+        )
     } else if !std::io::stdin().is_terminal() {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read stdin")?;
         Some(text)
     } else {
         None

@@ -30,7 +30,9 @@ impl FromStr for Format {
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
             "ndjson" => Ok(Format::Ndjson),
-            other => Err(format!("unknown format '{other}' (use table, csv, json or ndjson)")),
+            other => Err(format!(
+                "unknown format '{other}' (use table, csv, json or ndjson)"
+            )),
         }
     }
 }
@@ -38,9 +40,13 @@ impl FromStr for Format {
 /// Writes batches in one format as they arrive.
 pub enum ResultWriter<W: Write> {
     /// Collects for the final layout.
-    Table { out: W, schema: SchemaRef, batches: Vec<RecordBatch> },
+    Table {
+        out: W,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
     /// Streams CSV.
-    Csv(arrow::csv::Writer<W>),
+    Csv(Box<arrow::csv::Writer<W>>),
     /// Streams a JSON array.
     Json(arrow::json::ArrayWriter<W>),
     /// Streams NDJSON.
@@ -51,8 +57,16 @@ impl<W: Write> ResultWriter<W> {
     /// A writer for `format`.
     pub fn new(format: Format, schema: SchemaRef, out: W) -> Self {
         match format {
-            Format::Table => ResultWriter::Table { out, schema, batches: Vec::new() },
-            Format::Csv => ResultWriter::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(out)),
+            Format::Table => ResultWriter::Table {
+                out,
+                schema,
+                batches: Vec::new(),
+            },
+            Format::Csv => ResultWriter::Csv(Box::new(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            )),
             Format::Json => ResultWriter::Json(arrow::json::ArrayWriter::new(out)),
             Format::Ndjson => ResultWriter::Ndjson(arrow::json::LineDelimitedWriter::new(out)),
         }
@@ -72,7 +86,11 @@ impl<W: Write> ResultWriter<W> {
     /// Finishes the output (prints the table, closes the JSON array).
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
-            ResultWriter::Table { mut out, schema, batches } => {
+            ResultWriter::Table {
+                mut out,
+                schema,
+                batches,
+            } => {
                 if schema.fields().is_empty() {
                     return Ok(());
                 }
@@ -138,7 +156,10 @@ mod tests {
 
     #[test]
     fn csv_has_one_header_and_quotes() {
-        assert_eq!(render(Format::Csv), "id,name\n1,\"a,b\"\n2,\n1,\"a,b\"\n2,\n");
+        assert_eq!(
+            render(Format::Csv),
+            "id,name\n1,\"a,b\"\n2,\n1,\"a,b\"\n2,\n"
+        );
     }
 
     #[test]

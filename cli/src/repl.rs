@@ -20,13 +20,71 @@ use crate::output::Format;
 use crate::runner::Runner;
 
 const KEYWORDS: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "LIMIT", "OFFSET", "JOIN",
-    "LEFT JOIN", "RIGHT JOIN", "FULL JOIN", "INNER JOIN", "ON", "USING", "AS", "AND", "OR", "NOT",
-    "IN", "IS NULL", "IS NOT NULL", "LIKE", "ILIKE", "BETWEEN", "DISTINCT", "COUNT", "SUM", "AVG",
-    "MIN", "MAX", "CASE", "WHEN", "THEN", "ELSE", "END", "WITH", "UNION", "UNION ALL", "EXCEPT",
-    "INTERSECT", "INSERT INTO", "VALUES", "EXPLAIN", "EXPLAIN ANALYZE", "COPY", "TO", "SHOW",
-    "SET", "DESCRIBE", "CREATE VIEW", "DROP VIEW", "CAST", "DATE", "TIMESTAMP", "INTERVAL",
-    "NULL", "TRUE", "FALSE", "ASC", "DESC", "NULLS FIRST", "NULLS LAST", "OVER", "PARTITION BY",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "ORDER BY",
+    "HAVING",
+    "LIMIT",
+    "OFFSET",
+    "JOIN",
+    "LEFT JOIN",
+    "RIGHT JOIN",
+    "FULL JOIN",
+    "INNER JOIN",
+    "ON",
+    "USING",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "IS NULL",
+    "IS NOT NULL",
+    "LIKE",
+    "ILIKE",
+    "BETWEEN",
+    "DISTINCT",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "WITH",
+    "UNION",
+    "UNION ALL",
+    "EXCEPT",
+    "INTERSECT",
+    "INSERT INTO",
+    "VALUES",
+    "EXPLAIN",
+    "EXPLAIN ANALYZE",
+    "COPY",
+    "TO",
+    "SHOW",
+    "SET",
+    "DESCRIBE",
+    "CREATE VIEW",
+    "DROP VIEW",
+    "CAST",
+    "DATE",
+    "TIMESTAMP",
+    "INTERVAL",
+    "NULL",
+    "TRUE",
+    "FALSE",
+    "ASC",
+    "DESC",
+    "NULLS FIRST",
+    "NULLS LAST",
+    "OVER",
+    "PARTITION BY",
 ];
 
 const HELP: &str = "\
@@ -74,7 +132,12 @@ impl Validator for SqlHelper {
 impl Completer for SqlHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let start = line[..pos]
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
             .map_or(0, |i| i + 1);
@@ -88,7 +151,10 @@ impl Completer for SqlHelper {
             .words
             .iter()
             .filter(|w| w.to_ascii_lowercase().starts_with(&lower))
-            .map(|w| Pair { display: w.clone(), replacement: w.clone() })
+            .map(|w| Pair {
+                display: w.clone(),
+                replacement: w.clone(),
+            })
             .collect();
         let upper = word.to_ascii_uppercase();
         out.extend(KEYWORDS.iter().filter(|k| k.starts_with(&upper)).map(|k| {
@@ -98,7 +164,10 @@ impl Completer for SqlHelper {
             } else {
                 (*k).to_string()
             };
-            Pair { display: text.clone(), replacement: text }
+            Pair {
+                display: text.clone(),
+                replacement: text,
+            }
         }));
         out.sort_by(|a, b| a.display.cmp(&b.display));
         out.dedup_by(|a, b| a.display == b.display);
@@ -119,14 +188,19 @@ fn history_path() -> Option<PathBuf> {
 pub fn run(rt: &Runtime, engine: &Engine, mut runner: Runner) -> anyhow::Result<()> {
     let names = Arc::new(RwLock::new(Names::default()));
     let mut editor: Editor<SqlHelper, DefaultHistory> = Editor::new()?;
-    editor.set_helper(Some(SqlHelper { names: Arc::clone(&names) }));
+    editor.set_helper(Some(SqlHelper {
+        names: Arc::clone(&names),
+    }));
     let history = history_path();
     if let Some(path) = &history {
         // A missing history file is normal on first use.
         let _ = editor.load_history(path);
     }
     rt.block_on(refresh_names(&runner, &names));
-    println!("bluelamp {} — type \\? for help, \\q to quit", env!("CARGO_PKG_VERSION"));
+    println!(
+        "bluelamp {} — type \\? for help, \\q to quit",
+        env!("CARGO_PKG_VERSION")
+    );
     print_sources(engine, true);
 
     loop {
@@ -162,8 +236,16 @@ pub fn run(rt: &Runtime, engine: &Engine, mut runner: Runner) -> anyhow::Result<
 }
 
 /// Handles `\x` commands; returns true to quit.
-fn meta_command(rt: &Runtime, engine: &Engine, runner: &mut Runner, meta: &str) -> anyhow::Result<bool> {
-    let mut parts = meta.trim().trim_end_matches(';').splitn(2, char::is_whitespace);
+fn meta_command(
+    rt: &Runtime,
+    engine: &Engine,
+    runner: &mut Runner,
+    meta: &str,
+) -> anyhow::Result<bool> {
+    let mut parts = meta
+        .trim()
+        .trim_end_matches(';')
+        .splitn(2, char::is_whitespace);
     let command = parts.next().unwrap_or_default();
     let argument = parts.next().map(str::trim).filter(|a| !a.is_empty());
     match (command, argument) {
@@ -180,7 +262,12 @@ fn meta_command(rt: &Runtime, engine: &Engine, runner: &mut Runner, meta: &str) 
         ("dn", _) => print_sources(engine, false),
         ("d", None) => {
             let tables = rt.block_on(runner.session().table_names());
-            let width = tables.iter().map(|(s, _)| s.len()).max().unwrap_or(6).max(6);
+            let width = tables
+                .iter()
+                .map(|(s, _)| s.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
             println!("{:width$}  table", "schema");
             for (schema, table) in tables {
                 if schema != "information_schema" {
@@ -190,7 +277,13 @@ fn meta_command(rt: &Runtime, engine: &Engine, runner: &mut Runner, meta: &str) 
         }
         ("d", Some(table)) => {
             let schema = rt.block_on(runner.session().describe(table))?;
-            let width = schema.fields().iter().map(|f| f.name().len()).max().unwrap_or(6).max(6);
+            let width = schema
+                .fields()
+                .iter()
+                .map(|f| f.name().len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
             println!("{:width$}  {:24}  nullable", "column", "type");
             for field in schema.fields() {
                 println!(
@@ -236,7 +329,9 @@ async fn refresh_names(runner: &Runner, names: &Arc<RwLock<Names>>) {
             .filter(|(s, _)| s != "information_schema")
             .map(|(schema, table)| session.describe_qualified(schema, table)),
     );
-    if let Ok(schemas) = tokio::time::timeout(std::time::Duration::from_millis(500), describe_all).await {
+    if let Ok(schemas) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), describe_all).await
+    {
         for schema in schemas.into_iter().flatten() {
             words.extend(schema.fields().iter().map(|f| f.name().clone()));
         }

@@ -63,10 +63,18 @@ impl Runner {
                     eprintln!("cancelled");
                     return Ok(());
                 }
-                Outcome::Done { rows, elapsed, has_columns } => {
+                Outcome::Done {
+                    rows,
+                    elapsed,
+                    has_columns,
+                } => {
                     if self.interactive {
                         let noun = if rows == 1 { "row" } else { "rows" };
-                        let what = if has_columns { format!("{rows} {noun}") } else { "OK".to_string() };
+                        let what = if has_columns {
+                            format!("{rows} {noun}")
+                        } else {
+                            "OK".to_string()
+                        };
                         if self.timing {
                             println!("{what} in {:.3}s", elapsed.as_secs_f64());
                         } else {
@@ -84,7 +92,11 @@ impl Runner {
         let work = self.execute(statement);
         if !self.interactive {
             let (rows, has_columns) = work.await?;
-            return Ok(Outcome::Done { rows, elapsed: started.elapsed(), has_columns });
+            return Ok(Outcome::Done {
+                rows,
+                elapsed: started.elapsed(),
+                has_columns,
+            });
         }
         let spinner = Spinner::start();
         let result = tokio::select! {
@@ -96,12 +108,19 @@ impl Runner {
             None => Ok(Outcome::Cancelled),
             Some(result) => {
                 let (rows, has_columns) = result?;
-                Ok(Outcome::Done { rows, elapsed: started.elapsed(), has_columns })
+                Ok(Outcome::Done {
+                    rows,
+                    elapsed: started.elapsed(),
+                    has_columns,
+                })
             }
         }
     }
 
-    async fn execute(&self, statement: &bluelamp_engine::Statement) -> anyhow::Result<(usize, bool)> {
+    async fn execute(
+        &self,
+        statement: &bluelamp_engine::Statement,
+    ) -> anyhow::Result<(usize, bool)> {
         let planned = self.session.plan(statement).await?;
         let output = self.session.execute(planned).await?;
         let has_columns = !output.schema.fields().is_empty();

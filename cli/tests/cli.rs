@@ -1,7 +1,12 @@
 //! The `bluelamp` binary as a user runs it: exit codes, what goes to stdout and
 //! stderr, output formats, COPY, and config errors.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -23,13 +28,20 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn demo(dir: &Path, sql: &str, format: &str) -> Output {
-    bluelamp(dir, &["demo", "--scale", "0.01", "--format", format, "-c", sql])
+    bluelamp(
+        dir,
+        &["demo", "--scale", "0.01", "--format", format, "-c", sql],
+    )
 }
 
 #[test]
 fn demo_query_prints_only_data() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = demo(tmp.path(), "SELECT grade, count(*) AS n FROM cad.incidents GROUP BY grade ORDER BY grade", "csv");
+    let out = demo(
+        tmp.path(),
+        "SELECT grade, count(*) AS n FROM cad.incidents GROUP BY grade ORDER BY grade",
+        "csv",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "grade,n\nE,119\nI,101\nR,48\nS,232\n");
     // The second run uses the cached data: nothing is generated, stderr stays quiet.
@@ -56,7 +68,11 @@ fn formats() {
 #[test]
 fn errors_are_one_line_and_fail_the_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = demo(tmp.path(), "SELECT 1; SELECT * FROM cad.nosuch; SELECT 2", "csv");
+    let out = demo(
+        tmp.path(),
+        "SELECT 1; SELECT * FROM cad.nosuch; SELECT 2",
+        "csv",
+    );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     let last = stderr.lines().last().unwrap();
@@ -64,7 +80,10 @@ fn errors_are_one_line_and_fail_the_process() {
         last,
         "error: table 'cad.nosuch' not found: source 'cad' (files) has no table 'nosuch'; its tables are: incidents"
     );
-    assert!(!stderr.contains("backtrace") && !stderr.contains(".rs:"), "{stderr}");
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains(".rs:"),
+        "{stderr}"
+    );
     // Statements before the error ran; those after it did not.
     assert_eq!(text(&out.stdout), "Int64(1)\n1\n");
 }
@@ -85,7 +104,16 @@ fn copy_to_parquet_and_read_it_back() {
         "[[source]]\nname = \"out\"\nkind = \"files\"\nlocation = \"exports\"\n",
     )
     .unwrap();
-    let back = bluelamp(tmp.path(), &["sql", "--format", "csv", "-c", "SELECT count(*) AS n, min(grade) AS g FROM out.immediate"]);
+    let back = bluelamp(
+        tmp.path(),
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n, min(grade) AS g FROM out.immediate",
+        ],
+    );
     assert!(back.status.success(), "{}", text(&back.stderr));
     assert_eq!(text(&back.stdout), "n,g\n101,I\n");
 }
@@ -93,7 +121,11 @@ fn copy_to_parquet_and_read_it_back() {
 #[test]
 fn script_file_and_stdin() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("q.sql"), "-- two statements\nSELECT 1 AS a;\nSELECT 'x;y' AS b;\n").unwrap();
+    std::fs::write(
+        tmp.path().join("q.sql"),
+        "-- two statements\nSELECT 1 AS a;\nSELECT 'x;y' AS b;\n",
+    )
+    .unwrap();
     let out = bluelamp(tmp.path(), &["sql", "--format", "csv", "-f", "q.sql"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "a\n1\nb\nx;y\n");
@@ -106,7 +138,12 @@ fn script_file_and_stdin() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"SELECT 40 + 2 AS answer;").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 40 + 2 AS answer;")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(text(&out.stdout), "answer\n42\n");
 }
@@ -127,9 +164,15 @@ fn check_reports_every_source_and_fails_if_any_is_down() {
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].starts_with("down    postgres  FAILED  cannot connect"), "{stdout}");
+    assert!(
+        lines[0].starts_with("down    postgres  FAILED  cannot connect"),
+        "{stdout}"
+    );
     assert_eq!(lines[1], "local   files     ok      1 table");
-    assert!(lines[2].contains("FAILED") && lines[2].contains("missing.sqlite does not exist"), "{stdout}");
+    assert!(
+        lines[2].contains("FAILED") && lines[2].contains("missing.sqlite does not exist"),
+        "{stdout}"
+    );
     assert!(text(&out.stderr).contains("2 of 3 sources failed"));
 }
 
@@ -144,13 +187,26 @@ fn config_errors_name_file_line_and_key() {
     let out = bluelamp(tmp.path(), &["check", "--config", "bad.toml"]);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.starts_with("error: bad.toml:6: source[rms].pasword: unknown field `pasword`"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: bad.toml:6: source[rms].pasword: unknown field `pasword`"),
+        "{stderr}"
+    );
 
-    std::fs::write(tmp.path().join("kind.toml"), "[[source]]\nname = \"x\"\nkind = \"oracle\"\n").unwrap();
-    let out = bluelamp(tmp.path(), &["sql", "--config", "kind.toml", "-c", "SELECT 1"]);
+    std::fs::write(
+        tmp.path().join("kind.toml"),
+        "[[source]]\nname = \"x\"\nkind = \"oracle\"\n",
+    )
+    .unwrap();
+    let out = bluelamp(
+        tmp.path(),
+        &["sql", "--config", "kind.toml", "-c", "SELECT 1"],
+    );
     let stderr = text(&out.stderr);
     assert!(stderr.contains("kind.toml:3: source[x].kind: unknown kind 'oracle'; known kinds: files, mysql, postgres, sqlite"), "{stderr}");
 
-    let out = bluelamp(tmp.path(), &["sql", "--config", "nope.toml", "-c", "SELECT 1"]);
+    let out = bluelamp(
+        tmp.path(),
+        &["sql", "--config", "nope.toml", "-c", "SELECT 1"],
+    );
     assert!(text(&out.stderr).starts_with("error: cannot read config file nope.toml"));
 }

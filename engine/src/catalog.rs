@@ -119,9 +119,12 @@ impl SourceSchema {
         let guard = self.live.read().unwrap_or_else(|p| p.into_inner());
         let (live, checked_at) = &*guard;
         let (state, tables, last_error, warnings) = match live {
-            Live::Up { schema, warnings } => {
-                (SourceState::Up, schema.table_names().len(), None, warnings.clone())
-            }
+            Live::Up { schema, warnings } => (
+                SourceState::Up,
+                schema.table_names().len(),
+                None,
+                warnings.clone(),
+            ),
             Live::Down { error, .. } => (SourceState::Down, 0, Some(error.message.clone()), vec![]),
         };
         SourceStatus {
@@ -198,7 +201,6 @@ async fn attempt(config: &SourceConfig, factory: &dyn SourceFactory, timeout: Du
 
 #[async_trait]
 impl SchemaProvider for SourceSchema {
-
     fn table_names(&self) -> Vec<String> {
         let mut names = self.current().map(|s| s.table_names()).unwrap_or_default();
         names.sort();
@@ -226,7 +228,11 @@ impl SchemaProvider for SourceSchema {
                 } else if names.len() <= 20 {
                     format!("its tables are: {}", names.join(", "))
                 } else {
-                    format!("it has {} tables; run \\d {} to list them", names.len(), self.config.name)
+                    format!(
+                        "it has {} tables; run \\d {} to list them",
+                        names.len(),
+                        self.config.name
+                    )
                 };
                 Err(DataFusionError::Plan(format!(
                     "table '{}.{name}' not found: source '{}' ({}) has no table '{name}'; {list}",
@@ -257,7 +263,6 @@ impl SystemSchema {
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
-
     fn table_names(&self) -> Vec<String> {
         vec!["sources".to_string()]
     }
@@ -299,7 +304,6 @@ fn sources_schema() -> SchemaRef {
 
 #[async_trait]
 impl TableProvider for SourcesTable {
-
     fn schema(&self) -> SchemaRef {
         sources_schema()
     }
@@ -322,15 +326,29 @@ impl TableProvider for SourcesTable {
                 .unwrap_or(0)
         };
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(statuses.iter().map(|s| s.name.as_str()))),
-            Arc::new(StringArray::from_iter_values(statuses.iter().map(|s| s.kind.as_str()))),
-            Arc::new(StringArray::from_iter_values(statuses.iter().map(|s| s.state.as_str()))),
-            Arc::new(UInt64Array::from_iter_values(statuses.iter().map(|s| s.tables as u64))),
-            Arc::new(StringArray::from_iter(statuses.iter().map(|s| s.last_error.as_deref()))),
-            Arc::new(UInt64Array::from_iter_values(statuses.iter().map(|s| s.warnings.len() as u64))),
+            Arc::new(StringArray::from_iter_values(
+                statuses.iter().map(|s| s.name.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                statuses.iter().map(|s| s.kind.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                statuses.iter().map(|s| s.state.as_str()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                statuses.iter().map(|s| s.tables as u64),
+            )),
+            Arc::new(StringArray::from_iter(
+                statuses.iter().map(|s| s.last_error.as_deref()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                statuses.iter().map(|s| s.warnings.len() as u64),
+            )),
             Arc::new(
-                TimestampMillisecondArray::from_iter_values(statuses.iter().map(|s| millis(s.checked_at)))
-                    .with_timezone("UTC"),
+                TimestampMillisecondArray::from_iter_values(
+                    statuses.iter().map(|s| millis(s.checked_at)),
+                )
+                .with_timezone("UTC"),
             ),
         ];
         let batch = RecordBatch::try_new(sources_schema(), columns)?;

@@ -221,9 +221,8 @@ impl Config {
                 )
             })?;
             let key = format!("source[{name}]");
-            validate_identifier(&name).map_err(|m| {
-                ConfigError::invalid(&origin, at("name"), format!("{key}.name"), m)
-            })?;
+            validate_identifier(&name)
+                .map_err(|m| ConfigError::invalid(&origin, at("name"), format!("{key}.name"), m))?;
             if !seen.insert(name.clone()) {
                 return Err(ConfigError::invalid(
                     &origin,
@@ -237,8 +236,7 @@ impl Config {
                     &origin,
                     at("kind"),
                     format!("{key}.kind"),
-                    "missing `kind = \"...\"` (a string such as \"postgres\" or \"files\")"
-                        .into(),
+                    "missing `kind = \"...\"` (a string such as \"postgres\" or \"files\")".into(),
                 )
             })?;
             interpolate_table(&mut table, &mut origin.secrets).map_err(|(path, m)| {
@@ -285,9 +283,8 @@ impl SourceConfig {
             base_dir: PathBuf::from("."),
             secrets: Vec::new(),
         });
-        validate_identifier(&name).map_err(|m| {
-            ConfigError::invalid(&origin, None, format!("source[{name}].name"), m)
-        })?;
+        validate_identifier(&name)
+            .map_err(|m| ConfigError::invalid(&origin, None, format!("source[{name}].name"), m))?;
         Ok(Self {
             name,
             kind: kind.into(),
@@ -502,7 +499,11 @@ fn redact(message: &str, secrets: &[String]) -> String {
 /// next header that is not one of its own sub-tables (`[source.tables.x]`).
 fn source_body(text: &str, header: Range<usize>) -> Range<usize> {
     let mut offset = header.end;
-    for line in text.get(header.end..).unwrap_or_default().split_inclusive('\n') {
+    for line in text
+        .get(header.end..)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+    {
         let trimmed = line.trim_start();
         let own = trimmed.starts_with("[source.") || trimmed.starts_with("[[source.");
         if trimmed.starts_with('[') && !own && offset > header.end {
@@ -650,15 +651,17 @@ mod tests {
 
     #[test]
     fn bad_value_names_key_path() {
-        let config = parse(
-            "[[source]]\nname = \"rms\"\nkind = \"postgres\"\nhost = \"db\"\nport = \"x\"\n",
-        )
-        .unwrap();
+        let config =
+            parse("[[source]]\nname = \"rms\"\nkind = \"postgres\"\nhost = \"db\"\nport = \"x\"\n")
+                .unwrap();
         let text = config.sources[0]
             .options::<PgOptions>()
             .unwrap_err()
             .to_string();
-        assert!(text.starts_with("bluelamp.toml:5: source[rms].port:"), "{text}");
+        assert!(
+            text.starts_with("bluelamp.toml:5: source[rms].port:"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -686,7 +689,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("BLUELAMP_TEST_NOT_SET_ANYWHERE is not set"), "{err}");
+        assert!(
+            err.contains("BLUELAMP_TEST_NOT_SET_ANYWHERE is not set"),
+            "{err}"
+        );
         assert!(err.contains("source[rms].password"), "{err}");
         assert!(err.starts_with("bluelamp.toml:4:"), "{err}");
     }
@@ -702,11 +708,26 @@ mod tests {
         let dup = "[[source]]\nname = \"a\"\nkind = \"files\"\n[[source]]\nname = \"a\"\nkind = \"files\"\n";
         assert!(parse(dup).unwrap_err().to_string().contains("unique"));
         let reserved = "[[source]]\nname = \"bluelamp\"\nkind = \"files\"\n";
-        assert!(parse(reserved).unwrap_err().to_string().contains("reserved"));
+        assert!(
+            parse(reserved)
+                .unwrap_err()
+                .to_string()
+                .contains("reserved")
+        );
         let bad = "[[source]]\nname = \"Rms-1\"\nkind = \"files\"\n";
-        assert!(parse(bad).unwrap_err().to_string().contains("not a valid source name"));
+        assert!(
+            parse(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid source name")
+        );
         let missing = "[[source]]\nkind = \"files\"\n";
-        assert!(parse(missing).unwrap_err().to_string().contains("needs `name"));
+        assert!(
+            parse(missing)
+                .unwrap_err()
+                .to_string()
+                .contains("needs `name")
+        );
     }
 
     #[test]

@@ -88,10 +88,10 @@ fn find_source_error(error: &DataFusionError) -> Option<&SourceError> {
         if let Some(source) = e.downcast_ref::<SourceError>() {
             return Some(source);
         }
-        if let Some(DataFusionError::External(inner)) = e.downcast_ref::<DataFusionError>() {
-            if let Some(source) = inner.downcast_ref::<SourceError>() {
-                return Some(source);
-            }
+        if let Some(DataFusionError::External(inner)) = e.downcast_ref::<DataFusionError>()
+            && let Some(source) = inner.downcast_ref::<SourceError>()
+        {
+            return Some(source);
         }
         current = e.source();
     }
@@ -110,7 +110,12 @@ fn clean_message(error: &DataFusionError) -> String {
         other => other.to_string(),
     };
     // One line: DataFusion puts hints such as "Valid fields are ..." on a new line.
-    let text = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    let text = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let prefixes = [
         "Error during planning: ",
         "Execution error: ",

@@ -10,15 +10,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::common::TableReference;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule};
 use futures::future::join_all;
 
@@ -110,7 +112,12 @@ impl Engine {
         }
         let settings = config.engine.clone();
         let sources = join_all(pending.into_iter().map(|(source, factory)| {
-            SourceSchema::connect(source, factory, settings.connect_timeout, settings.reconnect_after)
+            SourceSchema::connect(
+                source,
+                factory,
+                settings.connect_timeout,
+                settings.reconnect_after,
+            )
         }))
         .await
         .into_iter()
@@ -144,7 +151,8 @@ impl Engine {
         let _ = catalog.register_schema(SCRATCH_SCHEMA, Arc::new(MemorySchemaProvider::new()));
         let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::clone(&self.inner.system));
         for source in &self.inner.sources {
-            let _ = catalog.register_schema(source.name(), Arc::clone(source) as Arc<dyn SchemaProvider>);
+            let _ = catalog
+                .register_schema(source.name(), Arc::clone(source) as Arc<dyn SchemaProvider>);
         }
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCRATCH_SCHEMA)
@@ -185,7 +193,10 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 pub struct Session {
     ctx: SessionContext,
     identity: Identity,
-    #[allow(dead_code, reason = "kept so sessions outlive no engine; policy work reads it")]
+    #[allow(
+        dead_code,
+        reason = "kept so sessions outlive no engine; policy work reads it"
+    )]
     engine: Engine,
 }
 
@@ -218,7 +229,10 @@ impl Planned {
     pub fn is_write(&self) -> bool {
         matches!(
             self.plan,
-            LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_)
+            LogicalPlan::Dml(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Statement(_)
         )
     }
 }
@@ -249,7 +263,10 @@ impl Session {
             .build()
             .and_then(|mut p| p.parse_statements())
             .map_err(QueryError::from)?;
-        Ok(statements.into_iter().map(|inner| Statement { inner }).collect())
+        Ok(statements
+            .into_iter()
+            .map(|inner| Statement { inner })
+            .collect())
     }
 
     /// Plans one statement.
@@ -310,7 +327,10 @@ impl Session {
         if statements.len() != 1 {
             return Err(QueryError::new(
                 ErrorKind::InvalidQuery,
-                format!("expected exactly one SQL statement, found {}", statements.len()),
+                format!(
+                    "expected exactly one SQL statement, found {}",
+                    statements.len()
+                ),
             ));
         }
         let statement = statements.remove(0);
@@ -339,7 +359,11 @@ impl Session {
     /// # Errors
     /// [`ErrorKind::NotFound`] if there is no such table.
     pub async fn describe(&self, table: &str) -> Result<SchemaRef, QueryError> {
-        let provider = self.ctx.table_provider(table).await.map_err(QueryError::from)?;
+        let provider = self
+            .ctx
+            .table_provider(table)
+            .await
+            .map_err(QueryError::from)?;
         Ok(provider.schema())
     }
 
@@ -347,9 +371,17 @@ impl Session {
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] if there is no such table.
-    pub async fn describe_qualified(&self, schema: &str, table: &str) -> Result<SchemaRef, QueryError> {
+    pub async fn describe_qualified(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<SchemaRef, QueryError> {
         let reference = datafusion::common::TableReference::partial(schema, table);
-        let provider = self.ctx.table_provider(reference).await.map_err(QueryError::from)?;
+        let provider = self
+            .ctx
+            .table_provider(reference)
+            .await
+            .map_err(QueryError::from)?;
         Ok(provider.schema())
     }
 
@@ -364,7 +396,9 @@ impl Session {
         for reference in references {
             let schema = match &reference {
                 TableReference::Partial { schema, .. } => schema.as_ref(),
-                TableReference::Full { catalog: c, schema, .. } if c.as_ref() == CATALOG => schema.as_ref(),
+                TableReference::Full {
+                    catalog: c, schema, ..
+                } if c.as_ref() == CATALOG => schema.as_ref(),
                 _ => continue,
             };
             // information_schema is served by DataFusion beside the catalog.
@@ -372,7 +406,9 @@ impl Session {
                 let mut sources: Vec<String> = catalog
                     .schema_names()
                     .into_iter()
-                    .filter(|s| s != "information_schema" && s != SCRATCH_SCHEMA && s != SYSTEM_SCHEMA)
+                    .filter(|s| {
+                        s != "information_schema" && s != SCRATCH_SCHEMA && s != SYSTEM_SCHEMA
+                    })
                     .collect();
                 sources.sort();
                 let known = if sources.is_empty() {
@@ -382,7 +418,9 @@ impl Session {
                 };
                 return Err(QueryError::new(
                     ErrorKind::NotFound,
-                    format!("table '{reference}' not found: there is no source named '{schema}'; {known}"),
+                    format!(
+                        "table '{reference}' not found: there is no source named '{schema}'; {known}"
+                    ),
                 ));
             }
         }

@@ -188,7 +188,13 @@ const OPENING: &[&str] = &[
 ];
 const OPENING_WEIGHTS: &[u32] = &[8, 9, 7, 4, 4, 12, 12, 14, 6, 12, 12];
 const CRIME_OPENINGS: usize = 5;
-const CLOSING: &[&str] = &["Crime recorded", "Advice given", "No further action", "Resolved at scene", "Referred to partner agency"];
+const CLOSING: &[&str] = &[
+    "Crime recorded",
+    "Advice given",
+    "No further action",
+    "Resolved at scene",
+    "Referred to partner agency",
+];
 const OFFENCES: &[(&str, &str, usize)] = &[
     ("028/01", "Burglary - residential", 0),
     ("030/01", "Burglary - business and community", 0),
@@ -199,15 +205,49 @@ const OFFENCES: &[(&str, &str, usize)] = &[
     ("045/00", "Theft from a vehicle", 3),
     ("037/02", "Aggravated vehicle taking", 3),
     ("058/01", "Criminal damage to a dwelling", 4),
-    ("058/02", "Criminal damage to a building other than a dwelling", 4),
+    (
+        "058/02",
+        "Criminal damage to a building other than a dwelling",
+        4,
+    ),
 ];
 const OUTCOMES: &[&str] = &["1", "2", "3", "8", "14", "15", "16", "18", "20", "21"];
 const OUTCOME_WEIGHTS: &[u32] = &[12, 2, 5, 4, 20, 18, 15, 20, 2, 2];
-const FORENAMES: &[&str] = &["Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn", "Rowan", "Harper", "Elliot", "Robin", "Sasha", "Drew"];
-const SURNAMES: &[&str] = &["Ashdown", "Brackley", "Corran", "Dunmore", "Ellery", "Fenwick", "Garside", "Holloway", "Ingleby", "Jessop", "Kettering", "Lindqvist", "Marlow", "Northey", "Oakhurst", "Pellow", "Quarrie", "Rudd", "Stanmore", "Thorley"];
+const FORENAMES: &[&str] = &[
+    "Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
+    "Rowan", "Harper", "Elliot", "Robin", "Sasha", "Drew",
+];
+const SURNAMES: &[&str] = &[
+    "Ashdown",
+    "Brackley",
+    "Corran",
+    "Dunmore",
+    "Ellery",
+    "Fenwick",
+    "Garside",
+    "Holloway",
+    "Ingleby",
+    "Jessop",
+    "Kettering",
+    "Lindqvist",
+    "Marlow",
+    "Northey",
+    "Oakhurst",
+    "Pellow",
+    "Quarrie",
+    "Rudd",
+    "Stanmore",
+    "Thorley",
+];
 const ROLES: &[&str] = &["victim", "suspect", "witness", "offender"];
 const STATIONS: &[&str] = &["Central Custody", "Northgate Custody", "Riverside Custody"];
-const DISPOSALS: &[&str] = &["Charged", "Released under investigation", "Bailed", "No further action", "Cautioned"];
+const DISPOSALS: &[&str] = &[
+    "Charged",
+    "Released under investigation",
+    "Bailed",
+    "No further action",
+    "Cautioned",
+];
 const AGE_RANGES: &[&str] = &["under 10", "10-17", "18-24", "25-34", "over 34"];
 const GENDERS: &[&str] = &["Male", "Female", "Other"];
 const LEGISLATION: &[&str] = &[
@@ -215,9 +255,24 @@ const LEGISLATION: &[&str] = &[
     "Misuse of Drugs Act 1971 (section 23)",
     "Criminal Justice and Public Order Act 1994 (section 60)",
 ];
-const OBJECTS: &[&str] = &["Controlled drugs", "Offensive weapons", "Stolen goods", "Article for use in theft"];
-const SEARCH_TYPES: &[&str] = &["Person search", "Vehicle search", "Person and Vehicle search"];
-const STOP_OUTCOMES: &[&str] = &["A no further action disposal", "Arrest", "Community resolution", "Khat or Cannabis warning", "Summons / charged by post"];
+const OBJECTS: &[&str] = &[
+    "Controlled drugs",
+    "Offensive weapons",
+    "Stolen goods",
+    "Article for use in theft",
+];
+const SEARCH_TYPES: &[&str] = &[
+    "Person search",
+    "Vehicle search",
+    "Person and Vehicle search",
+];
+const STOP_OUTCOMES: &[&str] = &[
+    "A no further action disposal",
+    "Arrest",
+    "Community resolution",
+    "Khat or Cannabis warning",
+    "Summons / charged by post",
+];
 
 /// The month the demo force's data covers starts here.
 pub fn epoch() -> DateTime<Utc> {
@@ -252,7 +307,15 @@ fn point(rng: &mut Rng) -> (f64, f64) {
 fn plate(rng: &mut Rng) -> String {
     let letters = b"ABCDEFGHJKLMNOPRSTUVWXYZ";
     let l = |rng: &mut Rng| letters[rng.below(letters.len() as u64) as usize] as char;
-    format!("{}{}{:02} {}{}{}", l(rng), l(rng), 10 + rng.below(65), l(rng), l(rng), l(rng))
+    format!(
+        "{}{}{:02} {}{}{}",
+        l(rng),
+        l(rng),
+        10 + rng.below(65),
+        l(rng),
+        l(rng),
+        l(rng)
+    )
 }
 
 /// Generates the force for `seed` at `scale` (1.0 ≈ one month of a mid-sized
@@ -267,8 +330,8 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
     for i in 0..scaled(20_000.0, scale) {
         force.people.push(Person {
             person_id: format!("P{:07}", i + 1),
-            forename: *rng.pick(FORENAMES),
-            surname: *rng.pick(SURNAMES),
+            forename: rng.choose(FORENAMES),
+            surname: rng.choose(SURNAMES),
             birth_year: 1950 + rng.below(58) as i32,
         });
     }
@@ -302,7 +365,8 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
         };
         let arrived_at = (grade != "R").then(|| opened_at + Duration::minutes(attend_minutes));
         let closed = rng.chance(0.9);
-        let closed_at = closed.then(|| opened_at + Duration::minutes(attend_minutes + 20 + rng.below(600) as i64));
+        let closed_at = closed
+            .then(|| opened_at + Duration::minutes(attend_minutes + 20 + rng.below(600) as i64));
         let (lat, lon) = point(&mut rng);
         let vehicle = (opening_index == 3 || rng.chance(0.08)).then(|| plate(&mut rng));
         if let Some(v) = &vehicle {
@@ -325,14 +389,19 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
             vehicle_registration: vehicle,
         };
         if closed {
-            incident.closing_code = Some(if is_crime { CLOSING[0] } else { *rng.pick(&CLOSING[1..]) });
+            incident.closing_code = Some(if is_crime {
+                CLOSING[0]
+            } else {
+                *rng.pick(&CLOSING[1..])
+            });
         }
         // Crimes: 10% of closed crime incidents still await their crime record,
         // which the deposit workflow creates.
         if is_crime && !(closed && rng.chance(0.1)) {
             crime_seq += 1;
             let crime_reference = format!("CRN/26/{crime_seq:06}");
-            let offences: Vec<&(&str, &str, usize)> = OFFENCES.iter().filter(|o| o.2 == opening_index).collect();
+            let offences: Vec<&(&str, &str, usize)> =
+                OFFENCES.iter().filter(|o| o.2 == opening_index).collect();
             let offence = **rng.pick(&offences);
             let recorded_at = opened_at + Duration::minutes(30 + rng.below(1440) as i64);
             let finalised = rng.chance(0.6);
@@ -342,7 +411,11 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
                 offence_code: offence.0,
                 offence: offence.1,
                 recorded_at,
-                status: if finalised { "finalised" } else { "under investigation" },
+                status: if finalised {
+                    "finalised"
+                } else {
+                    "under investigation"
+                },
                 outcome_code: finalised.then(|| OUTCOMES[rng.weighted(OUTCOME_WEIGHTS)]),
                 restricted: rng.chance(0.01),
             });
@@ -362,8 +435,16 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
     for crime in &force.crimes {
         let links = 1 + rng.below(3);
         for n in 0..links {
-            let role = if n == 0 { "victim" } else { ROLES[1 + rng.below(3) as usize] };
-            let index = if rng.chance(0.2) { rng.below(frequent) } else { rng.below(people) };
+            let role = if n == 0 {
+                "victim"
+            } else {
+                ROLES[1 + rng.below(3) as usize]
+            };
+            let index = if rng.chance(0.2) {
+                rng.below(frequent)
+            } else {
+                rng.below(people)
+            };
             let person_id = force.people[index as usize].person_id.clone();
             force.crime_people.push(CrimePerson {
                 crime_reference: crime.crime_reference.clone(),
@@ -379,9 +460,14 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
                     person_id,
                     crime_reference: crime.crime_reference.clone(),
                     arrived_at,
-                    released_at: released.then(|| arrived_at + Duration::minutes(120 + rng.below(2000) as i64)),
-                    station: *rng.pick(STATIONS),
-                    disposal: if released { *rng.pick(DISPOSALS) } else { "In custody" },
+                    released_at: released
+                        .then(|| arrived_at + Duration::minutes(120 + rng.below(2000) as i64)),
+                    station: rng.choose(STATIONS),
+                    disposal: if released {
+                        rng.choose(DISPOSALS)
+                    } else {
+                        "In custody"
+                    },
                 });
             }
         }
@@ -395,7 +481,9 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
             (format!("CAM{:03}", i + 1), lat, lon)
         })
         .collect();
-    let fleet: Vec<String> = (0..scaled(40_000.0, scale)).map(|_| plate(&mut rng)).collect();
+    let fleet: Vec<String> = (0..scaled(40_000.0, scale))
+        .map(|_| plate(&mut rng))
+        .collect();
     let reads = scaled(1_000_000.0, scale);
     let mut read_id = 0i64;
     // Vehicles from incidents pass the camera nearest the incident around its time.
@@ -433,7 +521,9 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
             lon: camera.2,
         });
     }
-    force.anpr.sort_by(|a, b| a.seen_at.cmp(&b.seen_at).then(a.read_id.cmp(&b.read_id)));
+    force
+        .anpr
+        .sort_by(|a, b| a.seen_at.cmp(&b.seen_at).then(a.read_id.cmp(&b.read_id)));
 
     progress("stop and search");
     let mut rng = root.fork("stops");
@@ -444,9 +534,9 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
             datetime: start + Duration::seconds(rng.below((DAYS * 86_400) as u64) as i64),
             age_range: AGE_RANGES[rng.weighted(&[1, 20, 35, 25, 19])],
             gender: GENDERS[rng.weighted(&[80, 19, 1])],
-            legislation: *rng.pick(LEGISLATION),
-            object_of_search: *rng.pick(OBJECTS),
-            search_type: *rng.pick(SEARCH_TYPES),
+            legislation: rng.choose(LEGISLATION),
+            object_of_search: rng.choose(OBJECTS),
+            search_type: rng.choose(SEARCH_TYPES),
             outcome: STOP_OUTCOMES[rng.weighted(&[70, 12, 8, 6, 4])],
             beat: beat_of(lat, lon),
             lat,
@@ -477,11 +567,31 @@ mod tests {
         let force = generate(7, 0.05, |_| {});
         let urns: HashSet<&str> = force.incidents.iter().map(|i| i.urn.as_str()).collect();
         assert_eq!(urns.len(), force.incidents.len(), "URNs are unique");
-        assert!(force.crimes.iter().all(|c| urns.contains(c.incident_urn.as_str())));
-        let crns: HashSet<&str> = force.crimes.iter().map(|c| c.crime_reference.as_str()).collect();
+        assert!(
+            force
+                .crimes
+                .iter()
+                .all(|c| urns.contains(c.incident_urn.as_str()))
+        );
+        let crns: HashSet<&str> = force
+            .crimes
+            .iter()
+            .map(|c| c.crime_reference.as_str())
+            .collect();
         let people: HashSet<&str> = force.people.iter().map(|p| p.person_id.as_str()).collect();
-        assert!(force.crime_people.iter().all(|l| crns.contains(l.crime_reference.as_str()) && people.contains(l.person_id.as_str())));
-        assert!(force.custody.iter().all(|c| crns.contains(c.crime_reference.as_str())));
+        assert!(
+            force
+                .crime_people
+                .iter()
+                .all(|l| crns.contains(l.crime_reference.as_str())
+                    && people.contains(l.person_id.as_str()))
+        );
+        assert!(
+            force
+                .custody
+                .iter()
+                .all(|c| crns.contains(c.crime_reference.as_str()))
+        );
         // Custody records are for suspects of that crime.
         let suspects: HashSet<(&str, &str)> = force
             .crime_people
@@ -489,13 +599,26 @@ mod tests {
             .filter(|l| l.role == "suspect")
             .map(|l| (l.crime_reference.as_str(), l.person_id.as_str()))
             .collect();
-        assert!(force.custody.iter().all(|c| suspects.contains(&(c.crime_reference.as_str(), c.person_id.as_str()))));
+        assert!(
+            force
+                .custody
+                .iter()
+                .all(|c| suspects.contains(&(c.crime_reference.as_str(), c.person_id.as_str())))
+        );
         // Some closed crime incidents still lack a crime reference (for the deposit workflow).
-        assert!(force.incidents.iter().any(|i| i.status == "closed" && i.opening_code.starts_with("Crime") && i.crime_reference.is_none()));
+        assert!(force.incidents.iter().any(|i| i.status == "closed"
+            && i.opening_code.starts_with("Crime")
+            && i.crime_reference.is_none()));
         assert!(force.crimes.iter().any(|c| c.restricted));
         // Incident vehicles are seen by ANPR.
         let plates: HashSet<&str> = force.anpr.iter().map(|r| r.plate.as_str()).collect();
-        assert!(force.incidents.iter().filter_map(|i| i.vehicle_registration.as_deref()).all(|p| plates.contains(p)));
+        assert!(
+            force
+                .incidents
+                .iter()
+                .filter_map(|i| i.vehicle_registration.as_deref())
+                .all(|p| plates.contains(p))
+        );
     }
 
     #[test]
@@ -505,6 +628,10 @@ mod tests {
         assert_eq!(force.people.len(), 2_000);
         assert_eq!(force.anpr.len(), 100_000);
         assert_eq!(force.stops.len(), 300);
-        assert!((1_000..2_000).contains(&force.crimes.len()), "{}", force.crimes.len());
+        assert!(
+            (1_000..2_000).contains(&force.crimes.len()),
+            "{}",
+            force.crimes.len()
+        );
     }
 }

@@ -11,7 +11,9 @@ pub struct Rng {
 impl Rng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed ^ 0x5DEE_CE66_D1CE_4E5B }
+        Self {
+            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
+        }
     }
 
     /// An independent stream for a named purpose, so adding draws to one table
@@ -51,6 +53,11 @@ impl Rng {
     /// One element of a non-empty slice.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// A copy of one element of a non-empty slice.
+    pub fn choose<T: Copy>(&mut self, items: &[T]) -> T {
+        *self.pick(items)
     }
 
     /// An index drawn with the given relative weights.

@@ -9,7 +9,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, SecondsFormat, Utc};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -140,7 +142,10 @@ fn write_cad(force: &Force, dir: &Path) -> Result<(), WriteError> {
     let path = dir.join("incidents.csv");
     let mut out = BufWriter::new(File::create(&path).map_err(io(&path))?);
     let mut write = || -> std::io::Result<()> {
-        writeln!(out, "urn,call_at,opened_at,arrived_at,closed_at,grade,status,opening_code,closing_code,beat,lat,lon,crime_reference,vehicle_registration")?;
+        writeln!(
+            out,
+            "urn,call_at,opened_at,arrived_at,closed_at,grade,status,opening_code,closing_code,beat,lat,lon,crime_reference,vehicle_registration"
+        )?;
         for i in &force.incidents {
             writeln!(
                 out,
@@ -166,7 +171,11 @@ fn write_cad(force: &Force, dir: &Path) -> Result<(), WriteError> {
     write().map_err(io(&path))
 }
 
-fn json_lines<T>(path: &Path, items: &[T], line: impl Fn(&T) -> serde_json::Value) -> Result<(), WriteError> {
+fn json_lines<T>(
+    path: &Path,
+    items: &[T],
+    line: impl Fn(&T) -> serde_json::Value,
+) -> Result<(), WriteError> {
     let mut out = BufWriter::new(File::create(path).map_err(io(path))?);
     for item in items {
         writeln!(out, "{}", line(item)).map_err(io(path))?;
@@ -271,7 +280,11 @@ fn write_anpr(reads: &[AnprRead], dir: &Path) -> Result<(), WriteError> {
         Field::new("read_id", DataType::Int64, false),
         Field::new("plate", DataType::Utf8, false),
         Field::new("camera_id", DataType::Utf8, false),
-        Field::new("seen_at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "seen_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("lat", DataType::Float64, false),
         Field::new("lon", DataType::Float64, false),
     ]));
@@ -287,19 +300,28 @@ fn write_anpr(reads: &[AnprRead], dir: &Path) -> Result<(), WriteError> {
         };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(day.iter().map(|r| r.read_id))),
-            Arc::new(StringArray::from_iter_values(day.iter().map(|r| r.plate.as_str()))),
-            Arc::new(StringArray::from_iter_values(day.iter().map(|r| r.camera_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                day.iter().map(|r| r.plate.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                day.iter().map(|r| r.camera_id.as_str()),
+            )),
             Arc::new(
-                TimestampMillisecondArray::from_iter_values(day.iter().map(|r| r.seen_at.timestamp_millis()))
-                    .with_timezone("UTC"),
+                TimestampMillisecondArray::from_iter_values(
+                    day.iter().map(|r| r.seen_at.timestamp_millis()),
+                )
+                .with_timezone("UTC"),
             ),
             Arc::new(Float64Array::from_iter_values(day.iter().map(|r| r.lat))),
             Arc::new(Float64Array::from_iter_values(day.iter().map(|r| r.lon))),
         ];
         let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| parquet(&e))?;
         let file = File::create(&path).map_err(io(&path))?;
-        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-        let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(|e| parquet(&e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
+            .map_err(|e| parquet(&e))?;
         writer.write(&batch).map_err(|e| parquet(&e))?;
         writer.close().map_err(|e| parquet(&e))?;
     }
@@ -321,7 +343,10 @@ mod tests {
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|e| e != "sqlite") {
-                    out.push((p.strip_prefix(dir).unwrap().display().to_string(), fs::read(&p).unwrap()));
+                    out.push((
+                        p.strip_prefix(dir).unwrap().display().to_string(),
+                        fs::read(&p).unwrap(),
+                    ));
                 }
             }
         }
@@ -339,5 +364,4 @@ mod tests {
         assert!(a.len() >= 6, "{}", a.len());
         assert_eq!(a, digest(&tmp.path().join("b")));
     }
-
 }

@@ -17,7 +17,8 @@ pub const SLT_SCALE: f64 = 0.01;
 pub fn write_demo(dir: &Path) -> PathBuf {
     let force = bluelamp_simulators::generate(SLT_SEED, SLT_SCALE, |_| {});
     #[allow(clippy::expect_used, reason = "test fixture")]
-    let files = bluelamp_simulators::write_force(&force, &dir.join("force")).expect("write demo force");
+    let files =
+        bluelamp_simulators::write_force(&force, &dir.join("force")).expect("write demo force");
     files.config
 }
 
@@ -29,7 +30,9 @@ pub async fn engine(config: &Path) -> Engine {
     #[allow(clippy::expect_used, reason = "test fixture")]
     let config = Config::load(config).expect("fixture config loads");
     #[allow(clippy::expect_used, reason = "test fixture")]
-    Engine::start(config, &bluelamp_connectors::registry()).await.expect("engine starts")
+    Engine::start(config, &bluelamp_connectors::registry())
+        .await
+        .expect("engine starts")
 }
 
 /// An engine over config text (relative paths resolve against `base`).

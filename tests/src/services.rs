@@ -10,7 +10,10 @@ pub fn pg_host() -> String {
 }
 /// PostgreSQL port.
 pub fn pg_port() -> u16 {
-    std::env::var("BLUELAMP_TEST_PG_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5432)
+    std::env::var("BLUELAMP_TEST_PG_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432)
 }
 /// MariaDB host.
 pub fn mariadb_host() -> String {
@@ -18,7 +21,10 @@ pub fn mariadb_host() -> String {
 }
 /// MariaDB port.
 pub fn mariadb_port() -> u16 {
-    std::env::var("BLUELAMP_TEST_MARIADB_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3306)
+    std::env::var("BLUELAMP_TEST_MARIADB_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3306)
 }
 
 /// Called when a service a test needs is not there: under `CI=true` the test
@@ -32,11 +38,16 @@ pub fn service_missing(service: &str, error: &str) {
         std::env::var("CI").map(|v| v != "true").unwrap_or(true),
         "{message} (CI=true, so this test fails instead of skipping)"
     );
-    eprintln!("\n!!!!!!!! SKIPPED: {message}. Start it or set CI=true to make this a failure. !!!!!!!!\n");
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: {message}. Start it or set CI=true to make this a failure. !!!!!!!!\n"
+    );
 }
 
 fn unique_name(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple()).chars().take(40).collect()
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+        .chars()
+        .take(40)
+        .collect()
 }
 
 /// A PostgreSQL database that exists for one test and is dropped after it.
@@ -65,7 +76,11 @@ impl PgDatabase {
 }
 
 async fn pg_connect(db: &str) -> Result<tokio_postgres::Client, String> {
-    let config = format!("host={} port={} user=postgres dbname={db} connect_timeout=5", pg_host(), pg_port());
+    let config = format!(
+        "host={} port={} user=postgres dbname={db} connect_timeout=5",
+        pg_host(),
+        pg_port()
+    );
     let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
         .await
         .map_err(|e| e.to_string())?;
@@ -81,7 +96,10 @@ impl Drop for PgDatabase {
         // Drop runs inside the test's runtime; a separate thread with its own
         // runtime can block on the cleanup safely, even after a panic.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -104,7 +122,12 @@ pub struct MariaDatabase {
 }
 
 fn mariadb_url(db: Option<&str>) -> String {
-    format!("mysql://root@{}:{}/{}", mariadb_host(), mariadb_port(), db.unwrap_or(""))
+    format!(
+        "mysql://root@{}:{}/{}",
+        mariadb_host(),
+        mariadb_port(),
+        db.unwrap_or("")
+    )
 }
 
 impl MariaDatabase {
@@ -119,7 +142,9 @@ impl MariaDatabase {
             .await
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| e.to_string())?;
-        conn.query_drop(format!("CREATE DATABASE {name}")).await.map_err(|e| e.to_string())?;
+        conn.query_drop(format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(|e| e.to_string())?;
         drop(conn);
         let _ = admin.disconnect().await;
         let pool = mysql_async::Pool::new(mariadb_url(Some(&name)).as_str());
@@ -141,7 +166,9 @@ impl MariaDatabase {
     /// The server's error, as text.
     pub async fn query_strings(&self, sql: &str) -> Result<Vec<Option<String>>, String> {
         let mut conn = self.pool.get_conn().await.map_err(|e| e.to_string())?;
-        conn.query::<Option<String>, _>(sql).await.map_err(|e| e.to_string())
+        conn.query::<Option<String>, _>(sql)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -151,13 +178,18 @@ impl Drop for MariaDatabase {
         // The test's pool belongs to the test's runtime, which is blocked while this
         // runs; clean up over a fresh connection from a runtime of our own.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
                 let admin = mysql_async::Pool::new(mariadb_url(None).as_str());
                 if let Ok(mut conn) = admin.get_conn().await {
-                    let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await;
+                    let _ = conn
+                        .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+                        .await;
                 }
                 let _ = admin.disconnect().await;
             });

@@ -69,7 +69,11 @@ pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
             for (formatter, column) in formatters.iter().zip(batch.columns()) {
                 let text = formatter.value(row).to_string();
                 // sqllogictest compares whitespace-separated tokens; keep empty strings visible.
-                values.push(if text.is_empty() && !column.is_null(row) { "(empty)".into() } else { text });
+                values.push(if text.is_empty() && !column.is_null(row) {
+                    "(empty)".into()
+                } else {
+                    text
+                });
             }
             out.push(values);
         }
@@ -94,7 +98,11 @@ impl sqllogictest::AsyncDB for SltSession {
             return Ok(DBOutput::StatementComplete(0));
         }
         Ok(DBOutput::Rows {
-            types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
+            types: schema
+                .fields()
+                .iter()
+                .map(|f| column_type(f.data_type()))
+                .collect(),
             rows: rows(&batches)?,
         })
     }

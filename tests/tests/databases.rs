@@ -3,7 +3,12 @@
 //! join, hostile filter values, and clear failures. Each test makes its own
 //! uniquely named database and drops it afterwards.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -48,18 +53,27 @@ fn mariadb_source(name: &str, db: &str) -> String {
 }
 
 fn sqlite_source(name: &str, path: &Path) -> String {
-    format!("[[source]]\nname = \"{name}\"\nkind = \"sqlite\"\npath = \"{}\"\n\n", path.display())
+    format!(
+        "[[source]]\nname = \"{name}\"\nkind = \"sqlite\"\npath = \"{}\"\n\n",
+        path.display()
+    )
 }
 
 async fn query(engine: &Engine, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let session = engine.session(Identity::new("test", "test"));
     let output = session.sql(sql).await?;
-    let batches = output.stream.try_collect().await.map_err(QueryError::from)?;
+    let batches = output
+        .stream
+        .try_collect()
+        .await
+        .map_err(QueryError::from)?;
     Ok((output.schema, batches))
 }
 
 async fn query_rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
-    let (_, batches) = query(engine, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let (_, batches) = query(engine, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows(&batches).unwrap()
 }
 
@@ -115,16 +129,28 @@ async fn postgres_types_round_trip() {
         .await
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path()).await.unwrap();
-    let (schema, batches) = query(&engine, "SELECT * FROM pg.types ORDER BY id").await.unwrap();
-    let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
+    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
+        .await
+        .unwrap();
+    let (schema, batches) = query(&engine, "SELECT * FROM pg.types ORDER BY id")
+        .await
+        .unwrap();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
     assert_eq!(types[0], "Int16");
     assert_eq!(types[1], "Int32");
     assert_eq!(types[2], "Int64");
     assert_eq!(types[3], "Decimal128(10, 2)");
     assert_eq!(types[6], "Boolean");
     assert_eq!(types[7], "Date32");
-    assert!(types[8].starts_with("Timestamp(") && !types[8].contains("UTC") && !types[8].contains("+"), "{}", types[8]);
+    assert!(
+        types[8].starts_with("Timestamp(") && !types[8].contains("UTC") && !types[8].contains("+"),
+        "{}",
+        types[8]
+    );
     assert!(types[9].starts_with("Timestamp("), "{}", types[9]);
     assert_eq!(types[13], "Float64");
     let got = rows(&batches).unwrap();
@@ -147,12 +173,19 @@ async fn postgres_types_round_trip() {
             "0.25",
         ]
     );
-    assert_eq!(got[1][1..].iter().filter(|v| *v == "NULL").count(), 13, "{:?}", got[1]);
+    assert_eq!(
+        got[1][1..].iter().filter(|v| *v == "NULL").count(),
+        13,
+        "{:?}",
+        got[1]
+    );
 }
 
 #[tokio::test]
 async fn mariadb_types_round_trip() {
-    let Some(db) = mariadb_or_skip().await else { return };
+    let Some(db) = mariadb_or_skip().await else {
+        return;
+    };
     db.execute(
         "CREATE TABLE types (
             id tinyint, n int, big bigint, amount decimal(10,2), name varchar(40), note text,
@@ -167,9 +200,17 @@ async fn mariadb_types_round_trip() {
     .await
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path()).await.unwrap();
-    let (schema, batches) = query(&engine, "SELECT * FROM maria.types ORDER BY id").await.unwrap();
-    let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
+    let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path())
+        .await
+        .unwrap();
+    let (schema, batches) = query(&engine, "SELECT * FROM maria.types ORDER BY id")
+        .await
+        .unwrap();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
     assert_eq!(types[1], "Int32");
     assert_eq!(types[2], "Int64");
     assert_eq!(types[3], "Decimal128(10, 2)");
@@ -184,12 +225,25 @@ async fn mariadb_types_round_trip() {
     assert_eq!(got[0][5], "long text");
     assert!(got[0][6] == "1" || got[0][6] == "true", "{}", got[0][6]);
     assert_eq!(got[0][7], "2026-10-01");
-    assert!(got[0][8].starts_with("2026-10-01T12:34:56"), "{}", got[0][8]);
-    assert!(got[0][9].starts_with("2026-10-01T12:34:56"), "{}", got[0][9]);
+    assert!(
+        got[0][8].starts_with("2026-10-01T12:34:56"),
+        "{}",
+        got[0][8]
+    );
+    assert!(
+        got[0][9].starts_with("2026-10-01T12:34:56"),
+        "{}",
+        got[0][9]
+    );
     assert_eq!(got[0][10], "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
     assert!(got[0][11].contains("\"k\""), "{}", got[0][11]);
     assert_eq!(got[0][12], "0.25");
-    assert_eq!(got[1][1..].iter().filter(|v| *v == "NULL").count(), 12, "{:?}", got[1]);
+    assert_eq!(
+        got[1][1..].iter().filter(|v| *v == "NULL").count(),
+        12,
+        "{:?}",
+        got[1]
+    );
 }
 
 #[tokio::test]
@@ -204,8 +258,14 @@ async fn sqlite_types_round_trip() {
     )
     .unwrap();
     drop(conn);
-    let engine = engine_from_text(&sqlite_source("lite", &path), tmp.path()).await.unwrap();
-    let got = query_rows(&engine, "SELECT id, amount, name, day FROM lite.types ORDER BY id").await;
+    let engine = engine_from_text(&sqlite_source("lite", &path), tmp.path())
+        .await
+        .unwrap();
+    let got = query_rows(
+        &engine,
+        "SELECT id, amount, name, day FROM lite.types ORDER BY id",
+    )
+    .await;
     assert_eq!(got[0], vec!["1", "12.5", "Zoë", "2026-10-01"]);
     assert_eq!(got[1], vec!["2", "NULL", "NULL", "NULL"]);
 }
@@ -213,7 +273,9 @@ async fn sqlite_types_round_trip() {
 #[tokio::test]
 async fn pushdown_is_visible_in_explain() {
     let Some(pg) = pg_or_skip().await else { return };
-    let Some(maria) = mariadb_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else {
+        return;
+    };
     pg.client
         .batch_execute(
             "CREATE TABLE crimes (id int, beat text, offence text);
@@ -231,7 +293,9 @@ async fn pushdown_is_visible_in_explain() {
     let lite = tmp.path().join("lite.sqlite");
     rusqlite::Connection::open(&lite)
         .unwrap()
-        .execute_batch("CREATE TABLE crimes (id INTEGER, beat TEXT); INSERT INTO crimes VALUES (1, 'B1');")
+        .execute_batch(
+            "CREATE TABLE crimes (id INTEGER, beat TEXT); INSERT INTO crimes VALUES (1, 'B1');",
+        )
         .unwrap();
     let config = format!(
         "{}{}{}",
@@ -243,23 +307,40 @@ async fn pushdown_is_visible_in_explain() {
 
     let sql = "SELECT beat, count(*) AS n FROM pg.crimes WHERE id > 10 GROUP BY beat ORDER BY beat LIMIT 3";
     let plan = explain(&engine, sql).await;
-    let remote = plan.lines().find(|l| l.contains("sql=")).unwrap_or_else(|| panic!("{plan}"));
+    let remote = plan
+        .lines()
+        .find(|l| l.contains("sql="))
+        .unwrap_or_else(|| panic!("{plan}"));
     assert!(remote.contains("WHERE"), "{remote}");
     assert!(remote.contains("GROUP BY"), "{remote}");
     assert!(remote.contains("LIMIT 3"), "{remote}");
-    assert_eq!(query_rows(&engine, sql).await, vec![vec!["B0", "18"], vec!["B1", "18"], vec!["B2", "18"]]);
+    assert_eq!(
+        query_rows(&engine, sql).await,
+        vec![vec!["B0", "18"], vec!["B1", "18"], vec!["B2", "18"]]
+    );
 
     // A join between two tables of the same source runs in that source.
     let join = "SELECT b.area, count(*) FROM pg.crimes c JOIN pg.beats b ON b.beat = c.beat GROUP BY b.area";
     let plan = explain(&engine, join).await;
-    let remote = plan.lines().find(|l| l.contains("sql=")).unwrap_or_else(|| panic!("{plan}"));
+    let remote = plan
+        .lines()
+        .find(|l| l.contains("sql="))
+        .unwrap_or_else(|| panic!("{plan}"));
     assert!(remote.contains("JOIN"), "{remote}");
 
     for source in ["maria", "lite"] {
-        let sql = format!("SELECT beat, count(*) FROM {source}.crimes WHERE id = 1 GROUP BY beat LIMIT 5");
+        let sql = format!(
+            "SELECT beat, count(*) FROM {source}.crimes WHERE id = 1 GROUP BY beat LIMIT 5"
+        );
         let plan = explain(&engine, &sql).await;
-        let remote = plan.lines().find(|l| l.contains("sql=")).unwrap_or_else(|| panic!("{plan}"));
-        assert!(remote.contains("WHERE") && remote.contains("GROUP BY") && remote.contains("LIMIT 5"), "{remote}");
+        let remote = plan
+            .lines()
+            .find(|l| l.contains("sql="))
+            .unwrap_or_else(|| panic!("{plan}"));
+        assert!(
+            remote.contains("WHERE") && remote.contains("GROUP BY") && remote.contains("LIMIT 5"),
+            "{remote}"
+        );
         assert_eq!(query_rows(&engine, &sql).await, vec![vec!["B1", "1"]]);
     }
 
@@ -275,7 +356,9 @@ async fn pushdown_is_visible_in_explain() {
 #[tokio::test]
 async fn four_way_cross_source_join() {
     let Some(pg) = pg_or_skip().await else { return };
-    let Some(maria) = mariadb_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else {
+        return;
+    };
     // C&C incidents in PostgreSQL, RMS crimes in MariaDB, ANPR reads in Parquet,
     // custody in SQLite.
     pg.client
@@ -301,7 +384,9 @@ async fn four_way_cross_source_join() {
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
-            Arc::new(StringArray::from(vec!["AB12CDE", "AB12CDE", "XY99ZZZ", "QQ00QQQ"])),
+            Arc::new(StringArray::from(vec![
+                "AB12CDE", "AB12CDE", "XY99ZZZ", "QQ00QQQ",
+            ])),
             Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
         ],
     )
@@ -348,25 +433,59 @@ async fn four_way_cross_source_join() {
 #[tokio::test]
 async fn hostile_filter_values_keep_their_meaning() {
     let Some(pg) = pg_or_skip().await else { return };
-    let Some(maria) = mariadb_or_skip().await else { return };
-    pg.client.batch_execute("CREATE TABLE people (id int, name text)").await.unwrap();
-    maria.execute("CREATE TABLE people (id int, name varchar(100))").await.unwrap();
+    let Some(maria) = mariadb_or_skip().await else {
+        return;
+    };
+    pg.client
+        .batch_execute("CREATE TABLE people (id int, name text)")
+        .await
+        .unwrap();
+    maria
+        .execute("CREATE TABLE people (id int, name varchar(100))")
+        .await
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let lite = tmp.path().join("people.sqlite");
     let conn = rusqlite::Connection::open(&lite).unwrap();
-    conn.execute_batch("CREATE TABLE people (id INTEGER, name TEXT)").unwrap();
+    conn.execute_batch("CREATE TABLE people (id INTEGER, name TEXT)")
+        .unwrap();
     for (i, value) in HOSTILE.iter().enumerate() {
         let id = i as i32 + 1;
-        pg.client.execute("INSERT INTO people VALUES ($1, $2)", &[&id, value]).await.unwrap();
-        conn.execute("INSERT INTO people VALUES (?1, ?2)", rusqlite::params![id, value]).unwrap();
+        pg.client
+            .execute("INSERT INTO people VALUES ($1, $2)", &[&id, value])
+            .await
+            .unwrap();
+        conn.execute(
+            "INSERT INTO people VALUES (?1, ?2)",
+            rusqlite::params![id, value],
+        )
+        .unwrap();
     }
     // MariaDB setup goes through the server's own escaping rules.
     for (i, value) in HOSTILE.iter().enumerate() {
-        let escaped = value.replace('\\', "\\\\").replace('\'', "''").replace('\n', "\\n");
-        maria.execute(&format!("INSERT INTO people VALUES ({}, '{escaped}')", i + 1)).await.unwrap();
+        let escaped = value
+            .replace('\\', "\\\\")
+            .replace('\'', "''")
+            .replace('\n', "\\n");
+        maria
+            .execute(&format!(
+                "INSERT INTO people VALUES ({}, '{escaped}')",
+                i + 1
+            ))
+            .await
+            .unwrap();
     }
-    let stored = maria.query_strings("SELECT name FROM people ORDER BY id").await.unwrap();
-    assert_eq!(stored, HOSTILE.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>());
+    let stored = maria
+        .query_strings("SELECT name FROM people ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        HOSTILE
+            .iter()
+            .map(|s| Some(s.to_string()))
+            .collect::<Vec<_>>()
+    );
     drop(conn);
 
     let config = format!(
@@ -378,28 +497,56 @@ async fn hostile_filter_values_keep_their_meaning() {
     let engine = engine_from_text(&config, tmp.path()).await.unwrap();
     for source in ["pg", "maria", "lite"] {
         for (i, value) in HOSTILE.iter().enumerate() {
-            let sql = format!("SELECT id, name FROM {source}.people WHERE name = {}", sql_literal(value));
-            let (_, batches) = query(&engine, &sql).await.unwrap_or_else(|e| panic!("{source}: {sql}: {e}"));
+            let sql = format!(
+                "SELECT id, name FROM {source}.people WHERE name = {}",
+                sql_literal(value)
+            );
+            let (_, batches) = query(&engine, &sql)
+                .await
+                .unwrap_or_else(|e| panic!("{source}: {sql}: {e}"));
             let ids: Vec<i64> = batches
                 .iter()
                 .flat_map(|b| {
                     let col = arrow::compute::cast(b.column(0), &DataType::Int64).unwrap();
-                    col.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+                    col.as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec()
                 })
                 .collect();
-            assert_eq!(ids, vec![i as i64 + 1], "{source}: value {value:?} matched {ids:?}");
+            assert_eq!(
+                ids,
+                vec![i as i64 + 1],
+                "{source}: value {value:?} matched {ids:?}"
+            );
         }
         // IN lists with the same values, and nothing was dropped along the way.
-        let list = HOSTILE.iter().map(|v| sql_literal(v)).collect::<Vec<_>>().join(", ");
-        let count = query_rows(&engine, &format!("SELECT count(*) FROM {source}.people WHERE name IN ({list})")).await;
+        let list = HOSTILE
+            .iter()
+            .map(|v| sql_literal(v))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let count = query_rows(
+            &engine,
+            &format!("SELECT count(*) FROM {source}.people WHERE name IN ({list})"),
+        )
+        .await;
         assert_eq!(count, vec![vec![HOSTILE.len().to_string()]], "{source}");
         // Unaliased expressions computed inside the database keep their values.
         let flags = query_rows(
             &engine,
-            &format!("SELECT name = {}, id FROM {source}.people ORDER BY id LIMIT 2", sql_literal(HOSTILE[1])),
+            &format!(
+                "SELECT name = {}, id FROM {source}.people ORDER BY id LIMIT 2",
+                sql_literal(HOSTILE[1])
+            ),
         )
         .await;
-        assert_eq!(flags, vec![vec!["false", "1"], vec!["true", "2"]], "{source}");
+        assert_eq!(
+            flags,
+            vec![vec!["false", "1"], vec!["true", "2"]],
+            "{source}"
+        );
     }
 }
 
@@ -417,30 +564,61 @@ async fn failures_name_the_source() {
         sqlite_source("ok", &lite)
     );
     let engine = engine_from_text(&config, tmp.path()).await.unwrap();
-    assert_eq!(query_rows(&engine, "SELECT x FROM ok.t").await, vec![vec!["1"]]);
-    let err = query(&engine, "SELECT * FROM down.anything").await.unwrap_err();
+    assert_eq!(
+        query_rows(&engine, "SELECT x FROM ok.t").await,
+        vec![vec!["1"]]
+    );
+    let err = query(&engine, "SELECT * FROM down.anything")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
-    assert!(err.message.starts_with("source 'down' (postgres): unavailable"), "{}", err.message);
-    let status = query_rows(&engine, "SELECT name, status FROM bluelamp.sources ORDER BY name").await;
+    assert!(
+        err.message
+            .starts_with("source 'down' (postgres): unavailable"),
+        "{}",
+        err.message
+    );
+    let status = query_rows(
+        &engine,
+        "SELECT name, status FROM bluelamp.sources ORDER BY name",
+    )
+    .await;
     assert_eq!(status, vec![vec!["down", "down"], vec!["ok", "up"]]);
 
     // A missing table names the source and lists what it has.
     let err = query(&engine, "SELECT * FROM ok.nosuch").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
-    assert!(err.message.contains("source 'ok' (sqlite) has no table 'nosuch'; its tables are: t"), "{}", err.message);
+    assert!(
+        err.message
+            .contains("source 'ok' (sqlite) has no table 'nosuch'; its tables are: t"),
+        "{}",
+        err.message
+    );
 
     // A missing SQLite file is an error, not a new empty database.
-    let engine = engine_from_text(&sqlite_source("gone", &tmp.path().join("missing.sqlite")), tmp.path())
-        .await
-        .unwrap();
+    let engine = engine_from_text(
+        &sqlite_source("gone", &tmp.path().join("missing.sqlite")),
+        tmp.path(),
+    )
+    .await
+    .unwrap();
     let status = engine.sources();
-    assert!(status[0].last_error.as_deref().unwrap_or_default().contains("does not exist"), "{status:?}");
+    assert!(
+        status[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("does not exist"),
+        "{status:?}"
+    );
     assert!(!tmp.path().join("missing.sqlite").exists());
 }
 
 #[tokio::test]
 async fn wrong_password_and_database_are_clear_and_secret_free() {
-    let Some(maria) = mariadb_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else {
+        return;
+    };
     let user = format!("bl_{}", &maria.name[maria.name.len() - 12..]);
     maria
         .execute(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'right-pass'; GRANT ALL ON {}.* TO '{user}'@'%'", maria.name))
@@ -463,13 +641,30 @@ async fn wrong_password_and_database_are_clear_and_secret_free() {
     let error = engine.sources()[0].last_error.clone().unwrap_or_default();
     assert!(error.to_lowercase().contains("password"), "{error}");
     assert!(!error.contains("Wr0ng-Secret-Value"), "{error}");
-    let err = query(&engine, "SELECT * FROM rms.people").await.unwrap_err();
-    assert!(err.message.starts_with("source 'rms' (mysql)"), "{}", err.message);
-    assert!(!err.message.contains("Wr0ng-Secret-Value"), "{}", err.message);
+    let err = query(&engine, "SELECT * FROM rms.people")
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.starts_with("source 'rms' (mysql)"),
+        "{}",
+        err.message
+    );
+    assert!(
+        !err.message.contains("Wr0ng-Secret-Value"),
+        "{}",
+        err.message
+    );
     let _ = maria.execute(&format!("DROP USER '{user}'@'%'")).await;
 
-    let Some(_pg) = pg_or_skip().await else { return };
-    let engine = engine_from_text(&pg_source("pg", "bluelamp_no_such_database"), tmp.path()).await.unwrap();
+    let Some(_pg) = pg_or_skip().await else {
+        return;
+    };
+    let engine = engine_from_text(&pg_source("pg", "bluelamp_no_such_database"), tmp.path())
+        .await
+        .unwrap();
     let error = engine.sources()[0].last_error.clone().unwrap_or_default();
-    assert!(error.contains("bluelamp_no_such_database") || error.contains("does not exist"), "{error}");
+    assert!(
+        error.contains("bluelamp_no_such_database") || error.contains("does not exist"),
+        "{error}"
+    );
 }

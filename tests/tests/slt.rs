@@ -1,5 +1,7 @@
 //! Runs each `.slt` file in `tests/slt/` against an engine over the small demo force.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "tests")]
+
 use std::path::{Path, PathBuf};
 
 use bluelamp_engine::Identity;

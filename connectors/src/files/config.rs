@@ -105,7 +105,9 @@ impl FromStr for FileFormatKind {
             "csv" => Ok(Self::Csv),
             "ndjson" | "jsonl" | "json" => Ok(Self::Ndjson),
             "parquet" => Ok(Self::Parquet),
-            other => Err(format!("unknown file format '{other}' (use csv, ndjson or parquet)")),
+            other => Err(format!(
+                "unknown file format '{other}' (use csv, ndjson or parquet)"
+            )),
         }
     }
 }

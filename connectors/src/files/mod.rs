@@ -62,17 +62,17 @@ impl SourceFactory for FilesSourceFactory {
             .map_err(|e| SourceError::new(source, e.to_string()))?;
         let root = location_url(source, &config.location)
             .map_err(|e| SourceError::new(source, e.to_string()))?;
-        let (store, store_url) = open_store(&root, &config)
-            .map_err(|e| SourceError::unavailable(source, e))?;
+        let (store, store_url) =
+            open_store(&root, &config).map_err(|e| SourceError::unavailable(source, e))?;
 
         let ctx = SessionContext::new();
         ctx.runtime_env()
             .register_object_store(store_url.as_ref(), Arc::clone(&store));
         let state = ctx.state();
 
-        let discovered = discover(store.as_ref(), &root)
-            .await
-            .map_err(|e| SourceError::unavailable(source, format!("cannot list {}: {e}", redact_url(&root))))?;
+        let discovered = discover(store.as_ref(), &root).await.map_err(|e| {
+            SourceError::unavailable(source, format!("cannot list {}: {e}", redact_url(&root)))
+        })?;
 
         let mut plans: BTreeMap<String, TablePlan> = discovered;
         for (name, overrides) in &config.tables {
@@ -98,7 +98,9 @@ impl SourceFactory for FilesSourceFactory {
             if entry.url.is_empty() {
                 return Err(SourceError::new(
                     source,
-                    format!("table '{name}' is configured but no file or folder of that name was found; set `path`"),
+                    format!(
+                        "table '{name}' is configured but no file or folder of that name was found; set `path`"
+                    ),
                 ));
             }
             if let Some(format) = overrides.format {
@@ -140,12 +142,21 @@ impl SourceFactory for FilesSourceFactory {
                 .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
             let url = ListingTableUrl::parse(&plan.url)
                 .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
-            let table = build_table(&state, url, options, schema).await.map_err(|e| {
-                SourceError::new(source, format!("table '{name}': {}", first_line(&e.to_string())))
-            })?;
+            let table = build_table(&state, url, options, schema)
+                .await
+                .map_err(|e| {
+                    SourceError::new(
+                        source,
+                        format!("table '{name}': {}", first_line(&e.to_string())),
+                    )
+                })?;
             tables.insert(
                 name,
-                Arc::new(FilesTableProvider::new(table, store_url.clone(), Arc::clone(&store))),
+                Arc::new(FilesTableProvider::new(
+                    table,
+                    store_url.clone(),
+                    Arc::clone(&store),
+                )),
             );
         }
         Ok(ConnectedSource {
@@ -178,14 +189,21 @@ fn first_line(text: &str) -> &str {
 /// resolved against the config file's folder.
 fn location_url(source: &SourceConfig, location: &str) -> Result<Url, ConfigError> {
     let url = if location.contains("://") {
-        Url::parse(location).map_err(|e| source.error("location", format!("not a valid URL: {e}")))?
+        Url::parse(location)
+            .map_err(|e| source.error("location", format!("not a valid URL: {e}")))?
     } else {
         let path = source.resolve_path(location);
         let absolute = std::path::absolute(&path).map_err(|e| {
-            source.error("location", format!("cannot resolve {}: {e}", path.display()))
+            source.error(
+                "location",
+                format!("cannot resolve {}: {e}", path.display()),
+            )
         })?;
         Url::from_directory_path(&absolute).map_err(|()| {
-            source.error("location", format!("{} is not a usable folder path", absolute.display()))
+            source.error(
+                "location",
+                format!("{} is not a usable folder path", absolute.display()),
+            )
         })?
     };
     if url.path().ends_with('/') {
@@ -197,7 +215,10 @@ fn location_url(source: &SourceConfig, location: &str) -> Result<Url, ConfigErro
     }
 }
 
-fn open_store(root: &Url, config: &FilesConfig) -> Result<(Arc<dyn ObjectStore>, ObjectStoreUrl), String> {
+fn open_store(
+    root: &Url,
+    config: &FilesConfig,
+) -> Result<(Arc<dyn ObjectStore>, ObjectStoreUrl), String> {
     if root.scheme() == "file" {
         let path = root
             .to_file_path()
@@ -205,7 +226,10 @@ fn open_store(root: &Url, config: &FilesConfig) -> Result<(Arc<dyn ObjectStore>,
         if !path.is_dir() {
             return Err(format!("folder {} does not exist", path.display()));
         }
-        return Ok((Arc::new(LocalFileSystem::new()), ObjectStoreUrl::local_filesystem()));
+        return Ok((
+            Arc::new(LocalFileSystem::new()),
+            ObjectStoreUrl::local_filesystem(),
+        ));
     }
     let (store, _) = object_store::parse_url_opts(root, config.storage.iter())
         .map_err(|e| format!("cannot open {}: {e}", redact_url(root)))?;
@@ -273,7 +297,11 @@ async fn first_data_file(
 ) -> Result<Option<(FileFormatKind, &'static str)>, object_store::Error> {
     let mut files = store.list(Some(folder));
     while let Some(meta) = files.try_next().await? {
-        if let Some(found) = meta.location.filename().and_then(FileFormatKind::from_file_name) {
+        if let Some(found) = meta
+            .location
+            .filename()
+            .and_then(FileFormatKind::from_file_name)
+        {
             return Ok(Some(found));
         }
     }

@@ -33,7 +33,11 @@ pub struct FilesTableProvider {
 
 impl FilesTableProvider {
     /// Wraps a listing table whose files live in `store`.
-    pub fn new(inner: ListingTable, store_url: ObjectStoreUrl, store: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(
+        inner: ListingTable,
+        store_url: ObjectStoreUrl,
+        store: Arc<dyn ObjectStore>,
+    ) -> Self {
         Self {
             inner,
             store_url,
@@ -44,7 +48,6 @@ impl FilesTableProvider {
 
 #[async_trait]
 impl TableProvider for FilesTableProvider {
-
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }
@@ -91,7 +94,6 @@ impl FilesSchemaProvider {
 
 #[async_trait]
 impl SchemaProvider for FilesSchemaProvider {
-
     fn table_names(&self) -> Vec<String> {
         self.tables.keys().cloned().collect()
     }
@@ -158,7 +160,9 @@ pub fn parse_schema(columns: &toml::Table) -> Result<SchemaRef, String> {
     let mut fields = Vec::with_capacity(columns.len());
     for (name, value) in columns {
         let Some(type_name) = value.as_str() else {
-            return Err(format!("column '{name}': the type must be a string such as \"Int64\""));
+            return Err(format!(
+                "column '{name}': the type must be a string such as \"Int64\""
+            ));
         };
         let data_type = parse_type(type_name).map_err(|e| format!("column '{name}': {e}"))?;
         fields.push(Field::new(name, data_type, true));
@@ -181,7 +185,10 @@ pub fn parse_type(name: &str) -> Result<DataType, String> {
         "boolean" | "bool" => Some(DataType::Boolean),
         "date" => Some(DataType::Date32),
         "timestamp" => Some(DataType::Timestamp(TimeUnit::Microsecond, None)),
-        "timestamptz" => Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+        "timestamptz" => Some(DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some("UTC".into()),
+        )),
         _ => None,
     };
     match sql {
@@ -200,7 +207,13 @@ pub fn table_name_for(entry: &str, extension: Option<&str>) -> String {
     };
     let mut name: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.chars().next().is_some_and(|c| c.is_ascii_digit()) {
         name.insert(0, 't');
@@ -215,7 +228,10 @@ mod tests {
 
     #[test]
     fn table_names_are_sql_friendly() {
-        assert_eq!(table_name_for("Stop-Search.csv", Some(".csv")), "stop_search");
+        assert_eq!(
+            table_name_for("Stop-Search.csv", Some(".csv")),
+            "stop_search"
+        );
         assert_eq!(table_name_for("2026_reads", None), "t2026_reads");
     }
 

@@ -47,7 +47,12 @@ struct SqlSchemaProvider {
 }
 
 impl SqlSchemaProvider {
-    fn new(source: &SourceConfig, hide: Vec<String>, mut tables: Vec<String>, backend: Arc<dyn SqlBackend>) -> Self {
+    fn new(
+        source: &SourceConfig,
+        hide: Vec<String>,
+        mut tables: Vec<String>,
+        backend: Arc<dyn SqlBackend>,
+    ) -> Self {
         tables.sort();
         tables.dedup();
         Self {
@@ -62,7 +67,6 @@ impl SqlSchemaProvider {
 
 #[async_trait]
 impl SchemaProvider for SqlSchemaProvider {
-
     fn table_names(&self) -> Vec<String> {
         self.tables.clone()
     }
@@ -76,7 +80,10 @@ impl SchemaProvider for SqlSchemaProvider {
             return Ok(Some(Arc::clone(table)));
         }
         let table = self.backend.table_provider(name).await.map_err(|e| {
-            let message = hide(&format!("cannot read table '{name}': {}", describe(e.as_ref())), &self.hide);
+            let message = hide(
+                &format!("cannot read table '{name}': {}", describe(e.as_ref())),
+                &self.hide,
+            );
             DataFusionError::External(Box::new(SourceError::new(&self.source, message)))
         })?;
         cache.insert(name.to_string(), Arc::clone(&table));
@@ -102,12 +109,20 @@ fn hide(message: &str, secrets: &[String]) -> String {
 }
 
 /// Turns a connection failure into an "unavailable" source error with a hint.
-fn connect_error(source: &SourceConfig, hide_values: &[String], error: &(dyn std::error::Error + 'static)) -> SourceError {
+fn connect_error(
+    source: &SourceConfig,
+    hide_values: &[String],
+    error: &(dyn std::error::Error + 'static),
+) -> SourceError {
     let text = hide(&describe(error), hide_values);
     let lower = text.to_ascii_lowercase();
-    let hint = if lower.contains("password") || lower.contains("access denied") || lower.contains("authentication") {
+    let hint = if lower.contains("password")
+        || lower.contains("access denied")
+        || lower.contains("authentication")
+    {
         " (check user and password)"
-    } else if lower.contains("refused") || lower.contains("timed out") || lower.contains("no route") {
+    } else if lower.contains("refused") || lower.contains("timed out") || lower.contains("no route")
+    {
         " (is the server running and reachable?)"
     } else if lower.contains("does not exist") || lower.contains("unknown database") {
         " (check the database name)"

@@ -4,36 +4,39 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bluelamp_engine::{ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory};
+use bluelamp_engine::{
+    ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory,
+};
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use std::ops::ControlFlow;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Statistics;
+use datafusion::error::DataFusionError;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{self, ValueWithSpan, visit_expressions_mut};
 use datafusion::sql::unparser::dialect::Dialect;
 use datafusion_federation::FederatedTableProviderAdaptor;
 use datafusion_federation::sql::{
-    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
+    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
+    SQLTableSource,
 };
 use datafusion_table_providers::mysql::sql_table::MySQLTable;
-use arrow::array::RecordBatch;
-use datafusion::error::DataFusionError;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion_table_providers::sql::arrow_sql_gen::mysql::rows_to_arrow;
-use futures::{StreamExt, TryStreamExt};
-use mysql_async::prelude::Queryable;
-use tokio_stream::wrappers::ReceiverStream;
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::mysqlpool::MySQLConnectionPool;
 use datafusion_table_providers::util::secrets::to_secret_map;
+use futures::{StreamExt, TryStreamExt};
+use mysql_async::prelude::Queryable;
 use serde::Deserialize;
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
 
@@ -87,7 +90,10 @@ impl SourceFactory for MySqlSourceFactory {
         if !["disabled", "preferred", "required"].contains(&config.sslmode.as_str()) {
             return Err(source.error(
                 "sslmode",
-                format!("unknown sslmode '{}' (use disabled, preferred or required)", config.sslmode),
+                format!(
+                    "unknown sslmode '{}' (use disabled, preferred or required)",
+                    config.sslmode
+                ),
             ));
         }
         if config.pool_max == Some(0) {
@@ -100,7 +106,11 @@ impl SourceFactory for MySqlSourceFactory {
         let config: MySqlConfig = source
             .options()
             .map_err(|e| SourceError::new(source, e.to_string()))?;
-        let hide: Vec<String> = config.password.iter().map(|p| p.expose().to_string()).collect();
+        let hide: Vec<String> = config
+            .password
+            .iter()
+            .map(|p| p.expose().to_string())
+            .collect();
         let mut params = HashMap::from([
             ("host".to_string(), config.host.clone()),
             ("tcp_port".to_string(), config.port.to_string()),
@@ -112,7 +122,10 @@ impl SourceFactory for MySqlSourceFactory {
             params.insert("pass".into(), password.expose().to_string());
         }
         if let Some(cert) = &config.sslrootcert {
-            params.insert("sslrootcert".into(), source.resolve_path(cert).display().to_string());
+            params.insert(
+                "sslrootcert".into(),
+                source.resolve_path(cert).display().to_string(),
+            );
         }
         if let Some(max) = config.pool_max {
             params.insert("pool_max".into(), max.to_string());
@@ -121,7 +134,10 @@ impl SourceFactory for MySqlSourceFactory {
             .await
             .map_err(|e| connect_error(source, &hide, &e))?;
         let pool = Arc::new(pool);
-        let conn = pool.connect().await.map_err(|e| connect_error(source, &hide, e.as_ref()))?;
+        let conn = pool
+            .connect()
+            .await
+            .map_err(|e| connect_error(source, &hide, e.as_ref()))?;
         let tables = get_tables(conn, &config.database)
             .await
             .map_err(|e| connect_error(source, &hide, &e))?;
@@ -152,7 +168,9 @@ struct MySqlBackend {
 
 impl std::fmt::Debug for MySqlBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MySqlBackend").field("database", &self.database).finish()
+        f.debug_struct("MySqlBackend")
+            .field("database", &self.database)
+            .finish()
     }
 }
 
@@ -171,18 +189,24 @@ impl SqlBackend for MySqlBackend {
             RemoteTableRef::from(reference),
             table.schema(),
         ));
-        Ok(Arc::new(FederatedTableProviderAdaptor::new_with_provider(source, table)))
+        Ok(Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+            source, table,
+        )))
     }
 }
 
 /// Whether the server already treats `\` in string literals as an ordinary
 /// character (`sql_mode` has `NO_BACKSLASH_ESCAPES`).
-async fn server_disables_backslash_escapes(pool: &Arc<MySQLConnectionPool>) -> Result<bool, BoxError> {
+async fn server_disables_backslash_escapes(
+    pool: &Arc<MySQLConnectionPool>,
+) -> Result<bool, BoxError> {
     let conn = pool.connect().await?;
     let Some(conn) = conn.as_async() else {
         return Ok(false);
     };
-    let mut stream = conn.query_arrow("SELECT @@SESSION.sql_mode AS sql_mode", &[], None).await?;
+    let mut stream = conn
+        .query_arrow("SELECT @@SESSION.sql_mode AS sql_mode", &[], None)
+        .await?;
     let mut modes = String::new();
     while let Some(batch) = stream.try_next().await? {
         let text = arrow::util::pretty::pretty_format_batches(&[batch])?.to_string();
@@ -218,7 +242,11 @@ fn rows_to_batch(rows: &[mysql_async::Row], schema: &SchemaRef) -> DFResult<Reco
     let Some(first) = rows.first() else {
         return Ok(RecordBatch::new_empty(Arc::clone(schema)));
     };
-    let names: Vec<String> = first.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+    let names: Vec<String> = first
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
     if names.len() != schema.fields().len() {
         return Err(fail(&format!(
             "the server returned {} columns where the plan expects {}",
@@ -226,7 +254,10 @@ fn rows_to_batch(rows: &[mysql_async::Row], schema: &SchemaRef) -> DFResult<Reco
             schema.fields().len()
         )));
     }
-    let same_names = names.iter().zip(schema.fields()).all(|(n, f)| n == f.name());
+    let same_names = names
+        .iter()
+        .zip(schema.fields())
+        .all(|(n, f)| n == f.name());
     let unique = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
     if same_names || !unique {
         return rows_to_arrow(rows, &Some(Arc::clone(schema))).map_err(|e| fail(&e));
@@ -262,7 +293,11 @@ const MYSQL_BATCH_ROWS: usize = 4_000;
 /// Runs `sql` and streams its rows as Arrow batches of `schema`. A task reads the
 /// server's result set into a bounded channel, so memory stays bounded and
 /// dropping the stream stops the read.
-fn mysql_stream(pool: Arc<MySQLConnectionPool>, sql: String, schema: SchemaRef) -> SendableRecordBatchStream {
+fn mysql_stream(
+    pool: Arc<MySQLConnectionPool>,
+    sql: String,
+    schema: SchemaRef,
+) -> SendableRecordBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<DFResult<RecordBatch>>(2);
     let projected = Arc::clone(&schema);
     tokio::spawn(async move {
@@ -274,7 +309,10 @@ fn mysql_stream(pool: Arc<MySQLConnectionPool>, sql: String, schema: SchemaRef) 
             }
         };
         let mut conn = connection.conn.lock().await;
-        let mut result = match conn.exec_iter(sql.as_str(), mysql_async::Params::Empty).await {
+        let mut result = match conn
+            .exec_iter(sql.as_str(), mysql_async::Params::Empty)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(Err(fail(&e))).await;
@@ -315,7 +353,10 @@ fn mysql_stream(pool: Arc<MySQLConnectionPool>, sql: String, schema: SchemaRef) 
             }
         }
     });
-    Box::pin(RecordBatchStreamAdapter::new(schema, ReceiverStream::new(rx)))
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        ReceiverStream::new(rx),
+    ))
 }
 
 #[async_trait]
@@ -350,10 +391,9 @@ impl SQLExecutor for MySqlExecutor {
                         value: ast::Value::SingleQuotedString(text),
                         ..
                     }) = expr
+                        && text.contains('\\')
                     {
-                        if text.contains('\\') {
-                            *text = text.replace('\\', "\\\\");
-                        }
+                        *text = text.replace('\\', "\\\\");
                     }
                     ControlFlow::<()>::Continue(())
                 });
@@ -368,7 +408,11 @@ impl SQLExecutor for MySqlExecutor {
         schema: SchemaRef,
         _filters: &[Arc<dyn PhysicalExpr>],
     ) -> DFResult<SendableRecordBatchStream> {
-        Ok(mysql_stream(Arc::clone(&self.pool), query.to_string(), schema))
+        Ok(mysql_stream(
+            Arc::clone(&self.pool),
+            query.to_string(),
+            schema,
+        ))
     }
 
     async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {

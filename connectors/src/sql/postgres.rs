@@ -4,14 +4,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bluelamp_engine::{ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory};
+use bluelamp_engine::{
+    ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory,
+};
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
+use datafusion_table_providers::UnsupportedTypeAction;
 use datafusion_table_providers::postgres::PostgresTableFactory;
+use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
-use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
-use datafusion_table_providers::UnsupportedTypeAction;
 use datafusion_table_providers::util::secrets::to_secret_map;
 use serde::Deserialize;
 
@@ -85,10 +87,15 @@ impl SourceFactory for PostgresSourceFactory {
 
     fn validate(&self, source: &SourceConfig) -> Result<(), ConfigError> {
         let config: PostgresConfig = source.options()?;
-        if !["disable", "prefer", "require", "verify-ca", "verify-full"].contains(&config.sslmode.as_str()) {
+        if !["disable", "prefer", "require", "verify-ca", "verify-full"]
+            .contains(&config.sslmode.as_str())
+        {
             return Err(source.error(
                 "sslmode",
-                format!("unknown sslmode '{}' (use disable, prefer, require, verify-ca or verify-full)", config.sslmode),
+                format!(
+                    "unknown sslmode '{}' (use disable, prefer, require, verify-ca or verify-full)",
+                    config.sslmode
+                ),
             ));
         }
         if config.pool_size == Some(0) {
@@ -101,7 +108,11 @@ impl SourceFactory for PostgresSourceFactory {
         let config: PostgresConfig = source
             .options()
             .map_err(|e| SourceError::new(source, e.to_string()))?;
-        let hide: Vec<String> = config.password.iter().map(|p| p.expose().to_string()).collect();
+        let hide: Vec<String> = config
+            .password
+            .iter()
+            .map(|p| p.expose().to_string())
+            .collect();
         let mut params = HashMap::from([
             ("host".to_string(), config.host.clone()),
             ("port".to_string(), config.port.to_string()),
@@ -113,7 +124,10 @@ impl SourceFactory for PostgresSourceFactory {
             params.insert("pass".into(), password.expose().to_string());
         }
         if let Some(cert) = &config.sslrootcert {
-            params.insert("sslrootcert".into(), source.resolve_path(cert).display().to_string());
+            params.insert(
+                "sslrootcert".into(),
+                source.resolve_path(cert).display().to_string(),
+            );
         }
         if let Some(size) = config.pool_size {
             params.insert("connection_pool_size".into(), size.to_string());
@@ -126,7 +140,10 @@ impl SourceFactory for PostgresSourceFactory {
             UnsupportedTypes::Error => UnsupportedTypeAction::Error,
         };
         let pool = Arc::new(pool.with_unsupported_type_action(action));
-        let conn = pool.connect().await.map_err(|e| connect_error(source, &hide, e.as_ref()))?;
+        let conn = pool
+            .connect()
+            .await
+            .map_err(|e| connect_error(source, &hide, e.as_ref()))?;
         let tables = get_tables(conn, &config.schema)
             .await
             .map_err(|e| connect_error(source, &hide, &e))?;
@@ -155,7 +172,9 @@ struct PostgresBackend {
 
 impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresBackend").field("schema", &self.schema).finish()
+        f.debug_struct("PostgresBackend")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 

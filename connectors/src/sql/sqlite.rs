@@ -27,7 +27,10 @@ pub struct SqliteConfig {
     /// a mistyped path must not silently create an empty database.
     pub path: String,
     /// How long to wait on a locked database (default `5s`).
-    #[serde(default = "default_busy_timeout", deserialize_with = "deserialize_duration")]
+    #[serde(
+        default = "default_busy_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
     pub busy_timeout: Duration,
 }
 
@@ -66,7 +69,10 @@ impl SourceFactory for SqliteSourceFactory {
             .await
             .map_err(|e| connect_error(source, &[], e.as_ref()))?;
         let pool = Arc::new(pool);
-        let conn = pool.connect().await.map_err(|e| connect_error(source, &[], e.as_ref()))?;
+        let conn = pool
+            .connect()
+            .await
+            .map_err(|e| connect_error(source, &[], e.as_ref()))?;
         let tables = get_tables(conn, "main")
             .await
             .map_err(|e| connect_error(source, &[], &e))?;
@@ -95,7 +101,8 @@ impl SqlBackend for SqliteBackend {
         let reference = TableReference::bare(table);
         let conn = self.pool.connect().await?;
         let schema = get_schema(conn, &reference).await?;
-        let pool: Arc<DynSqliteConnectionPool> = Arc::clone(&self.pool) as Arc<DynSqliteConnectionPool>;
+        let pool: Arc<DynSqliteConnectionPool> =
+            Arc::clone(&self.pool) as Arc<DynSqliteConnectionPool>;
         let table = Arc::new(SQLiteTable::new_with_schema(&pool, schema, reference));
         Ok(Arc::new(table.create_federated_table_provider()?))
     }

@@ -1,13 +1,18 @@
 //! `bluelamp demo`: the built-in demo force. Generates the force's data for a seed
-//! and scale (cached, so the second start is instant), registers each system as a
-//! source, and opens the prompt — or runs `-c` / `-f` and exits.
+//! and scale (files are cached, so later starts skip writing them), starts the
+//! HTTP systems on free loopback ports, registers the file and database systems
+//! as sources, and opens the prompt — or runs `-c` / `-f` and exits, or with
+//! `--listen` keeps running until SIGINT/SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use bluelamp_engine::{Config, Engine};
+use bluelamp_simulators::http::{Faults, RunningSystem, SystemKind, SystemOptions, start};
 use bluelamp_simulators::{generate, write_force};
 use clap::Args;
 use tokio::runtime::Runtime;
@@ -30,6 +35,14 @@ pub struct DemoArgs {
     /// Generate the data again even if it is cached.
     #[arg(long)]
     regenerate: bool,
+    /// Run without a prompt until SIGINT/SIGTERM, printing one line starting
+    /// `ready` once every system accepts connections. ADDR is where the Flight
+    /// SQL endpoint will listen once it exists; it must be a valid address.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["command", "file"])]
+    listen: Option<SocketAddr>,
+    /// Faults for the HTTP systems, e.g. "latency=20ms,errors=0.05" (see `bluelamp simulate --help`).
+    #[arg(long, default_value = "none")]
+    faults: Faults,
     #[command(flatten)]
     query: QueryArgs,
 }
@@ -43,29 +56,85 @@ fn cache_root() -> PathBuf {
         .join("demo")
 }
 
-/// Generates (or reuses) the demo data and runs queries over it.
+/// Rejects scales the generator cannot serve sensibly.
 ///
 /// # Errors
-/// Bad arguments, or data that cannot be written.
-pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
-    if !(args.scale.is_finite() && args.scale > 0.0 && args.scale <= 100.0) {
-        anyhow::bail!(
-            "--scale must be a number above 0 and at most 100 (got {})",
-            args.scale
-        );
+/// A scale that is not a positive number up to 100.
+pub fn check_scale(scale: f64) -> anyhow::Result<()> {
+    if !(scale.is_finite() && scale > 0.0 && scale <= 100.0) {
+        anyhow::bail!("--scale must be a number above 0 and at most 100 (got {scale})");
     }
+    Ok(())
+}
+
+/// Prints where a system is and how to authenticate to it.
+pub fn print_system(system: &RunningSystem, options: &SystemOptions) {
+    let auth = match system.kind {
+        SystemKind::Cad => format!("header X-API-Key: {}", options.cad_api_key),
+        SystemKind::Rms => format!(
+            "OAuth2 client credentials {} / {} at {}/oauth/token",
+            options.rms_client_id, options.rms_client_secret, system.url
+        ),
+        SystemKind::Stops => "no authentication".to_string(),
+    };
+    eprintln!(
+        "{:6} {}  OpenAPI {}  ({auth})",
+        system.kind.name(),
+        system.url,
+        system.openapi_url()
+    );
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Generates (or reuses) the demo data, starts the systems and runs queries over them.
+///
+/// # Errors
+/// Bad arguments, data that cannot be written, or a port that cannot be bound.
+pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    check_scale(args.scale)?;
     let root = args.data_dir.clone().unwrap_or_else(cache_root);
     let dir = root.join(format!("seed-{}-scale-{}", args.seed, args.scale));
     let config_path = dir.join("bluelamp.toml");
-    if args.regenerate || !config_path.is_file() {
-        let started = Instant::now();
+    let scripted = args.query.is_scripted();
+    let started = Instant::now();
+    let write_files = args.regenerate || !config_path.is_file();
+    if write_files {
         eprintln!(
             "generating the demo force (seed {}, scale {}) in {}",
             args.seed,
             args.scale,
             dir.display()
         );
-        let force = generate(args.seed, args.scale, |step| eprintln!("  {step}…"));
+    }
+    let force = generate(args.seed, args.scale, |step| {
+        if write_files {
+            eprintln!("  {step}…");
+        }
+    });
+    if write_files {
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create {}", root.display()))?;
         write_force(&force, &dir)?;
@@ -80,7 +149,54 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
             force.stops.len()
         );
     }
-    let config = Config::load(&config_path)?;
-    let engine = rt.block_on(Engine::start(config, &bluelamp_connectors::registry()))?;
-    crate::run_queries(rt, &engine, &args.query)
+    let force = Arc::new(force);
+    let options = SystemOptions {
+        faults: args.faults.clone(),
+        ..SystemOptions::default()
+    };
+    let (systems, engine) = rt.block_on(async {
+        let mut systems = Vec::new();
+        for kind in SystemKind::ALL {
+            let system = start(
+                kind,
+                Arc::clone(&force),
+                options.clone(),
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            )
+            .await
+            .with_context(|| format!("cannot start the {} system", kind.name()))?;
+            systems.push(system);
+        }
+        let config = Config::load(&config_path)?;
+        let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
+        Ok::<_, anyhow::Error>((systems, engine))
+    })?;
+    if !scripted {
+        for system in &systems {
+            print_system(system, &options);
+        }
+    }
+    // The HTTP systems run on the runtime's worker threads while the prompt (or
+    // the wait for a signal) holds this one.
+    let outcome = match args.listen {
+        Some(addr) => {
+            let urls: Vec<String> = systems
+                .iter()
+                .map(|s| format!("{}={}", s.kind.name(), s.url))
+                .collect();
+            println!(
+                "ready {} (Flight SQL on {addr} arrives with the Flight SQL endpoint)",
+                urls.join(" ")
+            );
+            rt.block_on(shutdown_signal());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => crate::run_queries(rt, &engine, &args.query),
+    };
+    rt.block_on(async {
+        for system in systems {
+            system.shutdown().await;
+        }
+    });
+    outcome
 }

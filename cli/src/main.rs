@@ -11,6 +11,7 @@ mod demo;
 mod output;
 mod repl;
 mod runner;
+mod simulate;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -50,8 +51,10 @@ enum Command {
         )]
         config: PathBuf,
     },
-    /// The built-in demo force: generate its data and open the prompt over it.
+    /// The built-in demo force: generate its data, start its systems, open the prompt.
     Demo(demo::DemoArgs),
+    /// Run one of the demo force's HTTP systems (cad, rms, stops) on its own.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Options shared by every command that runs SQL.
@@ -66,6 +69,13 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+}
+
+impl QueryArgs {
+    /// Whether statements come from -c or -f rather than a person at a prompt.
+    pub fn is_scripted(&self) -> bool {
+        self.command.is_some() || self.file.is_some()
+    }
 }
 
 #[derive(Args)]
@@ -94,6 +104,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => run_sql(&rt, args),
         Command::Check { config } => check::run(&rt, &config),
         Command::Demo(args) => demo::run(&rt, args),
+        Command::Simulate(args) => simulate::run(&rt, args),
     };
     match result {
         Ok(code) => code,

@@ -43,6 +43,36 @@ pub struct Incident {
     pub vehicle_registration: Option<String>,
 }
 
+/// One entry in an incident's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// The incident.
+    pub urn: String,
+    /// Position in the log, from 1.
+    pub seq: i64,
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// Who wrote it (operator or callsign).
+    pub author: String,
+    /// The entry.
+    pub text: &'static str,
+}
+
+/// A resource (unit) assigned to an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// The incident.
+    pub urn: String,
+    /// The unit's callsign.
+    pub callsign: String,
+    /// When it was assigned.
+    pub assigned_at: DateTime<Utc>,
+    /// When it arrived, if it did.
+    pub at_scene_at: Option<DateTime<Utc>>,
+    /// When it was released, if it has been.
+    pub cleared_at: Option<DateTime<Utc>>,
+}
+
 /// A crime recorded in RMS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crime {
@@ -156,6 +186,10 @@ pub struct StopSearch {
 pub struct Force {
     /// C&C incidents.
     pub incidents: Vec<Incident>,
+    /// C&C incident log entries.
+    pub incident_log: Vec<LogEntry>,
+    /// C&C resource assignments.
+    pub assignments: Vec<Assignment>,
     /// RMS crimes.
     pub crimes: Vec<Crime>,
     /// RMS people.
@@ -188,6 +222,16 @@ const OPENING: &[&str] = &[
 ];
 const OPENING_WEIGHTS: &[u32] = &[8, 9, 7, 4, 4, 12, 12, 14, 6, 12, 12];
 const CRIME_OPENINGS: usize = 5;
+const LOG_TEXT: &[&str] = &[
+    "Call received, details taken",
+    "Caller reports situation ongoing",
+    "Unit assigned",
+    "Unit at scene",
+    "Update from scene: area secured",
+    "Caller recontacted, no answer",
+    "Supervisor reviewed grading",
+    "Incident closed",
+];
 const CLOSING: &[&str] = &[
     "Crime recorded",
     "Advice given",
@@ -338,6 +382,9 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
 
     progress("incidents and crimes");
     let mut rng = root.fork("incidents");
+    // Log entries and assignments draw from their own stream, so they do not
+    // change the incidents a seed produces.
+    let mut ops = root.fork("operations");
     let incident_count = scaled(50_000.0, scale);
     let mut per_day = vec![0u32; DAYS as usize];
     let mut crime_seq = 0u32;
@@ -422,6 +469,42 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
             if closed {
                 incident.crime_reference = Some(crime_reference);
             }
+        }
+        let units = 1 + ops.below(3);
+        for unit in 0..units {
+            let assigned_at = opened_at + Duration::minutes(unit as i64 * 5 + ops.below(5) as i64);
+            let at_scene_at = arrived_at.map(|a| {
+                if unit == 0 {
+                    a
+                } else {
+                    a + Duration::minutes(ops.below(30) as i64)
+                }
+            });
+            force.assignments.push(Assignment {
+                urn: incident.urn.clone(),
+                callsign: format!(
+                    "{}{:02}",
+                    ["AL", "BR", "CH", "DE"][ops.below(4) as usize],
+                    1 + ops.below(40)
+                ),
+                assigned_at,
+                at_scene_at: at_scene_at.map(|t| t.max(assigned_at)),
+                cleared_at: closed_at.map(|c| c.max(assigned_at)),
+            });
+        }
+        let entries = 2 + ops.below(4) as i64;
+        for seq in 1..=entries {
+            force.incident_log.push(LogEntry {
+                urn: incident.urn.clone(),
+                seq,
+                at: opened_at + Duration::minutes((seq - 1) * (1 + ops.below(20) as i64)),
+                author: format!("OP{:03}", 1 + ops.below(60)),
+                text: if seq == 1 {
+                    LOG_TEXT[0]
+                } else {
+                    ops.choose(&LOG_TEXT[1..])
+                },
+            });
         }
         force.incidents.push(incident);
     }
@@ -567,6 +650,18 @@ mod tests {
         let force = generate(7, 0.05, |_| {});
         let urns: HashSet<&str> = force.incidents.iter().map(|i| i.urn.as_str()).collect();
         assert_eq!(urns.len(), force.incidents.len(), "URNs are unique");
+        assert!(
+            force
+                .incident_log
+                .iter()
+                .all(|l| urns.contains(l.urn.as_str()))
+        );
+        assert!(
+            force
+                .assignments
+                .iter()
+                .all(|a| urns.contains(a.urn.as_str()))
+        );
         assert!(
             force
                 .crimes

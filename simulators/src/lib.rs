@@ -14,8 +14,11 @@
 //! - [`force`]: the data model and generator.
 //! - [`write`]: writes the force as files (CSV, NDJSON, Parquet) and a SQLite
 //!   database, with a `bluelamp.toml` that registers them.
+//! - [`http`]: the HTTP systems (`cad`, `rms`, `stops`) as real servers, each in a
+//!   different supplier's style, with fault injection and request accounting.
 
 pub mod force;
+pub mod http;
 pub mod rng;
 pub mod write;
 

@@ -95,6 +95,7 @@ pub fn write_force(force: &Force, dir: &Path) -> Result<DemoFiles, WriteError> {
     write_rms(force, &staging.join("rms"))?;
     write_stops(force, &staging.join("stops"))?;
     write_custody(force, &staging.join("custody.sqlite"))?;
+    write_custody_sql(force, &staging.join("custody.sql"))?;
     write_anpr(&force.anpr, &staging.join("anpr"))?;
     let config = staging.join("bluelamp.toml");
     fs::write(&config, CONFIG).map_err(io(&config))?;
@@ -233,26 +234,67 @@ fn write_stops(force: &Force, dir: &Path) -> Result<(), WriteError> {
     })
 }
 
+/// The custody table's definition, in SQL that SQLite and PostgreSQL both accept.
+pub const CUSTODY_SCHEMA: &str = "CREATE TABLE custody_records (
+    custody_id TEXT PRIMARY KEY,
+    person_id TEXT NOT NULL,
+    crime_reference TEXT NOT NULL,
+    arrived_at TEXT NOT NULL,
+    released_at TEXT,
+    station TEXT NOT NULL,
+    disposal TEXT NOT NULL
+);
+CREATE INDEX custody_person ON custody_records(person_id);
+CREATE INDEX custody_crime ON custody_records(crime_reference);
+";
+
+fn sql_text(value: Option<&str>) -> String {
+    value.map_or_else(
+        || "NULL".to_string(),
+        |v| format!("'{}'", v.replace('\'', "''")),
+    )
+}
+
+/// The custody system as a portable SQL script, so the same data can be loaded
+/// into PostgreSQL for tests.
+fn write_custody_sql(force: &Force, path: &Path) -> Result<(), WriteError> {
+    let mut out = BufWriter::new(File::create(path).map_err(io(path))?);
+    let mut write = || -> std::io::Result<()> {
+        writeln!(
+            out,
+            "-- The demo force's custody records; loads into SQLite or PostgreSQL."
+        )?;
+        write!(out, "{CUSTODY_SCHEMA}")?;
+        for chunk in force.custody.chunks(500) {
+            writeln!(out, "INSERT INTO custody_records VALUES")?;
+            for (i, c) in chunk.iter().enumerate() {
+                let released = c.released_at.as_ref().map(ts);
+                writeln!(
+                    out,
+                    "  ({}, {}, {}, {}, {}, {}, {}){}",
+                    sql_text(Some(&c.custody_id)),
+                    sql_text(Some(&c.person_id)),
+                    sql_text(Some(&c.crime_reference)),
+                    sql_text(Some(&ts(&c.arrived_at))),
+                    sql_text(released.as_deref()),
+                    sql_text(Some(c.station)),
+                    sql_text(Some(c.disposal)),
+                    if i + 1 == chunk.len() { ";" } else { "," }
+                )?;
+            }
+        }
+        out.flush()
+    };
+    write().map_err(io(path))
+}
+
 fn write_custody(force: &Force, path: &Path) -> Result<(), WriteError> {
     let sqlite = |source| WriteError::Sqlite {
         path: path.to_path_buf(),
         source,
     };
     let mut conn = rusqlite::Connection::open(path).map_err(sqlite)?;
-    conn.execute_batch(
-        "CREATE TABLE custody_records (
-            custody_id TEXT PRIMARY KEY,
-            person_id TEXT NOT NULL,
-            crime_reference TEXT NOT NULL,
-            arrived_at TEXT NOT NULL,
-            released_at TEXT,
-            station TEXT NOT NULL,
-            disposal TEXT NOT NULL
-        );
-        CREATE INDEX custody_person ON custody_records(person_id);
-        CREATE INDEX custody_crime ON custody_records(crime_reference);",
-    )
-    .map_err(sqlite)?;
+    conn.execute_batch(CUSTODY_SCHEMA).map_err(sqlite)?;
     let tx = conn.transaction().map_err(sqlite)?;
     {
         let mut insert = tx

@@ -1,0 +1,218 @@
+//! Fault injection, off by default: what a real supplier system does on a bad day.
+//!
+//! Written as `--faults "latency=50ms,errors=0.1,burst429=3,reset=0.05,malformed=0.05,drift=extra+missing+wrongtype,seed=7"`.
+//! Transport faults (latency, 5xx, 429 bursts, resets, malformed pages) apply to
+//! data endpoints only, never to `/openapi.*`, `/_stats` or the token endpoint.
+//! Which request meets which fault is decided from the request's sequence number
+//! and the seed, so a run can be repeated exactly.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::rng::Rng;
+
+/// The faults a simulated system injects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Added to every data response.
+    pub latency: Duration,
+    /// Share of data requests answered 500 or 503.
+    pub error_rate: f64,
+    /// Each burst answers this many consecutive requests with 429 and `Retry-After`
+    /// (a burst starts every 25 requests).
+    pub burst_429: u32,
+    /// Share of data responses whose connection is reset half-way through the body.
+    pub reset_rate: f64,
+    /// Share of data pages sent as truncated, malformed JSON with status 200.
+    pub malformed_rate: f64,
+    /// Every record carries an extra, undocumented field.
+    pub drift_extra: bool,
+    /// Every record lacks one optional field entirely.
+    pub drift_missing: bool,
+    /// One record (the 8th of the dataset) has a field of the wrong type.
+    pub drift_wrong_type: bool,
+    /// Seed for deciding which requests fail.
+    pub seed: u64,
+}
+
+/// What the fault plan says to do with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Serve normally.
+    Serve,
+    /// Answer with this 5xx status.
+    ServerError(u16),
+    /// Answer 429 with `Retry-After: 1`.
+    TooManyRequests,
+    /// Reset the connection mid-body.
+    Reset,
+    /// Send a truncated JSON body with status 200.
+    Malformed,
+}
+
+impl Faults {
+    /// No faults at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Whether any fault is configured.
+    pub fn any(&self) -> bool {
+        *self
+            != Self {
+                seed: self.seed,
+                ..Self::default()
+            }
+    }
+
+    /// The action for the `n`-th data request (counting from 0).
+    pub fn action(&self, n: u64) -> Action {
+        if self.burst_429 > 0 && (n % 25) >= 5 && (n % 25) < 5 + u64::from(self.burst_429) {
+            return Action::TooManyRequests;
+        }
+        let mut rng = Rng::new(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let roll = rng.unit();
+        let mut edge = self.error_rate;
+        if roll < edge {
+            return Action::ServerError(if n % 2 == 0 { 500 } else { 503 });
+        }
+        edge += self.reset_rate;
+        if roll < edge {
+            return Action::Reset;
+        }
+        edge += self.malformed_rate;
+        if roll < edge {
+            return Action::Malformed;
+        }
+        Action::Serve
+    }
+}
+
+impl FromStr for Faults {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut faults = Faults::default();
+        let text = text.trim();
+        if text.is_empty() || text == "none" {
+            return Ok(faults);
+        }
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("fault '{part}' needs a value, e.g. errors=0.1"))?;
+            let rate = |v: &str| -> Result<f64, String> {
+                let r: f64 = v
+                    .parse()
+                    .map_err(|_| format!("{key}: '{v}' is not a number"))?;
+                if (0.0..=1.0).contains(&r) {
+                    Ok(r)
+                } else {
+                    Err(format!("{key}: {v} must be between 0 and 1"))
+                }
+            };
+            match key.trim() {
+                "latency" => faults.latency = parse_duration(value)?,
+                "errors" => faults.error_rate = rate(value)?,
+                "reset" => faults.reset_rate = rate(value)?,
+                "malformed" => faults.malformed_rate = rate(value)?,
+                "burst429" => {
+                    faults.burst_429 =
+                        value.parse().ok().filter(|n| *n <= 20).ok_or_else(|| {
+                            format!("burst429: '{value}' must be a whole number from 0 to 20")
+                        })?;
+                }
+                "seed" => {
+                    faults.seed = value
+                        .parse()
+                        .map_err(|_| format!("seed: '{value}' is not a number"))?
+                }
+                "drift" => {
+                    for kind in value.split('+').map(str::trim) {
+                        match kind {
+                            "extra" => faults.drift_extra = true,
+                            "missing" => faults.drift_missing = true,
+                            "wrongtype" => faults.drift_wrong_type = true,
+                            other => {
+                                return Err(format!(
+                                    "unknown drift '{other}' (use extra, missing, wrongtype)"
+                                ));
+                            }
+                        }
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown fault '{other}' (use latency, errors, burst429, reset, malformed, drift, seed)"
+                    ));
+                }
+            }
+        }
+        if faults.error_rate + faults.reset_rate + faults.malformed_rate > 1.0 {
+            return Err("errors + reset + malformed must not add up to more than 1".into());
+        }
+        Ok(faults)
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (t, 0.001)
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("latency: '{text}' is not a duration like 50ms"))?;
+    if !(0.0..=60.0).contains(&(value * scale)) {
+        return Err(format!("latency: {text} must be between 0 and 60s"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_fault() {
+        let f: Faults = "latency=20ms,errors=0.1,burst429=3,reset=0.05,malformed=0.02,drift=extra+missing+wrongtype,seed=9"
+            .parse()
+            .unwrap();
+        assert_eq!(f.latency, Duration::from_millis(20));
+        assert_eq!(f.burst_429, 3);
+        assert!(f.drift_extra && f.drift_missing && f.drift_wrong_type);
+        assert!(f.any());
+        assert!(!Faults::none().any());
+        assert!("errors=2".parse::<Faults>().is_err());
+        assert!("bogus=1".parse::<Faults>().is_err());
+        assert!("drift=sideways".parse::<Faults>().is_err());
+    }
+
+    #[test]
+    fn no_faults_never_fire() {
+        let f = Faults::none();
+        assert!((0..10_000).all(|n| f.action(n) == Action::Serve));
+    }
+
+    #[test]
+    fn rates_fire_roughly_as_configured() {
+        let f: Faults = "errors=0.1,reset=0.1,malformed=0.1".parse().unwrap();
+        let count = |a: fn(Action) -> bool| (0..10_000).filter(|n| a(f.action(*n))).count();
+        for n in [
+            count(|a| matches!(a, Action::ServerError(_))),
+            count(|a| a == Action::Reset),
+            count(|a| a == Action::Malformed),
+        ] {
+            assert!((800..1200).contains(&n), "{n}");
+        }
+        let bursts: Faults = "burst429=3".parse().unwrap();
+        let hits: Vec<u64> = (0..50)
+            .filter(|n| bursts.action(*n) == Action::TooManyRequests)
+            .collect();
+        assert_eq!(hits, vec![5, 6, 7, 30, 31, 32]);
+    }
+}

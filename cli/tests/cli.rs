@@ -210,3 +210,67 @@ fn config_errors_name_file_line_and_key() {
     );
     assert!(text(&out.stderr).starts_with("error: cannot read config file nope.toml"));
 }
+
+#[test]
+fn demo_listen_serves_the_systems_until_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bluelamp"))
+        .args(["demo", "--scale", "0.01", "--listen", "127.0.0.1:0"])
+        .current_dir(tmp.path())
+        .env("BLUELAMP_DEMO_DIR", tmp.path().join("demo"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().unwrap().unwrap();
+    assert!(ready.starts_with("ready "), "{ready}");
+    let url = |name: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_string()
+    };
+    // Each system accepts connections once `ready` is printed.
+    for (name, path) in [
+        ("cad", "/openapi.json"),
+        ("rms", "/openapi.yaml"),
+        ("stops", "/api/stops-street"),
+    ] {
+        let address = url(name).trim_start_matches("http://").to_string();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn simulate_rejects_unknown_systems_and_bad_faults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bluelamp(tmp.path(), &["simulate", "dispatch"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown system 'dispatch' (use cad, rms or stops)"));
+    let out = bluelamp(tmp.path(), &["simulate", "cad", "--faults", "errors=7"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("errors: 7 must be between 0 and 1"),
+        "{}",
+        text(&out.stderr)
+    );
+}

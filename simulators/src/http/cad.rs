@@ -115,11 +115,12 @@ async fn document() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], DOCUMENT).into_response()
 }
 
-fn authorised(state: &CadState, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal to send, if the request lacks the right API key.
+fn refuse(state: &CadState, headers: &HeaderMap) -> Option<Response> {
     match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        Some(key) if key == state.api_key => Ok(()),
-        Some(_) => Err(error(StatusCode::UNAUTHORIZED, "invalid API key")),
-        None => Err(error(StatusCode::UNAUTHORIZED, "missing X-API-Key header")),
+        Some(key) if key == state.api_key => None,
+        Some(_) => Some(error(StatusCode::UNAUTHORIZED, "invalid API key")),
+        None => Some(error(StatusCode::UNAUTHORIZED, "missing X-API-Key header")),
     }
 }
 
@@ -138,7 +139,7 @@ async fn list_incidents(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
+    if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
     let params = Params::parse(query.as_deref());
@@ -160,19 +161,18 @@ fn page(state: &CadState, params: &Params) -> Result<Response, String> {
     };
     let urns: Option<HashSet<String>> = params.list("urn").map(|v| v.into_iter().collect());
     let grades = params.list("grade");
-    if let Some(g) = &grades {
-        if let Some(bad) = g
+    if let Some(g) = &grades
+        && let Some(bad) = g
             .iter()
             .find(|g| !["I", "S", "E", "R"].contains(&g.as_str()))
-        {
-            return Err(format!("grade '{bad}' is not one of I, S, E, R"));
-        }
+    {
+        return Err(format!("grade '{bad}' is not one of I, S, E, R"));
     }
     let statuses = params.list("status");
-    if let Some(s) = &statuses {
-        if let Some(bad) = s.iter().find(|s| !["open", "closed"].contains(&s.as_str())) {
-            return Err(format!("status '{bad}' is not one of open, closed"));
-        }
+    if let Some(s) = &statuses
+        && let Some(bad) = s.iter().find(|s| !["open", "closed"].contains(&s.as_str()))
+    {
+        return Err(format!("status '{bad}' is not one of open, closed"));
     }
     let from = params.time("opened_from")?;
     let to = params.time("opened_to")?;
@@ -262,7 +262,7 @@ async fn get_incident(
     headers: HeaderMap,
     Path(urn): Path<String>,
 ) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
+    if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
     let Some(&n) = state.index.get(&urn) else {
@@ -281,7 +281,7 @@ fn lookup(
     urn: &str,
     table: &HashMap<String, Vec<Value>>,
 ) -> Response {
-    if let Err(denied) = authorised(state, headers) {
+    if let Some(denied) = refuse(state, headers) {
         return denied;
     }
     if !state.index.contains_key(urn) {
@@ -314,7 +314,7 @@ async fn record_crime_reference(
     Path(urn): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(denied) = authorised(&state, &headers) {
+    if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
     let Some(&n) = state.index.get(&urn) else {

@@ -74,7 +74,7 @@ impl Faults {
         let roll = rng.unit();
         let mut edge = self.error_rate;
         if roll < edge {
-            return Action::ServerError(if n % 2 == 0 { 500 } else { 503 });
+            return Action::ServerError(if n.is_multiple_of(2) { 500 } else { 503 });
         }
         edge += self.reset_rate;
         if roll < edge {

@@ -171,7 +171,15 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((id.to_string(), secret.to_string()))
 }
 
-/// Checks the bearer token and the rate limit.
+/// Checks the bearer token and the rate limit; the refusal to send, if any.
+fn refuse(state: &RmsState, headers: &HeaderMap) -> Option<Response> {
+    admit(state, headers).err()
+}
+
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer itself, built once per refused request"
+)]
 fn admit(state: &RmsState, headers: &HeaderMap) -> Result<(), Response> {
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -265,7 +273,7 @@ async fn list_crimes(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(denied) = admit(&state, &headers) {
+    if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
     let params = Params::parse(query.as_deref());
@@ -315,7 +323,7 @@ async fn list_people(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(denied) = admit(&state, &headers) {
+    if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
     let params = Params::parse(query.as_deref());
@@ -339,7 +347,7 @@ async fn list_links(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(denied) = admit(&state, &headers) {
+    if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
     let params = Params::parse(query.as_deref());
@@ -455,7 +463,7 @@ async fn create_crime(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(denied) = admit(&state, &headers) {
+    if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
     let Ok(payload) = serde_json::from_slice::<Value>(&body) else {

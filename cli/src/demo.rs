@@ -56,6 +56,35 @@ fn cache_root() -> PathBuf {
         .join("demo")
 }
 
+/// The engine's view of the running force: the HTTP systems through their
+/// OpenAPI documents, custody and ANPR over their files.
+fn live_config(systems: &[RunningSystem], options: &SystemOptions) -> String {
+    let mut text = String::from("[engine]\nconnect_timeout = \"10s\"\n\n");
+    for system in systems {
+        let auth = match system.kind {
+            SystemKind::Cad => format!(
+                "{{ type = \"api_key\", name = \"X-API-Key\", value = \"{}\" }}",
+                options.cad_api_key
+            ),
+            SystemKind::Rms => format!(
+                "{{ type = \"oauth2\", client_id = \"{}\", client_secret = \"{}\" }}",
+                options.rms_client_id, options.rms_client_secret
+            ),
+            SystemKind::Stops => "{ type = \"none\" }".to_string(),
+        };
+        text.push_str(&format!(
+            "[[source]]\nname = \"{}\"\nkind = \"openapi\"\nspec = \"{}\"\nauth = {auth}\n\n",
+            system.kind.name(),
+            system.openapi_url()
+        ));
+    }
+    text.push_str(
+        "[[source]]\nname = \"custody\"\nkind = \"sqlite\"\npath = \"custody.sqlite\"\n\n\
+         [[source]]\nname = \"anpr\"\nkind = \"files\"\nlocation = \"anpr\"\n",
+    );
+    text
+}
+
 /// Rejects scales the generator cannot serve sensibly.
 ///
 /// # Errors
@@ -167,7 +196,11 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot start the {} system", kind.name()))?;
             systems.push(system);
         }
-        let config = Config::load(&config_path)?;
+        let config = Config::parse(
+            &live_config(&systems, &options),
+            &config_path.display().to_string(),
+            dir.clone(),
+        )?;
         let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
         Ok::<_, anyhow::Error>((systems, engine))
     })?;

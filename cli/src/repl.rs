@@ -306,7 +306,13 @@ pub fn print_sources(engine: &Engine, only_problems: bool) {
             continue;
         }
         match &s.last_error {
-            None => println!("{:12} {:10} up    {} tables", s.name, s.kind, s.tables),
+            None => println!(
+                "{:12} {:10} up    {} table{}",
+                s.name,
+                s.kind,
+                s.tables,
+                if s.tables == 1 { "" } else { "s" }
+            ),
             Some(e) => println!("{:12} {:10} DOWN  {e}", s.name, s.kind),
         }
     }

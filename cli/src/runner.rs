@@ -1,12 +1,20 @@
 //! Runs SQL text statement by statement and prints results, for the REPL and for
 //! scripts alike. Interactive runs get a spinner, a row-count line and Ctrl-C
 //! cancellation; script runs print only data.
+//!
+//! A running query keeps every runtime worker busy, so neither the spinner nor
+//! Ctrl-C may depend on the async runtime: the spinner is a plain thread, and
+//! SIGINT is caught by a process-wide handler that wakes the waiting prompt
+//! through a channel. The query itself runs as a task that is aborted on Ctrl-C.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bluelamp_engine::{QueryError, Session};
+use bluelamp_engine::{QueryError, Session, Statement};
 use futures::StreamExt;
+use tokio::sync::oneshot;
 
 use crate::output::{Format, ResultWriter};
 
@@ -35,6 +43,25 @@ pub struct Runner {
     interactive: bool,
 }
 
+/// The sender that Ctrl-C fires for the statement running now, if any.
+static CANCEL: OnceLock<Mutex<Option<oneshot::Sender<()>>>> = OnceLock::new();
+
+fn cancel_slot() -> &'static Mutex<Option<oneshot::Sender<()>>> {
+    CANCEL.get_or_init(|| {
+        // With no statement running (at the prompt the terminal is in raw mode and
+        // Ctrl-C is a key, not a signal), an interrupt is simply ignored.
+        let _ = ctrlc::set_handler(|| {
+            if let Some(slot) = CANCEL.get()
+                && let Ok(mut guard) = slot.lock()
+                && let Some(tx) = guard.take()
+            {
+                let _ = tx.send(());
+            }
+        });
+        Mutex::new(None)
+    })
+}
+
 impl Runner {
     /// A runner; `interactive` enables the spinner, summaries and Ctrl-C handling.
     pub fn new(session: Session, format: Format, interactive: bool) -> Self {
@@ -58,7 +85,7 @@ impl Runner {
     pub async fn run_text(&self, text: &str) -> anyhow::Result<()> {
         let statements = self.session.parse(text)?;
         for statement in statements {
-            match self.run_one(&statement).await? {
+            match self.run_one(statement).await? {
                 Outcome::Cancelled => {
                     eprintln!("cancelled");
                     return Ok(());
@@ -87,27 +114,39 @@ impl Runner {
         Ok(())
     }
 
-    async fn run_one(&self, statement: &bluelamp_engine::Statement) -> anyhow::Result<Outcome> {
+    async fn run_one(&self, statement: Statement) -> anyhow::Result<Outcome> {
         let started = Instant::now();
-        let work = self.execute(statement);
         if !self.interactive {
-            let (rows, has_columns) = work.await?;
+            let (rows, has_columns) = execute(self.session.clone(), self.format, statement).await?;
             return Ok(Outcome::Done {
                 rows,
                 elapsed: started.elapsed(),
                 has_columns,
             });
         }
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut slot) = cancel_slot().lock() {
+            *slot = Some(tx);
+        }
         let spinner = Spinner::start();
+        let mut task = tokio::spawn(execute(self.session.clone(), self.format, statement));
         let result = tokio::select! {
-            result = work => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
+            joined = &mut task => Some(joined),
+            _ = rx => None,
         };
         spinner.stop();
+        if let Ok(mut slot) = cancel_slot().lock() {
+            slot.take();
+        }
         match result {
-            None => Ok(Outcome::Cancelled),
-            Some(result) => {
-                let (rows, has_columns) = result?;
+            None => {
+                // Dropping the query's streams stops its work and its remote requests.
+                task.abort();
+                Ok(Outcome::Cancelled)
+            }
+            Some(joined) => {
+                let (rows, has_columns) = joined
+                    .map_err(|e| anyhow::anyhow!("the query stopped unexpectedly: {e}"))??;
                 Ok(Outcome::Done {
                     rows,
                     elapsed: started.elapsed(),
@@ -116,62 +155,76 @@ impl Runner {
             }
         }
     }
-
-    async fn execute(
-        &self,
-        statement: &bluelamp_engine::Statement,
-    ) -> anyhow::Result<(usize, bool)> {
-        let planned = self.session.plan(statement).await?;
-        let output = self.session.execute(planned).await?;
-        let has_columns = !output.schema.fields().is_empty();
-        let stdout = std::io::stdout();
-        let mut writer = ResultWriter::new(self.format, output.schema.clone(), stdout.lock());
-        let mut stream = output.stream;
-        let mut rows = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(QueryError::from)?;
-            rows += batch.num_rows();
-            writer.write(&batch)?;
-        }
-        writer.finish()?;
-        Ok((rows, has_columns))
-    }
 }
 
-/// A stderr spinner that appears only after a second, so quick queries stay quiet.
+async fn execute(
+    session: Session,
+    format: Format,
+    statement: Statement,
+) -> anyhow::Result<(usize, bool)> {
+    let planned = session.plan(&statement).await?;
+    let output = session.execute(planned).await?;
+    let has_columns = !output.schema.fields().is_empty();
+    let mut writer = ResultWriter::new(format, output.schema.clone(), std::io::stdout());
+    let mut stream = output.stream;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(QueryError::from)?;
+        rows += batch.num_rows();
+        writer.write(&batch)?;
+    }
+    writer.finish()?;
+    Ok((rows, has_columns))
+}
+
+/// A stderr spinner that appears only after a second, so quick queries stay
+/// quiet. A thread of its own, so a busy runtime cannot starve it.
 struct Spinner {
-    task: Option<tokio::task::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Spinner {
     fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() {
-            return Self { task: None };
+            return Self { stop, thread: None };
         }
-        let task = tokio::spawn(async {
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
             let started = Instant::now();
-            tokio::time::sleep(Duration::from_secs(1)).await;
             let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            let mut shown = false;
             let mut i = 0;
-            loop {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if started.elapsed() < Duration::from_secs(1) || flag.load(Ordering::Relaxed) {
+                    continue;
+                }
                 eprint!(
                     "\r{} running… {:.1}s (Ctrl-C to cancel)",
                     frames[i % frames.len()],
                     started.elapsed().as_secs_f64()
                 );
                 let _ = std::io::stderr().flush();
+                shown = true;
                 i += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if shown {
+                eprint!("\r\x1b[2K");
+                let _ = std::io::stderr().flush();
             }
         });
-        Self { task: Some(task) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn stop(self) {
-        if let Some(task) = self.task {
-            task.abort();
-            eprint!("\r\x1b[2K");
-            let _ = std::io::stderr().flush();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread {
+            let _ = thread.join();
         }
     }
 }

@@ -78,7 +78,7 @@ fn errors_are_one_line_and_fail_the_process() {
     let last = stderr.lines().last().unwrap();
     assert_eq!(
         last,
-        "error: table 'cad.nosuch' not found: source 'cad' (files) has no table 'nosuch'; its tables are: incidents"
+        "error: table 'cad.nosuch' not found: source 'cad' (openapi) has no table 'nosuch'; its tables are: incident_assignments, incident_log, incidents"
     );
     assert!(
         !stderr.contains("backtrace") && !stderr.contains(".rs:"),
@@ -202,7 +202,7 @@ fn config_errors_name_file_line_and_key() {
         &["sql", "--config", "kind.toml", "-c", "SELECT 1"],
     );
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("kind.toml:3: source[x].kind: unknown kind 'oracle'; known kinds: files, mysql, postgres, sqlite"), "{stderr}");
+    assert!(stderr.contains("kind.toml:3: source[x].kind: unknown kind 'oracle'; known kinds: files, mysql, openapi, postgres, sqlite"), "{stderr}");
 
     let out = bluelamp(
         tmp.path(),

@@ -12,10 +12,12 @@
 //! | `postgres` | [`sql`] | `datafusion-table-providers` + federation: sub-plans run in PostgreSQL |
 //! | `mysql` | [`sql`] | the same, for MySQL and MariaDB |
 //! | `sqlite` | [`sql`] | the same, for a SQLite file |
+//! | `openapi` | [`openapi`] | a documented REST interface: pagination, auth, filter pushdown, streaming decode |
 //!
 //! [`registry`] returns every factory, for binaries and tests.
 
 pub mod files;
+pub mod openapi;
 pub mod sql;
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use bluelamp_engine::FactoryRegistry;
 pub fn registry() -> FactoryRegistry {
     FactoryRegistry::new()
         .with(Arc::new(files::FilesSourceFactory))
+        .with(Arc::new(openapi::OpenApiSourceFactory))
         .with(Arc::new(sql::PostgresSourceFactory))
         .with(Arc::new(sql::MySqlSourceFactory))
         .with(Arc::new(sql::SqliteSourceFactory))

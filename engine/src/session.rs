@@ -189,7 +189,8 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     rules
 }
 
-/// One user's conversation with the engine.
+/// One user's conversation with the engine. Clones share settings and views.
+#[derive(Clone)]
 pub struct Session {
     ctx: SessionContext,
     identity: Identity,

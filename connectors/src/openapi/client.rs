@@ -1,0 +1,377 @@
+//! The HTTP side of an OpenAPI source: authentication (including OAuth2 token
+//! refresh), a per-source rate limit and concurrency cap, timeouts, and retries
+//! with exponential backoff and jitter for GETs on 5xx, 429 (honouring
+//! `Retry-After`) and connection errors. Error messages name the endpoint and
+//! never a credential.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::config::{AuthConfig, KeyLocation};
+
+/// One fetched page.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// Requests it took, retries included.
+    pub attempts: u32,
+}
+
+/// Why a request failed for good.
+#[derive(Debug, Clone)]
+pub struct FetchError {
+    /// A sentence naming the endpoint and the cause.
+    pub message: String,
+    /// The service could not be reached at all (rather than refusing the request).
+    pub unavailable: bool,
+}
+
+/// A configured HTTP client for one source.
+pub struct ApiClient {
+    http: reqwest::Client,
+    auth: AuthConfig,
+    token_url: Option<Url>,
+    token: Mutex<Option<(String, Instant)>>,
+    permits: Semaphore,
+    interval: Option<Duration>,
+    next_slot: Mutex<Instant>,
+    retries: u32,
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").finish_non_exhaustive()
+    }
+}
+
+/// The longest wait a `Retry-After` may impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Extra attempts allowed for 429 answers beyond `retries`, since a rate limit
+/// is a request to slow down rather than a failure.
+const EXTRA_429_ATTEMPTS: u32 = 10;
+
+impl ApiClient {
+    /// A client with these limits.
+    ///
+    /// # Errors
+    /// The TLS stack cannot be initialised.
+    pub fn new(
+        auth: AuthConfig,
+        token_url: Option<Url>,
+        timeout: Duration,
+        concurrency: usize,
+        rate_limit: Option<f64>,
+        retries: u32,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("bluelamp/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let secrets = match &auth {
+            AuthConfig::None => vec![],
+            AuthConfig::ApiKey { value, .. } => vec![value.expose().to_string()],
+            AuthConfig::Bearer { token } => vec![token.expose().to_string()],
+            AuthConfig::Basic { password, .. } => vec![password.expose().to_string()],
+            AuthConfig::Oauth2 { client_secret, .. } => vec![client_secret.expose().to_string()],
+        };
+        Ok(Self {
+            http,
+            auth,
+            token_url,
+            token: Mutex::new(None),
+            permits: Semaphore::new(concurrency.max(1)),
+            interval: rate_limit
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(1.0 / r)),
+            next_slot: Mutex::new(Instant::now()),
+            retries,
+            secrets,
+        })
+    }
+
+    /// The underlying HTTP client (for fetching the document itself).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Removes credentials from a message.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+        out
+    }
+
+    async fn wait_for_slot(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let wait = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// A bearer token, fetching or refreshing one shortly before it expires.
+    async fn oauth_token(&self, force: bool) -> Result<String, FetchError> {
+        let AuthConfig::Oauth2 {
+            client_id,
+            client_secret,
+            scopes,
+            ..
+        } = &self.auth
+        else {
+            return Err(FetchError {
+                message: "not an OAuth2 source".into(),
+                unavailable: false,
+            });
+        };
+        let mut cached = self.token.lock().await;
+        if !force
+            && let Some((token, expires)) = cached.as_ref()
+            && Instant::now() < *expires
+        {
+            return Ok(token.clone());
+        }
+        let Some(url) = &self.token_url else {
+            return Err(FetchError {
+                message: "OAuth2 needs a token URL: set auth.token_url or document a clientCredentials flow".into(),
+                unavailable: false,
+            });
+        };
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", client_id.clone()),
+            ("client_secret", client_secret.expose().to_string()),
+        ];
+        if !scopes.is_empty() {
+            form.push(("scope", scopes.join(" ")));
+        }
+        let endpoint = format!("POST {}", url.path());
+        let response = self
+            .http
+            .post(url.clone())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| FetchError {
+                message: self.redact(&format!(
+                    "{endpoint}: cannot get an OAuth2 token: {}",
+                    chain(&e)
+                )),
+                unavailable: true,
+            })?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let reason = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            return Err(FetchError {
+                message: format!(
+                    "{endpoint}: the token endpoint refused the client credentials (HTTP {}: {reason})",
+                    status.as_u16()
+                ),
+                unavailable: false,
+            });
+        }
+        let Some(token) = body.get("access_token").and_then(Value::as_str) else {
+            return Err(FetchError {
+                message: format!("{endpoint}: the token response has no access_token"),
+                unavailable: false,
+            });
+        };
+        let lifetime = Duration::from_secs(
+            body.get("expires_in")
+                .and_then(Value::as_u64)
+                .unwrap_or(3600),
+        );
+        // Refresh a little early, so a token never expires in flight.
+        let margin = (lifetime / 10).min(Duration::from_secs(30));
+        *cached = Some((
+            token.to_string(),
+            Instant::now() + lifetime.saturating_sub(margin),
+        ));
+        Ok(token.to_string())
+    }
+
+    async fn authorise(
+        &self,
+        request: reqwest::RequestBuilder,
+        refresh: bool,
+    ) -> Result<reqwest::RequestBuilder, FetchError> {
+        Ok(match &self.auth {
+            AuthConfig::None => request,
+            AuthConfig::ApiKey {
+                name,
+                value,
+                location: KeyLocation::Header,
+            } => request.header(name.as_str(), value.expose()),
+            AuthConfig::ApiKey {
+                name,
+                value,
+                location: KeyLocation::Query,
+            } => request.query(&[(name.as_str(), value.expose())]),
+            AuthConfig::Bearer { token } => request.bearer_auth(token.expose()),
+            AuthConfig::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+            AuthConfig::Oauth2 { .. } => request.bearer_auth(self.oauth_token(refresh).await?),
+        })
+    }
+
+    /// GETs `url`, retrying as configured. `endpoint` (e.g. `GET /incidents`)
+    /// names the request in errors.
+    ///
+    /// # Errors
+    /// [`FetchError`] once retries are exhausted or for an answer that retrying cannot fix.
+    pub async fn get(&self, url: &Url, endpoint: &str) -> Result<Fetched, FetchError> {
+        let mut attempts = 0u32;
+        let mut failures = 0u32;
+        let mut throttled = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempts += 1;
+            let _permit = self.permits.acquire().await.map_err(|_| FetchError {
+                message: "client closed".into(),
+                unavailable: true,
+            })?;
+            self.wait_for_slot().await;
+            let request = self.authorise(self.http.get(url.clone()), false).await?;
+            let outcome = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    match response.bytes().await {
+                        Ok(body) => Ok((status, headers, body)),
+                        Err(e) => Err(format!("the response body was cut off: {}", chain(&e))),
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    Err("timed out (timeout in the source config)".to_string())
+                }
+                Err(e) => Err(format!("request failed: {}", chain(&e))),
+            };
+            drop(_permit);
+            let retry_in = |n: u32| backoff(n);
+            match outcome {
+                Ok((status, headers, body)) if status.is_success() => {
+                    return Ok(Fetched {
+                        headers,
+                        body,
+                        attempts,
+                    });
+                }
+                Ok((StatusCode::TOO_MANY_REQUESTS, headers, _))
+                    if throttled < self.retries + EXTRA_429_ATTEMPTS =>
+                {
+                    throttled += 1;
+                    let wait = retry_after(&headers).unwrap_or_else(|| retry_in(throttled));
+                    tracing::debug!("{endpoint}: 429, waiting {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+                Ok((StatusCode::UNAUTHORIZED, _, _))
+                    if matches!(self.auth, AuthConfig::Oauth2 { .. }) && !refreshed =>
+                {
+                    refreshed = true;
+                    self.oauth_token(true).await?;
+                }
+                Ok((status, _, _)) if status.is_server_error() && failures < self.retries => {
+                    failures += 1;
+                    tokio::time::sleep(retry_in(failures)).await;
+                }
+                Ok((status, _, body)) => {
+                    let reason = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("error")
+                                .or_else(|| v.get("message"))
+                                .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+                        })
+                        .unwrap_or_else(|| {
+                            String::from_utf8_lossy(&body).chars().take(200).collect()
+                        });
+                    let hint = match status.as_u16() {
+                        401 | 403 => " (check the source's auth settings)",
+                        404 => " (check base_url)",
+                        _ => "",
+                    };
+                    return Err(FetchError {
+                        message: self.redact(&format!(
+                            "{endpoint}: HTTP {}: {reason}{hint}{}",
+                            status.as_u16(),
+                            after(attempts)
+                        )),
+                        unavailable: status.is_server_error()
+                            || status == StatusCode::TOO_MANY_REQUESTS,
+                    });
+                }
+                Err(cause) if failures < self.retries => {
+                    failures += 1;
+                    tracing::debug!("{endpoint}: {cause}; retrying");
+                    tokio::time::sleep(retry_in(failures)).await;
+                }
+                Err(cause) => {
+                    return Err(FetchError {
+                        message: self.redact(&format!("{endpoint}: {cause}{}", after(attempts))),
+                        unavailable: true,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn after(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
+/// Exponential backoff from 100 ms, capped at 5 s, with up to 50% jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << attempt.min(6))
+        .min(Duration::from_secs(5));
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = base.mul_f64(f64::from(nanos % 1000) / 2000.0);
+    base + jitter
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    bluelamp_engine::source::error_chain(error)
+}
+
+/// Shared handle.
+pub type Client = Arc<ApiClient>;

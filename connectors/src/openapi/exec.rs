@@ -1,0 +1,667 @@
+//! `OpenApiExec`: walks an endpoint's pages and streams them as Arrow batches.
+//!
+//! One task per scan fetches pages into a bounded channel (so memory stays
+//! bounded and a slow consumer slows the fetching), decodes each page with
+//! `arrow-json` against the documented schema, and stops early at a `LIMIT`.
+//! Dropping the stream aborts the task. A page that is not JSON, or a record
+//! that contradicts the documented schema, fails the query with an error naming
+//! the source, the endpoint and the page — rows are never dropped silently.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::json::ReaderBuilder;
+use bluelamp_engine::SourceError;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{Stream, StreamExt};
+use reqwest::Url;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::client::{ApiClient, FetchError};
+use super::discovery::{Pagination, RecordsAt, TableSpec};
+
+/// One request series: a path with its parameters filled in, plus fixed query
+/// parameters; pagination adds its own.
+#[derive(Debug, Clone)]
+pub struct RequestSet {
+    /// The path with path parameters substituted.
+    pub path: String,
+    /// Query parameters.
+    pub query: Vec<(String, String)>,
+    /// Path parameter values, to fill their columns.
+    pub path_values: Vec<(String, String)>,
+}
+
+/// The scan of one OpenAPI table.
+pub struct OpenApiExec {
+    source: String,
+    table: Arc<TableSpec>,
+    client: Arc<ApiClient>,
+    base: Url,
+    requests: Vec<RequestSet>,
+    projection: Option<Vec<usize>>,
+    full_schema: SchemaRef,
+    schema: SchemaRef,
+    limit: Option<usize>,
+    page_size: Option<u64>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl fmt::Debug for OpenApiExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenApiExec")
+            .field("table", &self.table.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenApiExec {
+    /// A scan of `table` issuing `requests`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a plain constructor of a plan node"
+    )]
+    pub fn new(
+        source: String,
+        table: Arc<TableSpec>,
+        client: Arc<ApiClient>,
+        base: Url,
+        requests: Vec<RequestSet>,
+        full_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        limit: Option<usize>,
+        page_size: Option<u64>,
+    ) -> DFResult<Self> {
+        let schema = match &projection {
+            Some(p) => Arc::new(full_schema.project(p)?),
+            None => Arc::clone(&full_schema),
+        };
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(Self {
+            source,
+            table,
+            client,
+            base,
+            requests,
+            projection,
+            full_schema,
+            schema,
+            limit,
+            page_size,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    fn params_text(&self) -> String {
+        let mut shown: Vec<String> = Vec::new();
+        if let Some(first) = self.requests.first() {
+            shown.extend(
+                first
+                    .query
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", abbreviate(v))),
+            );
+            shown.extend(
+                first
+                    .path_values
+                    .iter()
+                    .map(|(k, v)| format!("{{{k}}}={}", abbreviate(v))),
+            );
+        }
+        shown.join(", ")
+    }
+}
+
+fn abbreviate(v: &str) -> String {
+    if v.chars().count() > 60 {
+        let cut: String = v.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        v.to_string()
+    }
+}
+
+impl DisplayAs for OpenApiExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "OpenApiExec: source={} endpoint={} pagination={} params=[{}] request_sets={}",
+            self.source,
+            self.table.endpoint(),
+            self.table.pagination.describe(),
+            self.params_text(),
+            self.requests.len()
+        )?;
+        if let Some(limit) = self.limit {
+            write!(f, " limit={limit}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for OpenApiExec {
+    fn name(&self) -> &str {
+        "OpenApiExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
+    ) -> DFResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "OpenApiExec has no children".into(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "OpenApiExec has one partition, not {partition}"
+            )));
+        }
+        let counters = Counters {
+            requests: MetricBuilder::new(&self.metrics).global_counter("requests"),
+            pages: MetricBuilder::new(&self.metrics).global_counter("pages"),
+            bytes: MetricBuilder::new(&self.metrics).global_counter("bytes"),
+            records: MetricBuilder::new(&self.metrics).global_counter("records"),
+        };
+        let scan = Scan {
+            source: self.source.clone(),
+            table: Arc::clone(&self.table),
+            client: Arc::clone(&self.client),
+            base: self.base.clone(),
+            full_schema: Arc::clone(&self.full_schema),
+            projection: self.projection.clone(),
+            limit: self.limit,
+            page_size: self.page_size,
+            counters,
+        };
+        let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(2);
+        let requests = self.requests.clone();
+        let task = tokio::spawn(async move {
+            let mut remaining = scan.limit;
+            for set in requests {
+                if remaining == Some(0) {
+                    break;
+                }
+                if let Err(e) = scan.walk(&set, &tx, &mut remaining).await {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        });
+        let stream = AbortOnDrop { rx, task };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// The receiving end of a scan; dropping it stops the fetching task.
+struct AbortOnDrop {
+    rx: mpsc::Receiver<DFResult<RecordBatch>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Stream for AbortOnDrop {
+    type Item = DFResult<RecordBatch>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Counters {
+    requests: Count,
+    pages: Count,
+    bytes: Count,
+    records: Count,
+}
+
+struct Scan {
+    source: String,
+    table: Arc<TableSpec>,
+    client: Arc<ApiClient>,
+    base: Url,
+    full_schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    limit: Option<usize>,
+    page_size: Option<u64>,
+    counters: Counters,
+}
+
+/// What one page said about the next.
+struct PageInfo {
+    records: usize,
+    next_cursor: Option<String>,
+    next_url: Option<String>,
+    total: Option<u64>,
+}
+
+const DEFAULT_PAGE: u64 = 100;
+
+impl Scan {
+    fn error(&self, message: String, unavailable: bool) -> DataFusionError {
+        DataFusionError::External(Box::new(SourceError {
+            source_name: self.source.clone(),
+            kind: "openapi".into(),
+            message,
+            unavailable,
+        }))
+    }
+
+    fn fetch_error(&self, e: FetchError) -> DataFusionError {
+        self.error(e.message, e.unavailable)
+    }
+
+    fn url(&self, set: &RequestSet, extra: &[(String, String)]) -> DFResult<Url> {
+        let base = self.base.as_str().trim_end_matches('/');
+        let mut url = Url::parse(&format!("{base}{}", set.path))
+            .map_err(|e| self.error(format!("{}: bad URL: {e}", self.table.endpoint()), false))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in set.query.iter().chain(extra) {
+                pairs.append_pair(k, v);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url)
+    }
+
+    fn page_size(&self, remaining: Option<usize>, max: Option<u64>) -> u64 {
+        let wanted = self.page_size.or(max).unwrap_or(DEFAULT_PAGE);
+        let capped = max.map_or(wanted, |m| wanted.min(m));
+        match remaining {
+            Some(r) => capped.min(r.max(1) as u64),
+            None => capped,
+        }
+    }
+
+    async fn walk(
+        &self,
+        set: &RequestSet,
+        tx: &mpsc::Sender<DFResult<RecordBatch>>,
+        remaining: &mut Option<usize>,
+    ) -> DFResult<()> {
+        let endpoint = self.table.endpoint();
+        match &self.table.pagination {
+            Pagination::None => {
+                let url = self.url(set, &[])?;
+                self.page(&url, 1, set, tx, remaining).await?;
+            }
+            Pagination::Offset { offset, limit, max } => {
+                let size = self.page_size(*remaining, *max);
+                let first = self.url(
+                    set,
+                    &[
+                        (offset.clone(), "0".into()),
+                        (limit.clone(), size.to_string()),
+                    ],
+                )?;
+                let info = self.page(&first, 1, set, tx, remaining).await?;
+                match info.total {
+                    // The total says which pages exist: fetch them concurrently, in order.
+                    Some(total) if info.records > 0 => {
+                        let step = info.records as u64;
+                        let offsets: Vec<u64> =
+                            (1..).map(|n| n * step).take_while(|o| *o < total).collect();
+                        let mut pages =
+                            futures::stream::iter(offsets.into_iter().enumerate().map(|(i, o)| {
+                                let url = self.url(
+                                    set,
+                                    &[
+                                        (offset.clone(), o.to_string()),
+                                        (limit.clone(), step.to_string()),
+                                    ],
+                                );
+                                let endpoint = endpoint.clone();
+                                async move {
+                                    let url = url?;
+                                    let fetched = self
+                                        .client
+                                        .get(&url, &endpoint)
+                                        .await
+                                        .map_err(|e| self.fetch_error(e))?;
+                                    Ok::<_, DataFusionError>((i + 2, fetched))
+                                }
+                            }))
+                            .buffered(4);
+                        while let Some(result) = pages.next().await {
+                            if *remaining == Some(0) {
+                                break;
+                            }
+                            let (number, fetched) = result?;
+                            self.emit(fetched, number, set, tx, remaining).await?;
+                        }
+                    }
+                    _ => {
+                        let mut position = info.records as u64;
+                        let mut number = 1;
+                        let mut last = info.records;
+                        while last as u64 >= size && *remaining != Some(0) {
+                            number += 1;
+                            let url = self.url(
+                                set,
+                                &[
+                                    (offset.clone(), position.to_string()),
+                                    (limit.clone(), size.to_string()),
+                                ],
+                            )?;
+                            last = self.page(&url, number, set, tx, remaining).await?.records;
+                            position += last as u64;
+                        }
+                    }
+                }
+            }
+            Pagination::Page { page, size } => {
+                let per_page = self.page_size(*remaining, None);
+                let mut number = 1u64;
+                loop {
+                    let mut extra = vec![(page.clone(), number.to_string())];
+                    if let Some(size) = size {
+                        extra.push((size.clone(), per_page.to_string()));
+                    }
+                    let url = self.url(set, &extra)?;
+                    let info = self.page(&url, number as usize, set, tx, remaining).await?;
+                    if info.records == 0
+                        || *remaining == Some(0)
+                        || (size.is_some() && (info.records as u64) < per_page)
+                    {
+                        break;
+                    }
+                    number += 1;
+                }
+            }
+            Pagination::Cursor {
+                param, size, max, ..
+            } => {
+                let mut cursor: Option<String> = None;
+                let mut number = 1;
+                loop {
+                    let mut extra = Vec::new();
+                    if let Some(size) = size {
+                        extra.push((size.clone(), self.page_size(*remaining, *max).to_string()));
+                    }
+                    if let Some(c) = &cursor {
+                        extra.push((param.clone(), c.clone()));
+                    }
+                    let url = self.url(set, &extra)?;
+                    let info = self.page(&url, number, set, tx, remaining).await?;
+                    match info.next_cursor {
+                        Some(next) if !next.is_empty() && *remaining != Some(0) => {
+                            cursor = Some(next)
+                        }
+                        _ => break,
+                    }
+                    number += 1;
+                }
+            }
+            Pagination::NextLink { .. } | Pagination::LinkHeader => {
+                let mut url = self.url(set, &[])?;
+                let mut number = 1;
+                loop {
+                    let info = self.page(&url, number, set, tx, remaining).await?;
+                    let Some(next) = info.next_url else { break };
+                    if *remaining == Some(0) {
+                        break;
+                    }
+                    url = url.join(&next).map_err(|e| {
+                        self.error(
+                            format!("{endpoint}: page {number} links to a bad next URL: {e}"),
+                            false,
+                        )
+                    })?;
+                    number += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn page(
+        &self,
+        url: &Url,
+        number: usize,
+        set: &RequestSet,
+        tx: &mpsc::Sender<DFResult<RecordBatch>>,
+        remaining: &mut Option<usize>,
+    ) -> DFResult<PageInfo> {
+        let fetched = self
+            .client
+            .get(url, &self.table.endpoint())
+            .await
+            .map_err(|e| self.fetch_error(e))?;
+        self.emit(fetched, number, set, tx, remaining).await
+    }
+
+    /// Decodes one fetched page and sends its rows.
+    async fn emit(
+        &self,
+        fetched: super::client::Fetched,
+        number: usize,
+        set: &RequestSet,
+        tx: &mpsc::Sender<DFResult<RecordBatch>>,
+        remaining: &mut Option<usize>,
+    ) -> DFResult<PageInfo> {
+        let endpoint = self.table.endpoint();
+        self.counters.requests.add(fetched.attempts as usize);
+        self.counters.pages.add(1);
+        self.counters.bytes.add(fetched.body.len());
+        let body: Value = serde_json::from_slice(&fetched.body).map_err(|e| {
+            self.error(format!("{endpoint}: page {number} is not valid JSON ({e}); the query was stopped rather than return partial results"), false)
+        })?;
+        let (mut records, info) = self.split(body, &fetched.headers, number)?;
+        let count = records.len();
+        if let Some(r) = remaining.as_mut() {
+            records.truncate(*r);
+            *r -= records.len();
+        }
+        if records.is_empty() {
+            return Ok(PageInfo {
+                records: count,
+                ..info
+            });
+        }
+        for record in &mut records {
+            let Some(object) = record.as_object_mut() else {
+                return Err(self.error(
+                    format!("{endpoint}: page {number} has a record that is not an object"),
+                    false,
+                ));
+            };
+            for (name, value) in &set.path_values {
+                object
+                    .entry(name.clone())
+                    .or_insert_with(|| Value::String(value.clone()));
+            }
+            for (field, shape) in &self.table.columns {
+                if let Some(v) = object.get_mut(field.name()) {
+                    shape.prepare(v);
+                }
+            }
+        }
+        let batch = self.decode(&records, number)?;
+        self.counters.records.add(batch.num_rows());
+        let batch = match &self.projection {
+            Some(p) => batch.project(p)?,
+            None => batch,
+        };
+        // A closed channel means the consumer has gone: stop quietly.
+        let _ = tx.send(Ok(batch)).await;
+        Ok(PageInfo {
+            records: count,
+            ..info
+        })
+    }
+
+    fn split(
+        &self,
+        body: Value,
+        headers: &reqwest::header::HeaderMap,
+        number: usize,
+    ) -> DFResult<(Vec<Value>, PageInfo)> {
+        let endpoint = self.table.endpoint();
+        let mut info = PageInfo {
+            records: 0,
+            next_cursor: None,
+            next_url: None,
+            total: None,
+        };
+        if self.table.pagination == Pagination::LinkHeader {
+            info.next_url = headers
+                .get_all(reqwest::header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link);
+        }
+        let records = match (&self.table.records, body) {
+            (RecordsAt::Root, Value::Array(items)) => items,
+            (RecordsAt::Field(name), Value::Object(mut object)) => {
+                if let Pagination::Cursor { field, .. } = &self.table.pagination {
+                    info.next_cursor = object
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                }
+                if let Pagination::NextLink { field } = &self.table.pagination {
+                    info.next_url = object
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                }
+                info.total = ["total", "total_count", "totalCount", "count"]
+                    .iter()
+                    .find_map(|k| object.get(*k).and_then(Value::as_u64));
+                match object.remove(name) {
+                    Some(Value::Array(items)) => items,
+                    Some(Value::Null) | None => {
+                        return Err(self.error(format!("{endpoint}: page {number} has no '{name}' array, as the document promises"), false));
+                    }
+                    Some(_) => {
+                        return Err(self.error(
+                            format!("{endpoint}: page {number}: '{name}' is not an array"),
+                            false,
+                        ));
+                    }
+                }
+            }
+            (RecordsAt::Root, _) => {
+                return Err(self.error(
+                    format!(
+                        "{endpoint}: page {number} is not a JSON array, as the document promises"
+                    ),
+                    false,
+                ));
+            }
+            (RecordsAt::Field(name), _) => {
+                return Err(self.error(format!("{endpoint}: page {number} is not a JSON object with '{name}', as the document promises"), false));
+            }
+        };
+        Ok((records, info))
+    }
+
+    fn decode(&self, records: &[Value], number: usize) -> DFResult<RecordBatch> {
+        let endpoint = self.table.endpoint();
+        let wrong = |e: &dyn fmt::Display| {
+            self.error(
+                format!("{endpoint}: page {number} has a record that does not match the documented schema: {e}"),
+                false,
+            )
+        };
+        let mut decoder = ReaderBuilder::new(Arc::clone(&self.full_schema))
+            .with_strict_mode(false)
+            .with_batch_size(records.len().max(1))
+            .build_decoder()
+            .map_err(|e| wrong(&e))?;
+        decoder.serialize(records).map_err(|e| wrong(&e))?;
+        match decoder.flush().map_err(|e| wrong(&e))? {
+            Some(batch) => Ok(batch),
+            None => Ok(RecordBatch::new_empty(Arc::clone(&self.full_schema))),
+        }
+    }
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header value.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let target = pieces.next()?.trim();
+        let is_next = pieces.any(|p| {
+            let p = p.trim();
+            p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+        });
+        (is_next && target.starts_with('<') && target.ends_with('>'))
+            .then(|| target[1..target.len() - 1].to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_link_headers() {
+        let h = r#"<http://x/a?page=1>; rel="first", <http://x/a?page=3>; rel="next", <http://x/a?page=9>; rel="last""#;
+        assert_eq!(next_link(h).as_deref(), Some("http://x/a?page=3"));
+        assert_eq!(next_link(r#"<http://x/a?page=1>; rel="first""#), None);
+    }
+}

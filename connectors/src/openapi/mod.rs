@@ -1,0 +1,200 @@
+//! `kind = "openapi"`: a supplier's documented REST interface becomes SQL tables.
+//!
+//! At connect time the OpenAPI document (3.0 or 3.1, JSON or YAML, file or URL)
+//! is read and every GET operation that returns a list becomes a table
+//! ([`discovery`]); its JSON Schema becomes the Arrow schema ([`schema`]). A scan
+//! turns SQL filters on documented query and path parameters into requests
+//! ([`pushdown`], [`provider`]), walks the pages in whatever style the interface
+//! uses, and streams them as Arrow batches ([`exec`]) through a client with
+//! authentication, rate limiting, timeouts and retries ([`client`]).
+//!
+//! Anything in the document that cannot be mapped is a warning in
+//! `bluelamp check`, never a failed source.
+
+pub mod client;
+pub mod config;
+pub mod discovery;
+pub mod exec;
+pub mod provider;
+pub mod pushdown;
+pub mod schema;
+pub mod spec;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
+use reqwest::Url;
+
+pub use config::{AuthConfig, OpenApiConfig};
+pub use provider::{OpenApiSchemaProvider, OpenApiTableProvider};
+
+use client::ApiClient;
+use spec::Document;
+
+/// The factory for `kind = "openapi"`.
+#[derive(Debug, Default)]
+pub struct OpenApiSourceFactory;
+
+#[async_trait]
+impl SourceFactory for OpenApiSourceFactory {
+    fn kind(&self) -> &'static str {
+        "openapi"
+    }
+
+    fn validate(&self, source: &SourceConfig) -> Result<(), ConfigError> {
+        let config: OpenApiConfig = source.options()?;
+        if config.concurrency == 0 {
+            return Err(source.error("concurrency", "concurrency must be at least 1"));
+        }
+        if config
+            .rate_limit
+            .is_some_and(|r| !(r > 0.0 && r.is_finite()))
+        {
+            return Err(source.error(
+                "rate_limit",
+                "rate_limit must be a positive number of requests per second",
+            ));
+        }
+        if config.page_size == Some(0) {
+            return Err(source.error("page_size", "page_size must be at least 1"));
+        }
+        if let Some(base) = &config.base_url {
+            Url::parse(base)
+                .map_err(|e| source.error("base_url", format!("not a valid URL: {e}")))?;
+        }
+        if config.spec.contains("://") {
+            Url::parse(&config.spec)
+                .map_err(|e| source.error("spec", format!("not a valid URL: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
+        let config: OpenApiConfig = source
+            .options()
+            .map_err(|e| SourceError::new(source, e.to_string()))?;
+        // The document is fetched with the source's credentials, except OAuth2,
+        // whose token endpoint the document itself may name.
+        let document_auth = match &config.auth {
+            AuthConfig::Oauth2 { .. } => AuthConfig::None,
+            other => other.clone(),
+        };
+        let client = ApiClient::new(
+            document_auth,
+            None,
+            config.timeout,
+            config.concurrency,
+            config.rate_limit,
+            config.retries,
+        )
+        .map_err(|e| SourceError::new(source, e))?;
+        let (text, fetched_from) = load_document(source, &config, &client).await?;
+        let doc = Document::parse(&text)
+            .map_err(|e| SourceError::new(source, format!("{}: {e}", config.spec)))?;
+        let base = base_url(&config, &doc, fetched_from.as_ref())
+            .map_err(|e| SourceError::new(source, e))?;
+        let token_url = match &config.auth {
+            AuthConfig::Oauth2 { token_url, .. } => {
+                let raw = token_url
+                    .clone()
+                    .or_else(|| doc.oauth2_token_url().map(str::to_string));
+                match raw {
+                    Some(u) => Some(base.join(&u).map_err(|e| {
+                        SourceError::new(source, format!("bad OAuth2 token URL {u}: {e}"))
+                    })?),
+                    None => {
+                        return Err(SourceError::new(
+                            source,
+                            "auth is oauth2 but neither auth.token_url nor the document names a token URL",
+                        ));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let client = Arc::new(
+            ApiClient::new(
+                config.auth.clone(),
+                token_url,
+                config.timeout,
+                config.concurrency,
+                config.rate_limit,
+                config.retries,
+            )
+            .map_err(|e| SourceError::new(source, e))?,
+        );
+        let (tables, warnings) = discovery::discover(&doc, &config.tables);
+        let providers = tables
+            .into_iter()
+            .map(|spec| {
+                OpenApiTableProvider::new(
+                    source.name.clone(),
+                    spec,
+                    Arc::clone(&client),
+                    base.clone(),
+                    config.page_size,
+                )
+            })
+            .collect();
+        Ok(ConnectedSource {
+            schema: Arc::new(OpenApiSchemaProvider::new(providers)),
+            warnings,
+        })
+    }
+}
+
+/// Reads the document from a file or URL; returns its text and, for a URL, where
+/// it came from (the default base for relative server URLs).
+async fn load_document(
+    source: &SourceConfig,
+    config: &OpenApiConfig,
+    client: &ApiClient,
+) -> Result<(String, Option<Url>), SourceError> {
+    if config.spec.starts_with("http://") || config.spec.starts_with("https://") {
+        let url =
+            Url::parse(&config.spec).map_err(|e| SourceError::new(source, format!("spec: {e}")))?;
+        let fetched = client
+            .get(&url, &format!("GET {}", url.path()))
+            .await
+            .map_err(|e| SourceError {
+                unavailable: e.unavailable,
+                ..SourceError::new(
+                    source,
+                    format!("cannot fetch the OpenAPI document: {}", e.message),
+                )
+            })?;
+        let text = String::from_utf8(fetched.body.to_vec())
+            .map_err(|_| SourceError::new(source, "the OpenAPI document is not UTF-8 text"))?;
+        Ok((text, Some(url)))
+    } else {
+        let path = source.resolve_path(&config.spec);
+        let text = tokio::fs::read_to_string(&path).await.map_err(|e| {
+            SourceError::unavailable(
+                source,
+                format!("cannot read the OpenAPI document {}: {e}", path.display()),
+            )
+        })?;
+        Ok((text, None))
+    }
+}
+
+fn base_url(
+    config: &OpenApiConfig,
+    doc: &Document,
+    fetched_from: Option<&Url>,
+) -> Result<Url, String> {
+    if let Some(base) = &config.base_url {
+        return Url::parse(base).map_err(|e| format!("base_url: {e}"));
+    }
+    let server = doc.server_url().unwrap_or("/");
+    match (Url::parse(server), fetched_from) {
+        (Ok(url), _) => Ok(url),
+        (Err(_), Some(origin)) => origin
+            .join(server)
+            .map_err(|e| format!("server URL {server}: {e}")),
+        (Err(_), None) => Err(format!(
+            "the document's server URL '{server}' is relative and the document was read from a file: set base_url"
+        )),
+    }
+}

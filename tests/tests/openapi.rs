@@ -25,7 +25,7 @@ struct Demo {
     force: Arc<Force>,
     cad: RunningSystem,
     rms: RunningSystem,
-    stops: RunningSystem,
+    _stops: RunningSystem,
     engine: Engine,
     _dir: tempfile::TempDir,
 }

@@ -98,7 +98,7 @@ pub fn classify(spec: &TableSpec, expr: &Expr) -> Option<Pushed> {
                 })
                 .collect();
             let values = values?;
-            if spec.path_params.iter().any(|p| *p == c.name) {
+            if spec.path_params.contains(&c.name) {
                 return Some(Pushed {
                     target: Target::Path(c.name.clone()),
                     values,

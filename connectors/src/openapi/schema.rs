@@ -51,11 +51,10 @@ impl Shape {
     pub fn prepare(&self, value: &mut Value) {
         match (self, value) {
             (Shape::Plain, _) | (_, Value::Null) => {}
-            (Shape::JsonText, v) => {
-                if !v.is_string() {
-                    *v = Value::String(v.to_string());
-                }
+            (Shape::JsonText, v) if !v.is_string() => {
+                *v = Value::String(v.to_string());
             }
+            (Shape::JsonText, _) => {}
             (Shape::Struct(fields), Value::Object(object)) => {
                 for (name, shape) in fields {
                     if let Some(child) = object.get_mut(name) {
@@ -162,12 +161,12 @@ impl<'a> Mapper<'a> {
             .get("$ref")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if let Some(r) = &reference {
-            if self.stack.contains(r) {
-                self.warnings
-                    .push(format!("{at}: recursive $ref {r} is read as JSON text"));
-                return (DataType::Utf8, true, Shape::JsonText);
-            }
+        if let Some(r) = &reference
+            && self.stack.contains(r)
+        {
+            self.warnings
+                .push(format!("{at}: recursive $ref {r} is read as JSON text"));
+            return (DataType::Utf8, true, Shape::JsonText);
         }
         let resolved = match self.doc.resolve(schema) {
             Ok((s, _)) => s.clone(),

@@ -59,7 +59,7 @@ async fn demo(options: SystemOptions, source_options: &str) -> Demo {
         force,
         cad,
         rms,
-        stops,
+        _stops: stops,
         engine,
         _dir: dir,
     }

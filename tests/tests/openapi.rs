@@ -470,3 +470,56 @@ async fn slow_systems_time_out_with_a_clear_error() {
     );
     assert_eq!(err.kind, ErrorKind::Unavailable);
 }
+
+#[tokio::test]
+async fn joins_look_up_only_the_keys_they_need() {
+    let d = demo(SystemOptions::default(), "").await;
+    let f = &d.force;
+    let day: Vec<&str> = f
+        .incidents
+        .iter()
+        .filter(|i| i.opened_at.format("%Y-%m-%d").to_string() == "2026-10-03")
+        .map(|i| i.urn.as_str())
+        .collect();
+    let expected = f
+        .crimes
+        .iter()
+        .filter(|c| day.contains(&c.incident_urn.as_str()))
+        .count();
+    assert!(expected > 0 && expected * 5 < f.crimes.len());
+    let sql = "SELECT count(*) FROM cad.incidents i JOIN rms.crimes c ON c.incident_urn = i.urn
+               WHERE i.opened_at >= '2026-10-03T00:00:00Z' AND i.opened_at < '2026-10-04T00:00:00Z'";
+    let before = d.rms.stats.records();
+    assert_eq!(one(&d.engine, sql).await, expected.to_string());
+    assert_eq!(
+        d.rms.stats.records() - before,
+        expected as u64,
+        "only that day's crimes were fetched"
+    );
+
+    let plan = query(&d.engine, &format!("EXPLAIN {sql}")).await.unwrap();
+    let text = plan
+        .iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("join_lookup=[incident_urn]"), "{text}");
+
+    // A lookup table keyed by a path parameter, joined: one request per key.
+    let immediate: Vec<&str> = f
+        .incidents
+        .iter()
+        .filter(|i| i.grade == "I" && day.contains(&i.urn.as_str()))
+        .map(|i| i.urn.as_str())
+        .collect();
+    let entries = f
+        .incident_log
+        .iter()
+        .filter(|l| immediate.contains(&l.urn.as_str()))
+        .count();
+    let before = d.cad.stats.requests();
+    let sql = "SELECT count(*) FROM cad.incidents i JOIN cad.incident_log l ON l.urn = i.urn
+               WHERE i.grade = 'I' AND i.opened_at >= '2026-10-03T00:00:00Z' AND i.opened_at < '2026-10-04T00:00:00Z'";
+    assert_eq!(one(&d.engine, sql).await, entries.to_string());
+    assert_eq!(d.cad.stats.requests() - before, 1 + immediate.len() as u64);
+}

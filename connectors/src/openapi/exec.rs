@@ -7,6 +7,7 @@
 //! that contradicts the documented schema, fails the query with an error naming
 //! the source, the endpoint and the page — rows are never dropped silently.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,11 +15,24 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::json::ReaderBuilder;
 use bluelamp_engine::SourceError;
+use datafusion::common::ScalarValue;
+use datafusion::common::Statistics;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, CaseExpr, Column, DynamicFilterPhysicalExpr, InListExpr, Literal,
+};
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::StatisticsArgs;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
+};
 use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
@@ -32,19 +46,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::client::{ApiClient, FetchError};
-use super::discovery::{Pagination, RecordsAt, TableSpec};
-
-/// One request series: a path with its parameters filled in, plus fixed query
-/// parameters; pagination adds its own.
-#[derive(Debug, Clone)]
-pub struct RequestSet {
-    /// The path with path parameters substituted.
-    pub path: String,
-    /// Query parameters.
-    pub query: Vec<(String, String)>,
-    /// Path parameter values, to fill their columns.
-    pub path_values: Vec<(String, String)>,
-}
+use super::discovery::{FilterOp, Pagination, RecordsAt, TableSpec};
+use super::pushdown::Target;
+use super::requests::{RequestSet, build as build_requests};
 
 /// The scan of one OpenAPI table.
 pub struct OpenApiExec {
@@ -52,7 +56,10 @@ pub struct OpenApiExec {
     table: Arc<TableSpec>,
     client: Arc<ApiClient>,
     base: Url,
-    requests: Vec<RequestSet>,
+    /// Parameter values from the query's own filters.
+    values: BTreeMap<Target, Vec<String>>,
+    /// Dynamic filters from joins, on columns that can be looked up.
+    dynamic: Vec<(String, Arc<dyn PhysicalExpr>)>,
     projection: Option<Vec<usize>>,
     full_schema: SchemaRef,
     schema: SchemaRef,
@@ -81,7 +88,7 @@ impl OpenApiExec {
         table: Arc<TableSpec>,
         client: Arc<ApiClient>,
         base: Url,
-        requests: Vec<RequestSet>,
+        values: BTreeMap<Target, Vec<String>>,
         full_schema: SchemaRef,
         projection: Option<Vec<usize>>,
         limit: Option<usize>,
@@ -102,7 +109,8 @@ impl OpenApiExec {
             table,
             client,
             base,
-            requests,
+            values,
+            dynamic: Vec::new(),
             projection,
             full_schema,
             schema,
@@ -114,22 +122,30 @@ impl OpenApiExec {
     }
 
     fn params_text(&self) -> String {
-        let mut shown: Vec<String> = Vec::new();
-        if let Some(first) = self.requests.first() {
-            shown.extend(
-                first
-                    .query
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", abbreviate(v))),
-            );
-            shown.extend(
-                first
-                    .path_values
-                    .iter()
-                    .map(|(k, v)| format!("{{{k}}}={}", abbreviate(v))),
-            );
+        self.values
+            .iter()
+            .map(|(target, values)| {
+                let joined = abbreviate(&values.join(","));
+                match target {
+                    Target::Query(i) => format!("{}={joined}", self.table.filters[*i].param),
+                    Target::Path(name) => format!("{{{name}}}={joined}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Columns a join's dynamic filter can turn into requests: path parameters,
+    /// and columns with an equality parameter that takes a list.
+    fn lookup_column(&self, column: &str) -> Option<Target> {
+        if self.table.path_params.iter().any(|p| p == column) {
+            return Some(Target::Path(column.to_string()));
         }
-        shown.join(", ")
+        self.table
+            .filters
+            .iter()
+            .position(|f| f.column == column && f.op == FilterOp::Eq && f.list)
+            .map(Target::Query)
     }
 }
 
@@ -146,13 +162,16 @@ impl DisplayAs for OpenApiExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "OpenApiExec: source={} endpoint={} pagination={} params=[{}] request_sets={}",
+            "OpenApiExec: source={} endpoint={} pagination={} params=[{}]",
             self.source,
             self.table.endpoint(),
             self.table.pagination.describe(),
             self.params_text(),
-            self.requests.len()
         )?;
+        if !self.dynamic.is_empty() {
+            let columns: Vec<&str> = self.dynamic.iter().map(|(c, _)| c.as_str()).collect();
+            write!(f, " join_lookup=[{}]", columns.join(", "))?;
+        }
         if let Some(limit) = self.limit {
             write!(f, " limit={limit}")?;
         }
@@ -175,8 +194,14 @@ impl ExecutionPlan for OpenApiExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
     ) -> DFResult<TreeNodeRecursion> {
+        // A join only computes its dynamic filter for consumers it can see here.
+        for (_, expr) in &self.dynamic {
+            if f(expr)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
         Ok(TreeNodeRecursion::Continue)
     }
 
@@ -208,6 +233,7 @@ impl ExecutionPlan for OpenApiExec {
             pages: MetricBuilder::new(&self.metrics).global_counter("pages"),
             bytes: MetricBuilder::new(&self.metrics).global_counter("bytes"),
             records: MetricBuilder::new(&self.metrics).global_counter("records"),
+            lookups: MetricBuilder::new(&self.metrics).global_counter("lookup_keys"),
         };
         let scan = Scan {
             source: self.source.clone(),
@@ -221,8 +247,51 @@ impl ExecutionPlan for OpenApiExec {
             counters,
         };
         let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(2);
-        let requests = self.requests.clone();
+        let mut values = self.values.clone();
+        let dynamic = self.dynamic.clone();
+        let lookups: Vec<Option<Target>> =
+            dynamic.iter().map(|(c, _)| self.lookup_column(c)).collect();
         let task = tokio::spawn(async move {
+            // A join's build side decides which keys to look up: wait for it.
+            for ((column, filter), target) in dynamic.iter().zip(lookups) {
+                let (Some(target), Some(dynamic)) =
+                    (target, filter.downcast_ref::<DynamicFilterPhysicalExpr>())
+                else {
+                    continue;
+                };
+                // The build side normally completes first; should a plan shape
+                // never complete the filter, fall back to a full scan rather
+                // than wait for ever (results are the same either way).
+                if tokio::time::timeout(DYNAMIC_FILTER_WAIT, dynamic.wait_complete())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "{}: no join keys after {DYNAMIC_FILTER_WAIT:?}; scanning everything",
+                        scan.table.endpoint()
+                    );
+                    continue;
+                }
+                let Ok(current) = dynamic.current() else {
+                    continue;
+                };
+                if let Some(keys) = in_list_values(&current, column)
+                    && !values.contains_key(&target)
+                {
+                    scan.counters.lookups.add(keys.len());
+                    values.insert(target, keys);
+                }
+            }
+            if values.values().any(Vec::is_empty) {
+                return; // the join's build side was empty: nothing can match
+            }
+            let requests = match build_requests(&scan.source, &scan.table, &values) {
+                Ok(r) => r,
+                Err(message) => {
+                    let _ = tx.send(Err(scan.error(message, false))).await;
+                    return;
+                }
+            };
             let mut remaining = scan.limit;
             for set in requests {
                 if remaining == Some(0) {
@@ -244,6 +313,155 @@ impl ExecutionPlan for OpenApiExec {
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
+
+    /// Keeps a join's dynamic filter on a column that can be looked up, so that
+    /// only the matching keys are requested. DataFusion still applies the filter
+    /// itself (it is reported as not pushed), so this never changes results.
+    fn handle_child_pushdown_result(
+        &self,
+        _phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> DFResult<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let mut kept = Vec::new();
+        for result in &child_pushdown_result.parent_filters {
+            if result
+                .filter
+                .downcast_ref::<DynamicFilterPhysicalExpr>()
+                .is_none()
+            {
+                continue;
+            }
+            let columns = collect_columns(&result.filter);
+            if let [column] = columns.iter().collect::<Vec<_>>().as_slice()
+                && self.lookup_column(column.name()).is_some()
+            {
+                kept.push((column.name().to_string(), Arc::clone(&result.filter)));
+            }
+        }
+        let filters = vec![PushedDown::No; child_pushdown_result.parent_filters.len()];
+        if kept.is_empty() {
+            return Ok(FilterPushdownPropagation {
+                filters,
+                updated_node: None,
+            });
+        }
+        let mut node = self.clone_node();
+        node.dynamic.extend(kept);
+        Ok(FilterPushdownPropagation {
+            filters,
+            updated_node: Some(Arc::new(node)),
+        })
+    }
+
+    /// A rough size, so the join planner builds its hash table from the side the
+    /// query narrowed and probes the unfiltered API with the result.
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> DFResult<Arc<Statistics>> {
+        let narrowed: u64 = self
+            .values
+            .iter()
+            .map(|(target, values)| match target {
+                Target::Query(i) if self.table.filters[*i].op == FilterOp::Eq => {
+                    10 * values.len() as u64
+                }
+                Target::Path(_) => 10 * values.len() as u64,
+                Target::Query(_) => 10_000,
+            })
+            .min()
+            .unwrap_or(1_000_000);
+        let rows = self.limit.map_or(narrowed, |l| narrowed.min(l as u64));
+        let mut stats = Statistics::new_unknown(&self.schema);
+        stats.num_rows = Precision::Inexact(rows as usize);
+        Ok(Arc::new(stats))
+    }
+}
+
+impl OpenApiExec {
+    fn clone_node(&self) -> Self {
+        Self {
+            source: self.source.clone(),
+            table: Arc::clone(&self.table),
+            client: Arc::clone(&self.client),
+            base: self.base.clone(),
+            values: self.values.clone(),
+            dynamic: self.dynamic.clone(),
+            projection: self.projection.clone(),
+            full_schema: Arc::clone(&self.full_schema),
+            schema: Arc::clone(&self.schema),
+            limit: self.limit,
+            page_size: self.page_size,
+            properties: Arc::clone(&self.properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+}
+
+/// The keys a (dynamic) filter admits for `column`, as the API expects them,
+/// or `None` when the filter does not limit the column to a known list. The
+/// answer is always a superset of the keys that can pass: `AND` may take either
+/// side, `OR` and a partitioned join's `CASE` need every branch, and any branch
+/// that is not an `IN` list (bounds, hash lookups) gives up — a scan then reads
+/// everything rather than risk missing rows.
+fn in_list_values(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<Vec<String>> {
+    let mut values: Vec<String> = keys(expr, column)?
+        .iter()
+        .map(super::pushdown::format_scalar)
+        .collect::<Option<_>>()?;
+    values.sort();
+    values.dedup();
+    Some(values)
+}
+
+fn keys(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<Vec<ScalarValue>> {
+    if let Some(dynamic) = expr.downcast_ref::<DynamicFilterPhysicalExpr>() {
+        return keys(&dynamic.current().ok()?, column);
+    }
+    if let Some(list) = expr.downcast_ref::<InListExpr>() {
+        let on_column = list
+            .expr()
+            .downcast_ref::<Column>()
+            .is_some_and(|c| c.name() == column);
+        if list.negated() || !on_column {
+            return None;
+        }
+        return list
+            .list()
+            .iter()
+            .map(|item| item.downcast_ref::<Literal>().map(|l| l.value().clone()))
+            .collect();
+    }
+    if let Some(literal) = expr.downcast_ref::<Literal>() {
+        return match literal.value() {
+            ScalarValue::Boolean(Some(false)) | ScalarValue::Boolean(None) => Some(Vec::new()),
+            _ => None,
+        };
+    }
+    if let Some(binary) = expr.downcast_ref::<BinaryExpr>() {
+        return match binary.op() {
+            Operator::And => keys(binary.left(), column).or_else(|| keys(binary.right(), column)),
+            Operator::Or => {
+                let mut left = keys(binary.left(), column)?;
+                left.extend(keys(binary.right(), column)?);
+                Some(left)
+            }
+            _ => None,
+        };
+    }
+    if let Some(case) = expr.downcast_ref::<CaseExpr>() {
+        let mut all = Vec::new();
+        for (_, then) in case.when_then_expr() {
+            all.extend(keys(then, column)?);
+        }
+        if let Some(otherwise) = case.else_expr() {
+            all.extend(keys(otherwise, column)?);
+        }
+        return Some(all);
+    }
+    None
 }
 
 /// The receiving end of a scan; dropping it stops the fetching task.
@@ -273,6 +491,7 @@ struct Counters {
     pages: Count,
     bytes: Count,
     records: Count,
+    lookups: Count,
 }
 
 struct Scan {
@@ -296,6 +515,8 @@ struct PageInfo {
 }
 
 const DEFAULT_PAGE: u64 = 100;
+/// How long a scan waits for a join's keys before scanning everything.
+const DYNAMIC_FILTER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Scan {
     fn error(&self, message: String, unavailable: bool) -> DataFusionError {
@@ -657,6 +878,50 @@ fn next_link(header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::{col, in_list, lit};
+
+    #[test]
+    fn join_keys_are_a_superset_or_nothing() {
+        let schema = Schema::new(vec![
+            Field::new("urn", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]);
+        let urn = col("urn", &schema).unwrap();
+        let list = |values: &[&str]| {
+            in_list(
+                Arc::clone(&urn),
+                values.iter().map(|v| lit(*v)).collect(),
+                &false,
+                &schema,
+            )
+            .unwrap()
+        };
+        let partition = col("n", &schema).unwrap();
+        let case = |else_branch: Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+            Arc::new(
+                CaseExpr::try_new(
+                    Some(Arc::clone(&partition)),
+                    vec![(lit(0i64), list(&["b", "a"])), (lit(1i64), list(&["c"]))],
+                    Some(else_branch),
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(
+            in_list_values(&case(lit(false)), "urn"),
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        // One partition filtered by bounds rather than a list: give up.
+        let bounds: Arc<dyn PhysicalExpr> =
+            Arc::new(BinaryExpr::new(Arc::clone(&urn), Operator::GtEq, lit("a")));
+        assert_eq!(in_list_values(&case(bounds), "urn"), None);
+        assert_eq!(in_list_values(&list(&["x"]), "other"), None);
+        let both: Arc<dyn PhysicalExpr> =
+            Arc::new(BinaryExpr::new(list(&["x"]), Operator::And, lit(true)));
+        assert_eq!(in_list_values(&both, "urn"), Some(vec!["x".into()]));
+    }
 
     #[test]
     fn parses_link_headers() {

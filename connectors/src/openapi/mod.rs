@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod exec;
 pub mod provider;
 pub mod pushdown;
+pub mod requests;
 pub mod schema;
 pub mod spec;
 

@@ -181,6 +181,10 @@ pub fn support(spec: &TableSpec, filters: &[&Expr]) -> Vec<TableProviderFilterPu
 }
 
 /// The value as the API expects it in a URL.
+pub fn format_scalar(value: &ScalarValue) -> Option<String> {
+    format_value(value)
+}
+
 fn format_value(value: &ScalarValue) -> Option<String> {
     if value.is_null() {
         return None;

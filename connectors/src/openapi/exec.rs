@@ -40,7 +40,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use reqwest::Url;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -246,30 +246,23 @@ impl ExecutionPlan for OpenApiExec {
             page_size: self.page_size,
             counters,
         };
-        let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(2);
         let mut values = self.values.clone();
         let dynamic = self.dynamic.clone();
         let lookups: Vec<Option<Target>> =
             dynamic.iter().map(|(c, _)| self.lookup_column(c)).collect();
-        let task = tokio::spawn(async move {
-            // A join's build side decides which keys to look up: wait for it.
+        // The scan starts on the stream's first poll. A hash join polls its probe
+        // side only once every build partition is done, so by then a join's
+        // filter is complete; a filter still open then (a TopK's, which needs
+        // this scan's rows) is ignored rather than waited for.
+        let start = move || {
+            let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(2);
             for ((column, filter), target) in dynamic.iter().zip(lookups) {
                 let (Some(target), Some(dynamic)) =
                     (target, filter.downcast_ref::<DynamicFilterPhysicalExpr>())
                 else {
                     continue;
                 };
-                // The build side normally completes first; should a plan shape
-                // never complete the filter, fall back to a full scan rather
-                // than wait for ever (results are the same either way).
-                if tokio::time::timeout(DYNAMIC_FILTER_WAIT, dynamic.wait_complete())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "{}: no join keys after {DYNAMIC_FILTER_WAIT:?}; scanning everything",
-                        scan.table.endpoint()
-                    );
+                if dynamic.wait_complete().now_or_never().is_none() {
                     continue;
                 }
                 let Ok(current) = dynamic.current() else {
@@ -282,28 +275,35 @@ impl ExecutionPlan for OpenApiExec {
                     values.insert(target, keys);
                 }
             }
-            if values.values().any(Vec::is_empty) {
-                return; // the join's build side was empty: nothing can match
-            }
-            let requests = match build_requests(&scan.source, &scan.table, &values) {
-                Ok(r) => r,
-                Err(message) => {
-                    let _ = tx.send(Err(scan.error(message, false))).await;
-                    return;
+            let task = tokio::spawn(async move {
+                if values.values().any(Vec::is_empty) {
+                    return; // the join's build side was empty: nothing can match
                 }
-            };
-            let mut remaining = scan.limit;
-            for set in requests {
-                if remaining == Some(0) {
-                    break;
+                let requests = match build_requests(&scan.source, &scan.table, &values) {
+                    Ok(r) => r,
+                    Err(message) => {
+                        let _ = tx.send(Err(scan.error(message, false))).await;
+                        return;
+                    }
+                };
+                let mut remaining = scan.limit;
+                for set in requests {
+                    if remaining == Some(0) {
+                        break;
+                    }
+                    if let Err(e) = scan.walk(&set, &tx, &mut remaining).await {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
                 }
-                if let Err(e) = scan.walk(&set, &tx, &mut remaining).await {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            }
-        });
-        let stream = AbortOnDrop { rx, task };
+            });
+            (rx, task)
+        };
+        let stream = AbortOnDrop {
+            start: Some(Box::new(start)),
+            rx: None,
+            task: None,
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             stream,
@@ -464,10 +464,19 @@ fn keys(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<Vec<ScalarValue>> 
     None
 }
 
-/// The receiving end of a scan; dropping it stops the fetching task.
+type Start = Box<
+    dyn FnOnce() -> (
+            mpsc::Receiver<DFResult<RecordBatch>>,
+            tokio::task::JoinHandle<()>,
+        ) + Send,
+>;
+
+/// The receiving end of a scan: starts the fetching task on first poll, and
+/// dropping it stops the task.
 struct AbortOnDrop {
-    rx: mpsc::Receiver<DFResult<RecordBatch>>,
-    task: tokio::task::JoinHandle<()>,
+    start: Option<Start>,
+    rx: Option<mpsc::Receiver<DFResult<RecordBatch>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Stream for AbortOnDrop {
@@ -476,13 +485,23 @@ impl Stream for AbortOnDrop {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        if let Some(start) = self.start.take() {
+            let (rx, task) = start();
+            self.rx = Some(rx);
+            self.task = Some(task);
+        }
+        match self.rx.as_mut() {
+            Some(rx) => rx.poll_recv(cx),
+            None => std::task::Poll::Ready(None),
+        }
     }
 }
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -515,8 +534,6 @@ struct PageInfo {
 }
 
 const DEFAULT_PAGE: u64 = 100;
-/// How long a scan waits for a join's keys before scanning everything.
-const DYNAMIC_FILTER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Scan {
     fn error(&self, message: String, unavailable: bool) -> DataFusionError {

@@ -1,0 +1,145 @@
+//! The `files` connector: discovery of files and folders, hive partitions,
+//! declared schemas, `file://` URLs, and clear errors for bad declarations.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use bluelamp_engine::Identity;
+use bluelamp_tests::fixtures::engine_from_text;
+use bluelamp_tests::slt::rows;
+use futures::TryStreamExt;
+
+async fn rows_of(engine: &bluelamp_engine::Engine, sql: &str) -> Vec<Vec<String>> {
+    let session = engine.session(Identity::new("test", "test"));
+    let output = session
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches: Vec<_> = output.stream.try_collect().await.unwrap();
+    rows(&batches).unwrap()
+}
+
+fn layout() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("events/day=2026-10-01")).unwrap();
+    std::fs::create_dir_all(data.join("events/day=2026-10-02")).unwrap();
+    std::fs::write(
+        data.join("Stop-Search.csv"),
+        "id,outcome\n1,arrest\n2,nfa\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("notes.tsv"), "id\tnote\n7\thello\n").unwrap();
+    std::fs::write(
+        data.join("events/day=2026-10-01/a.ndjson"),
+        "{\"id\": 1, \"kind\": \"x\"}\n{\"id\": 2, \"kind\": \"y\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("events/day=2026-10-02/b.ndjson"),
+        "{\"id\": 3, \"kind\": \"x\"}\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("README.txt"), "not a table").unwrap();
+    tmp
+}
+
+#[tokio::test]
+async fn discovers_files_folders_and_partitions() {
+    let tmp = layout();
+    let engine = engine_from_text(
+        "[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"data\"\n",
+        tmp.path(),
+    )
+    .await
+    .unwrap();
+    let tables = rows_of(
+        &engine,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'f' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        tables,
+        vec![vec!["events"], vec!["notes"], vec!["stop_search"]]
+    );
+    assert_eq!(
+        rows_of(&engine, "SELECT note FROM f.notes").await,
+        vec![vec!["hello"]]
+    );
+    assert_eq!(
+        rows_of(
+            &engine,
+            "SELECT day, count(*) FROM f.events GROUP BY day ORDER BY day"
+        )
+        .await,
+        vec![vec!["2026-10-01", "2"], vec!["2026-10-02", "1"]]
+    );
+    assert_eq!(
+        rows_of(
+            &engine,
+            "SELECT count(*) FROM f.stop_search WHERE outcome = 'arrest'"
+        )
+        .await,
+        vec![vec!["1"]]
+    );
+}
+
+#[tokio::test]
+async fn declared_schemas_replace_inference_and_urls_work() {
+    let tmp = layout();
+    let url = url::Url::from_directory_path(tmp.path().join("data")).unwrap();
+    let config = format!(
+        "[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"{url}\"\n\n[source.tables.stop_search]\nschema = {{ id = \"text\", outcome = \"Utf8\" }}\n\n[source.tables.events]\nexclude = true\n"
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    let types = rows_of(
+        &engine,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'f' AND table_name = 'stop_search' ORDER BY ordinal_position",
+    )
+    .await;
+    assert_eq!(types, vec![vec!["id", "Utf8"], vec!["outcome", "Utf8"]]);
+    assert_eq!(
+        rows_of(&engine, "SELECT max(id) FROM f.stop_search").await,
+        vec![vec!["2"]]
+    );
+    let tables = rows_of(
+        &engine,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'f' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(tables, vec![vec!["notes"], vec!["stop_search"]]);
+}
+
+#[tokio::test]
+async fn bad_declarations_are_config_errors() {
+    let tmp = layout();
+    let err = engine_from_text(
+        "[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"data\"\n[source.tables.x]\nschema = { id = \"integr\" }\n",
+        tmp.path(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("source[f].tables.x.schema: column 'id': unknown type 'integr'"),
+        "{err}"
+    );
+    let engine = engine_from_text(
+        "[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"nowhere\"\n",
+        tmp.path(),
+    )
+    .await
+    .unwrap();
+    let status = engine.sources();
+    assert!(
+        status[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("does not exist"),
+        "{status:?}"
+    );
+}

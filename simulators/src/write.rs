@@ -184,35 +184,17 @@ fn json_lines<T>(
     out.flush().map_err(io(path))
 }
 
+/// RMS's export holds the same records its API serves.
 fn write_rms(force: &Force, dir: &Path) -> Result<(), WriteError> {
+    use crate::http::rms::{crime_json, link_json, person_json};
     fs::create_dir_all(dir).map_err(io(dir))?;
-    json_lines(&dir.join("crimes.ndjson"), &force.crimes, |c| {
-        serde_json::json!({
-            "crime_reference": &c.crime_reference,
-            "incident_urn": &c.incident_urn,
-            "offence_code": c.offence_code,
-            "offence": c.offence,
-            "recorded_at": ts(&c.recorded_at),
-            "status": c.status,
-            "outcome_code": c.outcome_code,
-            "restricted": c.restricted,
-        })
-    })?;
-    json_lines(&dir.join("people.ndjson"), &force.people, |p| {
-        serde_json::json!({
-            "person_id": &p.person_id,
-            "forename": p.forename,
-            "surname": p.surname,
-            "birth_year": p.birth_year,
-        })
-    })?;
-    json_lines(&dir.join("crime_people.ndjson"), &force.crime_people, |l| {
-        serde_json::json!({
-            "crime_reference": &l.crime_reference,
-            "person_id": &l.person_id,
-            "role": l.role,
-        })
-    })
+    json_lines(&dir.join("crimes.ndjson"), &force.crimes, crime_json)?;
+    json_lines(&dir.join("people.ndjson"), &force.people, person_json)?;
+    json_lines(
+        &dir.join("crime_people.ndjson"),
+        &force.crime_people,
+        link_json,
+    )
 }
 
 fn write_stops(force: &Force, dir: &Path) -> Result<(), WriteError> {

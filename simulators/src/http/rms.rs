@@ -55,7 +55,8 @@ fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn crime_json(c: &Crime) -> Value {
+/// A crime as the RMS API (and its export) presents it.
+pub(crate) fn crime_json(c: &Crime) -> Value {
     json!({
         "crime_reference": c.crime_reference,
         "incident_urn": c.incident_urn,
@@ -68,11 +69,13 @@ fn crime_json(c: &Crime) -> Value {
     })
 }
 
-fn person_json(p: &Person) -> Value {
+/// A person as the RMS API presents them.
+pub(crate) fn person_json(p: &Person) -> Value {
     json!({"person_id": p.person_id, "forename": p.forename, "surname": p.surname, "birth_year": p.birth_year})
 }
 
-fn link_json(l: &CrimePerson) -> Value {
+/// A crime–person link as the RMS API presents it.
+pub(crate) fn link_json(l: &CrimePerson) -> Value {
     json!({"crime_reference": l.crime_reference, "person_id": l.person_id, "role": l.role})
 }
 

@@ -158,7 +158,18 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG, SCRATCH_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
-            .with_batch_size(self.inner.config.engine.batch_size);
+            .with_batch_size(self.inner.config.engine.batch_size)
+            // A join's build-side keys travel to remote sources as IN lists
+            // (batched API lookups, SQL IN): allow far more than DataFusion's
+            // local-scan default of 150 keys before falling back to hashes.
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+                20_000,
+            )
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_size",
+                4 * 1024 * 1024,
+            );
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()

@@ -638,7 +638,9 @@ impl Scan {
                         let mut position = info.records as u64;
                         let mut number = 1;
                         let mut last = info.records;
-                        while last as u64 >= size && *remaining != Some(0) {
+                        // Without a total, only an empty page proves the end: a
+                        // server may return fewer than asked for and still have more.
+                        while last > 0 && *remaining != Some(0) {
                             number += 1;
                             let url = self.url(
                                 set,
@@ -663,10 +665,9 @@ impl Scan {
                     }
                     let url = self.url(set, &extra)?;
                     let info = self.page(&url, number as usize, set, tx, remaining).await?;
-                    if info.records == 0
-                        || *remaining == Some(0)
-                        || (size.is_some() && (info.records as u64) < per_page)
-                    {
+                    // Servers often cap the page size silently, so only an
+                    // empty page proves the end.
+                    if info.records == 0 || *remaining == Some(0) {
                         break;
                     }
                     number += 1;

@@ -14,9 +14,11 @@
 //! | `sqlite` | [`sql`] | the same, for a SQLite file |
 //! | `openapi` | [`openapi`] | a documented REST interface: pagination, auth, filter pushdown, streaming decode |
 //!
-//! [`registry`] returns every factory, for binaries and tests.
+//! [`registry`] returns every factory, for binaries and tests; [`names`] turns
+//! source names into table names the same way for every connector.
 
 pub mod files;
+pub mod names;
 pub mod openapi;
 pub mod sql;
 

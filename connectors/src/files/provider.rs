@@ -199,26 +199,13 @@ pub fn parse_type(name: &str) -> Result<DataType, String> {
     }
 }
 
-/// A table name from a file or folder name: lower case, non-alphanumerics as `_`.
+/// A table name from a file or folder name, without its extension.
 pub fn table_name_for(entry: &str, extension: Option<&str>) -> String {
     let stem = match extension {
         Some(ext) if entry.to_ascii_lowercase().ends_with(ext) => &entry[..entry.len() - ext.len()],
         _ => entry,
     };
-    let mut name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-        name.insert(0, 't');
-    }
-    name
+    crate::names::sql_name(stem)
 }
 
 #[cfg(test)]

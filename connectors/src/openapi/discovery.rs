@@ -625,7 +625,7 @@ pub fn table_name_from_operation(operation_id: &str) -> String {
     .find_map(|verb| snake.strip_prefix(verb))
     .filter(|rest| !rest.is_empty())
     .unwrap_or(&snake);
-    sanitize(trimmed)
+    crate::names::sql_name(trimmed)
 }
 
 /// `/incidents/{urn}/log` → `incidents_log`.
@@ -634,29 +634,7 @@ pub fn table_name_from_path(path: &str) -> String {
         .split('/')
         .filter(|s| !s.is_empty() && !s.starts_with('{'))
         .collect();
-    sanitize(&parts.join("_"))
-}
-
-fn sanitize(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    while out.contains("__") {
-        out = out.replace("__", "_");
-    }
-    let out = out.trim_matches('_').to_string();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("t_{out}")
-    } else {
-        out
-    }
+    crate::names::sql_name(&parts.join("_"))
 }
 
 #[cfg(test)]

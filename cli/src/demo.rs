@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use bluelamp_engine::{Config, Engine};
-use bluelamp_simulators::http::{Faults, RunningSystem, SystemKind, SystemOptions, start};
+use bluelamp_simulators::http::{
+    Faults, RunningSystem, SystemKind, SystemOptions, live_config, start,
+};
 use bluelamp_simulators::{generate, write_force};
 use clap::Args;
 use tokio::runtime::Runtime;
@@ -54,35 +56,6 @@ fn cache_root() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
         .join("bluelamp")
         .join("demo")
-}
-
-/// The engine's view of the running force: the HTTP systems through their
-/// OpenAPI documents, custody and ANPR over their files.
-fn live_config(systems: &[RunningSystem], options: &SystemOptions) -> String {
-    let mut text = String::from("[engine]\nconnect_timeout = \"10s\"\n\n");
-    for system in systems {
-        let auth = match system.kind {
-            SystemKind::Cad => format!(
-                "{{ type = \"api_key\", name = \"X-API-Key\", value = \"{}\" }}",
-                options.cad_api_key
-            ),
-            SystemKind::Rms => format!(
-                "{{ type = \"oauth2\", client_id = \"{}\", client_secret = \"{}\" }}",
-                options.rms_client_id, options.rms_client_secret
-            ),
-            SystemKind::Stops => "{ type = \"none\" }".to_string(),
-        };
-        text.push_str(&format!(
-            "[[source]]\nname = \"{}\"\nkind = \"openapi\"\nspec = \"{}\"\nauth = {auth}\n\n",
-            system.kind.name(),
-            system.openapi_url()
-        ));
-    }
-    text.push_str(
-        "[[source]]\nname = \"custody\"\nkind = \"sqlite\"\npath = \"custody.sqlite\"\n\n\
-         [[source]]\nname = \"anpr\"\nkind = \"files\"\nlocation = \"anpr\"\n",
-    );
-    text
 }
 
 /// Rejects scales the generator cannot serve sensibly.

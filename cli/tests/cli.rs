@@ -274,3 +274,111 @@ fn simulate_rejects_unknown_systems_and_bad_faults() {
         text(&out.stderr)
     );
 }
+
+/// A messy, large supplier document: cycles, broken references, missing
+/// operationIds, vendor extensions, types the mapper cannot represent. The
+/// source still comes up with every table it can map, and each problem is a
+/// warning naming where in the document it is.
+#[test]
+fn check_warns_about_a_messy_openapi_document_but_keeps_its_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut paths = serde_json::Map::new();
+    let list = |items: serde_json::Value| {
+        serde_json::json!({"get": {
+            "x-internal-team": "alpha",
+            "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {
+                "type": "object", "x-wrapper": true,
+                "properties": {"items": {"type": "array", "items": items}}
+            }}}}}
+        }})
+    };
+    let mut things = list(serde_json::json!({"$ref": "#/components/schemas/Thing"}));
+    things["get"]["operationId"] = "listThings".into();
+    paths.insert("/things".into(), things);
+    // No operationId: named after its path; `{id}` becomes a key column.
+    paths.insert(
+        "/sites/{id}/parts".into(),
+        list(serde_json::json!({"type": "object", "properties": {"part": {"type": "string"}}})),
+    );
+    paths.insert(
+        "/broken".into(),
+        serde_json::json!({"get": {"operationId": "listBroken", "responses": {"200": {"description": "ok",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Nope"}}}}}}}),
+    );
+    paths.insert(
+        "/shapeless".into(),
+        list(serde_json::json!({"type": "object"})),
+    );
+    paths.insert(
+        "/one".into(),
+        serde_json::json!({"get": {"responses": {"200": {"description": "one object", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}}}}),
+    );
+    paths.insert(
+        "/upload".into(),
+        serde_json::json!({"post": {"responses": {"204": {"description": "done"}}}}),
+    );
+    // Size: a thousand more list operations.
+    for n in 0..1000 {
+        let mut op = list(serde_json::json!({"$ref": "#/components/schemas/Thing"}));
+        op["get"]["operationId"] = format!("listBulk{n}").into();
+        paths.insert(format!("/bulk/{n}"), op);
+    }
+    let document = serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Messy supplier", "version": "0.1", "x-logo": {"url": "x"}},
+        "servers": [{"url": "http://127.0.0.1:9/api"}],
+        "paths": paths,
+        "components": {"schemas": {
+            "Node": {"type": "object", "properties": {"name": {"type": "string"}, "child": {"$ref": "#/components/schemas/Node"}}},
+            "Thing": {"type": "object", "required": ["id"], "x-entity": "thing", "properties": {
+                "id": {"type": "integer"},
+                "tree": {"$ref": "#/components/schemas/Node"},
+                "lost": {"$ref": "#/components/schemas/Missing"},
+                "either": {"type": ["string", "integer"]},
+                "blob": {"type": "file"},
+                "at": {"type": "string", "format": "date-time", "x-precision": "ms"}
+            }}
+        }}
+    });
+    std::fs::write(tmp.path().join("messy.json"), document.to_string()).unwrap();
+    std::fs::write(
+        tmp.path().join("bluelamp.toml"),
+        "[[source]]\nname = \"messy\"\nkind = \"openapi\"\nspec = \"messy.json\"\n",
+    )
+    .unwrap();
+    let out = bluelamp(tmp.path(), &["check", "--config", "bluelamp.toml"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    // listThings, sites_parts and 1000 bulk tables.
+    assert_eq!(lines[0], "messy   openapi  ok      1002 tables", "{stdout}");
+    let warnings: Vec<&str> = lines[1..].iter().map(|l| l.trim_start()).collect();
+    for expected in [
+        "warning GET /broken: response schema has a broken $ref",
+        "warning GET /shapeless: list items have no documented properties",
+        "warning GET /things.tree.child: recursive $ref",
+        "warning GET /things.lost: ",
+        "warning GET /things.either: several types",
+        "warning GET /things.blob: unknown type 'file'",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(expected)),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    // The tables are queryable metadata even though the server is not there.
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "sql",
+            "--config",
+            "bluelamp.toml",
+            "-c",
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'messy' AND table_name IN ('things', 'sites_parts') ORDER BY table_name, ordinal_position",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("id"), "{stdout}");
+    assert!(stdout.contains("part"), "{stdout}");
+}

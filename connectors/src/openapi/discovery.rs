@@ -283,7 +283,32 @@ pub fn discover(
             ));
         }
     }
-    (tables, mapper.warnings)
+    (tables, collapse_repeats(mapper.warnings))
+}
+
+/// One warning per problem: a shared component that cannot be mapped would
+/// otherwise be reported once for every operation that uses it. Warnings that
+/// differ only in their `GET /path` prefix are reported once, with a count.
+fn collapse_repeats(warnings: Vec<String>) -> Vec<String> {
+    let mut seen: Vec<(String, String, usize)> = Vec::new();
+    for warning in warnings {
+        // "GET /path.property: message": the part after the path is the problem.
+        let key = warning
+            .strip_prefix("GET ")
+            .and_then(|rest| rest.find(['.', ':']).map(|i| rest[i..].to_string()))
+            .unwrap_or_else(|| warning.clone());
+        match seen.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, _, more)) => *more += 1,
+            None => seen.push((key, warning, 0)),
+        }
+    }
+    seen.into_iter()
+        .map(|(_, warning, more)| match more {
+            0 => warning,
+            1 => format!("{warning} (and in 1 other operation)"),
+            n => format!("{warning} (and in {n} other operations)"),
+        })
+        .collect()
 }
 
 fn success_response(doc: &Document, operation: &Value) -> Option<Value> {

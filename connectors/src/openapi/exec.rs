@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow::json::ReaderBuilder;
 use bluelamp_engine::SourceError;
 use datafusion::common::ScalarValue;
 use datafusion::common::Statistics;
@@ -869,16 +868,7 @@ impl Scan {
                 false,
             )
         };
-        let mut decoder = ReaderBuilder::new(Arc::clone(&self.full_schema))
-            .with_strict_mode(false)
-            .with_batch_size(records.len().max(1))
-            .build_decoder()
-            .map_err(|e| wrong(&e))?;
-        decoder.serialize(records).map_err(|e| wrong(&e))?;
-        match decoder.flush().map_err(|e| wrong(&e))? {
-            Some(batch) => Ok(batch),
-            None => Ok(RecordBatch::new_empty(Arc::clone(&self.full_schema))),
-        }
+        super::schema::decode(&self.full_schema, records).map_err(|e| wrong(&e))
     }
 }
 

@@ -19,6 +19,8 @@ pub mod provider;
 pub mod pushdown;
 pub mod requests;
 pub mod schema;
+#[cfg(test)]
+mod schema_props;
 pub mod spec;
 
 use std::sync::Arc;

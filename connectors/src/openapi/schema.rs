@@ -18,7 +18,10 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
+use arrow::datatypes::{DataType, Field, Fields, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::json::ReaderBuilder;
+use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
 use super::spec::Document;
@@ -71,6 +74,23 @@ impl Shape {
             _ => {}
         }
     }
+}
+
+/// Decodes JSON records (already [prepared](Shape::prepare)) into one batch.
+/// Undocumented fields are ignored; a missing field is null; a value of the
+/// wrong type, or null where the schema forbids it, is an error.
+///
+/// # Errors
+/// The first value that does not fit `schema`, as arrow-json reports it.
+pub fn decode(schema: &SchemaRef, records: &[Value]) -> Result<RecordBatch, ArrowError> {
+    let mut decoder = ReaderBuilder::new(Arc::clone(schema))
+        .with_strict_mode(false)
+        .with_batch_size(records.len().max(1))
+        .build_decoder()?;
+    decoder.serialize(records)?;
+    Ok(decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
 }
 
 /// Maps schemas, collecting warnings for what it could not map exactly.

@@ -18,3 +18,43 @@ pub mod stops;
 
 pub use faults::{Action, Faults};
 pub use server::{RunningSystem, Stats, SystemKind, SystemOptions, start};
+
+/// Bluelamp config text for a running force: the HTTP systems through their
+/// OpenAPI documents (see [`openapi_sources`]), custody and ANPR over the files
+/// [`crate::write_force`] wrote. Relative paths (`custody.sqlite`, `anpr`)
+/// resolve against the force's folder, so parse the text with that folder as
+/// its base.
+pub fn live_config(systems: &[RunningSystem], options: &SystemOptions) -> String {
+    let mut text = String::from("[engine]\nconnect_timeout = \"10s\"\n\n");
+    text.push_str(&openapi_sources(systems, options));
+    text.push_str(
+        "[[source]]\nname = \"custody\"\nkind = \"sqlite\"\npath = \"custody.sqlite\"\n\n\
+         [[source]]\nname = \"anpr\"\nkind = \"files\"\nlocation = \"anpr\"\n",
+    );
+    text
+}
+
+/// `[[source]]` tables for running HTTP systems, each named after its system,
+/// with the credentials in `options`.
+pub fn openapi_sources(systems: &[RunningSystem], options: &SystemOptions) -> String {
+    let mut text = String::new();
+    for system in systems {
+        let auth = match system.kind {
+            SystemKind::Cad => format!(
+                "{{ type = \"api_key\", name = \"X-API-Key\", value = \"{}\" }}",
+                options.cad_api_key
+            ),
+            SystemKind::Rms => format!(
+                "{{ type = \"oauth2\", client_id = \"{}\", client_secret = \"{}\" }}",
+                options.rms_client_id, options.rms_client_secret
+            ),
+            SystemKind::Stops => "{ type = \"none\" }".to_string(),
+        };
+        text.push_str(&format!(
+            "[[source]]\nname = \"{}\"\nkind = \"openapi\"\nspec = \"{}\"\nauth = {auth}\n\n",
+            system.kind.name(),
+            system.openapi_url()
+        ));
+    }
+    text
+}

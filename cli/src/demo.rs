@@ -2,7 +2,7 @@
 //! and scale (files are cached, so later starts skip writing them), starts the
 //! HTTP systems on free loopback ports, registers the file and database systems
 //! as sources, and opens the prompt — or runs `-c` / `-f` and exits, or with
-//! `--listen` keeps running until SIGINT/SIGTERM.
+//! `--listen` serves Flight SQL until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,9 +37,9 @@ pub struct DemoArgs {
     /// Generate the data again even if it is cached.
     #[arg(long)]
     regenerate: bool,
-    /// Run without a prompt until SIGINT/SIGTERM, printing one line starting
-    /// `ready` once every system accepts connections. ADDR is where the Flight
-    /// SQL endpoint will listen once it exists; it must be a valid address.
+    /// Serve Arrow Flight SQL on ADDR (user `analyst`, password `demo`) with
+    /// no prompt until SIGINT/SIGTERM, printing one line starting `ready` once
+    /// every system and the endpoint accept connections.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["command", "file"])]
     listen: Option<SocketAddr>,
     /// Faults for the HTTP systems, e.g. "latency=20ms,errors=0.05" (see `bluelamp simulate --help`).
@@ -48,6 +48,11 @@ pub struct DemoArgs {
     #[command(flatten)]
     query: QueryArgs,
 }
+
+/// The demo's Flight SQL user, stated in the README.
+pub const DEMO_USER: &str = "analyst";
+/// The demo user's password.
+pub const DEMO_PASSWORD: &str = "demo";
 
 fn cache_root() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
@@ -169,11 +174,15 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot start the {} system", kind.name()))?;
             systems.push(system);
         }
-        let config = Config::parse(
-            &live_config(&systems, &options),
-            &config_path.display().to_string(),
-            dir.clone(),
-        )?;
+        let mut text = live_config(&systems, &options);
+        if args.listen.is_some() {
+            let hash =
+                bluelamp_flight_server::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
+            text.push_str(&format!(
+                "\n[[user]]\nname = \"{DEMO_USER}\"\npassword_hash = \"{hash}\"\n"
+            ));
+        }
+        let config = Config::parse(&text, &config_path.display().to_string(), dir.clone())?;
         let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
         Ok::<_, anyhow::Error>((systems, engine))
     })?;
@@ -185,18 +194,21 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The HTTP systems run on the runtime's worker threads while the prompt (or
     // the wait for a signal) holds this one.
     let outcome = match args.listen {
-        Some(addr) => {
+        Some(addr) => rt.block_on(async {
+            let server = bluelamp_flight_server::serve(engine.clone(), Some(addr)).await?;
             let urls: Vec<String> = systems
                 .iter()
                 .map(|s| format!("{}={}", s.kind.name(), s.url))
                 .collect();
             println!(
-                "ready {} (Flight SQL on {addr} arrives with the Flight SQL endpoint)",
-                urls.join(" ")
+                "ready {} flight=grpc://{} user={DEMO_USER} password={DEMO_PASSWORD}",
+                urls.join(" "),
+                server.addr
             );
-            rt.block_on(shutdown_signal());
+            shutdown_signal().await;
+            server.shutdown().await;
             Ok(ExitCode::SUCCESS)
-        }
+        }),
         None => crate::run_queries(rt, &engine, &args.query),
     };
     rt.block_on(async {

@@ -2,6 +2,8 @@
 //!
 //! - `bluelamp sql`: the interactive REPL, or scripts with `-c` / `-f`.
 //! - `bluelamp check`: connect to every configured source and report.
+//! - `bluelamp serve`: the Arrow Flight SQL endpoint for BI tools and notebooks.
+//! - `bluelamp hash-password`: an Argon2 hash for a `[[user]]` entry.
 //! - `bluelamp demo`: the built-in demo force.
 //!
 //! Errors print as one line on stderr; the exit code is non-zero on any failure.
@@ -11,6 +13,7 @@ mod demo;
 mod output;
 mod repl;
 mod runner;
+mod serve;
 mod simulate;
 
 use std::io::{IsTerminal, Read};
@@ -51,6 +54,11 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Serve Arrow Flight SQL (BI tools, ADBC, JDBC) until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Print an Argon2 hash of a password for a `[[user]]` entry (reads the
+    /// password from the terminal, or one line from stdin).
+    HashPassword,
     /// The built-in demo force: generate its data, start its systems, open the prompt.
     Demo(demo::DemoArgs),
     /// Run one of the demo force's HTTP systems (cad, rms, stops) on its own.
@@ -103,6 +111,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sql(args) => run_sql(&rt, args),
         Command::Check { config } => check::run(&rt, &config),
+        Command::Serve(args) => serve::run(&rt, args),
+        Command::HashPassword => serve::hash_password(),
         Command::Demo(args) => demo::run(&rt, args),
         Command::Simulate(args) => simulate::run(&rt, args),
     };

@@ -29,8 +29,65 @@ pub const RESERVED_SCHEMAS: &[&str] = &["bluelamp", "information_schema", "publi
 pub struct Config {
     /// Engine-wide settings (`[engine]`).
     pub engine: EngineSettings,
+    /// The Flight SQL endpoint's settings (`[server]`).
+    pub server: ServerSettings,
+    /// Who may connect over Flight SQL (`[[user]]`), in file order.
+    pub users: Vec<UserConfig>,
     /// One entry per `[[source]]`, in file order.
     pub sources: Vec<SourceConfig>,
+}
+
+/// The Flight SQL endpoint (`bluelamp serve`), from the optional `[server]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on; `--listen` overrides it.
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain for TLS; with `tls_key`, the endpoint speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, clients must present a certificate it signed
+    /// (mutual TLS) in addition to their password.
+    pub client_ca: Option<PathBuf>,
+    /// How long a bearer token from the handshake stays valid.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub token_ttl: Duration,
+    /// How long a query's ticket can be redeemed after `GetFlightInfo`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub ticket_ttl: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            token_ttl: Duration::from_secs(3600),
+            ticket_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One `[[user]]`: a person or service account that may connect over Flight SQL.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The login name.
+    pub name: String,
+    /// An Argon2 hash in PHC form (`$argon2id$v=19$...`), as `bluelamp
+    /// hash-password` prints it. May come from `${ENV}` or `${file:PATH}`.
+    pub password_hash: String,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Engine-wide settings from the optional `[engine]` table.
@@ -161,6 +218,10 @@ struct RawConfig {
     #[serde(default)]
     engine: EngineSettings,
     #[serde(default)]
+    server: ServerSettings,
+    #[serde(default)]
+    user: Vec<toml::Spanned<UserConfig>>,
+    #[serde(default)]
     source: Vec<toml::Spanned<toml::Table>>,
 }
 
@@ -246,6 +307,74 @@ impl Config {
             pending.push((name, kind, table, index, span));
         }
 
+        let mut users: Vec<UserConfig> = Vec::with_capacity(raw.user.len());
+        for spanned in raw.user {
+            let at = Some(spanned.span().start);
+            let mut user = spanned.into_inner();
+            let key = format!("user[{}]", user.name);
+            if user.name.is_empty() || user.name.contains([':', ' ']) {
+                return Err(ConfigError::invalid(
+                    &origin,
+                    at,
+                    format!("{key}.name"),
+                    "a user name must be non-empty, without spaces or ':'".into(),
+                ));
+            }
+            if users.iter().any(|u| u.name == user.name) {
+                return Err(ConfigError::invalid(
+                    &origin,
+                    at,
+                    format!("{key}.name"),
+                    format!("two users are named '{}'", user.name),
+                ));
+            }
+            user.password_hash =
+                interpolate(&user.password_hash, &mut origin.secrets).map_err(|m| {
+                    ConfigError::invalid(&origin, at, format!("{key}.password_hash"), m)
+                })?;
+            if !user.password_hash.starts_with("$argon2") {
+                return Err(ConfigError::invalid(
+                    &origin,
+                    at,
+                    format!("{key}.password_hash"),
+                    "expected an Argon2 hash such as `$argon2id$v=19$...`; make one with `bluelamp hash-password`".into(),
+                ));
+            }
+            users.push(user);
+        }
+        let mut server = raw.server;
+        for path in [
+            &mut server.tls_cert,
+            &mut server.tls_key,
+            &mut server.client_ca,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = origin.base_dir.join(&*path);
+            }
+        }
+        if server.tls_cert.is_some() != server.tls_key.is_some() {
+            let at = find_key(&origin.text, &(0..origin.text.len()), "tls_cert")
+                .or_else(|| find_key(&origin.text, &(0..origin.text.len()), "tls_key"));
+            return Err(ConfigError::invalid(
+                &origin,
+                at,
+                "server".into(),
+                "`tls_cert` and `tls_key` go together: set both for TLS, or neither".into(),
+            ));
+        }
+        if server.client_ca.is_some() && server.tls_cert.is_none() {
+            let at = find_key(&origin.text, &(0..origin.text.len()), "client_ca");
+            return Err(ConfigError::invalid(
+                &origin,
+                at,
+                "server.client_ca".into(),
+                "mutual TLS needs TLS: set `tls_cert` and `tls_key` too".into(),
+            ));
+        }
+
         let origin = Arc::new(origin);
         let sources = pending
             .into_iter()
@@ -260,6 +389,8 @@ impl Config {
             .collect();
         Ok(Config {
             engine: raw.engine,
+            server,
+            users,
             sources,
         })
     }

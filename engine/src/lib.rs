@@ -28,16 +28,19 @@
 //! - [`source`]: the connector contract ([`SourceFactory`], [`SourceError`]).
 //! - [`catalog`]: source schemas with live status, and the `bluelamp` system schema.
 //! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
+//! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
 //! - [`error`]: [`QueryError`] and its classification.
 
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod listing;
 pub mod session;
 pub mod source;
 
 pub use catalog::{SourceState, SourceStatus};
-pub use config::{Config, ConfigError, Secret, SourceConfig};
+pub use config::{Config, ConfigError, Secret, ServerSettings, SourceConfig, UserConfig};
 pub use error::{ErrorKind, QueryError};
+pub use listing::{TABLE_TYPES, TableEntry};
 pub use session::{Engine, Identity, Planned, QueryOutput, Session, Statement};
 pub use source::{ConnectedSource, FactoryRegistry, SourceError, SourceFactory};

@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
-use datafusion::common::TableReference;
+use datafusion::common::{ScalarValue, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
@@ -203,7 +203,7 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 /// One user's conversation with the engine. Clones share settings and views.
 #[derive(Clone)]
 pub struct Session {
-    ctx: SessionContext,
+    pub(crate) ctx: SessionContext,
     identity: Identity,
     #[allow(
         dead_code,
@@ -225,6 +225,8 @@ impl std::fmt::Display for Statement {
 }
 
 /// A planned statement: its result schema is known before any row is fetched.
+/// Clones share nothing mutable, so a prepared statement can run many times.
+#[derive(Clone)]
 pub struct Planned {
     plan: LogicalPlan,
     sql: String,
@@ -234,6 +236,83 @@ impl Planned {
     /// The schema of the rows the statement will return.
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(self.plan.schema().inner())
+    }
+
+    /// The statement's SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The statement's placeholders (`$1`, `$2`, ...) in order, each with the
+    /// type planning inferred for it (`None` where the SQL does not say, as in
+    /// `SELECT $1`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] if one placeholder is used with two types.
+    pub fn parameters(&self) -> Result<Vec<(String, Option<DataType>)>, QueryError> {
+        let mut parameters: Vec<(String, Option<DataType>)> = self
+            .plan
+            .get_parameter_types()
+            .map_err(QueryError::from)?
+            .into_iter()
+            .collect();
+        parameters.sort_by_key(|(name, _)| {
+            (
+                name.trim_start_matches('$')
+                    .parse::<u64>()
+                    .unwrap_or(u64::MAX),
+                name.clone(),
+            )
+        });
+        Ok(parameters)
+    }
+
+    /// The statement with `values` in place of its placeholders, in order, each
+    /// cast to the placeholder's inferred type.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] for the wrong number of values or a value
+    /// that cannot be cast to its placeholder's type.
+    pub fn bind(&self, values: Vec<ScalarValue>) -> Result<Planned, QueryError> {
+        let parameters = self.parameters()?;
+        if values.len() != parameters.len() {
+            return Err(QueryError::new(
+                ErrorKind::InvalidQuery,
+                format!(
+                    "the statement has {} parameter(s) but {} value(s) were bound",
+                    parameters.len(),
+                    values.len()
+                ),
+            ));
+        }
+        let mut cast = Vec::with_capacity(values.len());
+        for ((name, data_type), value) in parameters.iter().zip(values) {
+            let value = match data_type {
+                Some(t) if value.data_type() != *t && !value.is_null() => {
+                    value.cast_to(t).map_err(|e| {
+                        QueryError::new(
+                            ErrorKind::InvalidQuery,
+                            format!(
+                                "parameter {name}: cannot use {value:?} as {t}: {}",
+                                e.message()
+                            ),
+                        )
+                    })?
+                }
+                Some(t) if value.is_null() => ScalarValue::try_from(t).unwrap_or(value),
+                _ => value,
+            };
+            cast.push(value);
+        }
+        let plan = self
+            .plan
+            .clone()
+            .with_param_values(cast)
+            .map_err(QueryError::from)?;
+        Ok(Planned {
+            plan,
+            sql: self.sql.clone(),
+        })
     }
 
     /// Whether the statement changes something (DDL, DML, COPY, SET) rather than

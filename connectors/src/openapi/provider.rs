@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, Session};
+use datafusion::common::{Constraint, Constraints};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
@@ -29,6 +30,8 @@ pub struct OpenApiTableProvider {
     client: Arc<ApiClient>,
     base: Url,
     page_size: Option<u64>,
+    /// The configured primary key, so BI tools can see it (`GetPrimaryKeys`).
+    constraints: Constraints,
 }
 
 impl OpenApiTableProvider {
@@ -46,6 +49,16 @@ impl OpenApiTableProvider {
                 .map(|(f, _)| f.clone())
                 .collect::<Vec<_>>(),
         ));
+        let key: Vec<usize> = spec
+            .primary_key
+            .iter()
+            .filter_map(|name| schema.index_of(name).ok())
+            .collect();
+        let constraints = if key.is_empty() || key.len() != spec.primary_key.len() {
+            Constraints::default()
+        } else {
+            Constraints::new_unverified(vec![Constraint::PrimaryKey(key)])
+        };
         Self {
             source,
             spec: Arc::new(spec),
@@ -53,6 +66,7 @@ impl OpenApiTableProvider {
             client,
             base,
             page_size,
+            constraints,
         }
     }
 }
@@ -65,6 +79,10 @@ impl TableProvider for OpenApiTableProvider {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
     }
 
     fn supports_filters_pushdown(

@@ -1,0 +1,83 @@
+//! `bluelamp serve` and `bluelamp hash-password`.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bluelamp_engine::{Config, Engine};
+use clap::Args;
+use tokio::runtime::Runtime;
+
+/// Options of `bluelamp serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The configuration file: sources, `[[user]]` entries, optional `[server]`.
+    #[arg(
+        long,
+        short = 'C',
+        default_value = "bluelamp.toml",
+        env = "BLUELAMP_CONFIG"
+    )]
+    config: PathBuf,
+    /// Address to listen on (default: `[server] listen`, else 127.0.0.1:50051).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+/// Connects the sources, serves Flight SQL and waits for a signal.
+///
+/// # Errors
+/// A bad config, no users, unreadable TLS files or an address in use.
+pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    rt.block_on(async {
+        let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
+        for source in engine.sources() {
+            if let Some(error) = &source.last_error {
+                eprintln!("warning: source {} is down: {error}", source.name);
+            }
+        }
+        let server = bluelamp_flight_server::serve(engine, args.listen).await?;
+        announce(&server);
+        crate::demo::shutdown_signal().await;
+        eprintln!("shutting down");
+        server.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Tells the user (stdout, one line, for scripts) where to connect.
+pub fn announce(server: &bluelamp_flight_server::RunningServer) {
+    let scheme = if server.tls { "grpc+tls" } else { "grpc" };
+    println!("Flight SQL listening on {scheme}://{}", server.addr);
+}
+
+/// Reads a password and prints its hash.
+///
+/// # Errors
+/// No password given, or a terminal that cannot be read.
+pub fn hash_password() -> anyhow::Result<ExitCode> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").context("cannot read the password")?;
+        let second = rpassword::prompt_password("again: ").context("cannot read the password")?;
+        if first != second {
+            anyhow::bail!("the two passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    if password.is_empty() {
+        anyhow::bail!("an empty password is not allowed");
+    }
+    let hash = bluelamp_flight_server::hash_password(&password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
+}

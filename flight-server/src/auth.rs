@@ -86,12 +86,20 @@ impl Authenticator {
     pub fn new(users: &[UserConfig], token_ttl: Duration) -> Result<Self, UserError> {
         let mut map = HashMap::new();
         for user in users {
-            PasswordHash::new(&user.password_hash).map_err(|e| UserError {
+            let invalid = |why: String| UserError {
                 user: user.name.clone(),
                 message: format!(
-                    "not a valid Argon2 hash ({e}); make one with `bluelamp hash-password`"
+                    "not a valid Argon2 hash ({why}); make one with `bluelamp hash-password`"
                 ),
-            })?;
+            };
+            let parsed =
+                PasswordHash::new(&user.password_hash).map_err(|e| invalid(e.to_string()))?;
+            if !parsed.algorithm.as_str().starts_with("argon2") {
+                return Err(invalid(format!("algorithm {}", parsed.algorithm)));
+            }
+            if parsed.hash.is_none() || parsed.salt.is_none() {
+                return Err(invalid("no salt or hash".into()));
+            }
             map.insert(user.name.clone(), user.password_hash.clone());
         }
         let mut salt = [0u8; 32];

@@ -227,7 +227,12 @@ fn statement_handle(ticket: &[u8]) -> Option<String> {
 async fn parameter_rows(
     request: Request<PeekableFlightDataStream>,
 ) -> Result<Vec<Vec<ScalarValue>>, Status> {
-    let flight = request.into_inner().map_err(FlightError::from);
+    // Some clients send the command in a message of its own, with no Arrow
+    // header; only messages that carry Arrow IPC are decoded.
+    let flight = request
+        .into_inner()
+        .try_filter(|data| futures::future::ready(!data.data_header.is_empty()))
+        .map_err(FlightError::from);
     let batches: Vec<RecordBatch> =
         arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight)
             .try_collect()

@@ -2,7 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use bluelamp_engine::{Config, Engine};
+use bluelamp_simulators::Force;
+use bluelamp_simulators::http::{RunningSystem, SystemKind, SystemOptions, live_config, start};
 
 /// Seed and scale of the small demo force the SQL logic tests read; results in
 /// `.slt` files depend on them.
@@ -44,4 +49,59 @@ pub async fn engine_from_text(text: &str, base: &Path) -> Result<Engine, String>
     Engine::start(config, &bluelamp_connectors::registry())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The demo force running as `bluelamp demo` runs it: the HTTP systems on
+/// loopback ports, custody and ANPR files in a temporary folder, and an engine
+/// over all of them (the cookbook's and the real-client tests' fixture).
+pub struct LiveDemo {
+    /// The generated force, for computing expected answers.
+    pub force: Arc<Force>,
+    /// The engine over the live systems.
+    pub engine: Engine,
+    /// The running HTTP systems; they stop when this is dropped.
+    pub systems: Vec<RunningSystem>,
+    _dir: tempfile::TempDir,
+}
+
+impl LiveDemo {
+    /// Generates the force (seed 1) at `scale`, starts its systems and an
+    /// engine whose config is the demo's plus `extra` (e.g. `[[user]]`s).
+    ///
+    /// # Panics
+    /// If a port cannot be bound or the config does not load (a broken test
+    /// machine or fixture).
+    #[allow(clippy::expect_used, reason = "test fixture")]
+    pub async fn start(scale: f64, extra: &str) -> Self {
+        let force = Arc::new(bluelamp_simulators::generate(1, scale, |_| {}));
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let files = bluelamp_simulators::write_force(&force, &dir.path().join("force"))
+            .expect("write demo force");
+        let options = SystemOptions::default();
+        let mut systems = Vec::new();
+        for kind in SystemKind::ALL {
+            let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            systems.push(
+                start(kind, Arc::clone(&force), options.clone(), addr)
+                    .await
+                    .expect("start a demo system"),
+            );
+        }
+        let base = files
+            .config
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().to_path_buf());
+        let text = format!("{}\n{extra}", live_config(&systems, &options));
+        let config = Config::parse(&text, "live.toml", base).expect("live config loads");
+        let engine = Engine::start(config, &bluelamp_connectors::registry())
+            .await
+            .expect("engine starts");
+        Self {
+            force,
+            engine,
+            systems,
+            _dir: dir,
+        }
+    }
 }

@@ -11,14 +11,11 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use bluelamp_engine::{Config, Engine, Identity};
+use bluelamp_engine::Identity;
 use bluelamp_simulators::force::Force;
-use bluelamp_simulators::http::{RunningSystem, SystemKind, SystemOptions, live_config, start};
-use bluelamp_simulators::{generate, write_force};
+use bluelamp_tests::fixtures::LiveDemo;
 use bluelamp_tests::slt::rows;
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
 use futures::TryStreamExt;
@@ -384,40 +381,6 @@ const EXPECTED: &[(&str, Answer)] = &[
     ("09_custody_outcomes.sql", custody_outcomes),
 ];
 
-struct LiveDemo {
-    force: Arc<Force>,
-    _systems: Vec<RunningSystem>,
-    engine: Engine,
-    _dir: tempfile::TempDir,
-}
-
-async fn live_demo() -> LiveDemo {
-    let force = Arc::new(generate(1, 0.05, |_| {}));
-    let dir = tempfile::tempdir().unwrap();
-    let files = write_force(&force, &dir.path().join("force")).unwrap();
-    let options = SystemOptions::default();
-    let mut systems = Vec::new();
-    for kind in SystemKind::ALL {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        systems.push(
-            start(kind, Arc::clone(&force), options.clone(), addr)
-                .await
-                .unwrap(),
-        );
-    }
-    let base = files.config.parent().unwrap().to_path_buf();
-    let config = Config::parse(&live_config(&systems, &options), "live.toml", base).unwrap();
-    let engine = Engine::start(config, &bluelamp_connectors::registry())
-        .await
-        .unwrap();
-    LiveDemo {
-        force,
-        _systems: systems,
-        engine,
-        _dir: dir,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cookbook_query_answers_correctly_against_the_live_demo() {
     let mut files: Vec<String> = std::fs::read_dir(queries_dir())
@@ -433,7 +396,7 @@ async fn every_cookbook_query_answers_correctly_against_the_live_demo() {
     );
     assert!(files.len() >= 8);
 
-    let demo = live_demo().await;
+    let demo = LiveDemo::start(0.05, "").await;
     let session = demo.engine.session(Identity::new("analyst", "test"));
     let mut failures = Vec::new();
     for (file, expected) in EXPECTED {

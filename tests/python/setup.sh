@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates the project-local virtualenv the real-client tests use
-# (tests/.venv, or $BLUELAMP_VENV) and installs tests/python/requirements.txt.
-# Re-running is cheap: packages are only installed when the requirements change.
+# (tests/.venv, or $BLUELAMP_VENV) and installs tests/python/requirements.txt,
+# plus any further requirements files named as arguments (the benchmarks add
+# benches/python/requirements.txt). Re-running is cheap: a file's packages are
+# only installed when it changes.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${BLUELAMP_VENV:-$root/tests/.venv}"
@@ -16,9 +18,11 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "creating the test virtualenv in $venv"
   "$python" -m venv "$venv"
 fi
-stamp="$venv/.requirements"
-if ! cmp -s "$requirements" "$stamp"; then
-  echo "installing the Python test clients (tests/python/requirements.txt)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$stamp"
-fi
+for file in "$requirements" "$@"; do
+  stamp="$venv/.requirements-$(realpath --relative-to="$root" "$file" | tr '/' '_')"
+  if ! cmp -s "$file" "$stamp"; then
+    echo "installing Python packages from $file"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$file"
+    cp "$file" "$stamp"
+  fi
+done

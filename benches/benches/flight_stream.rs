@@ -1,0 +1,263 @@
+//! Flight SQL streaming rate: a 10-million-row, five-column result read by the
+//! ADBC Flight SQL driver (Python, streaming record batches), from Bluelamp
+//! and from ROAPI serving the same Parquet file over its own Flight SQL
+//! endpoint, against DataFusion collecting the same query in-process — all in
+//! one run. Run:
+//!
+//! ```sh
+//! cargo bench -p bluelamp-benches --bench flight_stream
+//! ```
+//!
+//! It installs its Python clients (ADBC, pyarrow, ROAPI) into the project's
+//! test virtualenv with `tests/python/setup.sh`. `BLUELAMP_BENCH_ROWS`
+//! (default 10,000,000) and `BLUELAMP_BENCH_RUNS` (default 3) change the size
+//! and number of timed runs; the Parquet file is cached in
+//! `~/.cache/bluelamp/bench`.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use arrow::array::{
+    BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use bluelamp_benches::{env_number, median};
+use bluelamp_engine::{Config, Engine};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+        .join(".cache/bluelamp/bench")
+}
+
+/// `rows` readings: id, value, grade, seen_at, flagged.
+fn write_parquet(path: &Path, rows: usize) -> anyhow::Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("grade", DataType::Utf8, false),
+        Field::new(
+            "seen_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("flagged", DataType::Boolean, false),
+    ]));
+    let tmp = path.with_extension("partial");
+    let file = std::fs::File::create(&tmp)?;
+    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None)?;
+    let grades = ["I", "S", "E", "R"];
+    let chunk = 1 << 16;
+    let mut start = 0usize;
+    while start < rows {
+        let n = chunk.min(rows - start);
+        let ids: Vec<i64> = (start..start + n).map(|i| i as i64).collect();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(ids.clone())),
+                Arc::new(Float64Array::from_iter_values(
+                    ids.iter().map(|i| (*i as f64) * 0.37 % 1000.0),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    ids.iter().map(|i| grades[(*i as usize * 7) % 4]),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        ids.iter().map(|i| 1_790_000_000_000_000 + i * 1_000_000),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(BooleanArray::from_iter(
+                    ids.iter().map(|i| Some(i % 3 == 0)),
+                )),
+            ],
+        )?;
+        writer.write(&batch)?;
+        start += n;
+    }
+    writer.close()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("BLUELAMP_VENV")
+        .map_or_else(|| Path::new(ROOT).join("../tests/.venv"), PathBuf::from)
+        .join("bin")
+}
+
+/// Runs the Python client; returns rows and per-run seconds.
+fn client(
+    uri: &str,
+    query: &str,
+    user: Option<(&str, &str)>,
+    runs: usize,
+) -> anyhow::Result<(usize, Vec<Duration>)> {
+    let mut command = Command::new(python().join("python"));
+    command
+        .arg(Path::new(ROOT).join("python/flight_stream.py"))
+        .args(["--uri", uri, "--query", query, "--runs", &runs.to_string()]);
+    if let Some((name, password)) = user {
+        command.args(["--user", name, "--password", password]);
+    }
+    let output = command.output().context("cannot run the Python client")?;
+    if !output.status.success() {
+        bail!(
+            "the Python client failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let rows = report["rows"].as_u64().context("no rows")? as usize;
+    let seconds = report["seconds"]
+        .as_array()
+        .context("no seconds")?
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .map(Duration::from_secs_f64)
+        .collect();
+    Ok((rows, seconds))
+}
+
+fn rate(rows: usize, d: Duration) -> f64 {
+    rows as f64 / d.as_secs_f64()
+}
+
+async fn run() -> anyhow::Result<()> {
+    let rows = env_number("BLUELAMP_BENCH_ROWS", 10_000_000.0) as usize;
+    let runs = env_number("BLUELAMP_BENCH_RUNS", 3.0) as usize;
+    let status = Command::new("bash")
+        .arg(Path::new(ROOT).join("../tests/python/setup.sh"))
+        .arg(Path::new(ROOT).join("python/requirements.txt"))
+        .status()?;
+    if !status.success() {
+        bail!("tests/python/setup.sh failed: the benchmark needs its Python clients");
+    }
+    let dir = cache_dir().join(format!("flight-{rows}"));
+    std::fs::create_dir_all(&dir)?;
+    let parquet = dir.join("readings.parquet");
+    if !parquet.is_file() {
+        let started = Instant::now();
+        write_parquet(&parquet, rows)?;
+        eprintln!(
+            "wrote {rows} rows to {} in {:.1}s",
+            parquet.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let query = "SELECT id, value, grade, seen_at, flagged FROM readings";
+
+    // DataFusion in-process, collecting.
+    let ctx = SessionContext::new();
+    ctx.register_parquet(
+        "readings",
+        parquet.to_string_lossy().as_ref(),
+        ParquetReadOptions::default(),
+    )
+    .await?;
+    let mut in_process = Vec::new();
+    for run in 0..=runs {
+        let started = Instant::now();
+        let batches = ctx.sql(query).await?.collect().await?;
+        let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        anyhow::ensure!(n == rows, "DataFusion returned {n} rows");
+        drop(batches);
+        if run > 0 {
+            in_process.push(started.elapsed());
+        }
+    }
+
+    // Bluelamp's endpoint, over a files source.
+    let hash = bluelamp_flight_server::hash_password("bench").map_err(anyhow::Error::msg)?;
+    let text = format!(
+        "[[source]]\nname = \"bench\"\nkind = \"files\"\nlocation = \"{}\"\n\n[[user]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n",
+        dir.display()
+    );
+    let config = Config::parse(&text, "bench.toml", dir.clone())?;
+    let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
+    let server =
+        bluelamp_flight_server::serve(engine, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
+    let uri = format!("grpc://{}", server.addr);
+    let bluelamp_query = "SELECT id, value, grade, seen_at, flagged FROM bench.readings";
+    let (n, bluelamp) = tokio::task::spawn_blocking(move || {
+        client(&uri, bluelamp_query, Some(("bench", "bench")), runs)
+    })
+    .await??;
+    anyhow::ensure!(n == rows, "Bluelamp streamed {n} rows");
+    server.shutdown().await;
+
+    // ROAPI on the same file.
+    let flight_port = free_port()?;
+    let mut roapi = Command::new(python().join("roapi"))
+        .args(["-t", &format!("readings={}", parquet.display())])
+        .args(["--addr-flight-sql", &format!("127.0.0.1:{flight_port}")])
+        .args(["-a", &format!("127.0.0.1:{}", free_port()?)])
+        .args(["-p", &format!("127.0.0.1:{}", free_port()?)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start roapi")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", flight_port)).is_err() {
+        if Instant::now() > deadline {
+            let _ = roapi.kill();
+            bail!("roapi did not start listening within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let roapi_uri = format!("grpc://127.0.0.1:{flight_port}");
+    let roapi_result =
+        tokio::task::spawn_blocking(move || client(&roapi_uri, query, None, runs)).await?;
+    let _ = roapi.kill();
+    let _ = roapi.wait();
+    let (n, roapi_times) = roapi_result?;
+    anyhow::ensure!(n == rows, "ROAPI streamed {n} rows");
+
+    let (df, bl, ro) = (median(&in_process), median(&bluelamp), median(&roapi_times));
+    println!("flight_stream: {rows} rows x 5 columns, {runs} runs (median)");
+    println!(
+        "  DataFusion in-process collect  {:>8.0} ms  {:>12.0} rows/s",
+        df.as_secs_f64() * 1e3,
+        rate(rows, df)
+    );
+    println!(
+        "  Bluelamp Flight SQL via ADBC   {:>8.0} ms  {:>12.0} rows/s",
+        bl.as_secs_f64() * 1e3,
+        rate(rows, bl)
+    );
+    println!(
+        "  ROAPI Flight SQL via ADBC      {:>8.0} ms  {:>12.0} rows/s",
+        ro.as_secs_f64() * 1e3,
+        rate(rows, ro)
+    );
+    println!(
+        "  Bluelamp / ROAPI: {:.2} (target >= 1.5)",
+        rate(rows, bl) / rate(rows, ro)
+    );
+    println!(
+        "  Bluelamp / in-process: {:.2} (target >= 0.5)",
+        rate(rows, bl) / rate(rows, df)
+    );
+    Ok(())
+}

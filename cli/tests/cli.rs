@@ -251,6 +251,11 @@ fn demo_listen_serves_the_systems_until_sigterm() {
         stream.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
     }
+    // The Flight SQL endpoint accepts connections too, and says how to log in.
+    let flight = url("flight");
+    let flight = flight.trim_start_matches("grpc://");
+    std::net::TcpStream::connect(flight).unwrap();
+    assert!(ready.contains(" user=analyst password=demo"), "{ready}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

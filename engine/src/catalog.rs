@@ -248,7 +248,7 @@ impl SchemaProvider for SourceSchema {
     }
 }
 
-/// The `bluelamp` system schema: `bluelamp.sources`.
+/// The `bluelamp` system schema: `bluelamp.sources` and `bluelamp.deposits`.
 #[derive(Debug)]
 pub struct SystemSchema {
     sources: Vec<Arc<SourceSchema>>,
@@ -264,19 +264,21 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["sources".to_string()]
+        vec!["deposits".to_string(), "sources".to_string()]
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        Ok((name == "sources").then(|| {
-            Arc::new(SourcesTable {
+        Ok(match name {
+            "sources" => Some(Arc::new(SourcesTable {
                 sources: self.sources.clone(),
-            }) as Arc<dyn TableProvider>
-        }))
+            }) as Arc<dyn TableProvider>),
+            "deposits" => Some(Arc::new(crate::deposits::DepositsTable) as Arc<dyn TableProvider>),
+            _ => None,
+        })
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == "sources"
+        matches!(name, "sources" | "deposits")
     }
 }
 

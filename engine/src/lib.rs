@@ -28,11 +28,13 @@
 //! - [`source`]: the connector contract ([`SourceFactory`], [`SourceError`]).
 //! - [`catalog`]: source schemas with live status, and the `bluelamp` system schema.
 //! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
+//! - [`deposits`]: per-row outcomes of INSERTs into supplier systems, `bluelamp.deposits`.
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
 //! - [`error`]: [`QueryError`] and its classification.
 
 pub mod catalog;
 pub mod config;
+pub mod deposits;
 pub mod error;
 pub mod listing;
 pub mod session;
@@ -40,6 +42,7 @@ pub mod source;
 
 pub use catalog::{SourceState, SourceStatus};
 pub use config::{Config, ConfigError, Secret, ServerSettings, SourceConfig, UserConfig};
+pub use deposits::{BluelampOptions, DepositJournal, DepositOutcome};
 pub use error::{ErrorKind, QueryError};
 pub use listing::{TABLE_TYPES, TableEntry};
 pub use session::{Engine, Identity, Planned, QueryOutput, Session, Statement};

@@ -159,6 +159,8 @@ impl Engine {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_batch_size(self.inner.config.engine.batch_size)
+            .with_option_extension(crate::deposits::BluelampOptions::default())
+            .with_extension(Arc::new(crate::deposits::DepositJournal::default()))
             // A join's build-side keys travel to remote sources as IN lists
             // (batched API lookups, SQL IN): allow far more than DataFusion's
             // local-scan default of 150 keys before falling back to hashes.

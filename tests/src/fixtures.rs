@@ -59,7 +59,7 @@ pub struct LiveDemo {
     pub force: Arc<Force>,
     /// The engine over the live systems.
     pub engine: Engine,
-    /// The running HTTP systems; they stop when this is dropped.
+    /// The running HTTP systems (cad, rms, stops); they stop when this is dropped.
     pub systems: Vec<RunningSystem>,
     _dir: tempfile::TempDir,
 }
@@ -71,13 +71,20 @@ impl LiveDemo {
     /// # Panics
     /// If a port cannot be bound or the config does not load (a broken test
     /// machine or fixture).
-    #[allow(clippy::expect_used, reason = "test fixture")]
     pub async fn start(scale: f64, extra: &str) -> Self {
+        Self::start_with(scale, extra, SystemOptions::default()).await
+    }
+
+    /// As [`LiveDemo::start`], with the systems' options (faults, credentials).
+    ///
+    /// # Panics
+    /// As for [`LiveDemo::start`].
+    #[allow(clippy::expect_used, reason = "test fixture")]
+    pub async fn start_with(scale: f64, extra: &str, options: SystemOptions) -> Self {
         let force = Arc::new(bluelamp_simulators::generate(1, scale, |_| {}));
         let dir = tempfile::tempdir().expect("temporary folder");
         let files = bluelamp_simulators::write_force(&force, &dir.path().join("force"))
             .expect("write demo force");
-        let options = SystemOptions::default();
         let mut systems = Vec::new();
         for kind in SystemKind::ALL {
             let addr = SocketAddr::from(([127, 0, 0, 1], 0));

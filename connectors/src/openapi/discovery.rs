@@ -1,9 +1,11 @@
 //! From an OpenAPI document to table definitions: which GET operations return
 //! lists, where the records sit in the response, how pages are walked, which
 //! query parameters can carry a filter, and which path parameters a query must
-//! supply.
+//! supply; and which `POST` operations make tables insertable (see
+//! [`super::write`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field};
 use serde_json::Value;
@@ -11,6 +13,7 @@ use serde_json::Value;
 use super::config::{PaginationConfig, TableConfig};
 use super::schema::{Mapper, Shape};
 use super::spec::Document;
+use super::write::{WriteSpec, write_spec};
 
 /// Where a response keeps its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +133,10 @@ pub struct TableSpec {
     pub pagination: Pagination,
     /// Columns identifying a record.
     pub primary_key: Vec<String>,
+    /// Whether rows can be read (false for insert-only tables).
+    pub readable: bool,
+    /// The create operation, for `INSERT`.
+    pub write: Option<Arc<WriteSpec>>,
 }
 
 impl TableSpec {
@@ -272,8 +279,11 @@ pub fn discover(
             filters,
             pagination,
             primary_key: overrides_for.primary_key.clone(),
+            readable: true,
+            write: None,
         });
     }
+    discover_writes(doc, overrides, &mut tables, &mut mapper);
     for name in overrides.keys() {
         if !tables.iter().any(|t| &t.name == name)
             && !overrides.get(name).is_some_and(|o| o.exclude)
@@ -284,6 +294,77 @@ pub fn discover(
         }
     }
     (tables, collapse_repeats(mapper.warnings))
+}
+
+/// Attaches each `POST` with a JSON body to the list table on the same path,
+/// or makes it an insert-only table named after its operation.
+fn discover_writes(
+    doc: &Document,
+    overrides: &BTreeMap<String, TableConfig>,
+    tables: &mut Vec<TableSpec>,
+    mapper: &mut Mapper<'_>,
+) {
+    let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
+        return;
+    };
+    for (path, item) in paths {
+        let Some(operation) = item.get("post") else {
+            continue;
+        };
+        let Some(spec) = write_spec(doc, path, item, operation, &mut mapper.warnings) else {
+            continue;
+        };
+        if let Some(table) = tables.iter_mut().find(|t| &t.path == path) {
+            table.write = Some(Arc::new(spec));
+            continue;
+        }
+        let raw_name = operation
+            .get("operationId")
+            .and_then(Value::as_str)
+            .map(table_name_from_operation)
+            .unwrap_or_else(|| format!("{}_post", table_name_from_path(path)));
+        let overrides_for = overrides.get(&raw_name).cloned().unwrap_or_default();
+        if overrides_for.exclude {
+            continue;
+        }
+        let body_schema = operation
+            .get("requestBody")
+            .and_then(|b| doc.resolve(b).ok().map(|(b, _)| b.clone()))
+            .and_then(|b| {
+                b.get("content")?
+                    .as_object()?
+                    .iter()
+                    .find(|(media, _)| media.contains("json"))
+                    .and_then(|(_, c)| c.get("schema").cloned())
+            })
+            .unwrap_or(Value::Null);
+        let mut columns: Vec<(Field, Shape)> = spec
+            .path_params
+            .iter()
+            .map(|p| (Field::new(p, DataType::Utf8, false), Shape::Plain))
+            .collect();
+        for (field, shape) in mapper.object_fields(&body_schema, &format!("POST {path}")) {
+            if !columns.iter().any(|(f, _)| f.name() == field.name()) {
+                columns.push((field, shape));
+            }
+        }
+        let mut name = overrides_for.rename.clone().unwrap_or(raw_name);
+        while tables.iter().any(|t| t.name == name) {
+            name.push('_');
+        }
+        tables.push(TableSpec {
+            name,
+            path: path.clone(),
+            path_params: spec.path_params.clone(),
+            records: RecordsAt::Root,
+            columns,
+            filters: Vec::new(),
+            pagination: Pagination::None,
+            primary_key: Vec::new(),
+            readable: false,
+            write: Some(Arc::new(spec)),
+        });
+    }
 }
 
 /// One warning per problem: a shared component that cannot be mapped would

@@ -8,6 +8,11 @@
 //! uses, and streams them as Arrow batches ([`exec`]) through a client with
 //! authentication, rate limiting, timeouts and retries ([`client`]).
 //!
+//! `POST` operations make tables insertable ([`write`]): `INSERT` validates
+//! every row against the request schema first, then sends each row once, with
+//! an idempotency key where the interface supports one, and records every
+//! row's outcome in `bluelamp.deposits` ([`sink`]).
+//!
 //! Anything in the document that cannot be mapped is a warning in
 //! `bluelamp check`, never a failed source.
 
@@ -21,7 +26,9 @@ pub mod requests;
 pub mod schema;
 #[cfg(test)]
 mod schema_props;
+pub mod sink;
 pub mod spec;
+pub mod write;
 
 use std::sync::Arc;
 

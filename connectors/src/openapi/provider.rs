@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
+use bluelamp_engine::SourceError;
 use datafusion::catalog::{SchemaProvider, Session};
 use datafusion::common::{Constraint, Constraints};
 use datafusion::datasource::TableProvider;
-use datafusion::error::Result as DFResult;
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -20,6 +23,7 @@ use super::client::ApiClient;
 use super::discovery::TableSpec;
 use super::exec::OpenApiExec;
 use super::pushdown::{combine, plan, support};
+use super::sink::OpenApiSink;
 
 /// One table of an OpenAPI source.
 #[derive(Debug)]
@@ -99,6 +103,12 @@ impl TableProvider for OpenApiTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if !self.spec.readable {
+            return Err(self.error(format!(
+                "{}.{} is insert-only (POST {}): INSERT INTO it; it cannot be read",
+                self.source, self.spec.name, self.spec.path
+            )));
+        }
         let projected = match projection {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => Arc::clone(&self.schema),
@@ -120,6 +130,46 @@ impl TableProvider for OpenApiTableProvider {
             limit,
             self.page_size,
         )?))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let Some(write) = &self.spec.write else {
+            return Err(self.error(format!(
+                "{}.{} has no documented create operation (POST {}), so it cannot be inserted into",
+                self.source, self.spec.name, self.spec.path
+            )));
+        };
+        if insert_op != InsertOp::Append {
+            return Err(self.error(format!(
+                "{}.{}: only INSERT (append) is supported; a supplier's records cannot be overwritten or replaced",
+                self.source, self.spec.name
+            )));
+        }
+        let sink = OpenApiSink::new(
+            self.source.clone(),
+            self.spec.name.clone(),
+            Arc::clone(write),
+            Arc::clone(&self.client),
+            self.base.clone(),
+            &self.schema,
+        );
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+impl OpenApiTableProvider {
+    fn error(&self, message: String) -> DataFusionError {
+        DataFusionError::External(Box::new(SourceError {
+            source_name: self.source.clone(),
+            kind: "openapi".into(),
+            message,
+            unavailable: false,
+        }))
     }
 }
 

@@ -1,6 +1,9 @@
 //! Fault injection, off by default: what a real supplier system does on a bad day.
 //!
 //! Written as `--faults "latency=50ms,errors=0.1,burst429=3,reset=0.05,malformed=0.05,drift=extra+missing+wrongtype,seed=7"`.
+//! Writes can also be failed by number: `fail_writes=57-59` answers the 57th
+//! to 59th POST with 500 without acting; `reset_writes=12` acts on the 12th
+//! and cuts the connection before the answer.
 //! Transport faults (latency, 5xx, 429 bursts, resets, malformed pages) apply to
 //! data endpoints only, never to `/openapi.*`, `/_stats` or the token endpoint.
 //! Which request meets which fault is decided from the request's sequence number
@@ -31,6 +34,11 @@ pub struct Faults {
     pub drift_missing: bool,
     /// One record (the 8th of the dataset) has a field of the wrong type.
     pub drift_wrong_type: bool,
+    /// Write requests (POSTs, counted from 1) answered 500 without acting.
+    pub fail_writes: Option<(u64, u64)>,
+    /// Write requests (POSTs, counted from 1) acted on, then cut off before
+    /// the answer arrives: the client cannot know the write happened.
+    pub reset_writes: Option<(u64, u64)>,
     /// Seed for deciding which requests fail.
     pub seed: u64,
 }
@@ -63,6 +71,19 @@ impl Faults {
                 seed: self.seed,
                 ..Self::default()
             }
+    }
+
+    /// The action for the `n`-th write request (counting from 1), before the
+    /// general faults.
+    pub fn write_action(&self, n: u64) -> Option<Action> {
+        let within = |range: Option<(u64, u64)>| range.is_some_and(|(a, b)| (a..=b).contains(&n));
+        if within(self.fail_writes) {
+            Some(Action::ServerError(500))
+        } else if within(self.reset_writes) {
+            Some(Action::Reset)
+        } else {
+            None
+        }
     }
 
     /// The action for the `n`-th data request (counting from 0).
@@ -122,6 +143,8 @@ impl FromStr for Faults {
                             format!("burst429: '{value}' must be a whole number from 0 to 20")
                         })?;
                 }
+                "fail_writes" => faults.fail_writes = Some(parse_range(key, value)?),
+                "reset_writes" => faults.reset_writes = Some(parse_range(key, value)?),
                 "seed" => {
                     faults.seed = value
                         .parse()
@@ -171,6 +194,28 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("latency: {text} must be between 0 and 60s"));
     }
     Ok(Duration::from_secs_f64(value * scale))
+}
+
+/// `N` or `A-B` (inclusive, from 1).
+fn parse_range(key: &str, value: &str) -> Result<(u64, u64), String> {
+    let number = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("{key}: '{value}' must be N or A-B, counting writes from 1"))
+    };
+    let (a, b) = match value.split_once('-') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => {
+            let n = number(value)?;
+            (n, n)
+        }
+    };
+    if a > b {
+        return Err(format!("{key}: '{value}' runs backwards"));
+    }
+    Ok((a, b))
 }
 
 #[cfg(test)]

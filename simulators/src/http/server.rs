@@ -104,6 +104,7 @@ pub struct Stats {
     requests: AtomicU64,
     records: AtomicU64,
     data_requests: AtomicU64,
+    write_requests: AtomicU64,
     endpoints: Mutex<BTreeMap<String, (u64, u64)>>,
     statuses: Mutex<BTreeMap<u16, u64>>,
 }
@@ -282,9 +283,13 @@ async fn account(State(common): State<Common>, request: Request, next: Next) -> 
     );
     let path = request.uri().path().to_string();
     let is_data = !(path.starts_with("/openapi") || path.starts_with("/oauth"));
+    let is_write = is_data && request.method() == axum::http::Method::POST;
     let action = if is_data {
         let n = common.stats.data_requests.fetch_add(1, Ordering::Relaxed);
-        common.faults.action(n)
+        let write = is_write
+            .then(|| common.stats.write_requests.fetch_add(1, Ordering::Relaxed) + 1)
+            .and_then(|w| common.faults.write_action(w));
+        write.unwrap_or_else(|| common.faults.action(n))
     } else {
         Action::Serve
     };

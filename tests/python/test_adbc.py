@@ -189,3 +189,26 @@ def test_cancel_a_long_query(conn):
     with conn.cursor() as cur:
         cur.execute("SELECT 1 AS one")
         assert cur.fetchall() == [(1,)]
+
+
+def test_deposit_and_its_outcome_over_flight_sql(conn):
+    with conn.cursor() as cur:
+        stmt = cur.adbc_statement
+        stmt.set_sql_query(
+            "INSERT INTO rms.crimes (incident_urn, offence_code, offence, recorded_at, status) "
+            "SELECT 'CAD-20261230-00001', '049/00', 'Other theft', "
+            "TIMESTAMP '2026-12-30T10:00:00Z', 'under investigation'"
+        )
+        assert stmt.execute_update() == 1
+        cur.execute(
+            "SELECT outcome, http_status, identifier FROM bluelamp.deposits "
+            "WHERE target = 'rms.crimes' ORDER BY statement DESC, row LIMIT 1"
+        )
+        outcome, status, identifier = cur.fetchone()
+    assert (outcome, status) == ("stored", 201)
+    assert identifier.startswith("CRN/26/")
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT crime_reference FROM rms.crimes WHERE incident_urn = 'CAD-20261230-00001'"
+        )
+        assert cur.fetchall() == [(identifier,)]

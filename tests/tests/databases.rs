@@ -668,3 +668,141 @@ async fn wrong_password_and_database_are_clear_and_secret_free() {
         "{error}"
     );
 }
+
+/// `INSERT` through Bluelamp into `src.notes`, then the rows read back, both
+/// through Bluelamp and as the database counts them.
+async fn insert_round_trip(engine: &Engine, source: &str) -> Vec<Vec<String>> {
+    let values: Vec<String> = HOSTILE
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            format!(
+                "({}, {}, {}, {}, DATE '2026-10-0{}')",
+                i + 1,
+                (i as f64) + 0.25,
+                sql_literal(text),
+                if i % 2 == 0 { "true" } else { "false" },
+                i % 9 + 1
+            )
+        })
+        .collect();
+    let inserted = query_rows(
+        engine,
+        &format!(
+            "INSERT INTO {source}.notes (id, amount, note, flag, day) VALUES {}, (99, NULL, NULL, NULL, NULL)",
+            values.join(", ")
+        ),
+    )
+    .await;
+    assert_eq!(inserted, [[(HOSTILE.len() + 1).to_string()]], "{source}");
+    // Each hostile value finds exactly its own row again.
+    for (i, text) in HOSTILE.iter().enumerate() {
+        let got = query_rows(
+            engine,
+            &format!(
+                "SELECT id FROM {source}.notes WHERE note = {}",
+                sql_literal(text)
+            ),
+        )
+        .await;
+        assert_eq!(got, [[(i + 1).to_string()]], "{source}: {text:?}");
+    }
+    query_rows(
+        engine,
+        &format!("SELECT id, amount, note, flag, day FROM {source}.notes ORDER BY id"),
+    )
+    .await
+}
+
+fn check_inserted(source: &str, got: &[Vec<String>]) {
+    assert_eq!(got.len(), HOSTILE.len() + 1, "{source}");
+    for (i, text) in HOSTILE.iter().enumerate() {
+        let row = &got[i];
+        assert_eq!(row[0], (i + 1).to_string(), "{source}");
+        assert!(row[1].starts_with(&format!("{i}.25")), "{source}: {row:?}");
+        assert_eq!(row[2], *text, "{source}");
+        assert_eq!(
+            row[3],
+            if i % 2 == 0 { "true" } else { "false" },
+            "{source}"
+        );
+        assert_eq!(row[4], format!("2026-10-0{}", i % 9 + 1), "{source}");
+    }
+    assert_eq!(
+        got[HOSTILE.len()][1..],
+        ["NULL", "NULL", "NULL", "NULL"],
+        "{source}"
+    );
+}
+
+#[tokio::test]
+async fn inserts_round_trip_into_postgres() {
+    let Some(db) = pg_or_skip().await else { return };
+    db.client
+        .batch_execute(
+            "CREATE TABLE notes (id int8, amount numeric(10,2), note text, flag boolean, day date)",
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
+        .await
+        .unwrap();
+    let got = insert_round_trip(&engine, "pg").await;
+    check_inserted("pg", &got);
+    let n: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM notes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, HOSTILE.len() + 1);
+}
+
+#[tokio::test]
+async fn inserts_round_trip_into_mariadb() {
+    let Some(db) = mariadb_or_skip().await else {
+        return;
+    };
+    db.execute(
+        "CREATE TABLE notes (id BIGINT, amount DECIMAL(10,2), note TEXT, flag BOOLEAN, day DATE)",
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path())
+        .await
+        .unwrap();
+    let got = insert_round_trip(&engine, "maria").await;
+    assert_eq!(got.len(), HOSTILE.len() + 1);
+    for (i, text) in HOSTILE.iter().enumerate() {
+        assert_eq!(got[i][2], *text, "maria");
+        // MariaDB's BOOLEAN is TINYINT(1): read back as 1/0.
+        assert!(["1", "0", "true", "false"].contains(&got[i][3].as_str()));
+    }
+}
+
+#[tokio::test]
+async fn inserts_round_trip_into_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE notes (id INTEGER, amount REAL, note TEXT, flag BOOLEAN, day DATE);",
+    )
+    .unwrap();
+    drop(conn);
+    let engine = engine_from_text(&sqlite_source("lite", &path), tmp.path())
+        .await
+        .unwrap();
+    let got = insert_round_trip(&engine, "lite").await;
+    assert_eq!(got.len(), HOSTILE.len() + 1);
+    for (i, text) in HOSTILE.iter().enumerate() {
+        assert_eq!(got[i][2], *text, "lite");
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n as usize, HOSTILE.len() + 1);
+}

@@ -20,6 +20,7 @@ use bluelamp_engine::{SourceConfig, SourceError};
 use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion_federation::FederatedTableProviderAdaptor;
 use tokio::sync::Mutex;
 
 pub use mysql::{MySqlConfig, MySqlSourceFactory};
@@ -33,6 +34,24 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 trait SqlBackend: Send + Sync + std::fmt::Debug {
     /// Builds the (federated) provider for one remote table.
     async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError>;
+}
+
+/// A table that reads through federation (whole sub-plans run in the
+/// database) and writes through `writer` (`INSERT`). The federation rule finds
+/// the table by its federated source, so the adaptor keeps `read`'s source and
+/// only swaps the provider that `insert_into` reaches.
+fn with_writer(
+    read: Arc<dyn TableProvider>,
+    writer: Arc<dyn TableProvider>,
+) -> Arc<dyn TableProvider> {
+    let any: &dyn std::any::Any = read.as_ref();
+    match any.downcast_ref::<FederatedTableProviderAdaptor>() {
+        Some(adaptor) => Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+            Arc::clone(&adaptor.source),
+            writer,
+        )),
+        None => read,
+    }
 }
 
 /// One SQL source's tables: listed at connect time, built on first use.

@@ -27,6 +27,7 @@ use datafusion_federation::sql::{
     AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
     SQLTableSource,
 };
+use datafusion_table_providers::mysql::MySQLTableFactory;
 use datafusion_table_providers::mysql::sql_table::MySQLTable;
 use datafusion_table_providers::sql::arrow_sql_gen::mysql::rows_to_arrow;
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
@@ -186,12 +187,18 @@ impl SqlBackend for MySqlBackend {
         });
         let source = Arc::new(SQLTableSource::new_with_schema(
             Arc::new(SQLFederationProvider::new(executor)),
-            RemoteTableRef::from(reference),
+            RemoteTableRef::from(reference.clone()),
             table.schema(),
         ));
-        Ok(Arc::new(FederatedTableProviderAdaptor::new_with_provider(
-            source, table,
-        )))
+        let read: Arc<dyn TableProvider> = Arc::new(
+            FederatedTableProviderAdaptor::new_with_provider(source, table),
+        );
+        // The writer names the table alone: the connection is already in the
+        // database, and the crate would quote `db.table` as one identifier.
+        let writer = MySQLTableFactory::new(Arc::clone(&self.pool))
+            .read_write_table_provider(TableReference::bare(reference.table()))
+            .await?;
+        Ok(super::with_writer(read, writer))
     }
 }
 

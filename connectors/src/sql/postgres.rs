@@ -181,8 +181,9 @@ impl std::fmt::Debug for PostgresBackend {
 #[async_trait]
 impl SqlBackend for PostgresBackend {
     async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
-        self.factory
-            .table_provider(TableReference::partial(self.schema.as_str(), table))
-            .await
+        let reference = TableReference::partial(self.schema.as_str(), table);
+        let read = self.factory.table_provider(reference.clone()).await?;
+        let writer = self.factory.read_write_table_provider(reference).await?;
+        Ok(super::with_writer(read, writer))
     }
 }

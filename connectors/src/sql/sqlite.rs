@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use bluelamp_engine::config::deserialize_duration;
 use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
+use datafusion::common::Constraints;
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::{get_schema, get_tables};
@@ -14,7 +16,9 @@ use datafusion_table_providers::sql::db_connection_pool::sqlitepool::{
 };
 use datafusion_table_providers::sql::db_connection_pool::{DbConnectionPool, Mode};
 use datafusion_table_providers::sqlite::DynSqliteConnectionPool;
+use datafusion_table_providers::sqlite::Sqlite;
 use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
+use datafusion_table_providers::sqlite::write::SqliteTableWriter;
 use serde::Deserialize;
 
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
@@ -76,7 +80,10 @@ impl SourceFactory for SqliteSourceFactory {
         let tables = get_tables(conn, "main")
             .await
             .map_err(|e| connect_error(source, &[], &e))?;
-        let backend = Arc::new(SqliteBackend { pool });
+        let backend = Arc::new(SqliteBackend {
+            pool,
+            path: path.clone(),
+        });
         let mut warnings = Vec::new();
         if tables.is_empty() {
             warnings.push(format!("{} has no tables", path.display()));
@@ -91,6 +98,47 @@ impl SourceFactory for SqliteSourceFactory {
 #[derive(Debug)]
 struct SqliteBackend {
     pool: Arc<SqliteConnectionPool>,
+    path: std::path::PathBuf,
+}
+
+/// The columns of an empty table, from their declared types. The crate infers
+/// a SQLite table's schema from its rows, so an empty table (the usual target
+/// of a first `INSERT`) would otherwise have no columns at all. Dates and
+/// times are kept as text, as SQLite stores them.
+fn declared_schema(path: &std::path::Path, table: &str) -> Result<SchemaRef, BoxError> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut statement =
+        conn.prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1)")?;
+    let fields = statement
+        .query_map([table], |row| {
+            let name: String = row.get(0)?;
+            let declared: String = row.get(1)?;
+            let not_null: bool = row.get(2)?;
+            let upper = declared.to_ascii_uppercase();
+            // SQLite's own affinity rules, in its order.
+            let data_type = if upper.contains("INT") {
+                DataType::Int64
+            } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
+                DataType::Utf8
+            } else if upper.contains("BLOB") || upper.is_empty() {
+                DataType::Binary
+            } else if upper.contains("BOOL") {
+                DataType::Boolean
+            } else if upper.contains("REAL")
+                || upper.contains("FLOA")
+                || upper.contains("DOUB")
+                || upper.contains("NUM")
+                || upper.contains("DEC")
+            {
+                DataType::Float64
+            } else {
+                DataType::Utf8
+            };
+            Ok(Field::new(name, data_type, !not_null))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 #[async_trait]
@@ -100,10 +148,27 @@ impl SqlBackend for SqliteBackend {
         // the federated one so joins and aggregates run inside SQLite.
         let reference = TableReference::bare(table);
         let conn = self.pool.connect().await?;
-        let schema = get_schema(conn, &reference).await?;
+        let mut schema = get_schema(conn, &reference).await?;
+        if schema.fields().is_empty() {
+            let path = self.path.clone();
+            let name = table.to_string();
+            schema = tokio::task::spawn_blocking(move || declared_schema(&path, &name)).await??;
+        }
         let pool: Arc<DynSqliteConnectionPool> =
             Arc::clone(&self.pool) as Arc<DynSqliteConnectionPool>;
-        let table = Arc::new(SQLiteTable::new_with_schema(&pool, schema, reference));
-        Ok(Arc::new(table.create_federated_table_provider()?))
+        let table = Arc::new(SQLiteTable::new_with_schema(
+            &pool,
+            Arc::clone(&schema),
+            reference.clone(),
+        ));
+        let read: Arc<dyn TableProvider> = Arc::new(table.create_federated_table_provider()?);
+        let sqlite = Sqlite::new(
+            reference,
+            schema,
+            Arc::clone(&self.pool),
+            Constraints::default(),
+        );
+        let writer = SqliteTableWriter::create(Arc::clone(&read), sqlite, None);
+        Ok(super::with_writer(read, writer))
     }
 }

@@ -78,7 +78,7 @@ fn errors_are_one_line_and_fail_the_process() {
     let last = stderr.lines().last().unwrap();
     assert_eq!(
         last,
-        "error: table 'cad.nosuch' not found: source 'cad' (openapi) has no table 'nosuch'; its tables are: incident_assignments, incident_log, incidents"
+        "error: table 'cad.nosuch' not found: source 'cad' (openapi) has no table 'nosuch'; its tables are: incident_assignments, incident_log, incidents, record_crime_reference"
     );
     assert!(
         !stderr.contains("backtrace") && !stderr.contains(".rs:"),

@@ -102,6 +102,7 @@ async fn discovers_tables_with_documented_types() {
             "cad.incident_assignments",
             "cad.incident_log",
             "cad.incidents",
+            "cad.record_crime_reference",
             "rms.crime_people",
             "rms.crimes",
             "rms.people",

@@ -34,10 +34,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    bluelamp_benches::block_on(run())
 }
 
 fn cache_dir() -> PathBuf {

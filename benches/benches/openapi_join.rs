@@ -21,10 +21,7 @@ const FROM: &str = "2026-10-07T00:00:00Z";
 const TO: &str = "2026-10-08T00:00:00Z";
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    bluelamp_benches::block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {

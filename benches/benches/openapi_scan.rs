@@ -16,10 +16,7 @@ use bluelamp_benches::{Direct, Live, env_number, median, served};
 use bluelamp_simulators::http::SystemKind;
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
+    bluelamp_benches::block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -20,6 +20,19 @@ use bluelamp_simulators::http::{RunningSystem, SystemKind, SystemOptions, openap
 use bluelamp_simulators::{Force, generate};
 use futures::TryStreamExt;
 
+/// Runs a benchmark's async body on a multi-threaded runtime.
+///
+/// # Errors
+/// The runtime cannot start, or the body's error.
+pub fn block_on<T>(
+    body: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(body)
+}
+
 /// A number from the environment, or a default: `BLUELAMP_BENCH_SCALE`,
 /// `BLUELAMP_BENCH_RUNS`.
 pub fn env_number(name: &str, default: f64) -> f64 {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use bluelamp_engine::SourceError;
 use datafusion::common::ScalarValue;
 use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
@@ -539,12 +538,7 @@ const DEFAULT_PAGE: u64 = 100;
 
 impl Scan {
     fn error(&self, message: String, unavailable: bool) -> DataFusionError {
-        DataFusionError::External(Box::new(SourceError {
-            source_name: self.source.clone(),
-            kind: "openapi".into(),
-            message,
-            unavailable,
-        }))
+        super::source_error(&self.source, message, unavailable)
     }
 
     fn fetch_error(&self, e: FetchError) -> DataFusionError {

@@ -208,3 +208,17 @@ fn base_url(
         )),
     }
 }
+
+/// An error naming the source, as every part of this connector reports it.
+pub(crate) fn source_error(
+    source: &str,
+    message: String,
+    unavailable: bool,
+) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(bluelamp_engine::SourceError {
+        source_name: source.to_string(),
+        kind: "openapi".into(),
+        message,
+        unavailable,
+    }))
+}

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
-use bluelamp_engine::SourceError;
 use datafusion::catalog::{SchemaProvider, Session};
 use datafusion::common::{Constraint, Constraints};
 use datafusion::datasource::TableProvider;
@@ -164,12 +163,7 @@ impl TableProvider for OpenApiTableProvider {
 
 impl OpenApiTableProvider {
     fn error(&self, message: String) -> DataFusionError {
-        DataFusionError::External(Box::new(SourceError {
-            source_name: self.source.clone(),
-            kind: "openapi".into(),
-            message,
-            unavailable: false,
-        }))
+        super::source_error(&self.source, message, false)
     }
 }
 

@@ -15,7 +15,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::json::ArrayWriter;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use bluelamp_engine::{BluelampOptions, DepositJournal, DepositOutcome, SourceError};
+use bluelamp_engine::{BluelampOptions, DepositJournal, DepositOutcome};
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -82,12 +82,7 @@ impl OpenApiSink {
     }
 
     fn error(&self, message: String) -> DataFusionError {
-        DataFusionError::External(Box::new(SourceError {
-            source_name: self.source.clone(),
-            kind: "openapi".into(),
-            message,
-            unavailable: false,
-        }))
+        super::source_error(&self.source, message, false)
     }
 
     /// One row as a request: path values and the body.

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use bluelamp_engine::{Identity, UserConfig};
 use sha2::{Digest, Sha256};
 use tonic::Status;
@@ -260,7 +259,13 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
 /// # Errors
 /// `UNAUTHENTICATED` if it is not base64 of `user:password`.
 pub fn decode_basic(encoded: &str) -> Result<(String, String), Status> {
-    let bytes = STANDARD
+    // Clients differ on padding (the Go Flight SQL client sends none).
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = lenient
         .decode(encoded.trim())
         .map_err(|_| Status::unauthenticated("basic credentials are not valid base64"))?;
     let text = String::from_utf8(bytes)
@@ -276,6 +281,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
     use tonic::metadata::MetadataValue;
 
     fn basic(user: &str, password: &str) -> MetadataMap {
@@ -316,6 +322,14 @@ mod tests {
         assert!(e.message().contains("expired"), "{}", e.message());
         let e = auth.authenticate(&MetadataMap::new()).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn basic_credentials_with_or_without_padding() {
+        let want = ("bench".to_string(), "bench".to_string());
+        assert_eq!(decode_basic("YmVuY2g6YmVuY2g=").unwrap(), want);
+        assert_eq!(decode_basic("YmVuY2g6YmVuY2g").unwrap(), want);
+        assert!(decode_basic("not base64!").is_err());
     }
 
     #[test]

@@ -13,6 +13,9 @@ use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsCo
 use crate::auth::{Authenticator, UserError};
 use crate::service::BluelampFlightSql;
 
+/// HTTP/2 flow-control window per stream and per connection.
+const WINDOW: u32 = 16 * 1024 * 1024;
+
 /// Largest message a client may send (bound parameters, inserted rows).
 const MAX_DECODING: usize = 64 * 1024 * 1024;
 
@@ -121,7 +124,12 @@ pub async fn serve(engine: Engine, addr: Option<SocketAddr>) -> Result<RunningSe
     let service = BluelampFlightSql::new(engine, auth)
         .map_err(|e| ServeError::Transport(e.message().to_string()))?;
     let service = FlightServiceServer::new(service).max_decoding_message_size(MAX_DECODING);
-    let mut builder = Server::builder();
+    // Results are large one-way streams: HTTP/2's default 64 KiB windows would
+    // make the client acknowledge every few batches.
+    let mut builder = Server::builder()
+        .initial_stream_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .max_frame_size(1 << 20);
     let uses_tls = tls.is_some();
     if let Some(tls) = tls {
         builder = builder

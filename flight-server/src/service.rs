@@ -205,6 +205,9 @@ impl BluelampFlightSql {
     }
 }
 
+/// Largest Flight message; larger batches are split.
+const MAX_MESSAGE: usize = 8 * 1024 * 1024;
+
 fn flight_status(error: FlightError) -> Status {
     match error {
         FlightError::Tonic(status) => *status,
@@ -430,6 +433,7 @@ impl FlightSqlService for BluelampFlightSql {
             FlightError::ExternalError(Box::new(bluelamp_engine::error::classify(&e)))
         });
         let flight = FlightDataEncoderBuilder::new()
+            .with_max_flight_data_size(MAX_MESSAGE)
             .with_schema(output.schema)
             .build(batches)
             .map_err(flight_status)

@@ -130,6 +130,9 @@ pub struct TableConfig {
     /// Columns that identify a record.
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// The create operation behind `INSERT`, where it is not a `POST` on the
+    /// table's own path: `"POST /incidents/{urn}/notes"`.
+    pub insert: Option<String>,
 }
 
 /// How a list endpoint pages, when it must be configured.

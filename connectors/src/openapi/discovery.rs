@@ -307,6 +307,42 @@ fn discover_writes(
     let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
         return;
     };
+    // Create operations mapped onto tables in the config.
+    for (name, table_config) in overrides {
+        let Some(mapping) = &table_config.insert else {
+            continue;
+        };
+        let at = format!("tables.{name}.insert");
+        let Some(path) = mapping
+            .strip_prefix("POST ")
+            .or_else(|| mapping.strip_prefix("post "))
+            .map(str::trim)
+        else {
+            mapper.warnings.push(format!(
+                "{at}: write it as \"POST /path\" (got \"{mapping}\")"
+            ));
+            continue;
+        };
+        let Some((item, operation)) = paths
+            .get(path)
+            .and_then(|item| item.get("post").map(|op| (item, op)))
+        else {
+            mapper
+                .warnings
+                .push(format!("{at}: the document has no POST {path}"));
+            continue;
+        };
+        let Some(spec) = write_spec(doc, path, item, operation, &mut mapper.warnings) else {
+            continue;
+        };
+        let target = table_config.rename.as_deref().unwrap_or(name);
+        match tables.iter_mut().find(|t| t.name == target) {
+            Some(table) => table.write = Some(Arc::new(spec)),
+            None => mapper
+                .warnings
+                .push(format!("{at}: no table named {target}")),
+        }
+    }
     for (path, item) in paths {
         let Some(operation) = item.get("post") else {
             continue;
@@ -314,7 +350,10 @@ fn discover_writes(
         let Some(spec) = write_spec(doc, path, item, operation, &mut mapper.warnings) else {
             continue;
         };
-        if let Some(table) = tables.iter_mut().find(|t| &t.path == path) {
+        if let Some(table) = tables
+            .iter_mut()
+            .find(|t| &t.path == path && t.write.is_none())
+        {
             table.write = Some(Arc::new(spec));
             continue;
         }
@@ -745,7 +784,65 @@ pub fn table_name_from_path(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
+
+    #[test]
+    fn create_operations_become_insert_targets() {
+        let list = serde_json::json!({"get": {"operationId": "listThings", "responses": {"200": {"description": "ok",
+            "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}}}}}}}});
+        let body = |required: &str| {
+            serde_json::json!({"requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "required": [required], "properties": {"name": {"type": "string", "maxLength": 5}}}}}},
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+            "responses": {"201": {"description": "made", "content": {"application/json": {"schema": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}}}}}})
+        };
+        let doc = serde_json::json!({"openapi": "3.1.0", "paths": {
+            "/things": list,
+            "/things/new": {"post": body("name")},
+            "/other/{key}/notes": {"post": {"operationId": "addNote", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"text": {"type": "string"}}}}}}}}
+        }});
+        let doc = Document::parse(&doc.to_string()).unwrap();
+        let mut overrides = BTreeMap::new();
+        overrides.insert(
+            "things".to_string(),
+            TableConfig {
+                insert: Some("POST /things/new".into()),
+                ..TableConfig::default()
+            },
+        );
+        overrides.insert(
+            "missing".to_string(),
+            TableConfig {
+                insert: Some("POST /nowhere".into()),
+                ..TableConfig::default()
+            },
+        );
+        let (tables, warnings) = discover(&doc, &overrides);
+        let things = tables.iter().find(|t| t.name == "things").unwrap();
+        let write = things.write.as_ref().unwrap();
+        assert_eq!(write.path, "/things/new");
+        assert_eq!(write.idempotency_header.as_deref(), Some("Idempotency-Key"));
+        assert_eq!(write.identifier.as_deref(), Some("id"));
+        let mut row = serde_json::Map::new();
+        row.insert("name".into(), serde_json::json!("toolong"));
+        assert_eq!(write.check(&row), ["name: longer than 5 characters"]);
+        assert_eq!(write.check(&serde_json::Map::new()), ["name: is required"]);
+        // A POST elsewhere is an insert-only table keyed by its path parameter.
+        let note = tables.iter().find(|t| t.name == "add_note").unwrap();
+        assert!(!note.readable);
+        assert_eq!(note.path_params, ["key"]);
+        let columns: Vec<&String> = note.columns.iter().map(|(f, _)| f.name()).collect();
+        assert_eq!(columns, ["key", "text"]);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("tables.missing.insert: the document has no POST /nowhere")),
+            "{warnings:?}"
+        );
+    }
 
     #[test]
     fn names() {

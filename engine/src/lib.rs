@@ -45,5 +45,5 @@ pub use config::{Config, ConfigError, Secret, ServerSettings, SourceConfig, User
 pub use deposits::{BluelampOptions, DepositJournal, DepositOutcome};
 pub use error::{ErrorKind, QueryError};
 pub use listing::{TABLE_TYPES, TableEntry};
-pub use session::{Engine, Identity, Planned, QueryOutput, Session, Statement};
+pub use session::{Engine, Identity, PartitionedOutput, Planned, QueryOutput, Session, Statement};
 pub use source::{ConnectedSource, FactoryRegistry, SourceError, SourceFactory};

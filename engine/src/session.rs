@@ -330,6 +330,15 @@ impl Planned {
     }
 }
 
+/// A running statement's output as independent streams, one per partition.
+/// Dropping them cancels the statement.
+pub struct PartitionedOutput {
+    /// Result schema, shared by every stream.
+    pub schema: SchemaRef,
+    /// The rows, partition by partition.
+    pub streams: Vec<SendableRecordBatchStream>,
+}
+
 /// A running statement's output: a stream of record batches. Dropping it cancels
 /// the statement.
 pub struct QueryOutput {
@@ -395,6 +404,38 @@ impl Session {
             Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
         }
         .await;
+        self.audit_start(&sql, started, result)
+    }
+
+    /// Starts a statement as one stream per output partition of its physical
+    /// plan, so a front end can send them to a client side by side (Flight
+    /// SQL endpoints). A plan that must produce one ordered stream (`ORDER
+    /// BY`) has one partition.
+    ///
+    /// # Errors
+    /// A [`QueryError`] if execution cannot start.
+    pub async fn execute_partitioned(
+        &self,
+        planned: Planned,
+    ) -> Result<PartitionedOutput, QueryError> {
+        let started = Instant::now();
+        let sql = planned.sql;
+        let result = async {
+            let df = self.ctx.execute_logical_plan(planned.plan).await?;
+            let schema = Arc::clone(df.schema().inner());
+            let streams = df.execute_stream_partitioned().await?;
+            Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
+        }
+        .await;
+        self.audit_start(&sql, started, result)
+    }
+
+    fn audit_start<T>(
+        &self,
+        sql: &str,
+        started: Instant,
+        result: Result<T, datafusion::error::DataFusionError>,
+    ) -> Result<T, QueryError> {
         match result {
             Ok(output) => {
                 tracing::info!(
@@ -407,7 +448,7 @@ impl Session {
                 );
                 Ok(output)
             }
-            Err(e) => Err(self.audit_failure(&sql, QueryError::from(e))),
+            Err(e) => Err(self.audit_failure(sql, QueryError::from(e))),
         }
     }
 

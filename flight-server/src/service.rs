@@ -27,7 +27,7 @@ use arrow_flight::{
     FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
     Ticket,
 };
-use bluelamp_engine::{Engine, Identity, Planned, QueryError, Session, TABLE_TYPES};
+use bluelamp_engine::{Engine, Identity, Planned, QueryError, QueryOutput, Session, TABLE_TYPES};
 use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
@@ -40,7 +40,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::Authenticator;
 use crate::error::{status, stream_status};
 use crate::metadata::{foreign_keys_schema, primary_keys_schema, sql_info, xdbc_type_info};
-use crate::tickets::{Cancelled, Tickets};
+use crate::tickets::{Cancelled, Tickets, Work};
 
 type DoGetStream = <BluelampFlightSql as FlightService>::DoGetStream;
 
@@ -136,19 +136,47 @@ impl BluelampFlightSql {
         Self::info(schema, descriptor, command.as_any().encode_to_vec())
     }
 
-    /// Issues a ticket for a planned statement and describes it.
-    fn statement_info(
+    /// Issues tickets for a planned statement and describes it. A query is
+    /// started here, one ticket per output partition of its plan, so a client
+    /// can read the partitions side by side; a statement that changes
+    /// something runs only when its one ticket is read.
+    async fn statement_info(
         &self,
         session: &Session,
         planned: Planned,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = planned.schema();
-        let handle = self.tickets.issue(session.identity(), planned)?;
-        let ticket = TicketStatementQuery {
-            statement_handle: handle.into_bytes().into(),
+        let (schema, work) = if planned.is_write() {
+            (planned.schema(), vec![Work::Planned(Box::new(planned))])
+        } else {
+            let output = session
+                .execute_partitioned(planned)
+                .await
+                .map_err(|e| status(&e))?;
+            let schema = output.schema;
+            let work = output
+                .streams
+                .into_iter()
+                .map(|stream| Work::Stream(Arc::clone(&schema), stream))
+                .collect();
+            (schema, work)
         };
-        Self::info(&schema, descriptor, ticket.as_any().encode_to_vec())
+        let ordered = work.len() == 1;
+        let mut info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(|e| internal("cannot encode a schema", e))?
+            .with_descriptor(descriptor)
+            .with_ordered(ordered);
+        for work in work {
+            let handle = self.tickets.issue(session.identity(), work)?;
+            let ticket = TicketStatementQuery {
+                statement_handle: handle.into_bytes().into(),
+            };
+            info = info.with_endpoint(
+                FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec())),
+            );
+        }
+        Ok(Response::new(info))
     }
 
     /// Streams a batch as a `DoGet` response.
@@ -292,6 +320,7 @@ impl FlightSqlService for BluelampFlightSql {
         let session = self.session(&request).await?;
         let planned = self.plan(&session, &query.query).await?;
         self.statement_info(&session, planned, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -314,6 +343,7 @@ impl FlightSqlService for BluelampFlightSql {
             }
         };
         self.statement_info(&session, planned, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_catalogs(
@@ -421,12 +451,15 @@ impl FlightSqlService for BluelampFlightSql {
         let handle = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::not_found("unknown ticket"))?;
         let redeemed = self.tickets.redeem(session.identity(), &handle)?;
-        let output = match session.execute(redeemed.planned).await {
-            Ok(output) => output,
-            Err(e) => {
-                self.tickets.finish(&handle);
-                return Err(status(&e));
-            }
+        let output = match redeemed.work {
+            Work::Stream(schema, stream) => QueryOutput { schema, stream },
+            Work::Planned(planned) => match session.execute(*planned).await {
+                Ok(output) => output,
+                Err(e) => {
+                    self.tickets.finish(&handle);
+                    return Err(status(&e));
+                }
+            },
         };
         let cancel = redeemed.cancel;
         let batches = output.stream.map_err(|e| {

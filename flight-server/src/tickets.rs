@@ -8,16 +8,26 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bluelamp_engine::{Identity, Planned};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// At most this many live tickets or prepared statements per user.
 const MAX_PER_USER: usize = 1_000;
 
+/// What a ticket runs when it is read.
+pub enum Work {
+    /// A planned statement, started by `DoGet`.
+    Planned(Box<Planned>),
+    /// One partition of a started query; it does no work until read.
+    Stream(SchemaRef, SendableRecordBatchStream),
+}
+
 enum TicketState {
-    /// Planned, waiting for `DoGet`.
-    Ready(Box<Planned>),
+    /// Waiting for `DoGet`.
+    Ready(Work),
     /// Being streamed; cancelling the token stops it.
     Running(CancellationToken),
     /// Cancelled before it was read.
@@ -30,10 +40,10 @@ struct Ticket {
     state: TicketState,
 }
 
-/// What redeeming a ticket gives: the statement and the token that cancels it.
+/// What redeeming a ticket gives: the work and the token that cancels it.
 pub struct Redeemed {
-    /// The planned statement.
-    pub planned: Planned,
+    /// What to run.
+    pub work: Work,
     /// Cancelled by `CancelFlightInfo`.
     pub cancel: CancellationToken,
 }
@@ -92,11 +102,11 @@ impl Tickets {
         }
     }
 
-    /// A ticket for `planned`, redeemable by `identity` only.
+    /// A ticket for `work`, redeemable by `identity` only.
     ///
     /// # Errors
     /// `RESOURCE_EXHAUSTED` if the user holds too many unredeemed tickets.
-    pub fn issue(&self, identity: &Identity, planned: Planned) -> Result<String, Status> {
+    pub fn issue(&self, identity: &Identity, work: Work) -> Result<String, Status> {
         let now = Instant::now();
         let mut tickets = self.tickets.lock().map_err(|_| poisoned())?;
         tickets.retain(|_, t| t.expires > now || matches!(t.state, TicketState::Running(_)));
@@ -112,7 +122,7 @@ impl Tickets {
             Ticket {
                 user: identity.user.clone(),
                 expires: now + self.ttl,
-                state: TicketState::Ready(Box::new(planned)),
+                state: TicketState::Ready(work),
             },
         );
         Ok(handle)
@@ -158,10 +168,7 @@ impl Tickets {
         let cancel = CancellationToken::new();
         let state = std::mem::replace(&mut ticket.state, TicketState::Running(cancel.clone()));
         match state {
-            TicketState::Ready(planned) => Ok(Redeemed {
-                planned: *planned,
-                cancel,
-            }),
+            TicketState::Ready(work) => Ok(Redeemed { work, cancel }),
             _ => Err(Status::internal("ticket state changed while redeeming")),
         }
     }

@@ -1,0 +1,245 @@
+"""Federated TPC-H at scale factor 1: Bluelamp against DuckDB, side by side.
+
+lineitem and orders are Parquet files; the other six tables live in the
+machine's PostgreSQL (database `bluelamp_tpch`, loaded once). Every one of
+the 22 queries runs through Bluelamp (its Flight SQL endpoint, ADBC client)
+and through DuckDB (postgres extension + Parquet), and the answers are
+compared value by value (numbers within a relative 1e-6). Prints per-query
+times and the total ratio.
+
+    benches/tpch/run.sh          # builds bluelamp (release) and runs this
+
+Environment: BLUELAMP_BIN (the bluelamp binary), BLUELAMP_TPCH_DIR (data,
+default ~/.cache/bluelamp/bench/tpch-sf1), BLUELAMP_TEST_PG_HOST/PORT.
+"""
+
+import decimal
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import duckdb
+import duckdb_extension_postgres
+import duckdb_extension_tpch
+
+PG_HOST = os.environ.get("BLUELAMP_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = os.environ.get("BLUELAMP_TEST_PG_PORT", "5432")
+DATABASE = "bluelamp_tpch"
+PG_TABLES = ["customer", "nation", "part", "partsupp", "region", "supplier"]
+FILE_TABLES = ["lineitem", "orders"]
+DATA = os.path.expanduser(
+    os.environ.get("BLUELAMP_TPCH_DIR", "~/.cache/bluelamp/bench/tpch-sf1")
+)
+BIN = os.environ.get("BLUELAMP_BIN", "target/release/bluelamp")
+RUNS = int(os.environ.get("BLUELAMP_BENCH_RUNS", "1"))
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def extension(module, internal):
+    """DuckDB's extension file from its PyPI package, under its internal name."""
+    folder = os.path.join(os.path.dirname(module.__file__), "extensions")
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name.endswith(".duckdb_extension"):
+                target = os.path.join(tempfile.gettempdir(), f"{internal}.duckdb_extension")
+                shutil.copyfile(os.path.join(root, name), target)
+                return target
+    raise SystemExit(f"no extension file in {folder}")
+
+
+def duck():
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute(f"LOAD '{extension(duckdb_extension_postgres, 'postgres_scanner')}'")
+    con.execute(f"LOAD '{extension(duckdb_extension_tpch, 'tpch')}'")
+    return con
+
+
+def generate():
+    if all(os.path.exists(os.path.join(DATA, f"{t}.parquet")) for t in PG_TABLES + FILE_TABLES):
+        return
+    os.makedirs(DATA, exist_ok=True)
+    log(f"generating TPC-H SF1 in {DATA}")
+    venv_bin = os.path.dirname(sys.executable)
+    subprocess.run(
+        [os.path.join(venv_bin, "tpchgen-cli"), "parquet", "-s", "1", f"--output-dir={DATA}"],
+        check=True,
+    )
+
+
+def psql(sql, database="postgres"):
+    subprocess.run(
+        ["psql", "-h", PG_HOST, "-p", PG_PORT, "-U", "postgres", "-d", database, "-q", "-c", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+def load_postgres(con):
+    marker = os.path.join(DATA, ".loaded-into-postgres")
+    try:
+        psql(f"CREATE DATABASE {DATABASE}")
+    except subprocess.CalledProcessError:
+        pass  # it exists
+    con.execute(
+        f"ATTACH 'host={PG_HOST} port={PG_PORT} user=postgres dbname={DATABASE}' AS pg (TYPE postgres)"
+    )
+    if os.path.exists(marker):
+        return
+    for table in PG_TABLES:
+        log(f"loading {table} into PostgreSQL")
+        con.execute(f"DROP TABLE IF EXISTS pg.{table}")
+        con.execute(
+            f"CREATE TABLE pg.{table} AS SELECT * FROM read_parquet('{DATA}/{table}.parquet')"
+        )
+    psql("ANALYZE", DATABASE)
+    open(marker, "w").close()
+
+
+def duck_views(con):
+    for table in PG_TABLES:
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM pg.{table}")
+    for table in FILE_TABLES:
+        con.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{DATA}/{table}.parquet')"
+        )
+
+
+def start_bluelamp(work):
+    files = os.path.join(work, "files")
+    os.makedirs(files)
+    for table in FILE_TABLES:
+        os.symlink(os.path.join(DATA, f"{table}.parquet"), os.path.join(files, f"{table}.parquet"))
+    password_hash = subprocess.run(
+        [BIN, "hash-password"], input="bench\n", capture_output=True, text=True, check=True
+    ).stdout.strip()
+    config = os.path.join(work, "bluelamp.toml")
+    with open(config, "w") as f:
+        f.write(
+            f'[[source]]\nname = "tpch"\nkind = "files"\nlocation = "{files}"\n\n'
+            f'[[source]]\nname = "pg"\nkind = "postgres"\nhost = "{PG_HOST}"\nport = {PG_PORT}\n'
+            f'user = "postgres"\ndatabase = "{DATABASE}"\nsslmode = "disable"\n\n'
+            f'[[user]]\nname = "bench"\npassword_hash = "{password_hash}"\n'
+        )
+    server = subprocess.Popen(
+        [BIN, "serve", "--config", config, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = server.stdout.readline()
+    if "listening on" not in line:
+        server.kill()
+        raise SystemExit(f"bluelamp serve did not start: {line!r}")
+    uri = line.strip().split()[-1]
+    conn = flight_sql.connect(uri, db_kwargs={"username": "bench", "password": "bench"}, autocommit=True)
+    with conn.cursor() as cur:
+        for table in PG_TABLES:
+            cur.adbc_statement.set_sql_query(f"CREATE VIEW {table} AS SELECT * FROM pg.{table}")
+            cur.adbc_statement.execute_update()
+        for table in FILE_TABLES:
+            cur.adbc_statement.set_sql_query(f"CREATE VIEW {table} AS SELECT * FROM tpch.{table}")
+            cur.adbc_statement.execute_update()
+    return server, conn
+
+
+def normal(value):
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.rstrip()
+    return value
+
+
+def same(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+def compare(got, want):
+    """None if equal, else the first difference."""
+    if len(got) != len(want):
+        return f"{len(got)} rows, DuckDB has {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        g = [normal(v) for v in g]
+        w = [normal(v) for v in w]
+        if len(g) != len(w) or not all(same(x, y) for x, y in zip(g, w)):
+            return f"row {i + 1}: {g} vs DuckDB {w}"
+    return None
+
+
+def timed(run):
+    best = None
+    rows = None
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        rows = run()
+        elapsed = time.perf_counter() - started
+        best = elapsed if best is None else min(best, elapsed)
+    return best, rows
+
+
+def main():
+    generate()
+    con = duck()
+    load_postgres(con)
+    duck_views(con)
+    queries = con.execute("SELECT query_nr, query FROM tpch_queries() ORDER BY 1").fetchall()
+    work = tempfile.mkdtemp(prefix="bluelamp-tpch-")
+    server, conn = start_bluelamp(work)
+    results = []
+    try:
+        for number, sql in queries:
+            def on_duckdb():
+                return con.execute(sql).fetchall()
+
+            def on_bluelamp():
+                with conn.cursor() as cur:
+                    cur.execute(sql)
+                    return cur.fetchall()
+
+            duck_seconds, want = timed(on_duckdb)
+            try:
+                blue_seconds, got = timed(on_bluelamp)
+                problem = compare(got, want)
+            except Exception as e:  # noqa: BLE001 - reported per query
+                blue_seconds, problem = None, f"error: {str(e).splitlines()[0][:200]}"
+            results.append((number, blue_seconds, duck_seconds, problem))
+            log(f"Q{number:02d} bluelamp={blue_seconds} duckdb={duck_seconds:.3f} {problem or 'ok'}")
+    finally:
+        conn.close()
+        server.terminate()
+        server.wait()
+    correct = sum(1 for r in results if r[3] is None)
+    print("| query | Bluelamp s | DuckDB s | ratio | answer |")
+    print("|---|---|---|---|---|")
+    for number, blue, duckdb_s, problem in results:
+        ratio = f"{blue / duckdb_s:.2f}" if blue else "-"
+        blue_text = f"{blue:.3f}" if blue else "-"
+        print(f"| Q{number:02d} | {blue_text} | {duckdb_s:.3f} | {ratio} | {problem or 'same'} |")
+    timed_ok = [r for r in results if r[1] is not None]
+    blue_total = sum(r[1] for r in timed_ok)
+    duck_total = sum(r[2] for r in timed_ok)
+    print()
+    print(f"correct: {correct}/22; total over the {len(timed_ok)} that ran: Bluelamp {blue_total:.2f} s, DuckDB {duck_total:.2f} s, ratio {blue_total / duck_total:.2f}")
+    json.dump(
+        [{"query": n, "bluelamp": b, "duckdb": d, "problem": p} for n, b, d, p in results],
+        open(os.path.join(DATA, "last-run.json"), "w"),
+        indent=1,
+    )
+
+
+if __name__ == "__main__":
+    main()

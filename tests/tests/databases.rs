@@ -806,3 +806,35 @@ async fn inserts_round_trip_into_sqlite() {
         .unwrap();
     assert_eq!(n as usize, HOSTILE.len() + 1);
 }
+
+/// A correlated scalar subquery (TPC-H Q2's shape) runs inside PostgreSQL:
+/// DataFusion's decorrelation groups by a constant and names the aggregate
+/// its own way, which PostgreSQL refuses unless the SQL is repaired.
+#[tokio::test]
+async fn correlated_subqueries_run_inside_postgres() {
+    let Some(db) = pg_or_skip().await else { return };
+    db.client
+        .batch_execute(
+            "CREATE TABLE offers (part int, supplier text, cost numeric(10,2));
+             INSERT INTO offers VALUES (1, 'a', 5.00), (1, 'b', 3.50), (2, 'a', 7.25), (2, 'c', 7.25), (3, 'b', 1.00);
+             CREATE TABLE quotes (part int, cost numeric(10,2));
+             INSERT INTO quotes VALUES (1, 3.50), (1, 9.00), (2, 7.25), (3, 0.50);",
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
+        .await
+        .unwrap();
+    let sql = "SELECT o.part, o.supplier, o.cost FROM pg.offers o \
+               WHERE o.cost = (SELECT min(q.cost) FROM pg.quotes q WHERE q.part = o.part) \
+               ORDER BY o.part, o.supplier";
+    let got = query_rows(&engine, sql).await;
+    assert_eq!(
+        got,
+        [["1", "b", "3.50"], ["2", "a", "7.25"], ["2", "c", "7.25"]]
+    );
+    // All of it went to PostgreSQL as one statement.
+    let plan = explain(&engine, sql).await;
+    assert!(plan.contains("min(q.cost)"), "{plan}");
+}

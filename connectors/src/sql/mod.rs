@@ -10,6 +10,7 @@
 
 mod mysql;
 mod postgres;
+mod repair;
 mod sqlite;
 
 use std::collections::HashMap;

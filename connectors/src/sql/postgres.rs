@@ -3,17 +3,30 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bluelamp_engine::{
     ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory,
 };
+use datafusion::common::Statistics;
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
+use datafusion::error::Result as DFResult;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
+use datafusion_federation::FederatedTableProviderAdaptor;
+use datafusion_federation::sql::{
+    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
+    SQLTableSource,
+};
 use datafusion_table_providers::UnsupportedTypeAction;
-use datafusion_table_providers::postgres::PostgresTableFactory;
+use datafusion_table_providers::postgres::{DynPostgresConnectionPool, PostgresTableFactory};
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
+use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
 use datafusion_table_providers::util::secrets::to_secret_map;
 use serde::Deserialize;
 
@@ -155,7 +168,8 @@ impl SourceFactory for PostgresSourceFactory {
             ));
         }
         let backend = Arc::new(PostgresBackend {
-            factory: PostgresTableFactory::new(pool),
+            factory: PostgresTableFactory::new(Arc::clone(&pool)),
+            pool,
             schema: config.schema.clone(),
         });
         Ok(ConnectedSource {
@@ -167,7 +181,65 @@ impl SourceFactory for PostgresSourceFactory {
 
 struct PostgresBackend {
     factory: PostgresTableFactory,
+    pool: Arc<PostgresConnectionPool>,
     schema: String,
+}
+
+/// The crate's PostgreSQL executor with our repairs applied to the SQL it
+/// is sent (see [`super::repair`]).
+struct PostgresExecutor {
+    inner: Arc<dyn SQLExecutor>,
+}
+
+#[async_trait]
+impl SQLExecutor for PostgresExecutor {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn compute_context(&self) -> Option<String> {
+        self.inner.compute_context()
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        self.inner.dialect()
+    }
+
+    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
+        self.inner.logical_optimizer()
+    }
+
+    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
+        let mut inner = self.inner.ast_analyzer();
+        Some(Box::new(move |statement| {
+            let statement = match inner.as_mut() {
+                Some(analyze) => analyze(statement)?,
+                None => statement,
+            };
+            Ok(super::repair::repair(statement))
+        }))
+    }
+
+    fn execute(
+        &self,
+        query: &str,
+        schema: SchemaRef,
+        filters: &[Arc<dyn PhysicalExpr>],
+    ) -> DFResult<SendableRecordBatchStream> {
+        self.inner.execute(query, schema, filters)
+    }
+
+    async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
+        self.inner.statistics(plan).await
+    }
+
+    async fn table_names(&self) -> DFResult<Vec<String>> {
+        self.inner.table_names().await
+    }
+
+    async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
+        self.inner.get_table_schema(table_name).await
+    }
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -182,7 +254,24 @@ impl std::fmt::Debug for PostgresBackend {
 impl SqlBackend for PostgresBackend {
     async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
         let reference = TableReference::partial(self.schema.as_str(), table);
-        let read = self.factory.table_provider(reference.clone()).await?;
+        let pool: Arc<DynPostgresConnectionPool> =
+            Arc::clone(&self.pool) as Arc<DynPostgresConnectionPool>;
+        let table = Arc::new(
+            SqlTable::new("postgres", &pool, reference.clone())
+                .await?
+                .with_dialect(Arc::new(PostgreSqlDialect {})),
+        );
+        let executor = Arc::new(PostgresExecutor {
+            inner: Arc::clone(&table) as Arc<dyn SQLExecutor>,
+        });
+        let source = Arc::new(SQLTableSource::new_with_schema(
+            Arc::new(SQLFederationProvider::new(executor)),
+            RemoteTableRef::from(reference.clone()),
+            table.schema(),
+        ));
+        let read: Arc<dyn TableProvider> = Arc::new(
+            FederatedTableProviderAdaptor::new_with_provider(source, table),
+        );
         let writer = self.factory.read_write_table_provider(reference).await?;
         Ok(super::with_writer(read, writer))
     }

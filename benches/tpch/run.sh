@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/python/setup.sh benches/tpch/requirements.txt
-cargo build --release --bin bluelamp
+cargo build --release --workspace --bins
 BLUELAMP_BIN="${BLUELAMP_BIN:-$(pwd)/target/release/bluelamp}" \
   "${BLUELAMP_VENV:-tests/.venv}/bin/python" benches/tpch/run.py "$@"

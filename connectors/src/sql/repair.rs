@@ -47,11 +47,13 @@ fn requalify(query: &mut Query) {
     else {
         return;
     };
-    if !from.joins.is_empty() {
+    // Only the wrapper DataFusion's unparser adds; other derived tables are
+    // referenced correctly.
+    if !from.joins.is_empty() || alias.name.value != "derived_projection" {
         return;
     }
     let name = alias.name.clone();
-    let mut fix = |expr: &mut Expr| {
+    let fix = |expr: &mut Expr| {
         let _ = visit_expressions_mut(expr, |e| {
             if let Expr::CompoundIdentifier(parts) = e
                 && parts.len() == 2
@@ -67,9 +69,6 @@ fn requalify(query: &mut Query) {
             SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => fix(expr),
             _ => {}
         }
-    }
-    if let Some(selection) = &mut select.selection {
-        fix(selection);
     }
     if let Some(OrderBy {
         kind: OrderByKind::Expressions(items),

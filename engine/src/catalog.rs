@@ -354,7 +354,18 @@ impl TableProvider for SourcesTable {
             ),
         ];
         let batch = RecordBatch::try_new(sources_schema(), columns)?;
-        let table = MemTable::try_new(sources_schema(), vec![vec![batch]])?;
-        table.scan(state, projection, filters, limit).await
+        scan_batch(state, batch, projection, filters, limit).await
     }
+}
+
+/// Scans one in-memory batch: how the system tables answer, read at scan time.
+pub(crate) async fn scan_batch(
+    state: &dyn Session,
+    batch: RecordBatch,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+    table.scan(state, projection, filters, limit).await
 }

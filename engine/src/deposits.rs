@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::config::ConfigExtension;
 use datafusion::common::extensions_options;
-use datafusion::datasource::{MemTable, TableProvider};
+use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
@@ -167,7 +167,6 @@ impl TableProvider for DepositsTable {
             )),
         ];
         let batch = RecordBatch::try_new(deposits_schema(), columns)?;
-        let table = MemTable::try_new(deposits_schema(), vec![vec![batch]])?;
-        table.scan(state, projection, filters, limit).await
+        crate::catalog::scan_batch(state, batch, projection, filters, limit).await
     }
 }

@@ -17,6 +17,7 @@ use datafusion::common::{ScalarValue, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
@@ -188,15 +189,24 @@ impl Engine {
     }
 }
 
-/// DataFusion's optimizer rules with federation placed after filter and limit
-/// push-down. `datafusion-federation`'s default places it before them, which
-/// leaves a filter written above a cross-source join outside the sub-plan sent to
-/// the database: the database then returns every row and DataFusion filters them.
+/// DataFusion's optimizer rules with federation placed after filter, limit
+/// and projection push-down. `datafusion-federation`'s default places it
+/// first: a filter written above a cross-source join then stays outside the
+/// sub-plan sent to the database, and so does the projection, so the database
+/// returns every row and every column and DataFusion throws most away.
+///
+/// DataFusion runs `optimize_projections` near the end of its list, after
+/// rules (common sub-expression elimination, distinct-aggregate rewrites)
+/// whose output the SQL unparser renders wrongly; so federation goes right
+/// after `push_down_filter`, preceded by its own projection push-down.
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
     let federation: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(FederationOptimizerRule::new());
     match rules.iter().position(|r| r.name() == "push_down_filter") {
-        Some(position) => rules.insert(position + 1, federation),
+        Some(position) => {
+            rules.insert(position + 1, federation);
+            rules.insert(position + 1, Arc::new(OptimizeProjections::new()));
+        }
         None => rules.push(federation),
     }
     rules

@@ -13,12 +13,38 @@
 //!   "derived_projection" ORDER BY "o"."part"`) that still qualifies columns
 //!   with the inner tables' names, which are not in scope there; they are
 //!   requalified with the derived table's alias.
+//! - a table read under an alias (`FROM "public"."nation" AS "n1"`) whose
+//!   pushed-down filter still names the table (`WHERE "nation"."n_name" =
+//!   ...`); PostgreSQL refuses the name once the alias hides it. Such
+//!   qualifiers are pointed at the alias, where exactly one alias of that
+//!   table is in scope.
+//! - a derived table whose aggregate is named without qualifiers
+//!   (`min("ps_supplycost")`) while the query around it asks for
+//!   `"sq"."min(partsupp.ps_supplycost)"`: the item takes the name asked for.
+//!
+//! One shape has to be mended in the plan, before unparsing
+//! ([`prepare_plan`]): the unparser renders a semi or anti join as `EXISTS
+//! (SELECT 1 FROM table AS alias WHERE ...)` and, where the subquery side is
+//! a bare table scan, drops both the scan's own filters and the subquery's
+//! alias. Giving that side an explicit projection makes it a derived table,
+//! which is rendered whole.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::error::Result as DFResult;
+use datafusion::logical_expr::{
+    Expr as PlanExpr, Extension, JoinType, LogicalPlan, Projection, SubqueryAlias,
+};
+use datafusion_federation::FederatedPlanNode;
+use regex::Regex;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, GroupByExpr, Ident, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
+    Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, OrderBy, OrderByKind, Query, Select,
+    SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions_mut,
 };
 
 struct Repair;
@@ -29,6 +55,15 @@ impl VisitorMut for Repair {
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
         repair_set_expr(&mut query.body);
         requalify(query);
+        unhide_aliased_tables(&mut query.body);
+        ControlFlow::Continue(())
+    }
+
+    /// After the derived tables inside have had their items named.
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            name_derived_columns_as_asked(select);
+        }
         ControlFlow::Continue(())
     }
 }
@@ -78,6 +113,291 @@ fn requalify(query: &mut Query) {
         for item in items {
             fix(&mut item.expr);
         }
+    }
+}
+
+/// Points `table.column` at `alias.column` in a SELECT that reads `table AS
+/// alias` and has nothing else called `table` in scope. Subqueries are left to
+/// their own visit: their scope differs.
+fn unhide_aliased_tables(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => unhide_in_select(select),
+        SetExpr::SetOperation { left, right, .. } => {
+            unhide_aliased_tables(left);
+            unhide_aliased_tables(right);
+        }
+        _ => {}
+    }
+}
+
+fn unhide_in_select(select: &mut Select) {
+    // Names in scope, and each aliased table's name -> its aliases.
+    let mut visible = HashSet::new();
+    let mut aliases: HashMap<String, Vec<Ident>> = HashMap::new();
+    let relations = select
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    for relation in relations {
+        match relation {
+            TableFactor::Table { name, alias, .. } => {
+                let Some(base) = name.0.last().and_then(|p| p.as_ident()) else {
+                    continue;
+                };
+                match alias {
+                    Some(alias) => {
+                        visible.insert(alias.name.value.clone());
+                        aliases
+                            .entry(base.value.clone())
+                            .or_default()
+                            .push(alias.name.clone());
+                    }
+                    None => {
+                        visible.insert(base.value.clone());
+                    }
+                }
+            }
+            TableFactor::Derived {
+                alias: Some(alias), ..
+            } => {
+                visible.insert(alias.name.value.clone());
+            }
+            _ => {}
+        }
+    }
+    let renames: HashMap<String, Ident> = aliases
+        .into_iter()
+        .filter(|(base, list)| list.len() == 1 && !visible.contains(base))
+        .filter_map(|(base, mut list)| list.pop().map(|alias| (base, alias)))
+        .collect();
+    if renames.is_empty() {
+        return;
+    }
+    let mut fix = Unhide {
+        renames: &renames,
+        depth: 0,
+    };
+    for item in &mut select.projection {
+        match item {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                let _ = expr.visit(&mut fix);
+            }
+            _ => {}
+        }
+    }
+    if let Some(selection) = &mut select.selection {
+        let _ = selection.visit(&mut fix);
+    }
+    if let Some(having) = &mut select.having {
+        let _ = having.visit(&mut fix);
+    }
+    if let GroupByExpr::Expressions(keys, _) = &mut select.group_by {
+        for key in keys {
+            let _ = key.visit(&mut fix);
+        }
+    }
+    for table in &mut select.from {
+        for join in &mut table.joins {
+            if let Some(JoinConstraint::On(on)) = join_constraint(&mut join.join_operator) {
+                let _ = on.visit(&mut fix);
+            }
+        }
+    }
+}
+
+fn join_constraint(operator: &mut JoinOperator) -> Option<&mut JoinConstraint> {
+    match operator {
+        JoinOperator::Join(c)
+        | JoinOperator::Inner(c)
+        | JoinOperator::Left(c)
+        | JoinOperator::LeftOuter(c)
+        | JoinOperator::Right(c)
+        | JoinOperator::RightOuter(c)
+        | JoinOperator::FullOuter(c)
+        | JoinOperator::LeftSemi(c)
+        | JoinOperator::RightSemi(c)
+        | JoinOperator::LeftAnti(c)
+        | JoinOperator::RightAnti(c)
+        | JoinOperator::Semi(c)
+        | JoinOperator::Anti(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Requalifies two-part column references outside nested queries.
+struct Unhide<'a> {
+    renames: &'a HashMap<String, Ident>,
+    depth: usize,
+}
+
+impl VisitorMut for Unhide<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if self.depth == 0
+            && let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() == 2
+            && let Some(alias) = self.renames.get(&parts[0].value)
+        {
+            parts[0] = alias.clone();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `min(partsupp.ps_supplycost)` -> `min(ps_supplycost)`.
+fn without_qualifiers(name: &str) -> String {
+    static QUALIFIER: LazyLock<Option<Regex>> =
+        LazyLock::new(|| Regex::new(r"[A-Za-z_][A-Za-z0-9_]*\.").ok());
+    match QUALIFIER.as_ref() {
+        Some(re) => re.replace_all(name, "").into_owned(),
+        None => name.to_string(),
+    }
+}
+
+/// Renames a derived table's item to the name the enclosing SELECT uses for
+/// it, where the two differ only by qualifiers inside the name.
+fn name_derived_columns_as_asked(select: &mut Select) {
+    // Names the enclosing SELECT asks of each derived table.
+    let mut asked: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut collect = |expr: &Expr| {
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions(expr, |e| {
+            if let Expr::CompoundIdentifier(parts) = e
+                && parts.len() == 2
+            {
+                asked
+                    .entry(parts[0].value.clone())
+                    .or_default()
+                    .insert(parts[1].value.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    };
+    for item in &select.projection {
+        if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
+            collect(expr);
+        }
+    }
+    if let Some(selection) = &select.selection {
+        collect(selection);
+    }
+    for table in &mut select.from {
+        for join in &mut table.joins {
+            if let Some(JoinConstraint::On(on)) = join_constraint(&mut join.join_operator) {
+                collect(on);
+            }
+        }
+    }
+    let relations = select.from.iter_mut().flat_map(|t| {
+        std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+    });
+    for relation in relations {
+        let TableFactor::Derived {
+            subquery,
+            alias: Some(alias),
+            ..
+        } = relation
+        else {
+            continue;
+        };
+        let Some(names) = asked.get(&alias.name.value) else {
+            continue;
+        };
+        let SetExpr::Select(inner) = subquery.body.as_mut() else {
+            continue;
+        };
+        let offered: HashSet<String> = inner
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+                _ => None,
+            })
+            .collect();
+        for name in names.iter().filter(|n| !offered.contains(*n)) {
+            let wanted = without_qualifiers(name);
+            let mut matches = inner.projection.iter_mut().filter_map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. }
+                    if without_qualifiers(&alias.value) == wanted =>
+                {
+                    Some(alias)
+                }
+                _ => None,
+            });
+            if let (Some(alias), None) = (matches.next(), matches.next()) {
+                *alias = Ident::with_quote('"', name.clone());
+            }
+        }
+    }
+}
+
+/// Rewrites a federated sub-plan into shapes the SQL unparser renders
+/// correctly (see the module notes); applied before the plan is unparsed.
+pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
+    let LogicalPlan::Extension(Extension { node }) = &plan else {
+        return Ok(plan);
+    };
+    let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
+        return Ok(plan);
+    };
+    let inner = federated.plan().clone().transform_up(|node| {
+        let LogicalPlan::Join(mut join) = node else {
+            return Ok(Transformed::no(node));
+        };
+        match join.join_type {
+            JoinType::LeftSemi | JoinType::LeftAnti => {
+                join.right = Arc::new(project_scans(Arc::unwrap_or_clone(join.right))?);
+            }
+            JoinType::RightSemi | JoinType::RightAnti => {
+                join.left = Arc::new(project_scans(Arc::unwrap_or_clone(join.left))?);
+            }
+            _ => return Ok(Transformed::no(LogicalPlan::Join(join))),
+        }
+        Ok(Transformed::yes(LogicalPlan::Join(join)))
+    })?;
+    if !inner.transformed {
+        return Ok(plan);
+    }
+    let planner = Arc::clone(&federated.planner);
+    Ok(LogicalPlan::Extension(Extension {
+        node: Arc::new(FederatedPlanNode::new(inner.data, planner)),
+    }))
+}
+
+/// A table scan, possibly under aliases, gets a projection of all its
+/// columns directly above it.
+fn project_scans(plan: LogicalPlan) -> DFResult<LogicalPlan> {
+    match plan {
+        LogicalPlan::SubqueryAlias(alias) => {
+            let input = project_scans(Arc::unwrap_or_clone(alias.input))?;
+            Ok(LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
+                Arc::new(input),
+                alias.alias,
+            )?))
+        }
+        scan @ LogicalPlan::TableScan(_) => {
+            let columns = scan
+                .schema()
+                .columns()
+                .into_iter()
+                .map(PlanExpr::Column)
+                .collect();
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                columns,
+                Arc::new(scan),
+            )?))
+        }
+        other => Ok(other),
     }
 }
 
@@ -143,6 +463,39 @@ mod tests {
         assert_eq!(
             fixed("SELECT count(x) FROM t GROUP BY true"),
             r#"SELECT count(x) AS "count(x)" FROM t GROUP BY true"#
+        );
+    }
+
+    #[test]
+    fn derived_items_take_the_qualified_name_asked_for() {
+        assert_eq!(
+            fixed(
+                r#"SELECT 1 FROM p JOIN (SELECT min("c") AS "min(c)", "k" FROM (SELECT ps.c, ps.k FROM ps) AS "derived_projection" GROUP BY "k") AS "sq" ON p.k = "sq"."k" AND p.c = "sq"."min(ps.c)""#
+            ),
+            r#"SELECT 1 FROM p JOIN (SELECT min("c") AS "min(ps.c)", "k" FROM (SELECT ps.c, ps.k FROM ps) AS "derived_projection" GROUP BY "k") AS "sq" ON p.k = "sq"."k" AND p.c = "sq"."min(ps.c)""#
+        );
+    }
+
+    #[test]
+    fn filters_on_an_aliased_table_name_the_alias() {
+        assert_eq!(
+            fixed(
+                r#"SELECT "n1"."n_name" FROM "public"."nation" AS "n1" WHERE "nation"."n_name" = 'FRANCE' OR "nation"."n_name" = 'GERMANY'"#
+            ),
+            r#"SELECT "n1"."n_name" FROM "public"."nation" AS "n1" WHERE "n1"."n_name" = 'FRANCE' OR "n1"."n_name" = 'GERMANY'"#
+        );
+        // Two aliases of one table: which one is meant is unknown; unchanged.
+        let ambiguous = r#"SELECT * FROM nation AS a JOIN nation AS b ON "nation"."k" = b.k"#;
+        assert_eq!(fixed(ambiguous), ambiguous);
+        // The table's own name still in scope: unchanged.
+        let visible = r#"SELECT * FROM nation JOIN nation AS b ON "nation"."k" = b.k"#;
+        assert_eq!(fixed(visible), visible);
+        // A subquery's own `nation` is not the outer alias.
+        assert_eq!(
+            fixed(
+                r#"SELECT 1 FROM nation AS n1 WHERE nation.k = 1 AND EXISTS (SELECT 1 FROM nation WHERE nation.k = 2)"#
+            ),
+            r#"SELECT 1 FROM nation AS n1 WHERE n1.k = 1 AND EXISTS (SELECT 1 FROM nation WHERE nation.k = 2)"#
         );
     }
 }

@@ -1,11 +1,11 @@
-//! Flight SQL streaming rate: a 10-million-row, five-column result read by the
-//! ADBC Flight SQL driver (Python, streaming record batches), from Bluelamp
-//! and from ROAPI serving the same Parquet file over its own Flight SQL
-//! endpoint, against DataFusion collecting the same query in-process — all in
-//! one run. Run:
+//! Flight SQL streaming rate: a 10-million-row, five-column result read by
+//! pyarrow's Flight client (Arrow C++, streaming record batches) and by the
+//! ADBC Flight SQL driver (Go), from Bluelamp and from ROAPI serving the same
+//! Parquet file over its own Flight SQL endpoint, against DataFusion
+//! collecting the same query in-process — all in one run. Run:
 //!
 //! ```sh
-//! cargo bench -p bluelamp-benches --bench flight_stream
+//! cargo bench --workspace --bench flight_stream
 //! ```
 //!
 //! It installs its Python clients (ADBC, pyarrow, ROAPI) into the project's
@@ -105,7 +105,34 @@ fn python() -> PathBuf {
 }
 
 /// Runs the Python client; returns rows and per-run seconds.
+/// The Python clients, as `flight_stream.py --client` names them.
+const CLIENTS: [&str; 2] = ["pyarrow", "adbc"];
+
+/// Runs every client against one endpoint: per client, median time.
+fn clients(
+    uri: &str,
+    query: &str,
+    user: Option<(&str, &str)>,
+    runs: usize,
+    rows: usize,
+    server: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    CLIENTS
+        .iter()
+        .map(|name| {
+            let (n, times) = client(name, uri, query, user, runs)?;
+            anyhow::ensure!(
+                n == rows,
+                "{server} streamed {n} rows to {name}, not {rows}"
+            );
+            Ok(median(&times))
+        })
+        .collect()
+}
+
+/// Runs one Python client; returns rows and per-run seconds.
 fn client(
+    name: &str,
     uri: &str,
     query: &str,
     user: Option<(&str, &str)>,
@@ -114,7 +141,8 @@ fn client(
     let mut command = Command::new(python().join("python"));
     command
         .arg(Path::new(ROOT).join("python/flight_stream.py"))
-        .args(["--uri", uri, "--query", query, "--runs", &runs.to_string()]);
+        .args(["--client", name, "--uri", uri, "--query", query])
+        .args(["--runs", &runs.to_string()]);
     if let Some((name, password)) = user {
         command.args(["--user", name, "--password", password]);
     }
@@ -187,8 +215,12 @@ async fn run() -> anyhow::Result<()> {
 
     // Bluelamp's endpoint, over a files source.
     let hash = bluelamp_flight_server::hash_password("bench").map_err(anyhow::Error::msg)?;
+    // BLUELAMP_BENCH_BATCH_SIZE tries another [engine] batch_size.
+    let engine_section = std::env::var("BLUELAMP_BENCH_BATCH_SIZE")
+        .map(|n| format!("[engine]\nbatch_size = {n}\n\n"))
+        .unwrap_or_default();
     let text = format!(
-        "[[source]]\nname = \"bench\"\nkind = \"files\"\nlocation = \"{}\"\n\n[[user]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n",
+        "{engine_section}[[source]]\nname = \"bench\"\nkind = \"files\"\nlocation = \"{}\"\n\n[[user]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n",
         dir.display()
     );
     let config = Config::parse(&text, "bench.toml", dir.clone())?;
@@ -197,11 +229,17 @@ async fn run() -> anyhow::Result<()> {
         bluelamp_flight_server::serve(engine, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
     let uri = format!("grpc://{}", server.addr);
     let bluelamp_query = "SELECT id, value, grade, seen_at, flagged FROM bench.readings";
-    let (n, bluelamp) = tokio::task::spawn_blocking(move || {
-        client(&uri, bluelamp_query, Some(("bench", "bench")), runs)
+    let bluelamp = tokio::task::spawn_blocking(move || {
+        clients(
+            &uri,
+            bluelamp_query,
+            Some(("bench", "bench")),
+            runs,
+            rows,
+            "Bluelamp",
+        )
     })
     .await??;
-    anyhow::ensure!(n == rows, "Bluelamp streamed {n} rows");
     server.shutdown().await;
 
     // ROAPI on the same file.
@@ -225,36 +263,32 @@ async fn run() -> anyhow::Result<()> {
     }
     let roapi_uri = format!("grpc://127.0.0.1:{flight_port}");
     let roapi_result =
-        tokio::task::spawn_blocking(move || client(&roapi_uri, query, None, runs)).await?;
+        tokio::task::spawn_blocking(move || clients(&roapi_uri, query, None, runs, rows, "ROAPI"))
+            .await?;
     let _ = roapi.kill();
     let _ = roapi.wait();
-    let (n, roapi_times) = roapi_result?;
-    anyhow::ensure!(n == rows, "ROAPI streamed {n} rows");
+    let roapi_times = roapi_result?;
 
-    let (df, bl, ro) = (median(&in_process), median(&bluelamp), median(&roapi_times));
+    let df = median(&in_process);
     println!("flight_stream: {rows} rows x 5 columns, {runs} runs (median)");
-    println!(
-        "  DataFusion in-process collect  {:>8.0} ms  {:>12.0} rows/s",
-        df.as_secs_f64() * 1e3,
-        rate(rows, df)
-    );
-    println!(
-        "  Bluelamp Flight SQL via ADBC   {:>8.0} ms  {:>12.0} rows/s",
-        bl.as_secs_f64() * 1e3,
-        rate(rows, bl)
-    );
-    println!(
-        "  ROAPI Flight SQL via ADBC      {:>8.0} ms  {:>12.0} rows/s",
-        ro.as_secs_f64() * 1e3,
-        rate(rows, ro)
-    );
-    println!(
-        "  Bluelamp / ROAPI: {:.2} (target >= 1.5)",
-        rate(rows, bl) / rate(rows, ro)
-    );
-    println!(
-        "  Bluelamp / in-process: {:.2} (target >= 0.5)",
-        rate(rows, bl) / rate(rows, df)
-    );
+    let line = |what: &str, d: Duration| {
+        println!(
+            "  {what:<34} {:>8.0} ms  {:>12.0} rows/s",
+            d.as_secs_f64() * 1e3,
+            rate(rows, d)
+        );
+    };
+    line("DataFusion in-process collect", df);
+    for (i, name) in CLIENTS.iter().enumerate() {
+        line(&format!("Bluelamp Flight SQL, {name} client"), bluelamp[i]);
+        line(&format!("ROAPI Flight SQL, {name} client"), roapi_times[i]);
+    }
+    for (i, name) in CLIENTS.iter().enumerate() {
+        println!(
+            "  {name} client: Bluelamp / ROAPI {:.2} (target >= 1.5), Bluelamp / in-process {:.2} (target >= 0.5)",
+            rate(rows, bluelamp[i]) / rate(rows, roapi_times[i]),
+            rate(rows, bluelamp[i]) / rate(rows, df)
+        );
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! URNs (`reqwest` + `serde_json`, concurrent `incident_urn` batches). Run:
 //!
 //! ```sh
-//! cargo bench -p bluelamp-benches --bench openapi_join
+//! cargo bench --workspace --bench openapi_join
 //! ```
 //!
 //! `BLUELAMP_BENCH_SCALE` (default 1) and `BLUELAMP_BENCH_RUNS` (default 7).

@@ -3,7 +3,7 @@
 //! process. Run:
 //!
 //! ```sh
-//! cargo bench -p bluelamp-benches --bench openapi_scan
+//! cargo bench --workspace --bench openapi_scan
 //! ```
 //!
 //! `BLUELAMP_BENCH_SCALE` (default 1: 50,000 incidents) and

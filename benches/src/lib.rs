@@ -4,7 +4,7 @@
 //! `benches/README.md`, never into test thresholds.
 //!
 //! Each whole-workload run is a `[[bench]]` target with `harness = false`, so
-//! it is one documented command (`cargo bench -p bluelamp-benches --bench
+//! it is one documented command (`cargo bench --workspace --bench
 //! <name>`); see `benches/README.md` for what each measures and the figures.
 //! This library holds what they share: starting the demo force's HTTP systems
 //! and an engine over them, timing, and a direct (bare `reqwest` +

@@ -17,6 +17,7 @@ import decimal
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,6 +181,39 @@ def compare(got, want):
     return None
 
 
+def pushed(conn, sql):
+    """What the plan sends to PostgreSQL, from EXPLAIN: one entry per SQL
+    query the database receives, naming its tables and what else it does."""
+    with conn.cursor() as cur:
+        cur.execute("EXPLAIN " + sql)
+        plan = "\n".join(str(row[1]) for row in cur.fetchall())
+    parts = []
+    for line in plan.splitlines():
+        # The SQL after our repairs where they changed it, else as unparsed.
+        found = re.search(r"rewritten_executor_sql=(.*)", line) or re.search(
+            r"base_sql=(.*)", line
+        )
+        if not found:
+            continue
+        text = found.group(1).strip()
+        tables = re.findall(r'(?:FROM|JOIN) "public"\."(\w+)"', text)
+        does = [
+            word
+            for word, pattern in [
+                ("filter", r"\bWHERE\b"),
+                ("join", r"\bJOIN\b"),
+                ("exists", r"\bEXISTS\b"),
+                ("group by", r"\bGROUP BY\b"),
+                ("order by", r"\bORDER BY\b"),
+                ("limit", r"\bLIMIT\b"),
+            ]
+            if re.search(pattern, text)
+        ]
+        columns = text.split(" FROM ", 1)[0].count(",") + 1
+        parts.append(f"{'+'.join(tables)} ({', '.join(does + [f'{columns} cols'])})")
+    return "; ".join(parts) or "nothing"
+
+
 def timed(run):
     best = None
     rows = None
@@ -214,28 +248,35 @@ def main():
             try:
                 blue_seconds, got = timed(on_bluelamp)
                 problem = compare(got, want)
+                pushdown = pushed(conn, sql)
             except Exception as e:  # noqa: BLE001 - reported per query
                 blue_seconds, problem = None, f"error: {str(e).splitlines()[0][:200]}"
-            results.append((number, blue_seconds, duck_seconds, problem))
+                pushdown = "-"
+            results.append((number, blue_seconds, duck_seconds, problem, pushdown))
             log(f"Q{number:02d} bluelamp={blue_seconds} duckdb={duck_seconds:.3f} {problem or 'ok'}")
     finally:
         conn.close()
         server.terminate()
         server.wait()
     correct = sum(1 for r in results if r[3] is None)
-    print("| query | Bluelamp s | DuckDB s | ratio | answer |")
-    print("|---|---|---|---|---|")
-    for number, blue, duckdb_s, problem in results:
+    print("| query | Bluelamp s | DuckDB s | ratio | answer | sent to PostgreSQL |")
+    print("|---|---|---|---|---|---|")
+    for number, blue, duckdb_s, problem, pushdown in results:
         ratio = f"{blue / duckdb_s:.2f}" if blue else "-"
         blue_text = f"{blue:.3f}" if blue else "-"
-        print(f"| Q{number:02d} | {blue_text} | {duckdb_s:.3f} | {ratio} | {problem or 'same'} |")
+        print(
+            f"| Q{number:02d} | {blue_text} | {duckdb_s:.3f} | {ratio} | {problem or 'same'} | {pushdown} |"
+        )
     timed_ok = [r for r in results if r[1] is not None]
     blue_total = sum(r[1] for r in timed_ok)
     duck_total = sum(r[2] for r in timed_ok)
     print()
     print(f"correct: {correct}/22; total over the {len(timed_ok)} that ran: Bluelamp {blue_total:.2f} s, DuckDB {duck_total:.2f} s, ratio {blue_total / duck_total:.2f}")
     json.dump(
-        [{"query": n, "bluelamp": b, "duckdb": d, "problem": p} for n, b, d, p in results],
+        [
+            {"query": n, "bluelamp": b, "duckdb": d, "problem": p, "postgres": q}
+            for n, b, d, p, q in results
+        ],
         open(os.path.join(DATA, "last-run.json"), "w"),
         indent=1,
     )

@@ -13,16 +13,19 @@ use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{ScalarValue, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, Projection};
+use datafusion::optimizer::OptimizerConfig;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule};
+use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule, get_table_source};
 use futures::future::join_all;
 
 use crate::catalog::{SourceSchema, SourceStatus, SystemSchema};
@@ -205,11 +208,51 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     match rules.iter().position(|r| r.name() == "push_down_filter") {
         Some(position) => {
             rules.insert(position + 1, federation);
+            rules.insert(position + 1, Arc::new(FederateLoneScans));
             rules.insert(position + 1, Arc::new(OptimizeProjections::new()));
         }
         None => rules.push(federation),
     }
     rules
+}
+
+/// Puts a projection of every column over a query that is one federated table
+/// scan and nothing else. `datafusion-federation` leaves such a scan to the
+/// table provider's own reader, which bypasses the source's SQL executor (and
+/// so the dialect repairs and escaping our connectors add there); above a
+/// projection, the scan is federated like any other sub-plan.
+#[derive(Debug)]
+struct FederateLoneScans;
+
+impl OptimizerRule for FederateLoneScans {
+    fn name(&self) -> &str {
+        "bluelamp_federate_lone_scans"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> datafusion::error::Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::TableScan(scan) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        if !matches!(get_table_source(&scan.source), Ok(Some(_))) {
+            return Ok(Transformed::no(plan));
+        }
+        let columns = plan
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let projection = Projection::try_new(columns, Arc::new(plan))?;
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+    }
 }
 
 /// One user's conversation with the engine. Clones share settings and views.

@@ -392,6 +392,9 @@ impl SQLExecutor for MySqlExecutor {
                 Some(analyze) => analyze(statement)?,
                 None => statement,
             };
+            // MySQL has no empty select list (`SELECT FROM t`, which the
+            // unparser writes for a derived table whose columns go unused).
+            super::repair::fill_empty_select_lists(&mut statement);
             if escape {
                 let _ = visit_expressions_mut(&mut statement, |expr| {
                     if let ast::Expr::Value(ValueWithSpan {

@@ -429,6 +429,29 @@ fn repair_set_expr(body: &mut SetExpr) {
     }
 }
 
+/// Gives every empty select list (`SELECT FROM t`, valid in PostgreSQL, a
+/// syntax error in MySQL) the constant `1`.
+pub fn fill_empty_select_lists(statement: &mut Statement) {
+    struct Fill;
+    impl VisitorMut for Fill {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut()
+                && select.projection.is_empty()
+            {
+                select
+                    .projection
+                    .push(SelectItem::UnnamedExpr(Expr::value(Value::Number(
+                        "1".into(),
+                        false,
+                    ))));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Fill);
+}
+
 /// Applies the repairs to one statement.
 pub fn repair(mut statement: Statement) -> Statement {
     let _ = statement.visit(&mut Repair);
@@ -463,6 +486,21 @@ mod tests {
         assert_eq!(
             fixed("SELECT count(x) FROM t GROUP BY true"),
             r#"SELECT count(x) AS "count(x)" FROM t GROUP BY true"#
+        );
+    }
+
+    #[test]
+    fn empty_select_lists_select_a_constant() {
+        let mut statement = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT count(1) FROM (SELECT FROM t WHERE a = 1) AS d",
+        )
+        .unwrap()
+        .remove(0);
+        fill_empty_select_lists(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT count(1) FROM (SELECT 1 FROM t WHERE a = 1) AS d"
         );
     }
 

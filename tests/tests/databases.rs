@@ -838,3 +838,66 @@ async fn correlated_subqueries_run_inside_postgres() {
     let plan = explain(&engine, sql).await;
     assert!(plan.contains("min(q.cost)"), "{plan}");
 }
+
+/// `NOT IN`, `NOT EXISTS`/`IN` subqueries with their own filters and aliased
+/// tables all run inside PostgreSQL and keep SQL's meaning, NULLs included.
+#[tokio::test]
+async fn subquery_shapes_keep_their_meaning_inside_postgres() {
+    let Some(db) = pg_or_skip().await else { return };
+    db.client
+        .batch_execute(
+            "CREATE TABLE a (x int, tag text);
+             INSERT INTO a VALUES (1, 'one'), (2, 'two'), (3, 'three'), (NULL, 'none');
+             CREATE TABLE b (y int, keep boolean);
+             INSERT INTO b VALUES (1, true), (3, false);
+             CREATE TABLE c (y int);
+             INSERT INTO c VALUES (1), (NULL);",
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
+        .await
+        .unwrap();
+    // Each answer is PostgreSQL's own for the same statement.
+    let cases: &[(&str, &[&[&str]])] = &[
+        // A NULL in the subquery: NOT IN keeps nothing.
+        (
+            "SELECT x FROM pg.a WHERE x NOT IN (SELECT y FROM pg.c) ORDER BY x",
+            &[],
+        ),
+        // No NULL among the y's, but a NULL x: that row is not kept.
+        (
+            "SELECT x FROM pg.a WHERE x NOT IN (SELECT y FROM pg.b) ORDER BY x",
+            &[&["2"]],
+        ),
+        // The subquery's own filter counts.
+        (
+            "SELECT x FROM pg.a WHERE x NOT IN (SELECT y FROM pg.b WHERE keep) ORDER BY x",
+            &[&["2"], &["3"]],
+        ),
+        (
+            "SELECT x FROM pg.a WHERE x IN (SELECT y FROM pg.b WHERE NOT keep) ORDER BY x",
+            &[&["3"]],
+        ),
+        (
+            "SELECT x FROM pg.a WHERE NOT EXISTS (SELECT 1 FROM pg.b WHERE b.y = a.x AND b.keep) ORDER BY x NULLS LAST",
+            &[&["2"], &["3"], &["NULL"]],
+        ),
+        // A filter on an aliased table.
+        (
+            "SELECT t.tag FROM pg.a t WHERE t.tag = 'two' OR t.tag = 'three' ORDER BY t.tag",
+            &[&["three"], &["two"]],
+        ),
+    ];
+    for (sql, want) in cases {
+        let got = query_rows(&engine, sql).await;
+        let want: Vec<Vec<String>> = want
+            .iter()
+            .map(|row| row.iter().map(|v| v.to_string()).collect())
+            .collect();
+        assert_eq!(got, want, "{sql}");
+        let plan = explain(&engine, sql).await;
+        assert!(plan.contains("VirtualExecutionPlan"), "{sql}: {plan}");
+    }
+}

@@ -27,7 +27,10 @@
 //! (SELECT 1 FROM table AS alias WHERE ...)` and, where the subquery side is
 //! a bare table scan, drops both the scan's own filters and the subquery's
 //! alias. Giving that side an explicit projection makes it a derived table,
-//! which is rendered whole.
+//! which is rendered whole. The same rendering turns `x NOT IN (SELECT y
+//! ...)` (a null-aware anti join) into `NOT EXISTS (... WHERE x = y)`, which
+//! keeps rows NOT IN drops when `x` or some `y` is NULL; the join is first
+//! given the condition NOT IN means: `x = y OR x IS NULL OR y IS NULL`.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -35,8 +38,10 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result as DFResult;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr as PlanExpr, Extension, JoinType, LogicalPlan, Projection, SubqueryAlias,
+    Expr as PlanExpr, Extension, Filter, JoinType, LogicalPlan, Projection, SubqueryAlias,
+    TableScanBuilder,
 };
 use datafusion_federation::FederatedPlanNode;
 use regex::Regex;
@@ -354,6 +359,9 @@ pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
         let LogicalPlan::Join(mut join) = node else {
             return Ok(Transformed::no(node));
         };
+        if join.null_aware {
+            join = not_in_as_exists(join);
+        }
         match join.join_type {
             JoinType::LeftSemi | JoinType::LeftAnti => {
                 join.right = Arc::new(project_scans(Arc::unwrap_or_clone(join.right))?);
@@ -374,8 +382,32 @@ pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
     }))
 }
 
-/// A table scan, possibly under aliases, gets a projection of all its
-/// columns directly above it.
+/// A null-aware anti join on `x = y` (from `x NOT IN (SELECT y ...)`) as a
+/// plain anti join whose condition holds wherever `x = y` is true or unknown:
+/// NOT IN keeps a row only if `x <> y` is true for every `y`.
+fn not_in_as_exists(mut join: datafusion::logical_expr::Join) -> datafusion::logical_expr::Join {
+    let [(left, right)] = join.on.as_slice() else {
+        return join;
+    };
+    let maybe_equal = left
+        .clone()
+        .eq(right.clone())
+        .or(left.clone().is_null())
+        .or(right.clone().is_null());
+    join.filter = Some(match join.filter.take() {
+        Some(filter) => filter.and(maybe_equal),
+        None => maybe_equal,
+    });
+    join.on.clear();
+    join.null_aware = false;
+    join
+}
+
+/// The subquery side of a semi or anti join, made into a shape the unparser
+/// renders whole: each table scan (under aliases and at most one projection)
+/// gets its pushed-down filters as an explicit `Filter` and a projection
+/// above, so it becomes a derived table `(SELECT ... FROM t WHERE ...)`.
+/// (Left as scan filters, they are dropped or land in the outer query.)
 fn project_scans(plan: LogicalPlan) -> DFResult<LogicalPlan> {
     match plan {
         LogicalPlan::SubqueryAlias(alias) => {
@@ -385,6 +417,16 @@ fn project_scans(plan: LogicalPlan) -> DFResult<LogicalPlan> {
                 alias.alias,
             )?))
         }
+        LogicalPlan::Projection(projection) => match projection.input.as_ref() {
+            LogicalPlan::TableScan(_) => {
+                let input = explicit_filters(Arc::unwrap_or_clone(projection.input))?;
+                Ok(LogicalPlan::Projection(Projection::try_new(
+                    projection.expr,
+                    Arc::new(input),
+                )?))
+            }
+            _ => Ok(LogicalPlan::Projection(projection)),
+        },
         scan @ LogicalPlan::TableScan(_) => {
             let columns = scan
                 .schema()
@@ -394,11 +436,48 @@ fn project_scans(plan: LogicalPlan) -> DFResult<LogicalPlan> {
                 .collect();
             Ok(LogicalPlan::Projection(Projection::try_new(
                 columns,
-                Arc::new(scan),
+                Arc::new(explicit_filters(scan)?),
             )?))
         }
         other => Ok(other),
     }
+}
+
+/// A scan with pushed-down filters as `Filter(scan without them)`; the scan
+/// also reads the columns the filters use.
+fn explicit_filters(plan: LogicalPlan) -> DFResult<LogicalPlan> {
+    let LogicalPlan::TableScan(scan) = plan else {
+        return Ok(plan);
+    };
+    // A fetch counts rows after the filters: moving them above would change
+    // the rows fetched; such scans stay as they are.
+    let Some(predicate) =
+        conjunction(scan.filters.iter().cloned()).filter(|_| scan.fetch.is_none())
+    else {
+        return Ok(LogicalPlan::TableScan(scan));
+    };
+    let projection = match &scan.projection {
+        Some(indices) => {
+            let mut indices = indices.clone();
+            let source_schema = scan.source.schema();
+            for column in predicate.column_refs() {
+                if let Ok(index) = source_schema.index_of(&column.name)
+                    && !indices.contains(&index)
+                {
+                    indices.push(index);
+                }
+            }
+            Some(indices)
+        }
+        None => None,
+    };
+    let bare = TableScanBuilder::new(scan.table_name.clone(), Arc::clone(&scan.source))
+        .with_projection(projection)
+        .build()?;
+    Ok(LogicalPlan::Filter(Filter::try_new(
+        predicate,
+        Arc::new(LogicalPlan::TableScan(bare)),
+    )?))
 }
 
 fn repair_set_expr(body: &mut SetExpr) {

@@ -90,6 +90,18 @@ fn sql_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// Runs `setup` in the test database and starts an engine with it as source
+/// `pg`; the directory returned holds the engine's config and must live as
+/// long as it.
+async fn pg_engine(db: &PgDatabase, setup: &str) -> (Engine, tempfile::TempDir) {
+    db.client.batch_execute(setup).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
+        .await
+        .unwrap();
+    (engine, tmp)
+}
+
 async fn pg_or_skip() -> Option<PgDatabase> {
     match PgDatabase::create().await {
         Ok(db) => Some(db),
@@ -113,9 +125,7 @@ async fn mariadb_or_skip() -> Option<MariaDatabase> {
 #[tokio::test]
 async fn postgres_types_round_trip() {
     let Some(db) = pg_or_skip().await else { return };
-    db.client
-        .batch_execute(
-            "CREATE TABLE types (
+    let (engine, _tmp) = pg_engine(&db, "CREATE TABLE types (
                 id int2, n int4, big int8, amount numeric(10,2), name text, code varchar(8),
                 flag boolean, day date, at timestamp, at_tz timestamptz, ref uuid, doc json, docb jsonb,
                 ratio double precision
@@ -124,14 +134,7 @@ async fn postgres_types_round_trip() {
                 (1, 2147483647, 9223372036854775807, 12345678.90, 'Zoë', 'AB', true, '2026-10-01',
                  '2026-10-01 12:34:56', '2026-10-01 12:34:56+01', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
                  '{\"k\": 1}', '{\"k\": [1, 2]}', 0.25),
-                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
-        )
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
-        .await
-        .unwrap();
+                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);").await;
     let (schema, batches) = query(&engine, "SELECT * FROM pg.types ORDER BY id")
         .await
         .unwrap();
@@ -738,16 +741,11 @@ fn check_inserted(source: &str, got: &[Vec<String>]) {
 #[tokio::test]
 async fn inserts_round_trip_into_postgres() {
     let Some(db) = pg_or_skip().await else { return };
-    db.client
-        .batch_execute(
-            "CREATE TABLE notes (id int8, amount numeric(10,2), note text, flag boolean, day date)",
-        )
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
-        .await
-        .unwrap();
+    let (engine, _tmp) = pg_engine(
+        &db,
+        "CREATE TABLE notes (id int8, amount numeric(10,2), note text, flag boolean, day date)",
+    )
+    .await;
     let got = insert_round_trip(&engine, "pg").await;
     check_inserted("pg", &got);
     let n: i64 = db
@@ -813,19 +811,10 @@ async fn inserts_round_trip_into_sqlite() {
 #[tokio::test]
 async fn correlated_subqueries_run_inside_postgres() {
     let Some(db) = pg_or_skip().await else { return };
-    db.client
-        .batch_execute(
-            "CREATE TABLE offers (part int, supplier text, cost numeric(10,2));
+    let (engine, _tmp) = pg_engine(&db, "CREATE TABLE offers (part int, supplier text, cost numeric(10,2));
              INSERT INTO offers VALUES (1, 'a', 5.00), (1, 'b', 3.50), (2, 'a', 7.25), (2, 'c', 7.25), (3, 'b', 1.00);
              CREATE TABLE quotes (part int, cost numeric(10,2));
-             INSERT INTO quotes VALUES (1, 3.50), (1, 9.00), (2, 7.25), (3, 0.50);",
-        )
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
-        .await
-        .unwrap();
+             INSERT INTO quotes VALUES (1, 3.50), (1, 9.00), (2, 7.25), (3, 0.50);").await;
     let sql = "SELECT o.part, o.supplier, o.cost FROM pg.offers o \
                WHERE o.cost = (SELECT min(q.cost) FROM pg.quotes q WHERE q.part = o.part) \
                ORDER BY o.part, o.supplier";
@@ -844,21 +833,16 @@ async fn correlated_subqueries_run_inside_postgres() {
 #[tokio::test]
 async fn subquery_shapes_keep_their_meaning_inside_postgres() {
     let Some(db) = pg_or_skip().await else { return };
-    db.client
-        .batch_execute(
-            "CREATE TABLE a (x int, tag text);
+    let (engine, _tmp) = pg_engine(
+        &db,
+        "CREATE TABLE a (x int, tag text);
              INSERT INTO a VALUES (1, 'one'), (2, 'two'), (3, 'three'), (NULL, 'none');
              CREATE TABLE b (y int, keep boolean);
              INSERT INTO b VALUES (1, true), (3, false);
              CREATE TABLE c (y int);
              INSERT INTO c VALUES (1), (NULL);",
-        )
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let engine = engine_from_text(&pg_source("pg", &db.name), tmp.path())
-        .await
-        .unwrap();
+    )
+    .await;
     // Each answer is PostgreSQL's own for the same statement.
     let cases: &[(&str, &[&[&str]])] = &[
         // A NULL in the subquery: NOT IN keeps nothing.
@@ -899,5 +883,49 @@ async fn subquery_shapes_keep_their_meaning_inside_postgres() {
         assert_eq!(got, want, "{sql}");
         let plan = explain(&engine, sql).await;
         assert!(plan.contains("VirtualExecutionPlan"), "{sql}: {plan}");
+    }
+}
+
+/// `NOT IN` keeps its meaning inside MariaDB too, NULLs included.
+#[tokio::test]
+async fn not_in_keeps_its_meaning_inside_mariadb() {
+    let Some(db) = mariadb_or_skip().await else {
+        return;
+    };
+    for sql in [
+        "CREATE TABLE a (x int)",
+        "INSERT INTO a VALUES (1), (2), (NULL)",
+        "CREATE TABLE b (y int, keep boolean)",
+        "INSERT INTO b VALUES (1, true), (3, false)",
+        "CREATE TABLE c (y int)",
+        "INSERT INTO c VALUES (1), (NULL)",
+    ] {
+        db.execute(sql).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path())
+        .await
+        .unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "SELECT x FROM maria.a WHERE x NOT IN (SELECT y FROM maria.c) ORDER BY x",
+            &[],
+        ),
+        (
+            "SELECT x FROM maria.a WHERE x NOT IN (SELECT y FROM maria.b) ORDER BY x",
+            &["2"],
+        ),
+        (
+            "SELECT x FROM maria.a WHERE x NOT IN (SELECT y FROM maria.b WHERE keep = 0) ORDER BY x",
+            &["1", "2"],
+        ),
+    ];
+    for (sql, want) in cases {
+        let got: Vec<String> = query_rows(&engine, sql)
+            .await
+            .into_iter()
+            .map(|mut row| row.remove(0))
+            .collect();
+        assert_eq!(got, *want, "{sql}");
     }
 }

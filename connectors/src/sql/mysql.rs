@@ -381,7 +381,14 @@ impl SQLExecutor for MySqlExecutor {
     }
 
     fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        self.inner.logical_optimizer()
+        let mut inner = self.inner.logical_optimizer();
+        Some(Box::new(move |plan| {
+            let plan = match inner.as_mut() {
+                Some(optimize) => optimize(plan)?,
+                None => plan,
+            };
+            super::repair::prepare_plan(plan)
+        }))
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {

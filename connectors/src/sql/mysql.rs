@@ -381,24 +381,12 @@ impl SQLExecutor for MySqlExecutor {
     }
 
     fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        let mut inner = self.inner.logical_optimizer();
-        Some(Box::new(move |plan| {
-            let plan = match inner.as_mut() {
-                Some(optimize) => optimize(plan)?,
-                None => plan,
-            };
-            super::repair::prepare_plan(plan)
-        }))
+        super::repair::plan_hook(self.inner.logical_optimizer())
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        let mut inner = self.inner.ast_analyzer();
         let escape = self.escape_backslashes;
-        Some(Box::new(move |statement| {
-            let mut statement = match inner.as_mut() {
-                Some(analyze) => analyze(statement)?,
-                None => statement,
-            };
+        super::repair::sql_hook(self.inner.ast_analyzer(), move |mut statement| {
             // MySQL has no empty select list (`SELECT FROM t`, which the
             // unparser writes for a derived table whose columns go unused).
             super::repair::fill_empty_select_lists(&mut statement);
@@ -415,8 +403,8 @@ impl SQLExecutor for MySqlExecutor {
                     ControlFlow::<()>::Continue(())
                 });
             }
-            Ok(statement)
-        }))
+            statement
+        })
     }
 
     fn execute(

@@ -206,25 +206,11 @@ impl SQLExecutor for PostgresExecutor {
     }
 
     fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        let mut inner = self.inner.logical_optimizer();
-        Some(Box::new(move |plan| {
-            let plan = match inner.as_mut() {
-                Some(optimize) => optimize(plan)?,
-                None => plan,
-            };
-            super::repair::prepare_plan(plan)
-        }))
+        super::repair::plan_hook(self.inner.logical_optimizer())
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        let mut inner = self.inner.ast_analyzer();
-        Some(Box::new(move |statement| {
-            let statement = match inner.as_mut() {
-                Some(analyze) => analyze(statement)?,
-                None => statement,
-            };
-            Ok(super::repair::repair(statement))
-        }))
+        super::repair::sql_hook(self.inner.ast_analyzer(), super::repair::repair)
     }
 
     fn execute(

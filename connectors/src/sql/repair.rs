@@ -44,6 +44,7 @@ use datafusion::logical_expr::{
     TableScanBuilder,
 };
 use datafusion_federation::FederatedPlanNode;
+use datafusion_federation::sql::{AstAnalyzer, LogicalOptimizer};
 use regex::Regex;
 
 use datafusion::sql::sqlparser::ast::{
@@ -344,6 +345,31 @@ fn name_derived_columns_as_asked(select: &mut Select) {
             }
         }
     }
+}
+
+/// A source's plan hook: the crate's own (if any), then [`prepare_plan`].
+pub fn plan_hook(mut inner: Option<LogicalOptimizer>) -> Option<LogicalOptimizer> {
+    Some(Box::new(move |plan| {
+        let plan = match inner.as_mut() {
+            Some(optimize) => optimize(plan)?,
+            None => plan,
+        };
+        prepare_plan(plan)
+    }))
+}
+
+/// A source's SQL hook: the crate's own (if any), then `repair`.
+pub fn sql_hook(
+    mut inner: Option<AstAnalyzer>,
+    mut repair: impl FnMut(Statement) -> Statement + 'static,
+) -> Option<AstAnalyzer> {
+    Some(Box::new(move |statement| {
+        let statement = match inner.as_mut() {
+            Some(analyze) => analyze(statement)?,
+            None => statement,
+        };
+        Ok(repair(statement))
+    }))
 }
 
 /// Rewrites a federated sub-plan into shapes the SQL unparser renders

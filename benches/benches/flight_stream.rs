@@ -29,7 +29,7 @@ use arrow::record_batch::RecordBatch;
 use bluelamp_benches::{env_number, median};
 use bluelamp_engine::{Config, Engine};
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -165,6 +165,40 @@ fn client(
     Ok((rows, seconds))
 }
 
+/// DataFusion collecting `query` over `parquet` in this process (default
+/// settings, or another batch size): median of `runs` after a warm-up.
+async fn collect_in_process(
+    parquet: &Path,
+    query: &str,
+    batch_size: Option<usize>,
+    rows: usize,
+    runs: usize,
+) -> anyhow::Result<Duration> {
+    let mut config = SessionConfig::new();
+    if let Some(n) = batch_size {
+        config = config.with_batch_size(n);
+    }
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_parquet(
+        "readings",
+        parquet.to_string_lossy().as_ref(),
+        ParquetReadOptions::default(),
+    )
+    .await?;
+    let mut times = Vec::new();
+    for run in 0..=runs {
+        let started = Instant::now();
+        let batches = ctx.sql(query).await?.collect().await?;
+        let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        anyhow::ensure!(n == rows, "DataFusion returned {n} rows");
+        drop(batches);
+        if run > 0 {
+            times.push(started.elapsed());
+        }
+    }
+    Ok(median(&times))
+}
+
 fn rate(rows: usize, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64()
 }
@@ -193,24 +227,12 @@ async fn run() -> anyhow::Result<()> {
     }
     let query = "SELECT id, value, grade, seen_at, flagged FROM readings";
 
-    // DataFusion in-process, collecting.
-    let ctx = SessionContext::new();
-    ctx.register_parquet(
-        "readings",
-        parquet.to_string_lossy().as_ref(),
-        ParquetReadOptions::default(),
-    )
-    .await?;
+    // DataFusion in-process, collecting: with its defaults, and with the
+    // batch size Bluelamp's endpoint uses for results.
+    let served_batch = bluelamp_engine::ServerSettings::default().batch_size;
     let mut in_process = Vec::new();
-    for run in 0..=runs {
-        let started = Instant::now();
-        let batches = ctx.sql(query).await?.collect().await?;
-        let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        anyhow::ensure!(n == rows, "DataFusion returned {n} rows");
-        drop(batches);
-        if run > 0 {
-            in_process.push(started.elapsed());
-        }
+    for batch_size in [None, Some(served_batch)] {
+        in_process.push(collect_in_process(&parquet, query, batch_size, rows, runs).await?);
     }
 
     // Bluelamp's endpoint, over a files source.
@@ -269,7 +291,7 @@ async fn run() -> anyhow::Result<()> {
     let _ = roapi.wait();
     let roapi_times = roapi_result?;
 
-    let df = median(&in_process);
+    let df = in_process[0];
     println!("flight_stream: {rows} rows x 5 columns, {runs} runs (median)");
     let line = |what: &str, d: Duration| {
         println!(
@@ -279,15 +301,17 @@ async fn run() -> anyhow::Result<()> {
         );
     };
     line("DataFusion in-process collect", df);
+    line(&format!("  same, batch_size {served_batch}"), in_process[1]);
     for (i, name) in CLIENTS.iter().enumerate() {
         line(&format!("Bluelamp Flight SQL, {name} client"), bluelamp[i]);
         line(&format!("ROAPI Flight SQL, {name} client"), roapi_times[i]);
     }
     for (i, name) in CLIENTS.iter().enumerate() {
         println!(
-            "  {name} client: Bluelamp / ROAPI {:.2} (target >= 1.5), Bluelamp / in-process {:.2} (target >= 0.5)",
+            "  {name} client: Bluelamp / ROAPI {:.2} (target >= 1.5), Bluelamp / in-process {:.2} (target >= 0.5; {:.2} against batch_size {served_batch})",
             rate(rows, bluelamp[i]) / rate(rows, roapi_times[i]),
-            rate(rows, bluelamp[i]) / rate(rows, df)
+            rate(rows, bluelamp[i]) / rate(rows, df),
+            rate(rows, bluelamp[i]) / rate(rows, in_process[1])
         );
     }
     Ok(())

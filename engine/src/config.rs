@@ -56,6 +56,10 @@ pub struct ServerSettings {
     /// How long a query's ticket can be redeemed after `GetFlightInfo`.
     #[serde(deserialize_with = "deserialize_duration")]
     pub ticket_ttl: Duration,
+    /// Rows per Arrow batch in results served over Flight SQL. Each batch is
+    /// one message to the client; larger ones cost clients and the server
+    /// less per row than the engine's own `batch_size`.
+    pub batch_size: usize,
 }
 
 impl Default for ServerSettings {
@@ -67,6 +71,7 @@ impl Default for ServerSettings {
             client_ca: None,
             token_ttl: Duration::from_secs(3600),
             ticket_ttl: Duration::from_secs(600),
+            batch_size: 65_536,
         }
     }
 }
@@ -363,6 +368,16 @@ impl Config {
                 at,
                 "server".into(),
                 "`tls_cert` and `tls_key` go together: set both for TLS, or neither".into(),
+            ));
+        }
+        if server.batch_size == 0 {
+            let table = origin.text.find("[server]").unwrap_or(0);
+            let at = find_key(&origin.text, &(table..origin.text.len()), "batch_size");
+            return Err(ConfigError::invalid(
+                &origin,
+                at,
+                "server.batch_size".into(),
+                "a batch holds at least one row".into(),
             ));
         }
         if server.client_ca.is_some() && server.tls_cert.is_none() {
@@ -758,6 +773,16 @@ mod tests {
         assert_eq!(config.sources.len(), 1);
         let pg: PgOptions = config.sources[0].options().unwrap();
         assert_eq!(pg.port, 5432);
+    }
+
+    #[test]
+    fn server_batches_hold_rows() {
+        let config = parse("[engine]\nbatch_size = 100\n").unwrap();
+        assert_eq!(config.server.batch_size, 65_536);
+        let err = parse("[engine]\nbatch_size = 0\n\n[server]\nbatch_size = 0\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("bluelamp.toml:5:"), "{text}");
+        assert!(text.contains("server.batch_size"), "{text}");
     }
 
     #[test]

@@ -20,16 +20,22 @@
 //!   table types, primary keys, and empty-but-typed foreign-key answers.
 //! - **Errors** ([`error`]) map to gRPC codes in one place, with paths on the
 //!   server's disk reduced to file names.
+//! - **Results are not copied on the way out**: `DoGet` is answered by our
+//!   own HTTP/2 handler (`direct`), which frames the batches' own Arrow
+//!   buffers as gRPC messages (`wire`); every other call goes through tonic's
+//!   generated server.
 //!
 //! Modules: [`server`] (bind, TLS, shutdown), [`service`] (the
 //! `FlightSqlService`), [`auth`], [`tickets`], [`metadata`], [`error`].
 
 pub mod auth;
+mod direct;
 pub mod error;
 pub mod metadata;
 pub mod server;
 pub mod service;
 pub mod tickets;
+mod wire;
 
 pub use auth::{Authenticator, hash_password};
 pub use server::{RunningServer, ServeError, serve};

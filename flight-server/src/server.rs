@@ -2,6 +2,7 @@
 //! the `[server]` settings.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use bluelamp_engine::{Engine, ServerSettings};
@@ -11,7 +12,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity as TlsIdentity, Server, ServerTlsConfig};
 
 use crate::auth::{Authenticator, UserError};
-use crate::service::BluelampFlightSql;
+use crate::direct::FlightEndpoint;
+use crate::service::{BluelampFlightSql, MAX_MESSAGE};
 
 /// HTTP/2 flow-control window per stream and per connection.
 const WINDOW: u32 = 16 * 1024 * 1024;
@@ -121,9 +123,13 @@ pub async fn serve(engine: Engine, addr: Option<SocketAddr>) -> Result<RunningSe
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let service = BluelampFlightSql::new(engine, auth)
-        .map_err(|e| ServeError::Transport(e.message().to_string()))?;
-    let service = FlightServiceServer::new(service).max_decoding_message_size(MAX_DECODING);
+    let service = Arc::new(
+        BluelampFlightSql::new(engine, auth)
+            .map_err(|e| ServeError::Transport(e.message().to_string()))?,
+    );
+    let generated =
+        FlightServiceServer::from_arc(Arc::clone(&service)).max_decoding_message_size(MAX_DECODING);
+    let service = FlightEndpoint::new(service, generated, MAX_MESSAGE);
     // Results are large one-way streams: HTTP/2's default 64 KiB windows would
     // make the client acknowledge every few batches.
     let mut builder = Server::builder()

@@ -44,6 +44,17 @@ use crate::tickets::{Cancelled, Tickets, Work};
 
 type DoGetStream = <BluelampFlightSql as FlightService>::DoGetStream;
 
+/// A statement's result batches, ending with an error status if it fails.
+pub(crate) type Batches = Pin<Box<dyn Stream<Item = Result<RecordBatch, Status>> + Send>>;
+
+/// What a `DoGet` streams (see [`BluelampFlightSql::answer`]).
+pub(crate) enum Answer {
+    /// A statement's result.
+    Batches(SchemaRef, Batches),
+    /// Metadata answers, already as Flight messages.
+    Flight(DoGetStream),
+}
+
 /// The Flight SQL service over an engine.
 pub struct BluelampFlightSql {
     engine: Engine,
@@ -97,7 +108,11 @@ impl BluelampFlightSql {
             .map_err(|_| Status::internal("session store unavailable"))?;
         Ok(sessions
             .entry(identity.user.clone())
-            .or_insert_with(|| self.engine.session(identity))
+            .or_insert_with(|| {
+                let session = self.engine.session(identity);
+                session.set_batch_size(self.engine.config().server.batch_size);
+                session
+            })
             .clone())
     }
 
@@ -162,8 +177,9 @@ impl BluelampFlightSql {
             (schema, work)
         };
         let ordered = work.len() == 1;
+        // The schema as the stream will carry it (dictionaries as values).
         let mut info = FlightInfo::new()
-            .try_with_schema(&schema)
+            .try_with_schema(&crate::wire::wire_schema(&schema))
             .map_err(|e| internal("cannot encode a schema", e))?
             .with_descriptor(descriptor)
             .with_ordered(ordered);
@@ -216,6 +232,58 @@ impl BluelampFlightSql {
         Ok(count)
     }
 
+    /// What a `DoGet` ticket streams: a statement's batches, or (for
+    /// metadata commands) ready-made Flight messages.
+    pub(crate) async fn answer(&self, request: Request<Ticket>) -> Result<Answer, Status> {
+        let statement = Any::decode(request.get_ref().ticket.as_ref())
+            .ok()
+            .and_then(|any| any.unpack::<TicketStatementQuery>().ok().flatten());
+        if let Some(ticket) = statement {
+            let (schema, batches) = self.statement_batches(ticket, &request).await?;
+            return Ok(Answer::Batches(schema, batches));
+        }
+        let flight = FlightService::do_get(self, request).await?;
+        Ok(Answer::Flight(flight.into_inner()))
+    }
+
+    /// Redeems a statement ticket and starts (or resumes) its result. A
+    /// cancelled query ends with CANCELLED, never a short answer that looks
+    /// complete; either way the ticket is forgotten once the stream ends.
+    async fn statement_batches<T>(
+        &self,
+        ticket: TicketStatementQuery,
+        request: &Request<T>,
+    ) -> Result<(SchemaRef, Batches), Status> {
+        let session = self.session(request).await?;
+        let handle = String::from_utf8(ticket.statement_handle.to_vec())
+            .map_err(|_| Status::not_found("unknown ticket"))?;
+        let redeemed = self.tickets.redeem(session.identity(), &handle)?;
+        let output = match redeemed.work {
+            Work::Stream(schema, stream) => QueryOutput { schema, stream },
+            Work::Planned(planned) => match session.execute(*planned).await {
+                Ok(output) => output,
+                Err(e) => {
+                    self.tickets.finish(&handle);
+                    return Err(status(&e));
+                }
+            },
+        };
+        let cancel = redeemed.cancel;
+        let batches = output
+            .stream
+            .map_err(|e| stream_status(&e))
+            .take_until(cancel.clone().cancelled_owned());
+        let tickets = Arc::clone(&self.tickets);
+        let tail = stream::once(async move {
+            tickets.finish(&handle);
+            cancel
+                .is_cancelled()
+                .then(|| Err(Status::cancelled("the query was cancelled")))
+        })
+        .filter_map(futures::future::ready);
+        Ok((output.schema, Box::pin(batches.chain(tail))))
+    }
+
     fn cancel_info(&self, identity: &Identity, info: &FlightInfo) -> Result<CancelStatus, Status> {
         let mut outcome = CancelStatus::NotCancellable;
         for endpoint in &info.endpoint {
@@ -234,7 +302,7 @@ impl BluelampFlightSql {
 }
 
 /// Largest Flight message; larger batches are split.
-const MAX_MESSAGE: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 
 fn flight_status(error: FlightError) -> Status {
     match error {
@@ -447,41 +515,13 @@ impl FlightSqlService for BluelampFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let session = self.session(&request).await?;
-        let handle = String::from_utf8(ticket.statement_handle.to_vec())
-            .map_err(|_| Status::not_found("unknown ticket"))?;
-        let redeemed = self.tickets.redeem(session.identity(), &handle)?;
-        let output = match redeemed.work {
-            Work::Stream(schema, stream) => QueryOutput { schema, stream },
-            Work::Planned(planned) => match session.execute(*planned).await {
-                Ok(output) => output,
-                Err(e) => {
-                    self.tickets.finish(&handle);
-                    return Err(status(&e));
-                }
-            },
-        };
-        let cancel = redeemed.cancel;
-        let batches = output.stream.map_err(|e| {
-            FlightError::ExternalError(Box::new(bluelamp_engine::error::classify(&e)))
-        });
+        let (schema, batches) = self.statement_batches(ticket, &request).await?;
         let flight = FlightDataEncoderBuilder::new()
             .with_max_flight_data_size(MAX_MESSAGE)
-            .with_schema(output.schema)
-            .build(batches)
-            .map_err(flight_status)
-            .take_until(cancel.clone().cancelled_owned());
-        // After the data: a cancelled query ends with CANCELLED, never a short
-        // answer that looks complete; either way the ticket is forgotten.
-        let tickets = Arc::clone(&self.tickets);
-        let tail = stream::once(async move {
-            tickets.finish(&handle);
-            cancel
-                .is_cancelled()
-                .then(|| Err(Status::cancelled("the query was cancelled")))
-        })
-        .filter_map(futures::future::ready);
-        Ok(Response::new(Box::pin(flight.chain(tail))))
+            .with_schema(schema)
+            .build(batches.map_err(|s| FlightError::Tonic(Box::new(s))))
+            .map_err(flight_status);
+        Ok(Response::new(Box::pin(flight)))
     }
 
     async fn do_get_catalogs(

@@ -929,3 +929,85 @@ async fn not_in_keeps_its_meaning_inside_mariadb() {
         assert_eq!(got, *want, "{sql}");
     }
 }
+
+/// Federated PostgreSQL scans carry PostgreSQL's own row estimate (so joins
+/// with them are planned knowing their size), for plain scans, filtered
+/// scans under a renamed source, and sub-plans joining two tables.
+#[tokio::test]
+async fn postgres_estimates_reach_the_join_planner() {
+    let Some(db) = pg_or_skip().await else { return };
+    let (engine, _tmp) = pg_engine(
+        &db,
+        "CREATE TABLE stations (id int PRIMARY KEY, name text);
+         INSERT INTO stations SELECT i, 'station ' || i FROM generate_series(1, 40) AS i;
+         CREATE TABLE calls (id int, station int, priority int);
+         INSERT INTO calls SELECT i, i % 40 + 1, i % 5 FROM generate_series(1, 20000) AS i;
+         ANALYZE stations; ANALYZE calls;",
+    )
+    .await;
+    let session = engine.session(Identity::new("test", "test"));
+    let run = |sql: &'static str| {
+        let session = session.clone();
+        async move {
+            let output = session
+                .sql(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let batches: Vec<RecordBatch> = output.stream.try_collect().await.unwrap();
+            rows(&batches).unwrap()
+        }
+    };
+    run("SET datafusion.explain.show_statistics = true").await;
+    let rows_estimated = |plan: &[Vec<String>]| -> Vec<String> {
+        plan.iter()
+            .flat_map(|r| r.iter())
+            .flat_map(|cell| cell.lines())
+            .filter(|line| {
+                line.contains("VirtualExecutionPlan") || line.contains("SchemaCastScanExec")
+            })
+            .filter_map(|line| {
+                let start = line.find("Rows=")?;
+                Some(line[start..].split([',', ']']).next()?.to_string())
+            })
+            .collect()
+    };
+    let plain = run("EXPLAIN SELECT id, name FROM pg.stations").await;
+    assert!(
+        rows_estimated(&plain)
+            .iter()
+            .any(|r| r == "Rows=Inexact(40)"),
+        "{plain:?}"
+    );
+    let filtered = run("EXPLAIN SELECT id FROM pg.calls WHERE priority = 0").await;
+    let estimates = rows_estimated(&filtered);
+    let n: usize = estimates
+        .iter()
+        .find_map(|r| {
+            r.strip_prefix("Rows=Inexact(")?
+                .strip_suffix(')')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no estimate: {filtered:?}"));
+    assert!(
+        (3000..=5000).contains(&n),
+        "{n} rows estimated for 4000: {filtered:?}"
+    );
+    let joined = run(
+        "EXPLAIN SELECT s.name, count(*) FROM pg.calls c JOIN pg.stations s ON c.station = s.id \
+         WHERE s.id <= 4 GROUP BY s.name",
+    )
+    .await;
+    assert!(
+        rows_estimated(&joined)
+            .iter()
+            .any(|r| r.starts_with("Rows=Inexact(")),
+        "{joined:?}"
+    );
+    // The estimate only guides planning: the answers are PostgreSQL's.
+    let counted = run(
+        "SELECT count(*) FROM pg.calls c JOIN pg.stations s ON c.station = s.id WHERE s.id <= 4",
+    )
+    .await;
+    assert_eq!(counted, vec![vec!["2000".to_string()]]);
+}

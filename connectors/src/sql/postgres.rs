@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -189,6 +190,32 @@ struct PostgresBackend {
 /// is sent (see [`super::repair`]).
 struct PostgresExecutor {
     inner: Arc<dyn SQLExecutor>,
+    pool: Arc<PostgresConnectionPool>,
+}
+
+/// How long planning waits for PostgreSQL's estimate of a sub-plan before
+/// planning without it.
+const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl PostgresExecutor {
+    /// PostgreSQL's own estimate of `plan`'s rows and width (see
+    /// [`super::estimate`]).
+    async fn estimate(&self, plan: &LogicalPlan) -> Result<Option<Statistics>, BoxError> {
+        let statement = super::estimate::remote_statement(plan, self.dialect().as_ref())?;
+        let statement = match self.ast_analyzer() {
+            Some(mut repair) => repair(statement)?,
+            None => statement,
+        };
+        let sql = format!("EXPLAIN (FORMAT JSON) {statement}");
+        let conn = tokio::time::timeout(ESTIMATE_TIMEOUT, self.pool.connect_direct()).await??;
+        let row = tokio::time::timeout(ESTIMATE_TIMEOUT, conn.conn.query_one(sql.as_str(), &[]))
+            .await??;
+        let explain: serde_json::Value = row.try_get(0)?;
+        Ok(super::estimate::postgres_explain(
+            &explain,
+            plan.schema().as_arrow(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -222,8 +249,19 @@ impl SQLExecutor for PostgresExecutor {
         self.inner.execute(query, schema, filters)
     }
 
+    /// PostgreSQL's estimate, so joins with database tables are planned
+    /// knowing their size; unknown (as DataFusion expects) when the estimate
+    /// cannot be had — it only guides planning, the query itself still runs
+    /// and reports its own errors.
     async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
-        self.inner.statistics(plan).await
+        match self.estimate(plan).await {
+            Ok(Some(statistics)) => Ok(statistics),
+            Ok(None) => Ok(Statistics::new_unknown(plan.schema().as_arrow())),
+            Err(e) => {
+                tracing::debug!("no PostgreSQL estimate for a federated sub-plan: {e}");
+                Ok(Statistics::new_unknown(plan.schema().as_arrow()))
+            }
+        }
     }
 
     async fn table_names(&self) -> DFResult<Vec<String>> {
@@ -256,6 +294,7 @@ impl SqlBackend for PostgresBackend {
         );
         let executor = Arc::new(PostgresExecutor {
             inner: Arc::clone(&table) as Arc<dyn SQLExecutor>,
+            pool: Arc::clone(&self.pool),
         });
         let source = Arc::new(SQLTableSource::new_with_schema(
             Arc::new(SQLFederationProvider::new(executor)),

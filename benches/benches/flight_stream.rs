@@ -237,9 +237,9 @@ async fn run() -> anyhow::Result<()> {
 
     // Bluelamp's endpoint, over a files source.
     let hash = bluelamp_flight_server::hash_password("bench").map_err(anyhow::Error::msg)?;
-    // BLUELAMP_BENCH_BATCH_SIZE tries another [engine] batch_size.
+    // BLUELAMP_BENCH_BATCH_SIZE tries another [server] batch_size.
     let engine_section = std::env::var("BLUELAMP_BENCH_BATCH_SIZE")
-        .map(|n| format!("[engine]\nbatch_size = {n}\n\n"))
+        .map(|n| format!("[server]\nbatch_size = {n}\n\n"))
         .unwrap_or_default();
     let text = format!(
         "{engine_section}[[source]]\nname = \"bench\"\nkind = \"files\"\nlocation = \"{}\"\n\n[[user]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n",

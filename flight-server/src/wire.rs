@@ -156,7 +156,7 @@ fn flatten(views: &[u128], buffers: &[Buffer]) -> Result<(OffsetBuffer<i32>, Buf
 
 /// `schema` as sent: dictionary-encoded columns (at any depth) as their values.
 pub(crate) fn wire_schema(schema: &Schema) -> Schema {
-    let fields: Vec<FieldRef> = schema.fields().iter().map(|f| wire_field(f)).collect();
+    let fields: Vec<FieldRef> = schema.fields().iter().map(wire_field).collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 

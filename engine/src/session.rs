@@ -19,7 +19,7 @@ use datafusion::common::{ScalarValue, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::logical_expr::{Expr, Projection};
+use datafusion::logical_expr::Projection;
 use datafusion::optimizer::OptimizerConfig;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
@@ -266,13 +266,8 @@ impl OptimizerRule for FederateLoneScans {
         if !matches!(get_table_source(&scan.source), Ok(Some(_))) {
             return Ok(Transformed::no(plan));
         }
-        let columns = plan
-            .schema()
-            .columns()
-            .into_iter()
-            .map(Expr::Column)
-            .collect();
-        let projection = Projection::try_new(columns, Arc::new(plan))?;
+        let schema = Arc::clone(plan.schema());
+        let projection = Projection::new_from_schema(Arc::new(plan), schema);
         Ok(Transformed::yes(LogicalPlan::Projection(projection)))
     }
 }

@@ -235,11 +235,8 @@ impl BluelampFlightSql {
     /// What a `DoGet` ticket streams: a statement's batches, or (for
     /// metadata commands) ready-made Flight messages.
     pub(crate) async fn answer(&self, request: Request<Ticket>) -> Result<Answer, Status> {
-        let statement = Any::decode(request.get_ref().ticket.as_ref())
-            .ok()
-            .and_then(|any| any.unpack::<TicketStatementQuery>().ok().flatten());
-        if let Some(ticket) = statement {
-            let (schema, batches) = self.statement_batches(ticket, &request).await?;
+        if let Some(handle) = statement_handle(&request.get_ref().ticket) {
+            let (schema, batches) = self.statement_batches(handle, &request).await?;
             return Ok(Answer::Batches(schema, batches));
         }
         let flight = FlightService::do_get(self, request).await?;
@@ -251,12 +248,10 @@ impl BluelampFlightSql {
     /// complete; either way the ticket is forgotten once the stream ends.
     async fn statement_batches<T>(
         &self,
-        ticket: TicketStatementQuery,
+        handle: String,
         request: &Request<T>,
     ) -> Result<(SchemaRef, Batches), Status> {
         let session = self.session(request).await?;
-        let handle = String::from_utf8(ticket.statement_handle.to_vec())
-            .map_err(|_| Status::not_found("unknown ticket"))?;
         let redeemed = self.tickets.redeem(session.identity(), &handle)?;
         let output = match redeemed.work {
             Work::Stream(schema, stream) => QueryOutput { schema, stream },
@@ -515,7 +510,9 @@ impl FlightSqlService for BluelampFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (schema, batches) = self.statement_batches(ticket, &request).await?;
+        let handle = String::from_utf8(ticket.statement_handle.to_vec())
+            .map_err(|_| Status::not_found("unknown ticket"))?;
+        let (schema, batches) = self.statement_batches(handle, &request).await?;
         let flight = FlightDataEncoderBuilder::new()
             .with_max_flight_data_size(MAX_MESSAGE)
             .with_schema(schema)

@@ -40,8 +40,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr as PlanExpr, Extension, Filter, JoinType, LogicalPlan, Projection, SubqueryAlias,
-    TableScanBuilder,
+    Extension, Filter, JoinType, LogicalPlan, Projection, SubqueryAlias, TableScanBuilder,
 };
 use datafusion_federation::FederatedPlanNode;
 use datafusion_federation::sql::{AstAnalyzer, LogicalOptimizer};
@@ -454,16 +453,12 @@ fn project_scans(plan: LogicalPlan) -> DFResult<LogicalPlan> {
             _ => Ok(LogicalPlan::Projection(projection)),
         },
         scan @ LogicalPlan::TableScan(_) => {
-            let columns = scan
-                .schema()
-                .columns()
-                .into_iter()
-                .map(PlanExpr::Column)
-                .collect();
-            Ok(LogicalPlan::Projection(Projection::try_new(
-                columns,
-                Arc::new(explicit_filters(scan)?),
-            )?))
+            let input = explicit_filters(scan)?;
+            let schema = Arc::clone(input.schema());
+            Ok(LogicalPlan::Projection(Projection::new_from_schema(
+                Arc::new(input),
+                schema,
+            )))
         }
         other => Ok(other),
     }

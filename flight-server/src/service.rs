@@ -513,6 +513,14 @@ impl FlightSqlService for BluelampFlightSql {
         let handle = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::not_found("unknown ticket"))?;
         let (schema, batches) = self.statement_batches(handle, &request).await?;
+        // The layout GetFlightInfo announced (see `wire::wire_schema`).
+        let schema = Arc::new(crate::wire::wire_schema(&schema));
+        let plain = Arc::clone(&schema);
+        let batches = batches.map(move |batch| {
+            batch.and_then(|b| {
+                crate::wire::to_wire(&b, &plain).map_err(|e| internal("encoding a result", e))
+            })
+        });
         let flight = FlightDataEncoderBuilder::new()
             .with_max_flight_data_size(MAX_MESSAGE)
             .with_schema(schema)

@@ -89,34 +89,43 @@ impl WireEncoder {
     }
 
     fn hydrate(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-        if batch.schema_ref().fields() == self.schema.fields() {
-            return Ok(batch.clone());
-        }
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(self.schema.fields())
-            .map(
-                |(column, field)| match (column.data_type(), field.data_type()) {
-                    (from, to) if from == to => Ok(Arc::clone(column)),
-                    (DataType::Utf8View, DataType::Utf8) => {
-                        let views = column.as_string_view();
-                        let (offsets, values) = flatten(views.views(), views.data_buffers())?;
-                        let plain = StringArray::try_new(offsets, values, views.nulls().cloned())?;
-                        Ok(Arc::new(plain) as ArrayRef)
-                    }
-                    (DataType::BinaryView, DataType::Binary) => {
-                        let views = column.as_binary_view();
-                        let (offsets, values) = flatten(views.views(), views.data_buffers())?;
-                        let plain = BinaryArray::try_new(offsets, values, views.nulls().cloned())?;
-                        Ok(Arc::new(plain) as ArrayRef)
-                    }
-                    (_, to) => cast(column, to),
-                },
-            )
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+        to_wire(batch, &self.schema)
     }
+}
+
+/// `batch` in the layout of `schema`, its [`wire_schema`]: dictionaries
+/// replaced by their values, string and binary views by plain arrays.
+///
+/// # Errors
+/// If a column cannot take the wire type.
+pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema_ref().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(
+            |(column, field)| match (column.data_type(), field.data_type()) {
+                (from, to) if from == to => Ok(Arc::clone(column)),
+                (DataType::Utf8View, DataType::Utf8) => {
+                    let views = column.as_string_view();
+                    let (offsets, values) = flatten(views.views(), views.data_buffers())?;
+                    let plain = StringArray::try_new(offsets, values, views.nulls().cloned())?;
+                    Ok(Arc::new(plain) as ArrayRef)
+                }
+                (DataType::BinaryView, DataType::Binary) => {
+                    let views = column.as_binary_view();
+                    let (offsets, values) = flatten(views.views(), views.data_buffers())?;
+                    let plain = BinaryArray::try_new(offsets, values, views.nulls().cloned())?;
+                    Ok(Arc::new(plain) as ArrayRef)
+                }
+                (_, to) => cast(column, to),
+            },
+        )
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
 /// The values of a string or binary view array laid end to end, with their

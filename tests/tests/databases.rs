@@ -1011,3 +1011,81 @@ async fn postgres_estimates_reach_the_join_planner() {
     .await;
     assert_eq!(counted, vec![vec!["2000".to_string()]]);
 }
+
+/// A join's keys reach PostgreSQL: joined with a few local rows, a
+/// PostgreSQL table returns only the rows with those keys (EXPLAIN ANALYZE
+/// counts what the scan received), and the answer is the same as without.
+#[tokio::test]
+async fn postgres_scans_receive_the_join_keys() {
+    let Some(db) = pg_or_skip().await else { return };
+    let (engine, _tmp) = pg_engine(
+        &db,
+        "CREATE TABLE calls (id int, station int, unit text);
+         INSERT INTO calls SELECT i, i % 40 + 1, 'unit ' || (i % 7) FROM generate_series(1, 20000) AS i;
+         ANALYZE calls;",
+    )
+    .await;
+    let session = engine.session(Identity::new("test", "test"));
+    let run = |sql: String| {
+        let session = session.clone();
+        async move {
+            let output = session
+                .sql(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let batches: Vec<RecordBatch> = output.stream.try_collect().await.unwrap();
+            rows(&batches).unwrap()
+        }
+    };
+    run("CREATE TABLE picked (id int, unit text) AS VALUES (3, 'unit 2'), (7, 'unit 5')".into())
+        .await;
+    run("CREATE TABLE nobody (id int) AS SELECT 1 WHERE false".into()).await;
+    // Rows the PostgreSQL scan delivered, from EXPLAIN ANALYZE.
+    let received = |plan: Vec<Vec<String>>| -> usize {
+        let text = plan.concat().join("\n");
+        let line = text
+            .lines()
+            .find(|l| l.contains("SchemaCastScanExec"))
+            .unwrap_or_else(|| panic!("no database scan: {text}"));
+        let start = line
+            .find("output_rows=")
+            .unwrap_or_else(|| panic!("no row count: {line}"))
+            + "output_rows=".len();
+        // Counts are written as `812` or `1.00 K`.
+        let count = line[start..].split([',', ']']).next().unwrap().trim();
+        let (number, scale) = match count.split_once(' ') {
+            Some((n, "K")) => (n, 1e3),
+            Some((n, "M")) => (n, 1e6),
+            _ => (count, 1.0),
+        };
+        let value: f64 = number.parse().unwrap_or_else(|e| panic!("{e}: {line}"));
+        (value * scale).round() as usize
+    };
+    for (join, expected_rows, expected_count) in [
+        // Integer keys: stations 3 and 7 have 500 calls each.
+        ("c.station = p.id", 1000, "1000"),
+        // Text keys, and two keys at once.
+        ("c.unit = p.unit", 5714, "5714"),
+        // Two keys at once: their ranges (stations 3..=7, units 2..=5).
+        ("c.station = p.id AND c.unit = p.unit", 1429, "143"),
+    ] {
+        let query = format!("SELECT count(*) FROM pg.calls c JOIN picked p ON {join}");
+        let plan = run(format!("EXPLAIN ANALYZE {query}")).await;
+        let got = received(plan);
+        // (EXPLAIN rounds counts over 1000 to three digits.)
+        assert!(
+            got <= expected_rows + expected_rows / 100,
+            "{join}: PostgreSQL returned {got} rows, the join needs {expected_rows}"
+        );
+        assert_eq!(
+            run(query).await,
+            vec![vec![expected_count.to_string()]],
+            "{join}"
+        );
+    }
+    // The other side is empty: nothing is read.
+    let plan =
+        run("EXPLAIN ANALYZE SELECT count(*) FROM pg.calls c JOIN nobody n ON c.id = n.id".into())
+            .await;
+    assert_eq!(received(plan), 0);
+}

@@ -39,6 +39,15 @@ fn users() -> String {
 /// source that is down.
 async fn start(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let engine = engine(extra, &dir).await;
+    let server = serve(engine, Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    Server { server, dir }
+}
+
+/// The engine behind [`start`]'s server, its files in `dir`.
+async fn engine(extra: &str, dir: &tempfile::TempDir) -> Engine {
     std::fs::create_dir_all(dir.path().join("cad")).unwrap();
     std::fs::create_dir_all(dir.path().join("rms")).unwrap();
     std::fs::write(
@@ -56,13 +65,9 @@ async fn start(extra: &str) -> Server {
         users()
     );
     let config = Config::parse(&text, "flight.toml", dir.path().to_path_buf()).unwrap();
-    let engine = Engine::start(config, &bluelamp_connectors::registry())
+    Engine::start(config, &bluelamp_connectors::registry())
         .await
-        .unwrap();
-    let server = serve(engine, Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    Server { server, dir }
+        .unwrap()
 }
 
 async fn client(server: &Server) -> FlightSqlServiceClient<Channel> {
@@ -182,6 +187,63 @@ async fn queries_join_sources_and_stream_in_batches() {
         .sum();
     assert_eq!(sum, 999_999 * 1_000_000 / 2);
     s.server.shutdown().await;
+}
+
+/// `DoGet` through the generated tonic service (the path a request takes
+/// when our own HTTP/2 handler passes it on) sends the layout GetFlightInfo
+/// announced: plain strings, not the views DataFusion reads.
+#[tokio::test]
+async fn generated_do_get_sends_the_announced_layout() {
+    use arrow_flight::flight_service_server::FlightService;
+    use arrow_flight::utils::flight_data_to_batches;
+    use arrow_flight::{FlightDescriptor, Ticket};
+    use bluelamp_flight_server::{Authenticator, BluelampFlightSql};
+    use prost::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine("", &dir).await;
+    let auth = Authenticator::new(&engine.config().users, Duration::from_secs(60)).unwrap();
+    let service = BluelampFlightSql::new(engine, auth).unwrap();
+    let command = arrow_flight::sql::CommandStatementQuery {
+        query: "SELECT urn, grade FROM cad.incidents ORDER BY urn".into(),
+        transaction_id: None,
+    };
+    let descriptor = FlightDescriptor::new_cmd(
+        arrow_flight::sql::Any::pack(&command)
+            .unwrap()
+            .encode_to_vec(),
+    );
+    let info = service
+        .get_flight_info(authorized(descriptor))
+        .await
+        .unwrap()
+        .into_inner();
+    let announced = info.clone().try_decode_schema().unwrap();
+    assert_eq!(
+        announced.field_with_name("urn").unwrap().data_type(),
+        &DataType::Utf8
+    );
+    let ticket: Ticket = info.endpoint[0].ticket.clone().unwrap();
+    let stream = service
+        .do_get(authorized(ticket))
+        .await
+        .unwrap()
+        .into_inner();
+    let data: Vec<_> = stream.try_collect().await.unwrap();
+    let batches = flight_data_to_batches(&data).unwrap();
+    assert_eq!(batches[0].schema().fields(), announced.fields());
+    assert_eq!(strings(&batches, "urn"), ["CAD-1", "CAD-2", "CAD-3"]);
+}
+
+/// `message` as a request from `analyst` with basic credentials.
+fn authorized<T>(message: T) -> tonic::Request<T> {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("analyst:demo");
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Basic {basic}").parse().unwrap());
+    request
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! the schema (table listing, lazy and cached table creation, errors naming the
 //! source) is shared here.
 
+mod dynamic;
 mod estimate;
 mod mysql;
 mod postgres;

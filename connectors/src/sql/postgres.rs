@@ -16,6 +16,8 @@ use datafusion::error::Result as DFResult;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect as ParsePostgres;
 use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
 use datafusion_federation::FederatedTableProviderAdaptor;
 use datafusion_federation::sql::{
@@ -29,6 +31,7 @@ use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_table
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
 use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
 use datafusion_table_providers::util::secrets::to_secret_map;
+use futures::TryStreamExt;
 use serde::Deserialize;
 
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
@@ -240,13 +243,41 @@ impl SQLExecutor for PostgresExecutor {
         super::repair::sql_hook(self.inner.ast_analyzer(), super::repair::repair)
     }
 
+    /// Runs `query`, with the keys of the joins it feeds added to its
+    /// `WHERE` clause (see [`super::dynamic`]). The keys are read when the
+    /// stream is first polled: a hash join polls a side only after building
+    /// from the other, so by then its keys are known.
     fn execute(
         &self,
         query: &str,
         schema: SchemaRef,
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> DFResult<SendableRecordBatchStream> {
-        self.inner.execute(query, schema, filters)
+        if filters.is_empty() {
+            return self.inner.execute(query, schema, filters);
+        }
+        let inner = Arc::clone(&self.inner);
+        let query = query.to_string();
+        let filters = filters.to_vec();
+        let output = Arc::clone(&schema);
+        let run = async move {
+            let dialect = inner.dialect();
+            let sql = super::dynamic::narrow(
+                &query,
+                &ParsePostgres {},
+                dialect.as_ref(),
+                &output,
+                &filters,
+            );
+            if let Some(sql) = &sql {
+                tracing::debug!("PostgreSQL scan narrowed by join keys: {sql}");
+            }
+            inner.execute(sql.as_deref().unwrap_or(&query), output, &[])
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::once(run).try_flatten(),
+        )))
     }
 
     /// PostgreSQL's estimate, so joins with database tables are planned

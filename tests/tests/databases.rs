@@ -1089,3 +1089,80 @@ async fn postgres_scans_receive_the_join_keys() {
             .await;
     assert_eq!(received(plan), 0);
 }
+
+/// Results whose columns are all of the types Bluelamp decodes itself are
+/// read with a binary COPY: values at the edges of each type, nulls, and
+/// enough rows for several batches arrive as PostgreSQL has them.
+#[tokio::test]
+async fn postgres_binary_copy_reads_every_decoded_type() {
+    let Some(db) = pg_or_skip().await else { return };
+    let (engine, _tmp) = pg_engine(&db, "CREATE TABLE edges (
+                id int4, small int2, big int8, real4 real, ratio float8, amount numeric(12,2),
+                wide numeric(30,6), name text, code varchar(8), fixed char(4), flag boolean,
+                day date, at timestamp, at_tz timestamptz
+            );
+            INSERT INTO edges VALUES
+                (1, -32768, -9223372036854775808, 1.5, -0.125, -1234567890.05,
+                 123456789012345678.000001, 'Zoë ''quoted''', 'AB', 'x', false,
+                 '1969-07-20', '1999-12-31 23:59:59.999999', '1970-01-01 00:00:00+00'),
+                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                (3, 32767, 9223372036854775807, -0.5, 1e300, 0.01, -0.000001, '', '', 'abcd', true,
+                 '2100-02-28', '2026-10-01 12:34:56', '2026-10-01 12:34:56+01');
+            CREATE TABLE many AS SELECT i AS id, (i * 0.01)::numeric(12,2) AS amount, 'row ' || i AS name
+                FROM generate_series(1, 50000) AS i;").await;
+    let got = query_rows(&engine, "SELECT * FROM pg.edges ORDER BY id").await;
+    assert_eq!(
+        got[0],
+        [
+            "1",
+            "-32768",
+            "-9223372036854775808",
+            "1.5",
+            "-0.125",
+            "-1234567890.05",
+            "123456789012345678.000001",
+            "Zoë 'quoted'",
+            "AB",
+            "x   ",
+            "false",
+            "1969-07-20",
+            "1999-12-31T23:59:59.999999",
+            "1970-01-01T00:00:00Z",
+        ]
+    );
+    assert_eq!(
+        got[1][1..].iter().filter(|v| *v == "NULL").count(),
+        13,
+        "{:?}",
+        got[1]
+    );
+    assert_eq!(
+        got[2],
+        [
+            "3",
+            "32767",
+            "9223372036854775807",
+            "-0.5",
+            "1e300",
+            "0.01",
+            "-0.000001",
+            "(empty)",
+            "(empty)",
+            "abcd",
+            "true",
+            "2100-02-28",
+            "2026-10-01T12:34:56",
+            "2026-10-01T11:34:56Z",
+        ]
+    );
+    // Many batches: every row once, values intact.
+    let totals = query_rows(
+        &engine,
+        "SELECT count(*), sum(id), sum(amount), count(DISTINCT name) FROM (SELECT id + 0 AS id, amount, name FROM pg.many) AS m",
+    )
+    .await;
+    assert_eq!(
+        totals,
+        vec![vec!["50000", "1250025000", "12500250.00", "50000"]]
+    );
+}

@@ -11,6 +11,7 @@
 mod dynamic;
 mod estimate;
 mod mysql;
+mod pgcopy;
 mod postgres;
 mod repair;
 mod sqlite;

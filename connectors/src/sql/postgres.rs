@@ -244,35 +244,39 @@ impl SQLExecutor for PostgresExecutor {
     }
 
     /// Runs `query`, with the keys of the joins it feeds added to its
-    /// `WHERE` clause (see [`super::dynamic`]). The keys are read when the
-    /// stream is first polled: a hash join polls a side only after building
-    /// from the other, so by then its keys are known.
+    /// `WHERE` clause (see [`super::dynamic`]), reading the result with a
+    /// binary `COPY` where its column types allow (see [`super::pgcopy`]).
+    /// Both happen when the stream is first polled: a hash join polls a
+    /// side only after building from the other, so by then its keys are
+    /// known.
     fn execute(
         &self,
         query: &str,
         schema: SchemaRef,
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> DFResult<SendableRecordBatchStream> {
-        if filters.is_empty() {
-            return self.inner.execute(query, schema, filters);
-        }
         let inner = Arc::clone(&self.inner);
+        let pool = Arc::clone(&self.pool);
         let query = query.to_string();
         let filters = filters.to_vec();
         let output = Arc::clone(&schema);
         let run = async move {
             let dialect = inner.dialect();
-            let sql = super::dynamic::narrow(
+            let narrowed = super::dynamic::narrow(
                 &query,
                 &ParsePostgres {},
                 dialect.as_ref(),
                 &output,
                 &filters,
             );
-            if let Some(sql) = &sql {
+            if let Some(sql) = &narrowed {
                 tracing::debug!("PostgreSQL scan narrowed by join keys: {sql}");
             }
-            inner.execute(sql.as_deref().unwrap_or(&query), output, &[])
+            let sql = narrowed.as_deref().unwrap_or(&query);
+            match super::pgcopy::copy_stream(&pool, sql, Arc::clone(&output)).await? {
+                Some(stream) => Ok(stream),
+                None => inner.execute(sql, output, &[]),
+            }
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,

@@ -119,7 +119,7 @@ pub fn narrow(
         .collect();
     let unparser = Unparser::new(dialect);
     let render = |keys: &Keys| to_sql(keys, &columns, &unparser);
-    let added = keys.iter().filter_map(render).reduce(|a, b| and(a, b))?;
+    let added = keys.iter().filter_map(render).reduce(and)?;
     select.selection = Some(match select.selection.take() {
         Some(existing) => and(Expr::Nested(Box::new(existing)), added),
         None => added,

@@ -242,6 +242,9 @@ impl Decoder {
                 return Ok(None);
             };
             let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+            if len < -1 {
+                return Err(fail(format!("the COPY output has a field of length {len}")));
+            }
             at += 4 + usize::try_from(len).unwrap_or(0);
             if at > data.len() {
                 return Ok(None);
@@ -591,6 +594,10 @@ mod tests {
         let mut garbled = bytes.clone();
         garbled[0] = b'X';
         assert!(Decoder::new(schema()).push(Bytes::from(garbled)).is_err());
+        let mut negative = bytes.clone();
+        let first_field = SIGNATURE.len() + 12 + 2;
+        negative[first_field..first_field + 4].copy_from_slice(&(-7_i32).to_be_bytes());
+        assert!(Decoder::new(schema()).push(Bytes::from(negative)).is_err());
         let narrow = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
         assert!(
             Decoder::new(narrow).push(Bytes::from(bytes)).is_err(),

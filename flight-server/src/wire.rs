@@ -71,7 +71,7 @@ impl WireEncoder {
     /// # Errors
     /// If the batch does not match the schema or cannot be encoded.
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<Bytes>, ArrowError> {
-        let batch = self.hydrate(batch)?;
+        let batch = to_wire(batch, &self.schema)?;
         let mut chunks = Vec::new();
         for piece in split(&batch, self.max_message)? {
             chunks.extend(messages(self.encoder.encode(&piece)?)?);
@@ -86,10 +86,6 @@ impl WireEncoder {
     /// If the schema cannot be encoded.
     pub fn finish(self) -> Result<Vec<Bytes>, ArrowError> {
         messages(self.encoder.finish()?)
-    }
-
-    fn hydrate(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-        to_wire(batch, &self.schema)
     }
 }
 

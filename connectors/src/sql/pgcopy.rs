@@ -313,10 +313,18 @@ macro_rules! push {
     }};
 }
 
-fn fixed<const N: usize>(value: &[u8]) -> Result<[u8; N], String> {
+/// A fixed-width big-endian value (`None` for NULL), read with `from_be`.
+fn be<const N: usize, T>(
+    value: Option<&[u8]>,
+    from_be: fn([u8; N]) -> T,
+) -> Result<Option<T>, String> {
     value
-        .try_into()
-        .map_err(|_| format!("{} bytes where {N} were expected", value.len()))
+        .map(|v| {
+            <[u8; N]>::try_from(v)
+                .map(from_be)
+                .map_err(|_| format!("{} bytes where {N} were expected", v.len()))
+        })
+        .transpose()
 }
 
 fn append(
@@ -325,45 +333,21 @@ fn append(
     value: Option<&[u8]>,
 ) -> Result<(), String> {
     match data_type {
-        DataType::Int16 => push!(
-            builder,
-            Int16Builder,
-            value.map(fixed::<2>).transpose()?.map(i16::from_be_bytes)
-        ),
-        DataType::Int32 => push!(
-            builder,
-            Int32Builder,
-            value.map(fixed::<4>).transpose()?.map(i32::from_be_bytes)
-        ),
-        DataType::Int64 => push!(
-            builder,
-            Int64Builder,
-            value.map(fixed::<8>).transpose()?.map(i64::from_be_bytes)
-        ),
-        DataType::Float32 => push!(
-            builder,
-            Float32Builder,
-            value.map(fixed::<4>).transpose()?.map(f32::from_be_bytes)
-        ),
-        DataType::Float64 => push!(
-            builder,
-            Float64Builder,
-            value.map(fixed::<8>).transpose()?.map(f64::from_be_bytes)
-        ),
-        DataType::Boolean => push!(
-            builder,
-            BooleanBuilder,
-            value.map(fixed::<1>).transpose()?.map(|b| b[0] != 0)
-        ),
+        DataType::Int16 => push!(builder, Int16Builder, be(value, i16::from_be_bytes)?),
+        DataType::Int32 => push!(builder, Int32Builder, be(value, i32::from_be_bytes)?),
+        DataType::Int64 => push!(builder, Int64Builder, be(value, i64::from_be_bytes)?),
+        DataType::Float32 => push!(builder, Float32Builder, be(value, f32::from_be_bytes)?),
+        DataType::Float64 => push!(builder, Float64Builder, be(value, f64::from_be_bytes)?),
+        DataType::Boolean => push!(builder, BooleanBuilder, be(value, |[b]: [u8; 1]| b != 0)?),
         DataType::Date32 => {
-            let days = value.map(fixed::<4>).transpose()?.map(i32::from_be_bytes);
+            let days = be(value, i32::from_be_bytes)?;
             let days = days
                 .map(|d| d.checked_add(PG_EPOCH_DAYS).ok_or("date out of range"))
                 .transpose()?;
             push!(builder, Date32Builder, days)
         }
         DataType::Timestamp(unit, _) => {
-            let micros = value.map(fixed::<8>).transpose()?.map(i64::from_be_bytes);
+            let micros = be(value, i64::from_be_bytes)?;
             let micros = micros
                 .map(|m| {
                     m.checked_add(PG_EPOCH_MICROS)

@@ -92,27 +92,36 @@ pub fn print_system(system: &RunningSystem, options: &SystemOptions) {
     );
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Listens for Ctrl-C (SIGINT) and SIGTERM from this call on; the returned
+/// future resolves on either. Call it before announcing that the process is
+/// ready, so a signal sent right after the announcement is not missed (it
+/// would otherwise end the process with the default action).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut s) => {
                     s.recv().await;
                 }
-                Err(_) => std::future::pending::<()>().await,
+                None => std::future::pending::<()>().await,
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate => {}
+        }
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -196,6 +205,7 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let outcome = match args.listen {
         Some(addr) => rt.block_on(async {
             let server = bluelamp_flight_server::serve(engine.clone(), Some(addr)).await?;
+            let stop = shutdown_signal();
             let urls: Vec<String> = systems
                 .iter()
                 .map(|s| format!("{}={}", s.kind.name(), s.url))
@@ -205,7 +215,7 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 urls.join(" "),
                 server.addr
             );
-            shutdown_signal().await;
+            stop.await;
             server.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }),

@@ -40,8 +40,9 @@ pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let server = bluelamp_flight_server::serve(engine, args.listen).await?;
+        let stop = crate::demo::shutdown_signal();
         announce(&server);
-        crate::demo::shutdown_signal().await;
+        stop.await;
         eprintln!("shutting down");
         server.shutdown().await;
         Ok(ExitCode::SUCCESS)

@@ -48,9 +48,10 @@ pub fn run(rt: &Runtime, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         let system = start(args.system, force, options.clone(), addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let stop = shutdown_signal();
         print_system(&system, &options);
         println!("ready");
-        shutdown_signal().await;
+        stop.await;
         system.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })

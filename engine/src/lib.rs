@@ -30,6 +30,7 @@
 //! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
 //! - [`deposits`]: per-row outcomes of INSERTs into supplier systems, `bluelamp.deposits`.
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
+//! - [`prefilter`]: join keys applied to file rows before an aggregate reads them.
 //! - [`error`]: [`QueryError`] and its classification.
 
 pub mod catalog;
@@ -37,6 +38,7 @@ pub mod config;
 pub mod deposits;
 pub mod error;
 pub mod listing;
+pub mod prefilter;
 pub mod session;
 pub mod source;
 

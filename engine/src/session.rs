@@ -196,6 +196,7 @@ impl Engine {
             .with_config(config)
             .with_default_features()
             .with_optimizer_rules(optimizer_rules())
+            .with_physical_optimizer_rule(Arc::new(crate::prefilter::PrefilterAggregates))
             .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
             .build();
         let ctx = SessionContext::new_with_state(state);

@@ -14,7 +14,9 @@
 //!   under `CI=true` it fails the test instead of skipping it.
 //! - [`slt`]: the sqllogictest adapter over a Bluelamp session.
 //! - [`fixtures`]: engines over generated demo data.
+//! - [`plans`]: row counts read from `EXPLAIN ANALYZE` output.
 
 pub mod fixtures;
+pub mod plans;
 pub mod services;
 pub mod slt;

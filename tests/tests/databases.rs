@@ -17,6 +17,7 @@ use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bluelamp_engine::{Engine, ErrorKind, Identity, QueryError};
 use bluelamp_tests::fixtures::engine_from_text;
+use bluelamp_tests::plans::output_rows;
 use bluelamp_tests::services::{
     MariaDatabase, PgDatabase, mariadb_host, mariadb_port, pg_host, pg_port, service_missing,
 };
@@ -1043,23 +1044,8 @@ async fn postgres_scans_receive_the_join_keys() {
     // Rows the PostgreSQL scan delivered, from EXPLAIN ANALYZE.
     let received = |plan: Vec<Vec<String>>| -> usize {
         let text = plan.concat().join("\n");
-        let line = text
-            .lines()
-            .find(|l| l.contains("SchemaCastScanExec"))
-            .unwrap_or_else(|| panic!("no database scan: {text}"));
-        let start = line
-            .find("output_rows=")
-            .unwrap_or_else(|| panic!("no row count: {line}"))
-            + "output_rows=".len();
-        // Counts are written as `812` or `1.00 K`.
-        let count = line[start..].split([',', ']']).next().unwrap().trim();
-        let (number, scale) = match count.split_once(' ') {
-            Some((n, "K")) => (n, 1e3),
-            Some((n, "M")) => (n, 1e6),
-            _ => (count, 1.0),
-        };
-        let value: f64 = number.parse().unwrap_or_else(|e| panic!("{e}: {line}"));
-        (value * scale).round() as usize
+        output_rows(&text, "SchemaCastScanExec")
+            .unwrap_or_else(|| panic!("no database scan row count: {text}"))
     };
     for (join, expected_rows, expected_count) in [
         // Integer keys: stations 3 and 7 have 500 calls each.

@@ -47,16 +47,20 @@ fn fail(message: impl std::fmt::Display) -> DataFusionError {
 
 /// The result of `sql` as a stream of batches of `schema`, read with a
 /// binary `COPY`; `None` when a column's type is not one decoded here.
+/// The column types are learnt by preparing `shape`, a query with the same
+/// result columns as `sql` (`sql` itself, or the query `sql` narrowed with
+/// extra `WHERE` conditions, which are then not planned twice).
 ///
 /// # Errors
 /// When PostgreSQL cannot be reached or rejects the query.
 pub async fn copy_stream(
     pool: &PostgresConnectionPool,
     sql: &str,
+    shape: &str,
     schema: SchemaRef,
 ) -> DFResult<Option<SendableRecordBatchStream>> {
     let conn = pool.connect_direct().await.map_err(fail)?;
-    let statement = conn.conn.prepare(sql).await.map_err(fail)?;
+    let statement = conn.conn.prepare(shape).await.map_err(fail)?;
     if statement.columns().len() != schema.fields().len() {
         return Ok(None);
     }

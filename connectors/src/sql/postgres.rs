@@ -273,7 +273,9 @@ impl SQLExecutor for PostgresExecutor {
                 tracing::debug!("PostgreSQL scan narrowed by join keys: {sql}");
             }
             let sql = narrowed.as_deref().unwrap_or(&query);
-            match super::pgcopy::copy_stream(&pool, sql, Arc::clone(&output)).await? {
+            // The join keys only add WHERE conditions: the columns are the
+            // original query's, whose (short) text is prepared to learn them.
+            match super::pgcopy::copy_stream(&pool, sql, &query, Arc::clone(&output)).await? {
                 Some(stream) => Ok(stream),
                 None => inner.execute(sql, output, &[]),
             }

@@ -1052,8 +1052,9 @@ async fn postgres_scans_receive_the_join_keys() {
         ("c.station = p.id", 1000, "1000"),
         // Text keys, and two keys at once.
         ("c.unit = p.unit", 5714, "5714"),
-        // Two keys at once: their ranges (stations 3..=7, units 2..=5).
-        ("c.station = p.id AND c.unit = p.unit", 1429, "143"),
+        // Two keys at once: each column's values (stations 3 and 7, units
+        // 2 and 5), though only the pairs (3, 2) and (7, 5) join.
+        ("c.station = p.id AND c.unit = p.unit", 287, "143"),
     ] {
         let query = format!("SELECT count(*) FROM pg.calls c JOIN picked p ON {join}");
         let plan = run(format!("EXPLAIN ANALYZE {query}")).await;
@@ -1151,4 +1152,22 @@ async fn postgres_binary_copy_reads_every_decoded_type() {
         totals,
         vec![vec!["50000", "1250025000", "12500250.00", "50000"]]
     );
+}
+
+/// An error PostgreSQL raises while running a query reaches the user with
+/// PostgreSQL's own message, not the client library's bare "db error".
+#[tokio::test]
+async fn postgres_errors_carry_the_servers_message() {
+    let Some(db) = pg_or_skip().await else { return };
+    let (engine, _tmp) = pg_engine(
+        &db,
+        "CREATE TABLE readings (id int4, amount int4);
+         INSERT INTO readings VALUES (1, 10), (2, 0);",
+    )
+    .await;
+    let err = query(&engine, "SELECT id / amount AS ratio FROM pg.readings")
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("division by zero"), "{}", err.message);
+    assert!(!err.message.contains("db error"), "{}", err.message);
 }

@@ -17,12 +17,15 @@
 //! still joins every row it receives, so the answer is unchanged; only fewer
 //! rows cross the wire.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr as LogicalExpr, Operator};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::{
     BinaryExpr, CaseExpr, CastExpr, Column, DynamicFilterPhysicalExpr, InListExpr, Literal,
 };
@@ -162,20 +165,40 @@ fn keys(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Keys> {
         if list.negated() {
             return None;
         }
-        let index = column(list.expr())?;
-        let mut values: Vec<ScalarValue> = Vec::with_capacity(list.list().len());
-        for item in list.list() {
-            let value = item.downcast_ref::<Literal>()?.value();
-            // A null key matches nothing in a join.
-            if !value.is_null() && !values.contains(value) {
-                values.push(value.clone());
-            }
+        let items = list
+            .list()
+            .iter()
+            .map(|item| item.downcast_ref::<Literal>().map(Literal::value))
+            .collect::<Option<Vec<&ScalarValue>>>()?;
+        // A join on several columns lists its keys as structs: each column
+        // is then among the values it has in those keys.
+        if let Some(function) = list.expr().downcast_ref::<ScalarFunctionExpr>()
+            && function.name() == "struct"
+        {
+            let parts = function
+                .args()
+                .iter()
+                .enumerate()
+                .filter_map(|(field, arg)| {
+                    let index = column(arg)?;
+                    let values = items.iter().map(|item| match item {
+                        ScalarValue::Struct(keys)
+                            if keys.is_valid(0) && field < keys.num_columns() =>
+                        {
+                            ScalarValue::try_from_array(keys.column(field), 0).ok()
+                        }
+                        _ => Some(ScalarValue::Null), // matches nothing
+                    });
+                    in_list(index, values.collect::<Option<Vec<_>>>()?)
+                })
+                .collect::<Vec<_>>();
+            return match parts.len() {
+                0 => None,
+                1 => parts.into_iter().next(),
+                _ => Some(Keys::And(parts)),
+            };
         }
-        return match values.len() {
-            0 => Some(Keys::Nothing),
-            n if n > MAX_KEYS => None,
-            _ => Some(Keys::In(index, values)),
-        };
+        return in_list(column(list.expr())?, items.into_iter().cloned().collect());
     }
     if let Some(value) = expr.downcast_ref::<Literal>() {
         return match value.value() {
@@ -215,6 +238,27 @@ fn keys(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Keys> {
         return Some(Keys::Or(branches));
     }
     None
+}
+
+/// `column IN (values)`, without repeats or nulls (a null key matches
+/// nothing in a join); nothing left means no row can match, and more than
+/// [`MAX_KEYS`] distinct values are left to the join.
+fn in_list(column: usize, values: Vec<ScalarValue>) -> Option<Keys> {
+    let mut seen = HashSet::with_capacity(values.len());
+    let mut distinct = Vec::with_capacity(values.len());
+    for value in values {
+        if !value.is_null() && seen.insert(value.clone()) {
+            if distinct.len() == MAX_KEYS {
+                return None;
+            }
+            distinct.push(value);
+        }
+    }
+    Some(if distinct.is_empty() {
+        Keys::Nothing
+    } else {
+        Keys::In(column, distinct)
+    })
 }
 
 /// The output column `expr` reads: the column itself, or the column cast to
@@ -342,6 +386,67 @@ mod tests {
             sql.ends_with(r#"WHERE "supplier"."s_nationkey" IN (6, 7)"#),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn a_key_list_over_two_columns_lists_each_column() {
+        use datafusion::arrow::array::{ArrayRef, Int64Array, StructArray};
+        use datafusion::common::config::ConfigOptions;
+        let schema = schema();
+        let fields = [
+            Arc::new(Field::new("c0", DataType::Int64, true)),
+            Arc::new(Field::new("c1", DataType::Int64, true)),
+        ];
+        let pair = Arc::new(ScalarFunctionExpr::new(
+            "struct",
+            datafusion::functions::core::r#struct(),
+            vec![
+                col("s_suppkey", &schema).unwrap(),
+                col("s_nationkey", &schema).unwrap(),
+            ],
+            Arc::new(Field::new(
+                "struct",
+                DataType::Struct(fields.to_vec().into()),
+                true,
+            )),
+            Arc::new(ConfigOptions::default()),
+        ));
+        // (1, 6), (2, 7), (3, 6), and (null, 9), which matches nothing.
+        let keys = StructArray::from(vec![
+            (
+                Arc::clone(&fields[0]),
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), Some(3), None])) as ArrayRef,
+            ),
+            (
+                Arc::clone(&fields[1]),
+                Arc::new(Int64Array::from(vec![6, 7, 6, 9])) as ArrayRef,
+            ),
+        ]);
+        let list = InListExpr::try_new_from_array(pair, Arc::new(keys), false, &schema).unwrap();
+        let sql = narrowed(QUERY, finished(Arc::new(list))).unwrap();
+        assert!(
+            sql.ends_with(r#"WHERE "supplier"."s_suppkey" IN (1, 2, 3) AND "supplier"."s_nationkey" IN (6, 7, 9)"#),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn more_distinct_keys_than_the_limit_are_left_to_the_join() {
+        let schema = schema();
+        let many = |n: i64, distinct: i64| {
+            in_list(
+                col("s_suppkey", &schema).unwrap(),
+                (0..n).map(|i| lit(i % distinct)).collect(),
+                &false,
+                &schema,
+            )
+            .unwrap()
+        };
+        let limit = MAX_KEYS as i64;
+        // Repeats count once: MAX_KEYS distinct values among twice as many.
+        let at_limit = narrowed(QUERY, finished(many(2 * limit, limit)));
+        assert!(at_limit.is_some_and(|sql| sql.contains("IN (0, 1, 2")));
+        assert_eq!(narrowed(QUERY, finished(many(2 * limit, limit + 1))), None);
     }
 
     #[test]

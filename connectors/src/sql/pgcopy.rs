@@ -45,6 +45,15 @@ fn fail(message: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::Execution(format!("PostgreSQL query failed: {message}"))
 }
 
+/// A client error with the server's own message where PostgreSQL sent one
+/// (`tokio_postgres` shows those only as "db error").
+fn fail_pg(error: tokio_postgres::Error) -> DataFusionError {
+    match error.as_db_error() {
+        Some(db) => fail(db),
+        None => fail(error),
+    }
+}
+
 /// The result of `sql` as a stream of batches of `schema`, read with a
 /// binary `COPY`; `None` when a column's type is not one decoded here.
 /// The column types are learnt by preparing `shape`, a query with the same
@@ -60,7 +69,7 @@ pub async fn copy_stream(
     schema: SchemaRef,
 ) -> DFResult<Option<SendableRecordBatchStream>> {
     let conn = pool.connect_direct().await.map_err(fail)?;
-    let statement = conn.conn.prepare(shape).await.map_err(fail)?;
+    let statement = conn.conn.prepare(shape).await.map_err(fail_pg)?;
     if statement.columns().len() != schema.fields().len() {
         return Ok(None);
     }
@@ -79,14 +88,14 @@ pub async fn copy_stream(
         let stream = match conn.conn.copy_out(copy.as_str()).await {
             Ok(stream) => stream,
             Err(e) => {
-                let _ = tx.send(Err(fail(e))).await;
+                let _ = tx.send(Err(fail_pg(e))).await;
                 return;
             }
         };
         let mut stream = std::pin::pin!(stream);
         let mut decoder = Decoder::new(output);
         while let Some(chunk) = stream.next().await {
-            let batches = chunk.map_err(fail).and_then(|c| decoder.push(c));
+            let batches = chunk.map_err(fail_pg).and_then(|c| decoder.push(c));
             match batches {
                 Ok(batches) => {
                     for batch in batches {

@@ -50,6 +50,27 @@ fn column_type(data_type: &DataType) -> DefaultColumnType {
     }
 }
 
+/// Runs `sql` in `session` and returns its rows as [`rows`] shows them.
+///
+/// # Panics
+/// If the statement fails; the panic names the SQL and the error.
+#[allow(
+    clippy::panic,
+    reason = "test helper: a failing statement fails the test"
+)]
+pub async fn session_rows(session: &Session, sql: &str) -> Vec<Vec<String>> {
+    let output = session
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batches: Vec<RecordBatch> = output
+        .stream
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows(&batches).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// Batches as rows of display strings (NULL as `NULL`, empty strings as `(empty)`).
 ///
 /// # Errors

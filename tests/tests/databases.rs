@@ -21,7 +21,7 @@ use bluelamp_tests::plans::output_rows;
 use bluelamp_tests::services::{
     MariaDatabase, PgDatabase, mariadb_host, mariadb_port, pg_host, pg_port, service_missing,
 };
-use bluelamp_tests::slt::rows;
+use bluelamp_tests::slt::{rows, session_rows};
 use datafusion::parquet::arrow::ArrowWriter;
 use futures::TryStreamExt;
 
@@ -948,15 +948,8 @@ async fn postgres_estimates_reach_the_join_planner() {
     .await;
     let session = engine.session(Identity::new("test", "test"));
     let run = |sql: &'static str| {
-        let session = session.clone();
-        async move {
-            let output = session
-                .sql(sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let batches: Vec<RecordBatch> = output.stream.try_collect().await.unwrap();
-            rows(&batches).unwrap()
-        }
+        let session = &session;
+        async move { session_rows(session, sql).await }
     };
     run("SET datafusion.explain.show_statistics = true").await;
     let rows_estimated = |plan: &[Vec<String>]| -> Vec<String> {
@@ -1028,15 +1021,8 @@ async fn postgres_scans_receive_the_join_keys() {
     .await;
     let session = engine.session(Identity::new("test", "test"));
     let run = |sql: String| {
-        let session = session.clone();
-        async move {
-            let output = session
-                .sql(&sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let batches: Vec<RecordBatch> = output.stream.try_collect().await.unwrap();
-            rows(&batches).unwrap()
-        }
+        let session = &session;
+        async move { session_rows(session, &sql).await }
     };
     run("CREATE TABLE picked (id int, unit text) AS VALUES (3, 'unit 2'), (7, 'unit 5')".into())
         .await;

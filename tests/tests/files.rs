@@ -10,7 +10,7 @@
 
 use bluelamp_engine::Identity;
 use bluelamp_tests::fixtures::engine_from_text;
-use bluelamp_tests::slt::rows;
+use bluelamp_tests::slt::{rows, session_rows};
 use futures::TryStreamExt;
 
 async fn rows_of(engine: &bluelamp_engine::Engine, sql: &str) -> Vec<Vec<String>> {
@@ -186,15 +186,8 @@ async fn join_keys_filter_file_rows_before_an_aggregate() {
     .unwrap();
     let session = engine.session(Identity::new("test", "test"));
     let run = |sql: String| {
-        let session = session.clone();
-        async move {
-            let output = session
-                .sql(&sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            let batches: Vec<RecordBatch> = output.stream.try_collect().await.unwrap();
-            rows(&batches).unwrap()
-        }
+        let session = &session;
+        async move { session_rows(session, &sql).await }
     };
     run("CREATE TABLE picked (k bigint) AS VALUES (3), (7)".into()).await;
     run("CREATE TABLE nobody (k bigint) AS SELECT 1 WHERE false".into()).await;

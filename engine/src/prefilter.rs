@@ -128,14 +128,6 @@ fn replace_input(
 
 /// Whether `expr` holds a join's dynamic filter anywhere inside it.
 fn is_dynamic(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut found = false;
-    let _ = expr.apply(|e| {
-        found = e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some();
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+    expr.exists(|e| Ok(e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some()))
+        .unwrap_or(false)
 }

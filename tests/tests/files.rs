@@ -10,17 +10,10 @@
 
 use bluelamp_engine::Identity;
 use bluelamp_tests::fixtures::engine_from_text;
-use bluelamp_tests::slt::{rows, session_rows};
-use futures::TryStreamExt;
+use bluelamp_tests::slt::session_rows;
 
 async fn rows_of(engine: &bluelamp_engine::Engine, sql: &str) -> Vec<Vec<String>> {
-    let session = engine.session(Identity::new("test", "test"));
-    let output = session
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let batches: Vec<_> = output.stream.try_collect().await.unwrap();
-    rows(&batches).unwrap()
+    session_rows(&engine.session(Identity::new("test", "test")), sql).await
 }
 
 fn layout() -> tempfile::TempDir {

@@ -34,6 +34,16 @@ PG_PORT = os.environ.get("BLUELAMP_TEST_PG_PORT", "5432")
 DATABASE = "bluelamp_tpch"
 PG_TABLES = ["customer", "nation", "part", "partsupp", "region", "supplier"]
 FILE_TABLES = ["lineitem", "orders"]
+# TPC-H's primary keys (specification, clause 1.4.2), declared in PostgreSQL
+# as a database of record would have them.
+PG_KEYS = {
+    "customer": "c_custkey",
+    "nation": "n_nationkey",
+    "part": "p_partkey",
+    "partsupp": "ps_partkey, ps_suppkey",
+    "region": "r_regionkey",
+    "supplier": "s_suppkey",
+}
 DATA = os.path.expanduser(
     os.environ.get("BLUELAMP_TPCH_DIR", "~/.cache/bluelamp/bench/tpch-sf1")
 )
@@ -93,16 +103,22 @@ def load_postgres(con):
     con.execute(
         f"ATTACH 'host={PG_HOST} port={PG_PORT} user=postgres dbname={DATABASE}' AS pg (TYPE postgres)"
     )
-    if os.path.exists(marker):
-        return
-    for table in PG_TABLES:
-        log(f"loading {table} into PostgreSQL")
-        con.execute(f"DROP TABLE IF EXISTS pg.{table}")
-        con.execute(
-            f"CREATE TABLE pg.{table} AS SELECT * FROM read_parquet('{DATA}/{table}.parquet')"
+    if not os.path.exists(marker):
+        for table in PG_TABLES:
+            log(f"loading {table} into PostgreSQL")
+            con.execute(f"DROP TABLE IF EXISTS pg.{table}")
+            con.execute(
+                f"CREATE TABLE pg.{table} AS SELECT * FROM read_parquet('{DATA}/{table}.parquet')"
+            )
+        open(marker, "w").close()
+    for table, key in PG_KEYS.items():
+        psql(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
+            f"'{table}'::regclass AND contype = 'p') THEN ALTER TABLE {table} ADD PRIMARY KEY "
+            f"({key}); END IF; END $$",
+            DATABASE,
         )
     psql("ANALYZE", DATABASE)
-    open(marker, "w").close()
 
 
 def duck_views(con):

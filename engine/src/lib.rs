@@ -31,6 +31,7 @@
 //! - [`deposits`]: per-row outcomes of INSERTs into supplier systems, `bluelamp.deposits`.
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
 //! - [`prefilter`]: join keys applied to file rows before an aggregate reads them.
+//! - [`source_joins`]: joins between one database's tables regrouped so the database runs them.
 //! - [`error`]: [`QueryError`] and its classification.
 
 pub mod catalog;
@@ -39,6 +40,7 @@ pub mod deposits;
 pub mod error;
 pub mod listing;
 pub mod prefilter;
+pub mod source_joins;
 pub mod session;
 pub mod source;
 

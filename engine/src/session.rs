@@ -33,6 +33,7 @@ use crate::catalog::{SourceSchema, SourceStatus, SystemSchema};
 use crate::config::{Config, ConfigError};
 use crate::error::{ErrorKind, QueryError};
 use crate::source::FactoryRegistry;
+use crate::source_joins::GroupSourceJoins;
 
 /// The catalog every source schema lives in (`bluelamp.rms.crimes` in full).
 pub const CATALOG: &str = "bluelamp";
@@ -224,7 +225,8 @@ const JOIN_BROADCAST_ROWS: usize = 4_000_000;
 /// DataFusion runs `optimize_projections` near the end of its list, after
 /// rules (common sub-expression elimination, distinct-aggregate rewrites)
 /// whose output the SQL unparser renders wrongly; so federation goes right
-/// after `push_down_filter`, preceded by its own projection push-down.
+/// after `push_down_filter`, preceded by [`GroupSourceJoins`] (joins of one
+/// database's tables brought together) and its own projection push-down.
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
     let federation: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(FederationOptimizerRule::new());
@@ -233,6 +235,7 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
             rules.insert(position + 1, federation);
             rules.insert(position + 1, Arc::new(FederateLoneScans));
             rules.insert(position + 1, Arc::new(OptimizeProjections::new()));
+            rules.insert(position + 1, Arc::new(GroupSourceJoins));
         }
         None => rules.push(federation),
     }

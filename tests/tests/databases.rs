@@ -1157,3 +1157,118 @@ async fn postgres_errors_carry_the_servers_message() {
     assert!(err.message.contains("division by zero"), "{}", err.message);
     assert!(!err.message.contains("db error"), "{}", err.message);
 }
+
+/// Joins between one database's tables, written around a local table in the
+/// `FROM` list, run inside the database when they cannot multiply rows (each
+/// added table joined on its primary key), and stay apart when they could;
+/// either way the answer is PostgreSQL's own. The keys themselves reach
+/// Flight SQL's `GetPrimaryKeys`.
+#[tokio::test]
+async fn postgres_joins_on_primary_keys_run_inside_postgres() {
+    let Some(db) = pg_or_skip().await else { return };
+    let (engine, _tmp) = pg_engine(
+        &db,
+        "CREATE TABLE districts (id int PRIMARY KEY, name text);
+         INSERT INTO districts SELECT i, 'district ' || i FROM generate_series(1, 5) AS i;
+         CREATE TABLE stations (id int PRIMARY KEY, name text, district int, code text UNIQUE);
+         INSERT INTO stations SELECT i, 'station ' || i, i % 5 + 1, 'S' || i FROM generate_series(1, 40) AS i;
+         CREATE TABLE calls (id int PRIMARY KEY, station int, priority int);
+         INSERT INTO calls SELECT i, i % 40 + 1, i % 5 FROM generate_series(1, 2000) AS i;
+         CREATE TABLE units (station int, station_code text, callsign text);
+         INSERT INTO units SELECT i % 40 + 1, 'S' || (i % 40 + 1), 'U' || i FROM generate_series(1, 120) AS i;
+         CREATE TABLE picked (call_id int);
+         INSERT INTO picked SELECT i * 7 FROM generate_series(1, 250) AS i;
+         ANALYZE;",
+    )
+    .await;
+    let session = engine.session(Identity::new("test", "test"));
+    let run = |sql: String| {
+        let session = &session;
+        async move { session_rows(session, &sql).await }
+    };
+    // `picked` copied into a local table, so it sits between the
+    // PostgreSQL tables in the FROM lists below.
+    run("CREATE TABLE picked AS SELECT * FROM pg.picked".into()).await;
+    let remote_sql = |plan: Vec<Vec<String>>| -> Vec<String> {
+        plan.concat()
+            .iter()
+            .flat_map(|cell| cell.lines())
+            .filter(|line| line.contains("sql="))
+            .map(str::to_string)
+            .collect()
+    };
+    // In PostgreSQL itself, with `picked` there too: the expected answers.
+    let expected = |sql: String| {
+        let client = &db.client;
+        async move {
+            client
+                .query(sql.as_str(), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| vec![row.get::<_, String>(0), row.get::<_, i64>(1).to_string()])
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // calls → stations (primary key) → districts (primary key): one query.
+    let grouped = "SELECT d.name, count(*) FROM pg.calls c, picked p, pg.stations s, pg.districts d \
+                   WHERE p.call_id = c.id AND c.station = s.id AND s.district = d.id \
+                   GROUP BY d.name";
+    let sorted = |mut rows: Vec<Vec<String>>| {
+        rows.sort();
+        rows
+    };
+    let sent = remote_sql(run(format!("EXPLAIN {grouped}")).await);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    for table in ["calls", "stations", "districts"] {
+        assert!(sent[0].contains(table), "{sent:#?}");
+    }
+    assert_eq!(
+        sorted(run(grouped.into()).await),
+        sorted(expected(grouped.replace("pg.", "")).await)
+    );
+
+    // A unique constraint is a key too; and a key equated with the other
+    // table through the local one (u.station = p.call_id = s.id) binds it.
+    for joined in [
+        "p.call_id = u.station AND u.station_code = s.code",
+        "p.call_id = u.station AND p.call_id = s.id",
+    ] {
+        let query = format!(
+            "SELECT s.name, count(*) FROM pg.units u, picked p, pg.stations s \
+             WHERE {joined} GROUP BY s.name"
+        );
+        let sent = remote_sql(run(format!("EXPLAIN {query}")).await);
+        assert_eq!(sent.len(), 1, "{joined}: {sent:#?}");
+        assert!(
+            sent[0].contains("units") && sent[0].contains("stations"),
+            "{joined}: {sent:#?}"
+        );
+        assert_eq!(
+            sorted(run(query.clone()).await),
+            sorted(expected(query.replace("pg.", "")).await),
+            "{joined}"
+        );
+    }
+
+    // calls and units share only `station`, a key of neither: joined in
+    // PostgreSQL they could multiply rows, so each is read on its own.
+    let apart = "SELECT u.callsign, count(*) FROM pg.calls c, picked p, pg.units u \
+                 WHERE p.call_id = c.id AND c.station = u.station \
+                 GROUP BY u.callsign";
+    let sent = remote_sql(run(format!("EXPLAIN {apart}")).await);
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(
+        sent.iter()
+            .all(|sql| !(sql.contains("calls") && sql.contains("units"))),
+        "{sent:#?}"
+    );
+    assert_eq!(
+        sorted(run(apart.into()).await),
+        sorted(expected(apart.replace("pg.", "")).await)
+    );
+
+    assert_eq!(session.primary_key("pg", "stations").await.unwrap(), vec!["id"]);
+    assert!(session.primary_key("pg", "units").await.unwrap().is_empty());
+}

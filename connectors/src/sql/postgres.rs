@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bluelamp_engine::{
     ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory,
 };
-use datafusion::common::Statistics;
+use datafusion::common::{Constraint, Constraints, Statistics};
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
@@ -25,7 +25,8 @@ use datafusion_federation::sql::{
     SQLTableSource,
 };
 use datafusion_table_providers::UnsupportedTypeAction;
-use datafusion_table_providers::postgres::{DynPostgresConnectionPool, PostgresTableFactory};
+use datafusion_table_providers::postgres::write::PostgresTableWriter;
+use datafusion_table_providers::postgres::{DynPostgresConnectionPool, Postgres};
 use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
@@ -172,7 +173,6 @@ impl SourceFactory for PostgresSourceFactory {
             ));
         }
         let backend = Arc::new(PostgresBackend {
-            factory: PostgresTableFactory::new(Arc::clone(&pool)),
             pool,
             schema: config.schema.clone(),
         });
@@ -184,7 +184,6 @@ impl SourceFactory for PostgresSourceFactory {
 }
 
 struct PostgresBackend {
-    factory: PostgresTableFactory,
     pool: Arc<PostgresConnectionPool>,
     schema: String,
 }
@@ -310,6 +309,56 @@ impl SQLExecutor for PostgresExecutor {
     }
 }
 
+/// A table's primary key and unique constraints, by column, as PostgreSQL
+/// declares them (`pg_constraint`); expressions and partial unique indexes
+/// are not constraints and are not read.
+const CONSTRAINTS_SQL: &str = "\
+    SELECT c.contype = 'p', array_agg(a.attname::text ORDER BY k.ord) \
+    FROM pg_constraint c \
+    JOIN pg_class t ON t.oid = c.conrelid \
+    JOIN pg_namespace n ON n.oid = t.relnamespace \
+    CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) \
+    JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+    WHERE n.nspname = $1 AND t.relname = $2 AND c.contype IN ('p', 'u') \
+    GROUP BY c.oid, c.contype \
+    ORDER BY c.contype, c.oid";
+
+impl PostgresBackend {
+    /// The table's primary key and unique constraints, as DataFusion
+    /// constraints over `schema`. They tell the planner which joins cannot
+    /// multiply rows (see `bluelamp_engine::source_joins`) and answer
+    /// Flight SQL's `GetPrimaryKeys`. A constraint naming a column the table
+    /// does not expose is skipped.
+    async fn constraints(
+        &self,
+        schema: &arrow::datatypes::Schema,
+        table: &str,
+    ) -> Result<Constraints, BoxError> {
+        let conn = self.pool.connect_direct().await?;
+        let rows = conn
+            .conn
+            .query(CONSTRAINTS_SQL, &[&self.schema.as_str(), &table])
+            .await?;
+        let mut constraints = Vec::new();
+        for row in rows {
+            let primary: bool = row.try_get(0)?;
+            let columns: Vec<String> = row.try_get(1)?;
+            let indices: Option<Vec<usize>> = columns
+                .iter()
+                .map(|name| schema.index_of(name).ok())
+                .collect();
+            if let Some(indices) = indices {
+                constraints.push(if primary {
+                    Constraint::PrimaryKey(indices)
+                } else {
+                    Constraint::Unique(indices)
+                });
+            }
+        }
+        Ok(Constraints::new_unverified(constraints))
+    }
+}
+
 impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresBackend")
@@ -341,7 +390,13 @@ impl SqlBackend for PostgresBackend {
         let read: Arc<dyn TableProvider> = Arc::new(
             FederatedTableProviderAdaptor::new_with_provider(source, table),
         );
-        let writer = self.factory.read_write_table_provider(reference).await?;
+        let schema = read.schema();
+        let constraints = self.constraints(schema.as_ref(), reference.table()).await?;
+        let writer = PostgresTableWriter::create(
+            Arc::clone(&read),
+            Postgres::new(reference, Arc::clone(&self.pool), schema, constraints),
+            None,
+        );
         Ok(super::with_writer(read, writer))
     }
 }

@@ -22,8 +22,9 @@
 //!   (`min("ps_supplycost")`) while the query around it asks for
 //!   `"sq"."min(partsupp.ps_supplycost)"`: the item takes the name asked for.
 //!
-//! One shape has to be mended in the plan, before unparsing
-//! ([`prepare_plan`]): the unparser renders a semi or anti join as `EXISTS
+//! Two shapes have to be mended in the plan, before unparsing
+//! ([`prepare_plan`]). A table under two aliases (a view `nation` read as
+//! `n1`) is rendered under the inner one, so the outer is kept alone. And the unparser renders a semi or anti join as `EXISTS
 //! (SELECT 1 FROM table AS alias WHERE ...)` and, where the subquery side is
 //! a bare table scan, drops both the scan's own filters and the subquery's
 //! alias. Giving that side an explicit projection makes it a derived table,
@@ -381,8 +382,10 @@ pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
         return Ok(plan);
     };
     let inner = federated.plan().clone().transform_up(|node| {
-        let LogicalPlan::Join(mut join) = node else {
-            return Ok(Transformed::no(node));
+        let mut join = match node {
+            LogicalPlan::Join(join) => join,
+            LogicalPlan::SubqueryAlias(outer) => return Ok(collapse_aliases(outer)?),
+            other => return Ok(Transformed::no(other)),
         };
         if join.null_aware {
             join = not_in_as_exists(join);
@@ -405,6 +408,20 @@ pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
     Ok(LogicalPlan::Extension(Extension {
         node: Arc::new(FederatedPlanNode::new(inner.data, planner)),
     }))
+}
+
+/// `SubqueryAlias(a, SubqueryAlias(b, x))` as `SubqueryAlias(a, x)`: the
+/// outer alias renames every column, so the inner one changes nothing; but
+/// the unparser renders a table under two aliases with the inner one only
+/// (`FROM nation AS nation` for a view `nation` read as `n1`), leaving the
+/// query's `n1.…` references without a table.
+fn collapse_aliases(outer: SubqueryAlias) -> DFResult<Transformed<LogicalPlan>> {
+    let LogicalPlan::SubqueryAlias(inner) = outer.input.as_ref() else {
+        return Ok(Transformed::no(LogicalPlan::SubqueryAlias(outer)));
+    };
+    Ok(Transformed::yes(LogicalPlan::SubqueryAlias(
+        SubqueryAlias::try_new(Arc::clone(&inner.input), outer.alias)?,
+    )))
 }
 
 /// A null-aware anti join on `x = y` (from `x NOT IN (SELECT y ...)`) as a

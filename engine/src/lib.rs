@@ -40,9 +40,9 @@ pub mod deposits;
 pub mod error;
 pub mod listing;
 pub mod prefilter;
-pub mod source_joins;
 pub mod session;
 pub mod source;
+pub mod source_joins;
 
 pub use catalog::{SourceState, SourceStatus};
 pub use config::{Config, ConfigError, Secret, ServerSettings, SourceConfig, UserConfig};

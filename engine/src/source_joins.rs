@@ -154,8 +154,7 @@ impl Chain {
         let mut conditions = self.conditions.clone();
         let mut items = Vec::with_capacity(groups.len());
         for group in &groups {
-            let members: Vec<LogicalPlan> =
-                group.iter().map(|&i| self.inputs[i].clone()).collect();
+            let members: Vec<LogicalPlan> = group.iter().map(|&i| self.inputs[i].clone()).collect();
             match connect(members, &classes, &self.pairs, &mut conditions)? {
                 Some(plan) => items.push(plan),
                 None => return Ok(None),
@@ -224,10 +223,9 @@ impl Chain {
                 !taken[candidate]
                     && !group.contains(&candidate)
                     && sources[candidate] == sources[root]
-                    && unique_keys(&self.inputs[candidate]).iter().any(|key| {
-                        key.iter()
-                            .all(|column| classes.bound_by(column, &group))
-                    })
+                    && unique_keys(&self.inputs[candidate])
+                        .iter()
+                        .any(|key| key.iter().all(|column| classes.bound_by(column, &group)))
             });
             match next {
                 Some(candidate) => group.push(candidate),

@@ -1269,6 +1269,9 @@ async fn postgres_joins_on_primary_keys_run_inside_postgres() {
         sorted(expected(apart.replace("pg.", "")).await)
     );
 
-    assert_eq!(session.primary_key("pg", "stations").await.unwrap(), vec!["id"]);
+    assert_eq!(
+        session.primary_key("pg", "stations").await.unwrap(),
+        vec!["id"]
+    );
     assert!(session.primary_key("pg", "units").await.unwrap().is_empty());
 }

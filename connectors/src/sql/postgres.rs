@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bluelamp_engine::{
     ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory,
 };
-use datafusion::common::{Constraint, Constraints, Statistics};
 use datafusion::common::TableReference;
+use datafusion::common::{Constraint, Constraints, Statistics};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::SendableRecordBatchStream;

@@ -384,7 +384,7 @@ pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
     let inner = federated.plan().clone().transform_up(|node| {
         let mut join = match node {
             LogicalPlan::Join(join) => join,
-            LogicalPlan::SubqueryAlias(outer) => return Ok(collapse_aliases(outer)?),
+            LogicalPlan::SubqueryAlias(outer) => return collapse_aliases(outer),
             other => return Ok(Transformed::no(other)),
         };
         if join.null_aware {

@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use datafusion::common::JoinType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
@@ -36,10 +37,9 @@ use datafusion::physical_expr::utils::{
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::filter::FilterExec;
-use datafusion::common::JoinType;
 use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 
@@ -131,12 +131,9 @@ fn prefilter_join(
     semi_keys: &[String],
 ) -> DFResult<Transformed<Arc<dyn ExecutionPlan>>> {
     let own = probe_key_names(join);
-    let from_semi_join = |columns: &[String]| {
-        columns.iter().all(|c| semi_keys.contains(c))
-    };
-    let not_own = |columns: &[String]| {
-        from_semi_join(columns) && !columns.iter().all(|c| own.contains(c))
-    };
+    let from_semi_join = |columns: &[String]| columns.iter().all(|c| semi_keys.contains(c));
+    let not_own =
+        |columns: &[String]| from_semi_join(columns) && !columns.iter().all(|c| own.contains(c));
     let build = prefilter(join.left(), &from_semi_join)?;
     let probe = prefilter(join.right(), &not_own)?;
     if build.is_none() && probe.is_none() {

@@ -264,7 +264,7 @@ def main():
             # DuckDB's in C++: for Q16's 18,314 rows that alone differs by
             # 0.15 s). Rows for the comparison are made afterwards, untimed.
             def on_duckdb():
-                return con.execute(sql).fetch_arrow_table()
+                return con.execute(sql).to_arrow_table()
 
             def on_bluelamp():
                 with conn.cursor() as cur:

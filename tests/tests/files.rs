@@ -41,6 +41,53 @@ fn layout() -> tempfile::TempDir {
     tmp
 }
 
+/// A named int64 column, computed from the row number.
+type IntColumn<'a> = (&'a str, fn(i64) -> i64);
+
+/// A folder `data` in a new temporary directory holding `data/{table}.parquet`:
+/// 100,000 rows (written in ten row groups) of int64 columns, each computed
+/// from the row number; and an engine with that folder as source `files`.
+async fn int_table(
+    table: &str,
+    columns: &[IntColumn<'_>],
+) -> (bluelamp_engine::Engine, tempfile::TempDir) {
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, _)| Field::new(*name, DataType::Int64, false))
+            .collect::<Vec<_>>(),
+    ));
+    let file = std::fs::File::create(tmp.path().join(format!("data/{table}.parquet"))).unwrap();
+    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None).unwrap();
+    for chunk in 0..10_i64 {
+        let rows = (chunk * 10_000)..((chunk + 1) * 10_000);
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .map(|(_, value)| {
+                Arc::new(Int64Array::from_iter_values(rows.clone().map(value))) as ArrayRef
+            })
+            .collect();
+        writer
+            .write(&RecordBatch::try_new(Arc::clone(&schema), arrays).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+    let engine = engine_from_text(
+        "[[source]]\nname = \"files\"\nkind = \"files\"\nlocation = \"data\"\n",
+        tmp.path(),
+    )
+    .await
+    .unwrap();
+    (engine, tmp)
+}
+
 #[tokio::test]
 async fn discovers_files_folders_and_partitions() {
     let tmp = layout();
@@ -143,40 +190,10 @@ async fn bad_declarations_are_config_errors() {
 /// same as computed by hand; with no keys, nothing is aggregated.
 #[tokio::test]
 async fn join_keys_filter_file_rows_before_an_aggregate() {
-    use arrow::array::{Int64Array, RecordBatch};
-    use arrow::datatypes::{DataType, Field, Schema};
     use bluelamp_tests::plans::output_rows;
-    use datafusion::parquet::arrow::ArrowWriter;
-    use std::sync::Arc;
 
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Int64, false),
-        Field::new("v", DataType::Int64, false),
-    ]));
-    let file = std::fs::File::create(tmp.path().join("data/readings.parquet")).unwrap();
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None).unwrap();
     // Key i % 1000 for i in 0..100,000, so each key has 100 rows.
-    for chunk in 0..10_i64 {
-        let ids = (chunk * 10_000)..((chunk + 1) * 10_000);
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from_iter_values(ids.clone().map(|i| i % 1000))),
-                Arc::new(Int64Array::from_iter_values(ids)),
-            ],
-        )
-        .unwrap();
-        writer.write(&batch).unwrap();
-    }
-    writer.close().unwrap();
-    let engine = engine_from_text(
-        "[[source]]\nname = \"files\"\nkind = \"files\"\nlocation = \"data\"\n",
-        tmp.path(),
-    )
-    .await
-    .unwrap();
+    let (engine, _tmp) = int_table("readings", &[("k", |i| i % 1000), ("v", |i| i)]).await;
     let session = engine.session(Identity::new("test", "test"));
     let run = |sql: String| {
         let session = &session;
@@ -236,39 +253,9 @@ async fn join_keys_filter_file_rows_before_an_aggregate() {
 /// computed by hand.
 #[tokio::test]
 async fn semi_join_keys_filter_file_rows_before_another_join() {
-    use arrow::array::{Int64Array, RecordBatch};
-    use arrow::datatypes::{DataType, Field, Schema};
     use bluelamp_tests::plans::output_rows;
-    use datafusion::parquet::arrow::ArrowWriter;
-    use std::sync::Arc;
 
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("customer", DataType::Int64, false),
-    ]));
-    let file = std::fs::File::create(tmp.path().join("data/orders.parquet")).unwrap();
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None).unwrap();
-    for chunk in 0..10_i64 {
-        let ids = (chunk * 10_000)..((chunk + 1) * 10_000);
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from_iter_values(ids.clone())),
-                Arc::new(Int64Array::from_iter_values(ids.map(|i| i % 10))),
-            ],
-        )
-        .unwrap();
-        writer.write(&batch).unwrap();
-    }
-    writer.close().unwrap();
-    let engine = engine_from_text(
-        "[[source]]\nname = \"files\"\nkind = \"files\"\nlocation = \"data\"\n",
-        tmp.path(),
-    )
-    .await
-    .unwrap();
+    let (engine, _tmp) = int_table("orders", &[("id", |i| i), ("customer", |i| i % 10)]).await;
     let session = engine.session(Identity::new("test", "test"));
     let run = |sql: String| {
         let session = &session;

@@ -59,7 +59,9 @@ impl PhysicalOptimizerRule for PrefilterAggregates {
         }
         let semi_keys = semi_join_keys(&plan)?;
         plan.transform_down(|node| {
-            if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+            if let Some(join) = node.downcast_ref::<HashJoinExec>()
+                && !semi_keys.is_empty()
+            {
                 return prefilter_join(&node, join, &semi_keys);
             }
             let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {

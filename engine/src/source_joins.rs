@@ -294,32 +294,30 @@ impl Classes {
     /// `None` when a key reads more than one input (or none).
     fn new(pairs: &[(Expr, Expr)], inputs: &[LogicalPlan]) -> Option<Self> {
         let mut index: HashMap<Expr, usize> = HashMap::new();
-        let mut owner: Vec<usize> = Vec::new();
-        let mut exprs: Vec<Expr> = Vec::new();
+        // (input, expression) per member, and the union-find parents.
+        let mut seen: Vec<(usize, Expr)> = Vec::new();
         let mut parent: Vec<usize> = Vec::new();
-        let mut id = |expr: &Expr,
-                      index: &mut HashMap<Expr, usize>,
-                      parent: &mut Vec<usize>|
-         -> Option<usize> {
-            if let Some(&i) = index.get(expr) {
-                return Some(i);
-            }
-            let input = input_of(expr, inputs)?;
-            let i = parent.len();
-            parent.push(i);
-            owner.push(input);
-            exprs.push(expr.clone());
-            index.insert(expr.clone(), i);
-            Some(i)
-        };
         for (left, right) in pairs {
-            let a = id(left, &mut index, &mut parent)?;
-            let b = id(right, &mut index, &mut parent)?;
-            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+            let mut ids = [0; 2];
+            for (id, expr) in ids.iter_mut().zip([left, right]) {
+                *id = match index.get(expr) {
+                    Some(&i) => i,
+                    None => {
+                        let i = parent.len();
+                        parent.push(i);
+                        seen.push((input_of(expr, inputs)?, expr.clone()));
+                        index.insert(expr.clone(), i);
+                        i
+                    }
+                };
+            }
+            let (ra, rb) = (find(&mut parent, ids[0]), find(&mut parent, ids[1]));
             parent[ra] = rb;
         }
-        let members = (0..parent.len())
-            .map(|i| (find(&mut parent, i), owner[i], exprs[i].clone()))
+        let members = seen
+            .into_iter()
+            .enumerate()
+            .map(|(i, (input, expr))| (find(&mut parent, i), input, expr))
             .collect();
         Some(Self { members })
     }
@@ -376,34 +374,33 @@ fn connect(
     pairs: &[(Expr, Expr)],
     conditions: &mut Vec<Expr>,
 ) -> DFResult<Option<LogicalPlan>> {
-    let mut rest: Vec<LogicalPlan> = items;
-    if rest.is_empty() {
+    let mut rest = items.into_iter();
+    let Some(mut plan) = rest.next() else {
         return Ok(None);
-    }
-    let mut plan = rest.remove(0);
+    };
+    let mut rest: Vec<LogicalPlan> = rest.collect();
     while !rest.is_empty() {
-        let position = rest
+        // The first item sharing a key; failing that, the next in order.
+        let (position, on) = rest
             .iter()
-            .position(|item| !class_pairs(&plan, item, classes, pairs).is_empty())
-            .unwrap_or(0);
+            .map(|item| class_pairs(&plan, item, classes, pairs))
+            .enumerate()
+            .find(|(_, on)| !on.is_empty())
+            .unwrap_or_else(|| (0, Vec::new()));
         let item = rest.remove(position);
-        let on = class_pairs(&plan, &item, classes, pairs);
-        let mut typed = Vec::with_capacity(on.len());
-        for pair in on {
-            match pair {
-                Some(pair) => typed.push(pair),
-                None => return Ok(None),
-            }
-        }
-        let schema = joined_schema(&plan, &item)?;
+        let Some(on) = on.into_iter().collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        let present =
+            |column: &Column| plan.schema().has_column(column) || item.schema().has_column(column);
         let (here, later): (Vec<Expr>, Vec<Expr>) = std::mem::take(conditions)
             .into_iter()
-            .partition(|c| c.column_refs().iter().all(|col| schema.has_column(col)));
+            .partition(|c| c.column_refs().into_iter().all(present));
         *conditions = later;
         plan = LogicalPlan::Join(Join::try_new(
             Arc::new(plan),
             Arc::new(item),
-            typed,
+            on,
             conjunction(here),
             JoinType::Inner,
             JoinConstraint::On,
@@ -411,15 +408,7 @@ fn connect(
             false,
         )?);
     }
-    // Conditions within a single item (a group of one input has none left
-    // to place; a larger group placed its own while being built).
     Ok(Some(plan))
-}
-
-fn joined_schema(left: &LogicalPlan, right: &LogicalPlan) -> DFResult<DFSchema> {
-    let mut schema = left.schema().as_ref().clone();
-    schema.merge(right.schema());
-    Ok(schema)
 }
 
 /// One equality per class spanning `left` and `right`; `None` in place of a

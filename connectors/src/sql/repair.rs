@@ -24,7 +24,8 @@
 //!
 //! Two shapes have to be mended in the plan, before unparsing
 //! ([`prepare_plan`]). A table under two aliases (a view `nation` read as
-//! `n1`) is rendered under the inner one, so the outer is kept alone. And the unparser renders a semi or anti join as `EXISTS
+//! `n1`) is rendered under the inner one, so the outer is kept alone. And
+//! the unparser renders a semi or anti join as `EXISTS
 //! (SELECT 1 FROM table AS alias WHERE ...)` and, where the subquery side is
 //! a bare table scan, drops both the scan's own filters and the subquery's
 //! alias. Giving that side an explicit projection makes it a derived table,

@@ -448,7 +448,6 @@ mod tests {
             Some(b"0123456789ab".as_slice()),
             Some(b"y".as_slice()),
             Some(b"".as_slice()),
-            Some(b"z".as_slice()),
         ]);
         let batch = RecordBatch::try_from_iter(vec![
             ("s", Arc::new(strings) as ArrayRef),

@@ -93,15 +93,13 @@ fn rewrite_chain_inputs(plan: LogicalPlan) -> DFResult<Transformed<LogicalPlan>>
 
 /// An inner equi-join the rule may reorder.
 fn is_chain_join(plan: &LogicalPlan) -> bool {
-    matches!(
-        plan,
-        LogicalPlan::Join(Join {
-            join_type: JoinType::Inner,
-            null_equality: NullEquality::NullEqualsNothing,
-            null_aware: false,
-            ..
-        })
-    )
+    matches!(plan, LogicalPlan::Join(join) if reorderable(join))
+}
+
+fn reorderable(join: &Join) -> bool {
+    join.join_type == JoinType::Inner
+        && join.null_equality == NullEquality::NullEqualsNothing
+        && !join.null_aware
 }
 
 /// A chain of inner joins taken apart: its inputs, the equated expression
@@ -118,11 +116,7 @@ struct Chain {
 impl Chain {
     fn flatten(&mut self, plan: LogicalPlan) {
         match plan {
-            LogicalPlan::Join(join)
-                if join.join_type == JoinType::Inner
-                    && join.null_equality == NullEquality::NullEqualsNothing
-                    && !join.null_aware =>
-            {
+            LogicalPlan::Join(join) if reorderable(&join) => {
                 self.flatten(Arc::unwrap_or_clone(join.left));
                 self.flatten(Arc::unwrap_or_clone(join.right));
                 self.pairs.extend(join.on);

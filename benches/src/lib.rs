@@ -20,6 +20,11 @@ use bluelamp_simulators::http::{RunningSystem, SystemKind, SystemOptions, openap
 use bluelamp_simulators::{Force, generate};
 use futures::TryStreamExt;
 
+/// The allocator the `bluelamp` binary uses, so that a bench measures what
+/// the command runs — every bench links this library.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs a benchmark's async body on a multi-threaded runtime.
 ///
 /// # Errors

@@ -28,6 +28,12 @@ use tokio::runtime::Runtime;
 use output::Format;
 use runner::Runner;
 
+/// mimalloc, as DataFusion's own command line uses: query execution
+/// allocates and frees large column buffers from many threads, which the
+/// system allocator serves with fresh, page-faulting memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Federated SQL across police information systems.
 #[derive(Parser)]
 #[command(name = "bluelamp", version, about, long_about = None)]

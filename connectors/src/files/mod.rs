@@ -4,6 +4,7 @@
 //! become partition columns). Schemas are inferred unless declared.
 
 mod config;
+mod local;
 mod provider;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,6 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use url::Url;
 
@@ -227,7 +227,7 @@ fn open_store(
             return Err(format!("folder {} does not exist", path.display()));
         }
         return Ok((
-            Arc::new(LocalFileSystem::new()),
+            Arc::new(local::LocalFiles::new()),
             ObjectStoreUrl::local_filesystem(),
         ));
     }

@@ -217,7 +217,7 @@ mod tests {
     async fn a_missing_file_is_not_found() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let err = LocalFiles::new()
-            .get_ranges(&location(&dir.path().join("gone.parquet")), &[0..4])
+            .get_ranges(&location(&dir.path().join("gone.parquet")), &[0..4, 4..8])
             .await
             .expect_err("missing");
         assert!(

@@ -2,7 +2,10 @@
 //! pyarrow's Flight client (Arrow C++, streaming record batches) and by the
 //! ADBC Flight SQL driver (Go), from Bluelamp and from ROAPI serving the same
 //! Parquet file over its own Flight SQL endpoint, against DataFusion
-//! collecting the same query in-process — all in one run. Run:
+//! collecting the same query in-process — all in one run. Each server runs
+//! in a process of its own: ROAPI as installed, Bluelamp's endpoint as this
+//! binary started again with `BLUELAMP_BENCH_SERVE` (the engine and server
+//! `bluelamp serve` runs, with the same allocator). Run:
 //!
 //! ```sh
 //! cargo bench --workspace --bench flight_stream
@@ -16,7 +19,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +36,51 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// Set (to a config file) in the child process that serves Bluelamp's
+/// endpoint; `BLUELAMP_BENCH_LISTEN` is its address.
+const SERVE_ENV: &str = "BLUELAMP_BENCH_SERVE";
+const LISTEN_ENV: &str = "BLUELAMP_BENCH_LISTEN";
+
 fn main() -> anyhow::Result<()> {
-    bluelamp_benches::block_on(run())
+    match std::env::var_os(SERVE_ENV) {
+        Some(config) => bluelamp_benches::block_on(serve(PathBuf::from(config))),
+        None => bluelamp_benches::block_on(run()),
+    }
+}
+
+/// The child process: Bluelamp's endpoint as `bluelamp serve` runs it (the
+/// same engine, server and allocator), until the parent kills it.
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let listen: SocketAddr = std::env::var(LISTEN_ENV)
+        .context("no listen address")?
+        .parse()?;
+    let text = std::fs::read_to_string(&path)?;
+    let dir = path
+        .parent()
+        .context("config without a folder")?
+        .to_path_buf();
+    let config = Config::parse(&text, &path.display().to_string(), dir)?;
+    let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
+    let _server = bluelamp_flight_server::serve(engine, Some(listen)).await?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Waits until `child` accepts connections on `port`; fails if it exits
+/// or takes longer than a minute.
+fn wait_listening(child: &mut Child, port: u16, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited before listening: {status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("{what} did not start listening within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 fn cache_dir() -> PathBuf {
@@ -235,7 +281,10 @@ async fn run() -> anyhow::Result<()> {
         in_process.push(collect_in_process(&parquet, query, batch_size, rows, runs).await?);
     }
 
-    // Bluelamp's endpoint, over a files source.
+    // Bluelamp's endpoint over a files source, in a process of its own as
+    // `bluelamp serve` runs (and as ROAPI runs below): this bench binary
+    // again, told by the environment to serve. It shares no heap or runtime
+    // with the in-process runs above, as a real endpoint would not.
     let hash = bluelamp_flight_server::hash_password("bench").map_err(anyhow::Error::msg)?;
     // BLUELAMP_BENCH_BATCH_SIZE tries another [server] batch_size.
     let engine_section = std::env::var("BLUELAMP_BENCH_BATCH_SIZE")
@@ -245,24 +294,31 @@ async fn run() -> anyhow::Result<()> {
         "{engine_section}[[source]]\nname = \"bench\"\nkind = \"files\"\nlocation = \"{}\"\n\n[[user]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n",
         dir.display()
     );
-    let config = Config::parse(&text, "bench.toml", dir.clone())?;
-    let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
-    let server =
-        bluelamp_flight_server::serve(engine, Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
-    let uri = format!("grpc://{}", server.addr);
-    let bluelamp_query = "SELECT id, value, grade, seen_at, flagged FROM bench.readings";
-    let bluelamp = tokio::task::spawn_blocking(move || {
-        clients(
-            &uri,
-            bluelamp_query,
-            Some(("bench", "bench")),
-            runs,
-            rows,
-            "Bluelamp",
-        )
-    })
-    .await??;
-    server.shutdown().await;
+    // Checked here, so a bad config fails before the child starts.
+    Config::parse(&text, "bench.toml", dir.clone())?;
+    let config_path = cache_dir().join(format!("flight-{rows}.toml"));
+    std::fs::write(&config_path, text)?;
+    let port = free_port()?;
+    let mut bluelamp = Command::new(std::env::current_exe()?)
+        .env(SERVE_ENV, &config_path)
+        .env(LISTEN_ENV, format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start Bluelamp's endpoint")?;
+    let bluelamp_result =
+        wait_listening(&mut bluelamp, port, "Bluelamp's endpoint").and_then(|()| {
+            clients(
+                &format!("grpc://127.0.0.1:{port}"),
+                "SELECT id, value, grade, seen_at, flagged FROM bench.readings",
+                Some(("bench", "bench")),
+                runs,
+                rows,
+                "Bluelamp",
+            )
+        });
+    let _ = bluelamp.kill();
+    let _ = bluelamp.wait();
+    let bluelamp = bluelamp_result?;
 
     // ROAPI on the same file.
     let flight_port = free_port()?;
@@ -275,18 +331,9 @@ async fn run() -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start roapi")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", flight_port)).is_err() {
-        if Instant::now() > deadline {
-            let _ = roapi.kill();
-            bail!("roapi did not start listening within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let roapi_uri = format!("grpc://127.0.0.1:{flight_port}");
-    let roapi_result =
-        tokio::task::spawn_blocking(move || clients(&roapi_uri, query, None, runs, rows, "ROAPI"))
-            .await?;
+    let roapi_result = wait_listening(&mut roapi, flight_port, "roapi")
+        .and_then(|()| clients(&roapi_uri, query, None, runs, rows, "ROAPI"));
     let _ = roapi.kill();
     let _ = roapi.wait();
     let roapi_times = roapi_result?;

@@ -29,7 +29,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use bluelamp_benches::{env_number, median};
+use bluelamp_benches::{env_number, median, process_cpu};
 use bluelamp_engine::{Config, Engine};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -154,36 +154,56 @@ fn python() -> PathBuf {
 /// The Python clients, as `flight_stream.py --client` names them.
 const CLIENTS: [&str; 2] = ["pyarrow", "adbc"];
 
-/// Runs every client against one endpoint: per client, median time.
+/// One client's runs against one endpoint: medians per run.
+#[derive(Clone, Copy)]
+struct Measured {
+    /// Wall time.
+    wall: Duration,
+    /// CPU time of the server process (its whole run, warm-up included,
+    /// divided by the number of runs).
+    server_cpu: Duration,
+    /// CPU time of the client process.
+    client_cpu: Duration,
+}
+
+/// Runs every client against one endpoint, served by process `pid`.
 fn clients(
     uri: &str,
     query: &str,
     user: Option<(&str, &str)>,
     runs: usize,
     rows: usize,
-    server: &str,
-) -> anyhow::Result<Vec<Duration>> {
+    server: (&str, u32),
+) -> anyhow::Result<Vec<Measured>> {
+    let (server, pid) = server;
     CLIENTS
         .iter()
         .map(|name| {
-            let (n, times) = client(name, uri, query, user, runs)?;
+            let cpu_before = process_cpu(Some(pid))?;
+            let (n, times, cpu) = client(name, uri, query, user, runs)?;
+            let server_cpu = process_cpu(Some(pid))?.saturating_sub(cpu_before);
             anyhow::ensure!(
                 n == rows,
                 "{server} streamed {n} rows to {name}, not {rows}"
             );
-            Ok(median(&times))
+            Ok(Measured {
+                wall: median(&times),
+                // The client runs once more than it times (a warm-up).
+                server_cpu: server_cpu / (runs as u32 + 1),
+                client_cpu: median(&cpu),
+            })
         })
         .collect()
 }
 
-/// Runs one Python client; returns rows and per-run seconds.
+/// Runs one Python client; returns rows, and seconds and CPU seconds per run.
 fn client(
     name: &str,
     uri: &str,
     query: &str,
     user: Option<(&str, &str)>,
     runs: usize,
-) -> anyhow::Result<(usize, Vec<Duration>)> {
+) -> anyhow::Result<(usize, Vec<Duration>, Vec<Duration>)> {
     let mut command = Command::new(python().join("python"));
     command
         .arg(Path::new(ROOT).join("python/flight_stream.py"))
@@ -201,25 +221,28 @@ fn client(
     }
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let rows = report["rows"].as_u64().context("no rows")? as usize;
-    let seconds = report["seconds"]
-        .as_array()
-        .context("no seconds")?
-        .iter()
-        .filter_map(serde_json::Value::as_f64)
-        .map(Duration::from_secs_f64)
-        .collect();
-    Ok((rows, seconds))
+    let durations = |key: &str| -> anyhow::Result<Vec<Duration>> {
+        Ok(report[key]
+            .as_array()
+            .with_context(|| format!("no {key} in the client's report"))?
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .map(Duration::from_secs_f64)
+            .collect())
+    };
+    Ok((rows, durations("seconds")?, durations("cpu_seconds")?))
 }
 
 /// DataFusion collecting `query` over `parquet` in this process (default
-/// settings, or another batch size): median of `runs` after a warm-up.
+/// settings, or another batch size): median time of `runs` after a warm-up,
+/// and the mean CPU time they took.
 async fn collect_in_process(
     parquet: &Path,
     query: &str,
     batch_size: Option<usize>,
     rows: usize,
     runs: usize,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, Duration)> {
     let mut config = SessionConfig::new();
     if let Some(n) = batch_size {
         config = config.with_batch_size(n);
@@ -232,7 +255,11 @@ async fn collect_in_process(
     )
     .await?;
     let mut times = Vec::new();
+    let mut cpu_started = process_cpu(None)?;
     for run in 0..=runs {
+        if run == 1 {
+            cpu_started = process_cpu(None)?;
+        }
         let started = Instant::now();
         let batches = ctx.sql(query).await?.collect().await?;
         let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -242,7 +269,8 @@ async fn collect_in_process(
             times.push(started.elapsed());
         }
     }
-    Ok(median(&times))
+    let cpu = process_cpu(None)?.saturating_sub(cpu_started) / runs.max(1) as u32;
+    Ok((median(&times), cpu))
 }
 
 fn rate(rows: usize, d: Duration) -> f64 {
@@ -313,7 +341,7 @@ async fn run() -> anyhow::Result<()> {
                 Some(("bench", "bench")),
                 runs,
                 rows,
-                "Bluelamp",
+                ("Bluelamp", bluelamp.id()),
             )
         });
     let _ = bluelamp.kill();
@@ -332,33 +360,72 @@ async fn run() -> anyhow::Result<()> {
         .spawn()
         .context("cannot start roapi")?;
     let roapi_uri = format!("grpc://127.0.0.1:{flight_port}");
+    let roapi_pid = roapi.id();
     let roapi_result = wait_listening(&mut roapi, flight_port, "roapi")
-        .and_then(|()| clients(&roapi_uri, query, None, runs, rows, "ROAPI"));
+        .and_then(|()| clients(&roapi_uri, query, None, runs, rows, ("ROAPI", roapi_pid)));
     let _ = roapi.kill();
     let _ = roapi.wait();
     let roapi_times = roapi_result?;
 
-    let df = in_process[0];
+    let (df, df_cpu) = in_process[0];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("flight_stream: {rows} rows x 5 columns, {runs} runs (median)");
-    let line = |what: &str, d: Duration| {
+    println!("  {:<36} {:>8} {:>14}   CPU per run", "", "wall", "rows/s");
+    let line = |what: &str, d: Duration, cpu: String| {
         println!(
-            "  {what:<34} {:>8.0} ms  {:>12.0} rows/s",
-            d.as_secs_f64() * 1e3,
+            "  {what:<36} {:>5.0} ms {:>14.0}   {cpu}",
+            ms(d),
             rate(rows, d)
         );
     };
-    line("DataFusion in-process collect", df);
-    line(&format!("  same, batch_size {served_batch}"), in_process[1]);
+    line(
+        "DataFusion in-process collect",
+        df,
+        format!("{:.0} ms", ms(df_cpu)),
+    );
+    let (df_batch, df_batch_cpu) = in_process[1];
+    line(
+        &format!("  same, batch_size {served_batch}"),
+        df_batch,
+        format!("{:.0} ms", ms(df_batch_cpu)),
+    );
+    let served = |m: Measured| {
+        format!(
+            "server {:.0} ms + client {:.0} ms",
+            ms(m.server_cpu),
+            ms(m.client_cpu)
+        )
+    };
     for (i, name) in CLIENTS.iter().enumerate() {
-        line(&format!("Bluelamp Flight SQL, {name} client"), bluelamp[i]);
-        line(&format!("ROAPI Flight SQL, {name} client"), roapi_times[i]);
+        line(
+            &format!("Bluelamp Flight SQL, {name} client"),
+            bluelamp[i].wall,
+            served(bluelamp[i]),
+        );
+        line(
+            &format!("ROAPI Flight SQL, {name} client"),
+            roapi_times[i].wall,
+            served(roapi_times[i]),
+        );
     }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     for (i, name) in CLIENTS.iter().enumerate() {
+        let ours = bluelamp[i];
         println!(
             "  {name} client: Bluelamp / ROAPI {:.2} (target >= 1.5), Bluelamp / in-process {:.2} (target >= 0.5; {:.2} against batch_size {served_batch})",
-            rate(rows, bluelamp[i]) / rate(rows, roapi_times[i]),
-            rate(rows, bluelamp[i]) / rate(rows, df),
-            rate(rows, bluelamp[i]) / rate(rows, in_process[1])
+            rate(rows, ours.wall) / rate(rows, roapi_times[i].wall),
+            rate(rows, ours.wall) / rate(rows, df),
+            rate(rows, ours.wall) / rate(rows, df_batch)
+        );
+        // Server and client share this machine's cores: their CPU time
+        // spread perfectly over all of them bounds the wall time from below.
+        let floor = (ours.server_cpu + ours.client_cpu).as_secs_f64() / cores;
+        let decode_only = (df_cpu + ours.client_cpu).as_secs_f64() / cores;
+        println!(
+            "    on {cores} cores: this run's CPU allows at best {:.0} ms, in-process ratio {:.2}; a server that only decoded (the in-process CPU) and sent for free would allow {:.2}",
+            floor * 1e3,
+            df.as_secs_f64() / floor,
+            df.as_secs_f64() / decode_only
         );
     }
     Ok(())

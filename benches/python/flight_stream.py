@@ -1,6 +1,8 @@
 """Streams a query's result from a Flight SQL endpoint and reports the rate:
 one warm-up run, then --runs timed runs, each reading record batches as they
-arrive (nothing is kept). Prints one JSON line: {"rows": N, "seconds": [...]}.
+arrive (nothing is kept). Prints one JSON line:
+{"rows": N, "seconds": [...], "cpu_seconds": [...]}, where cpu_seconds is
+this process's CPU time (all threads, user and system) per timed run.
 Used by benches/benches/flight_stream.rs.
 
 Two clients:
@@ -101,14 +103,18 @@ def main():
     args = parser.parse_args()
     once = pyarrow_runs(args) if args.client == "pyarrow" else adbc_runs(args)
     seconds = []
+    cpu_seconds = []
     rows = 0
     for run in range(args.runs + 1):
         started = time.perf_counter()
+        cpu_started = time.process_time()
         rows = once()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         if run > 0:
             seconds.append(elapsed)
-    print(json.dumps({"rows": rows, "seconds": seconds}))
+            cpu_seconds.append(cpu)
+    print(json.dumps({"rows": rows, "seconds": seconds, "cpu_seconds": cpu_seconds}))
 
 
 if __name__ == "__main__":

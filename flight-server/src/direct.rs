@@ -33,6 +33,9 @@ const DO_GET: &str = "/arrow.flight.protocol.FlightService/DoGet";
 /// Largest `DoGet` request (a ticket) read.
 const MAX_TICKET: usize = 1024 * 1024;
 
+/// Encoded batches a result may run ahead of the socket, per stream.
+const READ_AHEAD: usize = 2;
+
 /// The Flight service as tonic serves it, with `DoGet` streamed directly.
 #[derive(Clone)]
 pub struct FlightEndpoint {
@@ -112,7 +115,7 @@ async fn do_get(
         Answer::Batches(schema, batches) => {
             let encoder = WireEncoder::new(&schema, max_message)
                 .map_err(|e| Status::internal(format!("cannot encode the result: {e}")))?;
-            encode_batches(encoder, batches).boxed()
+            read_ahead(encode_batches(encoder, batches), READ_AHEAD).boxed()
         }
         Answer::Flight(messages) => messages
             .map(|message| {
@@ -184,6 +187,55 @@ fn encode_batches(
     )
 }
 
+/// `messages` produced on a task of their own, up to `depth` ahead of the
+/// client. HTTP/2 asks a response body for its next message only once the
+/// previous one has nearly left, so a result pulled straight from the body
+/// decodes and encodes its next batch while the socket sits idle; here the
+/// next batches are ready when the socket is. Dropping the stream (the
+/// client went away) stops the task and with it the query; a task that dies
+/// ends the stream with an error, never a short answer that looks complete.
+fn read_ahead<T: Send + 'static>(
+    messages: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    depth: usize,
+) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+    let task = tokio::spawn(async move {
+        let mut messages = std::pin::pin!(messages);
+        while let Some(message) = messages.next().await {
+            if tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let guard = AbortOnDrop(task.abort_handle());
+    stream::unfold(
+        (rx, Some(task), guard),
+        |(mut rx, task, guard)| async move {
+            if let Some(message) = rx.recv().await {
+                return Some((message, (rx, task, guard)));
+            }
+            // The channel closed: the task has ended; did it finish?
+            match task?.await {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::error!("a result stream's task failed: {e}");
+                    let status = Status::internal("the result stream failed on the server");
+                    Some((Err(status), (rx, None, guard)))
+                }
+            }
+        },
+    )
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// HTTP/2 body frames: each message's chunks as data, then trailers with
 /// the call's status (OK, or the first error, after which nothing more is
 /// sent).
@@ -214,4 +266,83 @@ fn trailers(status: &Status) -> HeaderMap {
         headers.insert("grpc-status", HeaderValue::from_static("13"));
     }
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use futures::{StreamExt, stream};
+    use tonic::{Code, Status};
+
+    use super::read_ahead;
+
+    #[tokio::test]
+    async fn read_ahead_passes_every_message_in_order() {
+        let messages = stream::iter((0..100).map(Ok::<_, Status>));
+        let got: Vec<i32> = read_ahead(messages, 2).map(|m| m.unwrap()).collect().await;
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn read_ahead_passes_errors_through() {
+        let messages = stream::iter([Ok(1), Err(Status::not_found("no table x")), Ok(2)]);
+        let got: Vec<Result<i32, Status>> = read_ahead(messages, 1).collect().await;
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].as_ref().unwrap_err().message(), "no table x");
+    }
+
+    #[tokio::test]
+    async fn a_producer_that_dies_ends_the_stream_with_an_error() {
+        let messages = stream::iter(0..3).map(|i| {
+            assert!(i < 2, "the producer broke");
+            Ok::<_, Status>(i)
+        });
+        let got: Vec<Result<i32, Status>> = read_ahead(messages, 1).collect().await;
+        let oks: Vec<i32> = got
+            .iter()
+            .filter_map(|m| m.as_ref().ok().copied())
+            .collect();
+        assert_eq!(oks, vec![0, 1]);
+        let last = got.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(last.code(), Code::Internal);
+        assert!(!last.message().contains("producer broke"), "{last:?}");
+    }
+
+    /// Set when the producer's stream is dropped.
+    struct Dropped(Arc<AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_stops_the_producer_and_bounds_read_ahead() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let produced = Arc::new(AtomicUsize::new(0));
+        let guard = Dropped(Arc::clone(&dropped));
+        let count = Arc::clone(&produced);
+        let messages = stream::iter(0..).map(move |i| {
+            let _ = &guard;
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Status>(i)
+        });
+        let mut stream = Box::pin(read_ahead(messages, 2));
+        assert_eq!(stream.next().await.unwrap().unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // One taken, two waiting in the channel, one held by the blocked send.
+        assert!(produced.load(Ordering::SeqCst) <= 4, "{produced:?}");
+        drop(stream);
+        for _ in 0..100 {
+            if dropped.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the producer kept running after its consumer went away");
+    }
 }

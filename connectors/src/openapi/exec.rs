@@ -301,6 +301,7 @@ impl ExecutionPlan for OpenApiExec {
             start: Some(Box::new(start)),
             rx: None,
             task: None,
+            source: self.source.clone(),
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
@@ -473,11 +474,13 @@ type Start = Box<
 >;
 
 /// The receiving end of a scan: starts the fetching task on first poll, and
-/// dropping it stops the task.
+/// dropping it stops the task. A task that dies ends the scan with an error
+/// naming the source, never a short answer that looks complete.
 struct AbortOnDrop {
     start: Option<Start>,
     rx: Option<mpsc::Receiver<DFResult<RecordBatch>>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    source: String,
 }
 
 impl Stream for AbortOnDrop {
@@ -491,10 +494,27 @@ impl Stream for AbortOnDrop {
             self.rx = Some(rx);
             self.task = Some(task);
         }
-        match self.rx.as_mut() {
-            Some(rx) => rx.poll_recv(cx),
-            None => std::task::Poll::Ready(None),
+        let Some(rx) = self.rx.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        if let Some(item) = std::task::ready!(rx.poll_recv(cx)) {
+            return std::task::Poll::Ready(Some(item));
         }
+        // The channel closed: the task has ended; did it finish?
+        let Some(task) = self.task.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let outcome = std::task::ready!(std::pin::Pin::new(task).poll(cx));
+        self.rx = None;
+        self.task = None;
+        std::task::Poll::Ready(outcome.err().map(|e| {
+            tracing::error!("the scan of source {} failed: {e}", self.source);
+            Err(super::source_error(
+                &self.source,
+                "the scan stopped unexpectedly".into(),
+                false,
+            ))
+        }))
     }
 }
 
@@ -933,5 +953,50 @@ mod tests {
         let h = r#"<http://x/a?page=1>; rel="first", <http://x/a?page=3>; rel="next", <http://x/a?page=9>; rel="last""#;
         assert_eq!(next_link(h).as_deref(), Some("http://x/a?page=3"));
         assert_eq!(next_link(r#"<http://x/a?page=1>; rel="first""#), None);
+    }
+
+    /// A scan whose task sends `rows` one-row batches, then panics if told to.
+    fn scan_stream(rows: i64, panics: bool) -> AbortOnDrop {
+        let start = move || {
+            let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(2);
+            let task = tokio::spawn(async move {
+                for i in 0..rows {
+                    let batch = RecordBatch::try_from_iter([(
+                        "n",
+                        Arc::new(arrow::array::Int64Array::from(vec![i])) as _,
+                    )])
+                    .unwrap();
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return;
+                    }
+                }
+                assert!(!panics, "the fetching task broke");
+            });
+            (rx, task)
+        };
+        AbortOnDrop {
+            start: Some(Box::new(start)),
+            rx: None,
+            task: None,
+            source: "rms".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scan_whose_task_dies_ends_with_an_error_naming_the_source() {
+        let items: Vec<DFResult<RecordBatch>> = scan_stream(3, true).collect().await;
+        assert_eq!(items.len(), 4, "three batches, then the error");
+        assert!(items[..3].iter().all(Result::is_ok));
+        let err = items[3].as_ref().unwrap_err().to_string();
+        assert!(err.contains("rms"), "{err}");
+        assert!(err.contains("stopped unexpectedly"), "{err}");
+        assert!(!err.contains("broke"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_scan_whose_task_finishes_ends_cleanly() {
+        let items: Vec<DFResult<RecordBatch>> = scan_stream(3, false).collect().await;
+        assert_eq!(items.len(), 3);
+        assert!(items.iter().all(Result::is_ok));
     }
 }

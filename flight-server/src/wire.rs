@@ -426,6 +426,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn short_strings_alone_are_sent_plain() {
+        // No value over 12 bytes: every value lives in its view.
+        let values: Vec<Option<String>> = (0..1000)
+            .map(|i: usize| (i % 7 != 3).then(|| "ISERé012345".chars().take(i % 12).collect()))
+            .collect();
+        let strings = StringViewArray::from_iter(values.iter().map(Option::as_deref));
+        let batch =
+            RecordBatch::try_from_iter(vec![("s", Arc::new(strings) as ArrayRef)]).expect("batch");
+        let mut encoder = WireEncoder::new(&batch.schema(), 1 << 20).expect("encoder");
+        let mut chunks = encoder.encode(&batch.slice(3, 990)).expect("encode");
+        chunks.extend(encoder.finish().expect("finish"));
+        let read = decode(&chunks).await;
+        let expected = cast(&batch.column(0).slice(3, 990), &DataType::Utf8).expect("cast");
+        assert_eq!(read[0].column(0).as_ref(), expected.as_ref());
+    }
+
+    #[tokio::test]
     async fn string_and_binary_views_are_sent_plain() {
         let long = "a value longer than twelve bytes";
         // Inline values of every length up to the 12-byte limit, then past it.

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use arrow::array::{
     BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
@@ -66,21 +66,33 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `child` accepts connections on `port`; fails if it exits
-/// or takes longer than a minute.
-fn wait_listening(child: &mut Child, port: u16, what: &str) -> anyhow::Result<()> {
+/// Runs `measure` (given the server's process id) once the server `child`
+/// accepts connections on `port`, then stops the server whatever the
+/// outcome. Fails if the server exits or takes over a minute to listen.
+fn with_server<T>(
+    mut child: Child,
+    port: u16,
+    what: &str,
+    measure: impl FnOnce(u32) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait()? {
-            bail!("{what} exited before listening: {status}");
+    let result = loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break measure(child.id());
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break Err(anyhow!("{what} exited before listening: {status}")),
+            Err(e) => break Err(anyhow!("cannot watch {what}: {e}")),
+            Ok(None) => {}
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("{what} did not start listening within 60 s");
+            break Err(anyhow!("{what} did not start listening within 60 s"));
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
 
 fn cache_dir() -> PathBuf {
@@ -327,30 +339,26 @@ async fn run() -> anyhow::Result<()> {
     let config_path = cache_dir().join(format!("flight-{rows}.toml"));
     std::fs::write(&config_path, text)?;
     let port = free_port()?;
-    let mut bluelamp = Command::new(std::env::current_exe()?)
+    let child = Command::new(std::env::current_exe()?)
         .env(SERVE_ENV, &config_path)
         .env(LISTEN_ENV, format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .spawn()
         .context("cannot start Bluelamp's endpoint")?;
-    let bluelamp_result =
-        wait_listening(&mut bluelamp, port, "Bluelamp's endpoint").and_then(|()| {
-            clients(
-                &format!("grpc://127.0.0.1:{port}"),
-                "SELECT id, value, grade, seen_at, flagged FROM bench.readings",
-                Some(("bench", "bench")),
-                runs,
-                rows,
-                ("Bluelamp", bluelamp.id()),
-            )
-        });
-    let _ = bluelamp.kill();
-    let _ = bluelamp.wait();
-    let bluelamp = bluelamp_result?;
+    let bluelamp = with_server(child, port, "Bluelamp's endpoint", |pid| {
+        clients(
+            &format!("grpc://127.0.0.1:{port}"),
+            "SELECT id, value, grade, seen_at, flagged FROM bench.readings",
+            Some(("bench", "bench")),
+            runs,
+            rows,
+            ("Bluelamp", pid),
+        )
+    })?;
 
     // ROAPI on the same file.
     let flight_port = free_port()?;
-    let mut roapi = Command::new(python().join("roapi"))
+    let roapi = Command::new(python().join("roapi"))
         .args(["-t", &format!("readings={}", parquet.display())])
         .args(["--addr-flight-sql", &format!("127.0.0.1:{flight_port}")])
         .args(["-a", &format!("127.0.0.1:{}", free_port()?)])
@@ -360,12 +368,9 @@ async fn run() -> anyhow::Result<()> {
         .spawn()
         .context("cannot start roapi")?;
     let roapi_uri = format!("grpc://127.0.0.1:{flight_port}");
-    let roapi_pid = roapi.id();
-    let roapi_result = wait_listening(&mut roapi, flight_port, "roapi")
-        .and_then(|()| clients(&roapi_uri, query, None, runs, rows, ("ROAPI", roapi_pid)));
-    let _ = roapi.kill();
-    let _ = roapi.wait();
-    let roapi_times = roapi_result?;
+    let roapi_times = with_server(roapi, flight_port, "roapi", |pid| {
+        clients(&roapi_uri, query, None, runs, rows, ("ROAPI", pid))
+    })?;
 
     let (df, df_cpu) = in_process[0];
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

@@ -443,6 +443,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn thousands_of_short_then_long_strings_are_sent_plain() {
+        // Thousands of values: short ones first, then longer ones, nulls
+        // throughout.
+        let long = "a value longer than twelve bytes, repeated: ";
+        let values: Vec<Option<String>> = (0..6161)
+            .map(|i| {
+                let text = if i < 2053 {
+                    "E".repeat(i % 4)
+                } else {
+                    long.repeat(1 + i % 3)
+                };
+                (i % 11 != 4).then_some(text)
+            })
+            .collect();
+        let strings = StringViewArray::from_iter(values.iter().map(Option::as_deref));
+        let batch =
+            RecordBatch::try_from_iter(vec![("s", Arc::new(strings) as ArrayRef)]).expect("batch");
+        let rows = batch.num_rows() - 1;
+        let mut encoder = WireEncoder::new(&batch.schema(), 1 << 24).expect("encoder");
+        let mut chunks = encoder.encode(&batch.slice(1, rows)).expect("encode");
+        chunks.extend(encoder.finish().expect("finish"));
+        let read = decode(&chunks).await;
+        let expected = cast(&batch.column(0).slice(1, rows), &DataType::Utf8).expect("cast");
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].column(0).as_ref(), expected.as_ref());
+    }
+
+    #[tokio::test]
     async fn string_and_binary_views_are_sent_plain() {
         let long = "a value longer than twelve bytes";
         // Inline values of every length up to the 12-byte limit, then past it.

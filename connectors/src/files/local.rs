@@ -45,8 +45,8 @@ impl fmt::Display for LocalFiles {
 }
 
 /// Reads `ranges` of the file at `path`, in order, each into its own buffer.
-/// A range past the end of the file is an error naming the file and range,
-/// never a short buffer.
+/// A range past the end of the file, or one that ends before it starts, is
+/// an error naming the file and range, never a short or empty buffer.
 fn read_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
     let mut file = File::open(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => object_store::Error::NotFound {
@@ -58,7 +58,16 @@ fn read_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> Result<Vec<Byte
     ranges
         .iter()
         .map(|range| {
-            let wanted = range.end.saturating_sub(range.start);
+            let wanted = range.end.checked_sub(range.start).ok_or_else(|| {
+                generic(
+                    path,
+                    "cannot read",
+                    format!(
+                        "bytes {}..{} requested: the range ends before it starts",
+                        range.start, range.end
+                    ),
+                )
+            })?;
             let len = usize::try_from(wanted).map_err(|e| generic(path, "cannot read", e))?;
             file.seek(SeekFrom::Start(range.start))
                 .map_err(|e| generic(path, "cannot seek in", e))?;
@@ -211,6 +220,21 @@ mod tests {
         assert!(text.contains("short.bin"), "{text}");
         assert!(text.contains("5..40"), "{text}");
         assert!(text.contains("after 5"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_inverted_range_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("data.bin");
+        std::fs::write(&file, b"0123456789").expect("write");
+        let err = LocalFiles::new()
+            .get_ranges(&location(&file), &[0..2, 6..3])
+            .await
+            .expect_err("inverted");
+        let text = err.to_string();
+        assert!(text.contains("data.bin"), "{text}");
+        assert!(text.contains("6..3"), "{text}");
+        assert!(text.contains("ends before it starts"), "{text}");
     }
 
     #[tokio::test]

@@ -228,7 +228,7 @@ mod tests {
         let file = dir.path().join("data.bin");
         std::fs::write(&file, b"0123456789").expect("write");
         let err = LocalFiles::new()
-            .get_ranges(&location(&file), &[0..2, 6..3])
+            .get_ranges(&location(&file), &[0..2, Range { start: 6, end: 3 }])
             .await
             .expect_err("inverted");
         let text = err.to_string();

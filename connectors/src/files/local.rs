@@ -207,16 +207,21 @@ mod tests {
         );
     }
 
+    /// The error reading `ranges` of a ten-byte file called `name`.
+    async fn error_reading(name: &str, ranges: &[Range<u64>]) -> String {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join(name);
+        std::fs::write(&file, b"0123456789").expect("write");
+        LocalFiles::new()
+            .get_ranges(&location(&file), ranges)
+            .await
+            .expect_err("a bad range")
+            .to_string()
+    }
+
     #[tokio::test]
     async fn a_range_past_the_end_is_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let file = dir.path().join("short.bin");
-        std::fs::write(&file, b"0123456789").expect("write");
-        let err = LocalFiles::new()
-            .get_ranges(&location(&file), &[2..4, 5..40])
-            .await
-            .expect_err("past the end");
-        let text = err.to_string();
+        let text = error_reading("short.bin", &[2..4, 5..40]).await;
         assert!(text.contains("short.bin"), "{text}");
         assert!(text.contains("5..40"), "{text}");
         assert!(text.contains("after 5"), "{text}");
@@ -224,14 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_inverted_range_is_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let file = dir.path().join("data.bin");
-        std::fs::write(&file, b"0123456789").expect("write");
-        let err = LocalFiles::new()
-            .get_ranges(&location(&file), &[0..2, Range { start: 6, end: 3 }])
-            .await
-            .expect_err("inverted");
-        let text = err.to_string();
+        let text = error_reading("data.bin", &[0..2, Range { start: 6, end: 3 }]).await;
         assert!(text.contains("data.bin"), "{text}");
         assert!(text.contains("6..3"), "{text}");
         assert!(text.contains("ends before it starts"), "{text}");

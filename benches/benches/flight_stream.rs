@@ -166,15 +166,15 @@ fn python() -> PathBuf {
 /// The Python clients, as `flight_stream.py --client` names them.
 const CLIENTS: [&str; 2] = ["pyarrow", "adbc"];
 
-/// One client's runs against one endpoint: medians per run.
+/// One client's runs against one endpoint, per run.
 #[derive(Clone, Copy)]
 struct Measured {
-    /// Wall time.
+    /// Wall time (median).
     wall: Duration,
     /// CPU time of the server process (its whole run, warm-up included,
     /// divided by the number of runs).
     server_cpu: Duration,
-    /// CPU time of the client process.
+    /// CPU time of the client process (median).
     client_cpu: Duration,
 }
 

@@ -199,7 +199,9 @@ fn read_ahead<T: Send + 'static>(
     depth: usize,
 ) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
-    let task = tokio::spawn(async move {
+    // A set of one: dropping it (with the stream) aborts the task.
+    let mut producer = tokio::task::JoinSet::new();
+    producer.spawn(async move {
         let mut messages = std::pin::pin!(messages);
         while let Some(message) = messages.next().await {
             if tx.send(message).await.is_err() {
@@ -207,33 +209,20 @@ fn read_ahead<T: Send + 'static>(
             }
         }
     });
-    let guard = AbortOnDrop(task.abort_handle());
-    stream::unfold(
-        (rx, Some(task), guard),
-        |(mut rx, task, guard)| async move {
-            if let Some(message) = rx.recv().await {
-                return Some((message, (rx, task, guard)));
+    stream::unfold((rx, producer), |(mut rx, mut producer)| async move {
+        if let Some(message) = rx.recv().await {
+            return Some((message, (rx, producer)));
+        }
+        // The channel closed: the task has ended; did it finish?
+        match producer.join_next().await? {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!("a result stream's task failed: {e}");
+                let status = Status::internal("the result stream failed on the server");
+                Some((Err(status), (rx, producer)))
             }
-            // The channel closed: the task has ended; did it finish?
-            match task?.await {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::error!("a result stream's task failed: {e}");
-                    let status = Status::internal("the result stream failed on the server");
-                    Some((Err(status), (rx, None, guard)))
-                }
-            }
-        },
-    )
-}
-
-/// Stops a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+        }
+    })
 }
 
 /// HTTP/2 body frames: each message's chunks as data, then trailers with

@@ -15,17 +15,25 @@
 //! What clients receive is what arrow-flight's encoder sends: the schema
 //! first, dictionaries replaced by their values (as
 //! [`arrow_flight::encode::DictionaryHandling::Hydrate`]), and batches split
-//! so no message exceeds a size limit.
+//! so no message exceeds a size limit. String views, and dictionaries of
+//! strings (a table declared with dictionary columns, a Parquet file that
+//! stores them so), are written out as plain strings by [`to_wire`]'s own
+//! loops rather than by Arrow's value-at-a-time cast.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow_flight::FlightData;
 use bytes::{BufMut, Bytes, BytesMut};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
-use datafusion::arrow::buffer::Buffer;
+use datafusion::arrow::array::builder::make_view;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, DictionaryArray, RecordBatch, StringArray,
+    downcast_dictionary_array,
+};
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{ArrowDictionaryKeyType, ArrowNativeType};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::root_as_message;
@@ -107,21 +115,82 @@ pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
                 (from, to) if from == to => Ok(Arc::clone(column)),
                 (DataType::Utf8View, DataType::Utf8) => {
                     let views = column.as_string_view();
-                    let (offsets, values) = flatten(views.views(), views.data_buffers())?;
+                    let (offsets, values) =
+                        flatten(views.views().iter().copied(), views.data_buffers())?;
                     let plain = StringArray::try_new(offsets, values, views.nulls().cloned())?;
                     Ok(Arc::new(plain) as ArrayRef)
                 }
                 (DataType::BinaryView, DataType::Binary) => {
                     let views = column.as_binary_view();
-                    let (offsets, values) = flatten(views.views(), views.data_buffers())?;
+                    let (offsets, values) =
+                        flatten(views.views().iter().copied(), views.data_buffers())?;
                     let plain = BinaryArray::try_new(offsets, values, views.nulls().cloned())?;
                     Ok(Arc::new(plain) as ArrayRef)
+                }
+                (DataType::Dictionary(_, values), to @ (DataType::Utf8 | DataType::Binary))
+                    if values.as_ref() == to =>
+                {
+                    let (offsets, data, nulls) = downcast_dictionary_array!(
+                        column => hydrate(column)?,
+                        other => return Err(ArrowError::CastError(format!("{other} is not a dictionary"))),
+                    );
+                    Ok(if to == &DataType::Utf8 {
+                        Arc::new(StringArray::try_new(offsets, data, nulls)?) as ArrayRef
+                    } else {
+                        Arc::new(BinaryArray::try_new(offsets, data, nulls)?) as ArrayRef
+                    })
                 }
                 (_, to) => cast(column, to),
             },
         )
         .collect::<Result<Vec<ArrayRef>, _>>()?;
     RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
+/// A dictionary of plain strings or bytes with each row's value written out
+/// (Arrow's cast takes the values one `memcpy` call at a time): the
+/// dictionary's values become views into its own buffer, looked up per key
+/// and laid end to end by [`flatten`]. Nulls are the dictionary's logical
+/// ones (a null key or a key naming a null value).
+///
+/// # Errors
+/// If the dictionary's values are not plain strings or bytes.
+#[allow(clippy::type_complexity, reason = "the three parts of a plain array")]
+fn hydrate<K: ArrowDictionaryKeyType>(
+    dictionary: &DictionaryArray<K>,
+) -> Result<(OffsetBuffer<i32>, Buffer, Option<NullBuffer>), ArrowError> {
+    let values = dictionary.values();
+    let (offsets, data) = match values.data_type() {
+        DataType::Utf8 => {
+            let v = values.as_string::<i32>();
+            (v.offsets(), v.values())
+        }
+        DataType::Binary => {
+            let v = values.as_binary::<i32>();
+            (v.offsets(), v.values())
+        }
+        other => {
+            return Err(ArrowError::CastError(format!(
+                "a dictionary of {other} is not sent as plain values"
+            )));
+        }
+    };
+    let table: Vec<u128> = offsets
+        .windows(2)
+        .map(|w| {
+            let (start, end) = (w[0].as_usize(), w[1].as_usize());
+            make_view(&data[start..end], 0, start as u32)
+        })
+        .collect();
+    // Keys of non-null rows were checked against the dictionary when the
+    // array was built; a null row's key may be anything, and reads as empty.
+    let views = dictionary
+        .keys()
+        .values()
+        .iter()
+        .map(|key| table.get(key.as_usize()).copied().unwrap_or(0));
+    let (offsets, data) = flatten(views, std::slice::from_ref(data))?;
+    Ok((offsets, data, dictionary.logical_nulls()))
 }
 
 /// The values of a string or binary view array laid end to end, with their
@@ -132,12 +201,15 @@ pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
 /// live in the view itself and are copied as a fixed 12-byte block (the
 /// next value overwrites the excess), which the compiler turns into two
 /// moves instead of a `memcpy` call per value.
-fn flatten(views: &[u128], buffers: &[Buffer]) -> Result<(OffsetBuffer<i32>, Buffer), ArrowError> {
+fn flatten<I>(views: I, buffers: &[Buffer]) -> Result<(OffsetBuffer<i32>, Buffer), ArrowError>
+where
+    I: ExactSizeIterator<Item = u128> + Clone,
+{
     let mut offsets: Vec<i32> = Vec::with_capacity(views.len() + 1);
     offsets.push(0);
     let mut total: i64 = 0;
-    offsets.extend(views.iter().map(|view| {
-        total += i64::from(*view as u32);
+    offsets.extend(views.clone().map(|view| {
+        total += i64::from(view as u32);
         // Truncation caught below: `total` never decreases, so it is
         // checked once at the end.
         total as i32
@@ -152,13 +224,13 @@ fn flatten(views: &[u128], buffers: &[Buffer]) -> Result<(OffsetBuffer<i32>, Buf
     let mut values = vec![0u8; total + 12];
     let mut at = 0usize;
     for view in views {
-        let len = *view as u32 as usize;
+        let len = view as u32 as usize;
         if len <= 12 {
             values[at..at + 12].copy_from_slice(&view.to_le_bytes()[4..16]);
         } else {
             // Longer values: length, prefix, buffer index, offset (u32 each).
-            let buffer = (*view >> 64) as u32 as usize;
-            let offset = (*view >> 96) as u32 as usize;
+            let buffer = (view >> 64) as u32 as usize;
+            let offset = (view >> 96) as u32 as usize;
             let value = buffers
                 .get(buffer)
                 .and_then(|b| b.get(offset..offset + len))
@@ -360,8 +432,8 @@ pub fn grpc_message(data: &FlightData, body: Vec<Bytes>) -> Result<Vec<Bytes>, A
 mod tests {
     use super::*;
     use arrow_flight::decode::FlightRecordBatchStream;
-    use datafusion::arrow::array::{BinaryViewArray, DictionaryArray, Int64Array, StringViewArray};
-    use datafusion::arrow::datatypes::Int8Type;
+    use datafusion::arrow::array::{BinaryViewArray, Int64Array, StringViewArray, UInt16Array};
+    use datafusion::arrow::datatypes::{Int8Type, UInt16Type};
     use futures::{StreamExt, TryStreamExt, stream};
 
     /// Reads gRPC-framed messages back as `FlightData`, as a client would.
@@ -509,6 +581,52 @@ mod tests {
         for (i, to) in [(0, DataType::Utf8), (1, DataType::Binary)] {
             let expected = cast(&batch.column(i).slice(1, 7), &to).expect("cast");
             assert_eq!(read[0].column(i).as_ref(), expected.as_ref());
+        }
+    }
+
+    #[tokio::test]
+    async fn dictionaries_of_strings_and_bytes_are_sent_as_their_values() {
+        let long = "a value longer than twelve bytes";
+        // Values sliced, so their offsets do not start at zero; one value null.
+        let words = StringArray::from(vec![Some("unused"), Some("E"), Some(long), None, Some("")]);
+        let bytes = BinaryArray::from(vec![
+            Some(b"unused".as_slice()),
+            Some(b"x".as_slice()),
+            Some(long.as_bytes()),
+            None,
+            Some(b"0123456789ab".as_slice()),
+        ]);
+        // Row 2's key is null and points nowhere; row 4 names the null value.
+        let keys = UInt16Array::new(
+            ScalarBuffer::from(vec![0, 1, 60_000, 1, 2, 3, 0, 1]),
+            Some(NullBuffer::from(vec![
+                true, true, false, true, true, true, true, true,
+            ])),
+        );
+        let strings =
+            DictionaryArray::<UInt16Type>::try_new(keys.clone(), Arc::new(words.slice(1, 4)))
+                .expect("string dictionary");
+        let binary = DictionaryArray::<UInt16Type>::try_new(keys, Arc::new(bytes.slice(1, 4)))
+            .expect("binary dictionary");
+        let batch = RecordBatch::try_from_iter(vec![
+            ("s", Arc::new(strings) as ArrayRef),
+            ("b", Arc::new(binary) as ArrayRef),
+        ])
+        .expect("batch");
+        let mut encoder = WireEncoder::new(&batch.schema(), 1 << 20).expect("encoder");
+        assert_eq!(encoder.schema.field(0).data_type(), &DataType::Utf8);
+        assert_eq!(encoder.schema.field(1).data_type(), &DataType::Binary);
+        let mut chunks = encoder.encode(&batch.slice(1, 7)).expect("encode");
+        chunks.extend(encoder.finish().expect("finish"));
+        let read = decode(&chunks).await;
+        for (i, to) in [(0, DataType::Utf8), (1, DataType::Binary)] {
+            let expected = cast(&batch.column(i).slice(1, 7), &to).expect("cast");
+            assert_eq!(read[0].column(i).as_ref(), expected.as_ref());
+            assert_eq!(
+                read[0].column(i).null_count(),
+                2,
+                "the null key and the null value"
+            );
         }
     }
 

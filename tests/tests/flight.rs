@@ -189,6 +189,33 @@ async fn queries_join_sources_and_stream_in_batches() {
     s.server.shutdown().await;
 }
 
+/// A dictionary-encoded result column (a Parquet file that stores one, a
+/// declared dictionary column) reaches the client as the plain strings its
+/// announced schema names, nulls kept.
+#[tokio::test]
+async fn dictionary_columns_arrive_as_plain_strings() {
+    let s = start("").await;
+    let mut c = logged_in(&s).await;
+    let info = c
+        .execute(
+            "SELECT urn, arrow_cast(CASE WHEN urn = 'CAD-2' THEN NULL ELSE grade END, 'Dictionary(Int16, Utf8)') AS grade FROM cad.incidents ORDER BY urn".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let announced = info.clone().try_decode_schema().unwrap();
+    assert_eq!(
+        announced.field_with_name("grade").unwrap().data_type(),
+        &DataType::Utf8
+    );
+    let batches = fetch(&mut c, info).await.unwrap();
+    for batch in &batches {
+        assert_eq!(batch.schema().fields(), announced.fields());
+    }
+    assert_eq!(strings(&batches, "grade"), ["I", "NULL", "E"]);
+    s.server.shutdown().await;
+}
+
 /// `DoGet` through the generated tonic service (the path a request takes
 /// when our own HTTP/2 handler passes it on) sends the layout GetFlightInfo
 /// announced: plain strings, not the views DataFusion reads.

@@ -42,6 +42,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use reqwest::Url;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::client::{ApiClient, FetchError};
 use super::discovery::{FilterOp, Pagination, RecordsAt, TableSpec};
@@ -273,7 +274,8 @@ impl ExecutionPlan for OpenApiExec {
                     values.insert(target, keys);
                 }
             }
-            let task = tokio::spawn(async move {
+            let mut task = JoinSet::new();
+            task.spawn(async move {
                 if values.values().any(Vec::is_empty) {
                     return; // the join's build side was empty: nothing can match
                 }
@@ -297,7 +299,7 @@ impl ExecutionPlan for OpenApiExec {
             });
             (rx, task)
         };
-        let stream = AbortOnDrop {
+        let stream = ScanStream {
             start: Some(Box::new(start)),
             rx: None,
             task: None,
@@ -466,24 +468,19 @@ fn keys(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<Vec<ScalarValue>> 
     None
 }
 
-type Start = Box<
-    dyn FnOnce() -> (
-            mpsc::Receiver<DFResult<RecordBatch>>,
-            tokio::task::JoinHandle<()>,
-        ) + Send,
->;
+type Start = Box<dyn FnOnce() -> (mpsc::Receiver<DFResult<RecordBatch>>, JoinSet<()>) + Send>;
 
 /// The receiving end of a scan: starts the fetching task on first poll, and
-/// dropping it stops the task. A task that dies ends the scan with an error
+/// dropping it stops the task (a `JoinSet` aborts its tasks when dropped). A task that dies ends the scan with an error
 /// naming the source, never a short answer that looks complete.
-struct AbortOnDrop {
+struct ScanStream {
     start: Option<Start>,
     rx: Option<mpsc::Receiver<DFResult<RecordBatch>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<JoinSet<()>>,
     source: String,
 }
 
-impl Stream for AbortOnDrop {
+impl Stream for ScanStream {
     type Item = DFResult<RecordBatch>;
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
@@ -504,10 +501,10 @@ impl Stream for AbortOnDrop {
         let Some(task) = self.task.as_mut() else {
             return std::task::Poll::Ready(None);
         };
-        let outcome = std::task::ready!(std::pin::Pin::new(task).poll(cx));
+        let outcome = std::task::ready!(task.poll_join_next(cx));
         self.rx = None;
         self.task = None;
-        std::task::Poll::Ready(outcome.err().map(|e| {
+        std::task::Poll::Ready(outcome.and_then(Result::err).map(|e| {
             tracing::error!("the scan of source {} failed: {e}", self.source);
             Err(super::source_error(
                 &self.source,
@@ -515,14 +512,6 @@ impl Stream for AbortOnDrop {
                 false,
             ))
         }))
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
     }
 }
 
@@ -956,10 +945,11 @@ mod tests {
     }
 
     /// A scan whose task sends `rows` one-row batches, then panics if told to.
-    fn scan_stream(rows: i64, panics: bool) -> AbortOnDrop {
+    fn scan_stream(rows: i64, panics: bool) -> ScanStream {
         let start = move || {
             let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(2);
-            let task = tokio::spawn(async move {
+            let mut task = JoinSet::new();
+            task.spawn(async move {
                 for i in 0..rows {
                     let batch = RecordBatch::try_from_iter([(
                         "n",
@@ -974,7 +964,7 @@ mod tests {
             });
             (rx, task)
         };
-        AbortOnDrop {
+        ScanStream {
             start: Some(Box::new(start)),
             rx: None,
             task: None,
@@ -991,6 +981,40 @@ mod tests {
         assert!(err.contains("rms"), "{err}");
         assert!(err.contains("stopped unexpectedly"), "{err}");
         assert!(!err.contains("broke"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn dropping_a_scan_stops_its_task() {
+        let (alive, stopped) = tokio::sync::oneshot::channel::<()>();
+        let start = move || {
+            let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(1);
+            let mut task = JoinSet::new();
+            task.spawn(async move {
+                let _alive = alive; // dropped only when the task ends
+                let batch = RecordBatch::try_from_iter([(
+                    "n",
+                    Arc::new(arrow::array::Int64Array::from(vec![1])) as _,
+                )])
+                .unwrap();
+                let _ = tx.send(Ok(batch)).await;
+                // A task that never finishes by itself.
+                std::future::pending::<()>().await;
+            });
+            (rx, task)
+        };
+        let mut stream = ScanStream {
+            start: Some(Box::new(start)),
+            rx: None,
+            task: None,
+            source: "rms".into(),
+        };
+        assert!(stream.next().await.unwrap().is_ok());
+        drop(stream);
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), stopped).await;
+        assert!(
+            ended.is_ok(),
+            "the task still runs after its stream was dropped"
+        );
     }
 
     #[tokio::test]

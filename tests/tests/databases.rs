@@ -806,6 +806,72 @@ async fn inserts_round_trip_into_sqlite() {
     assert_eq!(n as usize, HOSTILE.len() + 1);
 }
 
+/// Reads `source`'s keys: `stations` has a two-column primary key (declared
+/// in the other order than its columns) and a unique code, `units` none.
+/// An insert into the keyed table still goes through.
+async fn check_keys(engine: &Engine, source: &str) {
+    let session = engine.session(Identity::new("test", "test"));
+    assert_eq!(
+        session.primary_key(source, "stations").await.unwrap(),
+        vec!["num", "district"],
+        "{source}"
+    );
+    assert!(
+        session
+            .primary_key(source, "units")
+            .await
+            .unwrap()
+            .is_empty(),
+        "{source}"
+    );
+    query_rows(
+        engine,
+        &format!("INSERT INTO {source}.stations VALUES (9, 1, 'S9', 'new')"),
+    )
+    .await;
+    assert_eq!(
+        query_rows(
+            engine,
+            &format!("SELECT name FROM {source}.stations WHERE num = 1 AND district = 9"),
+        )
+        .await,
+        vec![vec!["new".to_string()]],
+        "{source}"
+    );
+}
+
+const KEYED_TABLES: &str = "CREATE TABLE stations (district int, num int, code varchar(10) UNIQUE, name varchar(40), PRIMARY KEY (num, district));
+     INSERT INTO stations VALUES (1, 1, 'S1', 'first'), (1, 2, 'S2', 'second');
+     CREATE TABLE units (callsign varchar(10), station int);";
+
+/// MariaDB's primary keys reach `GetPrimaryKeys` (and the join planner).
+#[tokio::test]
+async fn mariadb_keys_are_read() {
+    let Some(db) = mariadb_or_skip().await else {
+        return;
+    };
+    db.execute(KEYED_TABLES).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path())
+        .await
+        .unwrap();
+    check_keys(&engine, "maria").await;
+}
+
+/// SQLite's primary keys reach `GetPrimaryKeys` (and the join planner).
+#[tokio::test]
+async fn sqlite_keys_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(KEYED_TABLES).unwrap();
+    drop(conn);
+    let engine = engine_from_text(&sqlite_source("lite", &path), tmp.path())
+        .await
+        .unwrap();
+    check_keys(&engine, "lite").await;
+}
+
 /// A correlated scalar subquery (TPC-H Q2's shape) runs inside PostgreSQL:
 /// DataFusion's decorrelation groups by a constant and names the aggregate
 /// its own way, which PostgreSQL refuses unless the SQL is repaired.

@@ -19,11 +19,16 @@ mod sqlite;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use bluelamp_engine::{SourceConfig, SourceError};
-use datafusion::catalog::SchemaProvider;
+use datafusion::catalog::{SchemaProvider, Session};
+use datafusion::common::{Constraint, Constraints, Statistics};
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion_federation::FederatedTableProviderAdaptor;
 use tokio::sync::Mutex;
 
@@ -55,6 +60,93 @@ fn with_writer(
             writer,
         )),
         None => read,
+    }
+}
+
+/// A table's primary key and unique constraints as DataFusion constraints over
+/// `schema`, from the database's catalog: each key is whether it is the
+/// primary key, and its column names in key order. They tell the planner
+/// which joins cannot multiply rows (see `bluelamp_engine::source_joins`) and
+/// answer Flight SQL's `GetPrimaryKeys`. A key naming a column the table does
+/// not expose is skipped.
+fn key_constraints(
+    schema: &Schema,
+    keys: impl IntoIterator<Item = (bool, Vec<String>)>,
+) -> Constraints {
+    let constraints = keys
+        .into_iter()
+        .filter_map(|(primary, columns)| {
+            let indices: Option<Vec<usize>> = columns
+                .iter()
+                .map(|name| schema.index_of(name).ok())
+                .collect();
+            indices.filter(|i| !i.is_empty()).map(|indices| {
+                if primary {
+                    Constraint::PrimaryKey(indices)
+                } else {
+                    Constraint::Unique(indices)
+                }
+            })
+        })
+        .collect();
+    Constraints::new_unverified(constraints)
+}
+
+/// A table provider that reports `constraints` (read from the database's
+/// catalog) where the crate's own provider reports none; everything else,
+/// writes included, is the inner provider's.
+#[derive(Debug)]
+struct Keyed {
+    inner: Arc<dyn TableProvider>,
+    constraints: Constraints,
+}
+
+#[async_trait]
+impl TableProvider for Keyed {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.inner.get_column_default(column)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        self.inner.statistics()
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.inner.insert_into(state, input, insert_op).await
     }
 }
 

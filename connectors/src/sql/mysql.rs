@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bluelamp_engine::{
     ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory,
 };
-use datafusion::common::TableReference;
+use datafusion::common::{Constraints, TableReference};
 use datafusion::datasource::TableProvider;
 use std::ops::ControlFlow;
 
@@ -198,7 +198,53 @@ impl SqlBackend for MySqlBackend {
         let writer = MySQLTableFactory::new(Arc::clone(&self.pool))
             .read_write_table_provider(TableReference::bare(reference.table()))
             .await?;
+        let constraints = self.constraints(&read.schema(), reference.table()).await?;
+        let writer = Arc::new(super::Keyed {
+            inner: writer,
+            constraints,
+        });
         Ok(super::with_writer(read, writer))
+    }
+}
+
+/// A table's primary key and unique constraints, one row per key column, as
+/// the server's `information_schema` declares them.
+const CONSTRAINTS_SQL: &str = "\
+    SELECT tc.CONSTRAINT_TYPE = 'PRIMARY KEY', tc.CONSTRAINT_NAME, k.COLUMN_NAME \
+    FROM information_schema.TABLE_CONSTRAINTS tc \
+    JOIN information_schema.KEY_COLUMN_USAGE k \
+      ON k.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = tc.CONSTRAINT_NAME \
+     AND k.TABLE_SCHEMA = tc.TABLE_SCHEMA AND k.TABLE_NAME = tc.TABLE_NAME \
+    WHERE tc.TABLE_SCHEMA = ? AND tc.TABLE_NAME = ? \
+      AND tc.CONSTRAINT_TYPE IN ('PRIMARY KEY', 'UNIQUE') \
+    ORDER BY tc.CONSTRAINT_TYPE = 'PRIMARY KEY' DESC, tc.CONSTRAINT_NAME, k.ORDINAL_POSITION";
+
+impl MySqlBackend {
+    /// The table's primary key and unique constraints (see
+    /// [`super::key_constraints`]).
+    async fn constraints(
+        &self,
+        schema: &arrow::datatypes::Schema,
+        table: &str,
+    ) -> Result<Constraints, BoxError> {
+        let connection = self.pool.connect_direct().await?;
+        let mut conn = connection.conn.lock().await;
+        let rows: Vec<(i64, String, String)> = conn
+            .exec(CONSTRAINTS_SQL, (self.database.as_str(), table))
+            .await?;
+        let mut keys: Vec<(bool, String, Vec<String>)> = Vec::new();
+        for (primary, name, column) in rows {
+            let primary = primary != 0;
+            match keys.last_mut() {
+                Some((p, n, columns)) if *p == primary && *n == name => columns.push(column),
+                _ => keys.push((primary, name, vec![column])),
+            }
+        }
+        Ok(super::key_constraints(
+            schema,
+            keys.into_iter()
+                .map(|(primary, _, columns)| (primary, columns)),
+        ))
     }
 }
 

@@ -10,7 +10,7 @@ use bluelamp_engine::{
     ConfigError, ConnectedSource, Secret, SourceConfig, SourceError, SourceFactory,
 };
 use datafusion::common::TableReference;
-use datafusion::common::{Constraint, Constraints, Statistics};
+use datafusion::common::{Constraints, Statistics};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::SendableRecordBatchStream;
@@ -324,11 +324,8 @@ const CONSTRAINTS_SQL: &str = "\
     ORDER BY c.contype, c.oid";
 
 impl PostgresBackend {
-    /// The table's primary key and unique constraints, as DataFusion
-    /// constraints over `schema`. They tell the planner which joins cannot
-    /// multiply rows (see `bluelamp_engine::source_joins`) and answer
-    /// Flight SQL's `GetPrimaryKeys`. A constraint naming a column the table
-    /// does not expose is skipped.
+    /// The table's primary key and unique constraints (see
+    /// [`super::key_constraints`]).
     async fn constraints(
         &self,
         schema: &arrow::datatypes::Schema,
@@ -339,23 +336,14 @@ impl PostgresBackend {
             .conn
             .query(CONSTRAINTS_SQL, &[&self.schema.as_str(), &table])
             .await?;
-        let mut constraints = Vec::new();
-        for row in rows {
-            let primary: bool = row.try_get(0)?;
-            let columns: Vec<String> = row.try_get(1)?;
-            let indices: Option<Vec<usize>> = columns
-                .iter()
-                .map(|name| schema.index_of(name).ok())
-                .collect();
-            if let Some(indices) = indices {
-                constraints.push(if primary {
-                    Constraint::PrimaryKey(indices)
-                } else {
-                    Constraint::Unique(indices)
-                });
-            }
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            keys.push((
+                row.try_get::<_, bool>(0)?,
+                row.try_get::<_, Vec<String>>(1)?,
+            ));
         }
-        Ok(Constraints::new_unverified(constraints))
+        Ok(super::key_constraints(schema, keys))
     }
 }
 

@@ -7,7 +7,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use bluelamp_engine::config::deserialize_duration;
 use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
-use datafusion::common::Constraints;
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::{get_schema, get_tables};
@@ -141,6 +140,42 @@ fn declared_schema(path: &std::path::Path, table: &str) -> Result<SchemaRef, Box
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// The table's primary key (columns in key order) and its unique indexes —
+/// `UNIQUE` constraints and `CREATE UNIQUE INDEX` alike, but not partial
+/// indexes or indexes over expressions, which are not keys of the table.
+fn declared_keys(
+    path: &std::path::Path,
+    table: &str,
+) -> Result<Vec<(bool, Vec<String>)>, BoxError> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut keys = Vec::new();
+    let primary: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?
+        .query_map([table], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !primary.is_empty() {
+        keys.push((true, primary));
+    }
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM pragma_index_list(?1) \
+             WHERE \"unique\" = 1 AND origin <> 'pk' AND partial = 0 ORDER BY seq",
+        )?
+        .query_map([table], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut columns_of = conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?;
+    for index in indexes {
+        let columns: Vec<Option<String>> = columns_of
+            .query_map([index], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        if let Some(columns) = columns.into_iter().collect::<Option<Vec<_>>>() {
+            keys.push((false, columns));
+        }
+    }
+    Ok(keys)
+}
+
 #[async_trait]
 impl SqlBackend for SqliteBackend {
     async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
@@ -154,6 +189,9 @@ impl SqlBackend for SqliteBackend {
             let name = table.to_string();
             schema = tokio::task::spawn_blocking(move || declared_schema(&path, &name)).await??;
         }
+        let path = self.path.clone();
+        let name = table.to_string();
+        let keys = tokio::task::spawn_blocking(move || declared_keys(&path, &name)).await??;
         let pool: Arc<DynSqliteConnectionPool> =
             Arc::clone(&self.pool) as Arc<DynSqliteConnectionPool>;
         let table = Arc::new(SQLiteTable::new_with_schema(
@@ -162,13 +200,43 @@ impl SqlBackend for SqliteBackend {
             reference.clone(),
         ));
         let read: Arc<dyn TableProvider> = Arc::new(table.create_federated_table_provider()?);
-        let sqlite = Sqlite::new(
-            reference,
-            schema,
-            Arc::clone(&self.pool),
-            Constraints::default(),
-        );
+        let constraints = super::key_constraints(&schema, keys);
+        let sqlite = Sqlite::new(reference, schema, Arc::clone(&self.pool), constraints);
         let writer = SqliteTableWriter::create(Arc::clone(&read), sqlite, None);
         Ok(super::with_writer(read, writer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn keys_are_the_primary_key_and_whole_column_unique_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.sqlite");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE calls (a int, b int, c text UNIQUE, d text, e text, f text, PRIMARY KEY (b, a));
+             CREATE UNIQUE INDEX calls_d_e ON calls (e, d);
+             CREATE UNIQUE INDEX calls_open ON calls (f) WHERE f IS NOT NULL;
+             CREATE UNIQUE INDEX calls_lower ON calls (lower(f));
+             CREATE INDEX calls_plain ON calls (d);
+             CREATE TABLE plain (x int);",
+        )
+        .unwrap();
+        drop(conn);
+        let mut keys = declared_keys(&path, "calls").unwrap();
+        keys[1..].sort();
+        assert_eq!(
+            keys,
+            vec![
+                (true, vec!["b".to_string(), "a".to_string()]),
+                (false, vec!["c".to_string()]),
+                (false, vec!["e".to_string(), "d".to_string()]),
+            ]
+        );
+        assert!(declared_keys(&path, "plain").unwrap().is_empty());
     }
 }

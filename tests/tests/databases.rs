@@ -808,7 +808,8 @@ async fn inserts_round_trip_into_sqlite() {
 
 /// Reads `source`'s keys: `stations` has a two-column primary key (declared
 /// in the other order than its columns) and a unique code, `units` none.
-/// An insert into the keyed table still goes through.
+/// A join on the unique code, written around a local table, runs in the
+/// database as one query; an insert into the keyed table still goes through.
 async fn check_keys(engine: &Engine, source: &str) {
     let session = engine.session(Identity::new("test", "test"));
     assert_eq!(
@@ -824,14 +825,46 @@ async fn check_keys(engine: &Engine, source: &str) {
             .is_empty(),
         "{source}"
     );
-    query_rows(
-        engine,
+
+    session_rows(
+        &session,
+        "CREATE TABLE picked AS SELECT * FROM (VALUES ('U1'), ('U2'), ('U3')) AS t(callsign)",
+    )
+    .await;
+    let joined = format!(
+        "SELECT s.name, count(*) FROM {source}.units u, picked p, {source}.stations s \
+         WHERE p.callsign = u.callsign AND u.station_code = s.code GROUP BY s.name ORDER BY s.name"
+    );
+    let remote: Vec<String> = session_rows(&session, &format!("EXPLAIN {joined}"))
+        .await
+        .concat()
+        .iter()
+        .flat_map(|cell| cell.lines())
+        .filter(|line| line.contains("sql="))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(remote.len(), 1, "{source}: {remote:#?}");
+    assert!(
+        remote[0].contains("units") && remote[0].contains("stations"),
+        "{source}: {remote:#?}"
+    );
+    assert_eq!(
+        session_rows(&session, &joined).await,
+        vec![
+            vec!["first".to_string(), "2".to_string()],
+            vec!["second".to_string(), "1".to_string()],
+        ],
+        "{source}"
+    );
+
+    session_rows(
+        &session,
         &format!("INSERT INTO {source}.stations VALUES (9, 1, 'S9', 'new')"),
     )
     .await;
     assert_eq!(
-        query_rows(
-            engine,
+        session_rows(
+            &session,
             &format!("SELECT name FROM {source}.stations WHERE num = 1 AND district = 9"),
         )
         .await,
@@ -842,7 +875,8 @@ async fn check_keys(engine: &Engine, source: &str) {
 
 const KEYED_TABLES: &str = "CREATE TABLE stations (district int, num int, code varchar(10) UNIQUE, name varchar(40), PRIMARY KEY (num, district));
      INSERT INTO stations VALUES (1, 1, 'S1', 'first'), (1, 2, 'S2', 'second');
-     CREATE TABLE units (callsign varchar(10), station int);";
+     CREATE TABLE units (callsign varchar(10), station_code varchar(10));
+     INSERT INTO units VALUES ('U1', 'S1'), ('U2', 'S1'), ('U3', 'S2'), ('U4', 'S2');";
 
 /// MariaDB's primary keys reach `GetPrimaryKeys` (and the join planner).
 #[tokio::test]

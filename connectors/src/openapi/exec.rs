@@ -471,8 +471,9 @@ fn keys(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<Vec<ScalarValue>> 
 type Start = Box<dyn FnOnce() -> (mpsc::Receiver<DFResult<RecordBatch>>, JoinSet<()>) + Send>;
 
 /// The receiving end of a scan: starts the fetching task on first poll, and
-/// dropping it stops the task (a `JoinSet` aborts its tasks when dropped). A task that dies ends the scan with an error
-/// naming the source, never a short answer that looks complete.
+/// dropping it stops the task (a `JoinSet` aborts its tasks when dropped). A
+/// task that dies ends the scan with an error naming the source, never a
+/// short answer that looks complete.
 struct ScanStream {
     start: Option<Start>,
     rx: Option<mpsc::Receiver<DFResult<RecordBatch>>>,

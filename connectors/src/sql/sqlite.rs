@@ -104,9 +104,7 @@ struct SqliteBackend {
 /// a SQLite table's schema from its rows, so an empty table (the usual target
 /// of a first `INSERT`) would otherwise have no columns at all. Dates and
 /// times are kept as text, as SQLite stores them.
-fn declared_schema(path: &std::path::Path, table: &str) -> Result<SchemaRef, BoxError> {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+fn declared_schema(conn: &rusqlite::Connection, table: &str) -> Result<SchemaRef, BoxError> {
     let mut statement =
         conn.prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1)")?;
     let fields = statement
@@ -144,11 +142,9 @@ fn declared_schema(path: &std::path::Path, table: &str) -> Result<SchemaRef, Box
 /// `UNIQUE` constraints and `CREATE UNIQUE INDEX` alike, but not partial
 /// indexes or indexes over expressions, which are not keys of the table.
 fn declared_keys(
-    path: &std::path::Path,
+    conn: &rusqlite::Connection,
     table: &str,
 ) -> Result<Vec<(bool, Vec<String>)>, BoxError> {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut keys = Vec::new();
     let primary: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?
@@ -184,14 +180,27 @@ impl SqlBackend for SqliteBackend {
         let reference = TableReference::bare(table);
         let conn = self.pool.connect().await?;
         let mut schema = get_schema(conn, &reference).await?;
-        if schema.fields().is_empty() {
-            let path = self.path.clone();
-            let name = table.to_string();
-            schema = tokio::task::spawn_blocking(move || declared_schema(&path, &name)).await??;
-        }
+        // The file's own catalog, read once: the table's keys, and its
+        // declared columns when the crate found none.
+        let inferred = !schema.fields().is_empty();
         let path = self.path.clone();
         let name = table.to_string();
-        let keys = tokio::task::spawn_blocking(move || declared_keys(&path, &name)).await??;
+        let (declared, keys) = tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            let declared = if inferred {
+                None
+            } else {
+                Some(declared_schema(&conn, &name)?)
+            };
+            Ok((declared, declared_keys(&conn, &name)?))
+        })
+        .await??;
+        if let Some(declared) = declared {
+            schema = declared;
+        }
         let pool: Arc<DynSqliteConnectionPool> =
             Arc::clone(&self.pool) as Arc<DynSqliteConnectionPool>;
         let table = Arc::new(SQLiteTable::new_with_schema(
@@ -226,8 +235,7 @@ mod tests {
              CREATE TABLE plain (x int);",
         )
         .unwrap();
-        drop(conn);
-        let mut keys = declared_keys(&path, "calls").unwrap();
+        let mut keys = declared_keys(&conn, "calls").unwrap();
         keys[1..].sort();
         assert_eq!(
             keys,
@@ -237,6 +245,6 @@ mod tests {
                 (false, vec!["e".to_string(), "d".to_string()]),
             ]
         );
-        assert!(declared_keys(&path, "plain").unwrap().is_empty());
+        assert!(declared_keys(&conn, "plain").unwrap().is_empty());
     }
 }

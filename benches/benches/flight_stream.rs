@@ -2,10 +2,13 @@
 //! pyarrow's Flight client (Arrow C++, streaming record batches) and by the
 //! ADBC Flight SQL driver (Go), from Bluelamp and from ROAPI serving the same
 //! Parquet file over its own Flight SQL endpoint, against DataFusion
-//! collecting the same query in-process — all in one run. Each server runs
-//! in a process of its own: ROAPI as installed, Bluelamp's endpoint as this
-//! binary started again with `BLUELAMP_BENCH_SERVE` (the engine and server
-//! `bluelamp serve` runs, with the same allocator). Run:
+//! collecting the same query in-process — all in one run, in rounds: each
+//! round collects in-process and reads every endpoint with every client
+//! once, so the figures compared share the machine's moment. Each server
+//! runs in a process of its own for the whole run: ROAPI as installed,
+//! Bluelamp's endpoint as this binary started again with
+//! `BLUELAMP_BENCH_SERVE` (the engine and server `bluelamp serve` runs, with
+//! the same allocator). Run:
 //!
 //! ```sh
 //! cargo bench --workspace --bench flight_stream
@@ -14,16 +17,17 @@
 //! It installs its Python clients (ADBC, pyarrow, ROAPI) into the project's
 //! test virtualenv with `tests/python/setup.sh`. `BLUELAMP_BENCH_ROWS`
 //! (default 10,000,000) and `BLUELAMP_BENCH_RUNS` (default 3) change the size
-//! and number of timed runs; the Parquet file is cached in
-//! `~/.cache/bluelamp/bench`.
+//! and the number of timed rounds (after one warm-up round); the Parquet file
+//! is cached in `~/.cache/bluelamp/bench`.
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use arrow::array::{
     BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
@@ -66,33 +70,63 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `measure` (given the server's process id) once the server `child`
-/// accepts connections on `port`, then stops the server whatever the
-/// outcome. Fails if the server exits or takes over a minute to listen.
-fn with_server<T>(
-    mut child: Child,
-    port: u16,
-    what: &str,
-    measure: impl FnOnce(u32) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let result = loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break measure(child.id());
+/// A server under measurement, in a process of its own: stopped when
+/// dropped, whatever the outcome.
+struct Server {
+    name: &'static str,
+    child: Child,
+    uri: String,
+    query: String,
+    user: Option<(String, String)>,
+}
+
+impl Server {
+    /// `child`, once it accepts connections on `port`, to be asked `query`
+    /// (as `user`, if given).
+    ///
+    /// # Errors
+    /// If the server exits or takes over a minute to listen (it is stopped).
+    fn start(
+        name: &'static str,
+        child: Child,
+        port: u16,
+        query: &str,
+        user: Option<(&str, &str)>,
+    ) -> anyhow::Result<Self> {
+        let mut server = Self {
+            name,
+            child,
+            uri: format!("grpc://127.0.0.1:{port}"),
+            query: query.to_string(),
+            user: user.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            match server.child.try_wait() {
+                Ok(Some(status)) => bail!("{name} exited before listening: {status}"),
+                Err(e) => bail!("cannot watch {name}: {e}"),
+                Ok(None) => {}
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not start listening within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        match child.try_wait() {
-            Ok(Some(status)) => break Err(anyhow!("{what} exited before listening: {status}")),
-            Err(e) => break Err(anyhow!("cannot watch {what}: {e}")),
-            Ok(None) => {}
-        }
-        if Instant::now() > deadline {
-            break Err(anyhow!("{what} did not start listening within 60 s"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn cache_dir() -> PathBuf {
@@ -162,127 +196,189 @@ fn python() -> PathBuf {
         .join("bin")
 }
 
-/// Runs the Python client; returns rows and per-run seconds.
-/// The Python clients, as `flight_stream.py --client` names them.
+/// The Python clients, as `flight_stream.py` names them.
 const CLIENTS: [&str; 2] = ["pyarrow", "adbc"];
 
-/// One client's runs against one endpoint, per run.
-#[derive(Clone, Copy)]
-struct Measured {
-    /// Wall time (median).
-    wall: Duration,
-    /// CPU time of the server process (its whole run, warm-up included,
-    /// divided by the number of runs).
-    server_cpu: Duration,
-    /// CPU time of the client process (median).
-    client_cpu: Duration,
+/// The Python clients: one process, kept for the whole run, answering one
+/// timed read per request (see `benches/python/flight_stream.py`).
+struct Python {
+    child: Child,
+    requests: ChildStdin,
+    answers: BufReader<ChildStdout>,
 }
 
-/// Runs every client against one endpoint, served by process `pid`.
-fn clients(
-    uri: &str,
-    query: &str,
-    user: Option<(&str, &str)>,
-    runs: usize,
-    rows: usize,
-    server: (&str, u32),
-) -> anyhow::Result<Vec<Measured>> {
-    let (server, pid) = server;
-    CLIENTS
-        .iter()
-        .map(|name| {
-            let cpu_before = process_cpu(Some(pid))?;
-            let (n, times, cpu) = client(name, uri, query, user, runs)?;
-            let server_cpu = process_cpu(Some(pid))?.saturating_sub(cpu_before);
-            anyhow::ensure!(
-                n == rows,
-                "{server} streamed {n} rows to {name}, not {rows}"
-            );
-            Ok(Measured {
-                wall: median(&times),
-                // The client runs once more than it times (a warm-up).
-                server_cpu: server_cpu / (runs as u32 + 1),
-                client_cpu: median(&cpu),
-            })
+impl Python {
+    fn start() -> anyhow::Result<Self> {
+        let mut child = Command::new(python().join("python"))
+            .arg(Path::new(ROOT).join("python/flight_stream.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start the Python clients")?;
+        let requests = child
+            .stdin
+            .take()
+            .context("no pipe to the Python clients")?;
+        let answers = child
+            .stdout
+            .take()
+            .context("no pipe from the Python clients")?;
+        Ok(Self {
+            child,
+            requests,
+            answers: BufReader::new(answers),
         })
-        .collect()
-}
+    }
 
-/// Runs one Python client; returns rows, and seconds and CPU seconds per run.
-fn client(
-    name: &str,
-    uri: &str,
-    query: &str,
-    user: Option<(&str, &str)>,
-    runs: usize,
-) -> anyhow::Result<(usize, Vec<Duration>, Vec<Duration>)> {
-    let mut command = Command::new(python().join("python"));
-    command
-        .arg(Path::new(ROOT).join("python/flight_stream.py"))
-        .args(["--client", name, "--uri", uri, "--query", query])
-        .args(["--runs", &runs.to_string()]);
-    if let Some((name, password)) = user {
-        command.args(["--user", name, "--password", password]);
-    }
-    let output = command.output().context("cannot run the Python client")?;
-    if !output.status.success() {
-        bail!(
-            "the Python client failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let rows = report["rows"].as_u64().context("no rows")? as usize;
-    let durations = |key: &str| -> anyhow::Result<Vec<Duration>> {
-        Ok(report[key]
-            .as_array()
-            .with_context(|| format!("no {key} in the client's report"))?
-            .iter()
-            .filter_map(serde_json::Value::as_f64)
-            .map(Duration::from_secs_f64)
-            .collect())
-    };
-    Ok((rows, durations("seconds")?, durations("cpu_seconds")?))
-}
-
-/// DataFusion collecting `query` over `parquet` in this process (default
-/// settings, or another batch size): median time of `runs` after a warm-up,
-/// and the mean CPU time they took.
-async fn collect_in_process(
-    parquet: &Path,
-    query: &str,
-    batch_size: Option<usize>,
-    rows: usize,
-    runs: usize,
-) -> anyhow::Result<(Duration, Duration)> {
-    let mut config = SessionConfig::new();
-    if let Some(n) = batch_size {
-        config = config.with_batch_size(n);
-    }
-    let ctx = SessionContext::new_with_config(config);
-    ctx.register_parquet(
-        "readings",
-        parquet.to_string_lossy().as_ref(),
-        ParquetReadOptions::default(),
-    )
-    .await?;
-    let mut times = Vec::new();
-    let mut cpu_started = process_cpu(None)?;
-    for run in 0..=runs {
-        if run == 1 {
-            cpu_started = process_cpu(None)?;
+    /// One read of `server`'s result by `client`: rows, wall time and the
+    /// client's CPU time.
+    fn read(
+        &mut self,
+        client: &str,
+        server: &Server,
+    ) -> anyhow::Result<(usize, Duration, Duration)> {
+        let mut request = serde_json::json!({
+            "client": client,
+            "uri": server.uri,
+            "query": server.query,
+        });
+        if let Some((user, password)) = &server.user {
+            request["user"] = user.as_str().into();
+            request["password"] = password.as_str().into();
         }
+        writeln!(self.requests, "{request}")?;
+        self.requests.flush()?;
+        let mut line = String::new();
+        if self.answers.read_line(&mut line)? == 0 {
+            bail!("the Python clients exited (their error is above)");
+        }
+        let answer: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("the Python clients answered {line:?}"))?;
+        if let Some(error) = answer.get("error") {
+            bail!("{client} reading from {}: {error}", server.name);
+        }
+        let seconds = |key: &str| {
+            answer[key]
+                .as_f64()
+                .map(Duration::from_secs_f64)
+                .with_context(|| format!("no {key} in the client's answer {line:?}"))
+        };
+        let rows = answer["rows"].as_u64().context("no rows in the answer")?;
+        Ok((
+            usize::try_from(rows)?,
+            seconds("seconds")?,
+            seconds("cpu_seconds")?,
+        ))
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One client's reads of one endpoint, a sample per round.
+#[derive(Default)]
+struct Reads {
+    wall: Vec<Duration>,
+    server_cpu: Vec<Duration>,
+    client_cpu: Vec<Duration>,
+}
+
+impl Reads {
+    /// One read of `server` by `client`, which must return `rows` rows.
+    fn measure(
+        &mut self,
+        python: &mut Python,
+        client: &str,
+        server: &Server,
+        rows: usize,
+    ) -> anyhow::Result<()> {
+        let before = process_cpu(Some(server.pid()))?;
+        let (n, wall, client_cpu) = python.read(client, server)?;
+        let server_cpu = process_cpu(Some(server.pid()))?.saturating_sub(before);
+        anyhow::ensure!(
+            n == rows,
+            "{} streamed {n} rows to {client}, not {rows}",
+            server.name
+        );
+        self.wall.push(wall);
+        self.server_cpu.push(server_cpu);
+        self.client_cpu.push(client_cpu);
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// DataFusion collecting the query over the file in this process, with its
+/// default settings or another batch size: a sample per round.
+struct InProcess {
+    ctx: SessionContext,
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl InProcess {
+    async fn new(parquet: &Path, batch_size: Option<usize>) -> anyhow::Result<Self> {
+        let mut config = SessionConfig::new();
+        if let Some(n) = batch_size {
+            config = config.with_batch_size(n);
+        }
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_parquet(
+            "readings",
+            parquet.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await?;
+        Ok(Self {
+            ctx,
+            wall: Vec::new(),
+            cpu: Vec::new(),
+        })
+    }
+
+    /// One collection of `query`, which must return `rows` rows.
+    async fn measure(&mut self, query: &str, rows: usize) -> anyhow::Result<()> {
+        let cpu = process_cpu(None)?;
         let started = Instant::now();
-        let batches = ctx.sql(query).await?.collect().await?;
+        let batches = self.ctx.sql(query).await?.collect().await?;
+        let wall = started.elapsed();
         let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
         anyhow::ensure!(n == rows, "DataFusion returned {n} rows");
         drop(batches);
-        if run > 0 {
-            times.push(started.elapsed());
-        }
+        self.cpu.push(process_cpu(None)?.saturating_sub(cpu));
+        self.wall.push(wall);
+        Ok(())
     }
-    let cpu = process_cpu(None)?.saturating_sub(cpu_started) / runs.max(1) as u32;
-    Ok((median(&times), cpu))
+
+    fn clear(&mut self) {
+        self.wall.clear();
+        self.cpu.clear();
+    }
+}
+
+/// The mean of CPU samples (each is counted in 10 ms ticks, so a median
+/// would round).
+fn mean(samples: &[Duration]) -> Duration {
+    samples.iter().sum::<Duration>() / u32::try_from(samples.len().max(1)).unwrap_or(u32::MAX)
+}
+
+/// The median of `numerator[i] / denominator[i]`: a ratio taken within each
+/// round, so drift between rounds cancels.
+fn paired(numerator: &[Duration], denominator: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = numerator
+        .iter()
+        .zip(denominator)
+        .map(|(n, d)| n.as_secs_f64() / d.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn rate(rows: usize, d: Duration) -> f64 {
@@ -316,15 +412,15 @@ async fn run() -> anyhow::Result<()> {
     // DataFusion in-process, collecting: with its defaults, and with the
     // batch size Bluelamp's endpoint uses for results.
     let served_batch = bluelamp_engine::ServerSettings::default().batch_size;
-    let mut in_process = Vec::new();
-    for batch_size in [None, Some(served_batch)] {
-        in_process.push(collect_in_process(&parquet, query, batch_size, rows, runs).await?);
-    }
+    let mut in_process = [
+        InProcess::new(&parquet, None).await?,
+        InProcess::new(&parquet, Some(served_batch)).await?,
+    ];
 
     // Bluelamp's endpoint over a files source, in a process of its own as
     // `bluelamp serve` runs (and as ROAPI runs below): this bench binary
     // again, told by the environment to serve. It shares no heap or runtime
-    // with the in-process runs above, as a real endpoint would not.
+    // with the in-process runs, as a real endpoint would not.
     let hash = bluelamp_flight_server::hash_password("bench").map_err(anyhow::Error::msg)?;
     // BLUELAMP_BENCH_BATCH_SIZE tries another [server] batch_size.
     let engine_section = std::env::var("BLUELAMP_BENCH_BATCH_SIZE")
@@ -345,20 +441,17 @@ async fn run() -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .spawn()
         .context("cannot start Bluelamp's endpoint")?;
-    let bluelamp = with_server(child, port, "Bluelamp's endpoint", |pid| {
-        clients(
-            &format!("grpc://127.0.0.1:{port}"),
-            "SELECT id, value, grade, seen_at, flagged FROM bench.readings",
-            Some(("bench", "bench")),
-            runs,
-            rows,
-            ("Bluelamp", pid),
-        )
-    })?;
+    let bluelamp = Server::start(
+        "Bluelamp's endpoint",
+        child,
+        port,
+        "SELECT id, value, grade, seen_at, flagged FROM bench.readings",
+        Some(("bench", "bench")),
+    )?;
 
     // ROAPI on the same file.
     let flight_port = free_port()?;
-    let roapi = Command::new(python().join("roapi"))
+    let child = Command::new(python().join("roapi"))
         .args(["-t", &format!("readings={}", parquet.display())])
         .args(["--addr-flight-sql", &format!("127.0.0.1:{flight_port}")])
         .args(["-a", &format!("127.0.0.1:{}", free_port()?)])
@@ -367,14 +460,37 @@ async fn run() -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start roapi")?;
-    let roapi_uri = format!("grpc://127.0.0.1:{flight_port}");
-    let roapi_times = with_server(roapi, flight_port, "roapi", |pid| {
-        clients(&roapi_uri, query, None, runs, rows, ("ROAPI", pid))
-    })?;
+    let roapi = Server::start("ROAPI", child, flight_port, query, None)?;
 
-    let (df, df_cpu) = in_process[0];
+    // Rounds: each collects in-process once per setting, then reads every
+    // endpoint with every client once, so what is compared shares the
+    // machine's state of the moment (it drifts by tens of percent within
+    // minutes here). Round 0 is a warm-up (and makes the connections).
+    let servers = [&bluelamp, &roapi];
+    let mut python = Python::start()?;
+    let mut reads: Vec<[Reads; 2]> = CLIENTS.iter().map(|_| Default::default()).collect();
+    for round in 0..=runs {
+        eprintln!(
+            "flight_stream: round {round} of {runs}{}",
+            if round == 0 { " (warm-up)" } else { "" }
+        );
+        for collect in &mut in_process {
+            collect.measure(query, rows).await?;
+        }
+        for (client, per_server) in CLIENTS.iter().zip(&mut reads) {
+            for (server, samples) in servers.iter().zip(per_server.iter_mut()) {
+                samples.measure(&mut python, client, server, rows)?;
+            }
+        }
+        if round == 0 {
+            in_process.iter_mut().for_each(InProcess::clear);
+            reads.iter_mut().flatten().for_each(Reads::clear);
+        }
+    }
+    drop((python, bluelamp, roapi));
+
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("flight_stream: {rows} rows x 5 columns, {runs} runs (median)");
+    println!("flight_stream: {rows} rows x 5 columns, {runs} rounds (wall: median; CPU: mean)");
     println!("  {:<36} {:>8} {:>14}   CPU per run", "", "wall", "rows/s");
     let line = |what: &str, d: Duration, cpu: String| {
         println!(
@@ -383,56 +499,63 @@ async fn run() -> anyhow::Result<()> {
             rate(rows, d)
         );
     };
+    let [df, df_batch] = &in_process;
     line(
         "DataFusion in-process collect",
-        df,
-        format!("{:.0} ms", ms(df_cpu)),
+        median(&df.wall),
+        format!("{:.0} ms", ms(mean(&df.cpu))),
     );
-    let (df_batch, df_batch_cpu) = in_process[1];
     line(
         &format!("  same, batch_size {served_batch}"),
-        df_batch,
-        format!("{:.0} ms", ms(df_batch_cpu)),
+        median(&df_batch.wall),
+        format!("{:.0} ms", ms(mean(&df_batch.cpu))),
     );
-    let served = |m: Measured| {
+    let served = |r: &Reads| {
         format!(
             "server {:.0} ms + client {:.0} ms",
-            ms(m.server_cpu),
-            ms(m.client_cpu)
+            ms(mean(&r.server_cpu)),
+            ms(mean(&r.client_cpu))
         )
     };
-    for (i, name) in CLIENTS.iter().enumerate() {
+    for (name, [ours, theirs]) in CLIENTS.iter().zip(&reads) {
         line(
             &format!("Bluelamp Flight SQL, {name} client"),
-            bluelamp[i].wall,
-            served(bluelamp[i]),
+            median(&ours.wall),
+            served(ours),
         );
         line(
             &format!("ROAPI Flight SQL, {name} client"),
-            roapi_times[i].wall,
-            served(roapi_times[i]),
+            median(&theirs.wall),
+            served(theirs),
         );
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    for (i, name) in CLIENTS.iter().enumerate() {
-        let ours = bluelamp[i];
+    for (name, [ours, theirs]) in CLIENTS.iter().zip(&reads) {
+        let wall = median(&ours.wall);
         println!(
             "  {name} client: Bluelamp / ROAPI {:.2} (target >= 1.5), Bluelamp / in-process {:.2} (target >= 0.5; {:.2} against batch_size {served_batch})",
-            rate(rows, ours.wall) / rate(rows, roapi_times[i].wall),
-            rate(rows, ours.wall) / rate(rows, df),
-            rate(rows, ours.wall) / rate(rows, df_batch)
+            rate(rows, wall) / rate(rows, median(&theirs.wall)),
+            rate(rows, wall) / rate(rows, median(&df.wall)),
+            rate(rows, wall) / rate(rows, median(&df_batch.wall))
+        );
+        println!(
+            "    paired within rounds (median of each round's ratio): Bluelamp / ROAPI {:.2}, Bluelamp / in-process {:.2}",
+            paired(&theirs.wall, &ours.wall),
+            paired(&df.wall, &ours.wall)
         );
         // Server and client share this machine's cores: their CPU time
         // spread perfectly over all of them bounds the wall time from below.
-        let floor = (ours.server_cpu + ours.client_cpu).as_secs_f64() / cores;
+        let client_cpu = mean(&ours.client_cpu);
+        let floor = (mean(&ours.server_cpu) + client_cpu).as_secs_f64() / cores;
         // What DataFusion spends reading and decoding at the endpoint's
         // batch size: an endpoint can spend no less.
-        let decode_only = (df_batch_cpu + ours.client_cpu).as_secs_f64() / cores;
+        let decode_only = (mean(&df_batch.cpu) + client_cpu).as_secs_f64() / cores;
+        let df_wall = median(&df.wall).as_secs_f64();
         println!(
             "    on {cores} cores: this run's CPU allows at best {:.0} ms, in-process ratio {:.2}; a server that only read and decoded (in-process CPU at batch_size {served_batch}) and sent for free would allow {:.2}",
             floor * 1e3,
-            df.as_secs_f64() / floor,
-            df.as_secs_f64() / decode_only
+            df_wall / floor,
+            df_wall / decode_only
         );
     }
     Ok(())

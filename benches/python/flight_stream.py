@@ -1,20 +1,27 @@
-"""Streams a query's result from a Flight SQL endpoint and reports the rate:
-one warm-up run, then --runs timed runs, each reading record batches as they
-arrive (nothing is kept). Prints one JSON line:
-{"rows": N, "seconds": [...], "cpu_seconds": [...]}, where cpu_seconds is
-this process's CPU time (all threads, user and system) per timed run.
-Used by benches/benches/flight_stream.rs.
+"""Streams a query's result from a Flight SQL endpoint, one timed read per
+request, for benches/benches/flight_stream.rs, which alternates reads of
+several endpoints and clients so that they share the machine's moments.
+
+Reads requests from stdin, one JSON object per line:
+  {"client": "pyarrow" | "adbc", "uri": ..., "query": ..., "user": ...,
+   "password": ...}  (user and password optional)
+and answers each with one JSON line on stdout:
+  {"rows": N, "seconds": S, "cpu_seconds": C}
+where C is this process's CPU time (all threads, user and system) for that
+read; or {"error": "..."} if the read failed. Connections are made on a
+client's first request to an endpoint and kept; each read streams record
+batches as they arrive and keeps none.
 
 Two clients:
-  --client pyarrow  pyarrow's own Flight client (Arrow C++): GetFlightInfo
-                    with a Flight SQL CommandStatementQuery, then DoGet on
-                    every endpoint, endpoints read side by side.
-  --client adbc     the ADBC Flight SQL driver (Go), fetch_record_batch().
+  pyarrow  pyarrow's own Flight client (Arrow C++): GetFlightInfo with a
+           Flight SQL CommandStatementQuery, then DoGet on every endpoint,
+           endpoints read side by side.
+  adbc     the ADBC Flight SQL driver (Go), fetch_record_batch().
 """
 
-import argparse
 import concurrent.futures
 import json
+import sys
 import time
 
 
@@ -42,15 +49,15 @@ def statement_query(sql):
     return field(1, type_url) + field(2, command)
 
 
-def pyarrow_runs(args):
+def pyarrow_reader(request):
     import pyarrow.flight as flight
 
-    client = flight.FlightClient(args.uri)
+    client = flight.FlightClient(request["uri"])
     headers = []
-    if args.user:
-        headers = [client.authenticate_basic_token(args.user, args.password)]
+    if request.get("user"):
+        headers = [client.authenticate_basic_token(request["user"], request["password"])]
     options = flight.FlightCallOptions(headers=headers)
-    descriptor = flight.FlightDescriptor.for_command(statement_query(args.query))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
 
     def drain(endpoint):
         reader = client.do_get(endpoint.ticket, options)
@@ -62,9 +69,8 @@ def pyarrow_runs(args):
                 return rows
             rows += chunk.data.num_rows
 
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
-
-    def once():
+    def once(query):
+        descriptor = flight.FlightDescriptor.for_command(statement_query(query))
         info = client.get_flight_info(descriptor, options)
         if len(info.endpoints) == 1:
             return drain(info.endpoints[0])
@@ -73,17 +79,17 @@ def pyarrow_runs(args):
     return once
 
 
-def adbc_runs(args):
+def adbc_reader(request):
     import adbc_driver_flightsql.dbapi as flight_sql
 
     kwargs = {}
-    if args.user:
-        kwargs = {"username": args.user, "password": args.password}
-    conn = flight_sql.connect(args.uri, db_kwargs=kwargs, autocommit=True)
+    if request.get("user"):
+        kwargs = {"username": request["user"], "password": request["password"]}
+    conn = flight_sql.connect(request["uri"], db_kwargs=kwargs, autocommit=True)
 
-    def once():
+    def once(query):
         with conn.cursor() as cur:
-            cur.execute(args.query)
+            cur.execute(query)
             rows = 0
             for batch in cur.fetch_record_batch():
                 rows += batch.num_rows
@@ -92,29 +98,30 @@ def adbc_runs(args):
     return once
 
 
+READERS = {"pyarrow": pyarrow_reader, "adbc": adbc_reader}
+
+
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--uri", required=True)
-    parser.add_argument("--query", required=True)
-    parser.add_argument("--user")
-    parser.add_argument("--password")
-    parser.add_argument("--client", choices=["pyarrow", "adbc"], default="pyarrow")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    once = pyarrow_runs(args) if args.client == "pyarrow" else adbc_runs(args)
-    seconds = []
-    cpu_seconds = []
-    rows = 0
-    for run in range(args.runs + 1):
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        rows = once()
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu_started
-        if run > 0:
-            seconds.append(elapsed)
-            cpu_seconds.append(cpu)
-    print(json.dumps({"rows": rows, "seconds": seconds, "cpu_seconds": cpu_seconds}))
+    readers = {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            key = (request["client"], request["uri"])
+            if key not in readers:
+                readers[key] = READERS[request["client"]](request)
+            started = time.perf_counter()
+            cpu_started = time.process_time()
+            rows = readers[key](request["query"])
+            answer = {
+                "rows": rows,
+                "seconds": time.perf_counter() - started,
+                "cpu_seconds": time.process_time() - cpu_started,
+            }
+        except Exception as e:  # reported to the bench, which stops
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(answer), flush=True)
 
 
 if __name__ == "__main__":

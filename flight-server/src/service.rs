@@ -518,7 +518,8 @@ impl FlightSqlService for BluelampFlightSql {
         let plain = Arc::clone(&schema);
         let batches = batches.map(move |batch| {
             batch.and_then(|b| {
-                crate::wire::to_wire(&b, &plain).map_err(|e| internal("encoding a result", e))
+                crate::wire::to_wire(&b, &plain, crate::wire::Strings::Utf8)
+                    .map_err(|e| internal("encoding a result", e))
             })
         });
         let flight = FlightDataEncoderBuilder::new()

@@ -79,7 +79,7 @@ impl WireEncoder {
     /// # Errors
     /// If the batch does not match the schema or cannot be encoded.
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<Bytes>, ArrowError> {
-        let batch = to_wire(batch, &self.schema)?;
+        let batch = to_wire(batch, &self.schema, Strings::Bytes)?;
         let mut chunks = Vec::new();
         for piece in split(&batch, self.max_message)? {
             chunks.extend(messages(self.encoder.encode(&piece)?)?);
@@ -97,15 +97,42 @@ impl WireEncoder {
     }
 }
 
+/// How [`to_wire`] hands over the strings it writes out plain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Strings {
+    /// As `Utf8` arrays, which Arrow checks for UTF-8 once more: for a batch
+    /// whose schema is taken from the batch itself (arrow-flight's encoder).
+    Utf8,
+    /// As `Binary` arrays of the same offsets and bytes, for [`WireEncoder`],
+    /// whose schema message has already said `Utf8`. An IPC body lays the two
+    /// out alike, and the text was checked when its views or dictionary were
+    /// built and is copied whole, value by value, so checking it again (a
+    /// pass over every offset) would find nothing.
+    Bytes,
+}
+
 /// `batch` in the layout of `schema`, its [`wire_schema`]: dictionaries
-/// replaced by their values, string and binary views by plain arrays.
+/// replaced by their values, string and binary views by plain arrays. With
+/// [`Strings::Bytes`] the strings written out are `Binary` columns in the
+/// returned batch's own schema (a body for a stream that announced
+/// `schema`).
 ///
 /// # Errors
 /// If a column cannot take the wire type.
-pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn to_wire(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    strings: Strings,
+) -> Result<RecordBatch, ArrowError> {
     if batch.schema_ref().fields() == schema.fields() {
         return Ok(batch.clone());
     }
+    let text = |offsets, values, nulls| -> Result<ArrayRef, ArrowError> {
+        Ok(match strings {
+            Strings::Utf8 => Arc::new(StringArray::try_new(offsets, values, nulls)?),
+            Strings::Bytes => Arc::new(BinaryArray::try_new(offsets, values, nulls)?),
+        })
+    };
     let columns = batch
         .columns()
         .iter()
@@ -117,8 +144,7 @@ pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
                     let views = column.as_string_view();
                     let (offsets, values) =
                         flatten(views.views().iter().copied(), views.data_buffers())?;
-                    let plain = StringArray::try_new(offsets, values, views.nulls().cloned())?;
-                    Ok(Arc::new(plain) as ArrayRef)
+                    text(offsets, values, views.nulls().cloned())
                 }
                 (DataType::BinaryView, DataType::Binary) => {
                     let views = column.as_binary_view();
@@ -134,17 +160,40 @@ pub(crate) fn to_wire(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
                         column => hydrate(column)?,
                         other => return Err(ArrowError::CastError(format!("{other} is not a dictionary"))),
                     );
-                    Ok(if to == &DataType::Utf8 {
-                        Arc::new(StringArray::try_new(offsets, data, nulls)?) as ArrayRef
+                    if to == &DataType::Utf8 {
+                        text(offsets, data, nulls)
                     } else {
-                        Arc::new(BinaryArray::try_new(offsets, data, nulls)?) as ArrayRef
-                    })
+                        Ok(Arc::new(BinaryArray::try_new(offsets, data, nulls)?) as ArrayRef)
+                    }
                 }
                 (_, to) => cast(column, to),
             },
         )
         .collect::<Result<Vec<ArrayRef>, _>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns)
+    let schema = match strings {
+        Strings::Utf8 => Arc::clone(schema),
+        Strings::Bytes => Arc::new(body_schema(schema, &columns)),
+    };
+    RecordBatch::try_new(schema, columns)
+}
+
+/// `schema` with each `Utf8` field whose column is `Binary` (strings that
+/// [`to_wire`] wrote out as [`Strings::Bytes`]) typed `Binary`; every other
+/// field as it is, for [`RecordBatch::try_new`] to check.
+fn body_schema(schema: &Schema, columns: &[ArrayRef]) -> Schema {
+    let fields: Vec<FieldRef> = schema
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(field, column)| {
+            if field.data_type() == &DataType::Utf8 && column.data_type() == &DataType::Binary {
+                Arc::new(Field::clone(field).with_data_type(DataType::Binary))
+            } else {
+                Arc::clone(field)
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// A dictionary of plain strings or bytes with each row's value written out
@@ -660,6 +709,38 @@ mod tests {
             decoded.schema().map(|s| s.field(0).name().clone()),
             Some("n".to_string())
         );
+    }
+
+    #[test]
+    fn strings_are_checked_text_or_the_same_bytes_unchecked() {
+        // A view column and a dictionary column, both text: as checked
+        // `Utf8` for arrow-flight's encoder, or as `Binary` with the very same
+        // offsets and bytes for a body under an announced `Utf8` schema.
+        let batch = sample(300);
+        let views = cast(batch.column(1), &DataType::Utf8View).expect("views");
+        let batch = RecordBatch::try_from_iter(vec![
+            ("name", views),
+            ("grade", Arc::clone(batch.column(2))),
+            ("id", Arc::clone(batch.column(0))),
+        ])
+        .expect("batch");
+        let schema = Arc::new(wire_schema(&batch.schema()));
+        let text = to_wire(&batch, &schema, Strings::Utf8).expect("text");
+        let bytes = to_wire(&batch, &schema, Strings::Bytes).expect("bytes");
+        assert_eq!(text.schema(), schema);
+        for (i, column) in text.columns().iter().enumerate() {
+            let original = batch.column(i);
+            let expected = cast(original, schema.field(i).data_type()).expect("cast");
+            assert_eq!(column.as_ref(), expected.as_ref());
+            let body = bytes.column(i);
+            let want = match column.data_type() {
+                DataType::Utf8 => DataType::Binary,
+                other => other.clone(),
+            };
+            assert_eq!(body.data_type(), &want);
+            assert_eq!(body.to_data().buffers(), column.to_data().buffers());
+            assert_eq!(body.logical_nulls(), column.logical_nulls());
+        }
     }
 
     #[test]

@@ -533,13 +533,13 @@ async fn run() -> anyhow::Result<()> {
     for (name, [ours, theirs]) in CLIENTS.iter().zip(&reads) {
         let wall = median(&ours.wall);
         println!(
-            "  {name} client: Bluelamp / ROAPI {:.2} (target >= 1.5), Bluelamp / in-process {:.2} (target >= 0.5; {:.2} against batch_size {served_batch})",
+            "  {name} client: Bluelamp / ROAPI {:.3} (target >= 1.5), Bluelamp / in-process {:.3} (target >= 0.5; {:.3} against batch_size {served_batch})",
             rate(rows, wall) / rate(rows, median(&theirs.wall)),
             rate(rows, wall) / rate(rows, median(&df.wall)),
             rate(rows, wall) / rate(rows, median(&df_batch.wall))
         );
         println!(
-            "    paired within rounds (median of each round's ratio): Bluelamp / ROAPI {:.2}, Bluelamp / in-process {:.2}",
+            "    paired within rounds (median of each round's ratio): Bluelamp / ROAPI {:.3}, Bluelamp / in-process {:.3}",
             paired(&theirs.wall, &ours.wall),
             paired(&df.wall, &ours.wall)
         );
@@ -552,7 +552,7 @@ async fn run() -> anyhow::Result<()> {
         let decode_only = (mean(&df_batch.cpu) + client_cpu).as_secs_f64() / cores;
         let df_wall = median(&df.wall).as_secs_f64();
         println!(
-            "    on {cores} cores: this run's CPU allows at best {:.0} ms, in-process ratio {:.2}; a server that only read and decoded (in-process CPU at batch_size {served_batch}) and sent for free would allow {:.2}",
+            "    on {cores} cores: this run's CPU allows at best {:.0} ms, in-process ratio {:.3}; a server that only read and decoded (in-process CPU at batch_size {served_batch}) and sent for free would allow {:.3}",
             floor * 1e3,
             df_wall / floor,
             df_wall / decode_only

@@ -387,7 +387,8 @@ fn rate(rows: usize, d: Duration) -> f64 {
 
 async fn run() -> anyhow::Result<()> {
     let rows = env_number("BLUELAMP_BENCH_ROWS", 10_000_000.0) as usize;
-    let runs = env_number("BLUELAMP_BENCH_RUNS", 3.0) as usize;
+    // At least one timed round: the ratios need a sample.
+    let runs = env_number("BLUELAMP_BENCH_RUNS", 3.0).max(1.0) as usize;
     let status = Command::new("bash")
         .arg(Path::new(ROOT).join("../tests/python/setup.sh"))
         .arg(Path::new(ROOT).join("python/requirements.txt"))

@@ -1,17 +1,23 @@
 //! Local folders, read without zero-filling.
 //!
 //! [`LocalFiles`] is `object_store`'s [`LocalFileSystem`] with one change:
-//! byte ranges (how the Parquet reader fetches column chunks) are read into
-//! fresh buffers directly. `LocalFileSystem` first fills each buffer with
-//! zeros and then reads over them — streaming a Parquet file to a Flight
-//! client, that `memset` was a twentieth of the server's CPU. Everything
-//! else (listing, metadata, whole-file reads, writes) is `LocalFileSystem`'s.
+//! byte ranges (how the Parquet reader fetches column chunks) are read
+//! directly into buffers that are used again. `LocalFileSystem` first fills
+//! each fresh buffer with zeros and then reads over them — streaming a
+//! Parquet file to a Flight client, that `memset` was a twentieth of the
+//! server's CPU — and even unfilled, a fresh buffer of megabytes is new
+//! memory the kernel must zero page by page as the read first touches it
+//! (another fourteenth). Large buffers therefore go back to a bounded pool
+//! ([`ReadBuffers`]) once nothing refers to them, and the next large read
+//! fills one of those. Everything else (listing, metadata, whole-file reads,
+//! writes) is `LocalFileSystem`'s.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,16 +31,138 @@ use object_store::{
 
 const STORE: &str = "LocalFileSystem";
 
-/// The local file system, as [`LocalFileSystem`], with byte ranges read
-/// without first zero-filling their buffers.
+/// Reads smaller than this get buffers of their own from the allocator,
+/// which reuses small blocks well by itself; larger ones use the pool.
+const POOLED_FROM: usize = 1 << 20;
+
+/// Idle buffers the process-wide pool keeps at most, in bytes: the column
+/// chunks of a row group or two per partition on a small server (a row
+/// group of the 10-million-row benchmark file is about 30 MB), and a small
+/// share of any server's memory. Reads beyond it get fresh buffers.
+const POOL_HOLDS: usize = 128 << 20;
+
+/// The pool every [`LocalFiles`] shares, so the bound holds however many
+/// folders are configured.
+static BUFFERS: LazyLock<Arc<ReadBuffers>> =
+    LazyLock::new(|| Arc::new(ReadBuffers::new(POOL_HOLDS)));
+
+/// Large read buffers kept for the next read once their bytes are no longer
+/// referenced — by the Parquet reader, or by arrays decoded from them.
+///
+/// A buffer lent out as [`Bytes`] comes back when the last clone or slice
+/// of those bytes is dropped. The pool keeps at most `holds` bytes of idle
+/// buffers and drops any beyond that; a read takes the smallest idle buffer
+/// that fits without being more than twice its size, so one large buffer is
+/// not tied up by a small read.
+#[derive(Debug)]
+pub(crate) struct ReadBuffers {
+    holds: usize,
+    idle: Mutex<Idle>,
+}
+
 #[derive(Debug, Default)]
+struct Idle {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl ReadBuffers {
+    pub(crate) fn new(holds: usize) -> Self {
+        Self {
+            holds,
+            idle: Mutex::new(Idle::default()),
+        }
+    }
+
+    /// An empty buffer with room for `len` bytes: an idle one if one fits.
+    fn take(&self, len: usize) -> Vec<u8> {
+        if len >= POOLED_FROM
+            && let Ok(mut idle) = self.idle.lock()
+        {
+            let best = idle
+                .buffers
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len && b.capacity() / 2 <= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
+            if let Some(i) = best {
+                let mut buffer = idle.buffers.swap_remove(i);
+                idle.bytes -= buffer.capacity();
+                buffer.clear();
+                return buffer;
+            }
+        }
+        Vec::with_capacity(len)
+    }
+
+    /// `buffer`'s bytes, returning it to `pool` once they are dropped.
+    fn lend(pool: &Arc<Self>, buffer: Vec<u8>) -> Bytes {
+        if buffer.capacity() < POOLED_FROM {
+            return Bytes::from(buffer);
+        }
+        Bytes::from_owner(Lent {
+            buffer,
+            home: Arc::downgrade(pool),
+        })
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        if idle.bytes + buffer.capacity() <= self.holds {
+            idle.bytes += buffer.capacity();
+            idle.buffers.push(buffer);
+        }
+    }
+
+    /// Bytes held in idle buffers.
+    #[cfg(test)]
+    fn idle_bytes(&self) -> usize {
+        self.idle.lock().map(|idle| idle.bytes).unwrap_or(0)
+    }
+}
+
+/// A pooled buffer while its bytes are in use.
+struct Lent {
+    buffer: Vec<u8>,
+    home: Weak<ReadBuffers>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(pool) = self.home.upgrade() {
+            pool.give_back(std::mem::take(&mut self.buffer));
+        }
+    }
+}
+
+/// The local file system, as [`LocalFileSystem`], with byte ranges read
+/// without zero-filling their buffers, into buffers that are used again.
+#[derive(Debug)]
 pub(crate) struct LocalFiles {
     inner: LocalFileSystem,
+    buffers: Arc<ReadBuffers>,
 }
 
 impl LocalFiles {
+    /// Reading into the process-wide buffer pool.
     pub(crate) fn new() -> Self {
-        Self::default()
+        Self::with_buffers(Arc::clone(&BUFFERS))
+    }
+
+    fn with_buffers(buffers: Arc<ReadBuffers>) -> Self {
+        Self {
+            inner: LocalFileSystem::default(),
+            buffers,
+        }
     }
 }
 
@@ -47,7 +175,11 @@ impl fmt::Display for LocalFiles {
 /// Reads `ranges` of the file at `path`, in order, each into its own buffer.
 /// A range past the end of the file, or one that ends before it starts, is
 /// an error naming the file and range, never a short or empty buffer.
-fn read_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+fn read_ranges(
+    path: &std::path::Path,
+    ranges: &[Range<u64>],
+    buffers: &Arc<ReadBuffers>,
+) -> Result<Vec<Bytes>> {
     let mut file = File::open(path).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => object_store::Error::NotFound {
             path: path.display().to_string(),
@@ -72,7 +204,7 @@ fn read_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> Result<Vec<Byte
             file.seek(SeekFrom::Start(range.start))
                 .map_err(|e| generic(path, "cannot seek in", e))?;
             // `read_to_end` fills spare capacity without zeroing it first.
-            let mut buffer = Vec::with_capacity(len);
+            let mut buffer = buffers.take(len);
             (&mut file)
                 .take(wanted)
                 .read_to_end(&mut buffer)
@@ -89,7 +221,7 @@ fn read_ranges(path: &std::path::Path, ranges: &[Range<u64>]) -> Result<Vec<Byte
                     ),
                 ));
             }
-            Ok(Bytes::from(buffer))
+            Ok(ReadBuffers::lend(buffers, buffer))
         })
         .collect()
 }
@@ -111,7 +243,8 @@ impl ObjectStore for LocalFiles {
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         let path: PathBuf = self.inner.path_to_filesystem(location)?;
         let ranges = ranges.to_vec();
-        tokio::task::spawn_blocking(move || read_ranges(&path, &ranges))
+        let buffers = Arc::clone(&self.buffers);
+        tokio::task::spawn_blocking(move || read_ranges(&path, &ranges, &buffers))
             .await
             .map_err(|e| object_store::Error::Generic {
                 store: STORE,
@@ -205,6 +338,83 @@ mod tests {
             store.head(&location(&file)).await.expect("head").size,
             200_000
         );
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// A file of `len` bytes of a repeating pattern, and its content.
+    fn patterned(dir: &tempfile::TempDir, len: usize) -> (Path, Vec<u8>) {
+        let file = dir.path().join("chunks.bin");
+        let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &content).expect("write");
+        (location(&file), content)
+    }
+
+    async fn read(store: &LocalFiles, at: &Path, range: Range<usize>) -> Bytes {
+        let wanted = range.start as u64..range.end as u64;
+        let mut read = store.get_ranges(at, &[wanted]).await.expect("read");
+        read.pop().expect("one range")
+    }
+
+    #[tokio::test]
+    async fn a_large_buffer_is_used_again_once_nothing_refers_to_it() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (at, content) = patterned(&dir, 4 * MIB);
+        let pool = Arc::new(ReadBuffers::new(64 * MIB));
+        let store = LocalFiles::with_buffers(Arc::clone(&pool));
+
+        let first = read(&store, &at, 0..2 * MIB).await;
+        let slice = first.slice(10..20);
+        let second = read(&store, &at, 0..2 * MIB).await;
+        let lent = [first.as_ptr(), second.as_ptr()];
+        assert_ne!(lent[0], lent[1], "a buffer in use is lent once");
+        drop(first);
+        drop(second);
+        // A slice still refers to the first buffer: only the second is back.
+        assert_eq!(pool.idle_bytes(), 2 * MIB);
+        assert_eq!(slice.as_ref(), &content[10..20]);
+        drop(slice);
+        assert_eq!(pool.idle_bytes(), 4 * MIB);
+
+        // A smaller read of other bytes fills an idle buffer with exactly them.
+        let again = read(&store, &at, MIB + 7..MIB + 7 + 3 * MIB / 2).await;
+        assert_eq!(again.as_ref(), &content[MIB + 7..MIB + 7 + 3 * MIB / 2]);
+        assert!(lent.contains(&again.as_ptr()), "an idle buffer is used");
+        assert_eq!(pool.idle_bytes(), 2 * MIB);
+    }
+
+    #[tokio::test]
+    async fn a_small_read_neither_takes_a_large_buffer_nor_is_kept() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (at, content) = patterned(&dir, 9 * MIB);
+        let pool = Arc::new(ReadBuffers::new(64 * MIB));
+        let store = LocalFiles::with_buffers(Arc::clone(&pool));
+
+        drop(read(&store, &at, 0..8 * MIB).await);
+        assert_eq!(pool.idle_bytes(), 8 * MIB);
+        // A quarter of the idle buffer: a buffer of its own, pooled after.
+        let quarter = read(&store, &at, 5..5 + 2 * MIB).await;
+        assert_eq!(quarter.as_ref(), &content[5..5 + 2 * MIB]);
+        assert_eq!(pool.idle_bytes(), 8 * MIB);
+        drop(quarter);
+        assert_eq!(pool.idle_bytes(), 10 * MIB);
+        // Below the pooling size: the allocator's business.
+        drop(read(&store, &at, 0..1000).await);
+        assert_eq!(pool.idle_bytes(), 10 * MIB);
+    }
+
+    #[tokio::test]
+    async fn the_pool_keeps_no_more_than_its_bound() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (at, _) = patterned(&dir, 4 * MIB);
+        let pool = Arc::new(ReadBuffers::new(3 * MIB));
+        let store = LocalFiles::with_buffers(Arc::clone(&pool));
+        let read = store
+            .get_ranges(&at, &[0..2 * MIB as u64, 0..2 * MIB as u64])
+            .await
+            .expect("read");
+        drop(read);
+        assert_eq!(pool.idle_bytes(), 2 * MIB);
     }
 
     /// The error reading `ranges` of a ten-byte file called `name`.

@@ -350,6 +350,12 @@ mod tests {
         (location(&file), content)
     }
 
+    /// A store reading into a pool of its own that keeps up to `holds` bytes.
+    fn pooled(holds: usize) -> (Arc<ReadBuffers>, LocalFiles) {
+        let pool = Arc::new(ReadBuffers::new(holds));
+        (Arc::clone(&pool), LocalFiles::with_buffers(pool))
+    }
+
     async fn read(store: &LocalFiles, at: &Path, range: Range<usize>) -> Bytes {
         let wanted = range.start as u64..range.end as u64;
         let mut read = store.get_ranges(at, &[wanted]).await.expect("read");
@@ -360,8 +366,7 @@ mod tests {
     async fn a_large_buffer_is_used_again_once_nothing_refers_to_it() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let (at, content) = patterned(&dir, 4 * MIB);
-        let pool = Arc::new(ReadBuffers::new(64 * MIB));
-        let store = LocalFiles::with_buffers(Arc::clone(&pool));
+        let (pool, store) = pooled(64 * MIB);
 
         let first = read(&store, &at, 0..2 * MIB).await;
         let slice = first.slice(10..20);
@@ -387,8 +392,7 @@ mod tests {
     async fn a_small_read_neither_takes_a_large_buffer_nor_is_kept() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let (at, content) = patterned(&dir, 9 * MIB);
-        let pool = Arc::new(ReadBuffers::new(64 * MIB));
-        let store = LocalFiles::with_buffers(Arc::clone(&pool));
+        let (pool, store) = pooled(64 * MIB);
 
         drop(read(&store, &at, 0..8 * MIB).await);
         assert_eq!(pool.idle_bytes(), 8 * MIB);
@@ -407,8 +411,7 @@ mod tests {
     async fn the_pool_keeps_no_more_than_its_bound() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let (at, _) = patterned(&dir, 4 * MIB);
-        let pool = Arc::new(ReadBuffers::new(3 * MIB));
-        let store = LocalFiles::with_buffers(Arc::clone(&pool));
+        let (pool, store) = pooled(3 * MIB);
         let read = store
             .get_ranges(&at, &[0..2 * MIB as u64, 0..2 * MIB as u64])
             .await

@@ -554,6 +554,196 @@ async fn hostile_filter_values_keep_their_meaning() {
     }
 }
 
+/// Queries whose result drops the column they sort or limit by, or computes
+/// over a limited read (`SELECT station ... ORDER BY seq DESC LIMIT 2`, what
+/// a BI tool's preview sends): DataFusion's unparser writes them as an outer
+/// SELECT over a derived table, and each database must be sent SQL whose
+/// outer names are in scope there.
+#[tokio::test]
+async fn projections_over_sorts_and_limits_run_in_every_database() {
+    let Some(pg) = pg_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else {
+        return;
+    };
+    let rows = "(1, 'Riverside', 30), (2, 'Central', 10), (3, 'Northgate', 20), (4, NULL, 40)";
+    pg.client
+        .batch_execute(&format!(
+            "CREATE TABLE recs (id int, station text, seq int); INSERT INTO recs VALUES {rows}"
+        ))
+        .await
+        .unwrap();
+    maria
+        .execute("CREATE TABLE recs (id int, station varchar(40), seq int)")
+        .await
+        .unwrap();
+    maria
+        .execute(&format!("INSERT INTO recs VALUES {rows}"))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let lite = tmp.path().join("recs.sqlite");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE recs (id INTEGER, station TEXT, seq INTEGER); INSERT INTO recs VALUES {rows}"
+        ))
+        .unwrap();
+    let config = format!(
+        "{}{}{}",
+        pg_source("pg", &pg.name),
+        mariadb_source("maria", &maria.name),
+        sqlite_source("lite", &lite)
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    let cases: &[(&str, &[&[&str]])] = &[
+        (
+            "SELECT station FROM {s}.recs ORDER BY seq DESC LIMIT 2",
+            &[&["NULL"], &["Riverside"]],
+        ),
+        (
+            "SELECT upper(station) AS up FROM {s}.recs WHERE id < 4 ORDER BY seq LIMIT 2",
+            &[&["CENTRAL"], &["NORTHGATE"]],
+        ),
+        (
+            "SELECT r.id, lower(r.station) AS low FROM {s}.recs r WHERE r.station LIKE '%e' ORDER BY r.id LIMIT 1",
+            &[&["1", "riverside"]],
+        ),
+        (
+            "SELECT id * 10 AS tens FROM (SELECT id, seq FROM {s}.recs ORDER BY seq LIMIT 3) AS firsts WHERE seq > 10 ORDER BY tens",
+            &[&["10"], &["30"]],
+        ),
+        (
+            "SELECT count(*) AS n, max(id) AS top FROM (SELECT id FROM {s}.recs ORDER BY id LIMIT 3)",
+            &[&["3", "3"]],
+        ),
+    ];
+    for source in ["pg", "maria", "lite"] {
+        for (template, want) in cases {
+            let sql = template.replace("{s}", source);
+            let got = query_rows(&engine, &sql).await;
+            let want: Vec<Vec<String>> = want
+                .iter()
+                .map(|row| row.iter().map(|v| v.to_string()).collect())
+                .collect();
+            assert_eq!(got, want, "{source}: {sql}");
+        }
+        // It ran inside the database, as one query.
+        let plan = explain(
+            &engine,
+            &format!("SELECT station FROM {source}.recs ORDER BY seq DESC LIMIT 2"),
+        )
+        .await;
+        assert!(
+            plan.contains("VirtualExecutionPlan") && !plan.contains("SortExec"),
+            "{source}: {plan}"
+        );
+    }
+}
+
+/// Functions a database lacks, or has under the same name with another
+/// meaning, run in DataFusion over what the database returns; the rest of the
+/// query still runs in the database.
+#[tokio::test]
+async fn functions_a_database_lacks_run_in_datafusion() {
+    let Some(pg) = pg_or_skip().await else { return };
+    let Some(maria) = mariadb_or_skip().await else {
+        return;
+    };
+    let rows = "(1, 'Riverside', 30, '2026-10-01'), (2, 'Central', 10, '2026-10-02'), \
+                (3, 'Zoë', 20, '2026-11-03'), (4, NULL, 40, '2026-11-04')";
+    pg.client
+        .batch_execute(&format!(
+            "CREATE TABLE recs (id int, station text, seq int, day date); INSERT INTO recs VALUES {rows}"
+        ))
+        .await
+        .unwrap();
+    maria
+        .execute("CREATE TABLE recs (id int, station varchar(40), seq int, day date)")
+        .await
+        .unwrap();
+    maria
+        .execute(&format!("INSERT INTO recs VALUES {rows}"))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let lite = tmp.path().join("recs.sqlite");
+    rusqlite::Connection::open(&lite)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE recs (id INTEGER, station TEXT, seq INTEGER, day TEXT); INSERT INTO recs VALUES {rows}"
+        ))
+        .unwrap();
+    let config = format!(
+        "{}{}{}",
+        pg_source("pg", &pg.name),
+        mariadb_source("maria", &maria.name),
+        sqlite_source("lite", &lite)
+    );
+    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    let cases: &[(&str, &[&[&str]])] = &[
+        // Over a sort and limit the database still does.
+        (
+            "SELECT nvl(station, 'none') AS s FROM {s}.recs ORDER BY seq DESC LIMIT 1",
+            &[&["none"]],
+        ),
+        // A filter the database lacks, beside one it keeps.
+        (
+            "SELECT id FROM {s}.recs WHERE id > 1 AND nvl(station, 'x') = 'x' ORDER BY id",
+            &[&["4"]],
+        ),
+        (
+            "SELECT count(*) AS n FROM {s}.recs WHERE arrow_typeof(id) LIKE 'Int%'",
+            &[&["4"]],
+        ),
+        (
+            "SELECT CAST(median(seq) AS INT) AS m FROM {s}.recs",
+            &[&["25"]],
+        ),
+        // SQLite's own upper() would leave the ë.
+        (
+            "SELECT upper(station) AS up FROM {s}.recs WHERE id = 3",
+            &[&["ZOË"]],
+        ),
+        (
+            "SELECT station, rank() OVER (ORDER BY seq) AS r FROM {s}.recs WHERE id < 3 ORDER BY r",
+            &[&["Central", "1"], &["Riverside", "2"]],
+        ),
+    ];
+    for source in ["pg", "maria", "lite"] {
+        for (template, want) in cases {
+            let sql = template.replace("{s}", source);
+            let got = query_rows(&engine, &sql).await;
+            let want: Vec<Vec<String>> = want
+                .iter()
+                .map(|row| row.iter().map(|v| v.to_string()).collect())
+                .collect();
+            assert_eq!(got, want, "{source}: {sql}");
+        }
+        let plan = explain(
+            &engine,
+            &format!("SELECT nvl(station, 'none') AS s FROM {source}.recs WHERE seq > 15"),
+        )
+        .await;
+        let sent: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.contains("VirtualExecutionPlan"))
+            .collect();
+        assert!(
+            !sent.is_empty() && sent.iter().all(|l| !l.contains("nvl") && l.contains("15")),
+            "{source}: {plan}"
+        );
+    }
+    // PostgreSQL's to_char takes other patterns: it would answer "%6-%m".
+    for source in ["pg", "maria"] {
+        let got = query_rows(
+            &engine,
+            &format!("SELECT to_char(day, '%Y-%m') AS m FROM {source}.recs WHERE id = 1"),
+        )
+        .await;
+        assert_eq!(got, vec![vec!["2026-10"]], "{source}");
+    }
+}
+
 #[tokio::test]
 async fn failures_name_the_source() {
     let tmp = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@
 
 mod dynamic;
 mod estimate;
+mod functions;
 mod mysql;
 mod pgcopy;
 mod postgres;

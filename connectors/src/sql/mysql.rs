@@ -427,12 +427,16 @@ impl SQLExecutor for MySqlExecutor {
     }
 
     fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        super::repair::plan_hook(self.inner.logical_optimizer())
+        super::repair::plan_hook(
+            self.inner.logical_optimizer(),
+            super::functions::Database::MySql,
+        )
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
         let escape = self.escape_backslashes;
-        super::repair::sql_hook(self.inner.ast_analyzer(), move |mut statement| {
+        super::repair::sql_hook(self.inner.ast_analyzer(), move |statement| {
+            let mut statement = super::repair::repair(statement);
             // MySQL has no empty select list (`SELECT FROM t`, which the
             // unparser writes for a derived table whose columns go unused).
             super::repair::fill_empty_select_lists(&mut statement);

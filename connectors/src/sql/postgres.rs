@@ -235,7 +235,10 @@ impl SQLExecutor for PostgresExecutor {
     }
 
     fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        super::repair::plan_hook(self.inner.logical_optimizer())
+        super::repair::plan_hook(
+            self.inner.logical_optimizer(),
+            super::functions::Database::Postgres,
+        )
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {

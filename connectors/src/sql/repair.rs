@@ -48,10 +48,11 @@ use datafusion_federation::FederatedPlanNode;
 use datafusion_federation::sql::{AstAnalyzer, LogicalOptimizer};
 use regex::Regex;
 
+use super::functions::{Database, keep_local};
+
 use datafusion::sql::sqlparser::ast::{
     Expr, GroupByExpr, Ident, JoinConstraint, JoinOperator, OrderBy, OrderByKind, Query, Select,
-    SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
-    visit_expressions_mut,
+    SelectItem, SetExpr, Statement, TableAlias, TableFactor, Value, VisitMut, VisitorMut,
 };
 
 struct Repair;
@@ -75,52 +76,121 @@ impl VisitorMut for Repair {
     }
 }
 
-/// Points `inner_table.column` at the one derived table the query reads.
+/// Points `inner_table.column` at the one derived table a query reads, where
+/// DataFusion's unparser made that table. The unparser renders a node above a
+/// finished SELECT list (a projection over a `LIMIT` or a sort, say) by
+/// wrapping what is below in a derived table (`derived_limit`, ...; unnamed
+/// where the dialect allows it, as SQLite's does) but leaves the outer
+/// expressions naming the tables inside, which are out of scope there:
+/// `SELECT "recs"."station" FROM (SELECT ... FROM "recs" LIMIT 2) AS
+/// "derived_limit"`. Such names are pointed at the derived table, which is
+/// given a name if it has none. Names of tables that are not inside it (an
+/// outer query's, in a correlated subquery) are left alone.
 fn requalify(query: &mut Query) {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return;
     };
-    let [from] = select.from.as_slice() else {
+    let [from] = select.from.as_mut_slice() else {
         return;
     };
+    if !from.joins.is_empty() {
+        return;
+    }
     let TableFactor::Derived {
-        alias: Some(alias), ..
-    } = &from.relation
+        subquery, alias, ..
+    } = &mut from.relation
     else {
         return;
     };
-    // Only the wrapper DataFusion's unparser adds; other derived tables are
-    // referenced correctly.
-    if !from.joins.is_empty() || alias.name.value != "derived_projection" {
+    let inside = relation_names(subquery);
+    if inside.is_empty() {
         return;
     }
-    let name = alias.name.clone();
-    let fix = |expr: &mut Expr| {
-        let _ = visit_expressions_mut(expr, |e| {
-            if let Expr::CompoundIdentifier(parts) = e
-                && parts.len() == 2
-                && parts[0].value != name.value
-            {
-                parts[0] = name.clone();
-            }
-            ControlFlow::<()>::Continue(())
-        });
-    };
-    for item in &mut select.projection {
-        match item {
-            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => fix(expr),
-            _ => {}
+    let name = match alias {
+        Some(alias) if alias.name.value.starts_with(UNPARSER_DERIVED) => alias.name.clone(),
+        // A name from the query itself: references to it are the query's own.
+        Some(_) => return,
+        None => {
+            let name = Ident::new(UNNAMED_DERIVED);
+            *alias = Some(TableAlias {
+                explicit: true,
+                name: name.clone(),
+                columns: Vec::new(),
+                at: None,
+            });
+            name
         }
-    }
+    };
+    let renames: HashMap<String, Ident> = inside
+        .into_iter()
+        .filter(|inner| *inner != name.value)
+        .map(|inner| (inner, name.clone()))
+        .collect();
+    let mut fix = Unhide {
+        renames: &renames,
+        depth: 0,
+    };
+    rename_in_select(select, &mut fix);
     if let Some(OrderBy {
         kind: OrderByKind::Expressions(items),
         ..
     }) = &mut query.order_by
     {
         for item in items {
-            fix(&mut item.expr);
+            let _ = item.expr.visit(&mut fix);
         }
     }
+}
+
+/// The prefix of the names DataFusion's unparser gives the derived tables it
+/// makes (`derived_projection`, `derived_limit`, `derived_sort`, ...).
+const UNPARSER_DERIVED: &str = "derived_";
+
+/// The name given to a derived table the unparser left unnamed.
+const UNNAMED_DERIVED: &str = "derived_table";
+
+/// The names of the tables a query reads, at any depth of its FROM clauses
+/// (derived tables and set operations included, subqueries in expressions
+/// not): each table's alias or its own last name part, and each derived
+/// table's alias. None of them is in scope for a query that reads this one
+/// as a derived table.
+fn relation_names(query: &Query) -> HashSet<String> {
+    fn walk(body: &SetExpr, names: &mut HashSet<String>) {
+        match body {
+            SetExpr::Select(select) => {
+                let relations = select.from.iter().flat_map(|t| {
+                    std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation))
+                });
+                for relation in relations {
+                    match relation {
+                        TableFactor::Table { name, alias, .. } => {
+                            let own = alias
+                                .as_ref()
+                                .map(|a| &a.name)
+                                .or_else(|| name.0.last().and_then(|p| p.as_ident()));
+                            names.extend(own.map(|i| i.value.clone()));
+                        }
+                        TableFactor::Derived {
+                            subquery, alias, ..
+                        } => {
+                            names.extend(alias.as_ref().map(|a| a.name.value.clone()));
+                            walk(&subquery.body, names);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                walk(left, names);
+                walk(right, names);
+            }
+            SetExpr::Query(query) => walk(&query.body, names),
+            _ => {}
+        }
+    }
+    let mut names = HashSet::new();
+    walk(&query.body, &mut names);
+    names
 }
 
 /// Points `table.column` at `alias.column` in a SELECT that reads `table AS
@@ -184,29 +254,35 @@ fn unhide_in_select(select: &mut Select) {
         renames: &renames,
         depth: 0,
     };
+    rename_in_select(select, &mut fix);
+}
+
+/// Applies `fix` to every expression of `select` that names its tables: the
+/// items, WHERE, HAVING, GROUP BY and the joins' ON conditions.
+fn rename_in_select(select: &mut Select, fix: &mut Unhide<'_>) {
     for item in &mut select.projection {
         match item {
             SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
-                let _ = expr.visit(&mut fix);
+                let _ = expr.visit(fix);
             }
             _ => {}
         }
     }
     if let Some(selection) = &mut select.selection {
-        let _ = selection.visit(&mut fix);
+        let _ = selection.visit(fix);
     }
     if let Some(having) = &mut select.having {
-        let _ = having.visit(&mut fix);
+        let _ = having.visit(fix);
     }
     if let GroupByExpr::Expressions(keys, _) = &mut select.group_by {
         for key in keys {
-            let _ = key.visit(&mut fix);
+            let _ = key.visit(fix);
         }
     }
     for table in &mut select.from {
         for join in &mut table.joins {
             if let Some(JoinConstraint::On(on)) = join_constraint(&mut join.join_operator) {
-                let _ = on.visit(&mut fix);
+                let _ = on.visit(fix);
             }
         }
     }
@@ -348,14 +424,19 @@ fn name_derived_columns_as_asked(select: &mut Select) {
     }
 }
 
-/// A source's plan hook: the crate's own (if any), then [`prepare_plan`].
-pub fn plan_hook(mut inner: Option<LogicalOptimizer>) -> Option<LogicalOptimizer> {
+/// A source's plan hook: the crate's own (if any), then what `database`
+/// cannot run taken out (see [`super::functions`]), then [`prepare_plan`] on
+/// each federated part.
+pub fn plan_hook(
+    mut inner: Option<LogicalOptimizer>,
+    database: Database,
+) -> Option<LogicalOptimizer> {
     Some(Box::new(move |plan| {
         let plan = match inner.as_mut() {
             Some(optimize) => optimize(plan)?,
             None => plan,
         };
-        prepare_plan(plan)
+        keep_local(plan, database, prepare_plan)
     }))
 }
 
@@ -629,6 +710,34 @@ mod tests {
                 r#"SELECT 1 FROM p JOIN (SELECT min("c") AS "min(c)", "k" FROM (SELECT ps.c, ps.k FROM ps) AS "derived_projection" GROUP BY "k") AS "sq" ON p.k = "sq"."k" AND p.c = "sq"."min(ps.c)""#
             ),
             r#"SELECT 1 FROM p JOIN (SELECT min("c") AS "min(ps.c)", "k" FROM (SELECT ps.c, ps.k FROM ps) AS "derived_projection" GROUP BY "k") AS "sq" ON p.k = "sq"."k" AND p.c = "sq"."min(ps.c)""#
+        );
+    }
+
+    #[test]
+    fn outer_names_over_an_unparser_derived_table_point_at_it() {
+        // PostgreSQL and MySQL: the unparser names the derived table.
+        assert_eq!(
+            fixed(
+                r#"SELECT "recs"."station" FROM (SELECT "recs"."station", "recs"."seq" FROM "public"."recs" ORDER BY "recs"."seq" DESC LIMIT 2) AS "derived_limit""#
+            ),
+            r#"SELECT "derived_limit"."station" FROM (SELECT "recs"."station", "recs"."seq" FROM "public"."recs" ORDER BY "recs"."seq" DESC LIMIT 2) AS "derived_limit""#
+        );
+        // SQLite: unnamed, so it is given a name; WHERE, ORDER BY and an
+        // aliased table inside a nested derived table are covered too.
+        assert_eq!(
+            fixed(
+                r#"SELECT upper("r"."s") AS "u" FROM (SELECT "r"."s", "r"."n" FROM (SELECT * FROM recs AS "r" LIMIT 9) AS "derived_sort" ORDER BY "r"."n" LIMIT 2) WHERE "r"."n" > 1 ORDER BY "r"."s""#
+            ),
+            r#"SELECT upper(derived_table."s") AS "u" FROM (SELECT "derived_sort"."s", "derived_sort"."n" FROM (SELECT * FROM recs AS "r" LIMIT 9) AS "derived_sort" ORDER BY "derived_sort"."n" LIMIT 2) AS derived_table WHERE derived_table."n" > 1 ORDER BY derived_table."s""#
+        );
+        // A derived table the query named itself: its references are its own.
+        let named = r#"SELECT "q"."s" FROM (SELECT "r"."s" FROM recs AS "r" LIMIT 2) AS "q""#;
+        assert_eq!(fixed(named), named);
+        // An outer query's table, referenced from inside a subquery, stays.
+        let correlated = r#"SELECT 1 FROM o WHERE EXISTS (SELECT 1 FROM (SELECT recs.k FROM recs LIMIT 2) AS "derived_limit" WHERE "derived_limit"."k" = o.k AND recs.k > 0)"#;
+        assert_eq!(
+            fixed(correlated),
+            r#"SELECT 1 FROM o WHERE EXISTS (SELECT 1 FROM (SELECT recs.k FROM recs LIMIT 2) AS "derived_limit" WHERE "derived_limit"."k" = o.k AND "derived_limit".k > 0)"#
         );
     }
 

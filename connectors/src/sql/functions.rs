@@ -1,0 +1,376 @@
+//! Which functions each database is sent, and keeping the rest in DataFusion.
+//!
+//! Federation sends a database every sub-plan made only of its tables, and
+//! DataFusion's unparser writes each function call by its DataFusion name. A
+//! database may lack the function (`arrow_typeof`, `nvl`, `median`; MySQL's
+//! `date_trunc`) and refuse the query, or, worse, have a function of that
+//! name that means something else: PostgreSQL's `to_char` takes `YYYY`-style
+//! patterns and answers `to_char(t, '%Y')` with `%6`; SQLite's `upper` leaves
+//! `ë` alone; MySQL's `concat` is NULL when any argument is. So each database
+//! is sent only the functions on its list below, each checked to mean what
+//! DataFusion means (for the argument types a query can give it), and
+//! [`keep_local`] splits a federated sub-plan so that any node calling
+//! another function runs in DataFusion over the database's result. A filter
+//! the scan was to apply is lifted above it the same way. Unlisted functions
+//! therefore cost speed, never correctness.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, LogicalPlanBuilder, Projection, TableScan, TableScanBuilder,
+    WindowFunctionDefinition,
+};
+use datafusion_federation::{FederatedPlanNode, FederationPlanner};
+
+/// The kind of database a federated sub-plan goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+/// Scalar functions every database here runs as DataFusion does.
+const SCALAR_EVERYWHERE: &[&str] = &[
+    "abs",
+    "character_length",
+    "coalesce",
+    "date_part",
+    "nullif",
+    "replace",
+];
+
+/// Aggregate and window functions every database here runs as DataFusion
+/// does (SQLite has window functions from 3.25; the bundled one is newer).
+const AGGREGATE_EVERYWHERE: &[&str] = &[
+    "avg",
+    "count",
+    "dense_rank",
+    "first_value",
+    "lag",
+    "last_value",
+    "lead",
+    "max",
+    "min",
+    "rank",
+    "row_number",
+    "sum",
+];
+
+const SCALAR_POSTGRES: &[&str] = &[
+    "btrim",
+    "ceil",
+    "concat",
+    "date_trunc",
+    "exp",
+    "floor",
+    "greatest",
+    "least",
+    "left",
+    "ln",
+    "log10",
+    "lower",
+    "lpad",
+    "ltrim",
+    "md5",
+    "power",
+    "repeat",
+    "reverse",
+    "right",
+    "round",
+    "rpad",
+    "rtrim",
+    "split_part",
+    "sqrt",
+    "starts_with",
+    "strpos",
+    "substr",
+    "upper",
+];
+
+const AGGREGATE_POSTGRES: &[&str] = &[
+    "bool_and",
+    "bool_or",
+    "stddev",
+    "stddev_pop",
+    "string_agg",
+    "var_pop",
+];
+
+/// Not sent to MySQL although it has them: `left`/`right` (a negative length
+/// means something else), `lpad`/`rpad` and `ltrim`/`rtrim` (other
+/// arguments), `sqrt`/`ln`/`log10` (NULL where DataFusion answers NaN or
+/// infinity), `round` (halves to even for floating point).
+const SCALAR_MYSQL: &[&str] = &[
+    "ceil", "exp", "floor", "lower", "md5", "power", "repeat", "reverse", "upper",
+];
+
+/// MySQL's `stddev` and `variance` are the population figures; these are not.
+const AGGREGATE_MYSQL: &[&str] = &["stddev_pop", "var_pop"];
+
+/// SQLite's own `upper` and `lower` change ASCII letters only, its `round`
+/// ignores negative places, and its math functions are optional, so none of
+/// them is sent.
+const SCALAR_SQLITE: &[&str] = &["date_trunc", "ltrim", "rtrim"];
+
+const AGGREGATE_SQLITE: &[&str] = &[];
+
+impl Database {
+    /// Whether the database runs the scalar function `name` as DataFusion does.
+    pub fn runs_scalar(self, name: &str) -> bool {
+        let own = match self {
+            Database::Postgres => SCALAR_POSTGRES,
+            Database::MySql => SCALAR_MYSQL,
+            Database::Sqlite => SCALAR_SQLITE,
+        };
+        SCALAR_EVERYWHERE.contains(&name) || own.contains(&name)
+    }
+
+    /// Whether the database runs the aggregate or window function `name` as
+    /// DataFusion does.
+    pub fn runs_aggregate(self, name: &str) -> bool {
+        let own = match self {
+            Database::Postgres => AGGREGATE_POSTGRES,
+            Database::MySql => AGGREGATE_MYSQL,
+            Database::Sqlite => AGGREGATE_SQLITE,
+        };
+        AGGREGATE_EVERYWHERE.contains(&name) || own.contains(&name)
+    }
+
+    /// Whether every function `expr` calls, in any subquery too, runs here.
+    fn runs_expr(self, expr: &Expr) -> bool {
+        let mut runs = true;
+        // The closure never fails.
+        let _ = expr.apply(|e| {
+            runs = match e {
+                Expr::ScalarFunction(f) => self.runs_scalar(f.func.name()),
+                Expr::AggregateFunction(f) => self.runs_aggregate(f.func.name()),
+                Expr::WindowFunction(w) => self.runs_window(w),
+                Expr::ScalarSubquery(subquery) => self.runs_plan(&subquery.subquery),
+                Expr::Exists(exists) => self.runs_plan(&exists.subquery.subquery),
+                Expr::InSubquery(within) => self.runs_plan(&within.subquery.subquery),
+                _ => true,
+            };
+            Ok(if runs {
+                TreeNodeRecursion::Continue
+            } else {
+                TreeNodeRecursion::Stop
+            })
+        });
+        runs
+    }
+
+    fn runs_window(self, window: &WindowFunction) -> bool {
+        match &window.fun {
+            WindowFunctionDefinition::AggregateUDF(f) => self.runs_aggregate(f.name()),
+            WindowFunctionDefinition::WindowUDF(f) => self.runs_aggregate(f.name()),
+        }
+    }
+
+    /// Whether one node's own expressions (a scan's filters included) run here.
+    fn runs_node(self, plan: &LogicalPlan) -> bool {
+        let filters = match plan {
+            LogicalPlan::TableScan(scan) => scan.filters.as_slice(),
+            _ => &[],
+        };
+        plan.expressions()
+            .iter()
+            .chain(filters)
+            .all(|e| self.runs_expr(e))
+    }
+
+    /// Whether every node of `plan` runs here.
+    fn runs_plan(self, plan: &LogicalPlan) -> bool {
+        let mut runs = true;
+        let _ = plan.apply(|node| {
+            runs = self.runs_node(node);
+            Ok(if runs {
+                TreeNodeRecursion::Continue
+            } else {
+                TreeNodeRecursion::Stop
+            })
+        });
+        runs
+    }
+}
+
+/// A federated sub-plan (`plan`, as the federation rule hands it to a
+/// source's plan hook) with every node that calls a function `database`
+/// does not run taken out of it: such nodes run in DataFusion, and each
+/// largest part below them that does run in the database becomes a
+/// federated sub-plan of its own, passed through `finish` (the hook's other
+/// repairs). A plan that needs no split is only passed through `finish`.
+pub fn keep_local(
+    plan: LogicalPlan,
+    database: Database,
+    finish: impl Fn(LogicalPlan) -> DFResult<LogicalPlan>,
+) -> DFResult<LogicalPlan> {
+    let LogicalPlan::Extension(Extension { node }) = &plan else {
+        return finish(plan);
+    };
+    let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
+        return finish(plan);
+    };
+    if database.runs_plan(federated.plan()) {
+        return finish(plan);
+    }
+    let splitter = Splitter {
+        database,
+        planner: Arc::clone(&federated.planner),
+        finish: &finish,
+    };
+    let (local, runs) = splitter.split(federated.plan().clone())?;
+    if runs {
+        // Only reached if the check above and the split disagree.
+        return finish(plan);
+    }
+    Ok(local)
+}
+
+struct Splitter<'a> {
+    database: Database,
+    planner: Arc<dyn FederationPlanner>,
+    finish: &'a dyn Fn(LogicalPlan) -> DFResult<LogicalPlan>,
+}
+
+impl Splitter<'_> {
+    /// `plan` rewritten so that what the database cannot run is outside any
+    /// federated part, and whether all of it runs in the database (then it is
+    /// returned unchanged, for the caller to federate with its neighbours).
+    fn split(&self, plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
+        if let LogicalPlan::TableScan(scan) = &plan
+            && !scan.filters.iter().all(|f| self.database.runs_expr(f))
+        {
+            return Ok((self.lift_filters(scan)?, false));
+        }
+        let own = plan
+            .expressions()
+            .iter()
+            .all(|e| self.database.runs_expr(e));
+        let inputs = plan
+            .inputs()
+            .into_iter()
+            .map(|input| self.split(input.clone()))
+            .collect::<DFResult<Vec<_>>>()?;
+        if own && inputs.iter().all(|(_, runs)| *runs) {
+            return Ok((plan, true));
+        }
+        let inputs = inputs
+            .into_iter()
+            .map(|(input, runs)| {
+                if runs {
+                    self.federate(input)
+                } else {
+                    Ok(input)
+                }
+            })
+            .collect::<DFResult<Vec<_>>>()?;
+        let plan = plan.with_new_exprs(plan.expressions(), inputs)?;
+        // Subqueries in this node's expressions run where their own parts can.
+        let plan = plan
+            .map_subqueries(|subquery| {
+                let (subquery, runs) = self.split(subquery)?;
+                let subquery = if runs {
+                    self.federate(subquery)?
+                } else {
+                    subquery
+                };
+                Ok(Transformed::yes(subquery))
+            })?
+            .data;
+        Ok((plan, false))
+    }
+
+    /// A scan whose filters include some the database cannot run: the scan
+    /// keeps the others (and reads the columns the lifted ones need), and the
+    /// lifted ones, its row limit and its original columns follow it here.
+    fn lift_filters(&self, scan: &TableScan) -> DFResult<LogicalPlan> {
+        let (kept, lifted): (Vec<Expr>, Vec<Expr>) = scan
+            .filters
+            .iter()
+            .cloned()
+            .partition(|f| self.database.runs_expr(f));
+        let table = scan.source.schema();
+        let mut projection = scan
+            .projection
+            .clone()
+            .unwrap_or_else(|| (0..table.fields().len()).collect());
+        for filter in &lifted {
+            for column in filter.column_refs() {
+                let index = table.index_of(&column.name)?;
+                if !projection.contains(&index) {
+                    projection.push(index);
+                }
+            }
+        }
+        let read = TableScanBuilder::new(scan.table_name.clone(), Arc::clone(&scan.source))
+            .with_projection(Some(projection))
+            .with_filters(kept)
+            .build()?;
+        let condition = conjunction(lifted).ok_or_else(|| {
+            DataFusionError::Internal("a scan's lifted filters were empty".into())
+        })?;
+        let columns = scan
+            .projected_schema
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect::<Vec<_>>();
+        let mut local = LogicalPlanBuilder::from(self.federate(LogicalPlan::TableScan(read))?)
+            .filter(condition)?;
+        if scan.fetch.is_some() {
+            local = local.limit(0, scan.fetch)?;
+        }
+        local.project(columns)?.build()
+    }
+
+    /// `plan` as a federated sub-plan of its own (if it reads any table).
+    fn federate(&self, plan: LogicalPlan) -> DFResult<LogicalPlan> {
+        if !plan.exists(|node| Ok(matches!(node, LogicalPlan::TableScan(_))))? {
+            return Ok(plan);
+        }
+        // The unparser writes a projection's columns out; other roots would be
+        // sent as `SELECT *`.
+        let plan = match plan {
+            LogicalPlan::Projection(_) => plan,
+            other => {
+                let columns = other
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                LogicalPlan::Projection(Projection::try_new(columns, Arc::new(other))?)
+            }
+        };
+        (self.finish)(LogicalPlan::Extension(Extension {
+            node: Arc::new(FederatedPlanNode::new(plan, Arc::clone(&self.planner))),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_per_database() {
+        for db in [Database::Postgres, Database::MySql, Database::Sqlite] {
+            assert!(db.runs_scalar("coalesce"));
+            assert!(db.runs_aggregate("count"));
+            assert!(!db.runs_scalar("arrow_typeof"));
+            assert!(!db.runs_scalar("to_char"));
+            assert!(!db.runs_aggregate("median"));
+        }
+        assert!(Database::Postgres.runs_scalar("date_trunc"));
+        assert!(!Database::MySql.runs_scalar("date_trunc"));
+        assert!(Database::Postgres.runs_scalar("upper"));
+        assert!(!Database::Sqlite.runs_scalar("upper"));
+        assert!(!Database::MySql.runs_scalar("concat"));
+        assert!(!Database::MySql.runs_aggregate("stddev"));
+    }
+}

@@ -2,7 +2,9 @@
 //! through `datafusion-table-providers` with federation on, so filters, projections,
 //! limits, aggregates and joins between tables of the same source run inside the
 //! database. `EXPLAIN` shows the SQL each database receives (`VirtualExecutionNode`
-//! / `SQLFederationExec ... sql=`).
+//! / `SQLFederationExec ... sql=`). The SQL DataFusion's unparser writes is
+//! repaired first (`repair`), and a call to a function the database lacks, or
+//! means differently, stays in DataFusion (`functions`).
 //!
 //! Each backend module only knows how to open a pool and build one table provider;
 //! the schema (table listing, lazy and cached table creation, errors naming the

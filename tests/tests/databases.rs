@@ -554,38 +554,46 @@ async fn hostile_filter_values_keep_their_meaning() {
     }
 }
 
-/// Queries whose result drops the column they sort or limit by, or computes
-/// over a limited read (`SELECT station ... ORDER BY seq DESC LIMIT 2`, what
-/// a BI tool's preview sends): DataFusion's unparser writes them as an outer
-/// SELECT over a derived table, and each database must be sent SQL whose
-/// outer names are in scope there.
-#[tokio::test]
-async fn projections_over_sorts_and_limits_run_in_every_database() {
-    let Some(pg) = pg_or_skip().await else { return };
-    let Some(maria) = mariadb_or_skip().await else {
-        return;
-    };
-    let rows = "(1, 'Riverside', 30), (2, 'Central', 10), (3, 'Northgate', 20), (4, NULL, 40)";
+/// One table `recs`, made from the same `rows` in PostgreSQL, MariaDB and a
+/// SQLite file (with each database's column types), and an engine reading
+/// them as sources `pg`, `maria` and `lite`. Held together so the databases
+/// live as long as the engine.
+struct Everywhere {
+    engine: Engine,
+    _pg: PgDatabase,
+    _maria: MariaDatabase,
+    _dir: tempfile::TempDir,
+}
+
+/// [`Everywhere`], or `None` (said loudly) where a database server is missing.
+async fn recs_everywhere(
+    pg_columns: &str,
+    maria_columns: &str,
+    lite_columns: &str,
+    rows: &str,
+) -> Option<Everywhere> {
+    let pg = pg_or_skip().await?;
+    let maria = mariadb_or_skip().await?;
     pg.client
         .batch_execute(&format!(
-            "CREATE TABLE recs (id int, station text, seq int); INSERT INTO recs VALUES {rows}"
+            "CREATE TABLE recs ({pg_columns}); INSERT INTO recs VALUES {rows}"
         ))
         .await
         .unwrap();
     maria
-        .execute("CREATE TABLE recs (id int, station varchar(40), seq int)")
+        .execute(&format!("CREATE TABLE recs ({maria_columns})"))
         .await
         .unwrap();
     maria
         .execute(&format!("INSERT INTO recs VALUES {rows}"))
         .await
         .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let lite = tmp.path().join("recs.sqlite");
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("recs.sqlite");
     rusqlite::Connection::open(&lite)
         .unwrap()
         .execute_batch(&format!(
-            "CREATE TABLE recs (id INTEGER, station TEXT, seq INTEGER); INSERT INTO recs VALUES {rows}"
+            "CREATE TABLE recs ({lite_columns}); INSERT INTO recs VALUES {rows}"
         ))
         .unwrap();
     let config = format!(
@@ -594,7 +602,46 @@ async fn projections_over_sorts_and_limits_run_in_every_database() {
         mariadb_source("maria", &maria.name),
         sqlite_source("lite", &lite)
     );
-    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
+    let engine = engine_from_text(&config, dir.path()).await.unwrap();
+    Some(Everywhere {
+        engine,
+        _pg: pg,
+        _maria: maria,
+        _dir: dir,
+    })
+}
+
+/// Runs each query (`{s}` standing for the source) against `source` and
+/// checks its rows.
+async fn check_rows(engine: &Engine, source: &str, cases: &[(&str, &[&[&str]])]) {
+    for (template, want) in cases {
+        let sql = template.replace("{s}", source);
+        let got = query_rows(engine, &sql).await;
+        let want: Vec<Vec<String>> = want
+            .iter()
+            .map(|row| row.iter().map(|v| v.to_string()).collect())
+            .collect();
+        assert_eq!(got, want, "{source}: {sql}");
+    }
+}
+
+/// Queries whose result drops the column they sort or limit by, or computes
+/// over a limited read (`SELECT station ... ORDER BY seq DESC LIMIT 2`, what
+/// a BI tool's preview sends): DataFusion's unparser writes them as an outer
+/// SELECT over a derived table, and each database must be sent SQL whose
+/// outer names are in scope there.
+#[tokio::test]
+async fn projections_over_sorts_and_limits_run_in_every_database() {
+    let Some(dbs) = recs_everywhere(
+        "id int, station text, seq int",
+        "id int, station varchar(40), seq int",
+        "id INTEGER, station TEXT, seq INTEGER",
+        "(1, 'Riverside', 30), (2, 'Central', 10), (3, 'Northgate', 20), (4, NULL, 40)",
+    )
+    .await
+    else {
+        return;
+    };
     let cases: &[(&str, &[&[&str]])] = &[
         (
             "SELECT station FROM {s}.recs ORDER BY seq DESC LIMIT 2",
@@ -618,18 +665,10 @@ async fn projections_over_sorts_and_limits_run_in_every_database() {
         ),
     ];
     for source in ["pg", "maria", "lite"] {
-        for (template, want) in cases {
-            let sql = template.replace("{s}", source);
-            let got = query_rows(&engine, &sql).await;
-            let want: Vec<Vec<String>> = want
-                .iter()
-                .map(|row| row.iter().map(|v| v.to_string()).collect())
-                .collect();
-            assert_eq!(got, want, "{source}: {sql}");
-        }
+        check_rows(&dbs.engine, source, cases).await;
         // It ran inside the database, as one query.
         let plan = explain(
-            &engine,
+            &dbs.engine,
             &format!("SELECT station FROM {source}.recs ORDER BY seq DESC LIMIT 2"),
         )
         .await;
@@ -645,41 +684,17 @@ async fn projections_over_sorts_and_limits_run_in_every_database() {
 /// query still runs in the database.
 #[tokio::test]
 async fn functions_a_database_lacks_run_in_datafusion() {
-    let Some(pg) = pg_or_skip().await else { return };
-    let Some(maria) = mariadb_or_skip().await else {
+    let Some(dbs) = recs_everywhere(
+        "id int, station text, seq int, day date",
+        "id int, station varchar(40), seq int, day date",
+        "id INTEGER, station TEXT, seq INTEGER, day TEXT",
+        "(1, 'Riverside', 30, '2026-10-01'), (2, 'Central', 10, '2026-10-02'), \
+         (3, 'Zoë', 20, '2026-11-03'), (4, NULL, 40, '2026-11-04')",
+    )
+    .await
+    else {
         return;
     };
-    let rows = "(1, 'Riverside', 30, '2026-10-01'), (2, 'Central', 10, '2026-10-02'), \
-                (3, 'Zoë', 20, '2026-11-03'), (4, NULL, 40, '2026-11-04')";
-    pg.client
-        .batch_execute(&format!(
-            "CREATE TABLE recs (id int, station text, seq int, day date); INSERT INTO recs VALUES {rows}"
-        ))
-        .await
-        .unwrap();
-    maria
-        .execute("CREATE TABLE recs (id int, station varchar(40), seq int, day date)")
-        .await
-        .unwrap();
-    maria
-        .execute(&format!("INSERT INTO recs VALUES {rows}"))
-        .await
-        .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let lite = tmp.path().join("recs.sqlite");
-    rusqlite::Connection::open(&lite)
-        .unwrap()
-        .execute_batch(&format!(
-            "CREATE TABLE recs (id INTEGER, station TEXT, seq INTEGER, day TEXT); INSERT INTO recs VALUES {rows}"
-        ))
-        .unwrap();
-    let config = format!(
-        "{}{}{}",
-        pg_source("pg", &pg.name),
-        mariadb_source("maria", &maria.name),
-        sqlite_source("lite", &lite)
-    );
-    let engine = engine_from_text(&config, tmp.path()).await.unwrap();
     let cases: &[(&str, &[&[&str]])] = &[
         // Over a sort and limit the database still does.
         (
@@ -710,17 +725,9 @@ async fn functions_a_database_lacks_run_in_datafusion() {
         ),
     ];
     for source in ["pg", "maria", "lite"] {
-        for (template, want) in cases {
-            let sql = template.replace("{s}", source);
-            let got = query_rows(&engine, &sql).await;
-            let want: Vec<Vec<String>> = want
-                .iter()
-                .map(|row| row.iter().map(|v| v.to_string()).collect())
-                .collect();
-            assert_eq!(got, want, "{source}: {sql}");
-        }
+        check_rows(&dbs.engine, source, cases).await;
         let plan = explain(
-            &engine,
+            &dbs.engine,
             &format!("SELECT nvl(station, 'none') AS s FROM {source}.recs WHERE seq > 15"),
         )
         .await;
@@ -734,13 +741,12 @@ async fn functions_a_database_lacks_run_in_datafusion() {
         );
     }
     // PostgreSQL's to_char takes other patterns: it would answer "%6-%m".
+    let to_char: &[(&str, &[&[&str]])] = &[(
+        "SELECT to_char(day, '%Y-%m') AS m FROM {s}.recs WHERE id = 1",
+        &[&["2026-10"]],
+    )];
     for source in ["pg", "maria"] {
-        let got = query_rows(
-            &engine,
-            &format!("SELECT to_char(day, '%Y-%m') AS m FROM {source}.recs WHERE id = 1"),
-        )
-        .await;
-        assert_eq!(got, vec![vec!["2026-10"]], "{source}");
+        check_rows(&dbs.engine, source, to_char).await;
     }
 }
 

@@ -714,6 +714,11 @@ async fn functions_a_database_lacks_run_in_datafusion() {
             "SELECT CAST(median(seq) AS INT) AS m FROM {s}.recs",
             &[&["25"]],
         ),
+        // DataFusion's aggregate first_value; PostgreSQL's is a window function.
+        (
+            "SELECT first_value(station ORDER BY seq) AS f FROM {s}.recs",
+            &[&["Central"]],
+        ),
         // SQLite's own upper() would leave the ë.
         (
             "SELECT upper(station) AS up FROM {s}.recs WHERE id = 3",

@@ -44,21 +44,21 @@ const SCALAR_EVERYWHERE: &[&str] = &[
     "replace",
 ];
 
-/// Aggregate and window functions every database here runs as DataFusion
-/// does (SQLite has window functions from 3.25; the bundled one is newer).
-const AGGREGATE_EVERYWHERE: &[&str] = &[
-    "avg",
-    "count",
+/// Aggregate functions every database here runs as DataFusion does.
+const AGGREGATE_EVERYWHERE: &[&str] = &["avg", "count", "max", "min", "sum"];
+
+/// Window functions every database here runs as DataFusion does (SQLite has
+/// them from 3.25; the bundled one is newer), besides the aggregates over a
+/// window. Only as window functions: DataFusion's aggregate `first_value` is
+/// not PostgreSQL's.
+const WINDOW_EVERYWHERE: &[&str] = &[
     "dense_rank",
     "first_value",
     "lag",
     "last_value",
     "lead",
-    "max",
-    "min",
     "rank",
     "row_number",
-    "sum",
 ];
 
 const SCALAR_POSTGRES: &[&str] = &[
@@ -130,8 +130,8 @@ impl Database {
         SCALAR_EVERYWHERE.contains(&name) || own.contains(&name)
     }
 
-    /// Whether the database runs the aggregate or window function `name` as
-    /// DataFusion does.
+    /// Whether the database runs the aggregate function `name` as DataFusion
+    /// does.
     pub fn runs_aggregate(self, name: &str) -> bool {
         let own = match self {
             Database::Postgres => AGGREGATE_POSTGRES,
@@ -167,7 +167,7 @@ impl Database {
     fn runs_window(self, window: &WindowFunction) -> bool {
         match &window.fun {
             WindowFunctionDefinition::AggregateUDF(f) => self.runs_aggregate(f.name()),
-            WindowFunctionDefinition::WindowUDF(f) => self.runs_aggregate(f.name()),
+            WindowFunctionDefinition::WindowUDF(f) => WINDOW_EVERYWHERE.contains(&f.name()),
         }
     }
 
@@ -372,5 +372,7 @@ mod tests {
         assert!(!Database::Sqlite.runs_scalar("upper"));
         assert!(!Database::MySql.runs_scalar("concat"));
         assert!(!Database::MySql.runs_aggregate("stddev"));
+        // A window function only.
+        assert!(!Database::Postgres.runs_aggregate("first_value"));
     }
 }

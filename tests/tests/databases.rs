@@ -679,6 +679,52 @@ async fn projections_over_sorts_and_limits_run_in_every_database() {
     }
 }
 
+/// NULLs sort where DataFusion sorts them (last going up, first going down,
+/// or as the query says), whichever database sorts: MySQL and MariaDB cannot
+/// be told, and by themselves put them the other way round.
+#[tokio::test]
+async fn nulls_sort_where_datafusion_sorts_them() {
+    let Some(dbs) = recs_everywhere(
+        "id int, station text",
+        "id int, station varchar(40)",
+        "id INTEGER, station TEXT",
+        "(1, 'Riverside'), (2, 'Central'), (3, 'Northgate'), (4, NULL)",
+    )
+    .await
+    else {
+        return;
+    };
+    let cases: &[(&str, &[&[&str]])] = &[
+        (
+            "SELECT id FROM {s}.recs ORDER BY station LIMIT 1",
+            &[&["2"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs ORDER BY station DESC LIMIT 1",
+            &[&["4"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs ORDER BY station NULLS FIRST LIMIT 1",
+            &[&["4"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs ORDER BY station DESC NULLS LAST LIMIT 1",
+            &[&["1"]],
+        ),
+        (
+            "SELECT upper(station) AS u FROM (SELECT DISTINCT station FROM {s}.recs) ORDER BY u LIMIT 2",
+            &[&["CENTRAL"], &["NORTHGATE"]],
+        ),
+        (
+            "SELECT id, rank() OVER (ORDER BY station) AS r FROM {s}.recs ORDER BY id",
+            &[&["1", "3"], &["2", "1"], &["3", "2"], &["4", "4"]],
+        ),
+    ];
+    for source in ["pg", "maria", "lite"] {
+        check_rows(&dbs.engine, source, cases).await;
+    }
+}
+
 /// Functions a database lacks, or has under the same name with another
 /// meaning, run in DataFusion over what the database returns; the rest of the
 /// query still runs in the database.

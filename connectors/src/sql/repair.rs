@@ -42,7 +42,8 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Extension, Filter, JoinType, LogicalPlan, Projection, SubqueryAlias, TableScanBuilder,
+    ExprSchemable, Extension, Filter, JoinType, LogicalPlan, Projection, SortExpr, SubqueryAlias,
+    TableScanBuilder,
 };
 use datafusion_federation::FederatedPlanNode;
 use datafusion_federation::sql::{AstAnalyzer, LogicalOptimizer};
@@ -436,7 +437,62 @@ pub fn plan_hook(
             Some(optimize) => optimize(plan)?,
             None => plan,
         };
-        keep_local(plan, database, prepare_plan)
+        keep_local(plan, database, |part| {
+            let part = prepare_plan(part)?;
+            match database {
+                Database::MySql => order_nulls_as_datafusion(part),
+                Database::Postgres | Database::Sqlite => Ok(part),
+            }
+        })
+    }))
+}
+
+/// MySQL and MariaDB sort NULLs first going up and last going down, and
+/// have no `NULLS FIRST`/`NULLS LAST` to say otherwise, so the unparser
+/// leaves it out; DataFusion's default is the opposite. Each sort key of a
+/// federated sub-plan whose NULLs MySQL would place otherwise (and that can
+/// be NULL) gets `key IS NULL` before it, ascending for NULLs last and
+/// descending for NULLs first: `ORDER BY station LIMIT 1` then returns the
+/// first name, not a NULL. (Window functions' own orderings are kept out of
+/// MySQL instead; see [`super::functions`].)
+pub fn order_nulls_as_datafusion(plan: LogicalPlan) -> DFResult<LogicalPlan> {
+    let LogicalPlan::Extension(Extension { node }) = &plan else {
+        return Ok(plan);
+    };
+    let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
+        return Ok(plan);
+    };
+    let inner = federated.plan().clone().transform_up(|node| {
+        let LogicalPlan::Sort(mut sort) = node else {
+            return Ok(Transformed::no(node));
+        };
+        let schema = Arc::clone(sort.input.schema());
+        let mut keys = Vec::with_capacity(sort.expr.len());
+        let mut changed = false;
+        for key in sort.expr {
+            if key.nulls_first != key.asc && key.expr.nullable(&schema)? {
+                keys.push(SortExpr::new(
+                    key.expr.clone().is_null(),
+                    !key.nulls_first,
+                    false,
+                ));
+                changed = true;
+            }
+            keys.push(key);
+        }
+        sort.expr = keys;
+        Ok(if changed {
+            Transformed::yes(LogicalPlan::Sort(sort))
+        } else {
+            Transformed::no(LogicalPlan::Sort(sort))
+        })
+    })?;
+    if !inner.transformed {
+        return Ok(plan);
+    }
+    let planner = Arc::clone(&federated.planner);
+    Ok(LogicalPlan::Extension(Extension {
+        node: Arc::new(FederatedPlanNode::new(inner.data, planner)),
     }))
 }
 

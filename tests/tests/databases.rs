@@ -332,9 +332,11 @@ async fn pushdown_is_visible_in_explain() {
         .unwrap_or_else(|| panic!("{plan}"));
     assert!(remote.contains("JOIN"), "{remote}");
 
-    for source in ["maria", "lite"] {
+    // MariaDB groups text by its collation, so text keys are grouped here
+    // (see `text_compares_by_bytes_in_every_database`); a number is grouped there.
+    for (source, key, value) in [("maria", "id", "1"), ("lite", "beat", "B1")] {
         let sql = format!(
-            "SELECT beat, count(*) FROM {source}.crimes WHERE id = 1 GROUP BY beat LIMIT 5"
+            "SELECT {key}, count(*) FROM {source}.crimes WHERE id = 1 GROUP BY {key} LIMIT 5"
         );
         let plan = explain(&engine, &sql).await;
         let remote = plan
@@ -345,7 +347,7 @@ async fn pushdown_is_visible_in_explain() {
             remote.contains("WHERE") && remote.contains("GROUP BY") && remote.contains("LIMIT 5"),
             "{remote}"
         );
-        assert_eq!(query_rows(&engine, &sql).await, vec![vec!["B1", "1"]]);
+        assert_eq!(query_rows(&engine, &sql).await, vec![vec![value, "1"]]);
     }
 
     // A filter above a cross-source join still reaches each database.
@@ -722,6 +724,82 @@ async fn nulls_sort_where_datafusion_sorts_them() {
     ];
     for source in ["pg", "maria", "lite"] {
         check_rows(&dbs.engine, source, cases).await;
+    }
+}
+
+/// Text compares and sorts by its bytes, as in DataFusion, whichever database
+/// holds it: MariaDB's default collation ignores case, accents and trailing
+/// spaces, and a SQLite column may be declared `COLLATE NOCASE`.
+#[tokio::test]
+async fn text_compares_by_bytes_in_every_database() {
+    let Some(dbs) = recs_everywhere(
+        "id int, station text",
+        "id int, station varchar(40)",
+        "id INTEGER, station TEXT COLLATE NOCASE",
+        "(1, 'Central'), (2, 'central'), (3, 'Central '), (4, 'Zoë'), (5, 'zoe')",
+    )
+    .await
+    else {
+        return;
+    };
+    let compare: &[(&str, &[&[&str]])] = &[
+        (
+            "SELECT id FROM {s}.recs WHERE station = 'central' ORDER BY id",
+            &[&["2"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs WHERE station IN ('Central', 'zoe') ORDER BY id",
+            &[&["1"], &["5"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs WHERE station <> 'Central' ORDER BY id",
+            &[&["2"], &["3"], &["4"], &["5"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs WHERE station LIKE 'Cent%' ORDER BY id",
+            &[&["1"], &["3"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs WHERE station > 'Z' ORDER BY id",
+            &[&["2"], &["4"], &["5"]],
+        ),
+        (
+            "SELECT id FROM {s}.recs ORDER BY station LIMIT 3",
+            &[&["1"], &["3"], &["4"]],
+        ),
+        (
+            "SELECT a.id, b.id AS other FROM {s}.recs a JOIN {s}.recs b ON a.station = b.station ORDER BY a.id",
+            &[
+                &["1", "1"],
+                &["2", "2"],
+                &["3", "3"],
+                &["4", "4"],
+                &["5", "5"],
+            ],
+        ),
+    ];
+    // Grouping a NOCASE column in SQLite still merges case (see README).
+    let group: &[(&str, &[&[&str]])] = &[
+        (
+            "SELECT count(DISTINCT station) AS n, max(station) AS top FROM {s}.recs",
+            &[&["5", "zoe"]],
+        ),
+        (
+            "SELECT station, count(*) AS n FROM {s}.recs GROUP BY station ORDER BY station",
+            &[
+                &["Central", "1"],
+                &["Central ", "1"],
+                &["Zoë", "1"],
+                &["central", "1"],
+                &["zoe", "1"],
+            ],
+        ),
+    ];
+    for source in ["pg", "maria", "lite"] {
+        check_rows(&dbs.engine, source, compare).await;
+    }
+    for source in ["pg", "maria"] {
+        check_rows(&dbs.engine, source, group).await;
     }
 }
 

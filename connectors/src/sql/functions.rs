@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::expr::WindowFunction;
@@ -25,6 +26,8 @@ use datafusion::logical_expr::{
     WindowFunctionDefinition,
 };
 use datafusion_federation::{FederatedPlanNode, FederationPlanner};
+
+use super::bytes::{is_text, text_in};
 
 /// The kind of database a federated sub-plan goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +153,12 @@ impl Database {
                 Expr::ScalarFunction(f) => self.runs_scalar(f.func.name()),
                 Expr::AggregateFunction(f) => self.runs_aggregate(f.func.name()),
                 Expr::WindowFunction(w) => self.runs_window(w),
+                // SQLite's LIKE ignores ASCII case; neither it nor MySQL has
+                // DataFusion's Unicode-aware ILIKE.
+                Expr::Like(like) => {
+                    self == Database::Postgres
+                        || (self == Database::MySql && !like.case_insensitive)
+                }
                 Expr::ScalarSubquery(subquery) => self.runs_plan(&subquery.subquery),
                 Expr::Exists(exists) => self.runs_plan(&exists.subquery.subquery),
                 Expr::InSubquery(within) => self.runs_plan(&within.subquery.subquery),
@@ -191,6 +200,53 @@ impl Database {
             .iter()
             .chain(filters)
             .all(|e| self.runs_expr(e))
+            && self.groups_text_by_bytes(plan)
+    }
+
+    /// Whether the node groups, deduplicates, windows or takes the least or
+    /// greatest of text only where the database does so by bytes, as
+    /// DataFusion does. MySQL's collations merge `Zoë` with `zoe` and
+    /// `Central` with `central `, and these cannot be marked to compare bytes
+    /// without changing the columns they return (see [`super::bytes`]).
+    fn groups_text_by_bytes(self, plan: &LogicalPlan) -> bool {
+        if self != Database::MySql {
+            return true;
+        }
+        let over_text =
+            |schema: &DFSchema, exprs: &[Expr]| exprs.iter().any(|e| text_in(e, schema));
+        match plan {
+            LogicalPlan::Aggregate(aggregate) => {
+                let schema = aggregate.input.schema();
+                !over_text(schema, &aggregate.group_expr)
+                    && !aggregate.aggr_expr.iter().any(|e| {
+                        e.exists(|e| {
+                            Ok(matches!(e, Expr::AggregateFunction(f)
+                                if (f.params.distinct || matches!(f.func.name(), "min" | "max"))
+                                    && over_text(schema, &f.params.args)))
+                        })
+                        .unwrap_or(true)
+                    })
+            }
+            LogicalPlan::Distinct(_) => plan.inputs().iter().all(|input| {
+                !input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .any(|f| is_text(f.data_type()))
+            }),
+            LogicalPlan::Window(window) => {
+                let schema = window.input.schema();
+                !window.window_expr.iter().any(|e| {
+                    e.exists(|e| {
+                        Ok(matches!(e, Expr::WindowFunction(w)
+                            if over_text(schema, &w.params.partition_by)
+                                || w.params.order_by.iter().any(|k| text_in(&k.expr, schema))))
+                    })
+                    .unwrap_or(true)
+                })
+            }
+            _ => true,
+        }
     }
 
     /// Whether every node of `plan` runs here.
@@ -257,10 +313,7 @@ impl Splitter<'_> {
         {
             return Ok((self.lift_filters(scan)?, false));
         }
-        let own = plan
-            .expressions()
-            .iter()
-            .all(|e| self.database.runs_expr(e));
+        let own = self.database.runs_node(&plan);
         let inputs = plan
             .inputs()
             .into_iter()

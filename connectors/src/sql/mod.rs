@@ -3,13 +3,15 @@
 //! limits, aggregates and joins between tables of the same source run inside the
 //! database. `EXPLAIN` shows the SQL each database receives (`VirtualExecutionNode`
 //! / `SQLFederationExec ... sql=`). The SQL DataFusion's unparser writes is
-//! repaired first (`repair`), and a call to a function the database lacks, or
-//! means differently, stays in DataFusion (`functions`).
+//! repaired first (`repair`), a call to a function the database lacks, or
+//! means differently, stays in DataFusion (`functions`), and text is compared
+//! by its bytes as DataFusion compares it (`bytes`).
 //!
 //! Each backend module only knows how to open a pool and build one table provider;
 //! the schema (table listing, lazy and cached table creation, errors naming the
 //! source) is shared here.
 
+mod bytes;
 mod dynamic;
 mod estimate;
 mod functions;

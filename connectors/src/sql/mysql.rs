@@ -437,6 +437,7 @@ impl SQLExecutor for MySqlExecutor {
         let escape = self.escape_backslashes;
         super::repair::sql_hook(self.inner.ast_analyzer(), move |statement| {
             let mut statement = super::repair::repair(statement);
+            super::bytes::unmark(&mut statement, super::functions::Database::MySql);
             // MySQL has no empty select list (`SELECT FROM t`, which the
             // unparser writes for a derived table whose columns go unused).
             super::repair::fill_empty_select_lists(&mut statement);

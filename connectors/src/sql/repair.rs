@@ -49,6 +49,7 @@ use datafusion_federation::FederatedPlanNode;
 use datafusion_federation::sql::{AstAnalyzer, LogicalOptimizer};
 use regex::Regex;
 
+use super::bytes::compare_as_bytes;
 use super::functions::{Database, keep_local};
 
 use datafusion::sql::sqlparser::ast::{
@@ -439,10 +440,11 @@ pub fn plan_hook(
         };
         keep_local(plan, database, |part| {
             let part = prepare_plan(part)?;
-            match database {
-                Database::MySql => order_nulls_as_datafusion(part),
-                Database::Postgres | Database::Sqlite => Ok(part),
-            }
+            let part = match database {
+                Database::MySql => order_nulls_as_datafusion(part)?,
+                Database::Postgres | Database::Sqlite => part,
+            };
+            compare_as_bytes(part, database)
         })
     }))
 }

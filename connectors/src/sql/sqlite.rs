@@ -210,7 +210,11 @@ impl SQLExecutor for SqliteExecutor {
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        super::repair::sql_hook(self.inner.ast_analyzer(), super::repair::repair)
+        super::repair::sql_hook(self.inner.ast_analyzer(), |statement| {
+            let mut statement = super::repair::repair(statement);
+            super::bytes::unmark(&mut statement, super::functions::Database::Sqlite);
+            statement
+        })
     }
 
     fn execute(

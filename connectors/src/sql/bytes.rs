@@ -28,11 +28,10 @@ use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::expr::{InList, Like, ScalarFunction};
 use datafusion::logical_expr::{
-    Between, BinaryExpr, ColumnarValue, Expr, ExprSchemable, Extension, LogicalPlan, Operator,
+    Between, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName, VisitMut, VisitorMut};
-use datafusion_federation::FederatedPlanNode;
 
 use super::functions::Database;
 
@@ -100,23 +99,7 @@ pub fn compare_as_bytes(plan: LogicalPlan, database: Database) -> DFResult<Logic
     if database == Database::Postgres {
         return Ok(plan);
     }
-    let LogicalPlan::Extension(Extension { node }) = &plan else {
-        return Ok(plan);
-    };
-    let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
-        return Ok(plan);
-    };
-    let inner = federated
-        .plan()
-        .clone()
-        .transform_up(|node| mark_node(node, database))?;
-    if !inner.transformed {
-        return Ok(plan);
-    }
-    let planner = Arc::clone(&federated.planner);
-    Ok(LogicalPlan::Extension(Extension {
-        node: Arc::new(FederatedPlanNode::new(inner.data, planner)),
-    }))
+    super::repair::transform_federated(plan, |node| mark_node(node, database))
 }
 
 /// The schema a node's own expressions are written against: its inputs'

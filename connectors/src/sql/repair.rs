@@ -458,13 +458,7 @@ pub fn plan_hook(
 /// first name, not a NULL. (Window functions' own orderings are kept out of
 /// MySQL instead; see [`super::functions`].)
 pub fn order_nulls_as_datafusion(plan: LogicalPlan) -> DFResult<LogicalPlan> {
-    let LogicalPlan::Extension(Extension { node }) = &plan else {
-        return Ok(plan);
-    };
-    let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
-        return Ok(plan);
-    };
-    let inner = federated.plan().clone().transform_up(|node| {
+    transform_federated(plan, |node| {
         let LogicalPlan::Sort(mut sort) = node else {
             return Ok(Transformed::no(node));
         };
@@ -483,19 +477,11 @@ pub fn order_nulls_as_datafusion(plan: LogicalPlan) -> DFResult<LogicalPlan> {
             keys.push(key);
         }
         sort.expr = keys;
-        Ok(if changed {
-            Transformed::yes(LogicalPlan::Sort(sort))
-        } else {
-            Transformed::no(LogicalPlan::Sort(sort))
-        })
-    })?;
-    if !inner.transformed {
-        return Ok(plan);
-    }
-    let planner = Arc::clone(&federated.planner);
-    Ok(LogicalPlan::Extension(Extension {
-        node: Arc::new(FederatedPlanNode::new(inner.data, planner)),
-    }))
+        Ok(Transformed::new_transformed(
+            LogicalPlan::Sort(sort),
+            changed,
+        ))
+    })
 }
 
 /// A source's SQL hook: the crate's own (if any), then `repair`.
@@ -514,14 +500,31 @@ pub fn sql_hook(
 
 /// Rewrites a federated sub-plan into shapes the SQL unparser renders
 /// correctly (see the module notes); applied before the plan is unparsed.
-pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
+/// Applies `rewrite` bottom-up to every node of a federated sub-plan (`plan`
+/// as a source's plan hook gets it: an extension node holding the sub-plan),
+/// keeping the node's planner. Any other plan is returned as it is.
+pub fn transform_federated(
+    plan: LogicalPlan,
+    rewrite: impl FnMut(LogicalPlan) -> DFResult<Transformed<LogicalPlan>>,
+) -> DFResult<LogicalPlan> {
     let LogicalPlan::Extension(Extension { node }) = &plan else {
         return Ok(plan);
     };
     let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
         return Ok(plan);
     };
-    let inner = federated.plan().clone().transform_up(|node| {
+    let inner = federated.plan().clone().transform_up(rewrite)?;
+    if !inner.transformed {
+        return Ok(plan);
+    }
+    let planner = Arc::clone(&federated.planner);
+    Ok(LogicalPlan::Extension(Extension {
+        node: Arc::new(FederatedPlanNode::new(inner.data, planner)),
+    }))
+}
+
+pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
+    transform_federated(plan, |node| {
         let mut join = match node {
             LogicalPlan::Join(join) => join,
             LogicalPlan::SubqueryAlias(outer) => return collapse_aliases(outer),
@@ -540,14 +543,7 @@ pub fn prepare_plan(plan: LogicalPlan) -> DFResult<LogicalPlan> {
             _ => return Ok(Transformed::no(LogicalPlan::Join(join))),
         }
         Ok(Transformed::yes(LogicalPlan::Join(join)))
-    })?;
-    if !inner.transformed {
-        return Ok(plan);
-    }
-    let planner = Arc::clone(&federated.planner);
-    Ok(LogicalPlan::Extension(Extension {
-        node: Arc::new(FederatedPlanNode::new(inner.data, planner)),
-    }))
+    })
 }
 
 /// `SubqueryAlias(a, SubqueryAlias(b, x))` as `SubqueryAlias(a, x)`: the

@@ -767,6 +767,11 @@ async fn text_compares_by_bytes_in_every_database() {
             "SELECT id FROM {s}.recs ORDER BY station LIMIT 3",
             &[&["1"], &["3"], &["4"]],
         ),
+        // A comparison that is itself a column keeps its name.
+        (
+            "SELECT id, station = 'Central' FROM {s}.recs WHERE id < 3 ORDER BY id",
+            &[&["1", "true"], &["2", "false"]],
+        ),
         (
             "SELECT a.id, b.id AS other FROM {s}.recs a JOIN {s}.recs b ON a.station = b.station ORDER BY a.id",
             &[
@@ -780,6 +785,10 @@ async fn text_compares_by_bytes_in_every_database() {
     ];
     // Grouping a NOCASE column in SQLite still merges case (see README).
     let group: &[(&str, &[&[&str]])] = &[
+        (
+            "SELECT station = 'Central' AS c, count(*) AS n FROM {s}.recs GROUP BY station = 'Central' ORDER BY c",
+            &[&["false", "4"], &["true", "1"]],
+        ),
         (
             "SELECT count(DISTINCT station) AS n, max(station) AS top FROM {s}.recs",
             &[&["5", "zoe"]],

@@ -27,6 +27,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::expr::{InList, Like, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Between, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -171,7 +172,18 @@ fn mark_node(node: LogicalPlan, database: Database) -> DFResult<Transformed<Logi
                 changed,
             ))
         }
-        other => other.map_expressions(|e| mark_comparisons(e, &schema, database)),
+        // Aggregates and windows comparing text run in DataFusion instead
+        // (see `functions`): marking would rename the columns they make.
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) => {
+            // A marked expression would otherwise change the name of the
+            // column it makes, which the plan above refers to.
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                Ok(mark_comparisons(e, &schema, database)?.update_data(|e| name.restore(e)))
+            })
+        }
+        other => Ok(Transformed::no(other)),
     }
 }
 
@@ -258,6 +270,33 @@ fn mark_comparisons(
             other => Transformed::no(other),
         })
     })
+}
+
+/// Whether `expr` compares text (`=`, `<`, `IN`, `LIKE`, `BETWEEN`, ...)
+/// anywhere, against `schema`.
+pub fn compares_text(expr: &Expr, schema: &DFSchema) -> bool {
+    expr.exists(|e| {
+        Ok(match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, .. }) => {
+                matches!(
+                    op,
+                    Operator::Eq
+                        | Operator::NotEq
+                        | Operator::Lt
+                        | Operator::LtEq
+                        | Operator::Gt
+                        | Operator::GtEq
+                        | Operator::IsDistinctFrom
+                        | Operator::IsNotDistinctFrom
+                ) && text_in(left, schema)
+            }
+            Expr::Between(between) => text_in(&between.expr, schema),
+            Expr::InList(within) => text_in(&within.expr, schema),
+            Expr::Like(like) => text_in(&like.expr, schema),
+            _ => false,
+        })
+    })
+    .unwrap_or(true)
 }
 
 /// The SQL hook's half: writes each mark as `database` compares bytes.

@@ -27,7 +27,7 @@ use datafusion::logical_expr::{
 };
 use datafusion_federation::{FederatedPlanNode, FederationPlanner};
 
-use super::bytes::{is_text, text_in};
+use super::bytes::{compares_text, is_text, text_in};
 
 /// The kind of database a federated sub-plan goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,9 +203,9 @@ impl Database {
             && self.groups_text_by_bytes(plan)
     }
 
-    /// Whether the node groups, deduplicates, windows or takes the least or
-    /// greatest of text only where the database does so by bytes, as
-    /// DataFusion does. MySQL's collations merge `Zoë` with `zoe` and
+    /// Whether the node groups, deduplicates, windows, compares (in an
+    /// aggregate or window) or takes the least or greatest of text only where
+    /// the database does so by bytes, as DataFusion does. MySQL's collations merge `Zoë` with `zoe` and
     /// `Central` with `central `, and these cannot be marked to compare bytes
     /// without changing the columns they return (see [`super::bytes`]).
     fn groups_text_by_bytes(self, plan: &LogicalPlan) -> bool {
@@ -218,6 +218,11 @@ impl Database {
             LogicalPlan::Aggregate(aggregate) => {
                 let schema = aggregate.input.schema();
                 !over_text(schema, &aggregate.group_expr)
+                    && !aggregate
+                        .group_expr
+                        .iter()
+                        .chain(&aggregate.aggr_expr)
+                        .any(|e| compares_text(e, schema))
                     && !aggregate.aggr_expr.iter().any(|e| {
                         e.exists(|e| {
                             Ok(matches!(e, Expr::AggregateFunction(f)
@@ -236,14 +241,15 @@ impl Database {
             }),
             LogicalPlan::Window(window) => {
                 let schema = window.input.schema();
-                !window.window_expr.iter().any(|e| {
-                    e.exists(|e| {
-                        Ok(matches!(e, Expr::WindowFunction(w)
+                !window.window_expr.iter().any(|e| compares_text(e, schema))
+                    && !window.window_expr.iter().any(|e| {
+                        e.exists(|e| {
+                            Ok(matches!(e, Expr::WindowFunction(w)
                             if over_text(schema, &w.params.partition_by)
                                 || w.params.order_by.iter().any(|k| text_in(&k.expr, schema))))
+                        })
+                        .unwrap_or(true)
                     })
-                    .unwrap_or(true)
-                })
             }
             _ => true,
         }

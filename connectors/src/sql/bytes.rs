@@ -12,8 +12,9 @@
 //! `x COLLATE BINARY` for SQLite. Equality and `IN` on MySQL keep the plain
 //! comparison beside the exact one, so an index on the column still narrows
 //! the read. What cannot be marked this way (MySQL's grouping, `DISTINCT`,
-//! `min`/`max` of text and window keys; SQLite's `LIKE`, which ignores ASCII
-//! case) runs in DataFusion instead (see [`super::functions`]).
+//! `min`/`max` of text, window keys, and aggregates or windows that compare
+//! text, whose column names a mark would change; SQLite's `LIKE`, which
+//! ignores ASCII case) runs in DataFusion instead (see [`super::functions`]).
 //!
 //! PostgreSQL is left as it is: its equality is by bytes, and a database
 //! created with a linguistic collation (`en_US.UTF-8`) orders text its own

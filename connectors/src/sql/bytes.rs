@@ -195,11 +195,11 @@ fn mark_comparisons(
     schema: &DFSchema,
     database: Database,
 ) -> DFResult<Transformed<Expr>> {
-    // (PostgreSQL never gets here: see `compare_as_bytes`.)
-    let equality_too = database != Database::Postgres;
     expr.transform_up(|e| {
         Ok(match e {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) if text_in(&left, schema) => {
+            Expr::BinaryExpr(BinaryExpr { left, op, right })
+                if is_comparison(op) && text_in(&left, schema) =>
+            {
                 let plain = || Expr::BinaryExpr(BinaryExpr::new(left.clone(), op, right.clone()));
                 let exact = || {
                     Expr::BinaryExpr(BinaryExpr::new(
@@ -217,15 +217,7 @@ fn mark_comparisons(
                     Operator::Eq if database == Database::MySql => {
                         Transformed::yes(plain().and(exact()))
                     }
-                    Operator::Eq
-                    | Operator::NotEq
-                    | Operator::IsDistinctFrom
-                    | Operator::IsNotDistinctFrom
-                        if equality_too =>
-                    {
-                        Transformed::yes(exact())
-                    }
-                    _ => Transformed::no(plain()),
+                    _ => Transformed::yes(exact()),
                 }
             }
             Expr::Between(Between {
@@ -243,7 +235,7 @@ fn mark_comparisons(
                 expr,
                 list,
                 negated,
-            }) if equality_too && text_in(&expr, schema) => {
+            }) if text_in(&expr, schema) => {
                 let exact = Expr::InList(InList::new(
                     Box::new(mark(*expr.clone())),
                     list.iter().cloned().map(mark).collect(),
@@ -273,23 +265,28 @@ fn mark_comparisons(
     })
 }
 
+/// The operators a collation judges when they compare text.
+fn is_comparison(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+    )
+}
+
 /// Whether `expr` compares text (`=`, `<`, `IN`, `LIKE`, `BETWEEN`, ...)
 /// anywhere, against `schema`.
 pub fn compares_text(expr: &Expr, schema: &DFSchema) -> bool {
     expr.exists(|e| {
         Ok(match e {
             Expr::BinaryExpr(BinaryExpr { left, op, .. }) => {
-                matches!(
-                    op,
-                    Operator::Eq
-                        | Operator::NotEq
-                        | Operator::Lt
-                        | Operator::LtEq
-                        | Operator::Gt
-                        | Operator::GtEq
-                        | Operator::IsDistinctFrom
-                        | Operator::IsNotDistinctFrom
-                ) && text_in(left, schema)
+                is_comparison(*op) && text_in(left, schema)
             }
             Expr::Between(between) => text_in(&between.expr, schema),
             Expr::InList(within) => text_in(&within.expr, schema),

@@ -180,7 +180,7 @@ impl Database {
                 .params
                 .order_by
                 .iter()
-                .any(|key| key.nulls_first != key.asc)
+                .any(super::repair::mysql_places_nulls_otherwise)
         {
             return false;
         }
@@ -205,9 +205,10 @@ impl Database {
 
     /// Whether the node groups, deduplicates, windows, compares (in an
     /// aggregate or window) or takes the least or greatest of text only where
-    /// the database does so by bytes, as DataFusion does. MySQL's collations merge `Zoë` with `zoe` and
-    /// `Central` with `central `, and these cannot be marked to compare bytes
-    /// without changing the columns they return (see [`super::bytes`]).
+    /// the database does so by bytes, as DataFusion does. MySQL's collations
+    /// merge `Zoë` with `zoe` and `Central` with `central `, and these cannot
+    /// be marked to compare bytes without changing the columns they return
+    /// (see [`super::bytes`]).
     fn groups_text_by_bytes(self, plan: &LogicalPlan) -> bool {
         if self != Database::MySql {
             return true;
@@ -241,15 +242,14 @@ impl Database {
             }),
             LogicalPlan::Window(window) => {
                 let schema = window.input.schema();
-                !window.window_expr.iter().any(|e| compares_text(e, schema))
-                    && !window.window_expr.iter().any(|e| {
-                        e.exists(|e| {
-                            Ok(matches!(e, Expr::WindowFunction(w)
-                            if over_text(schema, &w.params.partition_by)
-                                || w.params.order_by.iter().any(|k| text_in(&k.expr, schema))))
-                        })
-                        .unwrap_or(true)
-                    })
+                let keyed_by_text = |e: &Expr| {
+                    matches!(e, Expr::WindowFunction(w)
+                        if over_text(schema, &w.params.partition_by)
+                            || w.params.order_by.iter().any(|k| text_in(&k.expr, schema)))
+                };
+                !window.window_expr.iter().any(|e| {
+                    compares_text(e, schema) || e.exists(|e| Ok(keyed_by_text(e))).unwrap_or(true)
+                })
             }
             _ => true,
         }
@@ -281,10 +281,7 @@ pub fn keep_local(
     database: Database,
     finish: impl Fn(LogicalPlan) -> DFResult<LogicalPlan>,
 ) -> DFResult<LogicalPlan> {
-    let LogicalPlan::Extension(Extension { node }) = &plan else {
-        return finish(plan);
-    };
-    let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
+    let Some(federated) = super::repair::federated(&plan) else {
         return finish(plan);
     };
     if database.runs_plan(federated.plan()) {

@@ -435,27 +435,25 @@ impl SQLExecutor for MySqlExecutor {
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
         let escape = self.escape_backslashes;
-        super::repair::sql_hook(self.inner.ast_analyzer(), move |statement| {
-            let mut statement = super::repair::repair(statement);
-            super::bytes::unmark(&mut statement, super::functions::Database::MySql);
-            // MySQL has no empty select list (`SELECT FROM t`, which the
-            // unparser writes for a derived table whose columns go unused).
-            super::repair::fill_empty_select_lists(&mut statement);
-            if escape {
-                let _ = visit_expressions_mut(&mut statement, |expr| {
-                    if let ast::Expr::Value(ValueWithSpan {
-                        value: ast::Value::SingleQuotedString(text),
-                        ..
-                    }) = expr
-                        && text.contains('\\')
-                    {
-                        *text = text.replace('\\', "\\\\");
-                    }
-                    ControlFlow::<()>::Continue(())
-                });
-            }
-            statement
-        })
+        super::repair::sql_hook(
+            self.inner.ast_analyzer(),
+            super::functions::Database::MySql,
+            move |statement| {
+                if escape {
+                    let _ = visit_expressions_mut(statement, |expr| {
+                        if let ast::Expr::Value(ValueWithSpan {
+                            value: ast::Value::SingleQuotedString(text),
+                            ..
+                        }) = expr
+                            && text.contains('\\')
+                        {
+                            *text = text.replace('\\', "\\\\");
+                        }
+                        ControlFlow::<()>::Continue(())
+                    });
+                }
+            },
+        )
     }
 
     fn execute(

@@ -242,7 +242,11 @@ impl SQLExecutor for PostgresExecutor {
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        super::repair::sql_hook(self.inner.ast_analyzer(), super::repair::repair)
+        super::repair::sql_hook(
+            self.inner.ast_analyzer(),
+            super::functions::Database::Postgres,
+            |_| {},
+        )
     }
 
     /// Runs `query`, with the keys of the joins it feeds added to its

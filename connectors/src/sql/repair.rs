@@ -49,7 +49,7 @@ use datafusion_federation::FederatedPlanNode;
 use datafusion_federation::sql::{AstAnalyzer, LogicalOptimizer};
 use regex::Regex;
 
-use super::bytes::compare_as_bytes;
+use super::bytes::{compare_as_bytes, unmark};
 use super::functions::{Database, keep_local};
 
 use datafusion::sql::sqlparser::ast::{
@@ -449,6 +449,12 @@ pub fn plan_hook(
     }))
 }
 
+/// Whether MySQL, sorting by `key` its own way (NULLs first going up, last
+/// going down), would place NULLs elsewhere than `key` asks.
+pub fn mysql_places_nulls_otherwise(key: &SortExpr) -> bool {
+    key.nulls_first != key.asc
+}
+
 /// MySQL and MariaDB sort NULLs first going up and last going down, and
 /// have no `NULLS FIRST`/`NULLS LAST` to say otherwise, so the unparser
 /// leaves it out; DataFusion's default is the opposite. Each sort key of a
@@ -466,7 +472,7 @@ pub fn order_nulls_as_datafusion(plan: LogicalPlan) -> DFResult<LogicalPlan> {
         let mut keys = Vec::with_capacity(sort.expr.len());
         let mut changed = false;
         for key in sort.expr {
-            if key.nulls_first != key.asc && key.expr.nullable(&schema)? {
+            if mysql_places_nulls_otherwise(&key) && key.expr.nullable(&schema)? {
                 keys.push(SortExpr::new(
                     key.expr.clone().is_null(),
                     !key.nulls_first,
@@ -484,22 +490,42 @@ pub fn order_nulls_as_datafusion(plan: LogicalPlan) -> DFResult<LogicalPlan> {
     })
 }
 
-/// A source's SQL hook: the crate's own (if any), then `repair`.
+/// A source's SQL hook: the crate's own (if any), then [`repair`], then each
+/// byte-comparison mark written in `database`'s terms (see
+/// [`super::bytes`]), then what only MySQL needs (a select list is never
+/// empty), then `finish` (a source's own last step).
 pub fn sql_hook(
     mut inner: Option<AstAnalyzer>,
-    mut repair: impl FnMut(Statement) -> Statement + 'static,
+    database: Database,
+    mut finish: impl FnMut(&mut Statement) + 'static,
 ) -> Option<AstAnalyzer> {
     Some(Box::new(move |statement| {
         let statement = match inner.as_mut() {
             Some(analyze) => analyze(statement)?,
             None => statement,
         };
-        Ok(repair(statement))
+        let mut statement = repair(statement);
+        unmark(&mut statement, database);
+        if database == Database::MySql {
+            // MySQL has no empty select list (`SELECT FROM t`, which the
+            // unparser writes for a derived table whose columns go unused).
+            fill_empty_select_lists(&mut statement);
+        }
+        finish(&mut statement);
+        Ok(statement)
     }))
 }
 
 /// Rewrites a federated sub-plan into shapes the SQL unparser renders
 /// correctly (see the module notes); applied before the plan is unparsed.
+/// The federated sub-plan node `plan` is, as a source's plan hook gets it.
+pub fn federated(plan: &LogicalPlan) -> Option<&FederatedPlanNode> {
+    let LogicalPlan::Extension(Extension { node }) = plan else {
+        return None;
+    };
+    node.as_any().downcast_ref::<FederatedPlanNode>()
+}
+
 /// Applies `rewrite` bottom-up to every node of a federated sub-plan (`plan`
 /// as a source's plan hook gets it: an extension node holding the sub-plan),
 /// keeping the node's planner. Any other plan is returned as it is.
@@ -507,10 +533,7 @@ pub fn transform_federated(
     plan: LogicalPlan,
     rewrite: impl FnMut(LogicalPlan) -> DFResult<Transformed<LogicalPlan>>,
 ) -> DFResult<LogicalPlan> {
-    let LogicalPlan::Extension(Extension { node }) = &plan else {
-        return Ok(plan);
-    };
-    let Some(federated) = node.as_any().downcast_ref::<FederatedPlanNode>() else {
+    let Some(federated) = federated(&plan) else {
         return Ok(plan);
     };
     let inner = federated.plan().clone().transform_up(rewrite)?;

@@ -210,11 +210,11 @@ impl SQLExecutor for SqliteExecutor {
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        super::repair::sql_hook(self.inner.ast_analyzer(), |statement| {
-            let mut statement = super::repair::repair(statement);
-            super::bytes::unmark(&mut statement, super::functions::Database::Sqlite);
-            statement
-        })
+        super::repair::sql_hook(
+            self.inner.ast_analyzer(),
+            super::functions::Database::Sqlite,
+            |_| {},
+        )
     }
 
     fn execute(

@@ -8,7 +8,9 @@
 //! runs in a process of its own for the whole run: ROAPI as installed,
 //! Bluelamp's endpoint as this binary started again with
 //! `BLUELAMP_BENCH_SERVE` (the engine and server `bluelamp serve` runs, with
-//! the same allocator). Run:
+//! the same allocator). The readings are written uncompressed; with
+//! `BLUELAMP_BENCH_SNAPPY=1` every round also measures them compressed with
+//! Snappy (see [`FILES`]). Run:
 //!
 //! ```sh
 //! cargo bench --workspace --bench flight_stream
@@ -17,8 +19,8 @@
 //! It installs its Python clients (ADBC, pyarrow, ROAPI) into the project's
 //! test virtualenv with `tests/python/setup.sh`. `BLUELAMP_BENCH_ROWS`
 //! (default 10,000,000) and `BLUELAMP_BENCH_RUNS` (default 3) change the size
-//! and the number of timed rounds (after one warm-up round); the Parquet file
-//! is cached in `~/.cache/bluelamp/bench`.
+//! and the number of timed rounds (after one warm-up round); the Parquet files
+//! are cached in `~/.cache/bluelamp/bench`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -36,6 +38,8 @@ use arrow::record_batch::RecordBatch;
 use bluelamp_benches::{env_number, median, process_cpu};
 use bluelamp_engine::{Config, Engine};
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -76,13 +80,15 @@ struct Server {
     name: &'static str,
     child: Child,
     uri: String,
-    query: String,
+    /// What its table names are prefixed with (Bluelamp's are qualified by
+    /// their source).
+    prefix: &'static str,
     user: Option<(String, String)>,
 }
 
 impl Server {
-    /// `child`, once it accepts connections on `port`, to be asked `query`
-    /// (as `user`, if given).
+    /// `child`, once it accepts connections on `port`, to be asked for
+    /// tables named with `prefix` (as `user`, if given).
     ///
     /// # Errors
     /// If the server exits or takes over a minute to listen (it is stopped).
@@ -90,14 +96,14 @@ impl Server {
         name: &'static str,
         child: Child,
         port: u16,
-        query: &str,
+        prefix: &'static str,
         user: Option<(&str, &str)>,
     ) -> anyhow::Result<Self> {
         let mut server = Self {
             name,
             child,
             uri: format!("grpc://127.0.0.1:{port}"),
-            query: query.to_string(),
+            prefix,
             user: user.map(|(u, p)| (u.to_string(), p.to_string())),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -120,6 +126,11 @@ impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The benchmark's query over `table` as this server names it.
+    fn query(&self, table: &str) -> String {
+        query(&format!("{}{table}", self.prefix))
+    }
 }
 
 impl Drop for Server {
@@ -135,8 +146,9 @@ fn cache_dir() -> PathBuf {
         .join(".cache/bluelamp/bench")
 }
 
-/// `rows` readings: id, value, grade, seen_at, flagged.
-fn write_parquet(path: &Path, rows: usize) -> anyhow::Result<()> {
+/// `rows` readings (id, value, grade, seen_at, flagged), compressed with
+/// `compression`.
+fn write_parquet(path: &Path, rows: usize, compression: Compression) -> anyhow::Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("value", DataType::Float64, false),
@@ -150,7 +162,10 @@ fn write_parquet(path: &Path, rows: usize) -> anyhow::Result<()> {
     ]));
     let tmp = path.with_extension("partial");
     let file = std::fs::File::create(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), None)?;
+    let properties = WriterProperties::builder()
+        .set_compression(compression)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))?;
     let grades = ["I", "S", "E", "R"];
     let chunk = 1 << 16;
     let mut start = 0usize;
@@ -230,17 +245,18 @@ impl Python {
         })
     }
 
-    /// One read of `server`'s result by `client`: rows, wall time and the
-    /// client's CPU time.
+    /// One read of the query over `table` from `server` by `client`: rows,
+    /// wall time and the client's CPU time.
     fn read(
         &mut self,
         client: &str,
         server: &Server,
+        table: &str,
     ) -> anyhow::Result<(usize, Duration, Duration)> {
         let mut request = serde_json::json!({
             "client": client,
             "uri": server.uri,
-            "query": server.query,
+            "query": server.query(table),
         });
         if let Some((user, password)) = &server.user {
             request["user"] = user.as_str().into();
@@ -288,16 +304,18 @@ struct Reads {
 }
 
 impl Reads {
-    /// One read of `server` by `client`, which must return `rows` rows.
+    /// One read of `table` from `server` by `client`, which must return
+    /// `rows` rows.
     fn measure(
         &mut self,
         python: &mut Python,
         client: &str,
         server: &Server,
+        table: &str,
         rows: usize,
     ) -> anyhow::Result<()> {
         let before = process_cpu(Some(server.pid()))?;
-        let (n, wall, client_cpu) = python.read(client, server)?;
+        let (n, wall, client_cpu) = python.read(client, server, table)?;
         let server_cpu = process_cpu(Some(server.pid()))?.saturating_sub(before);
         anyhow::ensure!(
             n == rows,
@@ -324,14 +342,15 @@ struct InProcess {
 }
 
 impl InProcess {
-    async fn new(parquet: &Path, batch_size: Option<usize>) -> anyhow::Result<Self> {
+    /// DataFusion over `parquet`, registered as `table`.
+    async fn new(parquet: &Path, table: &str, batch_size: Option<usize>) -> anyhow::Result<Self> {
         let mut config = SessionConfig::new();
         if let Some(n) = batch_size {
             config = config.with_batch_size(n);
         }
         let ctx = SessionContext::new_with_config(config);
         ctx.register_parquet(
-            "readings",
+            table,
             parquet.to_string_lossy().as_ref(),
             ParquetReadOptions::default(),
         )
@@ -385,8 +404,55 @@ fn rate(rows: usize, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64()
 }
 
+/// The benchmark's query over `table`.
+fn query(table: &str) -> String {
+    format!("SELECT id, value, grade, seen_at, flagged FROM {table}")
+}
+
+/// One Parquet file of the same readings, as the bench writes it.
+struct File {
+    /// As the report names it.
+    name: &'static str,
+    /// Its table (and the file's stem).
+    table: &'static str,
+    compression: Compression,
+}
+
+/// The readings as files. Uncompressed (always measured) is the hardest case
+/// for the in-process ratio: in-process DataFusion spends least on it, while
+/// what an endpoint adds — framing, sending, the client's receiving — is the
+/// same either way. Snappy (with `BLUELAMP_BENCH_SNAPPY=1`) is how pyarrow,
+/// Spark and DuckDB write Parquet unless told otherwise; it is the hard case
+/// for the ROAPI ratio, since ROAPI decodes a table into memory once when it
+/// starts while Bluelamp reads the file for every query.
+const FILES: [File; 2] = [
+    File {
+        name: "uncompressed",
+        table: "readings",
+        compression: Compression::UNCOMPRESSED,
+    },
+    File {
+        name: "Snappy",
+        table: "readings_snappy",
+        compression: Compression::SNAPPY,
+    },
+];
+
+/// One file's measurements: in-process DataFusion (defaults, and the
+/// endpoint's batch size), and each client's reads of each endpoint.
+struct Case {
+    file: &'static File,
+    in_process: [InProcess; 2],
+    reads: Vec<[Reads; 2]>,
+}
+
 async fn run() -> anyhow::Result<()> {
     let rows = env_number("BLUELAMP_BENCH_ROWS", 10_000_000.0) as usize;
+    let files = if env_number("BLUELAMP_BENCH_SNAPPY", 0.0) > 0.0 {
+        &FILES[..]
+    } else {
+        &FILES[..1]
+    };
     // At least one timed round: the ratios need a sample.
     let runs = env_number("BLUELAMP_BENCH_RUNS", 3.0).max(1.0) as usize;
     let status = Command::new("bash")
@@ -398,30 +464,41 @@ async fn run() -> anyhow::Result<()> {
     }
     let dir = cache_dir().join(format!("flight-{rows}"));
     std::fs::create_dir_all(&dir)?;
-    let parquet = dir.join("readings.parquet");
-    if !parquet.is_file() {
-        let started = Instant::now();
-        write_parquet(&parquet, rows)?;
-        eprintln!(
-            "wrote {rows} rows to {} in {:.1}s",
-            parquet.display(),
-            started.elapsed().as_secs_f64()
-        );
+    let path = |file: &File| dir.join(format!("{}.parquet", file.table));
+    for file in files {
+        let parquet = path(file);
+        if !parquet.is_file() {
+            let started = Instant::now();
+            write_parquet(&parquet, rows, file.compression)?;
+            eprintln!(
+                "wrote {rows} rows to {} in {:.1}s",
+                parquet.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
-    let query = "SELECT id, value, grade, seen_at, flagged FROM readings";
 
     // DataFusion in-process, collecting: with its defaults, and with the
     // batch size Bluelamp's endpoint uses for results.
     let served_batch = bluelamp_engine::ServerSettings::default().batch_size;
-    let mut in_process = [
-        InProcess::new(&parquet, None).await?,
-        InProcess::new(&parquet, Some(served_batch)).await?,
-    ];
+    let mut cases = Vec::new();
+    for file in files {
+        let parquet = path(file);
+        cases.push(Case {
+            file,
+            in_process: [
+                InProcess::new(&parquet, file.table, None).await?,
+                InProcess::new(&parquet, file.table, Some(served_batch)).await?,
+            ],
+            reads: CLIENTS.iter().map(|_| Default::default()).collect(),
+        });
+    }
 
-    // Bluelamp's endpoint over a files source, in a process of its own as
-    // `bluelamp serve` runs (and as ROAPI runs below): this bench binary
-    // again, told by the environment to serve. It shares no heap or runtime
-    // with the in-process runs, as a real endpoint would not.
+    // Bluelamp's endpoint over a files source (each file a table), in a
+    // process of its own as `bluelamp serve` runs (and as ROAPI runs below):
+    // this bench binary again, told by the environment to serve. It shares
+    // no heap or runtime with the in-process runs, as a real endpoint would
+    // not.
     let hash = bluelamp_flight_server::hash_password("bench").map_err(anyhow::Error::msg)?;
     // BLUELAMP_BENCH_BATCH_SIZE tries another [server] batch_size.
     let engine_section = std::env::var("BLUELAMP_BENCH_BATCH_SIZE")
@@ -446,14 +523,17 @@ async fn run() -> anyhow::Result<()> {
         "Bluelamp's endpoint",
         child,
         port,
-        "SELECT id, value, grade, seen_at, flagged FROM bench.readings",
+        "bench.",
         Some(("bench", "bench")),
     )?;
 
-    // ROAPI on the same file.
+    // ROAPI on the same files.
     let flight_port = free_port()?;
-    let child = Command::new(python().join("roapi"))
-        .args(["-t", &format!("readings={}", parquet.display())])
+    let mut command = Command::new(python().join("roapi"));
+    for file in files {
+        command.args(["-t", &format!("{}={}", file.table, path(file).display())]);
+    }
+    let child = command
         .args(["--addr-flight-sql", &format!("127.0.0.1:{flight_port}")])
         .args(["-a", &format!("127.0.0.1:{}", free_port()?)])
         .args(["-p", &format!("127.0.0.1:{}", free_port()?)])
@@ -461,37 +541,49 @@ async fn run() -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start roapi")?;
-    let roapi = Server::start("ROAPI", child, flight_port, query, None)?;
+    let roapi = Server::start("ROAPI", child, flight_port, "", None)?;
 
-    // Rounds: each collects in-process once per setting, then reads every
-    // endpoint with every client once, so what is compared shares the
-    // machine's state of the moment (it drifts by tens of percent within
-    // minutes here). Round 0 is a warm-up (and makes the connections).
+    // Rounds: each, for each file, collects in-process once per setting,
+    // then reads every endpoint with every client once, so what is compared
+    // shares the machine's state of the moment (it drifts by tens of percent
+    // within minutes here). Round 0 is a warm-up (and makes the
+    // connections).
     let servers = [&bluelamp, &roapi];
     let mut python = Python::start()?;
-    let mut reads: Vec<[Reads; 2]> = CLIENTS.iter().map(|_| Default::default()).collect();
     for round in 0..=runs {
         eprintln!(
             "flight_stream: round {round} of {runs}{}",
             if round == 0 { " (warm-up)" } else { "" }
         );
-        for collect in &mut in_process {
-            collect.measure(query, rows).await?;
-        }
-        for (client, per_server) in CLIENTS.iter().zip(&mut reads) {
-            for (server, samples) in servers.iter().zip(per_server.iter_mut()) {
-                samples.measure(&mut python, client, server, rows)?;
+        for case in &mut cases {
+            let table = case.file.table;
+            for collect in &mut case.in_process {
+                collect.measure(&query(table), rows).await?;
             }
-        }
-        if round == 0 {
-            in_process.iter_mut().for_each(InProcess::clear);
-            reads.iter_mut().flatten().for_each(Reads::clear);
+            for (client, per_server) in CLIENTS.iter().zip(&mut case.reads) {
+                for (server, samples) in servers.iter().zip(per_server.iter_mut()) {
+                    samples.measure(&mut python, client, server, table, rows)?;
+                }
+            }
+            if round == 0 {
+                case.in_process.iter_mut().for_each(InProcess::clear);
+                case.reads.iter_mut().flatten().for_each(Reads::clear);
+            }
         }
     }
     drop((python, bluelamp, roapi));
 
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("flight_stream: {rows} rows x 5 columns, {runs} rounds (wall: median; CPU: mean)");
+    for case in &cases {
+        report(case, rows, served_batch);
+    }
+    Ok(())
+}
+
+/// Prints one file's figures and the ratios the issue sets targets for.
+fn report(case: &Case, rows: usize, served_batch: usize) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("{} file ({}.parquet):", case.file.name, case.file.table);
     println!("  {:<36} {:>8} {:>14}   CPU per run", "", "wall", "rows/s");
     let line = |what: &str, d: Duration, cpu: String| {
         println!(
@@ -500,7 +592,7 @@ async fn run() -> anyhow::Result<()> {
             rate(rows, d)
         );
     };
-    let [df, df_batch] = &in_process;
+    let [df, df_batch] = &case.in_process;
     line(
         "DataFusion in-process collect",
         median(&df.wall),
@@ -518,7 +610,7 @@ async fn run() -> anyhow::Result<()> {
             ms(mean(&r.client_cpu))
         )
     };
-    for (name, [ours, theirs]) in CLIENTS.iter().zip(&reads) {
+    for (name, [ours, theirs]) in CLIENTS.iter().zip(&case.reads) {
         line(
             &format!("Bluelamp Flight SQL, {name} client"),
             median(&ours.wall),
@@ -531,7 +623,7 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    for (name, [ours, theirs]) in CLIENTS.iter().zip(&reads) {
+    for (name, [ours, theirs]) in CLIENTS.iter().zip(&case.reads) {
         let wall = median(&ours.wall);
         println!(
             "  {name} client: Bluelamp / ROAPI {:.3} (target >= 1.5), Bluelamp / in-process {:.3} (target >= 0.5; {:.3} against batch_size {served_batch})",
@@ -559,5 +651,12 @@ async fn run() -> anyhow::Result<()> {
             df_wall / decode_only
         );
     }
-    Ok(())
+    // The issue's own reference point: ROAPI through ADBC against in-process.
+    if let Some(adbc) = CLIENTS.iter().position(|c| *c == "adbc") {
+        let [_, theirs] = &case.reads[adbc];
+        println!(
+            "  ROAPI (ADBC) / in-process {:.3} (the issue measured ~14M / ~54M rows/s = 0.26)",
+            rate(rows, median(&theirs.wall)) / rate(rows, median(&df.wall))
+        );
+    }
 }

@@ -9,8 +9,10 @@
 //! memory the kernel must zero page by page as the read first touches it
 //! (another fourteenth). Large buffers therefore go back to a bounded pool
 //! ([`ReadBuffers`]) once nothing refers to them, and the next large read
-//! fills one of those. Everything else (listing, metadata, whole-file reads,
-//! writes) is `LocalFileSystem`'s.
+//! fills one of those; a buffer left idle for [`IDLE_FOR`] goes back to the
+//! allocator, so a server that has finished its scans does not keep their
+//! memory. Everything else (listing, metadata, whole-file reads, writes) is
+//! `LocalFileSystem`'s.
 
 use std::fmt;
 use std::fs::File;
@@ -18,6 +20,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -41,19 +44,42 @@ const POOLED_FROM: usize = 1 << 20;
 /// share of any server's memory. Reads beyond it get fresh buffers.
 const POOL_HOLDS: usize = 128 << 20;
 
+/// How long an idle buffer is kept: long enough for the next query of an
+/// analyst's or a dashboard's series to find it, short enough that a quiet
+/// server gives its scans' memory back.
+const IDLE_FOR: Duration = Duration::from_secs(30);
+
 /// The pool every [`LocalFiles`] shares, so the bound holds however many
-/// folders are configured.
-static BUFFERS: LazyLock<Arc<ReadBuffers>> =
-    LazyLock::new(|| Arc::new(ReadBuffers::new(POOL_HOLDS)));
+/// folders are configured. A thread of its own drops buffers idle for
+/// [`IDLE_FOR`] even when no read comes to do it.
+static BUFFERS: LazyLock<Arc<ReadBuffers>> = LazyLock::new(|| {
+    let pool = Arc::new(ReadBuffers::new(POOL_HOLDS));
+    let weak = Arc::downgrade(&pool);
+    let sweeper = std::thread::Builder::new()
+        .name("bluelamp-read-buffers".into())
+        .spawn(move || {
+            while let Some(pool) = weak.upgrade() {
+                pool.expire(Instant::now());
+                drop(pool);
+                std::thread::sleep(IDLE_FOR / 2);
+            }
+        });
+    if let Err(e) = sweeper {
+        // Reads still expire idle buffers; only a quiet server keeps them.
+        tracing::warn!("cannot start the read-buffer sweeper: {e}");
+    }
+    pool
+});
 
 /// Large read buffers kept for the next read once their bytes are no longer
 /// referenced — by the Parquet reader, or by arrays decoded from them.
 ///
 /// A buffer lent out as [`Bytes`] comes back when the last clone or slice
 /// of those bytes is dropped. The pool keeps at most `holds` bytes of idle
-/// buffers and drops any beyond that; a read takes the smallest idle buffer
-/// that fits without being more than twice its size, so one large buffer is
-/// not tied up by a small read.
+/// buffers and drops any beyond that, and drops a buffer idle for
+/// [`IDLE_FOR`] at the next read, return or [`ReadBuffers::expire`]; a read
+/// takes the smallest idle buffer that fits without being more than twice
+/// its size, so one large buffer is not tied up by a small read.
 #[derive(Debug)]
 pub(crate) struct ReadBuffers {
     holds: usize,
@@ -62,8 +88,24 @@ pub(crate) struct ReadBuffers {
 
 #[derive(Debug, Default)]
 struct Idle {
-    buffers: Vec<Vec<u8>>,
+    /// Each idle buffer, with when it came back.
+    buffers: Vec<(Vec<u8>, Instant)>,
     bytes: usize,
+}
+
+impl Idle {
+    /// Drops the buffers that came back before `since`.
+    fn drop_returned_before(&mut self, since: Instant) {
+        let mut freed = 0;
+        self.buffers.retain(|(buffer, returned)| {
+            let keep = *returned >= since;
+            if !keep {
+                freed += buffer.capacity();
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
 }
 
 impl ReadBuffers {
@@ -79,15 +121,18 @@ impl ReadBuffers {
         if len >= POOLED_FROM
             && let Ok(mut idle) = self.idle.lock()
         {
+            if let Some(since) = Instant::now().checked_sub(IDLE_FOR) {
+                idle.drop_returned_before(since);
+            }
             let best = idle
                 .buffers
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| b.capacity() >= len && b.capacity() / 2 <= len)
-                .min_by_key(|(_, b)| b.capacity())
+                .filter(|(_, (b, _))| b.capacity() >= len && b.capacity() / 2 <= len)
+                .min_by_key(|(_, (b, _))| b.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                let mut buffer = idle.buffers.swap_remove(i);
+                let (mut buffer, _) = idle.buffers.swap_remove(i);
                 idle.bytes -= buffer.capacity();
                 buffer.clear();
                 return buffer;
@@ -111,9 +156,20 @@ impl ReadBuffers {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
+        let now = Instant::now();
+        if let Some(since) = now.checked_sub(IDLE_FOR) {
+            idle.drop_returned_before(since);
+        }
         if idle.bytes + buffer.capacity() <= self.holds {
             idle.bytes += buffer.capacity();
-            idle.buffers.push(buffer);
+            idle.buffers.push((buffer, now));
+        }
+    }
+
+    /// Drops the buffers that have been idle for [`IDLE_FOR`] at `now`.
+    fn expire(&self, now: Instant) {
+        if let (Ok(mut idle), Some(since)) = (self.idle.lock(), now.checked_sub(IDLE_FOR)) {
+            idle.drop_returned_before(since);
         }
     }
 
@@ -405,6 +461,30 @@ mod tests {
         // Below the pooling size: the allocator's business.
         drop(read(&store, &at, 0..1000).await);
         assert_eq!(pool.idle_bytes(), 10 * MIB);
+    }
+
+    #[tokio::test]
+    async fn buffers_idle_too_long_go_back_to_the_allocator() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (at, _) = patterned(&dir, 4 * MIB);
+        let (pool, store) = pooled(64 * MIB);
+        drop(read(&store, &at, 0..2 * MIB).await);
+        let returned = Instant::now();
+        drop(read(&store, &at, 0..3 * MIB).await);
+        assert_eq!(
+            pool.idle_bytes(),
+            5 * MIB,
+            "both the lent buffer and a fresh one"
+        );
+
+        pool.expire(returned + IDLE_FOR / 2);
+        assert_eq!(pool.idle_bytes(), 5 * MIB, "kept while recently used");
+        pool.expire(Instant::now() + IDLE_FOR + Duration::from_millis(1));
+        assert_eq!(pool.idle_bytes(), 0, "dropped once idle for IDLE_FOR");
+
+        // The pool still lends after expiring everything.
+        drop(read(&store, &at, 0..2 * MIB).await);
+        assert_eq!(pool.idle_bytes(), 2 * MIB);
     }
 
     #[tokio::test]

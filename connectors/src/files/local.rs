@@ -10,8 +10,8 @@
 //! (another fourteenth). Large buffers therefore go back to a bounded pool
 //! ([`ReadBuffers`]) once nothing refers to them, and the next large read
 //! fills one of those; a buffer left idle for [`IDLE_FOR`] goes back to the
-//! allocator, so a server that has finished its scans does not keep their
-//! memory. Everything else (listing, metadata, whole-file reads, writes) is
+//! allocator, so a server that has finished its scans does not hold their
+//! buffers in the pool. Everything else (listing, metadata, whole-file reads, writes) is
 //! `LocalFileSystem`'s.
 
 use std::fmt;

@@ -7,13 +7,15 @@
 //! means differently, stays in DataFusion (`functions`), and text is compared
 //! by its bytes as DataFusion compares it (`bytes`).
 //!
-//! Each backend module only knows how to open a pool and build one table provider;
-//! the schema (table listing, lazy and cached table creation, errors naming the
-//! source) is shared here.
+//! Each backend module only knows how to open a pool and build one table provider,
+//! and what its database does differently from the crate's executor (`executor`
+//! wraps every database's the same way); the schema (table listing, lazy and
+//! cached table creation, errors naming the source) is shared here.
 
 mod bytes;
 mod dynamic;
 mod estimate;
+mod executor;
 mod functions;
 mod mysql;
 mod pgcopy;

@@ -13,20 +13,12 @@ use std::ops::ControlFlow;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::common::Statistics;
 use datafusion::error::DataFusionError;
 use datafusion::error::Result as DFResult;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{self, ValueWithSpan, visit_expressions_mut};
-use datafusion::sql::unparser::dialect::Dialect;
-use datafusion_federation::FederatedTableProviderAdaptor;
-use datafusion_federation::sql::{
-    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
-    SQLTableSource,
-};
 use datafusion_table_providers::mysql::MySQLTableFactory;
 use datafusion_table_providers::mysql::sql_table::MySQLTable;
 use datafusion_table_providers::sql::arrow_sql_gen::mysql::rows_to_arrow;
@@ -39,6 +31,8 @@ use mysql_async::prelude::Queryable;
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::executor::{Remote, Repaired, federated_read};
+use super::functions::Database;
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
 
 /// Options for a MySQL or MariaDB source; every table of `database` becomes a table.
@@ -180,19 +174,12 @@ impl SqlBackend for MySqlBackend {
     async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
         let reference = TableReference::partial(self.database.as_str(), table);
         let table = Arc::new(MySQLTable::new(&self.pool, reference.clone()).await?);
-        let executor = Arc::new(MySqlExecutor {
-            inner: Arc::clone(&table),
+        let remote = MySqlRemote {
             pool: Arc::clone(&self.pool),
             escape_backslashes: self.escape_backslashes,
-        });
-        let source = Arc::new(SQLTableSource::new_with_schema(
-            Arc::new(SQLFederationProvider::new(executor)),
-            RemoteTableRef::from(reference.clone()),
-            table.schema(),
-        ));
-        let read: Arc<dyn TableProvider> = Arc::new(
-            FederatedTableProviderAdaptor::new_with_provider(source, table),
-        );
+        };
+        let schema = table.schema();
+        let read = federated_read(table, remote, reference.clone(), schema);
         // The writer names the table alone: the connection is already in the
         // database, and the crate would quote `db.table` as one identifier.
         let writer = MySQLTableFactory::new(Arc::clone(&self.pool))
@@ -268,8 +255,8 @@ async fn server_disables_backslash_escapes(
     Ok(modes.contains("NO_BACKSLASH_ESCAPES"))
 }
 
-/// MySQL's executor with two corrections, both of which otherwise make a query
-/// silently return the wrong rows:
+/// MySQL's differences from the crate's executor: two corrections, both of
+/// which otherwise make a query silently return the wrong rows:
 ///
 /// - DataFusion writes string literals the standard way (`'a\b'` is three
 ///   characters), but MySQL by default reads a backslash as an escape. This doubles
@@ -277,9 +264,8 @@ async fn server_disables_backslash_escapes(
 ///   disables backslash escapes.
 /// - The upstream connection deletes every `"` from the SQL text before sending it
 ///   (to undo ANSI identifier quoting), which also corrupts string literals such
-///   as `'"double" quotes'` and column aliases. This executor sends the text as is.
-struct MySqlExecutor {
-    inner: Arc<MySQLTable>,
+///   as `'"double" quotes'` and column aliases. Queries here are sent as they are.
+struct MySqlRemote {
     pool: Arc<MySQLConnectionPool>,
     escape_backslashes: bool,
 }
@@ -413,51 +399,31 @@ fn mysql_stream(
 }
 
 #[async_trait]
-impl SQLExecutor for MySqlExecutor {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+impl Remote for MySqlRemote {
+    const DATABASE: Database = Database::MySql;
 
-    fn compute_context(&self) -> Option<String> {
-        self.inner.compute_context()
-    }
-
-    fn dialect(&self) -> Arc<dyn Dialect> {
-        self.inner.dialect()
-    }
-
-    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        super::repair::plan_hook(
-            self.inner.logical_optimizer(),
-            super::functions::Database::MySql,
-        )
-    }
-
-    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
+    fn finish(&self) -> Box<dyn FnMut(&mut ast::Statement)> {
         let escape = self.escape_backslashes;
-        super::repair::sql_hook(
-            self.inner.ast_analyzer(),
-            super::functions::Database::MySql,
-            move |statement| {
-                if escape {
-                    let _ = visit_expressions_mut(statement, |expr| {
-                        if let ast::Expr::Value(ValueWithSpan {
-                            value: ast::Value::SingleQuotedString(text),
-                            ..
-                        }) = expr
-                            && text.contains('\\')
-                        {
-                            *text = text.replace('\\', "\\\\");
-                        }
-                        ControlFlow::<()>::Continue(())
-                    });
-                }
-            },
-        )
+        Box::new(move |statement| {
+            if escape {
+                let _ = visit_expressions_mut(statement, |expr| {
+                    if let ast::Expr::Value(ValueWithSpan {
+                        value: ast::Value::SingleQuotedString(text),
+                        ..
+                    }) = expr
+                        && text.contains('\\')
+                    {
+                        *text = text.replace('\\', "\\\\");
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+            }
+        })
     }
 
     fn execute(
         &self,
+        _executor: &Repaired<Self>,
         query: &str,
         schema: SchemaRef,
         _filters: &[Arc<dyn PhysicalExpr>],
@@ -467,17 +433,5 @@ impl SQLExecutor for MySqlExecutor {
             query.to_string(),
             schema,
         ))
-    }
-
-    async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
-        SQLExecutor::statistics(self.inner.as_ref(), plan).await
-    }
-
-    async fn table_names(&self) -> DFResult<Vec<String>> {
-        self.inner.table_names().await
-    }
-
-    async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
-        self.inner.get_table_schema(table_name).await
     }
 }

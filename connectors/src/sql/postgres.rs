@@ -18,12 +18,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect as ParsePostgres;
-use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
-use datafusion_federation::FederatedTableProviderAdaptor;
-use datafusion_federation::sql::{
-    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
-    SQLTableSource,
-};
+use datafusion::sql::unparser::dialect::PostgreSqlDialect;
+use datafusion_federation::sql::SQLExecutor;
 use datafusion_table_providers::UnsupportedTypeAction;
 use datafusion_table_providers::postgres::write::PostgresTableWriter;
 use datafusion_table_providers::postgres::{DynPostgresConnectionPool, Postgres};
@@ -35,6 +31,8 @@ use datafusion_table_providers::util::secrets::to_secret_map;
 use futures::TryStreamExt;
 use serde::Deserialize;
 
+use super::executor::{Remote, Repaired, federated_read};
+use super::functions::Database;
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
 
 /// Options for a PostgreSQL source; each remote table in `schema` becomes a table.
@@ -188,10 +186,9 @@ struct PostgresBackend {
     schema: String,
 }
 
-/// The crate's PostgreSQL executor with our repairs applied to the SQL it
-/// is sent (see [`super::repair`]).
-struct PostgresExecutor {
-    inner: Arc<dyn SQLExecutor>,
+/// PostgreSQL's differences from the crate's executor: scans narrowed by
+/// join keys and read with a binary `COPY`, and PostgreSQL's own estimates.
+struct PostgresRemote {
     pool: Arc<PostgresConnectionPool>,
 }
 
@@ -199,12 +196,16 @@ struct PostgresExecutor {
 /// planning without it.
 const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl PostgresExecutor {
+impl PostgresRemote {
     /// PostgreSQL's own estimate of `plan`'s rows and width (see
-    /// [`super::estimate`]).
-    async fn estimate(&self, plan: &LogicalPlan) -> Result<Option<Statistics>, BoxError> {
-        let statement = super::estimate::remote_statement(plan, self.dialect().as_ref())?;
-        let statement = match self.ast_analyzer() {
+    /// [`super::estimate`]), for the SQL `executor` would send.
+    async fn estimate(
+        &self,
+        executor: &Repaired<Self>,
+        plan: &LogicalPlan,
+    ) -> Result<Option<Statistics>, BoxError> {
+        let statement = super::estimate::remote_statement(plan, executor.dialect().as_ref())?;
+        let statement = match executor.ast_analyzer() {
             Some(mut repair) => repair(statement)?,
             None => statement,
         };
@@ -221,33 +222,8 @@ impl PostgresExecutor {
 }
 
 #[async_trait]
-impl SQLExecutor for PostgresExecutor {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn compute_context(&self) -> Option<String> {
-        self.inner.compute_context()
-    }
-
-    fn dialect(&self) -> Arc<dyn Dialect> {
-        self.inner.dialect()
-    }
-
-    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        super::repair::plan_hook(
-            self.inner.logical_optimizer(),
-            super::functions::Database::Postgres,
-        )
-    }
-
-    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        super::repair::sql_hook(
-            self.inner.ast_analyzer(),
-            super::functions::Database::Postgres,
-            |_| {},
-        )
-    }
+impl Remote for PostgresRemote {
+    const DATABASE: Database = Database::Postgres;
 
     /// Runs `query`, with the keys of the joins it feeds added to its
     /// `WHERE` clause (see [`super::dynamic`]), reading the result with a
@@ -257,11 +233,12 @@ impl SQLExecutor for PostgresExecutor {
     /// known.
     fn execute(
         &self,
+        executor: &Repaired<Self>,
         query: &str,
         schema: SchemaRef,
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> DFResult<SendableRecordBatchStream> {
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(&executor.inner);
         let pool = Arc::clone(&self.pool);
         let query = query.to_string();
         let filters = filters.to_vec();
@@ -296,8 +273,12 @@ impl SQLExecutor for PostgresExecutor {
     /// knowing their size; unknown (as DataFusion expects) when the estimate
     /// cannot be had — it only guides planning, the query itself still runs
     /// and reports its own errors.
-    async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
-        match self.estimate(plan).await {
+    async fn statistics(
+        &self,
+        executor: &Repaired<Self>,
+        plan: &LogicalPlan,
+    ) -> DFResult<Statistics> {
+        match self.estimate(executor, plan).await {
             Ok(Some(statistics)) => Ok(statistics),
             Ok(None) => Ok(Statistics::new_unknown(plan.schema().as_arrow())),
             Err(e) => {
@@ -305,14 +286,6 @@ impl SQLExecutor for PostgresExecutor {
                 Ok(Statistics::new_unknown(plan.schema().as_arrow()))
             }
         }
-    }
-
-    async fn table_names(&self) -> DFResult<Vec<String>> {
-        self.inner.table_names().await
-    }
-
-    async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
-        self.inner.get_table_schema(table_name).await
     }
 }
 
@@ -373,18 +346,11 @@ impl SqlBackend for PostgresBackend {
                 .await?
                 .with_dialect(Arc::new(PostgreSqlDialect {})),
         );
-        let executor = Arc::new(PostgresExecutor {
-            inner: Arc::clone(&table) as Arc<dyn SQLExecutor>,
+        let remote = PostgresRemote {
             pool: Arc::clone(&self.pool),
-        });
-        let source = Arc::new(SQLTableSource::new_with_schema(
-            Arc::new(SQLFederationProvider::new(executor)),
-            RemoteTableRef::from(reference.clone()),
-            table.schema(),
-        ));
-        let read: Arc<dyn TableProvider> = Arc::new(
-            FederatedTableProviderAdaptor::new_with_provider(source, table),
-        );
+        };
+        let schema = table.schema();
+        let read = federated_read(table, remote, reference.clone(), schema);
         let schema = read.schema();
         let constraints = self.constraints(schema.as_ref(), reference.table()).await?;
         let writer = PostgresTableWriter::create(

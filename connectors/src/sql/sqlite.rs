@@ -7,18 +7,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use bluelamp_engine::config::deserialize_duration;
 use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
-use datafusion::common::{Statistics, TableReference};
+use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
-use datafusion::error::Result as DFResult;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::sql::unparser::dialect::Dialect;
-use datafusion_federation::FederatedTableProviderAdaptor;
-use datafusion_federation::sql::{
-    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
-    SQLTableSource,
-};
 use datafusion_table_providers::sql::db_connection_pool::dbconnection::{get_schema, get_tables};
 use datafusion_table_providers::sql::db_connection_pool::sqlitepool::{
     SqliteConnectionPool, SqliteConnectionPoolFactory,
@@ -30,6 +20,8 @@ use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
 use datafusion_table_providers::sqlite::write::SqliteTableWriter;
 use serde::Deserialize;
 
+use super::executor::{Remote, federated_read};
+use super::functions::Database;
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
 
 /// Options for a SQLite source.
@@ -182,61 +174,11 @@ fn declared_keys(
     Ok(keys)
 }
 
-/// The crate's SQLite executor with our repairs applied to the plans and
-/// SQL it is given (see [`super::repair`]).
-struct SqliteExecutor {
-    inner: Arc<dyn SQLExecutor>,
-}
+/// SQLite: our repairs, and otherwise the crate's executor.
+struct SqliteRemote;
 
-#[async_trait]
-impl SQLExecutor for SqliteExecutor {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn compute_context(&self) -> Option<String> {
-        self.inner.compute_context()
-    }
-
-    fn dialect(&self) -> Arc<dyn Dialect> {
-        self.inner.dialect()
-    }
-
-    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        super::repair::plan_hook(
-            self.inner.logical_optimizer(),
-            super::functions::Database::Sqlite,
-        )
-    }
-
-    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        super::repair::sql_hook(
-            self.inner.ast_analyzer(),
-            super::functions::Database::Sqlite,
-            |_| {},
-        )
-    }
-
-    fn execute(
-        &self,
-        query: &str,
-        schema: SchemaRef,
-        filters: &[Arc<dyn PhysicalExpr>],
-    ) -> DFResult<SendableRecordBatchStream> {
-        self.inner.execute(query, schema, filters)
-    }
-
-    async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
-        self.inner.statistics(plan).await
-    }
-
-    async fn table_names(&self) -> DFResult<Vec<String>> {
-        self.inner.table_names().await
-    }
-
-    async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
-        self.inner.get_table_schema(table_name).await
-    }
+impl Remote for SqliteRemote {
+    const DATABASE: Database = Database::Sqlite;
 }
 
 #[async_trait]
@@ -276,17 +218,7 @@ impl SqlBackend for SqliteBackend {
             Arc::clone(&schema),
             reference.clone(),
         ));
-        let executor = Arc::new(SqliteExecutor {
-            inner: Arc::clone(&table) as Arc<dyn SQLExecutor>,
-        });
-        let source = Arc::new(SQLTableSource::new_with_schema(
-            Arc::new(SQLFederationProvider::new(executor)),
-            RemoteTableRef::from(reference.clone()),
-            Arc::clone(&schema),
-        ));
-        let read: Arc<dyn TableProvider> = Arc::new(
-            FederatedTableProviderAdaptor::new_with_provider(source, table),
-        );
+        let read = federated_read(table, SqliteRemote, reference.clone(), Arc::clone(&schema));
         let constraints = super::key_constraints(&schema, keys);
         let sqlite = Sqlite::new(reference, schema, Arc::clone(&self.pool), constraints);
         let writer = SqliteTableWriter::create(Arc::clone(&read), sqlite, None);

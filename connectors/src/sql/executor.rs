@@ -1,0 +1,147 @@
+//! One executor wrapper for every database.
+//!
+//! `datafusion-table-providers` gives each table an executor
+//! (`SQLExecutor`): how the federation planner names the database, writes
+//! SQL for it and runs that SQL. [`Repaired`] wraps it so every database's
+//! plans and SQL go through our hooks ([`super::repair::plan_hook`],
+//! [`super::repair::sql_hook`]), and a database's own differences — how a
+//! query runs, what planning learns of its size, a last touch on the SQL —
+//! are a [`Remote`]'s few methods instead of a wrapper of its own.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::common::{Statistics, TableReference};
+use datafusion::datasource::TableProvider;
+use datafusion::error::Result as DFResult;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::unparser::dialect::Dialect;
+use datafusion_federation::FederatedTableProviderAdaptor;
+use datafusion_federation::sql::{
+    AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
+    SQLTableSource,
+};
+
+use super::functions::Database;
+
+/// What one database does differently from the crate's executor, beyond the
+/// repairs every database gets. Each method's default is the crate's way.
+#[async_trait]
+pub(super) trait Remote: Send + Sync + Sized + 'static {
+    /// Which database this is: its function lists, marks and repairs.
+    const DATABASE: Database;
+
+    /// The last step on each statement sent, after the repairs.
+    fn finish(&self) -> Box<dyn FnMut(&mut Statement)> {
+        Box::new(|_| {})
+    }
+
+    /// Runs `query` (already repaired) for rows of `schema`.
+    ///
+    /// # Errors
+    /// If the query cannot be started.
+    fn execute(
+        &self,
+        executor: &Repaired<Self>,
+        query: &str,
+        schema: SchemaRef,
+        filters: &[Arc<dyn PhysicalExpr>],
+    ) -> DFResult<SendableRecordBatchStream> {
+        executor.inner.execute(query, schema, filters)
+    }
+
+    /// What planning may know of `plan`'s result.
+    ///
+    /// # Errors
+    /// As the crate's executor.
+    async fn statistics(
+        &self,
+        executor: &Repaired<Self>,
+        plan: &LogicalPlan,
+    ) -> DFResult<Statistics> {
+        executor.inner.statistics(plan).await
+    }
+}
+
+/// The crate's executor for one table, with our repairs and `remote`'s
+/// differences.
+pub(super) struct Repaired<R> {
+    /// The crate's executor.
+    pub(super) inner: Arc<dyn SQLExecutor>,
+    pub(super) remote: R,
+}
+
+#[async_trait]
+impl<R: Remote> SQLExecutor for Repaired<R> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn compute_context(&self) -> Option<String> {
+        self.inner.compute_context()
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        self.inner.dialect()
+    }
+
+    fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
+        super::repair::plan_hook(self.inner.logical_optimizer(), R::DATABASE)
+    }
+
+    fn ast_analyzer(&self) -> Option<AstAnalyzer> {
+        super::repair::sql_hook(self.inner.ast_analyzer(), R::DATABASE, self.remote.finish())
+    }
+
+    fn execute(
+        &self,
+        query: &str,
+        schema: SchemaRef,
+        filters: &[Arc<dyn PhysicalExpr>],
+    ) -> DFResult<SendableRecordBatchStream> {
+        self.remote.execute(self, query, schema, filters)
+    }
+
+    async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
+        self.remote.statistics(self, plan).await
+    }
+
+    async fn table_names(&self) -> DFResult<Vec<String>> {
+        self.inner.table_names().await
+    }
+
+    async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
+        self.inner.get_table_schema(table_name).await
+    }
+}
+
+/// `table` (`reference` in the database, of `schema`) as DataFusion reads
+/// it: sub-plans over it are federated to the database through
+/// [`Repaired`] with `remote`, and what cannot be is scanned from `table`.
+pub(super) fn federated_read<T, R>(
+    table: Arc<T>,
+    remote: R,
+    reference: TableReference,
+    schema: SchemaRef,
+) -> Arc<dyn TableProvider>
+where
+    T: SQLExecutor + TableProvider + 'static,
+    R: Remote,
+{
+    let executor = Arc::new(Repaired {
+        inner: Arc::clone(&table) as Arc<dyn SQLExecutor>,
+        remote,
+    });
+    let source = Arc::new(SQLTableSource::new_with_schema(
+        Arc::new(SQLFederationProvider::new(executor)),
+        RemoteTableRef::from(reference),
+        schema,
+    ));
+    Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+        source, table,
+    ))
+}

@@ -63,6 +63,20 @@ fn cache_root() -> PathBuf {
         .join("demo")
 }
 
+/// The demo's local principal (the person at the prompt), stated in the README.
+pub const LOCAL_USER: &str = "officer";
+
+/// The person at the demo's prompt runs as [`LOCAL_USER`], who may `COPY ...
+/// TO` files under the folder the demo was started from; users connecting
+/// over Flight SQL get no such grant.
+fn local_user_config() -> anyhow::Result<String> {
+    let cwd = std::env::current_dir().context("cannot read the working folder")?;
+    let folder = toml::Value::String(cwd.display().to_string());
+    Ok(format!(
+        "\n[local]\nuser = \"{LOCAL_USER}\"\n\n[[user]]\nname = \"{LOCAL_USER}\"\nroles = [\"exporter\"]\n\n[[policy.files]]\nroles = [\"exporter\"]\ncopy_to = [{folder}]\n"
+    ))
+}
+
 /// Rejects scales the generator cannot serve sensibly.
 ///
 /// # Errors
@@ -184,6 +198,7 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
             systems.push(system);
         }
         let mut text = live_config(&systems, &options);
+        text.push_str(&local_user_config()?);
         if args.listen.is_some() {
             let hash =
                 bluelamp_flight_server::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;

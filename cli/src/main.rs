@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bluelamp_engine::{Config, Engine, Identity};
+use bluelamp_engine::{Config, Engine};
 use clap::{Args, Parser, Subcommand};
 use tokio::runtime::Runtime;
 
@@ -83,6 +83,10 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Run as this `[[user]]` (default: `[local] user`, else the operating
+    /// system's user), with its roles and attributes.
+    #[arg(long = "as", value_name = "USER")]
+    as_user: Option<String>,
 }
 
 impl QueryArgs {
@@ -180,7 +184,10 @@ fn run_sql(rt: &Runtime, args: SqlArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `-c`, `-f`, piped stdin, or the interactive prompt over a started engine.
 pub fn run_queries(rt: &Runtime, engine: &Engine, args: &QueryArgs) -> anyhow::Result<ExitCode> {
-    let session = engine.session(Identity::local());
+    let identity = engine
+        .local_identity(args.as_user.as_deref())
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let session = engine.session(identity);
     let script = if let Some(command) = &args.command {
         Some(command.clone())
     } else if let Some(file) = &args.file {

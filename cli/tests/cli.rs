@@ -119,6 +119,63 @@ fn copy_to_parquet_and_read_it_back() {
 }
 
 #[test]
+fn copy_outside_the_granted_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // The demo's local user may write under the folder it was started from,
+    // and nowhere else: not beside it, not through `..`.
+    let outside = tmp.path().join("outside.csv");
+    for target in [outside.display().to_string(), "../outside.csv".to_string()] {
+        let out = bluelamp(
+            &work,
+            &[
+                "demo",
+                "--scale",
+                "0.01",
+                "--data-dir",
+                &tmp.path().join("demo").display().to_string(),
+                "-c",
+                &format!("COPY (SELECT 1 AS x) TO '{target}'"),
+            ],
+        );
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("is refused"), "{stderr}");
+        assert!(stderr.contains("officer"), "{stderr}");
+        assert!(!outside.exists());
+    }
+}
+
+#[test]
+fn running_as_a_configured_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bluelamp.toml"),
+        "[local]\nuser = \"ann\"\n\n[[user]]\nname = \"ann\"\nroles = [\"exporter\"]\n\n[[user]]\nname = \"bob\"\n\n[[policy.files]]\nusers = [\"ann\"]\ncopy_to = [\"out\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(tmp.path().join("out")).unwrap();
+    let copy = "COPY (SELECT 1 AS x) TO 'out/x.csv'";
+    let ann = bluelamp(tmp.path(), &["sql", "-c", copy, "--format", "csv"]);
+    assert!(ann.status.success(), "{}", text(&ann.stderr));
+    let bob = bluelamp(tmp.path(), &["sql", "--as", "bob", "-c", copy]);
+    assert!(!bob.status.success());
+    assert!(
+        text(&bob.stderr).contains("user 'bob' has no grant"),
+        "{}",
+        text(&bob.stderr)
+    );
+    let nobody = bluelamp(tmp.path(), &["sql", "--as", "nobody", "-c", "SELECT 1"]);
+    assert!(!nobody.status.success());
+    assert!(
+        text(&nobody.stderr).contains("no [[user]] named 'nobody'"),
+        "{}",
+        text(&nobody.stderr)
+    );
+}
+
+#[test]
 fn script_file_and_stdin() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(

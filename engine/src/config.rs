@@ -33,6 +33,10 @@ pub struct Config {
     pub server: ServerSettings,
     /// Who may connect over Flight SQL (`[[user]]`), in file order.
     pub users: Vec<UserConfig>,
+    /// Who the REPL and scripts run as (`[local]`).
+    pub local: LocalSettings,
+    /// Access policy (`[policy]`), resolved.
+    pub policy: crate::policy::Policy,
     /// One entry per `[[source]]`, in file order.
     pub sources: Vec<SourceConfig>,
 }
@@ -60,6 +64,10 @@ pub struct ServerSettings {
     /// one message to the client; larger ones cost clients and the server
     /// less per row than the engine's own `batch_size`.
     pub batch_size: usize,
+    /// How long a client connection's session (its `SET`s, views, stated
+    /// purpose) is kept without a call before it is dropped.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub session_idle: Duration,
 }
 
 impl Default for ServerSettings {
@@ -72,19 +80,38 @@ impl Default for ServerSettings {
             token_ttl: Duration::from_secs(3600),
             ticket_ttl: Duration::from_secs(600),
             batch_size: 65_536,
+            session_idle: Duration::from_secs(30 * 60),
         }
     }
 }
 
-/// One `[[user]]`: a person or service account that may connect over Flight SQL.
-#[derive(Clone, Deserialize)]
+/// One `[[user]]`: a person or service account, with the attributes access
+/// policy uses. A user without `password_hash` cannot connect over the
+/// network; it can still be the local principal (`[local] user`).
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// The login name.
     pub name: String,
     /// An Argon2 hash in PHC form (`$argon2id$v=19$...`), as `bluelamp
     /// hash-password` prints it. May come from `${ENV}` or `${file:PATH}`.
-    pub password_hash: String,
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Roles that policies grant to.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The user's force code (e.g. `XY`), for `principal('force')` in policies.
+    #[serde(default)]
+    pub force: Option<String>,
+    /// The highest security classification the user may read.
+    #[serde(default)]
+    pub clearance: Option<crate::principal::Clearance>,
+    /// Teams the user belongs to, for `principal_teams()` in policies.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// Free-form attributes, for `principal('key')` in policies.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl fmt::Debug for UserConfig {
@@ -93,6 +120,23 @@ impl fmt::Debug for UserConfig {
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
+}
+
+/// Who the REPL and scripts run as, from the optional `[local]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSettings {
+    /// A `[[user]]` name; `--as` overrides it. Without it, the operating
+    /// system's user name, with no roles or attributes.
+    pub user: Option<String>,
+}
+
+/// The `[policy]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    files: Vec<toml::Spanned<crate::policy::FileGrantConfig>>,
 }
 
 /// Engine-wide settings from the optional `[engine]` table.
@@ -227,6 +271,10 @@ struct RawConfig {
     #[serde(default)]
     user: Vec<toml::Spanned<UserConfig>>,
     #[serde(default)]
+    local: LocalSettings,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
     source: Vec<toml::Spanned<toml::Table>>,
 }
 
@@ -333,17 +381,34 @@ impl Config {
                     format!("two users are named '{}'", user.name),
                 ));
             }
-            user.password_hash =
-                interpolate(&user.password_hash, &mut origin.secrets).map_err(|m| {
+            if let Some(hash) = &user.password_hash {
+                let hash = interpolate(hash, &mut origin.secrets).map_err(|m| {
                     ConfigError::invalid(&origin, at, format!("{key}.password_hash"), m)
                 })?;
-            if !user.password_hash.starts_with("$argon2") {
-                return Err(ConfigError::invalid(
-                    &origin,
-                    at,
-                    format!("{key}.password_hash"),
-                    "expected an Argon2 hash such as `$argon2id$v=19$...`; make one with `bluelamp hash-password`".into(),
-                ));
+                if !hash.starts_with("$argon2") {
+                    return Err(ConfigError::invalid(
+                        &origin,
+                        at,
+                        format!("{key}.password_hash"),
+                        "expected an Argon2 hash such as `$argon2id$v=19$...`; make one with `bluelamp hash-password`".into(),
+                    ));
+                }
+                user.password_hash = Some(hash);
+            }
+            for (field, names) in [("roles", &user.roles), ("teams", &user.teams)] {
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| n.trim().is_empty() || n.contains(','))
+                {
+                    return Err(ConfigError::invalid(
+                        &origin,
+                        at,
+                        format!("{key}.{field}"),
+                        format!(
+                            "'{bad}' is not a usable name: names are non-empty, without commas"
+                        ),
+                    ));
+                }
             }
             users.push(user);
         }
@@ -390,6 +455,22 @@ impl Config {
             ));
         }
 
+        check_engine_settings(&origin, &raw.engine, &server)?;
+        if let Some(local) = &raw.local.user
+            && !users.iter().any(|u| &u.name == local)
+        {
+            let at = origin.text.find("[local]");
+            return Err(ConfigError::invalid(
+                &origin,
+                at.map(|t| find_key(&origin.text, &(t..origin.text.len()), "user").unwrap_or(t)),
+                "local.user".into(),
+                format!(
+                    "there is no [[user]] named '{local}'; add one (a password is not needed for the local user)"
+                ),
+            ));
+        }
+        let policy = resolve_policy(&origin, raw.policy, &users)?;
+
         let origin = Arc::new(origin);
         let sources = pending
             .into_iter()
@@ -406,6 +487,8 @@ impl Config {
             engine: raw.engine,
             server,
             users,
+            local: raw.local,
+            policy,
             sources,
         })
     }
@@ -503,6 +586,99 @@ impl SourceConfig {
     pub fn index(&self) -> usize {
         self.index
     }
+}
+
+/// Settings that would crash DataFusion or quietly break every session.
+fn check_engine_settings(
+    origin: &Origin,
+    engine: &EngineSettings,
+    server: &ServerSettings,
+) -> Result<(), ConfigError> {
+    let at = |table: &str, key: &str| {
+        let start = origin.text.find(&format!("[{table}]")).unwrap_or(0);
+        find_key(&origin.text, &(start..origin.text.len()), key).or(Some(start))
+    };
+    let checks: [(&str, &str, bool, &str); 5] = [
+        (
+            "engine",
+            "batch_size",
+            engine.batch_size == 0,
+            "a batch holds at least one row",
+        ),
+        (
+            "engine",
+            "connect_timeout",
+            engine.connect_timeout.is_zero(),
+            "a zero timeout would mark every source down; use e.g. \"10s\"",
+        ),
+        (
+            "server",
+            "token_ttl",
+            server.token_ttl.is_zero(),
+            "tokens that expire at once make every client fail after the handshake; use e.g. \"1h\"",
+        ),
+        (
+            "server",
+            "ticket_ttl",
+            server.ticket_ttl.is_zero(),
+            "tickets that expire at once can never be redeemed; use e.g. \"10m\"",
+        ),
+        (
+            "server",
+            "session_idle",
+            server.session_idle.is_zero(),
+            "sessions that expire at once lose every SET and view between calls; use e.g. \"30m\"",
+        ),
+    ];
+    for (table, key, bad, message) in checks {
+        if bad {
+            return Err(ConfigError::invalid(
+                origin,
+                at(table, key),
+                format!("{table}.{key}"),
+                message.to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `[policy]`, naming the entry and key of the first problem.
+fn resolve_policy(
+    origin: &Origin,
+    raw: RawPolicy,
+    users: &[UserConfig],
+) -> Result<crate::policy::Policy, ConfigError> {
+    let mut policy = crate::policy::Policy::default();
+    for (index, spanned) in raw.files.into_iter().enumerate() {
+        let at = Some(spanned.span().start);
+        let grant = spanned.into_inner();
+        let key = format!("policy.files[{index}]");
+        for role in &grant.roles {
+            if !users.iter().any(|u| u.roles.contains(role)) {
+                return Err(ConfigError::invalid(
+                    origin,
+                    at,
+                    format!("{key}.roles"),
+                    format!("no [[user]] has the role '{role}'; check its spelling"),
+                ));
+            }
+        }
+        for user in &grant.users {
+            if !users.iter().any(|u| &u.name == user) {
+                return Err(ConfigError::invalid(
+                    origin,
+                    at,
+                    format!("{key}.users"),
+                    format!("there is no [[user]] named '{user}'"),
+                ));
+            }
+        }
+        let grant = crate::policy::FileGrant::resolve(grant, &origin.base_dir)
+            .map_err(|(sub, m)| ConfigError::invalid(origin, at, format!("{key}.{sub}"), m))?;
+        policy.files.push(grant);
+    }
+    Ok(policy)
 }
 
 fn take_string(table: &mut toml::Table, key: &str) -> Option<String> {
@@ -783,6 +959,94 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("bluelamp.toml:5:"), "{text}");
         assert!(text.contains("server.batch_size"), "{text}");
+    }
+
+    #[test]
+    fn settings_that_would_crash_or_misbehave_are_refused() {
+        for (text, line, key) in [
+            ("[engine]\nbatch_size = 0\n", 2, "engine.batch_size"),
+            (
+                "[engine]\nconnect_timeout = \"0s\"\n",
+                2,
+                "engine.connect_timeout",
+            ),
+            ("[server]\ntoken_ttl = 0\n", 2, "server.token_ttl"),
+            ("[server]\n\nticket_ttl = \"0ms\"\n", 3, "server.ticket_ttl"),
+            ("[server]\nsession_idle = 0\n", 2, "server.session_idle"),
+        ] {
+            let text_err = parse(text).unwrap_err().to_string();
+            assert!(
+                text_err.starts_with(&format!("bluelamp.toml:{line}: {key}:")),
+                "{text_err}"
+            );
+        }
+    }
+
+    #[test]
+    fn users_carry_attributes_and_the_local_user_must_exist() {
+        let config = parse(
+            "[local]\nuser = \"ann\"\n\n[[user]]\nname = \"ann\"\nroles = [\"analyst\"]\nforce = \"XY\"\nclearance = \"official-sensitive\"\nteams = [\"cid\"]\n[user.attributes]\nstation = \"north\"\n",
+        )
+        .unwrap();
+        let ann = &config.users[0];
+        assert_eq!(ann.password_hash, None);
+        assert_eq!(ann.clearance, Some(crate::Clearance::OfficialSensitive));
+        assert_eq!(ann.attributes["station"], "north");
+        let e = parse("[local]\nuser = \"bob\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("bluelamp.toml:2: local.user:"), "{e}");
+        let e = parse("[[user]]\nname = \"ann\"\nclearance = \"TOP SECRET\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("OFFICIAL, OFFICIAL-SENSITIVE or SECRET"), "{e}");
+    }
+
+    #[test]
+    fn bad_file_grants_are_located() {
+        let users = "[[user]]\nname = \"ann\"\nroles = [\"analyst\"]\n\n";
+        for (grant, key, says) in [
+            (
+                "roles = [\"analsyt\"]\ncopy_to = [\"x\"]\n",
+                "policy.files[0].roles",
+                "no [[user]] has the role 'analsyt'",
+            ),
+            (
+                "users = [\"bob\"]\ncopy_to = [\"x\"]\n",
+                "policy.files[0].users",
+                "no [[user]] named 'bob'",
+            ),
+            (
+                "copy_to = [\"x\"]\n",
+                "policy.files[0].roles",
+                "a grant for everyone",
+            ),
+            (
+                "roles = [\"analyst\"]\n",
+                "policy.files[0].copy_to",
+                "allows nothing",
+            ),
+            (
+                "roles = [\"analyst\"]\ncopy_to = [\"s3://\"]\n",
+                "policy.files[0].copy_to[0]",
+                "names no bucket",
+            ),
+            (
+                "roles = [\"analyst\"]\nwrite = [\"x\"]\n",
+                "",
+                "unknown field `write`",
+            ),
+        ] {
+            let e = parse(&format!("{users}[[policy.files]]\n{grant}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("bluelamp.toml:5:")
+                    || e.starts_with("bluelamp.toml:6:")
+                    || e.starts_with("bluelamp.toml:7:"),
+                "{e}"
+            );
+            assert!(e.contains(key), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

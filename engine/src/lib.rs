@@ -17,7 +17,7 @@
 //!   source's status.
 //! - **One choke point.** Front ends get a [`Session`] for an [`Identity`] and never
 //!   the DataFusion `SessionContext`; planning, execution and audit happen in
-//!   [`Session`], where access policy will be enforced.
+//!   [`Session`], where access policy is enforced on every statement's plan.
 //! - **Federation on.** Sessions use `datafusion-federation`'s optimizer rules and
 //!   planner, so connectors that support it run whole sub-plans remotely.
 //! - **Errors are sentences.** [`QueryError`] carries one clean line and an
@@ -30,6 +30,10 @@
 //! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
 //! - [`deposits`]: per-row outcomes of INSERTs into supplier systems, `bluelamp.deposits`.
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
+//! - [`principal`]: [`Principal`] — who is asking, with roles, force, clearance
+//!   and teams; carried in each session's DataFusion `SessionConfig`.
+//! - [`policy`]: access policy from the configuration and the statement guard
+//!   that refuses file-system access, DDL outside `public` and risky `SET`s.
 //! - [`prefilter`]: join keys applied to file rows before an aggregate reads them.
 //! - [`source_joins`]: joins between one database's tables regrouped so the database runs them.
 //! - [`error`]: [`QueryError`] and its classification.
@@ -39,15 +43,21 @@ pub mod config;
 pub mod deposits;
 pub mod error;
 pub mod listing;
+pub mod policy;
 pub mod prefilter;
+pub mod principal;
 pub mod session;
 pub mod source;
 pub mod source_joins;
 
 pub use catalog::{SourceState, SourceStatus};
-pub use config::{Config, ConfigError, Secret, ServerSettings, SourceConfig, UserConfig};
+pub use config::{
+    Config, ConfigError, LocalSettings, Secret, ServerSettings, SourceConfig, UserConfig,
+};
 pub use deposits::{BluelampOptions, DepositJournal, DepositOutcome};
 pub use error::{ErrorKind, QueryError};
 pub use listing::{TABLE_TYPES, TableEntry};
+pub use policy::Policy;
+pub use principal::{Clearance, Principal};
 pub use session::{Engine, Identity, PartitionedOutput, Planned, QueryOutput, Session, Statement};
 pub use source::{ConnectedSource, FactoryRegistry, SourceError, SourceFactory};

@@ -32,6 +32,7 @@ use futures::future::join_all;
 use crate::catalog::{SourceSchema, SourceStatus, SystemSchema};
 use crate::config::{Config, ConfigError};
 use crate::error::{ErrorKind, QueryError};
+use crate::principal::Principal;
 use crate::source::FactoryRegistry;
 use crate::source_joins::GroupSourceJoins;
 
@@ -149,9 +150,50 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The principal for an authenticated identity: the `[[user]]` entry of
+    /// the same name supplies roles, force, clearance, teams and attributes;
+    /// an identity with no entry has none of them.
+    pub fn principal(&self, identity: &Identity) -> Principal {
+        let mut principal = Principal::bare(&identity.user, &identity.authenticated_by);
+        if let Some(user) = self
+            .inner
+            .config
+            .users
+            .iter()
+            .find(|u| u.name == identity.user)
+        {
+            principal.roles = user.roles.clone();
+            principal.force = user.force.clone();
+            principal.clearance = user.clearance;
+            principal.teams = user.teams.clone();
+            principal.attributes = user.attributes.clone();
+        }
+        principal
+    }
+
+    /// Who the REPL and scripts run as: `as_user` (`--as`), else `[local]
+    /// user`, else the operating system's user.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if the named user has no `[[user]]` entry.
+    pub fn local_identity(&self, as_user: Option<&str>) -> Result<Identity, QueryError> {
+        let named = as_user.or(self.inner.config.local.user.as_deref());
+        match named {
+            Some(name) if self.inner.config.users.iter().any(|u| u.name == name) => {
+                Ok(Identity::new(name, "local"))
+            }
+            Some(name) => Err(QueryError::new(
+                ErrorKind::NotFound,
+                format!("there is no [[user]] named '{name}' in the configuration to run as"),
+            )),
+            None => Ok(Identity::local()),
+        }
+    }
+
     /// A session for `identity`. Sessions share sources but have their own
     /// settings and scratch schema.
     pub fn session(&self, identity: Identity) -> Session {
+        let principal = Arc::new(self.principal(&identity));
         let catalog = MemoryCatalogProvider::new();
         // Registering into a fresh memory catalog cannot fail.
         let _ = catalog.register_schema(SCRATCH_SCHEMA, Arc::new(MemorySchemaProvider::new()));
@@ -167,6 +209,7 @@ impl Engine {
             .with_batch_size(self.inner.config.engine.batch_size)
             .with_option_extension(crate::deposits::BluelampOptions::default())
             .with_extension(Arc::new(crate::deposits::DepositJournal::default()))
+            .with_extension(Arc::clone(&principal))
             // A join's build-side keys travel to remote sources as IN lists
             // (batched API lookups, SQL IN): allow far more than DataFusion's
             // local-scan default of 150 keys before falling back to hashes.
@@ -205,6 +248,7 @@ impl Engine {
         Session {
             ctx,
             identity,
+            principal,
             engine: self.clone(),
         }
     }
@@ -281,10 +325,7 @@ impl OptimizerRule for FederateLoneScans {
 pub struct Session {
     pub(crate) ctx: SessionContext,
     identity: Identity,
-    #[allow(
-        dead_code,
-        reason = "kept so sessions outlive no engine; policy work reads it"
-    )]
+    principal: Arc<Principal>,
     engine: Engine,
 }
 
@@ -428,6 +469,11 @@ impl Session {
         &self.identity
     }
 
+    /// The principal this session runs as, with its attributes.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// Sets the rows per Arrow batch this session's queries produce (at
     /// least one), e.g. larger batches for results sent over the network.
     pub fn set_batch_size(&self, rows: usize) {
@@ -468,6 +514,14 @@ impl Session {
             .statement_to_plan(statement.inner.clone())
             .await
             .map_err(|e| self.audit_failure(&statement.to_string(), QueryError::from(e)))?;
+        crate::policy::guard::check_plan(
+            &plan,
+            &self.principal,
+            &self.engine.config().policy,
+            CATALOG,
+            SCRATCH_SCHEMA,
+        )
+        .map_err(|e| self.audit_failure(&statement.to_string(), e))?;
         Ok(Planned {
             plan,
             sql: statement.to_string(),

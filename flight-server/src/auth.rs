@@ -84,22 +84,25 @@ impl Authenticator {
     /// A password hash that is not a valid PHC string.
     pub fn new(users: &[UserConfig], token_ttl: Duration) -> Result<Self, UserError> {
         let mut map = HashMap::new();
+        // A user without a password is for local use only (`[local] user`).
         for user in users {
+            let Some(password_hash) = &user.password_hash else {
+                continue;
+            };
             let invalid = |why: String| UserError {
                 user: user.name.clone(),
                 message: format!(
                     "not a valid Argon2 hash ({why}); make one with `bluelamp hash-password`"
                 ),
             };
-            let parsed =
-                PasswordHash::new(&user.password_hash).map_err(|e| invalid(e.to_string()))?;
+            let parsed = PasswordHash::new(password_hash).map_err(|e| invalid(e.to_string()))?;
             if !parsed.algorithm.as_str().starts_with("argon2") {
                 return Err(invalid(format!("algorithm {}", parsed.algorithm)));
             }
             if parsed.hash.is_none() || parsed.salt.is_none() {
                 return Err(invalid("no salt or hash".into()));
             }
-            map.insert(user.name.clone(), user.password_hash.clone());
+            map.insert(user.name.clone(), password_hash.clone());
         }
         let mut salt = [0u8; 32];
         getrandom(&mut salt);
@@ -294,7 +297,8 @@ mod tests {
     fn users() -> Vec<UserConfig> {
         vec![UserConfig {
             name: "analyst".into(),
-            password_hash: hash_password("demo").unwrap(),
+            password_hash: Some(hash_password("demo").unwrap()),
+            ..UserConfig::default()
         }]
     }
 
@@ -337,7 +341,8 @@ mod tests {
         let e = Authenticator::new(
             &[UserConfig {
                 name: "x".into(),
-                password_hash: "$argon2id$nonsense".into(),
+                password_hash: Some("$argon2id$nonsense".into()),
+                ..UserConfig::default()
             }],
             Duration::from_secs(1),
         )

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -60,7 +61,7 @@ pub struct BluelampFlightSql {
     engine: Engine,
     auth: Authenticator,
     tickets: Arc<Tickets>,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashMap<String, (Session, Instant)>>,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -98,22 +99,42 @@ impl BluelampFlightSql {
         })
     }
 
-    /// The caller and their session (one per user, kept for the server's
-    /// life, so a table created in one call is there in the next).
+    /// The caller and their session. A session belongs to one client
+    /// connection — the bearer token from its handshake, or (for clients
+    /// that send basic credentials on every call) the user and the TCP peer
+    /// — so two tools of the same user never share `SET`s, views or a
+    /// stated purpose. Sessions idle for `[server] session_idle` are dropped.
     async fn session<T>(&self, request: &Request<T>) -> Result<Session, Status> {
         let identity = self.auth.authenticate(request.metadata()).await?;
+        let key = connection_key(request, &identity);
+        let new_session = || {
+            let session = self.engine.session(identity.clone());
+            session.set_batch_size(self.engine.config().server.batch_size);
+            session
+        };
+        let Some(key) = key else {
+            // No way to tell this connection again: a session for this call only.
+            return Ok(new_session());
+        };
+        let now = Instant::now();
+        let idle = self.engine.config().server.session_idle;
         let mut sessions = self
             .sessions
             .lock()
             .map_err(|_| Status::internal("session store unavailable"))?;
-        Ok(sessions
-            .entry(identity.user.clone())
-            .or_insert_with(|| {
-                let session = self.engine.session(identity);
-                session.set_batch_size(self.engine.config().server.batch_size);
-                session
-            })
-            .clone())
+        sessions.retain(|_, (_, used)| now.duration_since(*used) < idle);
+        if !sessions.contains_key(&key)
+            && sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        let entry = sessions.entry(key).or_insert_with(|| (new_session(), now));
+        entry.1 = now;
+        Ok(entry.0.clone())
     }
 
     async fn plan(&self, session: &Session, sql: &str) -> Result<Planned, Status> {
@@ -162,7 +183,10 @@ impl BluelampFlightSql {
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         let (schema, work) = if planned.is_write() {
-            (planned.schema(), vec![Work::Planned(Box::new(planned))])
+            (
+                planned.schema(),
+                vec![Work::Planned(Box::new((session.clone(), planned)))],
+            )
         } else {
             let output = session
                 .execute_partitioned(planned)
@@ -255,7 +279,9 @@ impl BluelampFlightSql {
         let redeemed = self.tickets.redeem(session.identity(), &handle)?;
         let output = match redeemed.work {
             Work::Stream(schema, stream) => QueryOutput { schema, stream },
-            Work::Planned(planned) => match session.execute(*planned).await {
+            // A change runs in the session that planned it, whichever
+            // connection redeems the ticket.
+            Work::Planned(work) => match work.0.execute(work.1).await {
                 Ok(output) => output,
                 Err(e) => {
                     self.tickets.finish(&handle);
@@ -294,6 +320,30 @@ impl BluelampFlightSql {
         }
         Ok(outcome)
     }
+}
+
+/// Most client sessions kept at once; the least recently used goes first.
+const MAX_SESSIONS: usize = 10_000;
+
+/// Which client connection a request comes from, if that can be told: the
+/// bearer token it authenticated with (hashed), else its user and TCP peer.
+fn connection_key<T>(request: &Request<T>, identity: &Identity) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let header = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if let Some((scheme, token)) = header.split_once(' ')
+        && scheme.eq_ignore_ascii_case("bearer")
+    {
+        let digest = Sha256::digest(token.trim().as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        return Some(format!("bearer:{hex}"));
+    }
+    request
+        .remote_addr()
+        .map(|peer| format!("peer:{}:{peer}", identity.user))
 }
 
 /// Largest Flight message; larger batches are split.

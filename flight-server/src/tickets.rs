@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bluelamp_engine::{Identity, Planned};
+use bluelamp_engine::{Identity, Planned, Session};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
@@ -19,8 +19,8 @@ const MAX_PER_USER: usize = 1_000;
 
 /// What a ticket runs when it is read.
 pub enum Work {
-    /// A planned statement, started by `DoGet`.
-    Planned(Box<Planned>),
+    /// A planned statement and the session that planned it, started by `DoGet`.
+    Planned(Box<(Session, Planned)>),
     /// One partition of a started query; it does no work until read.
     Stream(SchemaRef, SendableRecordBatchStream),
 }

@@ -6,6 +6,7 @@
 mod config;
 mod local;
 mod provider;
+mod scoped;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use async_trait::async_trait;
 use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::listing::ListingTableUrl;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
@@ -62,12 +62,9 @@ impl SourceFactory for FilesSourceFactory {
             .map_err(|e| SourceError::new(source, e.to_string()))?;
         let root = location_url(source, &config.location)
             .map_err(|e| SourceError::new(source, e.to_string()))?;
-        let (store, store_url) =
-            open_store(&root, &config).map_err(|e| SourceError::unavailable(source, e))?;
+        let store = open_store(&root, &config).map_err(|e| SourceError::unavailable(source, e))?;
 
         let ctx = SessionContext::new();
-        ctx.runtime_env()
-            .register_object_store(store_url.as_ref(), Arc::clone(&store));
         let state = ctx.state();
 
         let discovered = discover(store.as_ref(), &root).await.map_err(|e| {
@@ -140,8 +137,23 @@ impl SourceFactory for FilesSourceFactory {
                 .map(parse_schema)
                 .transpose()
                 .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
-            let url = ListingTableUrl::parse(&plan.url)
+            // The table reads through a store of its own, limited to its
+            // location and registered under a URL no other table uses.
+            let table_url = Url::parse(&plan.url)
                 .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
+            let scope = store_path(&table_url);
+            let own_url = scoped::table_store_url(&source.name)
+                .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
+            let own_store: Arc<dyn ObjectStore> =
+                Arc::new(scoped::ScopedStore::new(Arc::clone(&store), scope));
+            ctx.runtime_env()
+                .register_object_store(own_url.as_ref(), Arc::clone(&own_store));
+            let url = ListingTableUrl::parse(format!(
+                "{}{}",
+                own_url.as_str().trim_end_matches('/'),
+                table_url.path()
+            ))
+            .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
             let table = build_table(&state, url, options, schema)
                 .await
                 .map_err(|e| {
@@ -152,11 +164,7 @@ impl SourceFactory for FilesSourceFactory {
                 })?;
             tables.insert(
                 name,
-                Arc::new(FilesTableProvider::new(
-                    table,
-                    store_url.clone(),
-                    Arc::clone(&store),
-                )),
+                Arc::new(FilesTableProvider::new(table, own_url, own_store)),
             );
         }
         Ok(ConnectedSource {
@@ -215,10 +223,7 @@ fn location_url(source: &SourceConfig, location: &str) -> Result<Url, ConfigErro
     }
 }
 
-fn open_store(
-    root: &Url,
-    config: &FilesConfig,
-) -> Result<(Arc<dyn ObjectStore>, ObjectStoreUrl), String> {
+fn open_store(root: &Url, config: &FilesConfig) -> Result<Arc<dyn ObjectStore>, String> {
     if root.scheme() == "file" {
         let path = root
             .to_file_path()
@@ -226,16 +231,11 @@ fn open_store(
         if !path.is_dir() {
             return Err(format!("folder {} does not exist", path.display()));
         }
-        return Ok((
-            Arc::new(local::LocalFiles::new()),
-            ObjectStoreUrl::local_filesystem(),
-        ));
+        return Ok(Arc::new(local::LocalFiles::new()));
     }
     let (store, _) = object_store::parse_url_opts(root, config.storage.iter())
         .map_err(|e| format!("cannot open {}: {e}", redact_url(root)))?;
-    let base = format!("{}://{}", root.scheme(), root.authority());
-    let store_url = ObjectStoreUrl::parse(&base).map_err(|e| e.to_string())?;
-    Ok((Arc::from(store), store_url))
+    Ok(Arc::from(store))
 }
 
 /// A URL without user info, for messages.

@@ -199,6 +199,11 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         let mut text = live_config(&systems, &options);
         text.push_str(&local_user_config()?);
+        let audit_path = dir.join("audit").join("audit.jsonl");
+        text.push_str(&format!(
+            "\n[audit]\npath = {}\n",
+            toml::Value::String(audit_path.display().to_string())
+        ));
         if args.listen.is_some() {
             let hash =
                 bluelamp_flight_server::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
@@ -225,8 +230,12 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|s| format!("{}={}", s.kind.name(), s.url))
                 .collect();
+            let audit = engine
+                .audit_log()
+                .map(|log| log.path().display().to_string())
+                .unwrap_or_default();
             println!(
-                "ready {} flight=grpc://{} user={DEMO_USER} password={DEMO_PASSWORD}",
+                "ready {} flight=grpc://{} user={DEMO_USER} password={DEMO_PASSWORD} audit={audit}",
                 urls.join(" "),
                 server.addr
             );

@@ -5,9 +5,11 @@
 //! - `bluelamp serve`: the Arrow Flight SQL endpoint for BI tools and notebooks.
 //! - `bluelamp hash-password`: an Argon2 hash for a `[[user]]` entry.
 //! - `bluelamp demo`: the built-in demo force.
+//! - `bluelamp audit verify|search`: check and read the audit trail.
 //!
 //! Errors print as one line on stderr; the exit code is non-zero on any failure.
 
+mod audit;
 mod check;
 mod demo;
 mod output;
@@ -69,6 +71,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run one of the demo force's HTTP systems (cad, rms, stops) on its own.
     Simulate(simulate::SimulateArgs),
+    /// Check or search the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Options shared by every command that runs SQL.
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         Command::HashPassword => serve::hash_password(),
         Command::Demo(args) => demo::run(&rt, args),
         Command::Simulate(args) => simulate::run(&rt, args),
+        Command::Audit(command) => audit::run(command),
     };
     match result {
         Ok(code) => code,

@@ -152,7 +152,7 @@ fn running_as_a_configured_user() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("bluelamp.toml"),
-        "[local]\nuser = \"ann\"\n\n[[user]]\nname = \"ann\"\nroles = [\"exporter\"]\n\n[[user]]\nname = \"bob\"\n\n[[policy.files]]\nusers = [\"ann\"]\ncopy_to = [\"out\"]\n",
+        "[local]\nuser = \"ann\"\n\n[[user]]\nname = \"ann\"\nroles = [\"exporter\"]\n\n[[user]]\nname = \"bob\"\n\n[[policy.files]]\nusers = [\"ann\"]\ncopy_to = [\"out\"]\n\n[audit]\npath = \"audit.jsonl\"\n",
     )
     .unwrap();
     std::fs::create_dir_all(tmp.path().join("out")).unwrap();
@@ -172,6 +172,44 @@ fn running_as_a_configured_user() {
         text(&nobody.stderr).contains("no [[user]] named 'nobody'"),
         "{}",
         text(&nobody.stderr)
+    );
+}
+
+#[test]
+fn the_demo_audits_and_audit_verify_catches_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = demo(tmp.path(), "SELECT count(*) AS n FROM cad.incidents", "csv");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let trail = tmp.path().join("demo/seed-1-scale-0.01/audit/audit.jsonl");
+    let trail_arg = trail.display().to_string();
+    let ok = bluelamp(tmp.path(), &["audit", "verify", &trail_arg]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("intact"), "{}", text(&ok.stdout));
+    let found = bluelamp(
+        tmp.path(),
+        &[
+            "audit",
+            "search",
+            &trail_arg,
+            "--table",
+            "cad.incidents",
+            "--user",
+            "officer",
+        ],
+    );
+    assert!(
+        text(&found.stdout).contains("\"event\":\"statement\""),
+        "{}",
+        text(&found.stdout)
+    );
+    let original = std::fs::read_to_string(&trail).unwrap();
+    std::fs::write(&trail, original.replacen("officer", "someone", 1)).unwrap();
+    let broken = bluelamp(tmp.path(), &["audit", "verify", &trail_arg]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        text(&broken.stdout).starts_with("BROKEN"),
+        "{}",
+        text(&broken.stdout)
     );
 }
 

@@ -37,6 +37,8 @@ pub struct Config {
     pub local: LocalSettings,
     /// Access policy (`[policy]`), resolved.
     pub policy: crate::policy::Policy,
+    /// The audit trail (`[audit]`).
+    pub audit: crate::audit::AuditSettings,
     /// One entry per `[[source]]`, in file order.
     pub sources: Vec<SourceConfig>,
 }
@@ -275,6 +277,8 @@ struct RawConfig {
     #[serde(default)]
     policy: RawPolicy,
     #[serde(default)]
+    audit: crate::audit::AuditSettings,
+    #[serde(default)]
     source: Vec<toml::Spanned<toml::Table>>,
 }
 
@@ -470,6 +474,50 @@ impl Config {
             ));
         }
         let policy = resolve_policy(&origin, raw.policy, &users)?;
+        let mut audit = raw.audit;
+        let audit_at = |key: &str| {
+            let start = origin.text.find("[audit]");
+            start.map(|t| find_key(&origin.text, &(t..origin.text.len()), key).unwrap_or(t))
+        };
+        if let Some(path) = &mut audit.path
+            && path.is_relative()
+        {
+            *path = origin.base_dir.join(&*path);
+        }
+        if audit.path.is_none() && !policy.files.is_empty() {
+            return Err(ConfigError::invalid(
+                &origin,
+                origin.text.find("[[policy."),
+                "audit.path".into(),
+                "policies are configured, so an audit trail is required: add `[audit]` with `path = \"...\"`".into(),
+            ));
+        }
+        if audit.rotate_bytes == 0 {
+            return Err(ConfigError::invalid(
+                &origin,
+                audit_at("rotate_bytes"),
+                "audit.rotate_bytes".into(),
+                "a file holds at least one record; use e.g. 67108864".into(),
+            ));
+        }
+        if !audit.require_purpose.is_empty() && audit.path.is_none() {
+            return Err(ConfigError::invalid(
+                &origin,
+                audit_at("require_purpose"),
+                "audit.require_purpose".into(),
+                "a purpose is recorded in the audit trail: set `path` too".into(),
+            ));
+        }
+        for name in &audit.require_purpose {
+            if !pending.iter().any(|(n, ..)| n == name) {
+                return Err(ConfigError::invalid(
+                    &origin,
+                    audit_at("require_purpose"),
+                    "audit.require_purpose".into(),
+                    format!("there is no source named '{name}'"),
+                ));
+            }
+        }
 
         let origin = Arc::new(origin);
         let sources = pending
@@ -489,6 +537,7 @@ impl Config {
             users,
             local: raw.local,
             policy,
+            audit,
             sources,
         })
     }

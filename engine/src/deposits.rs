@@ -28,6 +28,10 @@ extensions_options! {
         /// `send` (default) sends deposits; `validate` checks every row and
         /// records the requests that would be sent, without sending them.
         pub deposit_mode: String, default = "send".to_string()
+        /// Why the user is consulting the data, recorded with every statement
+        /// in the audit trail (and required where `[audit] require_purpose`
+        /// names a source the statement reads).
+        pub purpose: String, default = String::new()
     }
 }
 
@@ -81,6 +85,11 @@ impl DepositJournal {
             }
             Err(_) => 0,
         }
+    }
+
+    /// The number of the latest statement (0 before any).
+    pub fn last_statement(&self) -> u64 {
+        self.inner.lock().map(|inner| inner.0).unwrap_or(0)
     }
 
     /// Records a statement's outcomes.

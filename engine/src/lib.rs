@@ -24,6 +24,7 @@
 //!   [`ErrorKind`] that front ends map to their own codes.
 //!
 //! Modules:
+//! - [`audit`]: the hash-chained, fsynced audit trail of every statement.
 //! - [`config`]: the typed `bluelamp.toml` model, `${ENV}` secrets, located errors.
 //! - [`source`]: the connector contract ([`SourceFactory`], [`SourceError`]).
 //! - [`catalog`]: source schemas with live status, and the `bluelamp` system schema.
@@ -38,6 +39,7 @@
 //! - [`source_joins`]: joins between one database's tables regrouped so the database runs them.
 //! - [`error`]: [`QueryError`] and its classification.
 
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod deposits;

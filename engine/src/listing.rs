@@ -89,6 +89,7 @@ impl Session {
             });
         }
         out.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
+        self.audit_metadata("list tables", out.len());
         out
     }
 

@@ -82,6 +82,7 @@ pub struct Engine {
 
 struct EngineInner {
     config: Config,
+    audit: Option<crate::audit::AuditLog>,
     sources: Vec<Arc<SourceSchema>>,
     system: Arc<dyn SchemaProvider>,
 }
@@ -131,8 +132,22 @@ impl Engine {
         .map(Arc::new)
         .collect::<Vec<_>>();
         let system = Arc::new(SystemSchema::new(sources.clone()));
+        let audit = match &config.audit.path {
+            Some(path) => Some(
+                crate::audit::AuditLog::open(path, config.audit.rotate_bytes).map_err(|e| {
+                    ConfigError::Invalid {
+                        file: path.display().to_string(),
+                        line: None,
+                        key: "audit.path".into(),
+                        message: e.message,
+                    }
+                })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(EngineInner {
+                audit,
                 config,
                 sources,
                 system,
@@ -190,9 +205,20 @@ impl Engine {
         }
     }
 
+    /// The audit trail, where one is configured.
+    pub fn audit_log(&self) -> Option<&crate::audit::AuditLog> {
+        self.inner.audit.as_ref()
+    }
+
     /// A session for `identity`. Sessions share sources but have their own
     /// settings and scratch schema.
     pub fn session(&self, identity: Identity) -> Session {
+        self.session_from(identity, None)
+    }
+
+    /// A session for `identity` calling from network address `client`,
+    /// which the audit trail records.
+    pub fn session_from(&self, identity: Identity, client: Option<String>) -> Session {
         let principal = Arc::new(self.principal(&identity));
         let catalog = MemoryCatalogProvider::new();
         // Registering into a fresh memory catalog cannot fail.
@@ -249,6 +275,7 @@ impl Engine {
             ctx,
             identity,
             principal,
+            client,
             engine: self.clone(),
         }
     }
@@ -324,9 +351,10 @@ impl OptimizerRule for FederateLoneScans {
 #[derive(Clone)]
 pub struct Session {
     pub(crate) ctx: SessionContext,
-    identity: Identity,
-    principal: Arc<Principal>,
-    engine: Engine,
+    pub(crate) identity: Identity,
+    pub(crate) principal: Arc<Principal>,
+    pub(crate) client: Option<String>,
+    pub(crate) engine: Engine,
 }
 
 /// One parsed SQL statement, ready to run.
@@ -345,8 +373,8 @@ impl std::fmt::Display for Statement {
 /// Clones share nothing mutable, so a prepared statement can run many times.
 #[derive(Clone)]
 pub struct Planned {
-    plan: LogicalPlan,
-    sql: String,
+    pub(crate) plan: LogicalPlan,
+    pub(crate) sql: String,
 }
 
 impl Planned {
@@ -508,20 +536,23 @@ impl Session {
     /// A [`QueryError`] for unknown tables, type errors, or a source that is down.
     pub async fn plan(&self, statement: &Statement) -> Result<Planned, QueryError> {
         let state = self.ctx.state();
-        self.check_schemas(&state, statement)
-            .map_err(|e| self.audit_failure(&statement.to_string(), e))?;
-        let plan = state
-            .statement_to_plan(statement.inner.clone())
-            .await
-            .map_err(|e| self.audit_failure(&statement.to_string(), QueryError::from(e)))?;
-        crate::policy::guard::check_plan(
+        let sql = statement.to_string();
+        if let Err(e) = self.check_schemas(&state, statement) {
+            return Err(self.audit_failure(&sql, e).await);
+        }
+        let plan = match state.statement_to_plan(statement.inner.clone()).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.audit_failure(&sql, QueryError::from(e)).await),
+        };
+        if let Err(e) = crate::policy::guard::check_plan(
             &plan,
             &self.principal,
             &self.engine.config().policy,
             CATALOG,
             SCRATCH_SCHEMA,
-        )
-        .map_err(|e| self.audit_failure(&statement.to_string(), e))?;
+        ) {
+            return Err(self.audit_failure(&sql, e).await);
+        }
         Ok(Planned {
             plan,
             sql: statement.to_string(),
@@ -532,9 +563,11 @@ impl Session {
     /// start streaming.
     ///
     /// # Errors
-    /// A [`QueryError`] if execution cannot start.
+    /// A [`QueryError`] if execution cannot start, or if its audit record
+    /// cannot be written (then nothing runs).
     pub async fn execute(&self, planned: Planned) -> Result<QueryOutput, QueryError> {
         let started = Instant::now();
+        let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
@@ -543,7 +576,11 @@ impl Session {
             Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
         }
         .await;
-        self.audit_start(&sql, started, result)
+        let mut output = self.audit_start(&sql, started, result).await?;
+        if let Some(completion) = completion {
+            output.stream = completion.wrap(output.stream);
+        }
+        Ok(output)
     }
 
     /// Starts a statement as one stream per output partition of its physical
@@ -552,12 +589,14 @@ impl Session {
     /// BY`) has one partition.
     ///
     /// # Errors
-    /// A [`QueryError`] if execution cannot start.
+    /// A [`QueryError`] if execution cannot start, or if its audit record
+    /// cannot be written (then nothing runs).
     pub async fn execute_partitioned(
         &self,
         planned: Planned,
     ) -> Result<PartitionedOutput, QueryError> {
         let started = Instant::now();
+        let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
@@ -566,10 +605,18 @@ impl Session {
             Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
         }
         .await;
-        self.audit_start(&sql, started, result)
+        let mut output = self.audit_start(&sql, started, result).await?;
+        if let Some(completion) = completion {
+            output.streams = output
+                .streams
+                .into_iter()
+                .map(|stream| completion.wrap(stream))
+                .collect();
+        }
+        Ok(output)
     }
 
-    fn audit_start<T>(
+    async fn audit_start<T>(
         &self,
         sql: &str,
         started: Instant,
@@ -587,7 +634,7 @@ impl Session {
                 );
                 Ok(output)
             }
-            Err(e) => Err(self.audit_failure(sql, QueryError::from(e))),
+            Err(e) => Err(self.audit_failure(sql, QueryError::from(e)).await),
         }
     }
 
@@ -700,7 +747,7 @@ impl Session {
         Ok(())
     }
 
-    fn audit_failure(&self, sql: &str, error: QueryError) -> QueryError {
+    async fn audit_failure(&self, sql: &str, error: QueryError) -> QueryError {
         tracing::info!(
             target: "bluelamp::audit",
             user = %self.identity.user,
@@ -709,6 +756,22 @@ impl Session {
             sql = %sql,
             "statement failed"
         );
-        error
+        let Some(log) = self.engine.audit_log() else {
+            return error;
+        };
+        let mut record = self.audit_record("statement", sql);
+        record.outcome = if error.kind == ErrorKind::PermissionDenied {
+            "refused".into()
+        } else {
+            "error".into()
+        };
+        record.error = Some(error.message.clone());
+        match log.append(record).await {
+            Ok(_) => error,
+            Err(audit) => QueryError::new(
+                ErrorKind::Unavailable,
+                format!("{}; and {audit}", error.message),
+            ),
+        }
     }
 }

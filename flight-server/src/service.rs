@@ -107,8 +107,9 @@ impl BluelampFlightSql {
     async fn session<T>(&self, request: &Request<T>) -> Result<Session, Status> {
         let identity = self.auth.authenticate(request.metadata()).await?;
         let key = connection_key(request, &identity);
+        let client = request.remote_addr().map(|a| a.to_string());
         let new_session = || {
-            let session = self.engine.session(identity.clone());
+            let session = self.engine.session_from(identity.clone(), client.clone());
             session.set_batch_size(self.engine.config().server.batch_size);
             session
         };

@@ -28,6 +28,11 @@ struct Server {
 /// A `cad` and an `rms` file source; `analyst` (no grants) and `exporter`
 /// (may COPY into `exports/` and read `shared/` as external tables).
 async fn start() -> Server {
+    start_with("[audit]\npath = \"audit/audit.jsonl\"\n").await
+}
+
+/// [`start`] with another `[audit]` section.
+async fn start_with(audit: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     for folder in ["cad", "rms", "exports", "shared", "secret"] {
         std::fs::create_dir_all(dir.path().join(folder)).unwrap();
@@ -61,6 +66,8 @@ roles = ["exporter"]
 roles = ["exporter"]
 copy_to = ["exports"]
 external_tables = ["shared"]
+
+{audit}
 
 [[source]]
 name = "cad"
@@ -416,4 +423,184 @@ async fn two_connections_of_one_user_do_not_share_a_session() {
     assert_eq!(strings(&batches, "y"), ["2"]);
     assert!(run(&mut basic_b, "SELECT y FROM only_a").await.is_err());
     s.server.shutdown().await;
+}
+
+fn trail(dir: &tempfile::TempDir) -> Vec<bluelamp_engine::audit::AuditRecord> {
+    let path = dir.path().join("audit/audit.jsonl");
+    bluelamp_engine::audit::search(&path, &Default::default()).unwrap()
+}
+
+#[tokio::test]
+async fn every_statement_is_in_the_audit_trail() {
+    let s = start().await;
+    let mut c = login(&s, "analyst").await;
+    c.execute_update(
+        "SET bluelamp.purpose = 'Op Bluebell: missing person'".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let batches = query(
+        &mut c,
+        "SELECT i.urn, c.crime_reference FROM cad.incidents i JOIN rms.crimes c ON c.incident_urn = i.urn",
+    )
+    .await;
+    assert_eq!(strings(&batches, "urn"), ["CAD-1"]);
+    assert!(
+        run(&mut c, "COPY (SELECT 1) TO '/tmp/x.csv'")
+            .await
+            .is_err()
+    );
+    assert!(
+        run(&mut c, "SELECT nosuch FROM cad.incidents")
+            .await
+            .is_err()
+    );
+    s.server.shutdown().await;
+    let records = trail(&s.dir);
+    let query_record = records
+        .iter()
+        .find(|r| r.event == "statement" && r.statement.contains("JOIN"))
+        .expect("the query's record");
+    assert_eq!(query_record.user, "analyst");
+    assert_eq!(query_record.auth, "token");
+    assert!(
+        query_record
+            .client
+            .as_deref()
+            .is_some_and(|c| c.starts_with("127.0.0.1:"))
+    );
+    assert_eq!(
+        query_record.purpose.as_deref(),
+        Some("Op Bluebell: missing person")
+    );
+    assert_eq!(query_record.sources, ["cad", "rms"]);
+    assert_eq!(query_record.tables, ["cad.incidents", "rms.crimes"]);
+    for column in [
+        "cad.incidents.urn",
+        "rms.crimes.crime_reference",
+        "rms.crimes.incident_urn",
+    ] {
+        assert!(
+            query_record.columns.iter().any(|c| c == column),
+            "{:?}",
+            query_record.columns
+        );
+    }
+    assert!(
+        !query_record
+            .columns
+            .iter()
+            .any(|c| c == "cad.incidents.grade")
+    );
+    let completed = records
+        .iter()
+        .find(|r| r.event == "completed" && r.statement_seq == Some(query_record.seq))
+        .expect("the query's completion");
+    assert_eq!(
+        (completed.rows, completed.outcome.as_str()),
+        (Some(1), "ok")
+    );
+    assert_eq!(completed.recipient.as_deref(), Some("analyst"));
+    let refused = records
+        .iter()
+        .find(|r| r.statement.contains("COPY"))
+        .unwrap();
+    assert_eq!(refused.outcome, "refused");
+    assert!(refused.error.as_deref().unwrap().contains("no grant"));
+    let failed = records
+        .iter()
+        .find(|r| r.statement.contains("nosuch"))
+        .unwrap();
+    assert_eq!(failed.outcome, "error");
+    let path = s.dir.path().join("audit/audit.jsonl");
+    assert_eq!(
+        bluelamp_engine::audit::verify(&path).unwrap(),
+        records.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn concurrent_clients_write_one_unbroken_chain() {
+    let s = start().await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut c = login(&s, "analyst").await;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let batches = query(&mut c, "SELECT count(*) AS n FROM cad.incidents").await;
+                assert_eq!(strings(&batches, "n"), ["2"]);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    s.server.shutdown().await;
+    // Completion records are written as results end; give the writer a moment.
+    let path = s.dir.path().join("audit/audit.jsonl");
+    let mut statements = 0;
+    for _ in 0..50 {
+        let records = trail(&s.dir);
+        statements = records.iter().filter(|r| r.event == "completed").count();
+        if statements == 40 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(statements, 40);
+    assert!(bluelamp_engine::audit::verify(&path).is_ok());
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_unwritable_audit_trail_refuses_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+    let s = start_with(&format!("[audit]\npath = \"{}\"\n", full.display())).await;
+    let mut c = login(&s, "analyst").await;
+    let e = run(&mut c, "SELECT urn FROM cad.incidents")
+        .await
+        .unwrap_err();
+    assert!(e.contains(tonic::Code::Unavailable.description()), "{e}");
+    assert!(e.contains("audit log"), "{e}");
+    assert!(!e.contains("CAD-1"), "{e}");
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_required_purpose_must_be_stated_first() {
+    let s =
+        start_with("[audit]\npath = \"audit/audit.jsonl\"\nrequire_purpose = [\"rms\"]\n").await;
+    let mut c = login(&s, "analyst").await;
+    // Sources that need no purpose answer without one.
+    let batches = query(&mut c, "SELECT count(*) AS n FROM cad.incidents").await;
+    assert_eq!(strings(&batches, "n"), ["2"]);
+    let e = run(&mut c, "SELECT * FROM rms.crimes").await.unwrap_err();
+    assert!(
+        e.contains(tonic::Code::PermissionDenied.description()),
+        "{e}"
+    );
+    assert!(e.contains("SET bluelamp.purpose"), "{e}");
+    c.execute_update("SET bluelamp.purpose = 'case 42'".into(), None)
+        .await
+        .unwrap();
+    let batches = query(&mut c, "SELECT crime_reference FROM rms.crimes").await;
+    assert_eq!(strings(&batches, "crime_reference"), ["CRN/1"]);
+    // The purpose belongs to this connection, not to the user.
+    let mut other = login(&s, "analyst").await;
+    assert!(run(&mut other, "SELECT * FROM rms.crimes").await.is_err());
+    s.server.shutdown().await;
+    let records = trail(&s.dir);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.outcome == "refused" && r.tables == ["rms.crimes"])
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.purpose.as_deref() == Some("case 42") && r.tables == ["rms.crimes"])
+    );
 }

@@ -1,0 +1,316 @@
+//! The audit writer: one thread, group commit, a hash chain across rotated files.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use sha2::{Digest, Sha256};
+
+use super::{AuditRecord, GENESIS};
+
+/// Records taken into one write and one fsync at most.
+const MAX_BATCH: usize = 4096;
+
+/// The audit trail could not be written or read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the audit log {path} cannot be written: {message}")]
+pub struct AuditError {
+    /// The trail's file.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+struct Job {
+    record: AuditRecord,
+    done: Option<tokio::sync::oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+/// A handle on the trail; clones share the one writer thread.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Where the chain stands: the last record's number and the hash of its line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    /// The last record's `seq` (0 before any).
+    pub seq: u64,
+    /// SHA-256 of its line ([`GENESIS`] before any).
+    pub hash: String,
+}
+
+/// The head file beside a trail.
+pub fn head_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".head");
+    PathBuf::from(name)
+}
+
+/// A rotated file's name: `PATH.000001`, ...
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(format!(".{n:06}"));
+    PathBuf::from(name)
+}
+
+/// The rotated files of a trail, oldest first.
+pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for n in 1.. {
+        let candidate = rotated_path(path, n);
+        if !candidate.exists() {
+            break;
+        }
+        out.push(candidate);
+    }
+    out
+}
+
+/// SHA-256 of a line, in hex.
+pub fn hash_line(line: &[u8]) -> String {
+    Sha256::digest(line)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl AuditLog {
+    /// Opens (or creates) the trail at `path` and continues its chain.
+    ///
+    /// # Errors
+    /// The folder cannot be created, the file cannot be opened, or its last
+    /// record cannot be read.
+    pub fn open(path: &Path, rotate_bytes: u64) -> Result<Self, AuditError> {
+        let fail = |message: String| AuditError {
+            path: path.display().to_string(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let head = last_record(path).map_err(fail)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| fail(e.to_string()))?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let mut writer = Writer {
+            path: path.to_path_buf(),
+            file,
+            head,
+            rotate_bytes: rotate_bytes.max(1),
+        };
+        std::thread::Builder::new()
+            .name("bluelamp-audit".into())
+            .spawn(move || writer.run(&queue))
+            .map_err(|e| fail(format!("cannot start the writer: {e}")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            jobs,
+        })
+    }
+
+    /// The trail's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends a record and waits until it is on disk; returns its `seq`.
+    ///
+    /// # Errors
+    /// [`AuditError`] if it could not be written and flushed.
+    pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job {
+                record,
+                done: Some(done),
+            })
+            .map_err(|_| self.stopped())?;
+        wait.await.map_err(|_| self.stopped())?
+    }
+
+    /// Appends a record without waiting (a result stream's end, which
+    /// cannot wait). A failure is logged.
+    pub fn append_detached(&self, record: AuditRecord) {
+        if self.jobs.send(Job { record, done: None }).is_err() {
+            tracing::error!(target: "bluelamp::audit", "{}", self.stopped());
+        }
+    }
+
+    fn stopped(&self) -> AuditError {
+        AuditError {
+            path: self.path.display().to_string(),
+            message: "the audit writer has stopped".into(),
+        }
+    }
+}
+
+/// The last record's number and hash: the head of the newest non-empty file.
+fn last_record(path: &Path) -> Result<Head, String> {
+    let mut files = rotated_files(path);
+    files.push(path.to_path_buf());
+    for file in files.iter().rev() {
+        // Only regular files are read; a device (say /dev/full in a test)
+        // holds no records.
+        if !std::fs::metadata(file).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let reader = BufReader::new(
+            File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        );
+        let mut last: Option<String> = None;
+        for line in reader.lines() {
+            let line = line.map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            if !line.is_empty() {
+                last = Some(line);
+            }
+        }
+        if let Some(line) = last {
+            let record: AuditRecord = serde_json::from_str(&line).map_err(|e| {
+                format!(
+                    "its last line is not an audit record ({e}); run `bluelamp audit verify {}`",
+                    path.display()
+                )
+            })?;
+            return Ok(Head {
+                seq: record.seq,
+                hash: hash_line(line.as_bytes()),
+            });
+        }
+    }
+    Ok(Head {
+        seq: 0,
+        hash: GENESIS.to_string(),
+    })
+}
+
+struct Writer {
+    path: PathBuf,
+    file: File,
+    head: Head,
+    rotate_bytes: u64,
+}
+
+impl Writer {
+    fn run(&mut self, queue: &mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (outcome, seqs) = self.write(&mut batch);
+            for (job, seq) in batch.into_iter().zip(seqs) {
+                let answer = outcome.clone().map(|()| seq);
+                if let Err(e) = &answer {
+                    tracing::error!(target: "bluelamp::audit", "{e}");
+                }
+                if let Some(done) = job.done {
+                    let _ = done.send(answer);
+                }
+            }
+        }
+    }
+
+    /// Writes a batch and flushes it; on failure the file is cut back to
+    /// where it was, so no half-written record is left in the chain.
+    fn write(&mut self, batch: &mut [Job]) -> (Result<(), AuditError>, Vec<u64>) {
+        let before = self.head.clone();
+        let start_len = self.file.metadata().map(|m| m.len()).ok();
+        let mut bytes = Vec::with_capacity(batch.len() * 512);
+        let mut seqs = Vec::with_capacity(batch.len());
+        let mut head = self.head.clone();
+        for job in batch.iter_mut() {
+            job.record.seq = head.seq + 1;
+            job.record.prev = head.hash.clone();
+            let line = match serde_json::to_vec(&job.record) {
+                Ok(line) => line,
+                Err(e) => {
+                    return (
+                        Err(self.error(format!("cannot encode a record: {e}"))),
+                        vec![0; batch.len()],
+                    );
+                }
+            };
+            head = Head {
+                seq: job.record.seq,
+                hash: hash_line(&line),
+            };
+            seqs.push(job.record.seq);
+            bytes.extend_from_slice(&line);
+            bytes.push(b'\n');
+        }
+        let written = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            if let Some(len) = start_len {
+                let _ = self.file.set_len(len);
+            }
+            self.head = before;
+            return (Err(self.error(e.to_string())), seqs);
+        }
+        self.head = head;
+        if let Err(e) = self.write_head() {
+            return (
+                Err(self.error(format!("cannot update the head file: {e}"))),
+                seqs,
+            );
+        }
+        if let Err(e) = self.rotate_if_full() {
+            tracing::error!(target: "bluelamp::audit", "cannot rotate {}: {e}", self.path.display());
+        }
+        (Ok(()), seqs)
+    }
+
+    /// Replaces the head file atomically (write, flush, rename).
+    fn write_head(&self) -> std::io::Result<()> {
+        let head = head_path(&self.path);
+        let mut temporary = head.as_os_str().to_os_string();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        let text = serde_json::to_vec(&self.head).map_err(std::io::Error::other)?;
+        let mut file = File::create(&temporary)?;
+        file.write_all(&text)?;
+        file.sync_data()?;
+        std::fs::rename(&temporary, &head)
+    }
+
+    fn rotate_if_full(&mut self) -> std::io::Result<()> {
+        let Ok(meta) = std::fs::metadata(&self.path) else {
+            return Ok(());
+        };
+        if !meta.is_file() || meta.len() < self.rotate_bytes {
+            return Ok(());
+        }
+        let n = u32::try_from(rotated_files(&self.path).len() + 1).unwrap_or(u32::MAX);
+        std::fs::rename(&self.path, rotated_path(&self.path, n))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        if let Some(parent) = self.path.parent()
+            && let Ok(dir) = File::open(parent)
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    fn error(&self, message: String) -> AuditError {
+        AuditError {
+            path: self.path.display().to_string(),
+            message,
+        }
+    }
+}

@@ -109,8 +109,7 @@ impl FileGrant {
 
     /// Whether this grant names the principal.
     pub fn applies_to(&self, principal: &Principal) -> bool {
-        self.users.contains(&principal.user)
-            || self.roles.iter().any(|r| principal.has_role(r))
+        self.users.contains(&principal.user) || self.roles.iter().any(|r| principal.has_role(r))
     }
 
     /// The locations this grant allows for `access`.

@@ -15,8 +15,10 @@
 //! - [`slt`]: the sqllogictest adapter over a Bluelamp session.
 //! - [`fixtures`]: engines over generated demo data.
 //! - [`plans`]: row counts read from `EXPLAIN ANALYZE` output.
+//! - [`flight_client`]: reading Flight SQL results in tests.
 
 pub mod fixtures;
+pub mod flight_client;
 pub mod plans;
 pub mod services;
 pub mod slt;

@@ -19,6 +19,7 @@ use arrow_flight::sql::{CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTa
 use arrow_flight::{CancelFlightInfoRequest, CancelStatus, FlightInfo};
 use bluelamp_engine::{Config, Engine};
 use bluelamp_flight_server::{RunningServer, hash_password, serve};
+use bluelamp_tests::flight_client::{fetch, strings};
 use futures::TryStreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity as TlsIdentity};
 
@@ -85,19 +86,6 @@ async fn logged_in(server: &Server) -> FlightSqlServiceClient<Channel> {
     c
 }
 
-async fn fetch(
-    c: &mut FlightSqlServiceClient<Channel>,
-    info: FlightInfo,
-) -> Result<Vec<RecordBatch>, arrow_flight::error::FlightError> {
-    let mut out = Vec::new();
-    for endpoint in info.endpoint {
-        let ticket = endpoint.ticket.unwrap();
-        let stream = c.do_get(ticket).await?;
-        out.extend(stream.try_collect::<Vec<_>>().await?);
-    }
-    Ok(out)
-}
-
 async fn query(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
     let info = c.execute(sql.to_string(), None).await.unwrap();
     fetch(c, info).await.unwrap()
@@ -106,20 +94,6 @@ async fn query(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<Record
 /// Whether an error's text carries a gRPC code.
 fn has_code(e: &impl std::fmt::Display, code: tonic::Code) -> bool {
     e.to_string().contains(code.description())
-}
-
-fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c = b.column_by_name(column).unwrap();
-            let c = arrow::compute::cast(c, &DataType::Utf8).unwrap();
-            c.as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap_or("NULL").to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -11,13 +11,11 @@
     reason = "tests"
 )]
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::DataType;
-use arrow_flight::FlightInfo;
+use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use bluelamp_engine::{Config, Engine};
 use bluelamp_flight_server::{RunningServer, hash_password, serve};
-use futures::TryStreamExt;
+use bluelamp_tests::flight_client::{fetch, strings};
 use tonic::transport::Channel;
 
 struct Server {
@@ -105,18 +103,6 @@ async fn login(server: &Server, user: &str) -> FlightSqlServiceClient<Channel> {
     c
 }
 
-async fn fetch(
-    c: &mut FlightSqlServiceClient<Channel>,
-    info: FlightInfo,
-) -> Result<Vec<RecordBatch>, arrow_flight::error::FlightError> {
-    let mut out = Vec::new();
-    for endpoint in info.endpoint {
-        let stream = c.do_get(endpoint.ticket.unwrap()).await?;
-        out.extend(stream.try_collect::<Vec<_>>().await?);
-    }
-    Ok(out)
-}
-
 /// Runs a statement as a query, then as an update, returning the first
 /// error; Ok if both paths accept it.
 async fn run(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<(), String> {
@@ -124,20 +110,6 @@ async fn run(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<(), S
         Ok(info) => fetch(c, info).await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }
-}
-
-fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let c =
-                arrow::compute::cast(b.column_by_name(column).unwrap(), &DataType::Utf8).unwrap();
-            c.as_string::<i32>()
-                .iter()
-                .map(|v| v.unwrap_or("NULL").to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 async fn query(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {

@@ -576,7 +576,9 @@ impl Session {
             Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
         }
         .await;
-        let mut output = self.audit_start(&sql, started, result).await?;
+        let mut output = self
+            .audit_start(&sql, started, result, completion.as_deref())
+            .await?;
         if let Some(completion) = completion {
             output.stream = completion.wrap(output.stream);
         }
@@ -605,7 +607,9 @@ impl Session {
             Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
         }
         .await;
-        let mut output = self.audit_start(&sql, started, result).await?;
+        let mut output = self
+            .audit_start(&sql, started, result, completion.as_deref())
+            .await?;
         if let Some(completion) = completion {
             output.streams = output
                 .streams
@@ -616,11 +620,15 @@ impl Session {
         Ok(output)
     }
 
+    /// Logs a statement's start; a statement that fails to start is audited
+    /// by its `completion` (its `statement` record is already written), or
+    /// with a record of its own where there is none.
     async fn audit_start<T>(
         &self,
         sql: &str,
         started: Instant,
         result: Result<T, datafusion::error::DataFusionError>,
+        completion: Option<&crate::audit::trail::Completion>,
     ) -> Result<T, QueryError> {
         match result {
             Ok(output) => {
@@ -634,7 +642,14 @@ impl Session {
                 );
                 Ok(output)
             }
-            Err(e) => Err(self.audit_failure(sql, QueryError::from(e)).await),
+            Err(e) => match completion {
+                Some(completion) => {
+                    let error = QueryError::from(e);
+                    completion.fail(&error.message);
+                    Err(error)
+                }
+                None => Err(self.audit_failure(sql, QueryError::from(e)).await),
+            },
         }
     }
 

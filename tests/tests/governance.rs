@@ -576,3 +576,37 @@ async fn a_required_purpose_must_be_stated_first() {
             .any(|r| r.purpose.as_deref() == Some("case 42") && r.tables == ["rms.crimes"])
     );
 }
+
+#[tokio::test]
+async fn a_statement_that_fails_as_it_starts_is_audited_as_failed() {
+    let s = start().await;
+    let mut c = login(&s, "analyst").await;
+    c.execute_update("CREATE TABLE twice AS SELECT 1 AS x".into(), None)
+        .await
+        .unwrap();
+    // Plans, then fails when it runs: the table is already there.
+    let e = c
+        .execute_update("CREATE TABLE twice AS SELECT 2 AS x".into(), None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    s.server.shutdown().await;
+    let records = trail(&s.dir);
+    let second = records
+        .iter()
+        .filter(|r| r.event == "statement" && r.statement.contains("SELECT 2"))
+        .collect::<Vec<_>>();
+    assert_eq!(second.len(), 1, "one statement record: {second:?}");
+    let completed = records
+        .iter()
+        .find(|r| r.event == "completed" && r.statement_seq == Some(second[0].seq))
+        .expect("its completion");
+    assert_eq!(completed.outcome, "error");
+    assert!(
+        completed
+            .error
+            .as_deref()
+            .is_some_and(|m| m.contains("already exists")),
+        "{completed:?}"
+    );
+}

@@ -127,6 +127,14 @@ impl Completion {
         })
     }
 
+    /// Records that the statement failed before any stream was handed out;
+    /// its `completed` record then says so instead of `ok`.
+    pub fn fail(&self, message: &str) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.get_or_insert_with(|| message.to_string());
+        }
+    }
+
     /// Wraps one of the statement's streams.
     pub fn wrap(self: &Arc<Self>, inner: SendableRecordBatchStream) -> SendableRecordBatchStream {
         self.streams.fetch_add(1, Ordering::Relaxed);

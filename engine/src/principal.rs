@@ -111,21 +111,6 @@ impl Principal {
         self.roles.iter().any(|r| r == role)
     }
 
-    /// One attribute by name, as policy expressions ask for it: `user`,
-    /// `force`, `clearance`, or a free-form attribute. Lists (`roles`,
-    /// `teams`) are joined with commas.
-    pub fn attribute(&self, name: &str) -> Option<String> {
-        match name {
-            "user" => Some(self.user.clone()),
-            "authenticated_by" => Some(self.authenticated_by.clone()),
-            "force" => self.force.clone(),
-            "clearance" => self.clearance.map(|c| c.as_str().to_string()),
-            "roles" => Some(self.roles.join(",")),
-            "teams" => Some(self.teams.join(",")),
-            other => self.attributes.get(other).cloned(),
-        }
-    }
-
     /// The principal a session's configuration carries.
     ///
     /// Every session the engine makes has one; a configuration built some
@@ -150,17 +135,5 @@ mod tests {
         assert!(Clearance::OfficialSensitive < Clearance::Secret);
         let e = "TOP SECRET".parse::<Clearance>().unwrap_err();
         assert!(e.contains("OFFICIAL, OFFICIAL-SENSITIVE or SECRET"), "{e}");
-    }
-
-    #[test]
-    fn attributes_by_name() {
-        let mut p = Principal::bare("ann", "password");
-        p.force = Some("XY".into());
-        p.teams = vec!["major-crime".into(), "cid".into()];
-        p.attributes.insert("station".into(), "north".into());
-        assert_eq!(p.attribute("force").as_deref(), Some("XY"));
-        assert_eq!(p.attribute("teams").as_deref(), Some("major-crime,cid"));
-        assert_eq!(p.attribute("station").as_deref(), Some("north"));
-        assert_eq!(p.attribute("nothing"), None);
     }
 }

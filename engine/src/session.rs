@@ -101,7 +101,8 @@ impl Engine {
     /// does not stop the engine.
     ///
     /// # Errors
-    /// [`ConfigError`] for an unknown kind or options a connector rejects.
+    /// [`ConfigError`] for an unknown kind, options a connector rejects, or
+    /// an audit trail that cannot be opened.
     pub async fn start(config: Config, factories: &FactoryRegistry) -> Result<Self, ConfigError> {
         let mut pending = Vec::new();
         for source in &config.sources {
@@ -118,6 +119,21 @@ impl Engine {
             factory.validate(source)?;
             pending.push((source.clone(), Arc::clone(factory)));
         }
+        // An audit trail that cannot be opened stops the engine before any
+        // source is contacted.
+        let audit = match &config.audit.path {
+            Some(path) => Some(
+                crate::audit::AuditLog::open(path, config.audit.rotate_bytes).map_err(|e| {
+                    ConfigError::Invalid {
+                        file: path.display().to_string(),
+                        line: None,
+                        key: "audit.path".into(),
+                        message: e.message,
+                    }
+                })?,
+            ),
+            None => None,
+        };
         let settings = config.engine.clone();
         let sources = join_all(pending.into_iter().map(|(source, factory)| {
             SourceSchema::connect(
@@ -132,19 +148,6 @@ impl Engine {
         .map(Arc::new)
         .collect::<Vec<_>>();
         let system = Arc::new(SystemSchema::new(sources.clone()));
-        let audit = match &config.audit.path {
-            Some(path) => Some(
-                crate::audit::AuditLog::open(path, config.audit.rotate_bytes).map_err(|e| {
-                    ConfigError::Invalid {
-                        file: path.display().to_string(),
-                        line: None,
-                        key: "audit.path".into(),
-                        message: e.message,
-                    }
-                })?,
-            ),
-            None => None,
-        };
         Ok(Self {
             inner: Arc::new(EngineInner {
                 audit,
@@ -553,10 +556,7 @@ impl Session {
         ) {
             return Err(self.audit_failure(&sql, e).await);
         }
-        Ok(Planned {
-            plan,
-            sql: statement.to_string(),
-        })
+        Ok(Planned { plan, sql })
     }
 
     /// Starts executing a planned statement. DDL and `SET` take effect here; queries

@@ -61,7 +61,7 @@ pub struct BluelampFlightSql {
     engine: Engine,
     auth: Authenticator,
     tickets: Arc<Tickets>,
-    sessions: Mutex<HashMap<String, (Session, Instant)>>,
+    sessions: Mutex<Sessions>,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -93,7 +93,10 @@ impl BluelampFlightSql {
             engine,
             auth,
             tickets: Arc::new(Tickets::new(ticket_ttl)),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions {
+                by_key: HashMap::new(),
+                swept: Instant::now(),
+            }),
             sql_info,
             xdbc,
         })
@@ -119,11 +122,24 @@ impl BluelampFlightSql {
         };
         let now = Instant::now();
         let idle = self.engine.config().server.session_idle;
-        let mut sessions = self
+        let mut store = self
             .sessions
             .lock()
             .map_err(|_| Status::internal("session store unavailable"))?;
-        sessions.retain(|_, (_, used)| now.duration_since(*used) < idle);
+        // Idle sessions are swept now and then, not on every call.
+        if now.duration_since(store.swept) >= idle.min(SWEEP_EVERY) {
+            store
+                .by_key
+                .retain(|_, (_, used)| now.duration_since(*used) < idle);
+            store.swept = now;
+        }
+        let sessions = &mut store.by_key;
+        if sessions
+            .get(&key)
+            .is_some_and(|(_, used)| now.duration_since(*used) >= idle)
+        {
+            sessions.remove(&key);
+        }
         if !sessions.contains_key(&key)
             && sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = sessions
@@ -325,6 +341,15 @@ impl BluelampFlightSql {
 
 /// Most client sessions kept at once; the least recently used goes first.
 const MAX_SESSIONS: usize = 10_000;
+
+/// How often idle sessions are swept out at most.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Client connections' sessions, each with when it was last used.
+struct Sessions {
+    by_key: HashMap<String, (Session, Instant)>,
+    swept: Instant,
+}
 
 /// Which client connection a request comes from, if that can be told: the
 /// bearer token it authenticated with (hashed), else its user and TCP peer.

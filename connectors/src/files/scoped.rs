@@ -48,18 +48,11 @@ impl ScopedStore {
     }
 
     fn inside(&self, location: &Path) -> bool {
-        *location == self.prefix || location.prefix_matches(&self.prefix)
+        inside(&self.prefix, location)
     }
 
     fn check(&self, location: &Path) -> Result<()> {
-        if self.inside(location) {
-            Ok(())
-        } else {
-            Err(object_store::Error::NotFound {
-                path: location.to_string(),
-                source: "outside the table's location".into(),
-            })
-        }
+        check(&self.prefix, location)
     }
 
     /// The listing prefix to use: the table's own when none is asked for.
@@ -68,11 +61,25 @@ impl ScopedStore {
             None => Ok(self.prefix.clone()),
             Some(p) if self.inside(p) => Ok(p.clone()),
             Some(p) if self.prefix.prefix_matches(p) => Ok(self.prefix.clone()),
-            Some(p) => Err(object_store::Error::NotFound {
-                path: p.to_string(),
-                source: "outside the table's location".into(),
-            }),
+            Some(p) => check(&self.prefix, p).map(|()| p.clone()),
         }
+    }
+}
+
+/// Whether `location` is `prefix` or under it (whole segments).
+fn inside(prefix: &Path, location: &Path) -> bool {
+    location == prefix || location.prefix_matches(prefix)
+}
+
+/// `location`, if inside `prefix`; otherwise not found, as if absent.
+fn check(prefix: &Path, location: &Path) -> Result<()> {
+    if inside(prefix, location) {
+        Ok(())
+    } else {
+        Err(object_store::Error::NotFound {
+            path: location.to_string(),
+            source: "outside the table's location".into(),
+        })
     }
 }
 
@@ -120,14 +127,7 @@ impl ObjectStore for ScopedStore {
         let prefix = self.prefix.clone();
         let checked = locations.map(move |location| {
             let location = location?;
-            if location == prefix || location.prefix_matches(&prefix) {
-                Ok(location)
-            } else {
-                Err(object_store::Error::NotFound {
-                    path: location.to_string(),
-                    source: "outside the table's location".into(),
-                })
-            }
+            check(&prefix, &location).map(|()| location)
         });
         self.inner.delete_stream(checked.boxed())
     }

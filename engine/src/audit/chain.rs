@@ -70,6 +70,13 @@ pub fn rotated_files(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every file of a trail, oldest first: its rotated files, then `path`.
+pub fn trail_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = rotated_files(path);
+    files.push(path.to_path_buf());
+    files
+}
+
 /// SHA-256 of a line, in hex.
 pub fn hash_line(line: &[u8]) -> String {
     Sha256::digest(line)
@@ -154,9 +161,7 @@ impl AuditLog {
 
 /// The last record's number and hash: the head of the newest non-empty file.
 fn last_record(path: &Path) -> Result<Head, String> {
-    let mut files = rotated_files(path);
-    files.push(path.to_path_buf());
-    for file in files.iter().rev() {
+    for file in trail_files(path).iter().rev() {
         // Only regular files are read; a device (say /dev/full in a test)
         // holds no records.
         if !std::fs::metadata(file).is_ok_and(|m| m.is_file()) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::AuditRecord;
-use super::trail::{Completion, touched};
+use super::trail::{Completion, DepositCounts, touched};
 use crate::deposits::{BluelampOptions, DepositJournal};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::{Planned, SCRATCH_SCHEMA, Session};
@@ -111,7 +111,7 @@ impl Session {
                         }
                     }
                     counts
-                }) as Box<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>
+                }) as DepositCounts
             });
         Ok(Some(Completion::new(
             log.clone(),

@@ -92,6 +92,9 @@ pub fn touched(
     )
 }
 
+/// Reads a statement's deposit outcomes, counted by kind, when it completes.
+pub type DepositCounts = Box<dyn Fn() -> std::collections::BTreeMap<String, u64> + Send + Sync>;
+
 /// Counts what a statement's streams deliver and appends its `completed`
 /// record once all of them have ended or been dropped.
 pub struct Completion {
@@ -104,7 +107,7 @@ pub struct Completion {
     streams: AtomicU64,
     ended: AtomicU64,
     /// Reads the deposit outcomes of the statement when it completes.
-    deposits: Option<Box<dyn Fn() -> std::collections::BTreeMap<String, u64> + Send + Sync>>,
+    deposits: Option<DepositCounts>,
 }
 
 impl Completion {
@@ -113,7 +116,7 @@ impl Completion {
         log: AuditLog,
         record: AuditRecord,
         started: Instant,
-        deposits: Option<Box<dyn Fn() -> std::collections::BTreeMap<String, u64> + Send + Sync>>,
+        deposits: Option<DepositCounts>,
     ) -> Arc<Self> {
         Arc::new(Self {
             log,

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::chain::{Head, hash_line, head_path, rotated_files};
+use super::chain::{Head, hash_line, head_path, trail_files};
 use super::{AuditRecord, GENESIS};
 
 /// The first place a trail's chain breaks.
@@ -33,13 +33,6 @@ impl std::fmt::Display for Broken {
     }
 }
 
-/// Every file of a trail, oldest first.
-fn files(path: &Path) -> Vec<PathBuf> {
-    let mut files = rotated_files(path);
-    files.push(path.to_path_buf());
-    files
-}
-
 /// Walks the chain of the trail at `path` (its rotated files first) and
 /// returns how many records it holds, or the first broken one: an edited
 /// record (the next one's `prev` no longer matches), a deleted, inserted or
@@ -52,7 +45,7 @@ pub fn verify(path: &Path) -> Result<u64, Broken> {
     let mut prev = GENESIS.to_string();
     let mut seq = 0u64;
     let mut last_place = (path.to_path_buf(), 0usize);
-    for file in files(path) {
+    for file in trail_files(path) {
         let reader = match File::open(&file) {
             Ok(f) => BufReader::new(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && file == path => break,
@@ -153,7 +146,7 @@ pub fn search(path: &Path, filter: &SearchFilter) -> Result<Vec<AuditRecord>, St
     let until = filter.until.as_deref().map(parse_time).transpose()?;
     let purpose = filter.purpose.as_deref().map(str::to_lowercase);
     let mut out = Vec::new();
-    for file in files(path) {
+    for file in trail_files(path) {
         let Ok(f) = File::open(&file) else {
             continue;
         };
@@ -326,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn rotation_carries_the_chain_across_files() {
         let (_dir, path) = trail(20, 1500).await;
-        let rotated = rotated_files(&path);
+        let rotated = crate::audit::chain::rotated_files(&path);
         assert!(rotated.len() >= 2, "{rotated:?}");
         assert_eq!(verify(&path).unwrap(), 20);
         // Deleting a whole rotated file breaks the chain where it was.

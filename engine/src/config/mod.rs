@@ -10,6 +10,8 @@
 //! `${ENV_VAR}` (or embed it, `postgres://u:${PGPASS}@h/db`), or `${file:/run/secrets/x}`
 //! to read a file. `$${` writes a literal `${`. Interpolated values are redacted from
 //! every error message this module produces.
+//!
+//! The `access` module holds the other half: users, `[local]`, policies and `[audit]`.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,6 +19,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod access;
+
+pub use access::{LocalSettings, UserConfig};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -85,60 +91,6 @@ impl Default for ServerSettings {
             session_idle: Duration::from_secs(30 * 60),
         }
     }
-}
-
-/// One `[[user]]`: a person or service account, with the attributes access
-/// policy uses. A user without `password_hash` cannot connect over the
-/// network; it can still be the local principal (`[local] user`).
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// The login name.
-    pub name: String,
-    /// An Argon2 hash in PHC form (`$argon2id$v=19$...`), as `bluelamp
-    /// hash-password` prints it. May come from `${ENV}` or `${file:PATH}`.
-    #[serde(default)]
-    pub password_hash: Option<String>,
-    /// Roles that policies grant to.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// The user's force code (e.g. `XY`), for `principal('force')` in policies.
-    #[serde(default)]
-    pub force: Option<String>,
-    /// The highest security classification the user may read.
-    #[serde(default)]
-    pub clearance: Option<crate::principal::Clearance>,
-    /// Teams the user belongs to, for `principal_teams()` in policies.
-    #[serde(default)]
-    pub teams: Vec<String>,
-    /// Free-form attributes, for `principal('key')` in policies.
-    #[serde(default)]
-    pub attributes: std::collections::BTreeMap<String, String>,
-}
-
-impl fmt::Debug for UserConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserConfig")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Who the REPL and scripts run as, from the optional `[local]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalSettings {
-    /// A `[[user]]` name; `--as` overrides it. Without it, the operating
-    /// system's user name, with no roles or attributes.
-    pub user: Option<String>,
-}
-
-/// The `[policy]` table as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    #[serde(default)]
-    files: Vec<toml::Spanned<crate::policy::FileGrantConfig>>,
 }
 
 /// Engine-wide settings from the optional `[engine]` table.
@@ -275,7 +227,7 @@ struct RawConfig {
     #[serde(default)]
     local: LocalSettings,
     #[serde(default)]
-    policy: RawPolicy,
+    policy: access::RawPolicy,
     #[serde(default)]
     audit: crate::audit::AuditSettings,
     #[serde(default)]
@@ -364,58 +316,7 @@ impl Config {
             pending.push((name, kind, table, index, span));
         }
 
-        let mut users: Vec<UserConfig> = Vec::with_capacity(raw.user.len());
-        for spanned in raw.user {
-            let at = Some(spanned.span().start);
-            let mut user = spanned.into_inner();
-            let key = format!("user[{}]", user.name);
-            if user.name.is_empty() || user.name.contains([':', ' ']) {
-                return Err(ConfigError::invalid(
-                    &origin,
-                    at,
-                    format!("{key}.name"),
-                    "a user name must be non-empty, without spaces or ':'".into(),
-                ));
-            }
-            if users.iter().any(|u| u.name == user.name) {
-                return Err(ConfigError::invalid(
-                    &origin,
-                    at,
-                    format!("{key}.name"),
-                    format!("two users are named '{}'", user.name),
-                ));
-            }
-            if let Some(hash) = &user.password_hash {
-                let hash = interpolate(hash, &mut origin.secrets).map_err(|m| {
-                    ConfigError::invalid(&origin, at, format!("{key}.password_hash"), m)
-                })?;
-                if !hash.starts_with("$argon2") {
-                    return Err(ConfigError::invalid(
-                        &origin,
-                        at,
-                        format!("{key}.password_hash"),
-                        "expected an Argon2 hash such as `$argon2id$v=19$...`; make one with `bluelamp hash-password`".into(),
-                    ));
-                }
-                user.password_hash = Some(hash);
-            }
-            for (field, names) in [("roles", &user.roles), ("teams", &user.teams)] {
-                if let Some(bad) = names
-                    .iter()
-                    .find(|n| n.trim().is_empty() || n.contains(','))
-                {
-                    return Err(ConfigError::invalid(
-                        &origin,
-                        at,
-                        format!("{key}.{field}"),
-                        format!(
-                            "'{bad}' is not a usable name: names are non-empty, without commas"
-                        ),
-                    ));
-                }
-            }
-            users.push(user);
-        }
+        let users = access::parse_users(&mut origin, raw.user)?;
         let mut server = raw.server;
         for path in [
             &mut server.tls_cert,
@@ -460,64 +361,10 @@ impl Config {
         }
 
         check_engine_settings(&origin, &raw.engine, &server)?;
-        if let Some(local) = &raw.local.user
-            && !users.iter().any(|u| &u.name == local)
-        {
-            let at = origin.text.find("[local]");
-            return Err(ConfigError::invalid(
-                &origin,
-                at.map(|t| find_key(&origin.text, &(t..origin.text.len()), "user").unwrap_or(t)),
-                "local.user".into(),
-                format!(
-                    "there is no [[user]] named '{local}'; add one (a password is not needed for the local user)"
-                ),
-            ));
-        }
-        let policy = resolve_policy(&origin, raw.policy, &users)?;
-        let mut audit = raw.audit;
-        let audit_at = |key: &str| {
-            let start = origin.text.find("[audit]");
-            start.map(|t| find_key(&origin.text, &(t..origin.text.len()), key).unwrap_or(t))
-        };
-        if let Some(path) = &mut audit.path
-            && path.is_relative()
-        {
-            *path = origin.base_dir.join(&*path);
-        }
-        if audit.path.is_none() && !policy.files.is_empty() {
-            return Err(ConfigError::invalid(
-                &origin,
-                origin.text.find("[[policy."),
-                "audit.path".into(),
-                "policies are configured, so an audit trail is required: add `[audit]` with `path = \"...\"`".into(),
-            ));
-        }
-        if audit.rotate_bytes == 0 {
-            return Err(ConfigError::invalid(
-                &origin,
-                audit_at("rotate_bytes"),
-                "audit.rotate_bytes".into(),
-                "a file holds at least one record; use e.g. 67108864".into(),
-            ));
-        }
-        if !audit.require_purpose.is_empty() && audit.path.is_none() {
-            return Err(ConfigError::invalid(
-                &origin,
-                audit_at("require_purpose"),
-                "audit.require_purpose".into(),
-                "a purpose is recorded in the audit trail: set `path` too".into(),
-            ));
-        }
-        for name in &audit.require_purpose {
-            if !pending.iter().any(|(n, ..)| n == name) {
-                return Err(ConfigError::invalid(
-                    &origin,
-                    audit_at("require_purpose"),
-                    "audit.require_purpose".into(),
-                    format!("there is no source named '{name}'"),
-                ));
-            }
-        }
+        access::check_local(&origin, &raw.local, &users)?;
+        let policy = access::resolve_policy(&origin, raw.policy, &users)?;
+        let source_names: Vec<&str> = pending.iter().map(|(n, ..)| n.as_str()).collect();
+        let audit = access::resolve_audit(&origin, raw.audit, &policy, &source_names)?;
 
         let origin = Arc::new(origin);
         let sources = pending
@@ -690,44 +537,6 @@ fn check_engine_settings(
         }
     }
     Ok(())
-}
-
-/// Resolves `[policy]`, naming the entry and key of the first problem.
-fn resolve_policy(
-    origin: &Origin,
-    raw: RawPolicy,
-    users: &[UserConfig],
-) -> Result<crate::policy::Policy, ConfigError> {
-    let mut policy = crate::policy::Policy::default();
-    for (index, spanned) in raw.files.into_iter().enumerate() {
-        let at = Some(spanned.span().start);
-        let grant = spanned.into_inner();
-        let key = format!("policy.files[{index}]");
-        for role in &grant.roles {
-            if !users.iter().any(|u| u.roles.contains(role)) {
-                return Err(ConfigError::invalid(
-                    origin,
-                    at,
-                    format!("{key}.roles"),
-                    format!("no [[user]] has the role '{role}'; check its spelling"),
-                ));
-            }
-        }
-        for user in &grant.users {
-            if !users.iter().any(|u| &u.name == user) {
-                return Err(ConfigError::invalid(
-                    origin,
-                    at,
-                    format!("{key}.users"),
-                    format!("there is no [[user]] named '{user}'"),
-                ));
-            }
-        }
-        let grant = crate::policy::FileGrant::resolve(grant, &origin.base_dir)
-            .map_err(|(sub, m)| ConfigError::invalid(origin, at, format!("{key}.{sub}"), m))?;
-        policy.files.push(grant);
-    }
-    Ok(policy)
 }
 
 fn take_string(table: &mut toml::Table, key: &str) -> Option<String> {
@@ -1028,73 +837,6 @@ mod tests {
                 text_err.starts_with(&format!("bluelamp.toml:{line}: {key}:")),
                 "{text_err}"
             );
-        }
-    }
-
-    #[test]
-    fn users_carry_attributes_and_the_local_user_must_exist() {
-        let config = parse(
-            "[local]\nuser = \"ann\"\n\n[[user]]\nname = \"ann\"\nroles = [\"analyst\"]\nforce = \"XY\"\nclearance = \"official-sensitive\"\nteams = [\"cid\"]\n[user.attributes]\nstation = \"north\"\n",
-        )
-        .unwrap();
-        let ann = &config.users[0];
-        assert_eq!(ann.password_hash, None);
-        assert_eq!(ann.clearance, Some(crate::Clearance::OfficialSensitive));
-        assert_eq!(ann.attributes["station"], "north");
-        let e = parse("[local]\nuser = \"bob\"\n").unwrap_err().to_string();
-        assert!(e.starts_with("bluelamp.toml:2: local.user:"), "{e}");
-        let e = parse("[[user]]\nname = \"ann\"\nclearance = \"TOP SECRET\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("OFFICIAL, OFFICIAL-SENSITIVE or SECRET"), "{e}");
-    }
-
-    #[test]
-    fn bad_file_grants_are_located() {
-        let users = "[[user]]\nname = \"ann\"\nroles = [\"analyst\"]\n\n";
-        for (grant, key, says) in [
-            (
-                "roles = [\"analsyt\"]\ncopy_to = [\"x\"]\n",
-                "policy.files[0].roles",
-                "no [[user]] has the role 'analsyt'",
-            ),
-            (
-                "users = [\"bob\"]\ncopy_to = [\"x\"]\n",
-                "policy.files[0].users",
-                "no [[user]] named 'bob'",
-            ),
-            (
-                "copy_to = [\"x\"]\n",
-                "policy.files[0].roles",
-                "a grant for everyone",
-            ),
-            (
-                "roles = [\"analyst\"]\n",
-                "policy.files[0].copy_to",
-                "allows nothing",
-            ),
-            (
-                "roles = [\"analyst\"]\ncopy_to = [\"s3://\"]\n",
-                "policy.files[0].copy_to[0]",
-                "names no bucket",
-            ),
-            (
-                "roles = [\"analyst\"]\nwrite = [\"x\"]\n",
-                "",
-                "unknown field `write`",
-            ),
-        ] {
-            let e = parse(&format!("{users}[[policy.files]]\n{grant}"))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.starts_with("bluelamp.toml:5:")
-                    || e.starts_with("bluelamp.toml:6:")
-                    || e.starts_with("bluelamp.toml:7:"),
-                "{e}"
-            );
-            assert!(e.contains(key), "{e}");
-            assert!(e.contains(says), "{e}");
         }
     }
 

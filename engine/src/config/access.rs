@@ -1,0 +1,320 @@
+//! The access half of the configuration: `[[user]]` entries with their
+//! attributes, `[local]` (who the REPL runs as), `[[policy.*]]` grants and
+//! `[audit]`. Each is checked against the others when the file is loaded —
+//! a grant to a role nobody has, a local user who does not exist, policies
+//! without an audit trail — so a mistake is a `file:line` error at start,
+//! never a door left silently open.
+
+use std::fmt;
+
+use super::{ConfigError, Origin, find_key, interpolate};
+use serde::Deserialize;
+
+/// One `[[user]]`: a person or service account, with the attributes access
+/// policy uses. A user without `password_hash` cannot connect over the
+/// network; it can still be the local principal (`[local] user`).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The login name.
+    pub name: String,
+    /// An Argon2 hash in PHC form (`$argon2id$v=19$...`), as `bluelamp
+    /// hash-password` prints it. May come from `${ENV}` or `${file:PATH}`.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Roles that policies grant to.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The user's force code (e.g. `XY`), for `principal('force')` in policies.
+    #[serde(default)]
+    pub force: Option<String>,
+    /// The highest security classification the user may read.
+    #[serde(default)]
+    pub clearance: Option<crate::principal::Clearance>,
+    /// Teams the user belongs to, for `principal_teams()` in policies.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// Free-form attributes, for `principal('key')` in policies.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who the REPL and scripts run as, from the optional `[local]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSettings {
+    /// A `[[user]]` name; `--as` overrides it. Without it, the operating
+    /// system's user name, with no roles or attributes.
+    pub user: Option<String>,
+}
+
+/// The `[policy]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    #[serde(default)]
+    files: Vec<toml::Spanned<crate::policy::FileGrantConfig>>,
+}
+
+/// Checks the `[[user]]` entries and resolves their `${...}` password hashes.
+pub(super) fn parse_users(
+    origin: &mut Origin,
+    raw: Vec<toml::Spanned<UserConfig>>,
+) -> Result<Vec<UserConfig>, ConfigError> {
+    let mut users: Vec<UserConfig> = Vec::with_capacity(raw.len());
+    for spanned in raw {
+        let at = Some(spanned.span().start);
+        let mut user = spanned.into_inner();
+        let key = format!("user[{}]", user.name);
+        if user.name.is_empty() || user.name.contains([':', ' ']) {
+            return Err(ConfigError::invalid(
+                origin,
+                at,
+                format!("{key}.name"),
+                "a user name must be non-empty, without spaces or ':'".into(),
+            ));
+        }
+        if users.iter().any(|u| u.name == user.name) {
+            return Err(ConfigError::invalid(
+                origin,
+                at,
+                format!("{key}.name"),
+                format!("two users are named '{}'", user.name),
+            ));
+        }
+        if let Some(hash) = &user.password_hash {
+            let hash = interpolate(hash, &mut origin.secrets)
+                .map_err(|m| ConfigError::invalid(origin, at, format!("{key}.password_hash"), m))?;
+            if !hash.starts_with("$argon2") {
+                return Err(ConfigError::invalid(
+                    origin,
+                    at,
+                    format!("{key}.password_hash"),
+                    "expected an Argon2 hash such as `$argon2id$v=19$...`; make one with `bluelamp hash-password`".into(),
+                ));
+            }
+            user.password_hash = Some(hash);
+        }
+        for (field, names) in [("roles", &user.roles), ("teams", &user.teams)] {
+            if let Some(bad) = names
+                .iter()
+                .find(|n| n.trim().is_empty() || n.contains(','))
+            {
+                return Err(ConfigError::invalid(
+                    origin,
+                    at,
+                    format!("{key}.{field}"),
+                    format!("'{bad}' is not a usable name: names are non-empty, without commas"),
+                ));
+            }
+        }
+        users.push(user);
+    }
+    Ok(users)
+}
+
+/// `[local] user` must name a `[[user]]`.
+pub(super) fn check_local(
+    origin: &Origin,
+    local: &LocalSettings,
+    users: &[UserConfig],
+) -> Result<(), ConfigError> {
+    if let Some(name) = &local.user
+        && !users.iter().any(|u| &u.name == name)
+    {
+        let at = origin.text.find("[local]");
+        return Err(ConfigError::invalid(
+            origin,
+            at.map(|t| find_key(&origin.text, &(t..origin.text.len()), "user").unwrap_or(t)),
+            "local.user".into(),
+            format!(
+                "there is no [[user]] named '{name}'; add one (a password is not needed for the local user)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves `[policy]`, naming the entry and key of the first problem.
+pub(super) fn resolve_policy(
+    origin: &Origin,
+    raw: RawPolicy,
+    users: &[UserConfig],
+) -> Result<crate::policy::Policy, ConfigError> {
+    let mut policy = crate::policy::Policy::default();
+    for (index, spanned) in raw.files.into_iter().enumerate() {
+        let at = Some(spanned.span().start);
+        let grant = spanned.into_inner();
+        let key = format!("policy.files[{index}]");
+        for role in &grant.roles {
+            if !users.iter().any(|u| u.roles.contains(role)) {
+                return Err(ConfigError::invalid(
+                    origin,
+                    at,
+                    format!("{key}.roles"),
+                    format!("no [[user]] has the role '{role}'; check its spelling"),
+                ));
+            }
+        }
+        for user in &grant.users {
+            if !users.iter().any(|u| &u.name == user) {
+                return Err(ConfigError::invalid(
+                    origin,
+                    at,
+                    format!("{key}.users"),
+                    format!("there is no [[user]] named '{user}'"),
+                ));
+            }
+        }
+        let grant = crate::policy::FileGrant::resolve(grant, &origin.base_dir)
+            .map_err(|(sub, m)| ConfigError::invalid(origin, at, format!("{key}.{sub}"), m))?;
+        policy.files.push(grant);
+    }
+    Ok(policy)
+}
+
+/// Resolves `[audit]`: required once any policy exists, its path taken from
+/// the config file's folder, and `require_purpose` naming real sources.
+pub(super) fn resolve_audit(
+    origin: &Origin,
+    mut audit: crate::audit::AuditSettings,
+    policy: &crate::policy::Policy,
+    sources: &[&str],
+) -> Result<crate::audit::AuditSettings, ConfigError> {
+    let at = |key: &str| {
+        let start = origin.text.find("[audit]");
+        start.map(|t| find_key(&origin.text, &(t..origin.text.len()), key).unwrap_or(t))
+    };
+    if let Some(path) = &mut audit.path
+        && path.is_relative()
+    {
+        *path = origin.base_dir.join(&*path);
+    }
+    let problem = if audit.path.is_none() && !policy.files.is_empty() {
+        Some((
+            origin.text.find("[[policy."),
+            "path",
+            "policies are configured, so an audit trail is required: add `[audit]` with `path = \"...\"`".to_string(),
+        ))
+    } else if audit.rotate_bytes == 0 {
+        Some((
+            at("rotate_bytes"),
+            "rotate_bytes",
+            "a file holds at least one record; use e.g. 67108864".to_string(),
+        ))
+    } else if !audit.require_purpose.is_empty() && audit.path.is_none() {
+        Some((
+            at("require_purpose"),
+            "require_purpose",
+            "a purpose is recorded in the audit trail: set `path` too".to_string(),
+        ))
+    } else {
+        audit
+            .require_purpose
+            .iter()
+            .find(|name| !sources.contains(&name.as_str()))
+            .map(|name| {
+                (
+                    at("require_purpose"),
+                    "require_purpose",
+                    format!("there is no source named '{name}'"),
+                )
+            })
+    };
+    match problem {
+        Some((line, key, message)) => Err(ConfigError::invalid(
+            origin,
+            line,
+            format!("audit.{key}"),
+            message,
+        )),
+        None => Ok(audit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use std::path::PathBuf;
+
+    use crate::config::{Config, ConfigError};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "bluelamp.toml", PathBuf::from("/etc/bluelamp"))
+    }
+
+    #[test]
+    fn users_carry_attributes_and_the_local_user_must_exist() {
+        let config = parse(
+            "[local]\nuser = \"ann\"\n\n[[user]]\nname = \"ann\"\nroles = [\"analyst\"]\nforce = \"XY\"\nclearance = \"official-sensitive\"\nteams = [\"cid\"]\n[user.attributes]\nstation = \"north\"\n",
+        )
+        .unwrap();
+        let ann = &config.users[0];
+        assert_eq!(ann.password_hash, None);
+        assert_eq!(ann.clearance, Some(crate::Clearance::OfficialSensitive));
+        assert_eq!(ann.attributes["station"], "north");
+        let e = parse("[local]\nuser = \"bob\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("bluelamp.toml:2: local.user:"), "{e}");
+        let e = parse("[[user]]\nname = \"ann\"\nclearance = \"TOP SECRET\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("OFFICIAL, OFFICIAL-SENSITIVE or SECRET"), "{e}");
+    }
+
+    #[test]
+    fn bad_file_grants_are_located() {
+        let users = "[[user]]\nname = \"ann\"\nroles = [\"analyst\"]\n\n";
+        for (grant, key, says) in [
+            (
+                "roles = [\"analsyt\"]\ncopy_to = [\"x\"]\n",
+                "policy.files[0].roles",
+                "no [[user]] has the role 'analsyt'",
+            ),
+            (
+                "users = [\"bob\"]\ncopy_to = [\"x\"]\n",
+                "policy.files[0].users",
+                "no [[user]] named 'bob'",
+            ),
+            (
+                "copy_to = [\"x\"]\n",
+                "policy.files[0].roles",
+                "a grant for everyone",
+            ),
+            (
+                "roles = [\"analyst\"]\n",
+                "policy.files[0].copy_to",
+                "allows nothing",
+            ),
+            (
+                "roles = [\"analyst\"]\ncopy_to = [\"s3://\"]\n",
+                "policy.files[0].copy_to[0]",
+                "names no bucket",
+            ),
+            (
+                "roles = [\"analyst\"]\nwrite = [\"x\"]\n",
+                "",
+                "unknown field `write`",
+            ),
+        ] {
+            let e = parse(&format!("{users}[[policy.files]]\n{grant}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("bluelamp.toml:5:")
+                    || e.starts_with("bluelamp.toml:6:")
+                    || e.starts_with("bluelamp.toml:7:"),
+                "{e}"
+            );
+            assert!(e.contains(key), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
+    }
+}

@@ -252,12 +252,40 @@ impl SchemaProvider for SourceSchema {
 #[derive(Debug)]
 pub struct SystemSchema {
     sources: Vec<Arc<SourceSchema>>,
+    viewer: Option<Viewer>,
+}
+
+/// Whose view of the sources a governed session's system schema shows.
+#[derive(Debug, Clone)]
+struct Viewer {
+    policy: Arc<crate::policy::ReadPolicy>,
+    principal: Arc<crate::Principal>,
 }
 
 impl SystemSchema {
     /// A system schema reporting on these sources.
     pub fn new(sources: Vec<Arc<SourceSchema>>) -> Self {
-        Self { sources }
+        Self {
+            sources,
+            viewer: None,
+        }
+    }
+
+    /// A system schema for a governed principal: it reports only the
+    /// sources they have some grant on, counting only tables they may see.
+    pub fn governed(
+        sources: Vec<Arc<SourceSchema>>,
+        policy: Arc<crate::policy::ReadPolicy>,
+        principal: Arc<crate::Principal>,
+    ) -> Self {
+        let sources = sources
+            .into_iter()
+            .filter(|s| policy.sees_source(&principal, s.name()))
+            .collect();
+        Self {
+            sources,
+            viewer: Some(Viewer { policy, principal }),
+        }
     }
 }
 
@@ -271,6 +299,7 @@ impl SchemaProvider for SystemSchema {
         Ok(match name {
             "sources" => Some(Arc::new(SourcesTable {
                 sources: self.sources.clone(),
+                viewer: self.viewer.clone(),
             }) as Arc<dyn TableProvider>),
             "deposits" => Some(Arc::new(crate::deposits::DepositsTable) as Arc<dyn TableProvider>),
             _ => None,
@@ -286,6 +315,7 @@ impl SchemaProvider for SystemSchema {
 #[derive(Debug)]
 struct SourcesTable {
     sources: Vec<Arc<SourceSchema>>,
+    viewer: Option<Viewer>,
 }
 
 fn sources_schema() -> SchemaRef {
@@ -321,7 +351,26 @@ impl TableProvider for SourcesTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let statuses: Vec<SourceStatus> = self.sources.iter().map(|s| s.status()).collect();
+        let statuses: Vec<SourceStatus> = self
+            .sources
+            .iter()
+            .map(|source| {
+                let mut status = source.status();
+                if let Some(viewer) = &self.viewer {
+                    status.tables = source
+                        .table_names()
+                        .iter()
+                        .filter(|t| {
+                            viewer
+                                .policy
+                                .access(&viewer.principal, source.name(), t, &[])
+                                .visible()
+                        })
+                        .count();
+                }
+                status
+            })
+            .collect();
         let millis = |t: SystemTime| {
             t.duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -82,6 +82,8 @@ pub struct Engine {
 
 struct EngineInner {
     config: Config,
+    /// Whether read policy is configured (then sessions are governed).
+    policy_active: bool,
     audit: Option<crate::audit::AuditLog>,
     sources: Vec<Arc<SourceSchema>>,
     system: Arc<dyn SchemaProvider>,
@@ -147,9 +149,13 @@ impl Engine {
         .into_iter()
         .map(Arc::new)
         .collect::<Vec<_>>();
+        for warning in crate::policy::validate(&config.policy, &sources).await? {
+            tracing::warn!("{warning}");
+        }
         let system = Arc::new(SystemSchema::new(sources.clone()));
         Ok(Self {
             inner: Arc::new(EngineInner {
+                policy_active: config.policy.read.is_active(),
                 audit,
                 config,
                 sources,
@@ -226,10 +232,32 @@ impl Engine {
         let catalog = MemoryCatalogProvider::new();
         // Registering into a fresh memory catalog cannot fail.
         let _ = catalog.register_schema(SCRATCH_SCHEMA, Arc::new(MemorySchemaProvider::new()));
-        let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::clone(&self.inner.system));
+        let governed = self.inner.policy_active;
+        let policy = &self.inner.config.policy;
+        if governed {
+            let system = SystemSchema::governed(
+                self.inner.sources.clone(),
+                Arc::clone(&policy.read),
+                Arc::clone(&principal),
+            );
+            let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system));
+        } else {
+            let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::clone(&self.inner.system));
+        }
         for source in &self.inner.sources {
-            let _ = catalog
-                .register_schema(source.name(), Arc::clone(source) as Arc<dyn SchemaProvider>);
+            let schema: Arc<dyn SchemaProvider> = if !governed {
+                Arc::clone(source) as Arc<dyn SchemaProvider>
+            } else if policy.read.sees_source(&principal, source.name()) {
+                Arc::new(crate::policy::governed::GovernedSchema::new(
+                    Arc::clone(source),
+                    Arc::clone(&policy.read),
+                    Arc::clone(&principal),
+                    policy.mask_key.clone(),
+                ))
+            } else {
+                continue;
+            };
+            let _ = catalog.register_schema(source.name(), schema);
         }
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCRATCH_SCHEMA)
@@ -268,7 +296,7 @@ impl Engine {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_optimizer_rules(optimizer_rules())
+            .with_optimizer_rules(optimizer_rules(governed))
             .with_physical_optimizer_rule(Arc::new(crate::prefilter::PrefilterAggregates))
             .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
             .build();
@@ -301,7 +329,7 @@ const JOIN_BROADCAST_ROWS: usize = 4_000_000;
 /// whose output the SQL unparser renders wrongly; so federation goes right
 /// after `push_down_filter`, preceded by [`GroupSourceJoins`] (joins of one
 /// database's tables brought together) and its own projection push-down.
-fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+fn optimizer_rules(governed: bool) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
     let federation: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(FederationOptimizerRule::new());
     match rules.iter().position(|r| r.name() == "push_down_filter") {
@@ -310,6 +338,14 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
             rules.insert(position + 1, Arc::new(FederateLoneScans));
             rules.insert(position + 1, Arc::new(OptimizeProjections::new()));
             rules.insert(position + 1, Arc::new(GroupSourceJoins));
+            if governed {
+                // Before anything is federated: user predicates beside a
+                // row filter are guarded while they can still be seen.
+                rules.insert(
+                    position + 1,
+                    Arc::new(crate::policy::rewrite::GuardUserPredicates),
+                );
+            }
         }
         None => rules.push(federation),
     }
@@ -378,6 +414,11 @@ impl std::fmt::Display for Statement {
 pub struct Planned {
     pub(crate) plan: LogicalPlan,
     pub(crate) sql: String,
+    /// Sources, tables and columns the statement as written reads, for the
+    /// audit trail (the plan itself reads through policy's rewrite).
+    pub(crate) touched: Arc<crate::audit::trail::Touched>,
+    /// Policies applied to the plan, for the audit trail.
+    pub(crate) policies: Arc<Vec<String>>,
 }
 
 impl Planned {
@@ -460,6 +501,8 @@ impl Planned {
         Ok(Planned {
             plan,
             sql: self.sql.clone(),
+            touched: Arc::clone(&self.touched),
+            policies: Arc::clone(&self.policies),
         })
     }
 
@@ -556,7 +599,27 @@ impl Session {
         ) {
             return Err(self.audit_failure(&sql, e).await);
         }
-        Ok(Planned { plan, sql })
+        let touched = Arc::new(crate::audit::trail::touched(&plan, SCRATCH_SCHEMA));
+        let (plan, policies) = if self.engine.inner.policy_active {
+            let purpose = self.purpose();
+            let context = crate::policy::rewrite::Context {
+                principal: &self.principal,
+                purpose: purpose.as_deref(),
+                mask_key: self.engine.config().policy.mask_key.as_deref(),
+            };
+            match crate::policy::rewrite::apply(plan, &context) {
+                Ok(applied) => applied,
+                Err(e) => return Err(self.audit_failure(&sql, e).await),
+            }
+        } else {
+            (plan, Vec::new())
+        };
+        Ok(Planned {
+            plan,
+            sql,
+            touched,
+            policies: Arc::new(policies),
+        })
     }
 
     /// Starts executing a planned statement. DDL and `SET` take effect here; queries

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::AuditRecord;
-use super::trail::{Completion, DepositCounts, touched};
+use super::trail::{Completion, DepositCounts};
 use crate::deposits::{BluelampOptions, DepositJournal};
 use crate::error::{ErrorKind, QueryError};
-use crate::session::{Planned, SCRATCH_SCHEMA, Session};
+use crate::session::{Planned, Session};
 
 impl Session {
     /// The purpose stated with `SET bluelamp.purpose = '...'`, if any.
@@ -55,11 +55,12 @@ impl Session {
         let Some(log) = self.engine.audit_log() else {
             return Ok(None);
         };
-        let (sources, tables, columns) = touched(&planned.plan, SCRATCH_SCHEMA);
+        let (sources, tables, columns) = planned.touched.as_ref().clone();
         let mut record = self.audit_record("statement", &planned.sql);
         record.sources = sources;
         record.tables = tables;
         record.columns = columns;
+        record.policies = planned.policies.as_ref().clone();
         record.recipient = Some(self.identity.user.clone());
         let needs_purpose: Vec<&String> = record
             .sources

@@ -18,6 +18,9 @@ use futures::Stream;
 
 use super::{AuditLog, AuditRecord};
 
+/// Sources, tables and columns, as [`touched`] returns them.
+pub type Touched = (Vec<String>, Vec<String>, Vec<String>);
+
 /// Sources, tables (`source.table`) and columns (`source.table.column`) a
 /// plan reads or writes. Columns are matched by name against every column
 /// the plan refers to, so where two tables share a column name both are

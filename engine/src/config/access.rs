@@ -6,6 +6,7 @@
 //! never a door left silently open.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::{ConfigError, Origin, find_key, interpolate};
 use serde::Deserialize;
@@ -62,6 +63,15 @@ pub struct LocalSettings {
 pub(super) struct RawPolicy {
     #[serde(default)]
     files: Vec<toml::Spanned<crate::policy::FileGrantConfig>>,
+    #[serde(default)]
+    grant: Vec<toml::Spanned<crate::policy::rules::GrantConfig>>,
+    #[serde(default)]
+    row_filter: Vec<toml::Spanned<crate::policy::rules::RowFilterConfig>>,
+    #[serde(default)]
+    mask: Vec<toml::Spanned<crate::policy::rules::MaskConfig>>,
+    /// The key of `hash` masks; may come from `${ENV}` or `${file:PATH}`.
+    #[serde(default)]
+    mask_key: Option<String>,
 }
 
 /// Checks the `[[user]]` entries and resolves their `${...}` password hashes.
@@ -145,10 +155,12 @@ pub(super) fn check_local(
 
 /// Resolves `[policy]`, naming the entry and key of the first problem.
 pub(super) fn resolve_policy(
-    origin: &Origin,
+    origin: &mut Origin,
     raw: RawPolicy,
     users: &[UserConfig],
+    sources: &[&str],
 ) -> Result<crate::policy::Policy, ConfigError> {
+    use crate::policy::rules::{Grant, Located, Mask, RowFilter};
     let mut policy = crate::policy::Policy::default();
     for (index, spanned) in raw.files.into_iter().enumerate() {
         let at = Some(spanned.span().start);
@@ -178,6 +190,66 @@ pub(super) fn resolve_policy(
             .map_err(|(sub, m)| ConfigError::invalid(origin, at, format!("{key}.{sub}"), m))?;
         policy.files.push(grant);
     }
+    let located = |origin: &Origin, offset: usize, key: String| Located {
+        file: origin.file.clone(),
+        line: Some(super::line_of(&origin.text, offset)),
+        key,
+    };
+    let unknown_source = |name: &str| {
+        (!sources.contains(&name)).then(|| {
+            format!(
+                "there is no source named '{name}'; the sources are: {}",
+                sources.join(", ")
+            )
+        })
+    };
+    let mut read = crate::policy::ReadPolicy::default();
+    for (index, spanned) in raw.grant.into_iter().enumerate() {
+        let at = located(origin, spanned.span().start, format!("policy.grant[{index}]"));
+        let grant = Grant::resolve(spanned.into_inner(), users, at.clone(), index)
+            .map_err(|(field, m)| at.error(&field, m))?;
+        for (i, table) in grant.tables.iter().enumerate() {
+            if let Some(m) = unknown_source(&table.source) {
+                return Err(at.error(&format!("tables[{i}]"), m));
+            }
+        }
+        read.grants.push(grant);
+    }
+    for (index, spanned) in raw.row_filter.into_iter().enumerate() {
+        let at = located(origin, spanned.span().start, format!("policy.row_filter[{index}]"));
+        let filter = RowFilter::resolve(spanned.into_inner(), users, at.clone(), index)
+            .map_err(|(field, m)| at.error(&field, m))?;
+        if let Some(m) = unknown_source(&filter.source) {
+            return Err(at.error("table", m));
+        }
+        read.row_filters.push(filter);
+    }
+    for (index, spanned) in raw.mask.into_iter().enumerate() {
+        let at = located(origin, spanned.span().start, format!("policy.mask[{index}]"));
+        let mask = Mask::resolve(spanned.into_inner(), users, at.clone(), index)
+            .map_err(|(field, m)| at.error(&field, m))?;
+        for (i, column) in mask.columns.iter().enumerate() {
+            if let Some(m) = unknown_source(&column.source) {
+                return Err(at.error(&format!("columns[{i}]"), m));
+            }
+        }
+        read.masks.push(mask);
+    }
+    if let Some(key) = raw.mask_key {
+        let at = origin.text.find("mask_key");
+        let key = interpolate(&key, &mut origin.secrets)
+            .map_err(|m| ConfigError::invalid(origin, at, "policy.mask_key".into(), m))?;
+        if key.len() < 16 {
+            return Err(ConfigError::invalid(
+                origin,
+                at,
+                "policy.mask_key".into(),
+                "a mask key is a secret of at least 16 characters".into(),
+            ));
+        }
+        policy.mask_key = Some(Arc::from(key.into_bytes()));
+    }
+    policy.read = Arc::new(read);
     Ok(policy)
 }
 
@@ -198,7 +270,7 @@ pub(super) fn resolve_audit(
     {
         *path = origin.base_dir.join(&*path);
     }
-    let problem = if audit.path.is_none() && !policy.files.is_empty() {
+    let problem = if audit.path.is_none() && (!policy.files.is_empty() || policy.read.is_active()) {
         Some((
             origin.text.find("[[policy."),
             "path",

@@ -52,7 +52,7 @@ pub struct DemoArgs {
 /// The demo's Flight SQL user, stated in the README.
 pub const DEMO_USER: &str = "analyst";
 /// The demo user's password.
-pub const DEMO_PASSWORD: &str = "demo";
+pub const DEMO_PASSWORD: &str = bluelamp_simulators::access::PASSWORD;
 
 fn cache_root() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
@@ -63,17 +63,16 @@ fn cache_root() -> PathBuf {
         .join("demo")
 }
 
-/// The demo's local principal (the person at the prompt), stated in the README.
-pub const LOCAL_USER: &str = "officer";
-
-/// The person at the demo's prompt runs as [`LOCAL_USER`], who may `COPY ...
-/// TO` files under the folder the demo was started from; users connecting
-/// over Flight SQL get no such grant.
-fn local_user_config() -> anyhow::Result<String> {
+/// The demo force's users and policies ([`bluelamp_simulators::access`]):
+/// the person at the prompt runs as `officer`, who may `COPY ... TO`
+/// files under the folder the demo was started from; `analyst` and
+/// `supervisor` (password `demo`) see what policy lets them.
+fn access_config() -> anyhow::Result<String> {
     let cwd = std::env::current_dir().context("cannot read the working folder")?;
-    let folder = toml::Value::String(cwd.display().to_string());
-    Ok(format!(
-        "\n[local]\nuser = \"{LOCAL_USER}\"\n\n[[user]]\nname = \"{LOCAL_USER}\"\nroles = [\"exporter\"]\n\n[[policy.files]]\nroles = [\"exporter\"]\ncopy_to = [{folder}]\n"
+    let hash = bluelamp_flight_server::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
+    Ok(bluelamp_simulators::access::demo_access(
+        &hash,
+        &cwd.display().to_string(),
     ))
 }
 
@@ -198,19 +197,12 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
             systems.push(system);
         }
         let mut text = live_config(&systems, &options);
-        text.push_str(&local_user_config()?);
+        text.push_str(&access_config()?);
         let audit_path = dir.join("audit").join("audit.jsonl");
         text.push_str(&format!(
             "\n[audit]\npath = {}\n",
             toml::Value::String(audit_path.display().to_string())
         ));
-        if args.listen.is_some() {
-            let hash =
-                bluelamp_flight_server::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
-            text.push_str(&format!(
-                "\n[[user]]\nname = \"{DEMO_USER}\"\npassword_hash = \"{hash}\"\n"
-            ));
-        }
         let config = Config::parse(&text, &config_path.display().to_string(), dir.clone())?;
         let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
         Ok::<_, anyhow::Error>((systems, engine))

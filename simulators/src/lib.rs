@@ -17,6 +17,7 @@
 //! - [`http`]: the HTTP systems (`cad`, `rms`, `stops`) as real servers, each in a
 //!   different supplier's style, with fault injection and request accounting.
 
+pub mod access;
 pub mod force;
 pub mod http;
 pub mod rng;

@@ -205,7 +205,11 @@ pub(super) fn resolve_policy(
     };
     let mut read = crate::policy::ReadPolicy::default();
     for (index, spanned) in raw.grant.into_iter().enumerate() {
-        let at = located(origin, spanned.span().start, format!("policy.grant[{index}]"));
+        let at = located(
+            origin,
+            spanned.span().start,
+            format!("policy.grant[{index}]"),
+        );
         let grant = Grant::resolve(spanned.into_inner(), users, at.clone(), index)
             .map_err(|(field, m)| at.error(&field, m))?;
         for (i, table) in grant.tables.iter().enumerate() {
@@ -216,7 +220,11 @@ pub(super) fn resolve_policy(
         read.grants.push(grant);
     }
     for (index, spanned) in raw.row_filter.into_iter().enumerate() {
-        let at = located(origin, spanned.span().start, format!("policy.row_filter[{index}]"));
+        let at = located(
+            origin,
+            spanned.span().start,
+            format!("policy.row_filter[{index}]"),
+        );
         let filter = RowFilter::resolve(spanned.into_inner(), users, at.clone(), index)
             .map_err(|(field, m)| at.error(&field, m))?;
         if let Some(m) = unknown_source(&filter.source) {
@@ -225,7 +233,11 @@ pub(super) fn resolve_policy(
         read.row_filters.push(filter);
     }
     for (index, spanned) in raw.mask.into_iter().enumerate() {
-        let at = located(origin, spanned.span().start, format!("policy.mask[{index}]"));
+        let at = located(
+            origin,
+            spanned.span().start,
+            format!("policy.mask[{index}]"),
+        );
         let mask = Mask::resolve(spanned.into_inner(), users, at.clone(), index)
             .map_err(|(field, m)| at.error(&field, m))?;
         for (i, column) in mask.columns.iter().enumerate() {

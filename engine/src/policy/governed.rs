@@ -176,9 +176,7 @@ impl GovernedTable {
                                 key,
                                 principal,
                             )
-                            .and_then(|e| {
-                                e.get_type(&qualified).map_err(|e| e.to_string())
-                            })
+                            .and_then(|e| e.get_type(&qualified).map_err(|e| e.to_string()))
                             .map_err(|m| {
                                 format!(
                                     "policy {} on {source}.{table}.{}: {m}",

@@ -48,10 +48,7 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 /// Applies `f` to each value of the single argument, as text.
-fn map_text(
-    args: ScalarFunctionArgs,
-    f: impl Fn(&str) -> String,
-) -> DFResult<ColumnarValue> {
+fn map_text(args: ScalarFunctionArgs, f: impl Fn(&str) -> String) -> DFResult<ColumnarValue> {
     let [value] = args.args.as_slice() else {
         return Err(DataFusionError::Internal(
             "a mask takes one argument".into(),
@@ -212,8 +209,7 @@ pub fn mask_expr(
         )),
         MaskKind::Sql(sql) => {
             let parsed = super::rules::parse_sql_expr(sql)?;
-            let text = super::principal_sql::substitute(&parsed, principal)?
-                .to_string();
+            let text = super::principal_sql::substitute(&parsed, principal)?.to_string();
             let expr = super::plan_expr(&text, schema)?;
             expr.get_type(schema)
                 .map_err(|e| format!("`{sql}` does not type-check: {e}"))?;

@@ -124,7 +124,9 @@ pub async fn validate(
                 if let Some(table) = &pattern.table
                     && !tables.contains(table)
                 {
-                    return Err(grant.at.error(&format!("tables[{i}]"), unknown_table(table)));
+                    return Err(grant
+                        .at
+                        .error(&format!("tables[{i}]"), unknown_table(table)));
                 }
             }
             for (i, column) in grant.hide.iter().enumerate() {
@@ -132,12 +134,17 @@ pub async fn validate(
                     continue;
                 }
                 let Some(schema) = schema_of(&column.table).await else {
-                    return Err(grant.at.error(&format!("hide[{i}]"), unknown_table(&column.table)));
+                    return Err(grant
+                        .at
+                        .error(&format!("hide[{i}]"), unknown_table(&column.table)));
                 };
                 if schema.field_with_name(&column.column).is_err() {
                     return Err(grant.at.error(
                         &format!("hide[{i}]"),
-                        format!("table '{name}.{}' has no column '{}'", column.table, column.column),
+                        format!(
+                            "table '{name}.{}' has no column '{}'",
+                            column.table, column.column
+                        ),
                     ));
                 }
             }
@@ -148,8 +155,7 @@ pub async fn validate(
             };
             let qualified = DFSchema::try_from_qualified_schema(filter.table.as_str(), &schema)
                 .map_err(|e| filter.at.error("table", e.to_string()))?;
-            let expr = plan_filter(filter, &qualified)
-                .map_err(|m| filter.at.error("filter", m))?;
+            let expr = plan_filter(filter, &qualified).map_err(|m| filter.at.error("filter", m))?;
             // A filter over a column some of its principals cannot see would
             // name that column in their EXPLAIN output.
             for column in expr.column_refs() {
@@ -175,17 +181,21 @@ pub async fn validate(
                     continue;
                 }
                 let Some(schema) = schema_of(&column.table).await else {
-                    return Err(mask.at.error(&format!("columns[{i}]"), unknown_table(&column.table)));
+                    return Err(mask
+                        .at
+                        .error(&format!("columns[{i}]"), unknown_table(&column.table)));
                 };
                 let Ok(field) = schema.field_with_name(&column.column) else {
                     return Err(mask.at.error(
                         &format!("columns[{i}]"),
-                        format!("table '{name}.{}' has no column '{}'", column.table, column.column),
+                        format!(
+                            "table '{name}.{}' has no column '{}'",
+                            column.table, column.column
+                        ),
                     ));
                 };
-                let qualified =
-                    DFSchema::try_from_qualified_schema(column.table.as_str(), &schema)
-                        .map_err(|e| mask.at.error("columns", e.to_string()))?;
+                let qualified = DFSchema::try_from_qualified_schema(column.table.as_str(), &schema)
+                    .map_err(|e| mask.at.error("columns", e.to_string()))?;
                 let expr = masks::mask_expr(
                     &mask.kind,
                     datafusion::logical_expr::col(format!("\"{}\"", column.column)),
@@ -205,12 +215,15 @@ pub async fn validate(
 /// Plans a row filter for a principal with no attributes, as a boolean
 /// that cannot fail.
 fn plan_filter(filter: &rules::RowFilter, schema: &DFSchema) -> Result<Expr, String> {
-    let text = principal_sql::substitute(&filter.filter, &crate::Principal::bare("", ""))?
-        .to_string();
+    let text =
+        principal_sql::substitute(&filter.filter, &crate::Principal::bare("", ""))?.to_string();
     let expr = plan_expr(&text, schema)?;
     let data_type = check_plans(&expr, schema)?;
     if data_type != DataType::Boolean && data_type != DataType::Null {
-        return Err(format!("`{}` is a {data_type}, not a condition", filter.filter));
+        return Err(format!(
+            "`{}` is a {data_type}, not a condition",
+            filter.filter
+        ));
     }
     if rewrite::may_fail(&expr) {
         return Err(format!(
@@ -226,7 +239,12 @@ fn check_plans(expr: &Expr, schema: &DFSchema) -> Result<DataType, String> {
     let context = SessionContext::new();
     context
         .create_physical_expr(expr.clone(), schema)
-        .map_err(|e| format!("does not type-check: {}", crate::QueryError::from(e).message))?;
+        .map_err(|e| {
+            format!(
+                "does not type-check: {}",
+                crate::QueryError::from(e).message
+            )
+        })?;
     expr.get_type(schema)
         .map_err(|e| format!("does not type-check: {e}"))
 }

@@ -111,9 +111,7 @@ impl VisitorMut for Substitute<'_> {
             && let Some(values) = self.list(&name)
         {
             if *compare_op != BinaryOperator::Eq {
-                return ControlFlow::Break(format!(
-                    "{name}() is used as `value = ANY({name}())`"
-                ));
+                return ControlFlow::Break(format!("{name}() is used as `value = ANY({name}())`"));
             }
             let replacement = if values.is_empty() {
                 Expr::value(Value::Boolean(false))
@@ -183,14 +181,8 @@ mod tests {
             with("force_code = principal('force') AND s = principal('station') AND u = principal('user')", &p).unwrap(),
             "force_code = 'XY' AND s = 'north' AND u = 'ann'"
         );
-        assert_eq!(
-            with("x = principal('missing')", &p).unwrap(),
-            "x = NULL"
-        );
-        assert_eq!(
-            with("'a' = ANY(principal_roles())", &p).unwrap(),
-            "(false)"
-        );
+        assert_eq!(with("x = principal('missing')", &p).unwrap(), "x = NULL");
+        assert_eq!(with("'a' = ANY(principal_roles())", &p).unwrap(), "(false)");
     }
 
     #[test]

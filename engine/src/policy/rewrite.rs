@@ -75,21 +75,30 @@ fn governed(
 /// that needs a stated purpose, or a deposit without a write grant;
 /// [`ErrorKind::InvalidQuery`] for a policy that no longer plans against the
 /// source's table (it changed since start-up).
-pub fn apply(plan: LogicalPlan, context: &Context<'_>) -> Result<(LogicalPlan, Vec<String>), QueryError> {
+pub fn apply(
+    plan: LogicalPlan,
+    context: &Context<'_>,
+) -> Result<(LogicalPlan, Vec<String>), QueryError> {
     let mut applied: Vec<String> = Vec::new();
     let mut refused: Option<QueryError> = None;
     let result = plan.transform_up_with_subqueries(|node| {
         let outcome = match &node {
             LogicalPlan::TableScan(scan) => {
                 let provider = governed(&scan.source);
-                match provider.as_ref().and_then(|p| p.downcast_ref::<GovernedTable>()) {
+                match provider
+                    .as_ref()
+                    .and_then(|p| p.downcast_ref::<GovernedTable>())
+                {
                     Some(table) => read(scan, table, context).map(Some),
                     None => Ok(None),
                 }
             }
             LogicalPlan::Dml(dml) => {
                 let provider = governed(&dml.target);
-                match provider.as_ref().and_then(|p| p.downcast_ref::<GovernedTable>()) {
+                match provider
+                    .as_ref()
+                    .and_then(|p| p.downcast_ref::<GovernedTable>())
+                {
                     Some(table) => deposit(dml, table).map(Some),
                     None => Ok(None),
                 }
@@ -164,7 +173,8 @@ fn read(
         let text = super::principal_sql::substitute(&filter.filter, context.principal)
             .map_err(|m| broken(table, &filter.name, m))?
             .to_string();
-        predicates.push(super::plan_expr(&text, &full).map_err(|m| broken(table, &filter.name, m))?);
+        predicates
+            .push(super::plan_expr(&text, &full).map_err(|m| broken(table, &filter.name, m))?);
     }
     if let Some(predicate) = conjunction(predicates) {
         builder = builder.filter(predicate).map_err(QueryError::from)?;
@@ -210,18 +220,19 @@ fn read(
         builder = builder.limit(0, scan.fetch).map_err(QueryError::from)?;
     }
     let plan = builder.build().map_err(QueryError::from)?;
-    let same = plan.schema().fields().len() == scan.projected_schema.fields().len()
-        && plan
-            .schema()
-            .iter()
-            .zip(scan.projected_schema.iter())
-            .all(|((q1, f1), (q2, f2))| {
-                q1 == q2 && f1.name() == f2.name() && f1.data_type() == f2.data_type()
-            });
+    let same =
+        plan.schema().fields().len() == scan.projected_schema.fields().len()
+            && plan.schema().iter().zip(scan.projected_schema.iter()).all(
+                |((q1, f1), (q2, f2))| {
+                    q1 == q2 && f1.name() == f2.name() && f1.data_type() == f2.data_type()
+                },
+            );
     if !same {
         return Err(QueryError::new(
             ErrorKind::Execution,
-            format!("applying the access policy to {name} changed its columns; refusing the statement"),
+            format!(
+                "applying the access policy to {name} changed its columns; refusing the statement"
+            ),
         ));
     }
     Ok((plan, access.applied.clone()))
@@ -430,9 +441,10 @@ impl OptimizerRule for GuardUserPredicates {
             LogicalPlan::Filter(filter) => {
                 let conjuncts = split_conjunction(&filter.predicate);
                 match guard_conjuncts(&conjuncts).and_then(conjunction) {
-                    Some(predicate) => Ok(Transformed::yes(LogicalPlan::Filter(
-                        Filter::try_new(predicate, filter.input)?,
-                    ))),
+                    Some(predicate) => Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(
+                        predicate,
+                        filter.input,
+                    )?))),
                     None => Ok(Transformed::no(LogicalPlan::Filter(filter))),
                 }
             }
@@ -456,8 +468,8 @@ impl OptimizerRule for GuardUserPredicates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::logical_expr::col;
     use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::col;
 
     #[test]
     fn only_fallible_conjuncts_are_guarded_once() {

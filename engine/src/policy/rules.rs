@@ -151,7 +151,9 @@ impl ColumnRef {
                     column: (*column).to_string(),
                 })
             }
-            _ => Err(format!("'{text}' is not a column: write `source.table.column`")),
+            _ => Err(format!(
+                "'{text}' is not a column: write `source.table.column`"
+            )),
         }
     }
 
@@ -340,7 +342,10 @@ fn check_who(
     }
     for user in users {
         if !known.iter().any(|u| &u.name == user) {
-            return Err(("users".into(), format!("there is no [[user]] named '{user}'")));
+            return Err((
+                "users".into(),
+                format!("there is no [[user]] named '{user}'"),
+            ));
         }
     }
     Ok(())
@@ -388,7 +393,10 @@ impl Grant {
             .enumerate()
             .map(|(i, c)| {
                 let column = ColumnRef::parse(c).map_err(|m| (format!("hide[{i}]"), m))?;
-                if tables.iter().any(|t| t.covers(&column.source, &column.table)) {
+                if tables
+                    .iter()
+                    .any(|t| t.covers(&column.source, &column.table))
+                {
                     Ok(column)
                 } else {
                     Err((
@@ -515,7 +523,10 @@ impl Mask {
             }
         };
         if raw.keep.is_some() && !matches!(kind, MaskKind::KeepLast(_)) {
-            return Err(("keep".into(), "`keep` goes with `mask = \"keep_last\"`".into()));
+            return Err((
+                "keep".into(),
+                "`keep` goes with `mask = \"keep_last\"`".into(),
+            ));
         }
         if raw.expr.is_some() && !matches!(kind, MaskKind::Sql(_)) {
             return Err(("expr".into(), "`expr` goes with `mask = \"sql\"`".into()));

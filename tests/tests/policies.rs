@@ -865,3 +865,129 @@ async fn the_audit_trail_names_the_policies_applied() {
         "only the columns the query read: {record}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Bad policies: each a clear `file:line` error at start, never an open door.
+
+/// Starts an engine over two small CSV sources with `policy` added.
+async fn start_with_policy(policy: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rms")).unwrap();
+    std::fs::write(
+        dir.path().join("rms/crimes.csv"),
+        "crime_reference,restricted,recorded_on\nCRN/1,false,2024-01-02\n",
+    )
+    .unwrap();
+    let text = format!(
+        r#"[[user]]
+name = "ann"
+roles = ["analyst"]
+
+[audit]
+path = "audit.jsonl"
+
+[[source]]
+name = "rms"
+kind = "files"
+location = "rms"
+
+{policy}"#
+    );
+    bluelamp_tests::fixtures::engine_from_text(&text, dir.path())
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn bad_policies_are_located_errors_at_start() {
+    for (policy, line, says) in [
+        (
+            "[[policy.grant]]\nroles = [\"analsyt\"]\ntables = [\"rms.*\"]\n",
+            13,
+            "policy.grant[0].roles: no [[user]] has the role 'analsyt'",
+        ),
+        (
+            "[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.crimez\"]\n",
+            13,
+            "policy.grant[0].tables[0]: source 'rms' has no table 'crimez'",
+        ),
+        (
+            "[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rsm.*\"]\n",
+            13,
+            "policy.grant[0].tables[0]: there is no source named 'rsm'",
+        ),
+        (
+            "[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\nhide = [\"rms.crimes.nope\"]\n",
+            13,
+            "policy.grant[0].hide[0]: table 'rms.crimes' has no column 'nope'",
+        ),
+        (
+            "[[policy.row_filter]]\ntable = \"rms.crimes\"\nfilter = \"NOT restricted AND\"\n",
+            13,
+            "policy.row_filter[0].filter: 'NOT restricted AND' is not a SQL expression",
+        ),
+        (
+            "[[policy.row_filter]]\ntable = \"rms.crimes\"\nfilter = \"no_such_column = 1\"\n",
+            13,
+            "policy.row_filter[0].filter:",
+        ),
+        (
+            "[[policy.row_filter]]\ntable = \"rms.crimes\"\nfilter = \"crime_reference\"\n",
+            13,
+            "is a Utf8, not a condition",
+        ),
+        (
+            "[[policy.row_filter]]\ntable = \"rms.crimes\"\nfilter = \"CAST(crime_reference AS INT) > 0\"\n",
+            13,
+            "could fail on some row",
+        ),
+        (
+            "[[policy.row_filter]]\ntable = \"rms.crimes\"\nfilter = \"cardinality(principal_teams()) > 0\"\n",
+            13,
+            "principal_teams() can only be used as",
+        ),
+        (
+            "[[policy.mask]]\ncolumns = [\"rms.crimes.nope\"]\nmask = \"null\"\n",
+            13,
+            "policy.mask[0].columns[0]: table 'rms.crimes' has no column 'nope'",
+        ),
+        (
+            "[[policy.mask]]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"year\"\n",
+            13,
+            "a `year` mask needs a date or timestamp column",
+        ),
+        (
+            "[[policy.mask]]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"hash\"\n",
+            13,
+            "needs `[policy] mask_key`",
+        ),
+        (
+            "[[policy.mask]]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"scramble\"\n",
+            13,
+            "unknown mask 'scramble'",
+        ),
+        (
+            "[[policy.mask]]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"sql\"\nexpr = \"upper(nope)\"\n",
+            13,
+            "policy.mask[0].",
+        ),
+        (
+            "[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\nhide = [\"rms.crimes.restricted\"]\n\n[[policy.row_filter]]\nroles = [\"analyst\"]\ntable = \"rms.crimes\"\nfilter = \"NOT restricted\"\n",
+            18,
+            "it uses column 'restricted', which grant[0] hides",
+        ),
+    ] {
+        let e = start_with_policy(policy).await.expect_err(policy);
+        assert!(
+            e.starts_with(&format!("test.toml:{line}: ")),
+            "{policy}\n=> {e}"
+        );
+        assert!(e.contains(says), "{policy}\n=> {e}");
+    }
+    // And a good one starts.
+    start_with_policy(
+        "[policy]\nmask_key = \"0123456789abcdef\"\n\n[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\n\n[[policy.mask]]\nroles = [\"analyst\"]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"hash\"\n",
+    )
+    .await
+    .unwrap();
+}

@@ -114,6 +114,11 @@ impl SourceSchema {
         &self.config.name
     }
 
+    /// The source's connector kind.
+    pub fn kind(&self) -> &str {
+        &self.config.kind
+    }
+
     /// The current status snapshot.
     pub fn status(&self) -> SourceStatus {
         let guard = self.live.read().unwrap_or_else(|p| p.into_inner());

@@ -77,7 +77,8 @@ impl GovernedSchema {
             )
         };
         DataFusionError::Plan(format!(
-            "table '{source}.{name}' not found: source '{source}' has no table '{name}'; {list}"
+            "table '{source}.{name}' not found: source '{source}' ({}) has no table '{name}'; {list}",
+            self.source.kind()
         ))
     }
 }

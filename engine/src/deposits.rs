@@ -39,6 +39,29 @@ impl ConfigExtension for BluelampOptions {
     const PREFIX: &'static str = "bluelamp";
 }
 
+impl BluelampOptions {
+    /// Whether a session's `INSERT`s are a dry run (`SET
+    /// bluelamp.deposit_mode = 'validate'`): every sink checks the rows,
+    /// records their outcomes and sends nothing.
+    ///
+    /// # Errors
+    /// A message for a mode other than `send` or `validate`.
+    pub fn validate_only(config: &datafusion::prelude::SessionConfig) -> Result<bool, String> {
+        match config
+            .options()
+            .extensions
+            .get::<BluelampOptions>()
+            .map(|o| o.deposit_mode.as_str())
+        {
+            None | Some("send") => Ok(false),
+            Some("validate") => Ok(true),
+            Some(other) => Err(format!(
+                "bluelamp.deposit_mode is '{other}'; use 'send' or 'validate'"
+            )),
+        }
+    }
+}
+
 /// What happened to one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DepositOutcome {

@@ -1710,3 +1710,115 @@ async fn postgres_joins_on_primary_keys_run_inside_postgres() {
     );
     assert!(session.primary_key("pg", "units").await.unwrap().is_empty());
 }
+
+/// `SET bluelamp.deposit_mode = 'validate'` on `source.keyed (id PRIMARY
+/// KEY, note)`: valid rows are recorded as validated and nothing is sent; a
+/// statement repeating a key is refused naming the row. Returns the outcomes
+/// `bluelamp.deposits` shows.
+async fn dry_run(engine: &Engine, source: &str) -> Vec<Vec<String>> {
+    let session = engine.session(Identity::new("test", "test"));
+    let run = |sql: String| {
+        let session = &session;
+        async move {
+            let output = session.sql(&sql).await?;
+            let batches: Vec<RecordBatch> = output
+                .stream
+                .try_collect()
+                .await
+                .map_err(QueryError::from)?;
+            Ok::<_, QueryError>(rows(&batches).unwrap())
+        }
+    };
+    run("SET bluelamp.deposit_mode = 'validate'".into())
+        .await
+        .unwrap();
+    let sent = run(format!(
+        "INSERT INTO {source}.keyed (id, note) VALUES (1, 'one'), (2, 'two')"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(sent, [["0"]], "{source}: a dry run stores nothing");
+    let e = run(format!(
+        "INSERT INTO {source}.keyed (id, note) VALUES (3, 'three'), (3, 'again')"
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.message.contains("row 2: key (id) = (3) repeats row 1"),
+        "{source}: {e}"
+    );
+    assert!(e.message.contains("nothing was sent"), "{source}: {e}");
+    run("SELECT statement, row, outcome FROM bluelamp.deposits ORDER BY statement, row".into())
+        .await
+        .unwrap()
+}
+
+fn check_dry_run(source: &str, outcomes: &[Vec<String>]) {
+    let outcomes: Vec<Vec<&str>> = outcomes
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ["1", "1", "validated"],
+            ["1", "2", "validated"],
+            ["2", "1", "validated"],
+            ["2", "2", "invalid"]
+        ],
+        "{source}"
+    );
+}
+
+#[tokio::test]
+async fn validate_mode_sends_nothing_to_postgres() {
+    let Some(db) = pg_or_skip().await else { return };
+    let (engine, _tmp) = pg_engine(&db, "CREATE TABLE keyed (id int PRIMARY KEY, note text)").await;
+    check_dry_run("pg", &dry_run(&engine, "pg").await);
+    let n: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM keyed", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing reached PostgreSQL");
+}
+
+#[tokio::test]
+async fn validate_mode_sends_nothing_to_mariadb() {
+    let Some(db) = mariadb_or_skip().await else {
+        return;
+    };
+    db.execute("CREATE TABLE keyed (id INT PRIMARY KEY, note TEXT)")
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path())
+        .await
+        .unwrap();
+    check_dry_run("maria", &dry_run(&engine, "maria").await);
+    let n = db
+        .query_strings("SELECT count(*) FROM keyed")
+        .await
+        .unwrap();
+    assert_eq!(n, [Some("0".to_string())], "nothing reached MariaDB");
+}
+
+#[tokio::test]
+async fn validate_mode_sends_nothing_to_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE keyed (id INTEGER PRIMARY KEY, note TEXT);")
+        .unwrap();
+    drop(conn);
+    let engine = engine_from_text(&sqlite_source("lite", &path), tmp.path())
+        .await
+        .unwrap();
+    check_dry_run("lite", &dry_run(&engine, "lite").await);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM keyed", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "nothing reached SQLite");
+}

@@ -167,7 +167,7 @@ impl DisplayAs for OpenApiSink {
 }
 
 /// Rows of a batch as JSON objects (nulls omitted).
-fn json_rows(batches: &[RecordBatch]) -> DFResult<Vec<Map<String, Value>>> {
+pub(crate) fn json_rows(batches: &[RecordBatch]) -> DFResult<Vec<Map<String, Value>>> {
     let mut writer = ArrayWriter::new(Vec::new());
     for batch in batches {
         writer.write(batch)?;
@@ -208,20 +208,7 @@ impl DataSink for OpenApiSink {
         }
         let config = context.session_config();
         let journal = config.get_extension::<DepositJournal>();
-        let validate_only = match config
-            .options()
-            .extensions
-            .get::<BluelampOptions>()
-            .map(|o| o.deposit_mode.as_str())
-        {
-            None | Some("send") => false,
-            Some("validate") => true,
-            Some(other) => {
-                return Err(self.error(format!(
-                    "bluelamp.deposit_mode is '{other}'; use 'send' or 'validate'"
-                )));
-            }
-        };
+        let validate_only = BluelampOptions::validate_only(config).map_err(|m| self.error(m))?;
         let statement = journal.as_ref().map_or(0, |j| j.begin());
         let outcome = |row: usize, outcome: &str, request: String| DepositOutcome {
             statement,

@@ -13,6 +13,7 @@
 //! cached table creation, errors naming the source) is shared here.
 
 mod bytes;
+mod dry_run;
 mod dynamic;
 mod estimate;
 mod executor;
@@ -67,6 +68,27 @@ fn with_writer(
             writer,
         )),
         None => read,
+    }
+}
+
+/// `table` with its writer wrapped so that `SET bluelamp.deposit_mode =
+/// 'validate'` makes an `INSERT` a dry run ([`dry_run`]).
+fn dry_runnable(table: Arc<dyn TableProvider>, target: String) -> Arc<dyn TableProvider> {
+    let Some(adaptor) = table.downcast_ref::<FederatedTableProviderAdaptor>() else {
+        return Arc::new(dry_run::DryRunnable {
+            inner: table,
+            target,
+        });
+    };
+    match &adaptor.table_provider {
+        Some(writer) => Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+            Arc::clone(&adaptor.source),
+            Arc::new(dry_run::DryRunnable {
+                inner: Arc::clone(writer),
+                target,
+            }),
+        )),
+        None => table,
     }
 }
 
@@ -208,6 +230,7 @@ impl SchemaProvider for SqlSchemaProvider {
             );
             DataFusionError::External(Box::new(SourceError::new(&self.source, message)))
         })?;
+        let table = dry_runnable(table, format!("{}.{name}", self.source.name));
         cache.insert(name.to_string(), Arc::clone(&table));
         Ok(Some(table))
     }

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -95,10 +96,15 @@ impl<W: Write> ResultWriter<W> {
                     return Ok(());
                 }
                 let batches = if batches.is_empty() {
-                    vec![RecordBatch::new_empty(schema)]
+                    vec![RecordBatch::new_empty(Arc::clone(&schema))]
                 } else {
                     batches
                 };
+                // The result's security marking heads the table.
+                if let Some(marking) = schema.metadata().get(bluelamp_engine::session::MARKING_KEY)
+                {
+                    writeln!(out, "marking: {marking}")?;
+                }
                 writeln!(out, "{}", pretty_format_batches(&batches)?)?;
                 out.flush()?;
             }

@@ -165,6 +165,16 @@ async fn execute(
     let planned = session.plan(&statement).await?;
     let output = session.execute(planned).await?;
     let has_columns = !output.schema.fields().is_empty();
+    // Machine-readable formats keep stdout to the data; the marking goes to
+    // stderr (the table prints it above itself).
+    if !matches!(format, Format::Table)
+        && let Some(marking) = output
+            .schema
+            .metadata()
+            .get(bluelamp_engine::session::MARKING_KEY)
+    {
+        eprintln!("marking: {marking}");
+    }
     let mut writer = ResultWriter::new(format, output.schema.clone(), std::io::stdout());
     let mut stream = output.stream;
     let mut rows = 0;

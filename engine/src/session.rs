@@ -419,12 +419,40 @@ pub struct Planned {
     pub(crate) touched: Arc<crate::audit::trail::Touched>,
     /// Policies applied to the plan, for the audit trail.
     pub(crate) policies: Arc<Vec<String>>,
+    /// The security marking of the result, where markings are configured.
+    pub(crate) marking: Option<Arc<str>>,
+}
+
+/// The schema metadata key carrying a result's security marking.
+pub const MARKING_KEY: &str = "bluelamp.marking";
+
+/// `schema` with `marking` in its metadata under [`MARKING_KEY`].
+fn marked(schema: SchemaRef, marking: Option<&str>) -> SchemaRef {
+    match marking {
+        None => schema,
+        Some(marking) => {
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(MARKING_KEY.to_string(), marking.to_string());
+            Arc::new(schema.as_ref().clone().with_metadata(metadata))
+        }
+    }
 }
 
 impl Planned {
-    /// The schema of the rows the statement will return.
+    /// The schema of the rows the statement will return, with its security
+    /// marking in the metadata (`bluelamp.marking`) where markings are
+    /// configured.
     pub fn schema(&self) -> SchemaRef {
-        Arc::clone(self.plan.schema().inner())
+        marked(
+            Arc::clone(self.plan.schema().inner()),
+            self.marking.as_deref(),
+        )
+    }
+
+    /// The security marking of the statement's result, where markings are
+    /// configured: the highest of the data it reads.
+    pub fn marking(&self) -> Option<&str> {
+        self.marking.as_deref()
     }
 
     /// The statement's SQL text.
@@ -503,6 +531,7 @@ impl Planned {
             sql: self.sql.clone(),
             touched: Arc::clone(&self.touched),
             policies: Arc::clone(&self.policies),
+            marking: self.marking.clone(),
         })
     }
 
@@ -614,11 +643,22 @@ impl Session {
         } else {
             (plan, Vec::new())
         };
+        let read = &self.engine.config().policy.read;
+        let (plan, marking) = if read.markings.is_empty() {
+            (plan, None)
+        } else {
+            let marking = crate::policy::marking::of_result(read, &touched);
+            match crate::policy::marking::onto_copy(plan, &marking) {
+                Ok(plan) => (plan, Some(Arc::from(marking.to_string()))),
+                Err(e) => return Err(self.audit_failure(&sql, e).await),
+            }
+        };
         Ok(Planned {
             plan,
             sql,
             touched,
             policies: Arc::new(policies),
+            marking,
         })
     }
 
@@ -632,9 +672,10 @@ impl Session {
         let started = Instant::now();
         let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
+        let marking = planned.marking;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let schema = Arc::clone(df.schema().inner());
+            let schema = marked(Arc::clone(df.schema().inner()), marking.as_deref());
             let stream = df.execute_stream().await?;
             Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
         }
@@ -663,9 +704,10 @@ impl Session {
         let started = Instant::now();
         let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
+        let marking = planned.marking;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let schema = Arc::clone(df.schema().inner());
+            let schema = marked(Arc::clone(df.schema().inner()), marking.as_deref());
             let streams = df.execute_stream_partitioned().await?;
             Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
         }

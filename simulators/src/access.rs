@@ -6,6 +6,10 @@
 //! | `analyst` | password `demo` | no `restricted` crimes; people's names and birth years masked; no incident logs or vehicle registrations |
 //! | `supervisor` | password `demo` | restricted crimes too (team `major-crime`); people unmasked, with a stated purpose |
 //!
+//! Markings: every system OFFICIAL-SENSITIVE but stop and search (public,
+//! OFFICIAL); people and custody records add the caveat PERSONAL; the
+//! incident log is SECRET, beyond the analyst's clearance.
+//!
 //! `bluelamp demo` and the tests use this one text, so what the README shows
 //! is what the tests check.
 
@@ -81,6 +85,19 @@ name = "supervisors read people for a stated purpose"
 roles = ["supervisor"]
 tables = ["rms.people"]
 require_purpose = true
+
+[[policy.marking]]
+tables = ["cad.*", "rms.*", "custody.*", "anpr.*"]
+classification = "OFFICIAL-SENSITIVE"
+
+[[policy.marking]]
+tables = ["rms.people", "custody.custody_records"]
+classification = "OFFICIAL-SENSITIVE"
+caveats = ["PERSONAL"]
+
+[[policy.marking]]
+tables = ["cad.incident_log"]
+classification = "SECRET"
 
 [[policy.row_filter]]
 name = "restricted crimes for major-crime only"

@@ -41,6 +41,7 @@ roles = ["clerk"]
 [[user]]
 name = "sergeant"
 roles = ["sergeant"]
+clearance = "OFFICIAL-SENSITIVE"
 [user.attributes]
 station = "Northgate Custody"
 
@@ -962,6 +963,21 @@ async fn bad_policies_are_located_errors_at_start() {
             "needs `[policy] mask_key`",
         ),
         (
+            "[[policy.marking]]\ntables = [\"rms.crimez\"]\nclassification = \"SECRET\"\n",
+            13,
+            "policy.marking[0].tables[0]: source 'rms' has no table 'crimez'",
+        ),
+        (
+            "[[policy.marking]]\ncolumns = [\"rms.crimes.nope\"]\nclassification = \"SECRET\"\n",
+            13,
+            "policy.marking[0].columns[0]: table 'rms.crimes' has no column 'nope'",
+        ),
+        (
+            "[[policy.marking]]\ntables = [\"rms.*\"]\nclassification = \"TOP SECRET\"\n",
+            15,
+            "OFFICIAL, OFFICIAL-SENSITIVE or SECRET",
+        ),
+        (
             "[[policy.mask]]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"scramble\"\n",
             13,
             "unknown mask 'scramble'",
@@ -990,4 +1006,140 @@ async fn bad_policies_are_located_errors_at_start() {
     )
     .await
     .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Security markings.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_carry_the_highest_marking_of_what_they_read() {
+    let demo = demo().await;
+    let officer = demo.session("officer");
+    for (sql, want) in [
+        ("SELECT count(*) FROM stops.stops_street", "OFFICIAL"),
+        ("SELECT count(*) FROM rms.crimes", "OFFICIAL-SENSITIVE"),
+        (
+            "SELECT c.crime_reference, p.surname FROM rms.crimes c JOIN rms.crime_people cp ON cp.crime_reference = c.crime_reference JOIN rms.people p ON p.person_id = cp.person_id",
+            "OFFICIAL-SENSITIVE [PERSONAL]",
+        ),
+        (
+            "SELECT count(*) FROM cad.incident_log WHERE urn = 'x'",
+            "SECRET",
+        ),
+        ("SELECT 1", "OFFICIAL"),
+    ] {
+        let statement = officer.parse(sql).unwrap().remove(0);
+        let planned = officer.plan(&statement).await.unwrap();
+        assert_eq!(planned.marking(), Some(want), "{sql}");
+        let output = officer.execute(planned).await.unwrap();
+        assert_eq!(
+            output
+                .schema
+                .metadata()
+                .get("bluelamp.marking")
+                .map(String::as_str),
+            Some(want),
+            "{sql}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearance_hides_what_is_marked_above_it() {
+    let demo = demo().await;
+    // The analyst (OFFICIAL-SENSITIVE) would see the incident log through a
+    // grant; its SECRET marking keeps it out of reach all the same.
+    let analyst = demo.session("analyst");
+    let e = refused(&analyst, "SELECT count(*) FROM cad.incident_log").await;
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    let supervisor = demo.session("supervisor");
+    let urn = &demo.force().incidents[0].urn;
+    select(
+        &supervisor,
+        &format!("SELECT count(*) FROM cad.incident_log WHERE urn = '{urn}'"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marking_travels_over_flight_sql_and_into_the_audit_trail() {
+    let demo = demo().await;
+    let server = flight(&demo).await;
+    let mut analyst = login(&server, "analyst").await;
+    let info = analyst
+        .execute("SELECT forename FROM rms.people LIMIT 1".into(), None)
+        .await
+        .unwrap();
+    let schema = info.clone().try_decode_schema().unwrap();
+    assert_eq!(
+        schema
+            .metadata()
+            .get("bluelamp.marking")
+            .map(String::as_str),
+        Some("OFFICIAL-SENSITIVE [PERSONAL]")
+    );
+    fetch(&mut analyst, info).await.unwrap();
+    let text = std::fs::read_to_string(demo.dir.path().join("audit.jsonl")).unwrap();
+    let record = text
+        .lines()
+        .find(|l| {
+            l.contains("SELECT forename FROM rms.people LIMIT 1") && l.contains("\"statement\"")
+        })
+        .unwrap();
+    assert!(
+        record.contains("\"marking\":\"OFFICIAL-SENSITIVE [PERSONAL]\""),
+        "{record}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_writes_the_marking_into_parquet_and_refuses_csv() {
+    let demo = demo().await;
+    let officer = demo.session("officer");
+    let folder = demo.dir.path().join("exports");
+    std::fs::create_dir_all(&folder).unwrap();
+    let parquet = folder.join("crimes.parquet");
+    select(
+        &officer,
+        &format!(
+            "COPY (SELECT crime_reference FROM rms.crimes) TO '{}' STORED AS PARQUET",
+            parquet.display()
+        ),
+    )
+    .await;
+    let file = std::fs::File::open(&parquet).unwrap();
+    let reader = datafusion::parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use datafusion::parquet::file::reader::FileReader;
+    let metadata = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    let marking = metadata
+        .iter()
+        .find(|kv| kv.key == "bluelamp.marking")
+        .and_then(|kv| kv.value.clone());
+    assert_eq!(marking.as_deref(), Some("OFFICIAL-SENSITIVE"));
+    let csv = folder.join("crimes.csv");
+    let e = refused(
+        &officer,
+        &format!(
+            "COPY (SELECT crime_reference FROM rms.crimes) TO '{}' STORED AS CSV",
+            csv.display()
+        ),
+    )
+    .await;
+    assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}");
+    assert!(e.message.contains("marked OFFICIAL-SENSITIVE"), "{e}");
+    assert!(!csv.exists());
+    // Public data (OFFICIAL) may still go to CSV.
+    select(
+        &officer,
+        &format!(
+            "COPY (SELECT age_range FROM stops.stops_street) TO '{}' STORED AS CSV",
+            folder.join("stops.csv").display()
+        ),
+    )
+    .await;
 }

@@ -61,6 +61,7 @@ impl Session {
         record.tables = tables;
         record.columns = columns;
         record.policies = planned.policies.as_ref().clone();
+        record.marking = planned.marking.as_deref().map(str::to_string);
         record.recipient = Some(self.identity.user.clone());
         let needs_purpose: Vec<&String> = record
             .sources

@@ -69,6 +69,8 @@ pub(super) struct RawPolicy {
     row_filter: Vec<toml::Spanned<crate::policy::rules::RowFilterConfig>>,
     #[serde(default)]
     mask: Vec<toml::Spanned<crate::policy::rules::MaskConfig>>,
+    #[serde(default)]
+    marking: Vec<toml::Spanned<crate::policy::rules::MarkingConfig>>,
     /// The key of `hash` masks; may come from `${ENV}` or `${file:PATH}`.
     #[serde(default)]
     mask_key: Option<String>,
@@ -246,6 +248,26 @@ pub(super) fn resolve_policy(
             }
         }
         read.masks.push(mask);
+    }
+    for (index, spanned) in raw.marking.into_iter().enumerate() {
+        let at = located(
+            origin,
+            spanned.span().start,
+            format!("policy.marking[{index}]"),
+        );
+        let marking = crate::policy::rules::MarkingRule::resolve(spanned.into_inner(), at.clone())
+            .map_err(|(field, m)| at.error(&field, m))?;
+        for (i, table) in marking.tables.iter().enumerate() {
+            if let Some(m) = unknown_source(&table.source) {
+                return Err(at.error(&format!("tables[{i}]"), m));
+            }
+        }
+        for (i, column) in marking.columns.iter().enumerate() {
+            if let Some(m) = unknown_source(&column.source) {
+                return Err(at.error(&format!("columns[{i}]"), m));
+            }
+        }
+        read.markings.push(marking);
     }
     if let Some(key) = raw.mask_key {
         let at = origin.text.find("mask_key");

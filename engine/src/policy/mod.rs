@@ -17,6 +17,7 @@
 //!   checked against write grants, and user predicates kept off hidden rows.
 //! - [`principal_sql`]: `principal('force')`, `x = ANY(principal_teams())`.
 //! - [`masks`]: mask kinds as expressions.
+//! - [`marking`]: security markings on results, and on the files `COPY` writes.
 //! - [`files`]: `COPY ... TO` and `CREATE EXTERNAL TABLE` reach the server's
 //!   file system and object stores, so they are refused unless a grant names
 //!   the principal and the location lies inside a folder or prefix it lists.
@@ -26,6 +27,7 @@
 pub mod files;
 pub mod governed;
 pub mod guard;
+pub mod marking;
 pub mod masks;
 pub mod principal_sql;
 pub mod rewrite;
@@ -89,7 +91,11 @@ pub async fn validate(
             || read
                 .masks
                 .iter()
-                .any(|m| m.columns.iter().any(|c| c.source == name));
+                .any(|m| m.columns.iter().any(|c| c.source == name))
+            || read.markings.iter().any(|m| {
+                m.tables.iter().any(|t| t.source == name)
+                    || m.columns.iter().any(|c| c.source == name)
+            });
         if !mentioned {
             continue;
         }
@@ -170,6 +176,37 @@ pub async fn validate(
                         format!(
                             "it uses column '{}', which {} hides from some of the principals the filter applies to (they would see it named in EXPLAIN); filter on a column they can see",
                             column.name, grant.name
+                        ),
+                    ));
+                }
+            }
+        }
+        for marking in &read.markings {
+            for (i, pattern) in marking.tables.iter().enumerate() {
+                if let Some(table) = &pattern.table
+                    && pattern.source == name
+                    && !tables.contains(table)
+                {
+                    return Err(marking
+                        .at
+                        .error(&format!("tables[{i}]"), unknown_table(table)));
+                }
+            }
+            for (i, column) in marking.columns.iter().enumerate() {
+                if column.source != name {
+                    continue;
+                }
+                let Some(schema) = schema_of(&column.table).await else {
+                    return Err(marking
+                        .at
+                        .error(&format!("columns[{i}]"), unknown_table(&column.table)));
+                };
+                if schema.field_with_name(&column.column).is_err() {
+                    return Err(marking.at.error(
+                        &format!("columns[{i}]"),
+                        format!(
+                            "table '{name}.{}' has no column '{}'",
+                            column.table, column.column
                         ),
                     ));
                 }

@@ -247,6 +247,126 @@ pub struct MaskConfig {
     pub expr: Option<String>,
 }
 
+/// A `[[policy.marking]]` entry as written: a security classification and
+/// handling caveats for sources, tables or columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkingConfig {
+    /// `source.table` or `source.*`.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// `source.table.column`.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// OFFICIAL, OFFICIAL-SENSITIVE or SECRET.
+    pub classification: crate::principal::Clearance,
+    /// Handling caveats or descriptors, e.g. `PERSONAL`.
+    #[serde(default)]
+    pub caveats: Vec<String>,
+}
+
+/// A resolved marking entry.
+#[derive(Debug, Clone)]
+pub struct MarkingRule {
+    /// Tables it marks (every column of them).
+    pub tables: Vec<TablePattern>,
+    /// Columns it marks.
+    pub columns: Vec<ColumnRef>,
+    /// The classification.
+    pub classification: crate::principal::Clearance,
+    /// Caveats, upper case.
+    pub caveats: Vec<String>,
+    /// Where it was written.
+    pub at: Located,
+}
+
+impl MarkingRule {
+    /// Resolves a marking entry.
+    ///
+    /// # Errors
+    /// The field at fault and why.
+    pub fn resolve(raw: MarkingConfig, at: Located) -> Result<Self, (String, String)> {
+        if raw.tables.is_empty() && raw.columns.is_empty() {
+            return Err((
+                "tables".into(),
+                "the marking covers nothing: list `tables` and/or `columns`".into(),
+            ));
+        }
+        let tables = raw
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TablePattern::parse(t).map_err(|m| (format!("tables[{i}]"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let columns = raw
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ColumnRef::parse(c).map_err(|m| (format!("columns[{i}]"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut caveats = Vec::new();
+        for (i, caveat) in raw.caveats.iter().enumerate() {
+            let caveat = caveat.trim().to_ascii_uppercase();
+            if caveat.is_empty() || caveat.contains(['[', ']']) {
+                return Err((
+                    format!("caveats[{i}]"),
+                    "a caveat is a non-empty name without brackets, e.g. PERSONAL".into(),
+                ));
+            }
+            caveats.push(caveat);
+        }
+        Ok(Self {
+            tables,
+            columns,
+            classification: raw.classification,
+            caveats,
+            at,
+        })
+    }
+}
+
+/// The marking of some data: the highest classification and every caveat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marking {
+    /// The classification.
+    pub classification: crate::principal::Clearance,
+    /// Caveats, sorted.
+    pub caveats: std::collections::BTreeSet<String>,
+}
+
+impl Default for Marking {
+    fn default() -> Self {
+        Self {
+            classification: crate::principal::Clearance::Official,
+            caveats: std::collections::BTreeSet::new(),
+        }
+    }
+}
+
+impl Marking {
+    /// Raises this marking to cover `other` too.
+    pub fn join(&mut self, other: &Marking) {
+        self.classification = self.classification.max(other.classification);
+        self.caveats.extend(other.caveats.iter().cloned());
+    }
+
+    /// Whether the data may go where a marking cannot follow it (plain
+    /// OFFICIAL, no caveats).
+    pub fn is_baseline(&self) -> bool {
+        self.classification == crate::principal::Clearance::Official && self.caveats.is_empty()
+    }
+}
+
+impl std::fmt::Display for Marking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.classification)?;
+        for caveat in &self.caveats {
+            write!(f, " [{caveat}]")?;
+        }
+        Ok(())
+    }
+}
+
 /// How a masked column is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MaskKind {
@@ -597,12 +717,47 @@ pub struct ReadPolicy {
     pub row_filters: Vec<RowFilter>,
     /// `[[policy.mask]]`, in file order.
     pub masks: Vec<Mask>,
+    /// `[[policy.marking]]`, in file order.
+    pub markings: Vec<MarkingRule>,
 }
 
 impl ReadPolicy {
     /// Whether any read policy is configured; then access is denied by default.
     pub fn is_active(&self) -> bool {
-        !(self.grants.is_empty() && self.row_filters.is_empty() && self.masks.is_empty())
+        !(self.grants.is_empty()
+            && self.row_filters.is_empty()
+            && self.masks.is_empty()
+            && self.markings.is_empty())
+    }
+
+    /// The marking of `source.table` (its column `column`, or the table as
+    /// a whole): every entry covering it joined; OFFICIAL where none does.
+    pub fn marking_of(&self, source: &str, table: &str, column: Option<&str>) -> Marking {
+        let mut marking = Marking::default();
+        for rule in &self.markings {
+            let covers = rule.tables.iter().any(|t| t.covers(source, table))
+                || column.is_some_and(|column| {
+                    rule.columns
+                        .iter()
+                        .any(|c| c.is(source, table) && c.column == column)
+                });
+            if covers {
+                marking.join(&Marking {
+                    classification: rule.classification,
+                    caveats: rule.caveats.iter().cloned().collect(),
+                });
+            }
+        }
+        marking
+    }
+
+    /// Whether a principal's clearance (OFFICIAL where none is configured)
+    /// reaches `marking`.
+    fn cleared(principal: &Principal, marking: &Marking) -> bool {
+        principal
+            .clearance
+            .unwrap_or(crate::principal::Clearance::Official)
+            >= marking.classification
     }
 
     /// Whether `principal` may know that `source` exists: some grant of
@@ -642,6 +797,18 @@ impl ReadPolicy {
             }
         }
         access.applied = grants.iter().map(|g| g.name.clone()).collect();
+        if !self.markings.is_empty() {
+            // Above the principal's clearance, a table is as good as absent
+            // and a column hidden.
+            if !Self::cleared(principal, &self.marking_of(source, table, None)) {
+                return TableAccess::default();
+            }
+            for column in columns {
+                if !Self::cleared(principal, &self.marking_of(source, table, Some(column))) {
+                    access.hidden.insert(column.clone());
+                }
+            }
+        }
         if !access.read {
             return access;
         }

@@ -44,11 +44,12 @@ fn demo_query_prints_only_data() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "grade,n\nE,119\nI,101\nR,48\nS,232\n");
-    // The second run uses the cached data: nothing is generated, stderr stays quiet.
+    // The second run uses the cached data: nothing is generated; stderr
+    // carries only the result's security marking, stdout only data.
     let again = demo(tmp.path(), "SELECT count(*) AS n FROM rms.crimes", "ndjson");
     assert!(again.status.success());
     assert_eq!(text(&again.stdout), "{\"n\":152}\n");
-    assert_eq!(text(&again.stderr), "");
+    assert_eq!(text(&again.stderr), "marking: OFFICIAL-SENSITIVE\n");
 }
 
 #[test]
@@ -61,7 +62,11 @@ fn formats() {
     assert!(parsed[0]["urn"].as_str().unwrap().starts_with("CAD-2026"));
     let table = demo(tmp.path(), sql, "table");
     let table = text(&table.stdout);
-    assert!(table.starts_with("+"), "{table}");
+    // The table is headed by the result's security marking.
+    assert!(
+        table.starts_with("marking: OFFICIAL-SENSITIVE\n+"),
+        "{table}"
+    );
     assert!(table.contains("| urn "), "{table}");
 }
 

@@ -1143,3 +1143,71 @@ async fn copy_writes_the_marking_into_parquet_and_refuses_csv() {
     )
     .await;
 }
+
+// ---------------------------------------------------------------------------
+// Onward identity: suppliers learn who each request is for.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_suppliers_name_the_end_user() {
+    let demo = demo().await;
+    let rms = demo
+        .live
+        .systems
+        .iter()
+        .find(|s| s.kind.name() == "rms")
+        .unwrap();
+    let cad = demo
+        .live
+        .systems
+        .iter()
+        .find(|s| s.kind.name() == "cad")
+        .unwrap();
+    select(&demo.session("analyst"), "SELECT count(*) FROM rms.crimes").await;
+    select(
+        &demo.session("supervisor"),
+        "SELECT count(*) FROM rms.crimes c JOIN cad.incidents i ON i.urn = c.incident_urn",
+    )
+    .await;
+    let by_user = rms.stats.on_behalf_of();
+    assert!(
+        by_user.get("analyst").copied().unwrap_or(0) > 0,
+        "{by_user:?}"
+    );
+    assert!(
+        by_user.get("supervisor").copied().unwrap_or(0) > 0,
+        "{by_user:?}"
+    );
+    assert!(
+        !by_user.contains_key("-"),
+        "every data request names its user: {by_user:?}"
+    );
+    let by_user = cad.stats.on_behalf_of();
+    assert_eq!(
+        by_user.keys().collect::<Vec<_>>(),
+        ["supervisor"],
+        "{by_user:?}"
+    );
+    // Deposits too: a dry run sends nothing, so deposit for real as officer.
+    let officer = demo.session("officer");
+    let before = rms
+        .stats
+        .on_behalf_of()
+        .get("officer")
+        .copied()
+        .unwrap_or(0);
+    let urn = &demo.force().incidents[0].urn;
+    select(
+        &officer,
+        &format!(
+            "INSERT INTO rms.crimes (incident_urn, offence_code, offence, recorded_at, status) VALUES ('{urn}', '049/00', 'Other theft', TIMESTAMP '2026-11-02 10:00:00', 'under investigation')"
+        ),
+    )
+    .await;
+    let after = rms
+        .stats
+        .on_behalf_of()
+        .get("officer")
+        .copied()
+        .unwrap_or(0);
+    assert!(after > before, "the POST named its user");
+}

@@ -35,9 +35,14 @@ pub struct FetchError {
     pub unavailable: bool,
 }
 
+/// A header naming the end user a request is made for.
+pub type Identity = (reqwest::header::HeaderName, reqwest::header::HeaderValue);
+
 /// A configured HTTP client for one source.
 pub struct ApiClient {
     http: reqwest::Client,
+    /// The header naming the end user on data requests, if configured.
+    on_behalf_of: Option<super::config::OnBehalfOf>,
     auth: AuthConfig,
     token_url: Option<Url>,
     token: Mutex<Option<(String, Instant)>>,
@@ -88,6 +93,7 @@ impl ApiClient {
         };
         Ok(Self {
             http,
+            on_behalf_of: None,
             auth,
             token_url,
             token: Mutex::new(None),
@@ -99,6 +105,34 @@ impl ApiClient {
             retries,
             secrets,
         })
+    }
+
+    /// Names the end user on every data request with this header.
+    pub fn with_on_behalf_of(mut self, header: Option<super::config::OnBehalfOf>) -> Self {
+        self.on_behalf_of = header;
+        self
+    }
+
+    /// The header that names `principal` to the supplier, where the source
+    /// is configured to send one.
+    ///
+    /// # Errors
+    /// A message where it is configured but no principal is known, or the
+    /// principal cannot be named in a header.
+    pub fn identity(
+        &self,
+        principal: Option<&bluelamp_engine::Principal>,
+    ) -> Result<Option<Identity>, String> {
+        let Some(on_behalf_of) = &self.on_behalf_of else {
+            return Ok(None);
+        };
+        let Some(principal) = principal else {
+            return Err(
+                "the source sends each request on behalf of its end user, but this request has none"
+                    .into(),
+            );
+        };
+        on_behalf_of.for_principal(principal).map(Some)
     }
 
     /// The underlying HTTP client (for fetching the document itself).
@@ -245,7 +279,12 @@ impl ApiClient {
     ///
     /// # Errors
     /// [`FetchError`] once retries are exhausted or for an answer that retrying cannot fix.
-    pub async fn get(&self, url: &Url, endpoint: &str) -> Result<Fetched, FetchError> {
+    pub async fn get(
+        &self,
+        url: &Url,
+        endpoint: &str,
+        identity: Option<&Identity>,
+    ) -> Result<Fetched, FetchError> {
         let mut attempts = 0u32;
         let mut failures = 0u32;
         let mut throttled = 0u32;
@@ -257,7 +296,11 @@ impl ApiClient {
                 unavailable: true,
             })?;
             self.wait_for_slot().await;
-            let request = self.authorise(self.http.get(url.clone()), false).await?;
+            let mut request = self.http.get(url.clone());
+            if let Some((header, value)) = identity {
+                request = request.header(header, value);
+            }
+            let request = self.authorise(request, false).await?;
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -389,6 +432,7 @@ impl ApiClient {
         endpoint: &str,
         body: &Value,
         idempotency: Option<(&str, &str)>,
+        identity: Option<&Identity>,
     ) -> Posted {
         let mut failures = 0u32;
         let mut throttled = 0u32;
@@ -404,6 +448,9 @@ impl ApiClient {
             let mut request = self.http.post(url.clone()).json(body);
             if let Some((header, key)) = idempotency {
                 request = request.header(header, key);
+            }
+            if let Some((header, value)) = identity {
+                request = request.header(header, value);
             }
             let request = match self.authorise(request, false).await {
                 Ok(r) => r,

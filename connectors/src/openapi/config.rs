@@ -47,6 +47,83 @@ pub struct OpenApiConfig {
     /// Per-table overrides, keyed by the discovered table name.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
+    /// A header naming the end user on every data request, e.g.
+    /// `"X-On-Behalf-Of: {user}"` (`{user}`, `{force}` are the principal's).
+    pub on_behalf_of: Option<String>,
+}
+
+/// An `on_behalf_of` header: its name and value template.
+#[derive(Debug, Clone)]
+pub struct OnBehalfOf {
+    /// The header.
+    pub header: reqwest::header::HeaderName,
+    /// The value, with `{user}` and `{force}` to fill in.
+    pub template: String,
+}
+
+impl OnBehalfOf {
+    /// Parses `Header-Name: template`.
+    ///
+    /// # Errors
+    /// A message for a missing colon, a bad header name, or an unknown
+    /// placeholder.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some((name, template)) = text.split_once(':') else {
+            return Err(format!(
+                "'{text}' is not a header: write `Header-Name: {{user}}`"
+            ));
+        };
+        let header = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("'{}' is not a valid header name", name.trim()))?;
+        let template = template.trim().to_string();
+        let mut rest = template.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("'{template}' has an unclosed '{{'"));
+            };
+            let placeholder = &rest[open + 1..open + close];
+            if !["user", "force"].contains(&placeholder) {
+                return Err(format!(
+                    "unknown placeholder '{{{placeholder}}}' in '{template}': use {{user}} or {{force}}"
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        if !template.contains('{') {
+            return Err(format!(
+                "'{template}' names no one: include {{user}} so each request carries its end user"
+            ));
+        }
+        Ok(Self { header, template })
+    }
+
+    /// The header for `principal`.
+    ///
+    /// # Errors
+    /// A message where the principal lacks what the template needs or the
+    /// value cannot be sent as a header.
+    pub fn for_principal(
+        &self,
+        principal: &bluelamp_engine::Principal,
+    ) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue), String> {
+        let mut value = self.template.replace("{user}", &principal.user);
+        if value.contains("{force}") {
+            let Some(force) = &principal.force else {
+                return Err(format!(
+                    "user '{}' has no force code, which the source's on_behalf_of header needs",
+                    principal.user
+                ));
+            };
+            value = value.replace("{force}", force);
+        }
+        let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+            format!(
+                "user '{}' cannot be named in a header (only visible ASCII can be)",
+                principal.user
+            )
+        })?;
+        Ok((self.header.clone(), value))
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -182,4 +259,32 @@ fn limit_name() -> String {
 }
 fn page_name() -> String {
     "page".into()
+}
+
+#[cfg(test)]
+mod on_behalf_of_tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::OnBehalfOf;
+
+    #[test]
+    fn headers_name_the_principal_or_are_refused() {
+        let header = OnBehalfOf::parse("X-On-Behalf-Of: {user}@{force}").unwrap();
+        let mut ann = bluelamp_engine::Principal::bare("ann", "password");
+        let e = header.for_principal(&ann).unwrap_err();
+        assert!(e.contains("no force code"), "{e}");
+        ann.force = Some("XY".into());
+        let (name, value) = header.for_principal(&ann).unwrap();
+        assert_eq!(name.as_str(), "x-on-behalf-of");
+        assert_eq!(value.to_str().unwrap(), "ann@XY");
+        for (text, says) in [
+            ("X-On-Behalf-Of {user}", "is not a header"),
+            ("Bad Header: {user}", "not a valid header name"),
+            ("X-User: {name}", "unknown placeholder '{name}'"),
+            ("X-User: service", "names no one"),
+            ("X-User: {user", "unclosed"),
+        ] {
+            let e = OnBehalfOf::parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }

@@ -44,7 +44,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::client::{ApiClient, FetchError};
+use super::client::{ApiClient, FetchError, Identity};
 use super::discovery::{FilterOp, Pagination, RecordsAt, TableSpec};
 use super::pushdown::Target;
 use super::requests::{RequestSet, build as build_requests};
@@ -54,6 +54,8 @@ pub struct OpenApiExec {
     source: String,
     table: Arc<TableSpec>,
     client: Arc<ApiClient>,
+    /// The header naming the end user, where the source sends one.
+    identity: Option<Identity>,
     base: Url,
     /// Parameter values from the query's own filters.
     values: BTreeMap<Target, Vec<String>>,
@@ -107,6 +109,7 @@ impl OpenApiExec {
             source,
             table,
             client,
+            identity: None,
             base,
             values,
             dynamic: Vec::new(),
@@ -118,6 +121,12 @@ impl OpenApiExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// Sends `identity` (the end user's header) with every request.
+    pub fn with_identity(mut self, identity: Option<Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 
     fn params_text(&self) -> String {
@@ -238,6 +247,7 @@ impl ExecutionPlan for OpenApiExec {
             source: self.source.clone(),
             table: Arc::clone(&self.table),
             client: Arc::clone(&self.client),
+            identity: self.identity.clone(),
             base: self.base.clone(),
             full_schema: Arc::clone(&self.full_schema),
             projection: self.projection.clone(),
@@ -390,6 +400,7 @@ impl OpenApiExec {
             source: self.source.clone(),
             table: Arc::clone(&self.table),
             client: Arc::clone(&self.client),
+            identity: self.identity.clone(),
             base: self.base.clone(),
             values: self.values.clone(),
             dynamic: self.dynamic.clone(),
@@ -528,6 +539,7 @@ struct Scan {
     source: String,
     table: Arc<TableSpec>,
     client: Arc<ApiClient>,
+    identity: Option<Identity>,
     base: Url,
     full_schema: SchemaRef,
     projection: Option<Vec<usize>>,
@@ -622,7 +634,7 @@ impl Scan {
                                     let url = url?;
                                     let fetched = self
                                         .client
-                                        .get(&url, &endpoint)
+                                        .get(&url, &endpoint, self.identity.as_ref())
                                         .await
                                         .map_err(|e| self.fetch_error(e))?;
                                     Ok::<_, DataFusionError>((i + 2, fetched))
@@ -732,7 +744,7 @@ impl Scan {
     ) -> DFResult<PageInfo> {
         let fetched = self
             .client
-            .get(url, &self.table.endpoint())
+            .get(url, &self.table.endpoint(), self.identity.as_ref())
             .await
             .map_err(|e| self.fetch_error(e))?;
         self.emit(fetched, number, set, tx, remaining).await

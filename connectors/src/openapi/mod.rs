@@ -69,6 +69,9 @@ impl SourceFactory for OpenApiSourceFactory {
         if config.page_size == Some(0) {
             return Err(source.error("page_size", "page_size must be at least 1"));
         }
+        if let Some(text) = &config.on_behalf_of {
+            config::OnBehalfOf::parse(text).map_err(|m| source.error("on_behalf_of", m))?;
+        }
         if let Some(base) = &config.base_url {
             Url::parse(base)
                 .map_err(|e| source.error("base_url", format!("not a valid URL: {e}")))?;
@@ -132,7 +135,15 @@ impl SourceFactory for OpenApiSourceFactory {
                 config.rate_limit,
                 config.retries,
             )
-            .map_err(|e| SourceError::new(source, e))?,
+            .map_err(|e| SourceError::new(source, e))?
+            .with_on_behalf_of(
+                config
+                    .on_behalf_of
+                    .as_deref()
+                    .map(config::OnBehalfOf::parse)
+                    .transpose()
+                    .map_err(|m| SourceError::new(source, m))?,
+            ),
         );
         let (tables, warnings) = discovery::discover(&doc, &config.tables);
         let providers = tables
@@ -165,7 +176,7 @@ async fn load_document(
         let url =
             Url::parse(&config.spec).map_err(|e| SourceError::new(source, format!("spec: {e}")))?;
         let fetched = client
-            .get(&url, &format!("GET {}", url.path()))
+            .get(&url, &format!("GET {}", url.path()), None)
             .await
             .map_err(|e| SourceError {
                 unavailable: e.unavailable,

@@ -97,7 +97,7 @@ impl TableProvider for OpenApiTableProvider {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -118,22 +118,26 @@ impl TableProvider for OpenApiTableProvider {
             // The filters contradict each other: nothing to fetch.
             return Ok(Arc::new(EmptyExec::new(projected)));
         };
-        Ok(Arc::new(OpenApiExec::new(
-            self.source.clone(),
-            Arc::clone(&self.spec),
-            Arc::clone(&self.client),
-            self.base.clone(),
-            values,
-            Arc::clone(&self.schema),
-            projection.cloned(),
-            limit,
-            self.page_size,
-        )?))
+        let identity = self.identity(state)?;
+        Ok(Arc::new(
+            OpenApiExec::new(
+                self.source.clone(),
+                Arc::clone(&self.spec),
+                Arc::clone(&self.client),
+                self.base.clone(),
+                values,
+                Arc::clone(&self.schema),
+                projection.cloned(),
+                limit,
+                self.page_size,
+            )?
+            .with_identity(identity),
+        ))
     }
 
     async fn insert_into(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
@@ -156,12 +160,21 @@ impl TableProvider for OpenApiTableProvider {
             Arc::clone(&self.client),
             self.base.clone(),
             &self.schema,
-        );
+        )
+        .with_identity(self.identity(state)?);
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }
 
 impl OpenApiTableProvider {
+    /// The header naming the session's principal, where the source sends one.
+    fn identity(&self, state: &dyn Session) -> DFResult<Option<super::client::Identity>> {
+        let principal = bluelamp_engine::Principal::of(state.config());
+        self.client
+            .identity(principal.as_deref())
+            .map_err(|m| self.error(m))
+    }
+
     fn error(&self, message: String) -> DataFusionError {
         super::source_error(&self.source, message, false)
     }

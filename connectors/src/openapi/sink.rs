@@ -33,6 +33,8 @@ const MAX_ROWS: usize = 100_000;
 
 /// Deposits rows into one OpenAPI table.
 pub struct OpenApiSink {
+    /// The header naming the end user, where the source sends one.
+    identity: Option<super::client::Identity>,
     source: String,
     table: String,
     spec: Arc<WriteSpec>,
@@ -68,6 +70,7 @@ impl OpenApiSink {
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect();
         Self {
+            identity: None,
             source,
             table,
             spec,
@@ -75,6 +78,12 @@ impl OpenApiSink {
             base,
             schema: Arc::new(Schema::new(fields)),
         }
+    }
+
+    /// Sends `identity` (the end user's header) with every request.
+    pub fn with_identity(mut self, identity: Option<super::client::Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 
     fn target(&self) -> String {
@@ -314,7 +323,13 @@ impl DataSink for OpenApiSink {
             let body = Value::Object(body.clone());
             let posted = self
                 .client
-                .post(&url, &self.spec.endpoint(), &body, idempotency)
+                .post(
+                    &url,
+                    &self.spec.endpoint(),
+                    &body,
+                    idempotency,
+                    self.identity.as_ref(),
+                )
                 .await;
             let mut row = DepositOutcome {
                 idempotency_key: key.clone(),

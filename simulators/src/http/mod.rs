@@ -35,7 +35,8 @@ pub fn live_config(systems: &[RunningSystem], options: &SystemOptions) -> String
 }
 
 /// `[[source]]` tables for running HTTP systems, each named after its system,
-/// with the credentials in `options`.
+/// with the credentials in `options`; every data request names its end user
+/// in `X-On-Behalf-Of`, which the systems count in `/_stats`.
 pub fn openapi_sources(systems: &[RunningSystem], options: &SystemOptions) -> String {
     let mut text = String::new();
     for system in systems {
@@ -51,7 +52,7 @@ pub fn openapi_sources(systems: &[RunningSystem], options: &SystemOptions) -> St
             SystemKind::Stops => "{ type = \"none\" }".to_string(),
         };
         text.push_str(&format!(
-            "[[source]]\nname = \"{}\"\nkind = \"openapi\"\nspec = \"{}\"\nauth = {auth}\n\n",
+            "[[source]]\nname = \"{}\"\nkind = \"openapi\"\nspec = \"{}\"\nauth = {auth}\non_behalf_of = \"X-On-Behalf-Of: {{user}}\"\n\n",
             system.kind.name(),
             system.openapi_url()
         ));

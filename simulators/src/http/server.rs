@@ -107,7 +107,13 @@ pub struct Stats {
     write_requests: AtomicU64,
     endpoints: Mutex<BTreeMap<String, (u64, u64)>>,
     statuses: Mutex<BTreeMap<u16, u64>>,
+    /// Data requests by the end user they were made for (the
+    /// `X-On-Behalf-Of` header), `-` where none was named.
+    on_behalf_of: Mutex<BTreeMap<String, u64>>,
 }
+
+/// The header naming the end user a request is made for.
+pub const ON_BEHALF_OF: &str = "x-on-behalf-of";
 
 impl Stats {
     fn record(&self, endpoint: &str, status: u16, records: u64) {
@@ -133,6 +139,14 @@ impl Stats {
         self.records.load(Ordering::Relaxed)
     }
 
+    /// Data requests per end user named in `X-On-Behalf-Of` (`-`: none).
+    pub fn on_behalf_of(&self) -> BTreeMap<String, u64> {
+        self.on_behalf_of
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
     /// The counters as the `/_stats` document.
     pub fn to_json(&self) -> Value {
         let endpoints: serde_json::Map<String, Value> = self
@@ -154,6 +168,7 @@ impl Stats {
             "records": self.records(),
             "endpoints": endpoints,
             "statuses": statuses,
+            "on_behalf_of": self.on_behalf_of(),
         })
     }
 
@@ -164,6 +179,9 @@ impl Stats {
             m.clear();
         }
         if let Ok(mut m) = self.statuses.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.on_behalf_of.lock() {
             m.clear();
         }
     }
@@ -284,6 +302,17 @@ async fn account(State(common): State<Common>, request: Request, next: Next) -> 
     let path = request.uri().path().to_string();
     let is_data = !(path.starts_with("/openapi") || path.starts_with("/oauth"));
     let is_write = is_data && request.method() == axum::http::Method::POST;
+    if is_data {
+        let user = request
+            .headers()
+            .get(ON_BEHALF_OF)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        if let Ok(mut map) = common.stats.on_behalf_of.lock() {
+            *map.entry(user).or_default() += 1;
+        }
+    }
     let action = if is_data {
         let n = common.stats.data_requests.fetch_add(1, Ordering::Relaxed);
         let write = is_write

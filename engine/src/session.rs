@@ -421,6 +421,8 @@ pub struct Planned {
     pub(crate) policies: Arc<Vec<String>>,
     /// The security marking of the result, where markings are configured.
     pub(crate) marking: Option<Arc<str>>,
+    /// The same marking, as a value (for purposes required by marking).
+    pub(crate) marking_value: Option<crate::policy::rules::Marking>,
 }
 
 /// The schema metadata key carrying a result's security marking.
@@ -532,6 +534,7 @@ impl Planned {
             touched: Arc::clone(&self.touched),
             policies: Arc::clone(&self.policies),
             marking: self.marking.clone(),
+            marking_value: self.marking_value.clone(),
         })
     }
 
@@ -644,21 +647,23 @@ impl Session {
             (plan, Vec::new())
         };
         let read = &self.engine.config().policy.read;
-        let (plan, marking) = if read.markings.is_empty() {
+        let (plan, marking_value) = if read.markings.is_empty() {
             (plan, None)
         } else {
             let marking = crate::policy::marking::of_result(read, &touched);
             match crate::policy::marking::onto_copy(plan, &marking) {
-                Ok(plan) => (plan, Some(Arc::from(marking.to_string()))),
+                Ok(plan) => (plan, Some(marking)),
                 Err(e) => return Err(self.audit_failure(&sql, e).await),
             }
         };
+        let marking = marking_value.as_ref().map(|m| Arc::from(m.to_string()));
         Ok(Planned {
             plan,
             sql,
             touched,
             policies: Arc::new(policies),
             marking,
+            marking_value,
         })
     }
 

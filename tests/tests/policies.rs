@@ -68,10 +68,15 @@ struct Demo {
 }
 
 async fn demo() -> Demo {
+    demo_with("").await
+}
+
+/// The demo with more `[audit]` settings.
+async fn demo_with(audit_settings: &str) -> Demo {
     let audit = tempfile::tempdir().unwrap();
     let hash = hash_password("demo").unwrap();
     let extra = format!(
-        "{}\n{EXTRA}\n[audit]\npath = \"{}\"\n",
+        "{}\n{EXTRA}\n[audit]\npath = \"{}\"\n{audit_settings}\n",
         demo_access(&hash, &audit.path().join("exports").display().to_string()),
         audit.path().join("audit.jsonl").display()
     );
@@ -1210,4 +1215,40 @@ async fn requests_to_suppliers_name_the_end_user() {
         .copied()
         .unwrap_or(0);
     assert!(after > before, "the POST named its user");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purpose_can_be_required_by_marking() {
+    let demo = demo_with("require_purpose = [\"PERSONAL\", \"SECRET\"]").await;
+    let officer = demo.session("officer");
+    // Neither PERSONAL nor SECRET: no purpose needed.
+    select(&officer, "SELECT count(*) FROM rms.crimes").await;
+    for sql in [
+        "SELECT count(*) FROM rms.people",
+        "SELECT count(*) FROM custody.custody_records",
+        "SELECT count(*) FROM cad.incident_log WHERE urn = 'x'",
+    ] {
+        let e = refused(&officer, sql).await;
+        assert_eq!(e.kind, ErrorKind::PermissionDenied, "{sql}: {e}");
+        assert!(e.message.contains("needs a stated purpose"), "{sql}: {e}");
+        assert!(e.message.contains("data marked"), "{sql}: {e}");
+    }
+    select(&officer, "SET bluelamp.purpose = 'custody review'").await;
+    select(&officer, "SELECT count(*) FROM rms.people").await;
+}
+
+#[tokio::test]
+async fn a_required_purpose_must_name_a_source_classification_or_caveat() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = bluelamp_tests::fixtures::engine_from_text(
+        "[audit]\npath = \"audit.jsonl\"\nrequire_purpose = [\"PERSONEL\"]\n\n[[policy.marking]]\ntables = [\"rms.*\"]\nclassification = \"OFFICIAL\"\ncaveats = [\"PERSONAL\"]\n\n[[source]]\nname = \"rms\"\nkind = \"files\"\nlocation = \".\"\n",
+        dir.path(),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        e.contains("audit.require_purpose: 'PERSONEL' is not a source, a classification"),
+        "{e}"
+    );
 }

@@ -99,7 +99,10 @@ pub struct AuditSettings {
     pub path: Option<std::path::PathBuf>,
     /// A file is rotated once it reaches this many bytes.
     pub rotate_bytes: u64,
-    /// Statements reading these sources must state a purpose first.
+    /// Statements must state a purpose first where they read one of these
+    /// sources, or where their result is marked at or above one of these
+    /// classifications (`OFFICIAL-SENSITIVE`) or carries one of these
+    /// caveats (`PERSONAL`).
     pub require_purpose: Vec<String>,
 }
 

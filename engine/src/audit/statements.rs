@@ -63,13 +63,31 @@ impl Session {
         record.policies = planned.policies.as_ref().clone();
         record.marking = planned.marking.as_deref().map(str::to_string);
         record.recipient = Some(self.identity.user.clone());
-        let needs_purpose: Vec<&String> = record
-            .sources
+        let needs_purpose: Vec<String> = settings
+            .require_purpose
             .iter()
-            .filter(|s| settings.require_purpose.contains(s))
+            .filter(|entry| {
+                record.sources.contains(entry)
+                    || planned.marking_value.as_ref().is_some_and(|marking| {
+                        match entry.parse::<crate::principal::Clearance>() {
+                            Ok(level) => marking.classification >= level,
+                            Err(_) => marking
+                                .caveats
+                                .iter()
+                                .any(|c| c.eq_ignore_ascii_case(entry)),
+                        }
+                    })
+            })
+            .map(|entry| {
+                if record.sources.contains(entry) {
+                    entry.clone()
+                } else {
+                    format!("data marked {entry}")
+                }
+            })
             .collect();
         if record.purpose.is_none() && !needs_purpose.is_empty() {
-            let names: Vec<&str> = needs_purpose.iter().map(|s| s.as_str()).collect();
+            let names: Vec<&str> = needs_purpose.iter().map(String::as_str).collect();
             let error = QueryError::new(
                 ErrorKind::PermissionDenied,
                 format!(

@@ -323,15 +323,27 @@ pub(super) fn resolve_audit(
             "a purpose is recorded in the audit trail: set `path` too".to_string(),
         ))
     } else {
+        let caveats: Vec<&String> = policy
+            .read
+            .markings
+            .iter()
+            .flat_map(|m| m.caveats.iter())
+            .collect();
         audit
             .require_purpose
             .iter()
-            .find(|name| !sources.contains(&name.as_str()))
+            .find(|name| {
+                !sources.contains(&name.as_str())
+                    && name.parse::<crate::principal::Clearance>().is_err()
+                    && !caveats.iter().any(|c| c.eq_ignore_ascii_case(name))
+            })
             .map(|name| {
                 (
                     at("require_purpose"),
                     "require_purpose",
-                    format!("there is no source named '{name}'"),
+                    format!(
+                        "'{name}' is not a source, a classification (OFFICIAL, OFFICIAL-SENSITIVE, SECRET) or a caveat a [[policy.marking]] gives"
+                    ),
                 )
             })
     };

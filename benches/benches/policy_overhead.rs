@@ -9,7 +9,12 @@
 //! The goal: policies and audit cost at most 5 %. Answers are
 //! compared between the two engines before anything is timed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark"
+)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -204,20 +204,15 @@ impl GovernedTable {
                 kept.get(i - hidden_before).copied().flatten()
             }
         };
+        let remap = |indices: &Vec<usize>| -> Option<Vec<usize>> {
+            indices.iter().map(visible_index).collect()
+        };
         let constraints = inner.constraints().map(|c| {
             Constraints::new_unverified(
                 c.iter()
-                    .filter_map(|constraint| {
-                        let (indices, make): (&Vec<usize>, fn(Vec<usize>) -> Constraint) =
-                            match constraint {
-                                Constraint::PrimaryKey(i) => (i, Constraint::PrimaryKey),
-                                Constraint::Unique(i) => (i, Constraint::Unique),
-                            };
-                        indices
-                            .iter()
-                            .map(visible_index)
-                            .collect::<Option<Vec<usize>>>()
-                            .map(make)
+                    .filter_map(|constraint| match constraint {
+                        Constraint::PrimaryKey(i) => remap(i).map(Constraint::PrimaryKey),
+                        Constraint::Unique(i) => remap(i).map(Constraint::Unique),
                     })
                     .collect(),
             )

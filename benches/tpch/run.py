@@ -11,6 +11,10 @@ times and the total ratio.
 
 Environment: BLUELAMP_BIN (the bluelamp binary), BLUELAMP_TPCH_DIR (data,
 default ~/.cache/bluelamp/bench/tpch-sf1), BLUELAMP_TEST_PG_HOST/PORT.
+BLUELAMP_BENCH_POLICIES=1 also runs every query on a second Bluelamp server
+with access policy and an audit trail (a grant on every table, a row filter
+pushed to PostgreSQL, markings, a durable audit record per statement), in
+turn with the first, and reports what governance costs.
 """
 
 import decimal
@@ -49,6 +53,28 @@ DATA = os.path.expanduser(
 )
 BIN = os.environ.get("BLUELAMP_BIN", "target/release/bluelamp")
 RUNS = int(os.environ.get("BLUELAMP_BENCH_RUNS", "1"))
+POLICIES = os.environ.get("BLUELAMP_BENCH_POLICIES") == "1"
+
+# What the governed server adds to its configuration: every table granted,
+# a row filter every row passes (so its rewrite and pushdown are paid for),
+# markings, and an audit trail.
+GOVERNANCE = '''
+[[policy.grant]]
+roles = ["bench"]
+tables = ["tpch.*", "pg.*"]
+
+[[policy.row_filter]]
+roles = ["bench"]
+table = "pg.nation"
+filter = "n_nationkey >= 0"
+
+[[policy.marking]]
+tables = ["pg.*"]
+classification = "OFFICIAL-SENSITIVE"
+
+[audit]
+path = "{audit}"
+'''
 
 
 def log(*args):
@@ -130,7 +156,7 @@ def duck_views(con):
         )
 
 
-def start_bluelamp(work):
+def start_bluelamp(work, governed=False):
     files = os.path.join(work, "files")
     os.makedirs(files)
     for table in FILE_TABLES:
@@ -145,7 +171,10 @@ def start_bluelamp(work):
             f'[[source]]\nname = "pg"\nkind = "postgres"\nhost = "{PG_HOST}"\nport = {PG_PORT}\n'
             f'user = "postgres"\ndatabase = "{DATABASE}"\nsslmode = "disable"\n\n'
             f'[[user]]\nname = "bench"\npassword_hash = "{password_hash}"\n'
+            f'roles = ["bench"]\nclearance = "OFFICIAL-SENSITIVE"\n'
         )
+        if governed:
+            f.write(GOVERNANCE.format(audit=os.path.join(work, "audit.jsonl")))
     server = subprocess.Popen(
         [BIN, "serve", "--config", config, "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
@@ -255,6 +284,12 @@ def main():
     queries = con.execute("SELECT query_nr, query FROM tpch_queries() ORDER BY 1").fetchall()
     work = tempfile.mkdtemp(prefix="bluelamp-tpch-")
     server, conn = start_bluelamp(work)
+    governed = None
+    if POLICIES:
+        governed_work = os.path.join(work, "governed")
+        os.makedirs(governed_work)
+        governed = start_bluelamp(governed_work, governed=True)
+    costs = []
     results = []
     try:
         for number, sql in queries:
@@ -281,12 +316,31 @@ def main():
             except Exception as e:  # noqa: BLE001 - reported per query
                 blue_seconds, problem = None, f"error: {str(e).splitlines()[0][:200]}"
                 pushdown = "-"
+            if governed is not None and blue_seconds is not None:
+                def on_governed():
+                    with governed[1].cursor() as cur:
+                        cur.execute(sql)
+                        return cur.fetch_arrow_table()
+
+                # In turn with the ungoverned server, best of RUNS each.
+                off, on = [], []
+                for _ in range(max(RUNS, 3)):
+                    off.append(timed(on_bluelamp)[0])
+                    seconds, got_on = timed(on_governed)
+                    on.append(seconds)
+                problem_on = compare(rows_of(got_on), want)
+                costs.append((number, min(off), min(on), problem_on))
+                log(f"Q{number:02d} policies off={min(off):.3f} on={min(on):.3f} {problem_on or 'same'}")
             results.append((number, blue_seconds, duck_seconds, problem, pushdown))
             log(f"Q{number:02d} bluelamp={blue_seconds} duckdb={duck_seconds:.3f} {problem or 'ok'}")
     finally:
         conn.close()
         server.terminate()
         server.wait()
+        if governed is not None:
+            governed[1].close()
+            governed[0].terminate()
+            governed[0].wait()
     correct = sum(1 for r in results if r[3] is None)
     print("| query | Bluelamp s | DuckDB s | ratio | answer | sent to PostgreSQL |")
     print("|---|---|---|---|---|---|")
@@ -301,6 +355,19 @@ def main():
     duck_total = sum(r[2] for r in timed_ok)
     print()
     print(f"correct: {correct}/22; total over the {len(timed_ok)} that ran: Bluelamp {blue_total:.2f} s, DuckDB {duck_total:.2f} s, ratio {blue_total / duck_total:.2f}")
+    if costs:
+        print()
+        print("| query | policies off s | policies on s | ratio | answer with policies |")
+        print("|---|---|---|---|---|")
+        for number, off, on, problem in costs:
+            print(f"| Q{number:02d} | {off:.3f} | {on:.3f} | {on / off:.3f} | {problem or 'same'} |")
+        off_total = sum(c[1] for c in costs)
+        on_total = sum(c[2] for c in costs)
+        print()
+        print(
+            f"policies and audit: off {off_total:.2f} s, on {on_total:.2f} s over {len(costs)} queries: "
+            f"{(on_total / off_total - 1) * 100:+.1f} % (target <= 5 %)"
+        )
     json.dump(
         [
             {"query": n, "bluelamp": b, "duckdb": d, "problem": p, "postgres": q}

@@ -293,10 +293,14 @@ impl Engine {
                 "datafusion.optimizer.hash_join_single_partition_threshold_rows",
                 JOIN_BROADCAST_ROWS,
             );
-        let state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_optimizer_rules(optimizer_rules(governed))
+            .with_optimizer_rules(optimizer_rules(governed));
+        if governed {
+            builder = builder.with_physical_optimizer_rules(governed_physical_rules());
+        }
+        let state = builder
             .with_physical_optimizer_rule(Arc::new(crate::prefilter::PrefilterAggregates))
             .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
             .build();
@@ -350,6 +354,25 @@ fn optimizer_rules(governed: bool) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> 
         None => rules.push(federation),
     }
     rules
+}
+
+/// DataFusion's physical optimizer rules, with projection pushdown guarded
+/// so that it cannot move a user's computation below a row filter (see
+/// [`crate::policy::rewrite::GuardedProjectionPushdown`]).
+fn governed_physical_rules()
+-> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
+    datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new()
+        .rules
+        .into_iter()
+        .map(|rule| {
+            if rule.name() == "ProjectionPushdown" {
+                Arc::new(crate::policy::rewrite::GuardedProjectionPushdown::new(rule))
+                    as Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>
+            } else {
+                rule
+            }
+        })
+        .collect()
 }
 
 /// Puts a projection of every column over a query that is one federated table
@@ -628,6 +651,7 @@ impl Session {
             &self.engine.config().policy,
             CATALOG,
             SCRATCH_SCHEMA,
+            self.engine.audit_log().is_some(),
         ) {
             return Err(self.audit_failure(&sql, e).await);
         }

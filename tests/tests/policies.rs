@@ -1252,3 +1252,103 @@ async fn a_required_purpose_must_name_a_source_classification_or_caveat() {
         "{e}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Found in review: computations moved below the row filter, settings that
+// switch the guard off, fallible operators, overwrites, SQL PREPARE.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_select_list_computation_never_meets_hidden_rows() {
+    let demo = demo().await;
+    let analyst = demo.session("analyst");
+    // The physical optimizer would move this projection under the row
+    // filter (it keeps the filter's column), casting restricted crimes'
+    // references and failing with one of them in the message. Over the
+    // rows the analyst may see, nothing is cast and nothing fails.
+    let sql = "SELECT restricted, CAST(CASE WHEN restricted THEN crime_reference || incident_urn ELSE '1' END AS INT) FROM rms.crimes";
+    let got = match try_rows(&analyst, sql).await {
+        Ok(rows) => rows,
+        Err(e) => panic!(
+            "{sql}: {e} (restricted crime named: {:?})",
+            mentions_restricted(demo.force(), &e.message)
+        ),
+    };
+    assert_eq!(got.len(), unrestricted(demo.force()).len());
+    assert!(got.iter().all(|r| r == &["false", "1"]), "{got:?}");
+    // Nothing restricted is cast, so nothing fails: the visible rows' CASE
+    // gives '1'.
+    let got = select(
+        &analyst,
+        "SELECT DISTINCT CAST(CASE WHEN restricted THEN crime_reference ELSE '1' END AS INT) FROM rms.crimes",
+    )
+    .await;
+    assert_eq!(got, vec![vec!["1".to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_optimizer_settings_are_fixed_under_policy() {
+    let demo = demo().await;
+    let analyst = demo.session("analyst");
+    for sql in [
+        "SET datafusion.optimizer.max_passes = 0",
+        "SET datafusion.optimizer.filter_null_join_keys = true",
+        "SET datafusion.execution.parquet.pushdown_filters = true",
+        "RESET datafusion.optimizer.max_passes",
+    ] {
+        let e = refused(&analyst, sql).await;
+        assert_eq!(e.kind, ErrorKind::PermissionDenied, "{sql}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_regular_expressions_built_from_hidden_values() {
+    let demo = demo().await;
+    let analyst = demo.session("analyst");
+    let visible: Vec<String> = unrestricted(demo.force()).into_iter().take(3).collect();
+    let list = visible
+        .iter()
+        .map(|r| format!("'{r}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for sql in [
+        "SELECT count(*) FROM rms.crimes WHERE 'x' ~ ('(' || crime_reference)".to_string(),
+        format!(
+            "SELECT count(*) FROM rms.crimes WHERE crime_reference IN ({list}) OR 'x' ~ ('(' || crime_reference)"
+        ),
+        "SELECT count(*) FROM rms.crimes WHERE 'x' SIMILAR TO ('(' || crime_reference)".to_string(),
+    ] {
+        if let Err(e) = try_rows(&analyst, &sql).await
+            && let Some(r) = mentions_restricted(demo.force(), &e.message)
+        {
+            panic!("{sql}: the error names restricted crime {r}: {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_may_only_append() {
+    let demo = demo().await;
+    let officer = demo.session("officer");
+    let before = column(&officer, "SELECT count(*) FROM custody.custody_records").await;
+    for sql in [
+        "INSERT OVERWRITE custody.custody_records SELECT * FROM custody.custody_records LIMIT 0",
+        "DELETE FROM custody.custody_records",
+        "UPDATE custody.custody_records SET station = 'x'",
+    ] {
+        let e = refused(&officer, sql).await;
+        assert_eq!(e.kind, ErrorKind::PermissionDenied, "{sql}: {e}");
+    }
+    let after = column(&officer, "SELECT count(*) FROM custody.custody_records").await;
+    assert_eq!(before, after, "nothing was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_and_execute_are_refused_under_policy() {
+    let demo = demo().await;
+    let supervisor = demo.session("supervisor");
+    select(&supervisor, "SET bluelamp.purpose = 'x'").await;
+    let e = refused(&supervisor, "PREPARE p AS SELECT * FROM rms.people").await;
+    assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}");
+    let e = refused(&supervisor, "EXECUTE p").await;
+    assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}");
+}

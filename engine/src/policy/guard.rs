@@ -31,10 +31,21 @@ use crate::principal::Principal;
 /// Settings no session may change: they reach the server's memory and disk.
 const LOCKED_SETTINGS: &[&str] = &["datafusion.runtime.", "datafusion.catalog."];
 
+/// Settings a governed session may not change either: they decide which
+/// optimizer rules run and how filters are evaluated, and policy relies on
+/// its own rule running (user predicates kept off hidden rows).
+const GOVERNED_SETTINGS: &[&str] = &[
+    "datafusion.optimizer.",
+    "datafusion.execution.parquet.pushdown_filters",
+    "datafusion.execution.parquet.reorder_filters",
+];
+
 /// Checks every node of `plan` against `policy` for `principal`.
 ///
 /// `catalog` and `scratch` name the session's catalog and scratch schema,
-/// the only place DDL may act.
+/// the only place DDL may act. `audited` says whether an audit trail is
+/// kept (then SQL `PREPARE`/`EXECUTE`, whose `EXECUTE` names no table, are
+/// refused, as they are under read policy).
 ///
 /// # Errors
 /// [`ErrorKind::PermissionDenied`] naming the statement, the target and what
@@ -45,10 +56,11 @@ pub fn check_plan(
     policy: &Policy,
     catalog: &str,
     scratch: &str,
+    audited: bool,
 ) -> Result<(), QueryError> {
     let mut refused = None;
     let walk = plan.apply_with_subqueries(|node| {
-        match check_node(node, principal, policy, catalog, scratch) {
+        match check_node(node, principal, policy, catalog, scratch, audited) {
             Ok(()) => Ok(TreeNodeRecursion::Continue),
             Err(e) => {
                 refused = Some(e);
@@ -68,7 +80,9 @@ fn check_node(
     policy: &Policy,
     catalog: &str,
     scratch: &str,
+    audited: bool,
 ) -> Result<(), QueryError> {
+    let governed = policy.read.is_active();
     let in_scratch = |name: &TableReference, what: &str| -> Result<(), QueryError> {
         let ok = match name {
             TableReference::Bare { .. } => true,
@@ -124,19 +138,33 @@ fn check_node(
                 "CREATE FUNCTION and DROP FUNCTION are refused: functions come with the engine",
             )),
         },
-        LogicalPlan::Statement(PlanStatement::SetVariable(set)) => check_setting(&set.variable),
+        LogicalPlan::Statement(PlanStatement::SetVariable(set)) => {
+            check_setting(&set.variable, governed)
+        }
         LogicalPlan::Statement(PlanStatement::ResetVariable(reset)) => {
-            check_setting(&reset.variable)
+            check_setting(&reset.variable, governed)
+        }
+        LogicalPlan::Statement(PlanStatement::Prepare(_) | PlanStatement::Execute(_))
+            if governed || audited =>
+        {
+            Err(denied(
+                "SQL PREPARE and EXECUTE are refused where access policy or an audit trail applies: EXECUTE would run a plan checked and recorded when it was prepared; run the statement itself (Flight SQL prepared statements are checked and recorded at every execution)",
+            ))
         }
         _ => Ok(()),
     }
 }
 
-fn check_setting(variable: &str) -> Result<(), QueryError> {
+fn check_setting(variable: &str, governed: bool) -> Result<(), QueryError> {
     let name = variable.to_ascii_lowercase();
     if let Some(prefix) = LOCKED_SETTINGS.iter().find(|p| name.starts_with(**p)) {
         return Err(denied(format!(
             "SET {variable} is refused: `{prefix}*` settings reach the server's memory and disk and are fixed by the server's configuration"
+        )));
+    }
+    if governed && let Some(prefix) = GOVERNED_SETTINGS.iter().find(|p| name.starts_with(**p)) {
+        return Err(denied(format!(
+            "SET {variable} is refused: `{prefix}*` settings decide how access policy is applied and are fixed while policies are configured"
         )));
     }
     Ok(())

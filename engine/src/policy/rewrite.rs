@@ -252,7 +252,7 @@ fn deposit(
     let target = provider_as_source(Arc::clone(&table.inner));
     let full = table.inner.schema();
     let input = match dml.op {
-        WriteOp::Insert(_) => {
+        WriteOp::Insert(datafusion::logical_expr::dml::InsertOp::Append) => {
             // The rows carry the columns the principal sees; the table's
             // hidden columns are left empty and masked ones take the value
             // given (a principal may write what they cannot read back).
@@ -284,12 +284,12 @@ fn deposit(
                 .and_then(LogicalPlanBuilder::build)
                 .map_err(QueryError::from)?
         }
-        _ if table.access.hidden.is_empty() && table.access.masks.is_empty() => {
-            dml.input.as_ref().clone()
-        }
+        // Overwriting, replacing, updating or deleting would change rows the
+        // principal may not see (INSERT OVERWRITE empties the table first).
         _ => {
             return Err(denied(format!(
-                "you may only insert into {name}: columns of it are hidden or masked from you"
+                "only INSERT INTO {name} (appending rows) is allowed under access policy; `{}` would change or remove rows that policy may hide from you",
+                dml.op
             )));
         }
     };
@@ -343,21 +343,29 @@ pub(crate) fn may_fail(expr: &Expr) -> bool {
             | Expr::IsNotTrue(_)
             | Expr::IsNotFalse(_)
             | Expr::IsNotUnknown(_)
-            | Expr::Like(_)
-            | Expr::SimilarTo(_)
             | Expr::Between(_)
             | Expr::InList(_)
             | Expr::TryCast(_) => false,
+            // A pattern made from row values may not compile, and the error
+            // would quote it.
+            Expr::Like(like) => !matches!(*like.pattern, Expr::Literal(..)),
+            Expr::SimilarTo(_) => true,
             Expr::Cast(c) => !c.expr.column_refs().is_empty(),
-            Expr::BinaryExpr(b) => matches!(
+            // Only comparisons and logic are known not to fail; arithmetic
+            // can overflow or divide by zero, regular expressions can fail
+            // to compile, and anything else is assumed to fail.
+            Expr::BinaryExpr(b) => !matches!(
                 b.op,
-                Operator::Plus
-                    | Operator::Minus
-                    | Operator::Multiply
-                    | Operator::Divide
-                    | Operator::Modulo
-                    | Operator::BitwiseShiftLeft
-                    | Operator::BitwiseShiftRight
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::And
+                    | Operator::Or
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
             ),
             Expr::ScalarFunction(f) => !INFALLIBLE.contains(&f.name()),
             _ => true,
@@ -487,5 +495,79 @@ mod tests {
         // Nothing to guard with, or nothing to guard.
         assert!(guard_conjuncts(&[&risky]).is_none());
         assert!(guard_conjuncts(&[&safe]).is_none());
+    }
+}
+
+/// DataFusion's physical `ProjectionPushdown`, kept from moving a projection
+/// that computes something below a filter.
+///
+/// That rule swaps a projection under a `FilterExec` when the projection
+/// keeps the filter's columns, so a user's `SELECT CAST(x AS INT) ...` would
+/// be evaluated on rows the row filter was to drop, and its error could
+/// quote them. Governed sessions run the rule through this wrapper: where
+/// its result has more computing projections directly under filters than
+/// the plan it was given, the plan is kept as it was.
+#[derive(Debug)]
+pub struct GuardedProjectionPushdown {
+    inner: Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>,
+}
+
+impl GuardedProjectionPushdown {
+    /// Wraps `inner` (DataFusion's `ProjectionPushdown`).
+    pub fn new(
+        inner: Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>,
+    ) -> Self {
+        Self { inner }
+    }
+}
+
+/// How many filters sit directly on a projection computing anything but
+/// plain columns.
+fn computing_projections_under_filters(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> usize {
+    use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+    use datafusion::physical_plan::filter::FilterExec;
+    use datafusion::physical_plan::projection::ProjectionExec;
+    let here = plan.downcast_ref::<FilterExec>().is_some_and(|filter| {
+        filter
+            .input()
+            .downcast_ref::<ProjectionExec>()
+            .is_some_and(|projection| {
+                projection
+                    .expr()
+                    .iter()
+                    .any(|e| e.expr.downcast_ref::<PhysicalColumn>().is_none())
+            })
+    });
+    usize::from(here)
+        + plan
+            .children()
+            .iter()
+            .map(|child| computing_projections_under_filters(child))
+            .sum::<usize>()
+}
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for GuardedProjectionPushdown {
+    fn optimize(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        config: &datafusion::common::config::ConfigOptions,
+    ) -> DFResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let before = computing_projections_under_filters(&plan);
+        let optimized = self.inner.optimize(Arc::clone(&plan), config)?;
+        if computing_projections_under_filters(&optimized) > before {
+            Ok(plan)
+        } else {
+            Ok(optimized)
+        }
+    }
+
+    fn name(&self) -> &str {
+        "bluelamp_guarded_projection_pushdown"
+    }
+
+    fn schema_check(&self) -> bool {
+        self.inner.schema_check()
     }
 }

@@ -149,7 +149,7 @@ impl Engine {
         .into_iter()
         .map(Arc::new)
         .collect::<Vec<_>>();
-        for warning in crate::policy::validate(&config.policy, &sources).await? {
+        for warning in crate::policy::validate(&config.policy, &sources, &config.users).await? {
             tracing::warn!("{warning}");
         }
         let system = Arc::new(SystemSchema::new(sources.clone()));
@@ -312,6 +312,7 @@ impl Engine {
             principal,
             client,
             engine: self.clone(),
+            provenance: Arc::default(),
         }
     }
 }
@@ -417,6 +418,8 @@ pub struct Session {
     pub(crate) principal: Arc<Principal>,
     pub(crate) client: Option<String>,
     pub(crate) engine: Engine,
+    /// What the session's own tables and views were made from.
+    pub(crate) provenance: Arc<crate::policy::provenance::Provenance>,
 }
 
 /// One parsed SQL statement, ready to run.
@@ -655,21 +658,54 @@ impl Session {
         ) {
             return Err(self.audit_failure(&sql, e).await);
         }
-        let touched = Arc::new(crate::audit::trail::touched(&plan, SCRATCH_SCHEMA));
-        let (plan, policies) = if self.engine.inner.policy_active {
-            let purpose = self.purpose();
+        // What the statement reads, through the session's own tables to
+        // the sources they were made from.
+        let (touched, inherited_purpose) = self
+            .provenance
+            .expand(&crate::audit::trail::touched(&plan, SCRATCH_SCHEMA));
+        let purpose = self.purpose();
+        // A view holds its plan with policy already applied, so the tables
+        // behind it appear here as the sources' own: their grants' required
+        // purpose is checked on what the statement reads, whichever way.
+        let read_policy = &self.engine.config().policy.read;
+        let inherited_purpose = inherited_purpose
+            || (self.engine.inner.policy_active
+                && touched.1.iter().any(|table| {
+                    table.split_once('.').is_some_and(|(source, table)| {
+                        read_policy
+                            .access(&self.principal, source, table, &[])
+                            .require_purpose
+                    })
+                }));
+        if inherited_purpose && purpose.is_none() {
+            let e = QueryError::new(
+                ErrorKind::PermissionDenied,
+                "this statement reads a table of this session made from data that needs a stated purpose: run `SET bluelamp.purpose = 'why you need it'` first (over Flight SQL, as its own statement on the same connection)",
+            );
+            return Err(self.audit_failure(&sql, e).await);
+        }
+        let (plan, policies, needs_purpose) = if self.engine.inner.policy_active {
             let context = crate::policy::rewrite::Context {
                 principal: &self.principal,
                 purpose: purpose.as_deref(),
                 mask_key: self.engine.config().policy.mask_key.as_deref(),
             };
             match crate::policy::rewrite::apply(plan, &context) {
-                Ok(applied) => applied,
+                Ok(applied) => (applied.plan, applied.policies, applied.needs_purpose),
                 Err(e) => return Err(self.audit_failure(&sql, e).await),
             }
         } else {
-            (plan, Vec::new())
+            (plan, Vec::new(), false)
         };
+        self.provenance.record(
+            &plan,
+            SCRATCH_SCHEMA,
+            crate::policy::provenance::Origin {
+                touched: touched.clone(),
+                needs_purpose: needs_purpose || inherited_purpose,
+            },
+        );
+        let touched = Arc::new(touched);
         let read = &self.engine.config().policy.read;
         let (plan, marking_value) = if read.markings.is_empty() {
             (plan, None)

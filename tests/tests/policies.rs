@@ -1005,6 +1005,24 @@ async fn bad_policies_are_located_errors_at_start() {
         );
         assert!(e.contains(says), "{policy}\n=> {e}");
     }
+    // A filter over a column marked above the clearance of a user it
+    // applies to would name that column in their EXPLAIN.
+    let e = start_with_policy(
+        "[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\n\n[[policy.marking]]\ncolumns = [\"rms.crimes.restricted\"]\nclassification = \"SECRET\"\n\n[[policy.row_filter]]\nroles = [\"analyst\"]\ntable = \"rms.crimes\"\nfilter = \"NOT restricted\"\n",
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("policy.row_filter[0].filter: it uses column 'restricted', which is marked SECRET, above the clearance of user 'ann'"), "{e}");
+    // So would an `sql` mask over another hidden column.
+    let e = start_with_policy(
+        "[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\nhide = [\"rms.crimes.restricted\"]\n\n[[policy.mask]]\nroles = [\"analyst\"]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"sql\"\nexpr = \"CASE WHEN restricted THEN 'x' ELSE crime_reference END\"\n",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("policy.mask[0].expr: it uses column 'restricted', which grant[0] hides"),
+        "{e}"
+    );
     // And a good one starts.
     start_with_policy(
         "[policy]\nmask_key = \"0123456789abcdef\"\n\n[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\n\n[[policy.mask]]\nroles = [\"analyst\"]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"hash\"\n",
@@ -1351,4 +1369,66 @@ async fn sql_prepare_and_execute_are_refused_under_policy() {
     assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}");
     let e = refused(&supervisor, "EXECUTE p").await;
     assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_in_the_session_keep_their_sources_marking_and_purpose() {
+    let demo = demo().await;
+    let officer = demo.session("officer");
+    select(
+        &officer,
+        "CREATE TABLE mine AS SELECT custody_id, person_id FROM custody.custody_records",
+    )
+    .await;
+    select(&officer, "CREATE VIEW again AS SELECT * FROM mine").await;
+    for sql in ["SELECT count(*) FROM mine", "SELECT count(*) FROM again"] {
+        let statement = officer.parse(sql).unwrap().remove(0);
+        let planned = officer.plan(&statement).await.unwrap();
+        assert_eq!(
+            planned.marking(),
+            Some("OFFICIAL-SENSITIVE [PERSONAL]"),
+            "{sql}"
+        );
+    }
+    let folder = demo.dir.path().join("exports");
+    std::fs::create_dir_all(&folder).unwrap();
+    let e = refused(
+        &officer,
+        &format!(
+            "COPY mine TO '{}' STORED AS CSV",
+            folder.join("x.csv").display()
+        ),
+    )
+    .await;
+    assert!(
+        e.message.contains("marked OFFICIAL-SENSITIVE [PERSONAL]"),
+        "{e}"
+    );
+    // A copy of what needed a purpose needs one to be read.
+    let supervisor = demo.session("supervisor");
+    select(&supervisor, "SET bluelamp.purpose = 'review'").await;
+    select(
+        &supervisor,
+        "CREATE TABLE names AS SELECT surname FROM rms.people",
+    )
+    .await;
+    select(
+        &supervisor,
+        "CREATE VIEW names_view AS SELECT * FROM rms.people",
+    )
+    .await;
+    select(&supervisor, "SET bluelamp.purpose = ''").await;
+    for sql in ["SELECT * FROM names", "SELECT * FROM names_view"] {
+        let e = refused(&supervisor, sql).await;
+        assert_eq!(e.kind, ErrorKind::PermissionDenied, "{sql}: {e}");
+        assert!(e.message.contains("needs a stated purpose"), "{sql}: {e}");
+    }
+    // And the audit trail names the source behind the copy.
+    select(&officer, "SELECT count(*) FROM mine").await;
+    let text = std::fs::read_to_string(demo.dir.path().join("audit.jsonl")).unwrap();
+    let record = text
+        .lines()
+        .rfind(|l| l.contains("SELECT count(*) FROM mine") && l.contains("\"statement\""))
+        .unwrap();
+    assert!(record.contains("custody.custody_records"), "{record}");
 }

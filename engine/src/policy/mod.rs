@@ -16,6 +16,8 @@
 //! - [`rewrite`]: row filters and masks applied to every plan, deposits
 //!   checked against write grants, and user predicates kept off hidden rows.
 //! - [`principal_sql`]: `principal('force')`, `x = ANY(principal_teams())`.
+//! - [`provenance`]: what a session's own tables were made from, so copies
+//!   keep their sources' marking, audit trail and required purpose.
 //! - [`masks`]: mask kinds as expressions.
 //! - [`marking`]: security markings on results, and on the files `COPY` writes.
 //! - [`files`]: `COPY ... TO` and `CREATE EXTERNAL TABLE` reach the server's
@@ -30,6 +32,7 @@ pub mod guard;
 pub mod marking;
 pub mod masks;
 pub mod principal_sql;
+pub mod provenance;
 pub mod rewrite;
 pub mod rules;
 
@@ -78,6 +81,7 @@ pub(crate) fn plan_expr(text: &str, schema: &DFSchema) -> Result<Expr, String> {
 pub async fn validate(
     policy: &Policy,
     sources: &[Arc<SourceSchema>],
+    users: &[crate::UserConfig],
 ) -> Result<Vec<String>, ConfigError> {
     let read = &policy.read;
     let mut warnings = Vec::new();
@@ -165,17 +169,14 @@ pub async fn validate(
             // A filter over a column some of its principals cannot see would
             // name that column in their EXPLAIN output.
             for column in expr.column_refs() {
-                if let Some(grant) = read.grants.iter().find(|g| {
-                    g.who.overlaps(&filter.who)
-                        && g.hide.iter().any(|h| {
-                            h.source == name && h.table == filter.table && h.column == column.name
-                        })
-                }) {
+                if let Some(why) =
+                    hidden_from(read, users, &filter.who, name, &filter.table, &column.name)
+                {
                     return Err(filter.at.error(
                         "filter",
                         format!(
-                            "it uses column '{}', which {} hides from some of the principals the filter applies to (they would see it named in EXPLAIN); filter on a column they can see",
-                            column.name, grant.name
+                            "it uses column '{}', which {why} (they would see it named in EXPLAIN); filter on a column they can see",
+                            column.name
                         ),
                     ));
                 }
@@ -243,10 +244,72 @@ pub async fn validate(
                 )
                 .map_err(|m| mask.at.error(&format!("columns[{i}]"), m))?;
                 check_plans(&expr, &qualified).map_err(|m| mask.at.error("expr", m))?;
+                for used in expr.column_refs() {
+                    if used.name == column.column {
+                        continue;
+                    }
+                    if let Some(why) =
+                        hidden_from(read, users, &mask.who, name, &column.table, &used.name)
+                    {
+                        return Err(mask.at.error(
+                            "expr",
+                            format!(
+                                "it uses column '{}', which {why}; a mask may use only columns its principals can see",
+                                used.name
+                            ),
+                        ));
+                    }
+                }
             }
         }
     }
     Ok(warnings)
+}
+
+/// Why `source.table.column` is hidden from some principal `who` names,
+/// if it is: a grant for them hides it, or it is marked above the clearance
+/// of a user they include.
+fn hidden_from(
+    read: &ReadPolicy,
+    users: &[crate::UserConfig],
+    who: &rules::Who,
+    source: &str,
+    table: &str,
+    column: &str,
+) -> Option<String> {
+    if let Some(grant) = read.grants.iter().find(|g| {
+        g.who.overlaps(who)
+            && g.hide
+                .iter()
+                .any(|h| h.source == source && h.table == table && h.column == column)
+    }) {
+        return Some(format!(
+            "{} hides from some of the principals it applies to",
+            grant.name
+        ));
+    }
+    if read.markings.is_empty() {
+        return None;
+    }
+    let marking = read.marking_of(source, table, Some(column));
+    users
+        .iter()
+        .find(|user| {
+            let named = who.is_everyone()
+                || who.users.contains(&user.name)
+                || who.roles.iter().any(|r| user.roles.contains(r));
+            named
+                && user
+                    .clearance
+                    .unwrap_or(crate::principal::Clearance::Official)
+                    < marking.classification
+        })
+        .map(|user| {
+            format!(
+                "is marked {marking}, above the clearance of user '{}'",
+                user.name
+            )
+        })
 }
 
 /// Plans a row filter for a principal with no attributes, as a boolean

@@ -75,11 +75,9 @@ fn governed(
 /// that needs a stated purpose, or a deposit without a write grant;
 /// [`ErrorKind::InvalidQuery`] for a policy that no longer plans against the
 /// source's table (it changed since start-up).
-pub fn apply(
-    plan: LogicalPlan,
-    context: &Context<'_>,
-) -> Result<(LogicalPlan, Vec<String>), QueryError> {
+pub fn apply(plan: LogicalPlan, context: &Context<'_>) -> Result<Applied, QueryError> {
     let mut applied: Vec<String> = Vec::new();
+    let mut needs_purpose = false;
     let mut refused: Option<QueryError> = None;
     let result = plan.transform_up_with_subqueries(|node| {
         let outcome = match &node {
@@ -89,7 +87,10 @@ pub fn apply(
                     .as_ref()
                     .and_then(|p| p.downcast_ref::<GovernedTable>())
                 {
-                    Some(table) => read(scan, table, context).map(Some),
+                    Some(table) => {
+                        needs_purpose |= table.access.require_purpose;
+                        read(scan, table, context).map(Some)
+                    }
                     None => Ok(None),
                 }
             }
@@ -123,9 +124,23 @@ pub fn apply(
     });
     match (result, refused) {
         (_, Some(error)) => Err(error),
-        (Ok(plan), None) => Ok((plan.data, applied)),
+        (Ok(plan), None) => Ok(Applied {
+            plan: plan.data,
+            policies: applied,
+            needs_purpose,
+        }),
         (Err(e), None) => Err(QueryError::from(e)),
     }
+}
+
+/// A plan with policy applied.
+pub struct Applied {
+    /// The rewritten plan.
+    pub plan: LogicalPlan,
+    /// Names of the grants, filters and masks applied.
+    pub policies: Vec<String>,
+    /// Whether it reads a table whose grant needs a stated purpose.
+    pub needs_purpose: bool,
 }
 
 fn denied(message: String) -> QueryError {

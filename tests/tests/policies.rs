@@ -1432,3 +1432,52 @@ async fn copies_in_the_session_keep_their_sources_marking_and_purpose() {
         .unwrap();
     assert!(record.contains("custody.custody_records"), "{record}");
 }
+
+#[tokio::test]
+async fn policies_can_live_in_a_file_the_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rms")).unwrap();
+    std::fs::write(
+        dir.path().join("rms/crimes.csv"),
+        "crime_reference,restricted\nCRN/1,false\nCRN/2,true\n",
+    )
+    .unwrap();
+    let config = "[[user]]\nname = \"ann\"\nroles = [\"analyst\"]\n\n[audit]\npath = \"audit.jsonl\"\n\n[policy]\nfile = \"policies.toml\"\n\n[[source]]\nname = \"rms\"\nkind = \"files\"\nlocation = \"rms\"\n";
+    std::fs::write(
+        dir.path().join("policies.toml"),
+        "# the force's policies\n[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\n\n[[policy.row_filter]]\nroles = [\"analyst\"]\ntable = \"rms.crimes\"\nfilter = \"NOT restricted\"\n",
+    )
+    .unwrap();
+    let engine = bluelamp_tests::fixtures::engine_from_text(config, dir.path())
+        .await
+        .unwrap();
+    let ann = engine.session(Identity::new("ann", "local"));
+    assert_eq!(
+        column(&ann, "SELECT crime_reference FROM rms.crimes").await,
+        vec!["CRN/1".to_string()]
+    );
+    // An error in the file names the file and its line.
+    std::fs::write(
+        dir.path().join("policies.toml"),
+        "[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.nope\"]\n",
+    )
+    .unwrap();
+    let e = bluelamp_tests::fixtures::engine_from_text(config, dir.path())
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        e.contains("policies.toml:1: policy.grant[0].tables[0]: source 'rms' has no table 'nope'"),
+        "{e}"
+    );
+    // A missing file is an error at start, never an open door.
+    std::fs::remove_file(dir.path().join("policies.toml")).unwrap();
+    let e = bluelamp_tests::fixtures::engine_from_text(config, dir.path())
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        e.contains("test.toml:9: policy.file: cannot read the policy file"),
+        "{e}"
+    );
+}

@@ -308,11 +308,15 @@ async fn first_data_file(
     Ok(None)
 }
 
+/// The store path of a table's location, as requests name it: not
+/// canonicalised, so a table whose file is a symbolic link (a folder of links
+/// to data kept elsewhere) is scoped to the link's path, which is what its
+/// reads ask for.
 fn store_path(root: &Url) -> StorePath {
     if root.scheme() == "file" {
         root.to_file_path()
             .ok()
-            .and_then(|p| StorePath::from_filesystem_path(p).ok())
+            .and_then(|p| StorePath::from_absolute_path(p).ok())
             .unwrap_or_default()
     } else {
         StorePath::from_url_path(root.path()).unwrap_or_default()

@@ -74,6 +74,96 @@ pub(super) struct RawPolicy {
     /// The key of `hash` masks; may come from `${ENV}` or `${file:PATH}`.
     #[serde(default)]
     mask_key: Option<String>,
+    /// A file holding more `[[policy.*]]` entries (relative to this file).
+    #[serde(default)]
+    file: Option<String>,
+}
+
+/// A policy file named by `[policy] file`: the same `[[policy.*]]` entries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+/// Resolves `[policy]` and the file it names (`[policy] file`), if any:
+/// entries from both apply, each error naming its own file and line.
+pub(super) fn resolve_policies(
+    origin: &mut Origin,
+    mut raw: RawPolicy,
+    users: &[UserConfig],
+    sources: &[&str],
+) -> Result<crate::policy::Policy, ConfigError> {
+    let included = raw.file.take();
+    let mut policy = resolve_policy(origin, raw, users, sources)?;
+    let Some(file) = included else {
+        return Ok(policy);
+    };
+    let at = origin
+        .text
+        .find("[policy]")
+        .map(|t| find_key(&origin.text, &(t..origin.text.len()), "file").unwrap_or(t));
+    let path = origin.base_dir.join(&file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError::invalid(
+            origin,
+            at,
+            "policy.file".into(),
+            format!("cannot read the policy file {}: {e}", path.display()),
+        )
+    })?;
+    let mut inner = Origin {
+        file: path.display().to_string(),
+        text,
+        base_dir: path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| origin.base_dir.clone()),
+        secrets: Vec::new(),
+    };
+    let parsed: PolicyFile = toml::from_str(&inner.text).map_err(|e| {
+        ConfigError::invalid(
+            &inner,
+            e.span().map(|s| s.start),
+            String::new(),
+            e.message().trim().to_string(),
+        )
+    })?;
+    if parsed.policy.file.is_some() {
+        let at = inner.text.find("file");
+        return Err(ConfigError::invalid(
+            &inner,
+            at,
+            "policy.file".into(),
+            "a policy file cannot name another; list every entry in this one".into(),
+        ));
+    }
+    let more = resolve_policy(&mut inner, parsed.policy, users, sources)?;
+    origin.secrets.append(&mut inner.secrets);
+    if more.mask_key.is_some() {
+        if policy.mask_key.is_some() {
+            return Err(ConfigError::invalid(
+                origin,
+                at,
+                "policy.mask_key".into(),
+                format!(
+                    "the mask key is set both here and in {}; set it in one place",
+                    path.display()
+                ),
+            ));
+        }
+        policy.mask_key = more.mask_key;
+    }
+    policy.files.extend(more.files);
+    let mut read = policy.read.as_ref().clone();
+    read.grants.extend(more.read.grants.iter().cloned());
+    read.row_filters
+        .extend(more.read.row_filters.iter().cloned());
+    read.masks.extend(more.read.masks.iter().cloned());
+    read.markings.extend(more.read.markings.iter().cloned());
+    policy.read = Arc::new(read);
+    Ok(policy)
 }
 
 /// Checks the `[[user]]` entries and resolves their `${...}` password hashes.

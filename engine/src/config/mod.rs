@@ -363,7 +363,7 @@ impl Config {
         check_engine_settings(&origin, &raw.engine, &server)?;
         access::check_local(&origin, &raw.local, &users)?;
         let source_names: Vec<&str> = pending.iter().map(|(n, ..)| n.as_str()).collect();
-        let policy = access::resolve_policy(&mut origin, raw.policy, &users, &source_names)?;
+        let policy = access::resolve_policies(&mut origin, raw.policy, &users, &source_names)?;
         let audit = access::resolve_audit(&origin, raw.audit, &policy, &source_names)?;
 
         let origin = Arc::new(origin);

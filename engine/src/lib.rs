@@ -17,7 +17,10 @@
 //!   source's status.
 //! - **One choke point.** Front ends get a [`Session`] for an [`Identity`] and never
 //!   the DataFusion `SessionContext`; planning, execution and audit happen in
-//!   [`Session`], where access policy is enforced on every statement's plan.
+//!   [`Session`], where access policy is enforced on every statement's plan:
+//!   each governed table is read as `SELECT <masked columns> FROM t WHERE
+//!   <row filters>` before the optimizer runs, so joins, views, subqueries and
+//!   pushdown all see only what the principal may.
 //! - **Federation on.** Sessions use `datafusion-federation`'s optimizer rules and
 //!   planner, so connectors that support it run whole sub-plans remotely.
 //! - **Errors are sentences.** [`QueryError`] carries one clean line and an
@@ -33,8 +36,11 @@
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
 //! - [`principal`]: [`Principal`] — who is asking, with roles, force, clearance
 //!   and teams; carried in each session's DataFusion `SessionConfig`.
-//! - [`policy`]: access policy from the configuration and the statement guard
-//!   that refuses file-system access, DDL outside `public` and risky `SET`s.
+//! - [`policy`]: access policy from the configuration — grants, row filters,
+//!   masks and security markings, enforced by rewriting each statement's
+//!   plan; a per-principal catalog that hides what they may not see; and
+//!   the statement guard that refuses file-system access, DDL outside
+//!   `public` and risky `SET`s.
 //! - [`prefilter`]: join keys applied to file rows before an aggregate reads them.
 //! - [`source_joins`]: joins between one database's tables regrouped so the database runs them.
 //! - [`error`]: [`QueryError`] and its classification.

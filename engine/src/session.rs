@@ -660,51 +660,44 @@ impl Session {
         }
         // What the statement reads, through the session's own tables to
         // the sources they were made from.
-        let (touched, inherited_purpose) = self
+        let touched = self
             .provenance
             .expand(&crate::audit::trail::touched(&plan, SCRATCH_SCHEMA));
-        let purpose = self.purpose();
-        // A view holds its plan with policy already applied, so the tables
-        // behind it appear here as the sources' own: their grants' required
-        // purpose is checked on what the statement reads, whichever way.
-        let read_policy = &self.engine.config().policy.read;
-        let inherited_purpose = inherited_purpose
-            || (self.engine.inner.policy_active
-                && touched.1.iter().any(|table| {
+        // A grant's required purpose, checked on everything the statement
+        // reads: tables named directly, behind views (whose plans hold the
+        // sources' tables) and behind the session's own tables.
+        if self.engine.inner.policy_active && self.purpose().is_none() {
+            let read_policy = &self.engine.config().policy.read;
+            let needing: Vec<&str> = touched
+                .1
+                .iter()
+                .filter(|table| {
                     table.split_once('.').is_some_and(|(source, table)| {
                         read_policy
                             .access(&self.principal, source, table, &[])
                             .require_purpose
                     })
-                }));
-        if inherited_purpose && purpose.is_none() {
-            let e = QueryError::new(
-                ErrorKind::PermissionDenied,
-                "this statement reads a table of this session made from data that needs a stated purpose: run `SET bluelamp.purpose = 'why you need it'` first (over Flight SQL, as its own statement on the same connection)",
-            );
-            return Err(self.audit_failure(&sql, e).await);
+                })
+                .map(String::as_str)
+                .collect();
+            if !needing.is_empty() {
+                let e = crate::audit::statements::purpose_needed(&needing);
+                return Err(self.audit_failure(&sql, e).await);
+            }
         }
-        let (plan, policies, needs_purpose) = if self.engine.inner.policy_active {
+        let (plan, policies) = if self.engine.inner.policy_active {
             let context = crate::policy::rewrite::Context {
                 principal: &self.principal,
-                purpose: purpose.as_deref(),
                 mask_key: self.engine.config().policy.mask_key.as_deref(),
             };
             match crate::policy::rewrite::apply(plan, &context) {
-                Ok(applied) => (applied.plan, applied.policies, applied.needs_purpose),
+                Ok(applied) => (applied.plan, applied.policies),
                 Err(e) => return Err(self.audit_failure(&sql, e).await),
             }
         } else {
-            (plan, Vec::new(), false)
+            (plan, Vec::new())
         };
-        self.provenance.record(
-            &plan,
-            SCRATCH_SCHEMA,
-            crate::policy::provenance::Origin {
-                touched: touched.clone(),
-                needs_purpose: needs_purpose || inherited_purpose,
-            },
-        );
+        self.provenance.record(&plan, SCRATCH_SCHEMA, &touched);
         let touched = Arc::new(touched);
         let read = &self.engine.config().policy.read;
         let (plan, marking_value) = if read.markings.is_empty() {

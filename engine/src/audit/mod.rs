@@ -25,7 +25,7 @@
 //! end), [`verify`] (checking a chain and searching records).
 
 pub mod chain;
-mod statements;
+pub(crate) mod statements;
 pub mod trail;
 pub mod verify;
 

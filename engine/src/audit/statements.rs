@@ -11,6 +11,18 @@ use crate::deposits::{BluelampOptions, DepositJournal};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::{Planned, Session};
 
+/// The refusal of a statement that reads `what` (tables, sources or
+/// markings) without a stated purpose, saying how to give one.
+pub(crate) fn purpose_needed(what: &[&str]) -> QueryError {
+    QueryError::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "reading {} needs a stated purpose, recorded in the audit trail: run `SET bluelamp.purpose = 'why you need it'` first (over Flight SQL, as its own statement on the same connection)",
+            what.join(", ")
+        ),
+    )
+}
+
 impl Session {
     /// The purpose stated with `SET bluelamp.purpose = '...'`, if any.
     pub fn purpose(&self) -> Option<String> {
@@ -88,13 +100,7 @@ impl Session {
             .collect();
         if record.purpose.is_none() && !needs_purpose.is_empty() {
             let names: Vec<&str> = needs_purpose.iter().map(String::as_str).collect();
-            let error = QueryError::new(
-                ErrorKind::PermissionDenied,
-                format!(
-                    "reading {} needs a stated purpose, recorded in the audit trail: run `SET bluelamp.purpose = 'why you need it'` first (over Flight SQL, as its own statement on the same connection)",
-                    names.join(", ")
-                ),
-            );
+            let error = purpose_needed(&names);
             record.outcome = "refused".into();
             record.error = Some(error.message.clone());
             log.append(record).await.map_err(|e| {

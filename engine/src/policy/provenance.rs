@@ -6,8 +6,9 @@
 //! sources carried: their marking, their place in the audit trail, and a
 //! grant's required purpose. Each session remembers, per scratch table or
 //! view, the sources, tables and columns its statements read (through
-//! earlier scratch tables too) and whether any needed a purpose; a statement
-//! naming the scratch table is treated as reading those.
+//! earlier scratch tables too); a statement naming the scratch table is
+//! treated as reading those, so the session's checks on what a statement
+//! reads (marking, required purpose, audit) see them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -17,19 +18,11 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 
 use crate::audit::trail::Touched;
 
-/// What a scratch table or view was made from.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    /// Sources, tables and columns read to make it.
-    pub touched: Touched,
-    /// Whether reading them needed a stated purpose.
-    pub needs_purpose: bool,
-}
-
 /// A session's record of its scratch tables' origins.
 #[derive(Debug, Default)]
 pub struct Provenance {
-    by_table: Mutex<HashMap<String, Origin>>,
+    /// Per scratch table: the sources, tables and columns read to make it.
+    by_table: Mutex<HashMap<String, Touched>>,
 }
 
 fn union(a: &Touched, b: &Touched) -> Touched {
@@ -45,26 +38,23 @@ fn union(a: &Touched, b: &Touched) -> Touched {
 }
 
 impl Provenance {
-    /// `touched` with the origins of the scratch tables it names added, and
-    /// whether any of them needed a purpose.
-    pub fn expand(&self, touched: &Touched) -> (Touched, bool) {
+    /// `touched` with the origins of the scratch tables it names added.
+    pub fn expand(&self, touched: &Touched) -> Touched {
         let Ok(by_table) = self.by_table.lock() else {
-            return (touched.clone(), false);
+            return touched.clone();
         };
         let mut out = touched.clone();
-        let mut needs_purpose = false;
         for table in &touched.1 {
             if let Some(origin) = by_table.get(table) {
-                out = union(&out, &origin.touched);
-                needs_purpose |= origin.needs_purpose;
+                out = union(&out, origin);
             }
         }
-        (out, needs_purpose)
+        out
     }
 
     /// Remembers `origin` for the scratch table or view `plan` creates or
     /// inserts into, if it does.
-    pub fn record(&self, plan: &LogicalPlan, scratch: &str, origin: Origin) {
+    pub fn record(&self, plan: &LogicalPlan, scratch: &str, origin: &Touched) {
         let name: Option<&TableReference> = match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => Some(&create.name),
             LogicalPlan::Ddl(DdlStatement::CreateView(create)) => Some(&create.name),
@@ -80,8 +70,7 @@ impl Provenance {
         let key = format!("{scratch}.{}", name.table());
         if let Ok(mut by_table) = self.by_table.lock() {
             let entry = by_table.entry(key).or_default();
-            entry.touched = union(&entry.touched, &origin.touched);
-            entry.needs_purpose |= origin.needs_purpose;
+            *entry = union(entry, origin);
         }
     }
 }

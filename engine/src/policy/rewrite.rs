@@ -52,8 +52,6 @@ use crate::principal::Principal;
 pub struct Context<'a> {
     /// Who is asking.
     pub principal: &'a Principal,
-    /// The purpose they have stated, if any.
-    pub purpose: Option<&'a str>,
     /// The key `hash` masks use.
     pub mask_key: Option<&'a [u8]>,
 }
@@ -71,13 +69,13 @@ fn governed(
 /// names of the policies that applied (for the audit trail).
 ///
 /// # Errors
-/// [`ErrorKind::PermissionDenied`] for a read without a read grant, a read
-/// that needs a stated purpose, or a deposit without a write grant;
+/// [`ErrorKind::PermissionDenied`] for a read without a read grant, or a
+/// deposit without a write grant (a required purpose is checked by the
+/// session, on everything a statement reads);
 /// [`ErrorKind::InvalidQuery`] for a policy that no longer plans against the
 /// source's table (it changed since start-up).
 pub fn apply(plan: LogicalPlan, context: &Context<'_>) -> Result<Applied, QueryError> {
     let mut applied: Vec<String> = Vec::new();
-    let mut needs_purpose = false;
     let mut refused: Option<QueryError> = None;
     let result = plan.transform_up_with_subqueries(|node| {
         let outcome = match &node {
@@ -87,10 +85,7 @@ pub fn apply(plan: LogicalPlan, context: &Context<'_>) -> Result<Applied, QueryE
                     .as_ref()
                     .and_then(|p| p.downcast_ref::<GovernedTable>())
                 {
-                    Some(table) => {
-                        needs_purpose |= table.access.require_purpose;
-                        read(scan, table, context).map(Some)
-                    }
+                    Some(table) => read(scan, table, context).map(Some),
                     None => Ok(None),
                 }
             }
@@ -127,7 +122,6 @@ pub fn apply(plan: LogicalPlan, context: &Context<'_>) -> Result<Applied, QueryE
         (Ok(plan), None) => Ok(Applied {
             plan: plan.data,
             policies: applied,
-            needs_purpose,
         }),
         (Err(e), None) => Err(QueryError::from(e)),
     }
@@ -139,8 +133,6 @@ pub struct Applied {
     pub plan: LogicalPlan,
     /// Names of the grants, filters and masks applied.
     pub policies: Vec<String>,
-    /// Whether it reads a table whose grant needs a stated purpose.
-    pub needs_purpose: bool,
 }
 
 fn denied(message: String) -> QueryError {
@@ -168,11 +160,6 @@ fn read(
     if !access.read {
         return Err(denied(format!(
             "you may deposit into {name} but not read it: no grant with `read` covers it for you"
-        )));
-    }
-    if access.require_purpose && context.purpose.is_none() {
-        return Err(denied(format!(
-            "reading {name} needs a stated purpose, recorded in the audit trail: run `SET bluelamp.purpose = 'why you need it'` first (over Flight SQL, as its own statement on the same connection)"
         )));
     }
     let qualifier = scan.table_name.clone();

@@ -808,7 +808,7 @@ impl Session {
             Err(e) => match completion {
                 Some(completion) => {
                     let error = QueryError::from(e);
-                    completion.fail(&error.message);
+                    completion.fail(&error.message).await;
                     Err(error)
                 }
                 None => Err(self.audit_failure(sql, QueryError::from(e)).await),

@@ -63,10 +63,13 @@ pub struct RunningServer {
     pub tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Flushed once the endpoint has stopped, so the trail holds every call.
+    audit: Option<bluelamp_engine::audit::AuditLog>,
 }
 
 impl RunningServer {
-    /// Stops accepting calls and waits for the server task to end.
+    /// Stops accepting calls, waits for the server task to end, then for the
+    /// audit trail to hold every record its calls wrote.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -75,6 +78,11 @@ impl RunningServer {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("Flight SQL endpoint stopped with an error: {e}"),
             Err(e) => tracing::warn!("Flight SQL endpoint task failed: {e}"),
+        }
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.flush().await
+        {
+            tracing::error!(target: "bluelamp::audit", "{e}");
         }
     }
 }
@@ -123,6 +131,7 @@ pub async fn serve(engine: Engine, addr: Option<SocketAddr>) -> Result<RunningSe
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
+    let audit = engine.audit_log().cloned();
     let service = Arc::new(
         BluelampFlightSql::new(engine, auth)
             .map_err(|e| ServeError::Transport(e.message().to_string()))?,
@@ -153,5 +162,6 @@ pub async fn serve(engine: Engine, addr: Option<SocketAddr>) -> Result<RunningSe
         tls: uses_tls,
         shutdown: Some(tx),
         task,
+        audit,
     })
 }

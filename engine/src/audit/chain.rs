@@ -22,9 +22,17 @@ pub struct AuditError {
     pub message: String,
 }
 
-struct Job {
-    record: AuditRecord,
-    done: Option<tokio::sync::oneshot::Sender<Result<u64, AuditError>>>,
+type Done = tokio::sync::oneshot::Sender<Result<u64, AuditError>>;
+
+/// One request to the writer thread.
+enum Job {
+    /// Append a record; answer with its `seq` once on disk, if asked.
+    Append {
+        record: AuditRecord,
+        done: Option<Done>,
+    },
+    /// Answer once everything queued before it is on disk.
+    Flush(Done),
 }
 
 /// A handle on the trail; clones share the one writer thread.
@@ -135,7 +143,7 @@ impl AuditLog {
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditError> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Job {
+            .send(Job::Append {
                 record,
                 done: Some(done),
             })
@@ -146,9 +154,22 @@ impl AuditLog {
     /// Appends a record without waiting (a result stream's end, which
     /// cannot wait). A failure is logged.
     pub fn append_detached(&self, record: AuditRecord) {
-        if self.jobs.send(Job { record, done: None }).is_err() {
+        if self.jobs.send(Job::Append { record, done: None }).is_err() {
             tracing::error!(target: "bluelamp::audit", "{}", self.stopped());
         }
+    }
+
+    /// Waits until every record appended before this call, detached ones
+    /// included, is on disk; returns the last record's `seq`.
+    ///
+    /// # Errors
+    /// [`AuditError`] if the writer has stopped.
+    pub async fn flush(&self) -> Result<u64, AuditError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Flush(done))
+            .map_err(|_| self.stopped())?;
+        wait.await.map_err(|_| self.stopped())?
     }
 
     fn stopped(&self) -> AuditError {
@@ -206,38 +227,57 @@ struct Writer {
 impl Writer {
     fn run(&mut self, queue: &mpsc::Receiver<Job>) {
         while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
                 match queue.try_recv() {
-                    Ok(job) => batch.push(job),
+                    Ok(job) => jobs.push(job),
                     Err(_) => break,
                 }
             }
+            // Every flush in the batch was sent after the appends before it,
+            // so it is answered once the whole batch is written.
+            let mut batch = Vec::with_capacity(jobs.len());
+            let mut flushes = Vec::new();
+            for job in jobs {
+                match job {
+                    Job::Append { record, done } => batch.push((record, done)),
+                    Job::Flush(done) => flushes.push(done),
+                }
+            }
             let (outcome, seqs) = self.write(&mut batch);
-            for (job, seq) in batch.into_iter().zip(seqs) {
+            for ((_, done), seq) in batch.into_iter().zip(seqs) {
                 let answer = outcome.clone().map(|()| seq);
                 if let Err(e) = &answer {
                     tracing::error!(target: "bluelamp::audit", "{e}");
                 }
-                if let Some(done) = job.done {
+                if let Some(done) = done {
                     let _ = done.send(answer);
                 }
+            }
+            for done in flushes {
+                let _ = done.send(outcome.clone().map(|()| self.head.seq));
             }
         }
     }
 
     /// Writes a batch and flushes it; on failure the file is cut back to
     /// where it was, so no half-written record is left in the chain.
-    fn write(&mut self, batch: &mut [Job]) -> (Result<(), AuditError>, Vec<u64>) {
+    fn write(
+        &mut self,
+        batch: &mut [(AuditRecord, Option<Done>)],
+    ) -> (Result<(), AuditError>, Vec<u64>) {
+        if batch.is_empty() {
+            return (Ok(()), Vec::new());
+        }
         let before = self.head.clone();
         let start_len = self.file.metadata().map(|m| m.len()).ok();
         let mut bytes = Vec::with_capacity(batch.len() * 512);
         let mut seqs = Vec::with_capacity(batch.len());
         let mut head = self.head.clone();
-        for job in batch.iter_mut() {
-            job.record.seq = head.seq + 1;
-            job.record.prev = head.hash.clone();
-            let line = match serde_json::to_vec(&job.record) {
+        for (record, _) in batch.iter_mut() {
+            record.seq = head.seq + 1;
+            record.prev = head.hash.clone();
+            let line = match serde_json::to_vec(record) {
                 Ok(line) => line,
                 Err(e) => {
                     return (
@@ -247,10 +287,10 @@ impl Writer {
                 }
             };
             head = Head {
-                seq: job.record.seq,
+                seq: record.seq,
                 hash: hash_line(&line),
             };
-            seqs.push(job.record.seq);
+            seqs.push(record.seq);
             bytes.extend_from_slice(&line);
             bytes.push(b'\n');
         }

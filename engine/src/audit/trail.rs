@@ -133,30 +133,23 @@ impl Completion {
         })
     }
 
-    /// Records that the statement failed before any stream was handed out;
-    /// its `completed` record then says so instead of `ok`.
-    pub fn fail(&self, message: &str) {
+    /// Records that the statement failed before any stream was handed out
+    /// and writes its `completed` record now, waiting until it is on disk, so
+    /// the trail holds the failure before the client hears of it.
+    pub async fn fail(&self, message: &str) {
         if let Ok(mut failed) = self.failed.lock() {
             failed.get_or_insert_with(|| message.to_string());
         }
+        if let Some(record) = self.take_record() {
+            if let Err(e) = self.log.append(record).await {
+                tracing::error!(target: "bluelamp::audit", "{e}");
+            }
+        }
     }
 
-    /// Wraps one of the statement's streams.
-    pub fn wrap(self: &Arc<Self>, inner: SendableRecordBatchStream) -> SendableRecordBatchStream {
-        self.streams.fetch_add(1, Ordering::Relaxed);
-        Box::pin(Audited {
-            inner,
-            completion: Arc::clone(self),
-            ended: false,
-        })
-    }
-}
-
-impl Drop for Completion {
-    fn drop(&mut self) {
-        let Some(mut record) = self.record.lock().ok().and_then(|mut r| r.take()) else {
-            return;
-        };
+    /// The `completed` record, filled in, the first time it is asked for.
+    fn take_record(&self) -> Option<AuditRecord> {
+        let mut record = self.record.lock().ok().and_then(|mut r| r.take())?;
         record.rows = Some(self.rows.load(Ordering::Relaxed));
         record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let failed = self.failed.lock().ok().and_then(|mut f| f.take());
@@ -175,7 +168,25 @@ impl Drop for Completion {
         if let Some(deposits) = &self.deposits {
             record.deposits = deposits();
         }
-        self.log.append_detached(record);
+        Some(record)
+    }
+
+    /// Wraps one of the statement's streams.
+    pub fn wrap(self: &Arc<Self>, inner: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        Box::pin(Audited {
+            inner,
+            completion: Arc::clone(self),
+            ended: false,
+        })
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(record) = self.take_record() {
+            self.log.append_detached(record);
+        }
     }
 }
 

@@ -246,6 +246,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn flush_waits_for_detached_records() {
+        let (_dir, path) = trail(2, u64::MAX).await;
+        let log = AuditLog::open(&path, u64::MAX).unwrap();
+        for _ in 0..50 {
+            log.append_detached(record("ann", "cad.incidents"));
+        }
+        assert_eq!(log.flush().await.unwrap(), 52);
+        assert_eq!(lines(&path).len(), 52);
+        assert_eq!(verify(&path).unwrap(), 52);
+    }
+
+    #[tokio::test]
     async fn an_edited_record_is_named() {
         let (_dir, path) = trail(5, u64::MAX).await;
         let mut l = lines(&path);

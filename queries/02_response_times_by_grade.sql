@@ -20,7 +20,7 @@ first_at_scene AS (
            (date_part('epoch', min(a.at_scene_at)) - date_part('epoch', i.opened_at)) / 60.0
                AS minutes
     FROM cad.incidents AS i
-    JOIN cad.incident_assignments AS a ON a.urn = i.urn
+    JOIN cad.incident_assignments AS a ON a.incident_urn = i.urn
     WHERE i.opened_at >= TIMESTAMP '2026-10-07T00:00:00Z'
       AND i.opened_at <  TIMESTAMP '2026-10-08T00:00:00Z'
       AND i.grade <> 'R'

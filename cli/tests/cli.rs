@@ -83,7 +83,7 @@ fn errors_are_one_line_and_fail_the_process() {
     let last = stderr.lines().last().unwrap();
     assert_eq!(
         last,
-        "error: table 'cad.nosuch' not found: source 'cad' (openapi) has no table 'nosuch'; its tables are: incident_assignments, incident_log, incidents, record_crime_reference"
+        "error: table 'cad.nosuch' not found: source 'cad' (openapi) has no table 'nosuch'; its tables are: incident, incident_assignments, incident_log, incidents, record_crime_reference"
     );
     assert!(
         !stderr.contains("backtrace") && !stderr.contains(".rs:"),
@@ -459,7 +459,7 @@ fn check_warns_about_a_messy_openapi_document_but_keeps_its_tables() {
     assert_eq!(lines[0], "messy   openapi  ok      1002 tables", "{stdout}");
     let warnings: Vec<&str> = lines[1..].iter().map(|l| l.trim_start()).collect();
     for expected in [
-        "warning GET /broken: response schema has a broken $ref",
+        "warning GET /broken: the response schema: $ref #/components/schemas/Nope points at nothing; skipped",
         "warning GET /shapeless: list items have no documented properties",
         "warning GET /things.tree.child: recursive $ref",
         "warning GET /things.lost: ",

@@ -20,9 +20,34 @@ pub fn sql_name(text: &str) -> String {
     }
 }
 
+/// An identifier as SQL must spell it: as is when it is lower case and
+/// plain, in double quotes otherwise (`caseURN` → `"caseURN"`), so a hint
+/// that names a column runs as written.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::sql_name;
+    use super::{quote_ident, sql_name};
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("urn"), "urn");
+        assert_eq!(quote_ident("caseURN"), "\"caseURN\"");
+        assert_eq!(quote_ident("a b"), "\"a b\"");
+    }
 
     #[test]
     fn names() {

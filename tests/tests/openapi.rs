@@ -99,6 +99,7 @@ async fn discovers_tables_with_documented_types() {
     assert_eq!(
         names,
         [
+            "cad.incident",
             "cad.incident_assignments",
             "cad.incident_log",
             "cad.incidents",
@@ -285,7 +286,7 @@ async fn lookup_tables_need_their_key() {
         .await
         .unwrap_err();
     assert!(
-        err.message.contains("needs a value for 'urn'"),
+        err.message.contains("needs a value for 'incident_urn'"),
         "{}",
         err.message
     );
@@ -299,7 +300,7 @@ async fn lookup_tables_need_their_key() {
     assert_eq!(
         one(
             &d.engine,
-            &format!("SELECT count(*) FROM cad.incident_log WHERE urn = '{urn}'")
+            &format!("SELECT count(*) FROM cad.incident_log WHERE incident_urn = '{urn}'")
         )
         .await,
         expected.to_string()
@@ -311,7 +312,8 @@ async fn lookup_tables_need_their_key() {
         .iter()
         .filter(|l| &l.urn == urn || &l.urn == other)
         .count();
-    let sql = format!("SELECT count(*) FROM cad.incident_log WHERE urn IN ('{urn}', '{other}')");
+    let sql =
+        format!("SELECT count(*) FROM cad.incident_log WHERE incident_urn IN ('{urn}', '{other}')");
     assert_eq!(one(&d.engine, &sql).await, both.to_string());
 }
 
@@ -406,15 +408,24 @@ async fn transport_faults_are_retried_to_a_complete_answer() {
 
 #[tokio::test]
 async fn malformed_pages_and_wrong_types_fail_clearly() {
-    let d = demo(with_faults("malformed=1"), "retries = 0").await;
+    // Every answer garbled: the query fails naming the source, as unavailable.
+    let d = demo(with_faults("malformed=1"), "retries = 1").await;
     let err = query(&d.engine, "SELECT count(*) FROM cad.incidents")
         .await
         .unwrap_err();
     assert!(
         err.message
-            .starts_with("source 'cad' (openapi): GET /incidents: page 1 is not valid JSON"),
+            .starts_with("source 'cad' (openapi): GET /incidents: the answer is not valid JSON")
+            && err.message.contains("(after 2 attempts)"),
         "{}",
         err.message
+    );
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    // Some answers garbled: each is asked for again, and the answer is whole.
+    let d = demo(with_faults("malformed=0.3"), "retries = 8").await;
+    assert_eq!(
+        one(&d.engine, "SELECT count(*) FROM cad.incidents").await,
+        d.force.incidents.len().to_string()
     );
 
     let d = demo(with_faults("drift=wrongtype"), "").await;
@@ -519,7 +530,7 @@ async fn joins_look_up_only_the_keys_they_need() {
         .filter(|l| immediate.contains(&l.urn.as_str()))
         .count();
     let before = d.cad.stats.requests();
-    let sql = "SELECT count(*) FROM cad.incidents i JOIN cad.incident_log l ON l.urn = i.urn
+    let sql = "SELECT count(*) FROM cad.incidents i JOIN cad.incident_log l ON l.incident_urn = i.urn
                WHERE i.grade = 'I' AND i.opened_at >= '2026-10-03T00:00:00Z' AND i.opened_at < '2026-10-04T00:00:00Z'";
     assert_eq!(one(&d.engine, sql).await, entries.to_string());
     assert_eq!(d.cad.stats.requests() - before, 1 + immediate.len() as u64);

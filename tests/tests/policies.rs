@@ -1046,7 +1046,7 @@ async fn results_carry_the_highest_marking_of_what_they_read() {
             "OFFICIAL-SENSITIVE [PERSONAL]",
         ),
         (
-            "SELECT count(*) FROM cad.incident_log WHERE urn = 'x'",
+            "SELECT count(*) FROM cad.incident_log WHERE incident_urn = 'x'",
             "SECRET",
         ),
         ("SELECT 1", "OFFICIAL"),
@@ -1079,7 +1079,7 @@ async fn clearance_hides_what_is_marked_above_it() {
     let urn = &demo.force().incidents[0].urn;
     select(
         &supervisor,
-        &format!("SELECT count(*) FROM cad.incident_log WHERE urn = '{urn}'"),
+        &format!("SELECT count(*) FROM cad.incident_log WHERE incident_urn = '{urn}'"),
     )
     .await;
 }
@@ -1244,7 +1244,7 @@ async fn a_purpose_can_be_required_by_marking() {
     for sql in [
         "SELECT count(*) FROM rms.people",
         "SELECT count(*) FROM custody.custody_records",
-        "SELECT count(*) FROM cad.incident_log WHERE urn = 'x'",
+        "SELECT count(*) FROM cad.incident_log WHERE incident_urn = 'x'",
     ] {
         let e = refused(&officer, sql).await;
         assert_eq!(e.kind, ErrorKind::PermissionDenied, "{sql}: {e}");

@@ -22,6 +22,8 @@ pub struct Fetched {
     pub headers: HeaderMap,
     /// The whole body.
     pub body: Bytes,
+    /// The body parsed, for [`ApiClient::get_json`] (`Null` otherwise).
+    pub json: Value,
     /// Requests it took, retries included.
     pub attempts: u32,
 }
@@ -33,6 +35,8 @@ pub struct FetchError {
     pub message: String,
     /// The service could not be reached at all (rather than refusing the request).
     pub unavailable: bool,
+    /// The HTTP status the service answered with, if it answered.
+    pub status: Option<u16>,
 }
 
 /// A header naming the end user a request is made for.
@@ -175,6 +179,7 @@ impl ApiClient {
         } = &self.auth
         else {
             return Err(FetchError {
+                status: None,
                 message: "not an OAuth2 source".into(),
                 unavailable: false,
             });
@@ -188,6 +193,7 @@ impl ApiClient {
         }
         let Some(url) = &self.token_url else {
             return Err(FetchError {
+        status: None,
                 message: "OAuth2 needs a token URL: set auth.token_url or document a clientCredentials flow".into(),
                 unavailable: false,
             });
@@ -208,6 +214,7 @@ impl ApiClient {
             .send()
             .await
             .map_err(|e| FetchError {
+                status: None,
                 message: self.redact(&format!(
                     "{endpoint}: cannot get an OAuth2 token: {}",
                     chain(&e)
@@ -222,6 +229,7 @@ impl ApiClient {
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given");
             return Err(FetchError {
+                status: None,
                 message: format!(
                     "{endpoint}: the token endpoint refused the client credentials (HTTP {}: {reason})",
                     status.as_u16()
@@ -231,6 +239,7 @@ impl ApiClient {
         }
         let Some(token) = body.get("access_token").and_then(Value::as_str) else {
             return Err(FetchError {
+                status: None,
                 message: format!("{endpoint}: the token response has no access_token"),
                 unavailable: false,
             });
@@ -285,6 +294,33 @@ impl ApiClient {
         endpoint: &str,
         identity: Option<&Identity>,
     ) -> Result<Fetched, FetchError> {
+        self.fetch(url, endpoint, identity, false).await
+    }
+
+    /// GETs a JSON answer: like [`ApiClient::get`], but a successful answer
+    /// whose body is not valid JSON (cut off or garbled on the way) is asked
+    /// for again, with backoff, within the same retry budget, and the parsed
+    /// body is in [`Fetched::json`].
+    ///
+    /// # Errors
+    /// As [`ApiClient::get`]; a body still not JSON after the retries is an
+    /// unavailable source.
+    pub async fn get_json(
+        &self,
+        url: &Url,
+        endpoint: &str,
+        identity: Option<&Identity>,
+    ) -> Result<Fetched, FetchError> {
+        self.fetch(url, endpoint, identity, true).await
+    }
+
+    async fn fetch(
+        &self,
+        url: &Url,
+        endpoint: &str,
+        identity: Option<&Identity>,
+        json: bool,
+    ) -> Result<Fetched, FetchError> {
         let mut attempts = 0u32;
         let mut failures = 0u32;
         let mut throttled = 0u32;
@@ -292,6 +328,7 @@ impl ApiClient {
         loop {
             attempts += 1;
             let _permit = self.permits.acquire().await.map_err(|_| FetchError {
+                status: None,
                 message: "client closed".into(),
                 unavailable: true,
             })?;
@@ -319,11 +356,41 @@ impl ApiClient {
             let retry_in = |n: u32| backoff(n);
             match outcome {
                 Ok((status, headers, body)) if status.is_success() => {
-                    return Ok(Fetched {
-                        headers,
-                        body,
-                        attempts,
-                    });
+                    if !json {
+                        return Ok(Fetched {
+                            headers,
+                            body,
+                            json: Value::Null,
+                            attempts,
+                        });
+                    }
+                    match serde_json::from_slice::<Value>(&body) {
+                        Ok(parsed) => {
+                            return Ok(Fetched {
+                                headers,
+                                body,
+                                json: parsed,
+                                attempts,
+                            });
+                        }
+                        Err(e) if failures < self.retries => {
+                            failures += 1;
+                            tracing::debug!(
+                                "{endpoint}: the answer is not valid JSON ({e}); asking again"
+                            );
+                            tokio::time::sleep(retry_in(failures)).await;
+                        }
+                        Err(e) => {
+                            return Err(FetchError {
+                                message: self.redact(&format!(
+                                    "{endpoint}: the answer is not valid JSON ({e}){}; the query was stopped rather than return partial results",
+                                    after(attempts)
+                                )),
+                                unavailable: true,
+                                status: Some(status.as_u16()),
+                            });
+                        }
+                    }
                 }
                 Ok((StatusCode::TOO_MANY_REQUESTS, headers, _))
                     if throttled < self.retries + EXTRA_429_ATTEMPTS =>
@@ -367,6 +434,7 @@ impl ApiClient {
                         )),
                         unavailable: status.is_server_error()
                             || status == StatusCode::TOO_MANY_REQUESTS,
+                        status: Some(status.as_u16()),
                     });
                 }
                 Err(cause) if failures < self.retries => {
@@ -376,6 +444,7 @@ impl ApiClient {
                 }
                 Err(cause) => {
                     return Err(FetchError {
+                        status: None,
                         message: self.redact(&format!("{endpoint}: {cause}{}", after(attempts))),
                         unavailable: true,
                     });

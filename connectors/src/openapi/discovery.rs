@@ -22,6 +22,8 @@ pub enum RecordsAt {
     Root,
     /// The body is an object and this property holds the array.
     Field(String),
+    /// The body is one record: a lookup table, one row per key.
+    Object,
 }
 
 /// How a table's pages are walked.
@@ -45,12 +47,26 @@ pub enum Pagination {
         /// Page-size parameter.
         size: Option<String>,
     },
-    /// A cursor from the body passed back as a parameter.
+    /// A cursor from the body (or a response header) passed back as a parameter.
     Cursor {
         /// Parameter that takes it.
         param: String,
-        /// Property of the body holding the next cursor.
-        field: String,
+        /// Where the next cursor is: a property of the body, or a header.
+        field: CursorAt,
+        /// Page-size parameter, if any.
+        size: Option<String>,
+        /// Largest documented page size.
+        max: Option<u64>,
+    },
+    /// `has_more` in the body, and the last record's key passed back as a
+    /// parameter (`starting_after`, `after`).
+    AfterLast {
+        /// Parameter that takes the key.
+        param: String,
+        /// The record field whose value is passed.
+        key: String,
+        /// The body's boolean saying more records follow.
+        more: String,
         /// Page-size parameter, if any.
         size: Option<String>,
         /// Largest documented page size.
@@ -73,6 +89,7 @@ impl Pagination {
             Pagination::Offset { .. } => "offset".into(),
             Pagination::Page { .. } => "page".into(),
             Pagination::Cursor { .. } => "cursor".into(),
+            Pagination::AfterLast { .. } => "after-last".into(),
             Pagination::NextLink { .. } => "next-link".into(),
             Pagination::LinkHeader => "link-header".into(),
         }
@@ -82,6 +99,27 @@ impl Pagination {
     pub fn concurrent(&self) -> bool {
         matches!(self, Pagination::Offset { .. } | Pagination::Page { .. })
     }
+}
+
+/// Where a cursor style finds the next cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorAt {
+    /// A property of the body.
+    Body(String),
+    /// A response header.
+    Header(String),
+}
+
+/// A path parameter and the column that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathParam {
+    /// The name in the path template (`id` in `/artists/{id}/top-tracks`).
+    pub param: String,
+    /// The column a query fills it through: the parameter's own name, or,
+    /// where the records have a field of that name, a distinct one taken from
+    /// the path (`artist_id`), so a record's field and the path are never
+    /// confused.
+    pub column: String,
 }
 
 /// A comparison a query parameter implements.
@@ -122,7 +160,7 @@ pub struct TableSpec {
     /// The path template, e.g. `/incidents/{urn}/log`.
     pub path: String,
     /// Path parameters; each is a column a query must supply.
-    pub path_params: Vec<String>,
+    pub path_params: Vec<PathParam>,
     /// Where the records are in the body.
     pub records: RecordsAt,
     /// Columns and how to prepare their values.
@@ -137,12 +175,20 @@ pub struct TableSpec {
     pub readable: bool,
     /// The create operation, for `INSERT`.
     pub write: Option<Arc<WriteSpec>>,
+    /// For a lookup table: whether the operation documents `404` for a key
+    /// that does not exist (then it is no row, not an error).
+    pub missing_is_empty: bool,
 }
 
 impl TableSpec {
     /// `GET /path`, for messages.
     pub fn endpoint(&self) -> String {
         format!("GET {}", self.path)
+    }
+
+    /// The path parameter a column carries, if it carries one.
+    pub fn path_param(&self, column: &str) -> Option<&PathParam> {
+        self.path_params.iter().find(|p| p.column == column)
     }
 }
 
@@ -157,11 +203,16 @@ const CURSOR_PARAMS: &[&str] = &[
     "nextToken",
     "after",
     "continuation",
+    "continuationToken",
     "starting_after",
+    "next_page",
+    "nextPage",
 ];
 const CURSOR_FIELDS: &[&str] = &[
     "next_cursor",
     "nextCursor",
+    "continuation",
+    "continuationToken",
     "next_page_token",
     "nextPageToken",
     "next_token",
@@ -200,55 +251,97 @@ pub fn discover(
         return (tables, mapper.warnings);
     };
     for (path, item) in paths {
+        let at = format!("GET {path}");
+        let item = match doc.resolve(item) {
+            Ok((item, _)) => item,
+            Err(e) => {
+                mapper
+                    .warnings
+                    .push(format!("{at}: the path item: {e}; skipped"));
+                continue;
+            }
+        };
         let Some(operation) = item.get("get") else {
             continue;
         };
-        let at = format!("GET {path}");
+        let operation = match doc.resolve(operation) {
+            Ok((operation, _)) => operation,
+            Err(e) => {
+                mapper
+                    .warnings
+                    .push(format!("{at}: the operation: {e}; skipped"));
+                continue;
+            }
+        };
         let Some(response) = success_response(doc, operation) else {
             continue;
         };
         let Some(body) = json_schema(&response) else {
             continue;
         };
-        let Ok((body, _)) = doc.resolve(&body) else {
-            mapper
-                .warnings
-                .push(format!("{at}: response schema has a broken $ref; skipped"));
-            continue;
+        let body = match doc.resolve(&body) {
+            Ok((body, _)) => body,
+            Err(e) => {
+                mapper
+                    .warnings
+                    .push(format!("{at}: the response schema: {e}; skipped"));
+                continue;
+            }
         };
-        let Some((records, item_schema)) = locate_records(doc, body) else {
-            continue; // a single object, not a list
+        let params = parameters(doc, item, operation);
+        let template_params: Vec<&str> = path_template_params(path);
+        let (records, item_schema) = match locate_records(doc, body, path, operation) {
+            Located::List(records, item_schema) => (records, item_schema),
+            Located::Single if !template_params.is_empty() => (RecordsAt::Object, body.clone()),
+            // A single object without a key (`GET /status`) is not a table.
+            Located::Single | Located::Nothing => continue,
+            Located::Skipped(reason) => {
+                mapper.warnings.push(format!("{at}: {reason}; skipped"));
+                continue;
+            }
         };
         let mut columns = mapper.object_fields(&item_schema, &at);
         if columns.is_empty() {
+            let what = if records == RecordsAt::Object {
+                "the record"
+            } else {
+                "list items"
+            };
             mapper.warnings.push(format!(
-                "{at}: list items have no documented properties; skipped"
+                "{at}: {what} have no documented properties; skipped"
             ));
             continue;
         }
-        let params = parameters(doc, item, operation);
-        let path_params: Vec<String> = params
-            .iter()
-            .filter(|p| p.location == "path")
-            .map(|p| p.name.clone())
-            .collect();
-        for name in &path_params {
-            if !columns.iter().any(|(f, _)| f.name() == name) {
-                columns.push((Field::new(name, DataType::Utf8, false), Shape::Plain));
-            }
+        let mut path_params = Vec::new();
+        for name in &template_params {
+            let column = path_column(path, name, &columns);
+            columns.push((Field::new(&column, DataType::Utf8, false), Shape::Plain));
+            path_params.push(PathParam {
+                param: (*name).to_string(),
+                column,
+            });
         }
-        let raw_name = operation
-            .get("operationId")
-            .and_then(Value::as_str)
-            .map(table_name_from_operation)
-            .unwrap_or_else(|| table_name_from_path(path));
-        let overrides_for = overrides.get(&raw_name).cloned().unwrap_or_default();
+        let raw_name = match operation.get("operationId").and_then(Value::as_str) {
+            Some(id) => table_name_from_operation(id),
+            None if records == RecordsAt::Object => lookup_name_from_path(path),
+            None => table_name_from_path(path),
+        };
+        let (key, overrides_for) = table_overrides(overrides, &raw_name, &at);
         if overrides_for.exclude {
             continue;
         }
         let pagination = match &overrides_for.pagination {
             Some(configured) => from_config(configured),
-            None => detect_pagination(&params, body, &response, &records),
+            None if records == RecordsAt::Object => Pagination::None,
+            None => match detect_pagination(doc, &params, body, &response, &records, &columns) {
+                Ok(pagination) => pagination,
+                Err(reason) => {
+                    mapper.warnings.push(format!(
+                        "{at}: {reason}; skipped (set [source.tables.{raw_name}] pagination to read it)"
+                    ));
+                    continue;
+                }
+            },
         };
         let mut filters = detect_filters(&params, &columns, &pagination);
         for (column, param) in &overrides_for.filters {
@@ -262,14 +355,17 @@ pub fn discover(
                 });
             } else {
                 mapper.warnings.push(format!(
-                    "{at}: tables.{raw_name}.filters names unknown column '{column}'"
+                    "{at}: tables.{key}.filters names unknown column '{column}'"
                 ));
             }
         }
-        let mut name = overrides_for.rename.clone().unwrap_or(raw_name);
-        while tables.iter().any(|t| t.name == name) {
-            name.push('_');
-        }
+        let name = overrides_for.rename.clone().unwrap_or(raw_name);
+        let name = unique_name(&tables, name, &at, &mut mapper.warnings);
+        let missing_is_empty = records == RecordsAt::Object
+            && operation
+                .get("responses")
+                .and_then(|r| r.get("404"))
+                .is_some();
         tables.push(TableSpec {
             name,
             path: path.clone(),
@@ -281,19 +377,122 @@ pub fn discover(
             primary_key: overrides_for.primary_key.clone(),
             readable: true,
             write: None,
+            missing_is_empty,
         });
     }
     discover_writes(doc, overrides, &mut tables, &mut mapper);
-    for name in overrides.keys() {
-        if !tables.iter().any(|t| &t.name == name)
-            && !overrides.get(name).is_some_and(|o| o.exclude)
-        {
-            mapper.warnings.push(format!(
-                "tables.{name}: no list operation of that name was found"
-            ));
+    for key in overrides.keys() {
+        let found = tables.iter().any(|t| &t.name == key)
+            || (key.starts_with("GET ") || key.starts_with("POST "))
+                && paths.contains_key(key.split_once(' ').map_or("", |(_, p)| p.trim()));
+        if !found && !overrides.get(key).is_some_and(|o| o.exclude) {
+            mapper
+                .warnings
+                .push(format!("tables.{key}: no operation of that name was found"));
         }
     }
+    if tables.is_empty() {
+        mapper.warnings.push(
+            "no table could be made from this document: no GET operation returns a list of records or one record by key, and no POST takes a JSON record".into(),
+        );
+    }
     (tables, collapse_repeats(mapper.warnings))
+}
+
+/// The overrides for a table: those keyed by its operation (`"GET /path"`)
+/// win over those keyed by its name. Returns the key used, for messages.
+fn table_overrides(
+    overrides: &BTreeMap<String, TableConfig>,
+    name: &str,
+    operation: &str,
+) -> (String, TableConfig) {
+    match overrides.get(operation) {
+        Some(o) => (format!("\"{operation}\""), o.clone()),
+        None => (
+            name.to_string(),
+            overrides.get(name).cloned().unwrap_or_default(),
+        ),
+    }
+}
+
+/// `name`, or `name_2`, `name_3`, ... where another table has it already;
+/// a clash is a warning naming both operations and how to tell them apart.
+fn unique_name(tables: &[TableSpec], name: String, at: &str, warnings: &mut Vec<String>) -> String {
+    let Some(first) = tables.iter().find(|t| t.name == name) else {
+        return name;
+    };
+    let mut n = 2;
+    let mut candidate = format!("{name}_{n}");
+    while tables.iter().any(|t| t.name == candidate) {
+        n += 1;
+        candidate = format!("{name}_{n}");
+    }
+    let first_op = if first.readable {
+        first.endpoint()
+    } else {
+        format!("POST {}", first.path)
+    };
+    warnings.push(format!(
+        "{first_op} and {at} both make a table named '{name}': the second is '{candidate}'; to choose, set [source.tables.\"{at}\"] rename = \"...\""
+    ));
+    candidate
+}
+
+/// The names in a path template, in order: `/a/{x}/b/{y}` → `x`, `y`.
+fn path_template_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+/// The column for path parameter `name`: its own name unless the records have
+/// a field of that name; then the static segment before it, in the singular,
+/// joined to it (`/artists/{id}/top-tracks` → `artist_id`).
+fn path_column(path: &str, name: &str, columns: &[(Field, Shape)]) -> String {
+    let taken = |c: &str| columns.iter().any(|(f, _)| f.name() == c);
+    let plain = crate::names::sql_name(name);
+    let plain = if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        name.to_string()
+    } else {
+        plain
+    };
+    if !taken(&plain) {
+        return plain;
+    }
+    let before = path
+        .split('/')
+        .take_while(|segment| *segment != format!("{{{name}}}"))
+        .filter(|segment| !segment.is_empty() && !segment.starts_with('{'))
+        .last()
+        .map(|segment| singular(&crate::names::sql_name(segment)));
+    let mut candidate = match before {
+        Some(owner) if !plain.starts_with(&format!("{owner}_")) => format!("{owner}_{plain}"),
+        _ => format!("path_{plain}"),
+    };
+    while taken(&candidate) {
+        candidate.push('_');
+    }
+    candidate
+}
+
+/// A plural English noun in the singular, for names only (`incidents` →
+/// `incident`, `categories` → `category`, `addresses` → `address`).
+fn singular(word: &str) -> String {
+    if ["us", "ss", "is"].iter().any(|e| word.ends_with(e)) {
+        return word.to_string();
+    }
+    if let Some(stem) = word.strip_suffix("ies") {
+        return format!("{stem}y");
+    }
+    for ending in ["sses", "shes", "ches", "xes", "uses"] {
+        if word.ends_with(ending) {
+            return word[..word.len() - 2].to_string();
+        }
+    }
+    match word.strip_suffix('s') {
+        Some(stem) if !stem.ends_with('s') && !stem.is_empty() => stem.to_string(),
+        _ => word.to_string(),
+    }
 }
 
 /// Attaches each `POST` with a JSON body to the list table on the same path,
@@ -344,7 +543,13 @@ fn discover_writes(
         }
     }
     for (path, item) in paths {
-        let Some(operation) = item.get("post") else {
+        let Some(item) = doc.resolve(item).ok().map(|(item, _)| item) else {
+            continue;
+        };
+        let Some(operation) = item
+            .get("post")
+            .and_then(|op| doc.resolve(op).ok().map(|(op, _)| op))
+        else {
             continue;
         };
         let Some(spec) = write_spec(doc, path, item, operation, &mut mapper.warnings) else {
@@ -362,7 +567,8 @@ fn discover_writes(
             .and_then(Value::as_str)
             .map(table_name_from_operation)
             .unwrap_or_else(|| format!("{}_post", table_name_from_path(path)));
-        let overrides_for = overrides.get(&raw_name).cloned().unwrap_or_default();
+        let at = format!("POST {path}");
+        let (_, overrides_for) = table_overrides(overrides, &raw_name, &at);
         if overrides_for.exclude {
             continue;
         }
@@ -382,19 +588,24 @@ fn discover_writes(
             .iter()
             .map(|p| (Field::new(p, DataType::Utf8, false), Shape::Plain))
             .collect();
-        for (field, shape) in mapper.object_fields(&body_schema, &format!("POST {path}")) {
+        for (field, shape) in mapper.object_fields(&body_schema, &at) {
             if !columns.iter().any(|(f, _)| f.name() == field.name()) {
                 columns.push((field, shape));
             }
         }
-        let mut name = overrides_for.rename.clone().unwrap_or(raw_name);
-        while tables.iter().any(|t| t.name == name) {
-            name.push('_');
-        }
+        let name = overrides_for.rename.clone().unwrap_or(raw_name);
+        let name = unique_name(tables, name, &at, &mut mapper.warnings);
         tables.push(TableSpec {
             name,
             path: path.clone(),
-            path_params: spec.path_params.clone(),
+            path_params: spec
+                .path_params
+                .iter()
+                .map(|p| PathParam {
+                    param: p.clone(),
+                    column: p.clone(),
+                })
+                .collect(),
             records: RecordsAt::Root,
             columns,
             filters: Vec::new(),
@@ -402,6 +613,7 @@ fn discover_writes(
             primary_key: Vec::new(),
             readable: false,
             write: Some(Arc::new(spec)),
+            missing_is_empty: false,
         });
     }
 }
@@ -448,34 +660,187 @@ fn json_schema(response: &Value) -> Option<Value> {
         .cloned()
 }
 
-fn locate_records(doc: &Document, body: &Value) -> Option<(RecordsAt, Value)> {
-    let is_array = |s: &Value| {
-        s.get("type").and_then(Value::as_str) == Some("array")
-            || s.get("type")
-                .and_then(Value::as_array)
-                .is_some_and(|t| t.iter().any(|x| x == "array"))
-    };
-    if is_array(body) {
-        return Some((RecordsAt::Root, body.get("items").cloned()?));
+/// What a GET's response holds.
+enum Located {
+    /// A list of records, where they sit, and the item schema.
+    List(RecordsAt, Value),
+    /// One record.
+    Single,
+    /// Nothing that makes a table (a string, an empty object).
+    Nothing,
+    /// A list that cannot be read, and why.
+    Skipped(String),
+}
+
+/// Property names that describe a page rather than the thing a path names.
+fn is_page_metadata(name: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "total",
+        "count",
+        "next",
+        "prev",
+        "previous",
+        "page",
+        "pages",
+        "cursor",
+        "offset",
+        "limit",
+        "more",
+        "has",
+        "link",
+        "links",
+        "meta",
+        "metadata",
+        "size",
+        "token",
+        "continuation",
+        "paging",
+        "pagination",
+        "self",
+        "first",
+        "last",
+        "took",
+        "timed",
+        "status",
+        "success",
+        "warning",
+        "warnings",
+        "error",
+        "errors",
+        "message",
+        "query",
+    ];
+    words(name).iter().any(|w| WORDS.contains(&w.as_str()))
+}
+
+/// `hasMore`, `has_more`, `_links` → their lower-case words.
+fn words(name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && !current.is_empty()) {
+            if !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+        }
+        if c.is_ascii_alphanumeric() {
+            current.push(c.to_ascii_lowercase());
+        }
     }
-    let properties = body.get("properties")?.as_object()?;
-    let arrays: Vec<(&String, &Value)> = properties
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Whether a schema is an array type.
+fn is_array(schema: &Value) -> bool {
+    schema.get("type").and_then(Value::as_str) == Some("array")
+        || schema
+            .get("type")
+            .and_then(Value::as_array)
+            .is_some_and(|t| t.iter().any(|x| x == "array"))
+        || (schema.get("type").is_none() && schema.get("items").is_some())
+}
+
+/// The properties of an object schema, `$ref`s followed and `allOf` merged at
+/// every depth, in document order.
+pub(crate) fn merged_properties(doc: &Document, schema: &Value) -> Vec<(String, Value)> {
+    fn walk(doc: &Document, schema: &Value, depth: usize, out: &mut Vec<(String, Value)>) {
+        if depth > 16 {
+            return;
+        }
+        let Ok((schema, _)) = doc.resolve(schema) else {
+            return;
+        };
+        for part in schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            walk(doc, part, depth + 1, out);
+        }
+        for (name, value) in schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            match out.iter_mut().find(|(n, _)| n == name) {
+                Some(existing) => existing.1 = value.clone(),
+                None => out.push((name.clone(), value.clone())),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, schema, 0, &mut out);
+    out
+}
+
+/// Whether a path ends in a parameter (`/playlists/{id}`): it names one thing.
+fn names_one_thing(path: &str) -> bool {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.starts_with('{'))
+}
+
+fn locate_records(doc: &Document, body: &Value, path: &str, operation: &Value) -> Located {
+    if is_array(body) {
+        return match body.get("items") {
+            Some(items) => Located::List(RecordsAt::Root, items.clone()),
+            None => {
+                Located::Skipped("the response is an array whose items are not described".into())
+            }
+        };
+    }
+    let properties = merged_properties(doc, body);
+    if properties.is_empty() {
+        return Located::Nothing;
+    }
+    let arrays: Vec<(&String, Value)> = properties
         .iter()
-        .filter(|(_, p)| doc.resolve(p).is_ok_and(|(p, _)| is_array(p)))
+        .filter_map(|(name, p)| {
+            let (p, _) = doc.resolve(p).ok()?;
+            is_array(p).then(|| (name, p.clone()))
+        })
         .collect();
     let chosen = RECORD_FIELDS
         .iter()
-        .find_map(|name| arrays.iter().find(|(n, _)| n.as_str() == *name))
+        .find_map(|wanted| arrays.iter().find(|(n, _)| n.as_str() == *wanted))
         .or(if arrays.len() == 1 {
             arrays.first()
         } else {
             None
-        })?;
-    let (array, _) = doc.resolve(chosen.1).ok()?;
-    Some((
-        RecordsAt::Field(chosen.0.clone()),
-        array.get("items").cloned()?,
-    ))
+        });
+    let Some((name, array)) = chosen else {
+        return Located::Single;
+    };
+    let others_describe_the_page = properties
+        .iter()
+        .filter(|(n, _)| n != *name)
+        .all(|(n, _)| is_page_metadata(n));
+    let listed_by_name = operation
+        .get("operationId")
+        .and_then(Value::as_str)
+        .is_some_and(|id| {
+            let id = id.to_ascii_lowercase();
+            ["list", "search", "find", "query"]
+                .iter()
+                .any(|verb| id.starts_with(verb))
+        });
+    let is_list = others_describe_the_page
+        || (!names_one_thing(path) && (RECORD_FIELDS.contains(&name.as_str()) || listed_by_name));
+    if !is_list {
+        return Located::Single;
+    }
+    match array.get("items") {
+        Some(items) => Located::List(RecordsAt::Field((*name).clone()), items.clone()),
+        None => Located::Skipped(format!(
+            "'{name}' is an array whose items are not described"
+        )),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -484,6 +849,8 @@ struct Param {
     location: String,
     schema: Value,
     extension: Option<Value>,
+    description: Option<String>,
+    required: bool,
 }
 
 fn parameters(doc: &Document, item: &Value, operation: &Value) -> Vec<Param> {
@@ -513,6 +880,11 @@ fn parameters(doc: &Document, item: &Value, operation: &Value) -> Vec<Param> {
                 location: location.to_string(),
                 schema,
                 extension: p.get("x-filter").cloned(),
+                description: p
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
             });
         }
     }
@@ -533,60 +905,124 @@ fn maximum(param: Option<&Param>) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
+/// Response headers that carry the next page's token.
+pub(crate) const CURSOR_HEADERS: &[&str] = &[
+    "x-next-page-token",
+    "x-next-cursor",
+    "x-next-token",
+    "x-continuation-token",
+    "x-ms-continuation",
+    "next-page-token",
+    "x-next-page-cursor",
+];
+
+/// How a list operation pages, read from its parameters, its response body
+/// and its response headers; an error where the document shows more pages
+/// exist but not how to ask for them.
 fn detect_pagination(
+    doc: &Document,
     params: &[Param],
     body: &Value,
     response: &Value,
     records: &RecordsAt,
-) -> Pagination {
-    let has_link_header = response
+    columns: &[(Field, Shape)],
+) -> Result<Pagination, String> {
+    let headers: Vec<String> = response
         .get("headers")
         .and_then(Value::as_object)
-        .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("link")));
-    if has_link_header {
-        return Pagination::LinkHeader;
+        .map(|h| h.keys().map(|k| k.to_ascii_lowercase()).collect())
+        .unwrap_or_default();
+    if headers.iter().any(|k| k == "link") {
+        return Ok(Pagination::LinkHeader);
     }
-    let body_fields: Vec<&String> = match records {
-        RecordsAt::Root => Vec::new(),
-        RecordsAt::Field(_) => body
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|p| p.keys().collect())
-            .unwrap_or_default(),
+    let body_fields: Vec<(String, Value)> = match records {
+        RecordsAt::Root | RecordsAt::Object => Vec::new(),
+        RecordsAt::Field(_) => merged_properties(doc, body)
+            .into_iter()
+            .map(|(name, schema)| {
+                let schema = doc
+                    .resolve(&schema)
+                    .map(|(s, _)| s.clone())
+                    .unwrap_or(Value::Null);
+                (name, schema)
+            })
+            .collect(),
+    };
+    let field = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| body_fields.iter().find(|(b, _)| b == n))
     };
     let size = query(params, SIZE_PARAMS);
-    if let Some(cursor) = query(params, CURSOR_PARAMS)
-        && let Some(field) = CURSOR_FIELDS
+    let cursor = query(params, CURSOR_PARAMS);
+    if let Some(cursor) = cursor {
+        if let Some(header) = CURSOR_HEADERS
             .iter()
-            .find(|f| body_fields.iter().any(|b| b == *f))
-    {
-        return Pagination::Cursor {
-            param: cursor.name.clone(),
-            field: (*field).to_string(),
-            size: size.map(|p| p.name.clone()),
-            max: maximum(size),
-        };
+            .find(|h| headers.iter().any(|k| k == *h))
+        {
+            return Ok(Pagination::Cursor {
+                param: cursor.name.clone(),
+                field: CursorAt::Header((*header).to_string()),
+                size: size.map(|p| p.name.clone()),
+                max: maximum(size),
+            });
+        }
+        if let Some((name, _)) = field(CURSOR_FIELDS) {
+            return Ok(Pagination::Cursor {
+                param: cursor.name.clone(),
+                field: CursorAt::Body(name.clone()),
+                size: size.map(|p| p.name.clone()),
+                max: maximum(size),
+            });
+        }
+        // `next_page` may be a token to pass back rather than a URL: it is a
+        // URL only when the document says so.
+        if let Some((name, schema)) = field(NEXT_LINK_FIELDS)
+            && !is_uri(schema)
+        {
+            return Ok(Pagination::Cursor {
+                param: cursor.name.clone(),
+                field: CursorAt::Body(name.clone()),
+                size: size.map(|p| p.name.clone()),
+                max: maximum(size),
+            });
+        }
     }
-    if let Some(field) = NEXT_LINK_FIELDS
-        .iter()
-        .find(|f| body_fields.iter().any(|b| b == *f))
-    {
-        return Pagination::NextLink {
-            field: (*field).to_string(),
+    if let Some((name, _)) = field(NEXT_LINK_FIELDS) {
+        return Ok(Pagination::NextLink {
+            field: name.clone(),
+        });
+    }
+    if let Some((more, _)) = field(&["has_more", "hasMore", "more"]) {
+        let after = query(params, &["starting_after", "after", "after_id", "since_id"]);
+        let key = ["id", "uuid", "key"]
+            .into_iter()
+            .find(|k| columns.iter().any(|(f, _)| f.name() == *k));
+        return match (after, key) {
+            (Some(after), Some(key)) => Ok(Pagination::AfterLast {
+                param: after.name.clone(),
+                key: key.to_string(),
+                more: more.clone(),
+                size: size.map(|p| p.name.clone()),
+                max: maximum(size),
+            }),
+            _ => Err(format!(
+                "the answer says whether there are more records ('{more}') but the document names no parameter to ask for them"
+            )),
         };
     }
     if let (Some(offset), Some(limit)) = (
         query(params, &["offset", "skip", "start"]),
         query(params, &["limit", "top", "take", "count"]),
     ) {
-        return Pagination::Offset {
+        return Ok(Pagination::Offset {
             offset: offset.name.clone(),
             limit: limit.name.clone(),
             max: maximum(Some(limit)),
-        };
+        });
     }
     if let Some(page) = query(params, &["page", "page_number", "pageNumber"]) {
-        return Pagination::Page {
+        return Ok(Pagination::Page {
             page: page.name.clone(),
             size: query(
                 params,
@@ -600,9 +1036,28 @@ fn detect_pagination(
                 ],
             )
             .map(|p| p.name.clone()),
-        };
+        });
     }
-    Pagination::None
+    if let Some((name, _)) = field(CURSOR_FIELDS) {
+        return Err(format!(
+            "the answer carries a next-page cursor ('{name}') but the document names no parameter to pass it back"
+        ));
+    }
+    Ok(Pagination::None)
+}
+
+/// Whether a schema says its string is a URL.
+fn is_uri(schema: &Value) -> bool {
+    matches!(
+        schema.get("format").and_then(Value::as_str),
+        Some("uri" | "url" | "uri-reference" | "iri" | "iri-reference")
+    ) || schema
+        .get("description")
+        .and_then(Value::as_str)
+        .is_some_and(|d| {
+            let d = d.to_ascii_lowercase();
+            d.contains("url") || d.contains("uri") || d.contains("link")
+        })
 }
 
 fn from_config(config: &PaginationConfig) -> Pagination {
@@ -625,7 +1080,7 @@ fn from_config(config: &PaginationConfig) -> Pagination {
         },
         PaginationConfig::Cursor { param, field } => Pagination::Cursor {
             param: param.clone(),
-            field: field.clone(),
+            field: CursorAt::Body(field.clone()),
             size: None,
             max: None,
         },
@@ -643,9 +1098,11 @@ fn pagination_params(p: &Pagination) -> Vec<&str> {
         Pagination::Page { page, size } => std::iter::once(page.as_str())
             .chain(size.as_deref())
             .collect(),
-        Pagination::Cursor { param, size, .. } => std::iter::once(param.as_str())
-            .chain(size.as_deref())
-            .collect(),
+        Pagination::Cursor { param, size, .. } | Pagination::AfterLast { param, size, .. } => {
+            std::iter::once(param.as_str())
+                .chain(size.as_deref())
+                .collect()
+        }
     }
 }
 
@@ -692,14 +1149,18 @@ fn detect_filters(
             }
             continue;
         }
-        if column(&p.name).is_some() {
-            out.push(FilterParam {
-                column: p.name.clone(),
-                param: p.name.clone(),
-                op: FilterOp::Eq,
-                list,
-                max_items,
-            });
+        if let Some((field, _)) = column(&p.name) {
+            // Named like a column, but not necessarily an equality: a time or
+            // a bound is pushed only as what its description says it is.
+            if let Some(op) = named_param_op(p, field.data_type()) {
+                out.push(FilterParam {
+                    column: p.name.clone(),
+                    param: p.name.clone(),
+                    op,
+                    list: list && op == FilterOp::Eq,
+                    max_items,
+                });
+            }
             continue;
         }
         for (suffix, op) in [
@@ -733,6 +1194,61 @@ fn detect_filters(
         }
     }
     out
+}
+
+/// What a query parameter named exactly like a column compares. A text or a
+/// flag is an equality; a date, a time, or a number whose name or
+/// description reads as a bound (`start_time`, "at least") is whatever its
+/// description says, and not pushed at all when it says nothing clear.
+fn named_param_op(param: &Param, column_type: &DataType) -> Option<FilterOp> {
+    let description = param
+        .description
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    const PHRASES: &[(&str, FilterOp)] = &[
+        ("on or after", FilterOp::Ge),
+        ("at or after", FilterOp::Ge),
+        ("greater than or equal", FilterOp::Ge),
+        ("on or before", FilterOp::Le),
+        ("at or before", FilterOp::Le),
+        ("less than or equal", FilterOp::Le),
+        ("equal to", FilterOp::Eq),
+        ("equals", FilterOp::Eq),
+        ("exactly", FilterOp::Eq),
+        ("since", FilterOp::Ge),
+        ("from", FilterOp::Ge),
+        ("earliest", FilterOp::Ge),
+        ("minimum", FilterOp::Ge),
+        ("until", FilterOp::Le),
+        ("latest", FilterOp::Le),
+        ("maximum", FilterOp::Le),
+        ("after", FilterOp::Gt),
+        ("later than", FilterOp::Gt),
+        ("greater than", FilterOp::Gt),
+        ("before", FilterOp::Lt),
+        ("earlier than", FilterOp::Lt),
+        ("less than", FilterOp::Lt),
+    ];
+    let said = PHRASES
+        .iter()
+        .find(|(phrase, _)| description.contains(phrase))
+        .map(|(_, op)| *op);
+    let temporal = matches!(column_type, DataType::Timestamp(..) | DataType::Date32);
+    let bound_like = words(&param.name).iter().any(|w| {
+        [
+            "start", "end", "from", "to", "since", "until", "after", "before", "min", "max",
+            "begin", "earliest", "latest",
+        ]
+        .contains(&w.as_str())
+    });
+    let said_bound = said.is_some_and(|op| op != FilterOp::Eq);
+    if temporal || (is_ordered(column_type) && (bound_like || said_bound)) {
+        return said;
+    }
+    // Text and flags compare for equality: words such as "from" in their
+    // descriptions ("crimes raised from these incidents") are not bounds.
+    Some(FilterOp::Eq)
 }
 
 fn is_scalar(t: &DataType) -> bool {
@@ -770,7 +1286,26 @@ pub fn table_name_from_operation(operation_id: &str) -> String {
     .find_map(|verb| snake.strip_prefix(verb))
     .filter(|rest| !rest.is_empty())
     .unwrap_or(&snake);
+    // `getAnArtist` names an artist, not "an artist".
+    let trimmed = ["a_", "an_", "the_"]
+        .iter()
+        .find_map(|article| trimmed.strip_prefix(article))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(trimmed);
     crate::names::sql_name(trimmed)
+}
+
+/// `/playlists/{id}` → `playlist`: a lookup table is named for one thing.
+pub fn lookup_name_from_path(path: &str) -> String {
+    let mut parts: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .map(crate::names::sql_name)
+        .collect();
+    if let Some(last) = parts.last_mut() {
+        *last = singular(last);
+    }
+    crate::names::sql_name(&parts.join("_"))
 }
 
 /// `/incidents/{urn}/log` → `incidents_log`.
@@ -833,7 +1368,13 @@ mod tests {
         // A POST elsewhere is an insert-only table keyed by its path parameter.
         let note = tables.iter().find(|t| t.name == "add_note").unwrap();
         assert!(!note.readable);
-        assert_eq!(note.path_params, ["key"]);
+        assert_eq!(
+            note.path_params,
+            [PathParam {
+                param: "key".into(),
+                column: "key".into()
+            }]
+        );
         let columns: Vec<&String> = note.columns.iter().map(|(f, _)| f.name()).collect();
         assert_eq!(columns, ["key", "text"]);
         assert!(
@@ -850,6 +1391,12 @@ mod tests {
         assert_eq!(table_name_from_operation("listCrimes"), "crimes");
         assert_eq!(table_name_from_operation("stopsStreet"), "stops_street");
         assert_eq!(table_name_from_operation("get"), "get");
+        assert_eq!(table_name_from_operation("getAnArtist"), "artist");
+        assert_eq!(table_name_from_operation("get-the-weather"), "weather");
+        assert_eq!(lookup_name_from_path("/v1/playlists/{id}"), "v1_playlist");
+        assert_eq!(singular("categories"), "category");
+        assert_eq!(singular("addresses"), "address");
+        assert_eq!(singular("status"), "status");
         assert_eq!(
             table_name_from_path("/api/v2/incidents/{urn}/log"),
             "api_v2_incidents_log"

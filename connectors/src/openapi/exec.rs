@@ -45,7 +45,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::client::{ApiClient, FetchError, Identity};
-use super::discovery::{FilterOp, Pagination, RecordsAt, TableSpec};
+use super::discovery::{CURSOR_HEADERS, CursorAt, FilterOp, Pagination, RecordsAt, TableSpec};
 use super::pushdown::Target;
 use super::requests::{RequestSet, build as build_requests};
 
@@ -146,7 +146,7 @@ impl OpenApiExec {
     /// Columns a join's dynamic filter can turn into requests: path parameters,
     /// and columns with an equality parameter that takes a list.
     fn lookup_column(&self, column: &str) -> Option<Target> {
-        if self.table.path_params.iter().any(|p| p == column) {
+        if self.table.path_param(column).is_some() {
             return Some(Target::Path(column.to_string()));
         }
         self.table
@@ -554,6 +554,10 @@ struct PageInfo {
     next_cursor: Option<String>,
     next_url: Option<String>,
     total: Option<u64>,
+    /// The last record's key, for [`Pagination::AfterLast`].
+    last_key: Option<String>,
+    /// What on the page says more records follow (`has_more is true`), if anything.
+    more: Option<String>,
 }
 
 const DEFAULT_PAGE: u64 = 100;
@@ -602,7 +606,8 @@ impl Scan {
         match &self.table.pagination {
             Pagination::None => {
                 let url = self.url(set, &[])?;
-                self.page(&url, 1, set, tx, remaining).await?;
+                let info = self.page(&url, 1, set, tx, remaining).await?;
+                return self.ended(&info, 1, remaining);
             }
             Pagination::Offset { offset, limit, max } => {
                 let size = self.page_size(*remaining, *max);
@@ -634,7 +639,7 @@ impl Scan {
                                     let url = url?;
                                     let fetched = self
                                         .client
-                                        .get(&url, &endpoint, self.identity.as_ref())
+                                        .get_json(&url, &endpoint, self.identity.as_ref())
                                         .await
                                         .map_err(|e| self.fetch_error(e))?;
                                     Ok::<_, DataFusionError>((i + 2, fetched))
@@ -703,11 +708,47 @@ impl Scan {
                     }
                     let url = self.url(set, &extra)?;
                     let info = self.page(&url, number, set, tx, remaining).await?;
-                    match info.next_cursor {
+                    match info.next_cursor.clone() {
                         Some(next) if !next.is_empty() && *remaining != Some(0) => {
+                            if cursor.as_deref() == Some(next.as_str()) {
+                                return Err(self.error(format!("{endpoint}: page {number} gives the same next cursor as the page before; the query was stopped rather than loop"), true));
+                            }
                             cursor = Some(next)
                         }
-                        _ => break,
+                        _ => return self.ended(&info, number, remaining),
+                    }
+                    number += 1;
+                }
+            }
+            Pagination::AfterLast {
+                param,
+                more,
+                size,
+                max,
+                ..
+            } => {
+                let mut after: Option<String> = None;
+                let mut number = 1;
+                loop {
+                    let mut extra = Vec::new();
+                    if let Some(size) = size {
+                        extra.push((size.clone(), self.page_size(*remaining, *max).to_string()));
+                    }
+                    if let Some(a) = &after {
+                        extra.push((param.clone(), a.clone()));
+                    }
+                    let url = self.url(set, &extra)?;
+                    let info = self.page(&url, number, set, tx, remaining).await?;
+                    if *remaining == Some(0) || info.more.is_none() {
+                        return Ok(());
+                    }
+                    match info.last_key.clone() {
+                        Some(key) if info.records > 0 && after.as_deref() != Some(key.as_str()) => {
+                            after = Some(key);
+                        }
+                        _ => {
+                            return Err(self.error(format!("{endpoint}: page {number} says '{more}' is true but gives no new last record to continue after; the query was stopped rather than return part of the answer"), true));
+                        }
                     }
                     number += 1;
                 }
@@ -717,21 +758,54 @@ impl Scan {
                 let mut number = 1;
                 loop {
                     let info = self.page(&url, number, set, tx, remaining).await?;
-                    let Some(next) = info.next_url else { break };
+                    let Some(next) = info.next_url.clone().filter(|n| !n.is_empty()) else {
+                        return self.ended(&info, number, remaining);
+                    };
                     if *remaining == Some(0) {
                         break;
                     }
-                    url = url.join(&next).map_err(|e| {
+                    if !looks_like_url(&next) {
+                        return Err(self.error(format!(
+                            "{endpoint}: page {number}'s next page ('{}') is not a URL; if it is a token to pass back, set [source.tables.{}] pagination = {{ style = \"cursor\", param = \"...\", field = \"...\" }}",
+                            abbreviate(&next),
+                            self.table.name
+                        ), false));
+                    }
+                    let joined = url.join(&next).map_err(|e| {
                         self.error(
                             format!("{endpoint}: page {number} links to a bad next URL: {e}"),
                             false,
                         )
                     })?;
+                    if joined == url {
+                        return Err(self.error(format!("{endpoint}: page {number} links to itself as the next page; the query was stopped rather than loop"), true));
+                    }
+                    url = joined;
                     number += 1;
                 }
             }
         }
         Ok(())
+    }
+
+    /// A walk that ran out of pages: fine unless the last page says more
+    /// records follow that the table's pagination cannot reach.
+    fn ended(&self, last: &PageInfo, number: usize, remaining: &Option<usize>) -> DFResult<()> {
+        if *remaining == Some(0) {
+            return Ok(());
+        }
+        match &last.more {
+            Some(sign) => Err(self.error(
+                format!(
+                    "{}: page {number} shows there is more ({sign}) but table {} cannot ask for it; the query was stopped rather than return part of the answer. Set [source.tables.{}] pagination (style = \"offset\", \"page\", \"cursor\", \"next_link\" or \"link_header\") to read every page",
+                    self.table.endpoint(),
+                    self.table.name,
+                    self.table.name
+                ),
+                false,
+            )),
+            None => Ok(()),
+        }
     }
 
     async fn page(
@@ -742,11 +816,26 @@ impl Scan {
         tx: &mpsc::Sender<DFResult<RecordBatch>>,
         remaining: &mut Option<usize>,
     ) -> DFResult<PageInfo> {
-        let fetched = self
+        let fetched = match self
             .client
-            .get(url, &self.table.endpoint(), self.identity.as_ref())
+            .get_json(url, &self.table.endpoint(), self.identity.as_ref())
             .await
-            .map_err(|e| self.fetch_error(e))?;
+        {
+            Ok(fetched) => fetched,
+            // A lookup by a key that does not exist, where the document says
+            // such a key is answered with 404: no row.
+            Err(e) if e.status == Some(404) && self.table.missing_is_empty => {
+                return Ok(PageInfo {
+                    records: 0,
+                    next_cursor: None,
+                    next_url: None,
+                    total: None,
+                    last_key: None,
+                    more: None,
+                });
+            }
+            Err(e) => return Err(self.fetch_error(e)),
+        };
         self.emit(fetched, number, set, tx, remaining).await
     }
 
@@ -763,10 +852,7 @@ impl Scan {
         self.counters.requests.add(fetched.attempts as usize);
         self.counters.pages.add(1);
         self.counters.bytes.add(fetched.body.len());
-        let body: Value = serde_json::from_slice(&fetched.body).map_err(|e| {
-            self.error(format!("{endpoint}: page {number} is not valid JSON ({e}); the query was stopped rather than return partial results"), false)
-        })?;
-        let (mut records, info) = self.split(body, &fetched.headers, number)?;
+        let (mut records, info) = self.split(fetched.json, &fetched.headers, number)?;
         let count = records.len();
         if let Some(r) = remaining.as_mut() {
             records.truncate(*r);
@@ -785,10 +871,10 @@ impl Scan {
                     false,
                 ));
             };
-            for (name, value) in &set.path_values {
-                object
-                    .entry(name.clone())
-                    .or_insert_with(|| Value::String(value.clone()));
+            // A path column is never a field of the records (discovery
+            // names it apart), so the value the path was read with is its value.
+            for (column, value) in &set.path_values {
+                object.insert(column.clone(), Value::String(value.clone()));
             }
             for (field, shape) in &self.table.columns {
                 if let Some(v) = object.get_mut(field.name()) {
@@ -822,33 +908,56 @@ impl Scan {
             next_cursor: None,
             next_url: None,
             total: None,
+            last_key: None,
+            more: None,
         };
-        if self.table.pagination == Pagination::LinkHeader {
-            info.next_url = headers
-                .get_all(reqwest::header::LINK)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find_map(next_link);
+        let pagination = &self.table.pagination;
+        let next_in_link_header = headers
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_link);
+        match pagination {
+            Pagination::LinkHeader => info.next_url = next_in_link_header,
+            _ if next_in_link_header.is_some() => {
+                info.more = Some("its Link header has rel=\"next\"".into());
+            }
+            _ => {}
+        }
+        for name in CURSOR_HEADERS {
+            let value = headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.trim().is_empty());
+            let Some(value) = value else { continue };
+            match pagination {
+                Pagination::Cursor {
+                    field: CursorAt::Header(h),
+                    ..
+                } if h.eq_ignore_ascii_case(name) => info.next_cursor = Some(value.to_string()),
+                Pagination::Cursor { .. } | Pagination::NextLink { .. } => {}
+                _ => info.more = Some(format!("its {name} header is set")),
+            }
         }
         let records = match (&self.table.records, body) {
             (RecordsAt::Root, Value::Array(items)) => items,
+            (RecordsAt::Object, Value::Object(object)) => vec![Value::Object(object)],
             (RecordsAt::Field(name), Value::Object(mut object)) => {
-                if let Pagination::Cursor { field, .. } = &self.table.pagination {
-                    info.next_cursor = object
-                        .get(field)
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
-                }
-                if let Pagination::NextLink { field } = &self.table.pagination {
-                    info.next_url = object
-                        .get(field)
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
+                match pagination {
+                    Pagination::Cursor {
+                        field: CursorAt::Body(field),
+                        ..
+                    } => info.next_cursor = text(object.get(field)),
+                    Pagination::NextLink { field } => info.next_url = text(object.get(field)),
+                    _ => {}
                 }
                 info.total = ["total", "total_count", "totalCount", "count"]
                     .iter()
                     .find_map(|k| object.get(*k).and_then(Value::as_u64));
-                match object.remove(name) {
+                if let Some(sign) = more_in_body(&object, pagination) {
+                    info.more = Some(sign);
+                }
+                let items = match object.remove(name) {
                     Some(Value::Array(items)) => items,
                     Some(Value::Null) | None => {
                         return Err(self.error(format!("{endpoint}: page {number} has no '{name}' array, as the document promises"), false));
@@ -859,7 +968,18 @@ impl Scan {
                             false,
                         ));
                     }
+                };
+                if *pagination == Pagination::None
+                    && let Some(total) = info.total
+                    && total > items.len() as u64
+                    && info.more.is_none()
+                {
+                    info.more = Some(format!(
+                        "it says there are {total} records and holds {}",
+                        items.len()
+                    ));
                 }
+                items
             }
             (RecordsAt::Root, _) => {
                 return Err(self.error(
@@ -869,10 +989,21 @@ impl Scan {
                     false,
                 ));
             }
+            (RecordsAt::Object, _) => {
+                return Err(self.error(
+                    format!(
+                        "{endpoint}: the answer is not a JSON object, as the document promises"
+                    ),
+                    false,
+                ));
+            }
             (RecordsAt::Field(name), _) => {
                 return Err(self.error(format!("{endpoint}: page {number} is not a JSON object with '{name}', as the document promises"), false));
             }
         };
+        if let Pagination::AfterLast { key, .. } = pagination {
+            info.last_key = records.last().and_then(|r| text(r.get(key)));
+        }
         Ok((records, info))
     }
 
@@ -886,6 +1017,77 @@ impl Scan {
         };
         super::schema::decode(&self.full_schema, records).map_err(|e| wrong(&e))
     }
+}
+
+/// Body properties that, when set, say another page exists.
+const NEXT_SIGNS: &[&str] = &[
+    "next",
+    "next_url",
+    "nextUrl",
+    "next_link",
+    "nextLink",
+    "next_page",
+    "nextPage",
+    "next_cursor",
+    "nextCursor",
+    "next_page_token",
+    "nextPageToken",
+    "next_token",
+    "nextToken",
+    "continuation",
+    "continuationToken",
+    "@odata.nextLink",
+];
+
+/// A string, number or other scalar as text; `None` for null or missing.
+fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(_) | Value::Object(_) => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// What in a page's body says more records follow that `pagination` does
+/// not itself follow: `has_more: true`, a next link or cursor it does not read.
+fn more_in_body(
+    object: &serde_json::Map<String, Value>,
+    pagination: &Pagination,
+) -> Option<String> {
+    for flag in ["has_more", "hasMore", "more", "has_next", "hasNext"] {
+        if object.get(flag) == Some(&Value::Bool(true)) {
+            return Some(format!("{flag} is true"));
+        }
+    }
+    if matches!(
+        pagination,
+        Pagination::Cursor { .. } | Pagination::NextLink { .. }
+    ) {
+        return None;
+    }
+    for field in NEXT_SIGNS {
+        if let Some(v) = text(object.get(*field)).filter(|v| !v.is_empty()) {
+            return Some(format!("'{field}' is {}", abbreviate(&v)));
+        }
+    }
+    // `links: {next: ...}`, `_links: {next: {href: ...}}`, `paging: {next: ...}`.
+    for holder in ["links", "_links", "paging", "pagination", "meta"] {
+        let next = object.get(holder).and_then(|h| h.get("next"));
+        let next = next
+            .and_then(|n| n.get("href"))
+            .or(next)
+            .and_then(|n| text(Some(n)));
+        if let Some(v) = next.filter(|v| !v.is_empty()) {
+            return Some(format!("'{holder}.next' is {}", abbreviate(&v)));
+        }
+    }
+    None
+}
+
+/// Whether a next-page value can be a URL (absolute, or relative to the page).
+fn looks_like_url(value: &str) -> bool {
+    value.contains("://") || value.starts_with('/') || value.starts_with('?')
 }
 
 /// The `rel="next"` target of an RFC 8288 `Link` header value.

@@ -17,7 +17,7 @@ use super::discovery::{FilterOp, TableSpec};
 pub enum Target {
     /// A query parameter (index into the table's filters).
     Query(usize),
-    /// A path parameter.
+    /// A path parameter, by the column that carries it.
     Path(String),
 }
 
@@ -54,7 +54,7 @@ pub fn classify(spec: &TableSpec, expr: &Expr) -> Option<Pushed> {
                 _ => return None,
             };
             let value = format_value(literal)?;
-            if op == Operator::Eq && spec.path_params.iter().any(|p| p == column) {
+            if op == Operator::Eq && spec.path_param(column).is_some() {
                 return Some(Pushed {
                     target: Target::Path(column.to_string()),
                     values: vec![value],
@@ -98,7 +98,7 @@ pub fn classify(spec: &TableSpec, expr: &Expr) -> Option<Pushed> {
                 })
                 .collect();
             let values = values?;
-            if spec.path_params.contains(&c.name) {
+            if spec.path_param(&c.name).is_some() {
                 return Some(Pushed {
                     target: Target::Path(c.name.clone()),
                     values,

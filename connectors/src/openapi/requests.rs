@@ -20,7 +20,7 @@ pub struct RequestSet {
     pub path: String,
     /// Query parameters.
     pub query: Vec<(String, String)>,
-    /// Path parameter values, to fill their columns.
+    /// Path parameter values by column, to fill those columns.
     pub path_values: Vec<(String, String)>,
 }
 
@@ -39,10 +39,20 @@ pub fn build(
         query: Vec::new(),
         path_values: Vec::new(),
     }];
-    for name in &spec.path_params {
-        let Some(options) = values.get(&Target::Path(name.clone())) else {
+    for param in &spec.path_params {
+        let column = &param.column;
+        let Some(options) = values.get(&Target::Path(column.clone())) else {
+            let shadowed = if column == &param.param {
+                String::new()
+            } else {
+                format!(
+                    " ('{}' is the records' own field; the path's {{{}}} is the column {column})",
+                    param.param, param.param
+                )
+            };
+            let quoted = crate::names::quote_ident(column);
             return Err(format!(
-                "table '{source}.{}' is read through {}, which needs a value for '{name}': add WHERE {name} = '...' (or {name} IN (...)), or join on {name}",
+                "table '{source}.{}' is read through {}, which needs a value for '{column}'{shadowed}: add WHERE {quoted} = '...' (or {quoted} IN (...)), or join on {quoted}",
                 spec.name,
                 spec.endpoint()
             ));
@@ -50,8 +60,8 @@ pub fn build(
         sets = product(sets, options, |set, value| {
             set.path = set
                 .path
-                .replace(&format!("{{{name}}}"), &percent_encode(value));
-            set.path_values.push((name.clone(), value.clone()));
+                .replace(&format!("{{{}}}", param.param), &percent_encode(value));
+            set.path_values.push((column.clone(), value.clone()));
         });
         check_size(spec, sets.len())?;
     }

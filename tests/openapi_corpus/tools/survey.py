@@ -7,6 +7,10 @@ Needs only python3 (>= 3.11, for tomllib) and PyYAML.
     survey.py draft  DIR             print a draft expected.toml (no notes/spots)
     survey.py check  DIR [DIR ...]   compare DIR/expected.toml with what this tool
                                       derives; prints every difference
+                                      (`survey.py check all` = every corpus folder)
+    survey.py fields DIR "GET /path" [a.b]
+                                      list the record fields of one GET (or of a
+                                      nested field path) with type/format
 
 DIR is a corpus folder such as tests/openapi_corpus/spotify.  The root document
 is taken from DIR/expected.toml (`root = ...`) when present, otherwise the only
@@ -21,11 +25,18 @@ The heuristics below mirror the definitions used in the expected.toml files:
                      has a JSON media type (application/json or any *json*
                      type) whose schema is an array of objects (written
                      "GET /p -> []"), or an object with exactly one property
-                     that is an array of objects and that property is either a
-                     well-known wrapper name, the object's only property,
-                     named like the last literal path segment (GET
-                     /x/{id}/events -> `events`), or accompanied only by
-                     paging/metadata properties (written "GET /p -> wrapper").
+                     that is an array of objects (allOf merged) where
+                       (a) it is the object's only property, or
+                       (b) every other property is paging/envelope metadata
+                           and at least one is a clear paging property
+                           (next, total, count, page, links, has_more, ...), or
+                       (c) it has a well-known wrapper name (data, items,
+                           results, entry, entries, ...) and the others are
+                           metadata or include a clear paging property, or
+                       (d) it is named like the last literal path segment
+                           (GET /x/{id}/events -> `events`) and the object has
+                           no `id` property of its own
+                     (written "GET /p -> wrapper").
 * single GET      -- JSON object response that is not a list.
 * other GET       -- anything else (no JSON body, primitive/array-of-primitive
                      body, no 2xx response, ...).
@@ -57,6 +68,16 @@ PAGING_META = {
     "nextpagetoken", "next_page_token", "continuation", "timestamp", "signature",
     "entries_total", "limit_reached", "has_next_page", "total_hits",
 }
+META_N = {re.sub(r"[^a-z0-9]", "", m) for m in PAGING_META} | {"type", "resourcetype"}
+# properties that on their own show an envelope is a page of results
+STRONG_PAGING = {
+    "next", "nexturl", "nextpage", "nextpageurl", "nextpagetoken", "nextcursor",
+    "nextmarker", "previous", "prev", "prevmarker", "previouspageurl",
+    "firstpageurl", "links", "link", "page", "pages", "pagesize", "pagenumber",
+    "pagestotal", "itemstotal", "total", "totalcount", "totalresults",
+    "totalitems", "totalpages", "count", "hasmore", "cursor", "offset", "limit",
+    "marker",
+}
 PAGING_PARAMS = {
     "after", "before", "starting_after", "ending_before", "cursor", "page",
     "page_size", "pagesize", "per_page", "offset", "limit", "marker",
@@ -74,6 +95,7 @@ class Loader:
         self.root = os.path.abspath(root)
         self.files = {}
         self.external_refs = set()
+        self.unresolved = set()
 
     def load(self, path):
         path = os.path.abspath(path)
@@ -149,13 +171,20 @@ class Flat:
         self.used_one_of = None  # "oneOf" / "anyOf"
         self.const_int_enum = False
         self.has_additional = False
+        self.unresolved = False
 
 
 def flatten(L, schema, file, depth=0):
     f = Flat()
     if depth > 12:
         return f
-    schema, file = L.deref(schema, file)
+    try:
+        schema, file = L.deref(schema, file)
+    except (KeyError, IndexError, ValueError, OSError) as e:
+        # dangling / remote / cyclic $ref: report it, treat the schema as unknown
+        L.unresolved.add("%s (%s)" % (schema.get("$ref"), type(e).__name__))
+        f.unresolved = True
+        return f
     if not isinstance(schema, dict):
         return f
     t = schema.get("type")
@@ -356,9 +385,22 @@ def survey_get(L, path, item, ifile, op, ofile):
             name, pflat = arr[0]
             others = [k for k in top.properties if k != name]
             last = norm(derived_name(g["op"]))
-            if (name.lower() in WRAPPER_NAMES or not others or norm(name) == last
-                    or all(norm(k) in {norm(m) for m in PAGING_META} for k in others)):
+            meta_only = all(norm(k) in META_N for k in others)
+            strong = any(norm(k) in STRONG_PAGING for k in others)
+            rule = None
+            if not others:
+                rule = "a"
+            elif meta_only and strong:
+                rule = "b"
+            elif name.lower() in WRAPPER_NAMES and (meta_only or strong):
+                rule = "c"
+            elif norm(name) == last and "id" not in others:
+                rule = "d"
+            if rule:
                 g["kind"], g["wrapper"], record = "list", name, pflat.items
+                g["rule"] = rule
+                if rule in ("c", "d"):
+                    g["hints"].append("wrapper rule (%s); other properties: %s" % (rule, ", ".join(others)))
                 if pflat.used_all_of:
                     g["hints"].append("wrapper array uses allOf")
             else:
@@ -379,6 +421,7 @@ def survey_get(L, path, item, ifile, op, ofile):
     else:
         g["hints"].append("primitive JSON body (type=%s)" % top.type)
         return g
+    g["record"] = record if record is not None else (mobj["schema"], rfile)
     if record is not None:
         rflat = flatten(L, *record)
         if rflat.used_one_of:
@@ -403,6 +446,22 @@ def survey_get(L, path, item, ifile, op, ofile):
     if g["required_headers"]:
         g["hints"].append("required non-auth headers: " + ", ".join(g["required_headers"]))
     return g
+
+
+def lookup_field(L, record, dotted):
+    """Resolve a dotted field path (a.b.c) inside a record schema; arrays are
+    stepped through transparently.  Returns a Flat or None."""
+    cur = record
+    fl = None
+    for part in dotted.split("."):
+        fl = flatten(L, *cur)
+        while (fl.type == "array" or (fl.items and not fl.properties)) and fl.items:
+            fl = flatten(L, *fl.items)
+        if part not in fl.properties:
+            return None
+        cur = fl.properties[part]
+        fl = flatten(L, *cur)
+    return fl
 
 
 def derived_name(op):
@@ -436,6 +495,8 @@ def report(d):
           " single:", sum(g["kind"] == "single" for g in gets),
           " other:", sum(g["kind"] == "other" for g in gets))
     print("files referenced via external $ref:", len(L.external_refs))
+    if L.unresolved:
+        print("UNRESOLVED $refs met while surveying:", ", ".join(sorted(L.unresolved)))
     for g in gets:
         label = fmt_list(g) if g["kind"] == "list" else g["op"]
         print("  [%s] %s  (%s %s)" % (g["kind"], label, g["status"], g["media"]))
@@ -519,27 +580,57 @@ def check(d):
         if g is None:
             problems.append("spot op missing: " + s["operation"])
             continue
-        f = g["fields"].get(s["field"])
-        if f is None:
+        fl = lookup_field(L, g["record"], s["field"]) if g.get("record") else None
+        if fl is None:
             problems.append("spot field missing: %s %s" % (s["operation"], s["field"]))
             continue
-        if f["type"] != s["json_type"]:
-            problems.append("spot type %s %s: %r != %r" % (s["operation"], s["field"], s["json_type"], f["type"]))
-        if s.get("format") != f["format"]:
-            problems.append("spot format %s %s: %r != %r" % (s["operation"], s["field"], s.get("format"), f["format"]))
+        if fl.type != s["json_type"]:
+            problems.append("spot type %s %s: %r != %r" % (s["operation"], s["field"], s["json_type"], fl.type))
+        if s.get("format") != fl.format:
+            problems.append("spot format %s %s: %r != %r" % (s["operation"], s["field"], s.get("format"), fl.format))
+        if "nullable" in s and bool(s["nullable"]) != fl.nullable:
+            problems.append("spot nullable %s %s: %r != %r" % (s["operation"], s["field"], s["nullable"], fl.nullable))
     print("%s: %s" % (d, "OK" if not problems else "%d difference(s)" % len(problems)))
     for p in problems:
         print("   " + p)
     return not problems
 
 
+def fields(d, op, prefix=""):
+    """print the record fields (type/format) of one GET operation, e.g.
+    survey.py fields DIR "GET /v1/payments" [dotted.prefix]"""
+    L, doc, out = survey(find_root(d))
+    g = {x["op"]: x for x in out["gets"]}[op]
+    rec = g["record"]
+    fl = lookup_field(L, rec, prefix) if prefix else flatten(L, *rec)
+    while fl is not None and (fl.type == "array" or (fl.items and not fl.properties)) and fl.items:
+        fl = flatten(L, *fl.items)
+    print("%s [%s] wrapper=%s" % (op, g["kind"], g["wrapper"]))
+    for k, (fs, ff) in (fl.properties.items() if fl else []):
+        x = flatten(L, fs, ff)
+        print("   %-40s %-8s %-12s%s%s" % ((prefix + "." if prefix else "") + k, x.type, x.format or "",
+                                         " nullable" if x.nullable else "",
+                                         " oneOf-const-int" if x.const_int_enum else ""))
+
+
 def main(argv):
+    if len(argv) >= 4 and argv[1] == "fields":
+        fields(argv[2].rstrip("/"), argv[3], argv[4] if len(argv) > 4 else "")
+        return 0
     if len(argv) < 3 or argv[1] not in ("report", "draft", "check"):
         print(__doc__)
         return 2
     ok = True
-    for d in argv[2:]:
+    dirs = argv[2:]
+    if dirs == ["all"]:  # every corpus folder next to tools/
+        base = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        dirs = sorted(os.path.join(base, x) for x in os.listdir(base)
+                      if os.path.isfile(os.path.join(base, x, "expected.toml")))
+    for d in dirs:
         d = d.rstrip("/")
+        if argv[1] == "check" and not os.path.isfile(os.path.join(d, "expected.toml")):
+            print("%s: skipped (no expected.toml)" % d)
+            continue
         if argv[1] == "report":
             report(d)
         elif argv[1] == "draft":

@@ -193,7 +193,7 @@ impl TableSpec {
 }
 
 const RECORD_FIELDS: &[&str] = &[
-    "data", "items", "results", "records", "content", "value", "entries", "hits", "rows",
+    "data", "items", "results", "records", "content", "value", "entries", "entry", "hits", "rows",
 ];
 const CURSOR_PARAMS: &[&str] = &[
     "cursor",
@@ -293,6 +293,16 @@ pub fn discover(
         let (records, item_schema) = match locate_records(doc, body, path, operation) {
             Located::List(records, item_schema) => (records, item_schema),
             Located::Single if !template_params.is_empty() => (RecordsAt::Object, body.clone()),
+            Located::Nothing
+                if !template_params.is_empty()
+                    && (body.get("type").and_then(Value::as_str) == Some("object")
+                        || body.get("additionalProperties").is_some()) =>
+            {
+                mapper.warnings.push(format!(
+                    "{at}: the record has no documented properties (a map or a free-form object); skipped"
+                ));
+                continue;
+            }
             // A single object without a key (`GET /status`) is not a table.
             Located::Single | Located::Nothing => continue,
             Located::Skipped(reason) => {
@@ -465,8 +475,12 @@ fn path_column(path: &str, name: &str, columns: &[(Field, Shape)]) -> String {
         .filter(|segment| !segment.is_empty() && !segment.starts_with('{'))
         .last()
         .map(|segment| singular(&crate::names::sql_name(segment)));
+    // `/merchants/{merchantId}/stores` with records holding `merchantId`:
+    // `merchant_merchantId` would read badly.
     let mut candidate = match before {
-        Some(owner) if !plain.starts_with(&format!("{owner}_")) => format!("{owner}_{plain}"),
+        Some(owner) if !plain.to_ascii_lowercase().starts_with(&owner) => {
+            format!("{owner}_{plain}")
+        }
         _ => format!("path_{plain}"),
     };
     while taken(&candidate) {
@@ -625,10 +639,15 @@ fn collapse_repeats(warnings: Vec<String>) -> Vec<String> {
     let mut seen: Vec<(String, String, usize)> = Vec::new();
     for warning in warnings {
         // "GET /path.property: message": the part after the path is the problem.
-        let key = warning
-            .strip_prefix("GET ")
-            .and_then(|rest| rest.find(['.', ':']).map(|i| rest[i..].to_string()))
-            .unwrap_or_else(|| warning.clone());
+        // An operation left out is reported on its own line.
+        let key = if warning.ends_with("skipped") || warning.contains("; skipped (") {
+            warning.clone()
+        } else {
+            warning
+                .strip_prefix("GET ")
+                .and_then(|rest| rest.find(['.', ':']).map(|i| rest[i..].to_string()))
+                .unwrap_or_else(|| warning.clone())
+        };
         match seen.iter_mut().find(|(k, _, _)| *k == key) {
             Some((_, _, more)) => *more += 1,
             None => seen.push((key, warning, 0)),
@@ -743,39 +762,21 @@ fn is_array(schema: &Value) -> bool {
         || (schema.get("type").is_none() && schema.get("items").is_some())
 }
 
-/// The properties of an object schema, `$ref`s followed and `allOf` merged at
-/// every depth, in document order.
+/// The properties of an object schema, `$ref`s followed and `allOf` (and
+/// object alternatives) merged at every depth, in document order.
 pub(crate) fn merged_properties(doc: &Document, schema: &Value) -> Vec<(String, Value)> {
-    fn walk(doc: &Document, schema: &Value, depth: usize, out: &mut Vec<(String, Value)>) {
-        if depth > 16 {
-            return;
-        }
-        let Ok((schema, _)) = doc.resolve(schema) else {
-            return;
-        };
-        for part in schema
-            .get("allOf")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            walk(doc, part, depth + 1, out);
-        }
-        for (name, value) in schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            match out.iter_mut().find(|(n, _)| n == name) {
-                Some(existing) => existing.1 = value.clone(),
-                None => out.push((name.clone(), value.clone())),
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(doc, schema, 0, &mut out);
-    out
+    let mut properties = Vec::new();
+    super::schema::merge_object(
+        doc,
+        schema,
+        "",
+        0,
+        true,
+        &mut properties,
+        &mut Vec::new(),
+        &mut Vec::new(),
+    );
+    properties
 }
 
 /// Whether a path ends in a parameter (`/playlists/{id}`): it names one thing.
@@ -817,10 +818,16 @@ fn locate_records(doc: &Document, body: &Value, path: &str, operation: &Value) -
     let Some((name, array)) = chosen else {
         return Located::Single;
     };
+    // The other properties describe the page, or repeat the key it was read
+    // by (`{payment_id, events: [...]}` from `/payments/{paymentId}/events`).
+    let keys: Vec<String> = path_template_params(path)
+        .iter()
+        .map(|p| words(p).concat())
+        .collect();
     let others_describe_the_page = properties
         .iter()
         .filter(|(n, _)| n != *name)
-        .all(|(n, _)| is_page_metadata(n));
+        .all(|(n, _)| is_page_metadata(n) || keys.contains(&words(n).concat()));
     let listed_by_name = operation
         .get("operationId")
         .and_then(Value::as_str)
@@ -830,8 +837,18 @@ fn locate_records(doc: &Document, body: &Value, path: &str, operation: &Value) -
                 .iter()
                 .any(|verb| id.starts_with(verb))
         });
+    // `GET /payments/{id}/events` answering `{payment_id, events: [...]}`.
+    let named_by_path = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| crate::names::sql_name(last) == crate::names::sql_name(name));
+    // Named after the collection the path names, and the path has no key
+    // whose record the object could be (`GET /me/player/queue`).
+    let named_by_path = named_by_path && path_template_params(path).is_empty();
     let is_list = others_describe_the_page
-        || (!names_one_thing(path) && (RECORD_FIELDS.contains(&name.as_str()) || listed_by_name));
+        || (!names_one_thing(path)
+            && (RECORD_FIELDS.contains(&name.as_str()) || listed_by_name || named_by_path));
     if !is_list {
         return Located::Single;
     }

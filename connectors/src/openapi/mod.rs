@@ -105,6 +105,29 @@ impl SourceFactory for OpenApiSourceFactory {
         let (text, fetched_from) = load_document(source, &config, &client).await?;
         let doc = Document::parse(&text)
             .map_err(|e| SourceError::new(source, format!("{}: {e}", config.spec)))?;
+        let root = match &fetched_from {
+            Some(url) => spec::Location::Url(url.clone()),
+            None => spec::Location::File(source.resolve_path(&config.spec)),
+        };
+        let (doc, mut file_warnings) = spec::bundle(doc, root, |location| {
+            let client = &client;
+            async move {
+                match location {
+                    spec::Location::File(path) => tokio::fs::read_to_string(&path)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    spec::Location::Url(url) => {
+                        let fetched = client
+                            .get(&url, &format!("GET {}", url.path()), None)
+                            .await
+                            .map_err(|e| e.message)?;
+                        String::from_utf8(fetched.body.to_vec())
+                            .map_err(|_| "not UTF-8 text".to_string())
+                    }
+                }
+            }
+        })
+        .await;
         let base = base_url(&config, &doc, fetched_from.as_ref())
             .map_err(|e| SourceError::new(source, e))?;
         let token_url = match &config.auth {
@@ -146,6 +169,8 @@ impl SourceFactory for OpenApiSourceFactory {
             ),
         );
         let (tables, warnings) = discovery::discover(&doc, &config.tables);
+        file_warnings.extend(warnings);
+        let warnings = file_warnings;
         let providers = tables
             .into_iter()
             .map(|spec| {

@@ -93,6 +93,100 @@ pub fn decode(schema: &SchemaRef, records: &[Value]) -> Result<RecordBatch, Arro
         .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
 }
 
+/// Whether a schema is a `oneOf`/`anyOf` whose alternatives are all objects
+/// (so a record of it is one of them); `null` alternatives are allowed.
+fn union_of_objects<'v>(doc: &'v Document, schema: &'v Value) -> Option<Vec<&'v Value>> {
+    let options = schema
+        .get("oneOf")
+        .or_else(|| schema.get("anyOf"))
+        .and_then(Value::as_array)?;
+    let mut objects = Vec::new();
+    for option in options {
+        let (option, _) = doc.resolve(option).ok()?;
+        if option.get("type").and_then(Value::as_str) == Some("null") {
+            continue;
+        }
+        let is_object = option.get("type").and_then(Value::as_str) == Some("object")
+            || option.get("properties").is_some()
+            || option.get("allOf").is_some();
+        if !is_object {
+            return None;
+        }
+        objects.push(option);
+    }
+    (!objects.is_empty()).then_some(objects)
+}
+
+/// Adds the properties of `schema` (its `$ref` followed, `allOf` parts and
+/// object alternatives merged at every depth) to `properties`; `required`
+/// gets its required names only where `binding` (outside any alternative).
+#[allow(clippy::too_many_arguments, reason = "one recursive walk")]
+pub(crate) fn merge_object(
+    doc: &Document,
+    schema: &Value,
+    at: &str,
+    depth: usize,
+    binding: bool,
+    properties: &mut Vec<(String, Value)>,
+    required: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    if depth > MAX_DEPTH * 2 {
+        return;
+    }
+    let schema = match doc.resolve(schema) {
+        Ok((s, _)) => s,
+        Err(e) => {
+            warnings.push(format!("{at}: {e}"));
+            return;
+        }
+    };
+    for part in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        merge_object(
+            doc,
+            part,
+            &format!("{at}.allOf"),
+            depth + 1,
+            binding,
+            properties,
+            required,
+            warnings,
+        );
+    }
+    if let Some(alternatives) = union_of_objects(doc, schema) {
+        for alternative in alternatives {
+            merge_object(
+                doc,
+                alternative,
+                at,
+                depth + 1,
+                false,
+                properties,
+                required,
+                warnings,
+            );
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (name, value) in props {
+            match properties.iter_mut().find(|(n, _)| n == name) {
+                // The same field in two alternatives keeps its first schema.
+                Some(existing) if binding => existing.1 = value.clone(),
+                Some(_) => {}
+                None => properties.push((name.clone(), value.clone())),
+            }
+        }
+    }
+    if binding && let Some(names) = schema.get("required").and_then(Value::as_array) {
+        required.extend(names.iter().filter_map(Value::as_str).map(str::to_string));
+    }
+}
+
 /// Maps schemas, collecting warnings for what it could not map exactly.
 pub struct Mapper<'a> {
     doc: &'a Document,
@@ -126,40 +220,23 @@ impl<'a> Mapper<'a> {
             .collect()
     }
 
-    /// Merges `allOf` parts and resolves `$ref`s: the object's properties in
-    /// document order and its required names.
+    /// Merges `allOf` parts (at every depth) and resolves `$ref`s: the
+    /// object's properties in document order and its required names. The
+    /// alternatives of a `oneOf`/`anyOf` of objects are merged too, as
+    /// optional fields: a record is one of them, so each field may be absent.
     fn collect_object(&mut self, schema: &Value, at: &str) -> (Vec<(String, Value)>, Vec<String>) {
         let mut properties: Vec<(String, Value)> = Vec::new();
         let mut required: Vec<String> = Vec::new();
-        let schema = match self.doc.resolve(schema) {
-            Ok((s, _)) => s,
-            Err(e) => {
-                self.warnings.push(format!("{at}: {e}"));
-                return (properties, required);
-            }
-        };
-        let mut parts: Vec<&Value> = vec![schema];
-        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
-            for part in all {
-                match self.doc.resolve(part) {
-                    Ok((p, _)) => parts.push(p),
-                    Err(e) => self.warnings.push(format!("{at}.allOf: {e}")),
-                }
-            }
-        }
-        for part in parts {
-            if let Some(props) = part.get("properties").and_then(Value::as_object) {
-                for (name, value) in props {
-                    match properties.iter_mut().find(|(n, _)| n == name) {
-                        Some(existing) => existing.1 = value.clone(),
-                        None => properties.push((name.clone(), value.clone())),
-                    }
-                }
-            }
-            if let Some(names) = part.get("required").and_then(Value::as_array) {
-                required.extend(names.iter().filter_map(Value::as_str).map(str::to_string));
-            }
-        }
+        merge_object(
+            self.doc,
+            schema,
+            at,
+            0,
+            true,
+            &mut properties,
+            &mut required,
+            &mut self.warnings,
+        );
         (properties, required)
     }
 
@@ -210,7 +287,11 @@ impl<'a> Mapper<'a> {
             .get("nullable")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        // oneOf / anyOf: one real alternative plus null is just a nullable type.
+        // oneOf / anyOf: one real alternative plus null is just a nullable type;
+        // alternatives that are all `const`s of the schema's own type (an
+        // integer enum written as `type: integer` + `oneOf` of `const`) are
+        // that type; alternatives that are all objects are a struct of their
+        // fields.
         for key in ["oneOf", "anyOf"] {
             if let Some(options) = schema.get(key).and_then(Value::as_array) {
                 let real: Vec<&Value> = options
@@ -220,6 +301,23 @@ impl<'a> Mapper<'a> {
                 if real.len() == 1 && options.len() == 2 {
                     let (t, _, shape) = self.map(real[0], at, depth);
                     return (t, true, shape);
+                }
+                let all_constants = !real.is_empty()
+                    && real.iter().all(|o| {
+                        let own = o.get("type");
+                        (o.get("const").is_some() || o.get("enum").is_some())
+                            && (own.is_none() || own == schema.get("type"))
+                    });
+                if all_constants && schema.get("type").is_some() {
+                    let mut plain = schema.clone();
+                    if let Some(object) = plain.as_object_mut() {
+                        object.remove(key);
+                    }
+                    let (t, null, shape) = self.map_resolved(&plain, at, depth);
+                    return (t, null || nullable, shape);
+                }
+                if union_of_objects(self.doc, schema).is_some() {
+                    break;
                 }
                 return (DataType::Utf8, true, Shape::JsonText);
             }
@@ -239,7 +337,12 @@ impl<'a> Mapper<'a> {
         let non_null: Vec<&String> = types.iter().filter(|t| *t != "null").collect();
         let kind = match non_null.as_slice() {
             [one] => one.as_str(),
-            [] if schema.get("properties").is_some() || schema.get("allOf").is_some() => "object",
+            [] if schema.get("properties").is_some()
+                || schema.get("allOf").is_some()
+                || union_of_objects(self.doc, schema).is_some() =>
+            {
+                "object"
+            }
             [] => {
                 return (DataType::Utf8, true, Shape::JsonText);
             }

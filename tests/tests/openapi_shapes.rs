@@ -1,0 +1,986 @@
+//! The OpenAPI connector against small fixture servers of the test's own, each
+//! serving a document shape found in real suppliers' documents: a path
+//! parameter named like a field of the records, a single object read by key,
+//! pagination signs the document gives no way to follow, `has_more` with
+//! `starting_after`, a `next_page` token, a cursor in a response header, a
+//! range parameter named like a column, an `allOf` paging wrapper and `oneOf`
+//! list items.
+//!
+//! Every test compares the SQL answer with the answer computed directly from
+//! the data the fixture served (the oracle), so a wrong behaviour (a path
+//! parameter confused with a record field, an object turned into a list, a
+//! first page taken for the whole answer, a bound pushed as an equality) gives
+//! a different answer, not merely a different plan.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bluelamp_engine::{Engine, ErrorKind, Identity, QueryError};
+use bluelamp_tests::fixtures::engine_from_text;
+use bluelamp_tests::slt::rows;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------
+
+/// An OpenAPI 3.0 document with these paths and component schemas.
+fn document(paths: Value, schemas: Value) -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "shapes", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": schemas}
+    })
+}
+
+/// A `responses` object with a JSON `200` of this schema.
+fn ok(schema: Value) -> Value {
+    json!({"200": {"description": "ok", "content": {"application/json": {"schema": schema}}}})
+}
+
+/// A query parameter.
+fn query_param(name: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "schema": schema})
+}
+
+/// A required text path parameter.
+fn path_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+/// A `$ref` to a component schema.
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// Serves `routes` plus `document` at `/openapi.json` on a free loopback
+/// port; returns the server's base URL.
+async fn serve(document: Value, routes: Router) -> String {
+    let app = routes.route(
+        "/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { axum::Json(document) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// An engine with one OpenAPI source `s` over the fixture at `url`.
+async fn engine(url: &str) -> (Engine, tempfile::TempDir) {
+    let config =
+        format!("[[source]]\nname = \"s\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&config, dir.path()).await.unwrap();
+    (engine, dir)
+}
+
+async fn query(engine: &Engine, sql: &str) -> Result<Vec<Vec<String>>, QueryError> {
+    let session = engine.session(Identity::new("test", "test"));
+    let output = session.sql(sql).await?;
+    let batches: Vec<_> = output
+        .stream
+        .try_collect()
+        .await
+        .map_err(QueryError::from)?;
+    Ok(rows(&batches).unwrap())
+}
+
+/// The rows of a query that must succeed.
+async fn answer(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
+    query(engine, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The single value of a query that must succeed.
+async fn one(engine: &Engine, sql: &str) -> String {
+    let got = answer(engine, sql).await;
+    assert_eq!(got.len(), 1, "{sql}: {got:?}");
+    got[0][0].clone()
+}
+
+/// The error of a query that must fail.
+async fn failure(engine: &Engine, sql: &str) -> QueryError {
+    match query(engine, sql).await {
+        Ok(got) => panic!("{sql}: expected an error, got {got:?}"),
+        Err(e) => e,
+    }
+}
+
+/// A table's column names, in order.
+async fn columns(engine: &Engine, table: &str) -> Vec<String> {
+    answer(
+        engine,
+        &format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 's' AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+fn param<T: std::str::FromStr>(q: &HashMap<String, String>, name: &str) -> Option<T> {
+    q.get(name).and_then(|v| v.parse().ok())
+}
+
+fn bad_request(message: &'static str) -> Response {
+    (StatusCode::BAD_REQUEST, message).into_response()
+}
+
+// ---------------------------------------------------------------------------
+// 1. A path parameter named like a field of the records
+// ---------------------------------------------------------------------------
+
+const ARTISTS: [&str; 3] = ["a1", "a2", "a3"];
+
+/// An artist's top tracks: (track id, name). No track id is an artist id.
+fn top_tracks(artist: &str) -> Vec<(String, String)> {
+    (1..=4)
+        .map(|n| (format!("trk-{artist}-{n}"), format!("Song {n} by {artist}")))
+        .collect()
+}
+
+async fn artist_top_tracks(Path(artist): Path<String>) -> Response {
+    if !ARTISTS.contains(&artist.as_str()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let tracks: Vec<Value> = top_tracks(&artist)
+        .into_iter()
+        .map(|(id, name)| json!({"id": id, "name": name}))
+        .collect();
+    axum::Json(json!({"tracks": tracks})).into_response()
+}
+
+#[tokio::test]
+async fn a_path_parameter_named_like_a_record_field_gets_its_own_column() {
+    let doc = document(
+        json!({
+            "/artists/{id}/top-tracks": {"get": {
+                "operationId": "getArtistTopTracks",
+                "parameters": [path_param("id")],
+                "responses": ok(json!({"type": "object", "properties": {
+                    "tracks": {"type": "array", "items": schema_ref("Track")}}}))
+            }}
+        }),
+        json!({
+            "Track": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"}}}
+        }),
+    );
+    let routes = Router::new().route("/artists/{id}/top-tracks", get(artist_top_tracks));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    // The path's {id} is the column artist_id; the records keep their own id.
+    assert_eq!(
+        columns(&engine, "artist_top_tracks").await,
+        ["id", "name", "artist_id"]
+    );
+
+    let got = answer(
+        &engine,
+        "SELECT id, name FROM s.artist_top_tracks WHERE artist_id = 'a1' ORDER BY id",
+    )
+    .await;
+    let mut want: Vec<Vec<String>> = top_tracks("a1")
+        .into_iter()
+        .map(|(id, name)| vec![id, name])
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // A value for the records' own id is not a value for the path.
+    let e = failure(
+        &engine,
+        "SELECT count(*) FROM s.artist_top_tracks WHERE id = 'a1'",
+    )
+    .await;
+    assert!(e.message.contains("needs a value for 'artist_id'"), "{e}");
+
+    // Each row carries the artist it was read under.
+    let got = answer(
+        &engine,
+        "SELECT artist_id, id FROM s.artist_top_tracks WHERE artist_id IN ('a1', 'a2') ORDER BY artist_id, id",
+    )
+    .await;
+    let mut want: Vec<Vec<String>> = ["a1", "a2"]
+        .iter()
+        .flat_map(|artist| {
+            top_tracks(artist)
+                .into_iter()
+                .map(move |(id, _)| vec![(*artist).to_string(), id])
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert_eq!(got, want);
+
+    // The path column and the records' id together name one track.
+    let (id, name) = top_tracks("a1")[2].clone();
+    let got = answer(
+        &engine,
+        &format!("SELECT * FROM s.artist_top_tracks WHERE artist_id = 'a1' AND id = '{id}'"),
+    )
+    .await;
+    assert_eq!(got, vec![vec![id, name, "a1".to_string()]]);
+}
+
+// ---------------------------------------------------------------------------
+// 2. A single object read by key is a lookup table
+// ---------------------------------------------------------------------------
+
+/// The served playlists; `None` for a key that does not exist.
+fn playlist(id: &str) -> Option<Value> {
+    let tracks = match id {
+        "p1" => 2,
+        "p2" => 3,
+        "p3" => 1,
+        _ => return None,
+    };
+    let tracks: Vec<Value> = (1..=tracks)
+        .map(|t| json!({"title": format!("{id} track {t}")}))
+        .collect();
+    Some(json!({"id": id, "name": format!("Playlist {id}"), "tracks": tracks}))
+}
+
+async fn get_playlist(Path(id): Path<String>) -> Response {
+    match playlist(&id) {
+        Some(p) => axum::Json(p).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such playlist"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn get_album(Path(id): Path<String>) -> Response {
+    if id == "al1" {
+        axum::Json(json!({"id": "al1", "name": "First album"})).into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such album"})),
+        )
+            .into_response()
+    }
+}
+
+#[tokio::test]
+async fn a_single_object_by_key_is_a_lookup_table_not_a_list_of_its_array() {
+    let mut playlist_responses = ok(schema_ref("Playlist"));
+    playlist_responses["404"] = json!({"description": "no such playlist"});
+    let doc = document(
+        json!({
+            "/playlists/{playlist_id}": {"get": {
+                "operationId": "getPlaylist",
+                "parameters": [path_param("playlist_id")],
+                "responses": playlist_responses
+            }},
+            "/albums/{id}": {"get": {
+                "operationId": "getAlbum",
+                "parameters": [path_param("id")],
+                "responses": ok(schema_ref("Album"))
+            }}
+        }),
+        json!({
+            "Playlist": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "tracks": {"type": "array", "items": {"type": "object", "properties": {
+                    "title": {"type": "string"}}}}}},
+            "Album": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"}}}
+        }),
+    );
+    let routes = Router::new()
+        .route("/playlists/{playlist_id}", get(get_playlist))
+        .route("/albums/{id}", get(get_album));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    assert_eq!(
+        columns(&engine, "playlist").await,
+        ["id", "name", "tracks", "playlist_id"]
+    );
+
+    // A key the server answers 404 for is no row, because 404 is documented.
+    let got = answer(
+        &engine,
+        "SELECT id, name FROM s.playlist WHERE playlist_id IN ('p1', 'p2', 'nope') ORDER BY id",
+    )
+    .await;
+    let want: Vec<Vec<String>> = ["p1", "p2"]
+        .iter()
+        .map(|id| {
+            let p = playlist(id).unwrap();
+            vec![
+                p["id"].as_str().unwrap().to_string(),
+                p["name"].as_str().unwrap().to_string(),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // One row per key, whose tracks are a list: not one row per track.
+    assert_eq!(
+        one(
+            &engine,
+            "SELECT count(*) FROM s.playlist WHERE playlist_id = 'p2'"
+        )
+        .await,
+        "1"
+    );
+    let served_tracks = playlist("p2").unwrap()["tracks"].as_array().unwrap().len();
+    assert_eq!(
+        one(
+            &engine,
+            "SELECT array_length(tracks) FROM s.playlist WHERE playlist_id = 'p2'"
+        )
+        .await,
+        served_tracks.to_string()
+    );
+    assert_eq!(
+        answer(
+            &engine,
+            "SELECT playlist_id, id FROM s.playlist WHERE playlist_id = 'p3'"
+        )
+        .await,
+        [["p3", "p3"]]
+    );
+
+    // Without a documented 404, a missing key is an error, not an empty answer.
+    // The album's own id clashes with the path's {id}, so the path is album_id.
+    assert_eq!(
+        one(&engine, "SELECT name FROM s.album WHERE album_id = 'al1'").await,
+        "First album"
+    );
+    let e = failure(&engine, "SELECT name FROM s.album WHERE album_id = 'gone'").await;
+    assert!(e.message.contains("HTTP 404"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// 3. Pagination that cannot be followed is refused
+// ---------------------------------------------------------------------------
+
+const ITEMS: usize = 25;
+const LOGS: usize = 15;
+const LOGS_PER_PAGE: usize = 5;
+
+fn record(n: usize) -> Value {
+    json!({"id": n, "label": format!("record {n}")})
+}
+
+async fn list_events() -> Response {
+    let data: Vec<Value> = (1..=10).map(record).collect();
+    axum::Json(json!({"data": data, "has_more": true})).into_response()
+}
+
+/// The first 10 of 25 items, and the total: there is no way to ask for more.
+async fn list_items() -> Response {
+    let data: Vec<Value> = (1..=ITEMS).take(10).map(record).collect();
+    axum::Json(json!({"data": data, "total": ITEMS})).into_response()
+}
+
+/// Pages of 5 logs, each linking to the next with a relative URL.
+async fn list_logs(Query(q): Query<HashMap<String, String>>) -> Response {
+    let page = param::<usize>(&q, "page").unwrap_or(1);
+    if page == 0 {
+        return bad_request("pages count from 1");
+    }
+    let results: Vec<Value> = (1..=LOGS)
+        .skip((page - 1) * LOGS_PER_PAGE)
+        .take(LOGS_PER_PAGE)
+        .map(record)
+        .collect();
+    let next = (page * LOGS_PER_PAGE < LOGS).then(|| format!("/logs?page={}", page + 1));
+    axum::Json(json!({"results": results, "next": next})).into_response()
+}
+
+#[tokio::test]
+async fn pagination_that_cannot_be_followed_is_refused_not_cut_short() {
+    let doc = document(
+        json!({
+            "/events": {"get": {
+                "operationId": "listEvents",
+                "responses": ok(json!({"type": "object", "properties": {
+                    "data": {"type": "array", "items": schema_ref("Record")},
+                    "has_more": {"type": "boolean"}}}))
+            }},
+            "/items": {"get": {
+                "operationId": "listItems",
+                "responses": ok(json!({"type": "object", "properties": {
+                    "data": {"type": "array", "items": schema_ref("Record")},
+                    "total": {"type": "integer"}}}))
+            }},
+            "/logs": {"get": {
+                "operationId": "listLogs",
+                "responses": ok(json!({"type": "object", "properties": {
+                    "results": {"type": "array", "items": schema_ref("Record")},
+                    "next": {"type": "string", "nullable": true}}}))
+            }}
+        }),
+        json!({
+            "Record": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "integer"},
+                "label": {"type": "string"}}}
+        }),
+    );
+    let routes = Router::new()
+        .route("/events", get(list_events))
+        .route("/items", get(list_items))
+        .route("/logs", get(list_logs));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    // `has_more` with no parameter to ask for more: not a table, and said so.
+    let status = engine
+        .sources()
+        .into_iter()
+        .find(|s| s.name == "s")
+        .unwrap();
+    assert!(
+        status
+            .warnings
+            .iter()
+            .any(|w| w.contains("GET /events") && w.contains("has_more")),
+        "{:?}",
+        status.warnings
+    );
+    assert_eq!(status.tables, 2, "items and logs");
+    let e = failure(&engine, "SELECT count(*) FROM s.events").await;
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert!(e.message.contains("not found"), "{e}");
+
+    // A total larger than the page, with no way to ask for the rest: the
+    // query fails rather than count the first page.
+    let e = failure(&engine, "SELECT count(*) FROM s.items").await;
+    assert!(e.message.contains("shows there is more"), "{e}");
+    assert!(e.message.contains("items"), "{e}");
+
+    // A `next` without a format is followed as a (relative) link.
+    assert_eq!(
+        one(&engine, "SELECT count(*) FROM s.logs").await,
+        LOGS.to_string()
+    );
+    let ids: Vec<String> = answer(&engine, "SELECT id FROM s.logs ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let want: Vec<String> = (1..=LOGS).map(|n| n.to_string()).collect();
+    assert_eq!(ids, want);
+}
+
+// ---------------------------------------------------------------------------
+// 4. has_more and starting_after
+// ---------------------------------------------------------------------------
+
+const CHARGES: usize = 37;
+
+/// The served charges, sorted by id: (id, amount).
+fn charges() -> Vec<(String, i64)> {
+    (1..=CHARGES)
+        .map(|n| (format!("ch_{n:03}"), (n as i64 * 137) % 1000 + 1))
+        .collect()
+}
+
+async fn list_charges(
+    State(seen): State<Arc<AtomicUsize>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    seen.fetch_add(1, Ordering::SeqCst);
+    let limit = param::<usize>(&q, "limit").unwrap_or(10).clamp(1, 10);
+    let after = q.get("starting_after");
+    let rest: Vec<(String, i64)> = charges()
+        .into_iter()
+        .filter(|(id, _)| after.is_none_or(|a| id > a))
+        .collect();
+    let data: Vec<Value> = rest
+        .iter()
+        .take(limit)
+        .map(|(id, amount)| json!({"id": id, "amount": amount}))
+        .collect();
+    axum::Json(json!({"data": data, "has_more": rest.len() > limit})).into_response()
+}
+
+#[tokio::test]
+async fn has_more_with_starting_after_reads_every_page() {
+    let doc = document(
+        json!({
+            "/charges": {"get": {
+                "operationId": "listCharges",
+                "parameters": [
+                    query_param("limit", json!({"type": "integer", "maximum": 10})),
+                    query_param("starting_after", json!({"type": "string"}))],
+                "responses": ok(json!({"type": "object", "properties": {
+                    "data": {"type": "array", "items": schema_ref("Charge")},
+                    "has_more": {"type": "boolean"}}}))
+            }}
+        }),
+        json!({
+            "Charge": {"type": "object", "required": ["id", "amount"], "properties": {
+                "id": {"type": "string"},
+                "amount": {"type": "integer"}}}
+        }),
+    );
+    let seen = Arc::new(AtomicUsize::new(0));
+    let routes = Router::new()
+        .route("/charges", get(list_charges))
+        .with_state(Arc::clone(&seen));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    assert_eq!(
+        one(&engine, "SELECT count(*) FROM s.charges").await,
+        CHARGES.to_string()
+    );
+    // At most 10 a page: 37 charges take at least 4 requests.
+    assert!(
+        seen.load(Ordering::SeqCst) >= CHARGES.div_ceil(10),
+        "{} requests",
+        seen.load(Ordering::SeqCst)
+    );
+    let sum: i64 = charges().iter().map(|(_, amount)| amount).sum();
+    assert_eq!(
+        one(&engine, "SELECT sum(amount) FROM s.charges").await,
+        sum.to_string()
+    );
+    let ids: Vec<String> = answer(&engine, "SELECT id FROM s.charges ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let want: Vec<String> = charges().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, want);
+}
+
+// ---------------------------------------------------------------------------
+// 5. A next_page token that is not a URL
+// ---------------------------------------------------------------------------
+
+const TICKETS: usize = 23;
+const TICKETS_PER_PAGE: usize = 10;
+
+async fn list_tickets(
+    State(seen): State<Arc<AtomicUsize>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    seen.fetch_add(1, Ordering::SeqCst);
+    let page: usize = match q.get("page_token") {
+        None => 1,
+        Some(token) => match token
+            .strip_prefix("tok-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) if n >= 1 => n,
+            _ => return bad_request("unknown page token"),
+        },
+    };
+    let tickets: Vec<Value> = (1..=TICKETS)
+        .skip((page - 1) * TICKETS_PER_PAGE)
+        .take(TICKETS_PER_PAGE)
+        .map(|n| json!({"id": n, "subject": format!("ticket {n}")}))
+        .collect();
+    let next = (page * TICKETS_PER_PAGE < TICKETS).then(|| format!("tok-{}", page + 1));
+    axum::Json(json!({"tickets": tickets, "next_page": next})).into_response()
+}
+
+#[tokio::test]
+async fn a_next_page_token_is_passed_back_not_followed_as_a_link() {
+    let doc = document(
+        json!({
+            "/tickets": {"get": {
+                "operationId": "listTickets",
+                "parameters": [
+                    query_param("page_token", json!({"type": "string"})),
+                    query_param("per_page", json!({"type": "integer"}))],
+                "responses": ok(json!({"type": "object", "properties": {
+                    "tickets": {"type": "array", "items": schema_ref("Ticket")},
+                    "next_page": {"type": "string", "nullable": true}}}))
+            }}
+        }),
+        json!({
+            "Ticket": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "integer"},
+                "subject": {"type": "string"}}}
+        }),
+    );
+    let seen = Arc::new(AtomicUsize::new(0));
+    let routes = Router::new()
+        .route("/tickets", get(list_tickets))
+        .with_state(Arc::clone(&seen));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    assert_eq!(
+        one(&engine, "SELECT count(*) FROM s.tickets").await,
+        TICKETS.to_string()
+    );
+    assert!(seen.load(Ordering::SeqCst) >= TICKETS.div_ceil(TICKETS_PER_PAGE));
+    let ids: Vec<String> = answer(&engine, "SELECT id FROM s.tickets ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let want: Vec<String> = (1..=TICKETS).map(|n| n.to_string()).collect();
+    assert_eq!(ids, want);
+}
+
+// ---------------------------------------------------------------------------
+// 6. A cursor in a response header
+// ---------------------------------------------------------------------------
+
+const READINGS: usize = 21;
+const READINGS_PER_PAGE: usize = 8;
+
+fn reading(n: usize) -> (String, String) {
+    (n.to_string(), format!("r{n}"))
+}
+
+/// Pages of 8 readings; the next page's cursor is in `X-Next-Cursor`, absent
+/// on the last page.
+async fn list_readings(Query(q): Query<HashMap<String, String>>) -> Response {
+    let page: usize = match q.get("cursor") {
+        None => 1,
+        Some(cursor) => match cursor
+            .strip_prefix("cur-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) if n >= 1 => n,
+            _ => return bad_request("unknown cursor"),
+        },
+    };
+    let body: Vec<Value> = (1..=READINGS)
+        .skip((page - 1) * READINGS_PER_PAGE)
+        .take(READINGS_PER_PAGE)
+        .map(|n| json!({"id": n, "value": format!("r{n}")}))
+        .collect();
+    let mut response = axum::Json(Value::Array(body)).into_response();
+    if page * READINGS_PER_PAGE < READINGS {
+        response.headers_mut().insert(
+            "x-next-cursor",
+            HeaderValue::from_str(&format!("cur-{}", page + 1)).unwrap(),
+        );
+    }
+    response
+}
+
+#[tokio::test]
+async fn a_cursor_in_a_response_header_reads_every_page() {
+    let doc = document(
+        json!({
+            "/readings": {"get": {
+                "operationId": "listReadings",
+                "parameters": [query_param("cursor", json!({"type": "string"}))],
+                "responses": {"200": {
+                    "description": "ok",
+                    "headers": {"X-Next-Cursor": {
+                        "description": "The cursor of the next page; absent on the last",
+                        "schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": {
+                        "type": "array", "items": schema_ref("Reading")}}}}}
+            }}
+        }),
+        json!({
+            "Reading": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "integer"},
+                "value": {"type": "string"}}}
+        }),
+    );
+    let routes = Router::new().route("/readings", get(list_readings));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    let got = answer(&engine, "SELECT id, value FROM s.readings ORDER BY id").await;
+    let want: Vec<Vec<String>> = (1..=READINGS)
+        .map(|n| {
+            let (id, value) = reading(n);
+            vec![id, value]
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+// ---------------------------------------------------------------------------
+// 7. A range parameter named like a column
+// ---------------------------------------------------------------------------
+
+const SESSIONS: i64 = 20;
+
+/// The served sessions, in start order: (id, start time).
+fn sessions() -> Vec<(String, String)> {
+    let first: DateTime<Utc> = DateTime::parse_from_rfc3339("2024-05-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    (0..SESSIONS)
+        .map(|n| {
+            let start = first + chrono::Duration::minutes(37 * n);
+            (
+                format!("s{n:02}"),
+                start.to_rfc3339_opts(SecondsFormat::Secs, true),
+            )
+        })
+        .collect()
+}
+
+fn instant(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// As documented: `start_time` keeps only sessions that start strictly after it.
+async fn list_sessions(Query(q): Query<HashMap<String, String>>) -> Response {
+    let after = match q.get("start_time") {
+        None => None,
+        Some(text) => match DateTime::parse_from_rfc3339(text) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(_) => return bad_request("start_time is not an RFC 3339 date-time"),
+        },
+    };
+    let body: Vec<Value> = sessions()
+        .into_iter()
+        .filter(|(_, start)| after.is_none_or(|a| instant(start) > a))
+        .map(|(id, start)| json!({"id": id, "start_time": start}))
+        .collect();
+    axum::Json(Value::Array(body)).into_response()
+}
+
+#[tokio::test]
+async fn a_range_parameter_named_like_a_column_is_not_an_equality() {
+    let doc = document(
+        json!({
+            "/sessions": {"get": {
+                "operationId": "listSessions",
+                "parameters": [{
+                    "name": "start_time", "in": "query",
+                    "description": "Only sessions that start after this time",
+                    "schema": {"type": "string", "format": "date-time"}}],
+                "responses": ok(json!({"type": "array", "items": schema_ref("Session")}))
+            }}
+        }),
+        json!({
+            "Session": {"type": "object", "required": ["id", "start_time"], "properties": {
+                "id": {"type": "string"},
+                "start_time": {"type": "string", "format": "date-time"}}}
+        }),
+    );
+    let routes = Router::new().route("/sessions", get(list_sessions));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    let all = sessions();
+    let t = all[7].1.clone();
+    let at = instant(&t);
+
+    // Pushed as `start_time=t`, the server would answer the sessions after t.
+    assert_eq!(
+        one(
+            &engine,
+            &format!("SELECT count(*) FROM s.sessions WHERE start_time = '{t}'")
+        )
+        .await,
+        "1"
+    );
+    let after = all.iter().filter(|(_, s)| instant(s) > at).count();
+    assert_eq!(
+        one(
+            &engine,
+            &format!("SELECT count(*) FROM s.sessions WHERE start_time > '{t}'")
+        )
+        .await,
+        after.to_string()
+    );
+    let from = all.iter().filter(|(_, s)| instant(s) >= at).count();
+    assert_eq!(
+        one(
+            &engine,
+            &format!("SELECT count(*) FROM s.sessions WHERE start_time >= '{t}'")
+        )
+        .await,
+        from.to_string()
+    );
+    let ids: Vec<String> = answer(
+        &engine,
+        &format!("SELECT id FROM s.sessions WHERE start_time > '{t}' ORDER BY id"),
+    )
+    .await
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    let want: Vec<String> = all
+        .iter()
+        .filter(|(_, s)| instant(s) > at)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(ids, want);
+}
+
+// ---------------------------------------------------------------------------
+// 8. An allOf paging wrapper
+// ---------------------------------------------------------------------------
+
+const FOLDERS: usize = 12;
+const FOLDERS_PER_PAGE: usize = 5;
+
+fn folder_name(n: usize) -> String {
+    format!("folder {n:02}")
+}
+
+async fn list_folders(Query(q): Query<HashMap<String, String>>) -> Response {
+    let offset = param::<usize>(&q, "offset").unwrap_or(0);
+    let limit = param::<usize>(&q, "limit")
+        .unwrap_or(FOLDERS_PER_PAGE)
+        .clamp(1, FOLDERS_PER_PAGE);
+    let entries: Vec<Value> = (1..=FOLDERS)
+        .skip(offset)
+        .take(limit)
+        .map(|n| json!({"id": format!("f{n}"), "name": folder_name(n)}))
+        .collect();
+    axum::Json(json!({
+        "total_count": FOLDERS,
+        "offset": offset,
+        "limit": limit,
+        "entries": entries
+    }))
+    .into_response()
+}
+
+#[tokio::test]
+async fn an_all_of_paging_wrapper_pages_by_offset() {
+    let doc = document(
+        json!({
+            "/folders": {"get": {
+                "operationId": "listFolders",
+                "parameters": [
+                    query_param("offset", json!({"type": "integer"})),
+                    query_param("limit", json!({"type": "integer", "maximum": 5}))],
+                "responses": ok(json!({"allOf": [
+                    schema_ref("Paging"),
+                    {"type": "object", "properties": {
+                        "entries": {"type": "array", "items": schema_ref("Folder")}}}]}))
+            }}
+        }),
+        json!({
+            "Paging": {"type": "object", "properties": {
+                "total_count": {"type": "integer"},
+                "offset": {"type": "integer"},
+                "limit": {"type": "integer"}}},
+            "Folder": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"}}}
+        }),
+    );
+    let routes = Router::new().route("/folders", get(list_folders));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    assert_eq!(
+        one(&engine, "SELECT count(*) FROM s.folders").await,
+        FOLDERS.to_string()
+    );
+    let names: Vec<String> = answer(&engine, "SELECT name FROM s.folders ORDER BY name")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let want: Vec<String> = (1..=FOLDERS).map(folder_name).collect();
+    assert_eq!(names, want);
+}
+
+// ---------------------------------------------------------------------------
+// 9. oneOf list items
+// ---------------------------------------------------------------------------
+
+/// The served channels: text channels have a topic, voice channels a bitrate.
+fn channels() -> Vec<Value> {
+    vec![
+        json!({"id": "c1", "type": "text", "topic": "general chat"}),
+        json!({"id": "c2", "type": "voice", "bitrate": 64000}),
+        json!({"id": "c3", "type": "text", "topic": "announcements"}),
+        json!({"id": "c4", "type": "voice", "bitrate": 96000}),
+        json!({"id": "c5", "type": "text", "topic": "random"}),
+    ]
+}
+
+async fn list_channels() -> Response {
+    axum::Json(Value::Array(channels())).into_response()
+}
+
+#[tokio::test]
+async fn one_of_list_items_make_a_table_of_their_fields() {
+    let doc = document(
+        json!({
+            "/channels": {"get": {
+                "operationId": "listChannels",
+                "responses": ok(json!({"type": "array", "items": {"oneOf": [
+                    schema_ref("TextChannel"),
+                    schema_ref("VoiceChannel")]}}))
+            }}
+        }),
+        json!({
+            "TextChannel": {"type": "object", "required": ["id", "type"], "properties": {
+                "id": {"type": "string"},
+                "type": {"type": "string", "enum": ["text"]},
+                "topic": {"type": "string"}}},
+            "VoiceChannel": {"type": "object", "required": ["id", "type"], "properties": {
+                "id": {"type": "string"},
+                "type": {"type": "string", "enum": ["voice"]},
+                "bitrate": {"type": "integer"}}}
+        }),
+    );
+    let routes = Router::new().route("/channels", get(list_channels));
+    let url = serve(doc, routes).await;
+    let (engine, _dir) = engine(&url).await;
+
+    let served = channels();
+    assert_eq!(
+        one(&engine, "SELECT count(*) FROM s.channels").await,
+        served.len().to_string()
+    );
+    let ids: Vec<String> = answer(&engine, "SELECT id FROM s.channels ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let mut want: Vec<String> = served
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(ids, want);
+
+    // A field of one alternative is a column too.
+    let text = served.iter().find(|c| c["id"] == "c3").unwrap();
+    assert_eq!(
+        one(&engine, "SELECT topic FROM s.channels WHERE id = 'c3'").await,
+        text["topic"].as_str().unwrap()
+    );
+}

@@ -984,3 +984,94 @@ async fn one_of_list_items_make_a_table_of_their_fields() {
         text["topic"].as_str().unwrap()
     );
 }
+
+/// Headers the document requires: sent when configured (`{uuid}` new for
+/// each request), and a warning naming them when not.
+#[tokio::test]
+async fn required_headers_are_sent_when_configured_and_named_when_not() {
+    let header = |name: &str| json!({"name": name, "in": "header", "required": true, "schema": {"type": "string"}});
+    let doc = document(
+        json!({"/notes": {"get": {"operationId": "listNotes",
+            "parameters": [header("X-Request-ID"), header("X-Client")],
+            "responses": ok(json!({"type": "array", "items": schema_ref("Note")}))}}}),
+        json!({"Note": {"type": "object", "properties": {"id": {"type": "integer"}}}}),
+    );
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let notes = get(
+        |State(seen): State<Arc<std::sync::Mutex<Vec<String>>>>, headers: axum::http::HeaderMap| async move {
+            let id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+            let client = headers.get("x-client").and_then(|v| v.to_str().ok());
+            match (id, client) {
+                (Some(id), Some("bluelamp-test")) => {
+                    seen.lock().unwrap().push(id.to_string());
+                    axum::Json(json!([{"id": 1}, {"id": 2}])).into_response()
+                }
+                _ => StatusCode::BAD_REQUEST.into_response(),
+            }
+        },
+    );
+    let url = serve(
+        doc,
+        Router::new()
+            .route("/notes", notes)
+            .with_state(Arc::clone(&seen)),
+    )
+    .await;
+
+    // Not configured: a warning names the header and how to send it.
+    let (engine, _dir) = engine(&url).await;
+    let status = engine
+        .sources()
+        .into_iter()
+        .find(|s| s.name == "s")
+        .unwrap();
+    for name in ["X-Request-ID", "X-Client"] {
+        assert!(
+            status.warnings.iter().any(|w| w
+                .starts_with("GET /notes: the document requires header")
+                && w.contains(&format!("'{name}'"))),
+            "{:?}",
+            status.warnings
+        );
+    }
+
+    // Configured: every request carries them, with a fresh id each time.
+    let config = format!(
+        "[[source]]\nname = \"s\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\nheaders = {{ \"X-Request-ID\" = \"{{uuid}}\", \"X-Client\" = \"bluelamp-test\" }}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&config, dir.path()).await.unwrap();
+    let status = engine
+        .sources()
+        .into_iter()
+        .find(|s| s.name == "s")
+        .unwrap();
+    assert!(
+        !status
+            .warnings
+            .iter()
+            .any(|w| w.contains("requires header")),
+        "{:?}",
+        status.warnings
+    );
+    assert_eq!(one(&engine, "SELECT count(*) FROM s.notes").await, "2");
+    assert_eq!(one(&engine, "SELECT sum(id) FROM s.notes").await, "3");
+    let ids = seen.lock().unwrap().clone();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+    assert!(ids.iter().all(|id| uuid_like(id)), "{ids:?}");
+
+    // A bad header is a config error naming it.
+    let bad = format!(
+        "[[source]]\nname = \"s\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\nheaders = {{ \"X-Request-ID\" = \"{{nonce}}\" }}\n"
+    );
+    let err = engine_from_text(&bad, dir.path()).await.unwrap_err();
+    assert!(
+        err.contains("headers.X-Request-ID") || err.contains("unknown placeholder '{nonce}'"),
+        "{err}"
+    );
+}
+
+fn uuid_like(text: &str) -> bool {
+    text.len() == 36 && text.chars().filter(|c| *c == '-').count() == 4
+}

@@ -47,6 +47,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     /// The header naming the end user on data requests, if configured.
     on_behalf_of: Option<super::config::OnBehalfOf>,
+    /// Headers every request carries (`headers` in the source's config).
+    extra_headers: Vec<super::config::ExtraHeader>,
     auth: AuthConfig,
     token_url: Option<Url>,
     token: Mutex<Option<(String, Instant)>>,
@@ -98,6 +100,7 @@ impl ApiClient {
         Ok(Self {
             http,
             on_behalf_of: None,
+            extra_headers: Vec::new(),
             auth,
             token_url,
             token: Mutex::new(None),
@@ -109,6 +112,23 @@ impl ApiClient {
             retries,
             secrets,
         })
+    }
+
+    /// Sends these headers with every request.
+    pub fn with_headers(mut self, headers: Vec<super::config::ExtraHeader>) -> Self {
+        self.extra_headers = headers;
+        self
+    }
+
+    /// `request` with the configured headers.
+    fn with_extra_headers(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        for extra in &self.extra_headers {
+            request = request.header(extra.header.clone(), extra.value()?);
+        }
+        Ok(request)
     }
 
     /// Names the end user on every data request with this header.
@@ -333,7 +353,13 @@ impl ApiClient {
                 unavailable: true,
             })?;
             self.wait_for_slot().await;
-            let mut request = self.http.get(url.clone());
+            let mut request = self
+                .with_extra_headers(self.http.get(url.clone()))
+                .map_err(|message| FetchError {
+                    status: None,
+                    message,
+                    unavailable: false,
+                })?;
             if let Some((header, value)) = identity {
                 request = request.header(header, value);
             }
@@ -514,7 +540,16 @@ impl ApiClient {
                 };
             };
             self.wait_for_slot().await;
-            let mut request = self.http.post(url.clone()).json(body);
+            let mut request = match self.with_extra_headers(self.http.post(url.clone()).json(body))
+            {
+                Ok(request) => request,
+                Err(reason) => {
+                    return Posted::Failed {
+                        status: None,
+                        reason,
+                    };
+                }
+            };
             if let Some((header, key)) = idempotency {
                 request = request.header(header, key);
             }

@@ -50,6 +50,76 @@ pub struct OpenApiConfig {
     /// A header naming the end user on every data request, e.g.
     /// `"X-On-Behalf-Of: {user}"` (`{user}`, `{force}` are the principal's).
     pub on_behalf_of: Option<String>,
+    /// Other headers every request carries, such as those the document
+    /// requires (`{ "X-Request-ID" = "{uuid}", "X-Client" = "${CLIENT}" }`):
+    /// `${VAR}` is read from the environment when the config is loaded, and
+    /// `{uuid}` is a new random UUID for each request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One of a source's configured `headers`.
+#[derive(Debug, Clone)]
+pub struct ExtraHeader {
+    /// The header.
+    pub header: reqwest::header::HeaderName,
+    /// The value, where `{uuid}` is filled in for each request.
+    pub template: String,
+}
+
+impl ExtraHeader {
+    /// Checks a configured header.
+    ///
+    /// # Errors
+    /// A message for a bad header name, an unknown placeholder, or a value
+    /// that cannot be sent.
+    pub fn parse(name: &str, template: &str) -> Result<Self, String> {
+        let header = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("'{}' is not a valid header name", name.trim()))?;
+        check_placeholders(template, &["uuid"])?;
+        let this = Self {
+            header,
+            template: template.to_string(),
+        };
+        this.value()?;
+        Ok(this)
+    }
+
+    /// The value for one request.
+    ///
+    /// # Errors
+    /// A message where the value cannot be sent as a header.
+    pub fn value(&self) -> Result<reqwest::header::HeaderValue, String> {
+        let text = self
+            .template
+            .replace("{uuid}", &uuid::Uuid::new_v4().to_string());
+        reqwest::header::HeaderValue::from_str(&text).map_err(|_| {
+            format!(
+                "header {}: its value cannot be sent (only visible ASCII can be)",
+                self.header
+            )
+        })
+    }
+}
+
+/// Checks that every `{placeholder}` in `template` is one of `allowed`.
+fn check_placeholders(template: &str, allowed: &[&str]) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("'{template}' has an unclosed '{{'"));
+        };
+        let placeholder = &rest[open + 1..open + close];
+        if !allowed.contains(&placeholder) {
+            let names: Vec<String> = allowed.iter().map(|a| format!("{{{a}}}")).collect();
+            return Err(format!(
+                "unknown placeholder '{{{placeholder}}}' in '{template}': use {}",
+                names.join(" or ")
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    Ok(())
 }
 
 /// An `on_behalf_of` header: its name and value template.
@@ -76,19 +146,7 @@ impl OnBehalfOf {
         let header = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| format!("'{}' is not a valid header name", name.trim()))?;
         let template = template.trim().to_string();
-        let mut rest = template.as_str();
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else {
-                return Err(format!("'{template}' has an unclosed '{{'"));
-            };
-            let placeholder = &rest[open + 1..open + close];
-            if !["user", "force"].contains(&placeholder) {
-                return Err(format!(
-                    "unknown placeholder '{{{placeholder}}}' in '{template}': use {{user}} or {{force}}"
-                ));
-            }
-            rest = &rest[open + close + 1..];
-        }
+        check_placeholders(&template, &["user", "force"])?;
         if !template.contains('{') {
             return Err(format!(
                 "'{template}' names no one: include {{user}} so each request carries its end user"

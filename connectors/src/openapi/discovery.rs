@@ -409,6 +409,37 @@ pub fn discover(
     (tables, collapse_repeats(mapper.warnings))
 }
 
+/// Every header parameter an operation requires: `(operation, header)`,
+/// operations as `GET /path`.
+pub fn required_headers(doc: &Document) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
+        return out;
+    };
+    for (path, item) in paths {
+        let Ok((item, _)) = doc.resolve(item) else {
+            continue;
+        };
+        for method in ["get", "post"] {
+            let Some(operation) = item
+                .get(method)
+                .and_then(|op| doc.resolve(op).ok().map(|(op, _)| op))
+            else {
+                continue;
+            };
+            for param in parameters(doc, item, operation) {
+                if param.location == "header" && param.required {
+                    out.push((
+                        format!("{} {path}", method.to_ascii_uppercase()),
+                        param.name,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The overrides for a table: those keyed by its operation (`"GET /path"`)
 /// win over those keyed by its name. Returns the key used, for messages.
 fn table_overrides(

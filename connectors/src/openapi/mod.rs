@@ -72,6 +72,10 @@ impl SourceFactory for OpenApiSourceFactory {
         if let Some(text) = &config.on_behalf_of {
             config::OnBehalfOf::parse(text).map_err(|m| source.error("on_behalf_of", m))?;
         }
+        for (name, value) in &config.headers {
+            config::ExtraHeader::parse(name, value)
+                .map_err(|m| source.error(&format!("headers.{name}"), m))?;
+        }
         if let Some(base) = &config.base_url {
             Url::parse(base)
                 .map_err(|e| source.error("base_url", format!("not a valid URL: {e}")))?;
@@ -89,6 +93,12 @@ impl SourceFactory for OpenApiSourceFactory {
             .map_err(|e| SourceError::new(source, e.to_string()))?;
         // The document is fetched with the source's credentials, except OAuth2,
         // whose token endpoint the document itself may name.
+        let extra_headers = config
+            .headers
+            .iter()
+            .map(|(name, value)| config::ExtraHeader::parse(name, value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| SourceError::new(source, m))?;
         let document_auth = match &config.auth {
             AuthConfig::Oauth2 { .. } => AuthConfig::None,
             other => other.clone(),
@@ -101,7 +111,8 @@ impl SourceFactory for OpenApiSourceFactory {
             config.rate_limit,
             config.retries,
         )
-        .map_err(|e| SourceError::new(source, e))?;
+        .map_err(|e| SourceError::new(source, e))?
+        .with_headers(extra_headers.clone());
         let (text, fetched_from) = load_document(source, &config, &client).await?;
         let doc = Document::parse(&text)
             .map_err(|e| SourceError::new(source, format!("{}: {e}", config.spec)))?;
@@ -159,6 +170,7 @@ impl SourceFactory for OpenApiSourceFactory {
                 config.retries,
             )
             .map_err(|e| SourceError::new(source, e))?
+            .with_headers(extra_headers)
             .with_on_behalf_of(
                 config
                     .on_behalf_of
@@ -170,6 +182,7 @@ impl SourceFactory for OpenApiSourceFactory {
         );
         let (tables, warnings) = discovery::discover(&doc, &config.tables);
         file_warnings.extend(warnings);
+        file_warnings.extend(missing_headers(&doc, &config));
         let warnings = file_warnings;
         let providers = tables
             .into_iter()
@@ -188,6 +201,54 @@ impl SourceFactory for OpenApiSourceFactory {
             warnings,
         })
     }
+}
+
+/// A warning for each header the document requires that the source does
+/// not send: not configured in `headers`, and not the credential,
+/// `on_behalf_of` or idempotency header the connector adds itself. One line
+/// per header, naming the operations that need it.
+fn missing_headers(doc: &Document, config: &OpenApiConfig) -> Vec<String> {
+    let mut sent: Vec<String> = config
+        .headers
+        .keys()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    sent.push("authorization".into());
+    if let AuthConfig::ApiKey { name, .. } = &config.auth {
+        sent.push(name.to_ascii_lowercase());
+    }
+    if let Some(header) = config
+        .on_behalf_of
+        .as_deref()
+        .and_then(|t| config::OnBehalfOf::parse(t).ok())
+    {
+        sent.push(header.header.as_str().to_string());
+    }
+    let mut needed: std::collections::BTreeMap<String, (String, Vec<String>)> = Default::default();
+    for (operation, header) in discovery::required_headers(doc) {
+        let lower = header.to_ascii_lowercase();
+        if sent.contains(&lower) || lower.contains("idempotency") {
+            continue;
+        }
+        needed
+            .entry(lower)
+            .or_insert_with(|| (header, Vec::new()))
+            .1
+            .push(operation);
+    }
+    needed
+        .into_values()
+        .map(|(header, operations)| {
+            let which = match operations.as_slice() {
+                [one] => one.clone(),
+                [first, rest @ ..] => format!("{first} and {} other operations", rest.len()),
+                [] => String::new(),
+            };
+            format!(
+                "{which}: the document requires header '{header}', which this source does not send; add headers = {{ \"{header}\" = \"...\" }} to its [[source]] (\"{{uuid}}\" makes a new id for each request)"
+            )
+        })
+        .collect()
 }
 
 /// Reads the document from a file or URL; returns its text and, for a URL, where

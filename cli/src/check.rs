@@ -34,13 +34,20 @@ pub fn run(rt: &Runtime, path: &Path) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for s in &statuses {
         match (&s.state, &s.last_error) {
-            (SourceState::Up, _) => println!(
-                "{:name_width$}  {:kind_width$}  ok      {} table{}",
-                s.name,
-                s.kind,
-                s.tables,
-                if s.tables == 1 { "" } else { "s" }
-            ),
+            (SourceState::Up, _) => {
+                let readable = s.tables.saturating_sub(s.insert_only);
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                let insert_only = match s.insert_only {
+                    0 => String::new(),
+                    n => format!(", {n} insert-only table{}", plural(n)),
+                };
+                println!(
+                    "{:name_width$}  {:kind_width$}  ok      {readable} table{}{insert_only}",
+                    s.name,
+                    s.kind,
+                    plural(readable)
+                );
+            }
             (SourceState::Down, error) => {
                 failed += 1;
                 println!(

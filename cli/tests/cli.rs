@@ -422,6 +422,13 @@ fn check_warns_about_a_messy_openapi_document_but_keeps_its_tables() {
         "/upload".into(),
         serde_json::json!({"post": {"responses": {"204": {"description": "done"}}}}),
     );
+    // A create operation without a list: an insert-only table, counted apart.
+    paths.insert(
+        "/notes".into(),
+        serde_json::json!({"post": {"operationId": "addNote", "requestBody": {"content": {"application/json": {"schema":
+            {"type": "object", "properties": {"text": {"type": "string"}}}}}},
+            "responses": {"201": {"description": "made"}}}}),
+    );
     // Size: a thousand more list operations.
     for n in 0..1000 {
         let mut op = list(serde_json::json!({"$ref": "#/components/schemas/Thing"}));
@@ -456,7 +463,14 @@ fn check_warns_about_a_messy_openapi_document_but_keeps_its_tables() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
     // listThings, sites_parts and 1000 bulk tables.
-    assert_eq!(lines[0], "messy   openapi  ok      1002 tables", "{stdout}");
+    assert_eq!(
+        lines[0], "messy   openapi  ok      1002 tables, 1 insert-only table",
+        "{stdout}"
+    );
+    // Each warning once (on stdout), and no colour codes into a pipe.
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("points at nothing"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     let warnings: Vec<&str> = lines[1..].iter().map(|l| l.trim_start()).collect();
     for expected in [
         "warning GET /broken: the response schema: $ref #/components/schemas/Nope points at nothing; skipped",

@@ -56,6 +56,8 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     /// Warnings from the connector that did not stop the source.
     pub warnings: Vec<String>,
+    /// Of `tables`, those that can only be inserted into.
+    pub insert_only: usize,
     /// When the state was last determined.
     pub checked_at: SystemTime,
 }
@@ -64,6 +66,7 @@ enum Live {
     Up {
         schema: Arc<dyn SchemaProvider>,
         warnings: Vec<String>,
+        insert_only: usize,
     },
     Down {
         error: SourceError,
@@ -123,14 +126,21 @@ impl SourceSchema {
     pub fn status(&self) -> SourceStatus {
         let guard = self.live.read().unwrap_or_else(|p| p.into_inner());
         let (live, checked_at) = &*guard;
-        let (state, tables, last_error, warnings) = match live {
-            Live::Up { schema, warnings } => (
+        let (state, tables, last_error, warnings, insert_only) = match live {
+            Live::Up {
+                schema,
+                warnings,
+                insert_only,
+            } => (
                 SourceState::Up,
                 schema.table_names().len(),
                 None,
                 warnings.clone(),
+                *insert_only,
             ),
-            Live::Down { error, .. } => (SourceState::Down, 0, Some(error.message.clone()), vec![]),
+            Live::Down { error, .. } => {
+                (SourceState::Down, 0, Some(error.message.clone()), vec![], 0)
+            }
         };
         SourceStatus {
             name: self.config.name.clone(),
@@ -139,6 +149,7 @@ impl SourceSchema {
             tables,
             last_error,
             warnings,
+            insert_only,
             checked_at: *checked_at,
         }
     }
@@ -178,11 +189,28 @@ impl SourceSchema {
 async fn attempt(config: &SourceConfig, factory: &dyn SourceFactory, timeout: Duration) -> Live {
     let outcome = tokio::time::timeout(timeout, factory.connect(config)).await;
     match outcome {
-        Ok(Ok(ConnectedSource { schema, warnings })) => {
+        Ok(Ok(ConnectedSource {
+            schema,
+            warnings,
+            insert_only,
+        })) => {
+            // Once, briefly: `bluelamp check` (and `bluelamp.sources`) list them.
             for warning in &warnings {
-                tracing::warn!(source = %config.name, "{warning}");
+                tracing::debug!(source = %config.name, "{warning}");
             }
-            Live::Up { schema, warnings }
+            if !warnings.is_empty() {
+                tracing::warn!(
+                    source = %config.name,
+                    "connected with {} warning{} (`bluelamp check` lists them)",
+                    warnings.len(),
+                    if warnings.len() == 1 { "" } else { "s" }
+                );
+            }
+            Live::Up {
+                schema,
+                warnings,
+                insert_only,
+            }
         }
         Ok(Err(error)) => {
             tracing::info!(source = %config.name, "{error}");

@@ -19,6 +19,9 @@ pub struct ConnectedSource {
     pub schema: Arc<dyn SchemaProvider>,
     /// Things the administrator should know that did not stop the source.
     pub warnings: Vec<String>,
+    /// Tables that can only be inserted into (a supplier's create operation
+    /// without a list to read), counted apart by `bluelamp check`.
+    pub insert_only: usize,
 }
 
 impl ConnectedSource {
@@ -27,6 +30,7 @@ impl ConnectedSource {
         Self {
             schema,
             warnings: Vec::new(),
+            insert_only: 0,
         }
     }
 }

@@ -170,6 +170,7 @@ impl SourceFactory for FilesSourceFactory {
         Ok(ConnectedSource {
             schema: Arc::new(FilesSchemaProvider::new(tables)),
             warnings,
+            insert_only: 0,
         })
     }
 }

@@ -184,6 +184,7 @@ impl SourceFactory for OpenApiSourceFactory {
         file_warnings.extend(warnings);
         file_warnings.extend(missing_headers(&doc, &config));
         let warnings = file_warnings;
+        let insert_only = tables.iter().filter(|t| !t.readable).count();
         let providers = tables
             .into_iter()
             .map(|spec| {
@@ -199,6 +200,7 @@ impl SourceFactory for OpenApiSourceFactory {
         Ok(ConnectedSource {
             schema: Arc::new(OpenApiSchemaProvider::new(providers)),
             warnings,
+            insert_only,
         })
     }
 }

@@ -151,6 +151,7 @@ impl SourceFactory for MySqlSourceFactory {
         Ok(ConnectedSource {
             schema: Arc::new(SqlSchemaProvider::new(source, hide, tables, backend)),
             warnings,
+            insert_only: 0,
         })
     }
 }

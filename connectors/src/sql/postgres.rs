@@ -177,6 +177,7 @@ impl SourceFactory for PostgresSourceFactory {
         Ok(ConnectedSource {
             schema: Arc::new(SqlSchemaProvider::new(source, hide, tables, backend)),
             warnings,
+            insert_only: 0,
         })
     }
 }

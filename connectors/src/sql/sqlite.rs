@@ -92,6 +92,7 @@ impl SourceFactory for SqliteSourceFactory {
         Ok(ConnectedSource {
             schema: Arc::new(SqlSchemaProvider::new(source, Vec::new(), tables, backend)),
             warnings,
+            insert_only: 0,
         })
     }
 }

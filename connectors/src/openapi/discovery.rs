@@ -768,10 +768,9 @@ fn words(name: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut current = String::new();
     for c in name.chars() {
-        if !c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && !current.is_empty()) {
-            if !current.is_empty() {
-                out.push(std::mem::take(&mut current));
-            }
+        let boundary = !c.is_ascii_alphanumeric() || c.is_ascii_uppercase();
+        if boundary && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
         }
         if c.is_ascii_alphanumeric() {
             current.push(c.to_ascii_lowercase());

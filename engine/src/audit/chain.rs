@@ -28,7 +28,7 @@ type Done = tokio::sync::oneshot::Sender<Result<u64, AuditError>>;
 enum Job {
     /// Append a record; answer with its `seq` once on disk, if asked.
     Append {
-        record: AuditRecord,
+        record: Box<AuditRecord>,
         done: Option<Done>,
     },
     /// Answer once everything queued before it is on disk.
@@ -144,7 +144,7 @@ impl AuditLog {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Job::Append {
-                record,
+                record: Box::new(record),
                 done: Some(done),
             })
             .map_err(|_| self.stopped())?;
@@ -154,7 +154,10 @@ impl AuditLog {
     /// Appends a record without waiting (a result stream's end, which
     /// cannot wait). A failure is logged.
     pub fn append_detached(&self, record: AuditRecord) {
-        if self.jobs.send(Job::Append { record, done: None }).is_err() {
+        if self.jobs.send(Job::Append {
+                record: Box::new(record),
+                done: None,
+            }).is_err() {
             tracing::error!(target: "bluelamp::audit", "{}", self.stopped());
         }
     }
@@ -240,7 +243,7 @@ impl Writer {
             let mut flushes = Vec::new();
             for job in jobs {
                 match job {
-                    Job::Append { record, done } => batch.push((record, done)),
+                    Job::Append { record, done } => batch.push((*record, done)),
                     Job::Flush(done) => flushes.push(done),
                 }
             }

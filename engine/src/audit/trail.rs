@@ -140,10 +140,10 @@ impl Completion {
         if let Ok(mut failed) = self.failed.lock() {
             failed.get_or_insert_with(|| message.to_string());
         }
-        if let Some(record) = self.take_record() {
-            if let Err(e) = self.log.append(record).await {
-                tracing::error!(target: "bluelamp::audit", "{e}");
-            }
+        if let Some(record) = self.take_record()
+            && let Err(e) = self.log.append(record).await
+        {
+            tracing::error!(target: "bluelamp::audit", "{e}");
         }
     }
 

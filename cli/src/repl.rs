@@ -286,8 +286,14 @@ fn meta_command(
                 .max(6);
             println!("{:width$}  {:24}  nullable", "column", "type");
             for field in schema.fields() {
+                // A connector's note on a column (a path parameter's, say).
+                let note = field
+                    .metadata()
+                    .get("bluelamp.note")
+                    .map(|n| format!("  {n}"))
+                    .unwrap_or_default();
                 println!(
-                    "{:width$}  {:24}  {}",
+                    "{:width$}  {:24}  {:8}{note}",
                     field.name(),
                     field.data_type().to_string(),
                     if field.is_nullable() { "yes" } else { "no" }

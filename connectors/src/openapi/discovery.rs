@@ -192,6 +192,9 @@ impl TableSpec {
     }
 }
 
+/// Field metadata that `\\d` shows beside a column (what a path column is).
+pub const NOTE_KEY: &str = "bluelamp.note";
+
 const RECORD_FIELDS: &[&str] = &[
     "data", "items", "results", "records", "content", "value", "entries", "entry", "hits", "rows",
 ];
@@ -325,7 +328,14 @@ pub fn discover(
         let mut path_params = Vec::new();
         for name in &template_params {
             let column = path_column(path, name, &columns);
-            columns.push((Field::new(&column, DataType::Utf8, false), Shape::Plain));
+            let mut note = format!("the {{{name}}} of GET {path}: a query must give it");
+            if column != *name {
+                note.push_str(&format!(" ({name} is the records' own field)"));
+            }
+            let field = Field::new(&column, DataType::Utf8, false).with_metadata(
+                std::collections::HashMap::from([(NOTE_KEY.to_string(), note)]),
+            );
+            columns.push((field, Shape::Plain));
             path_params.push(PathParam {
                 param: (*name).to_string(),
                 column,

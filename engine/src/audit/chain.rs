@@ -154,10 +154,14 @@ impl AuditLog {
     /// Appends a record without waiting (a result stream's end, which
     /// cannot wait). A failure is logged.
     pub fn append_detached(&self, record: AuditRecord) {
-        if self.jobs.send(Job::Append {
+        if self
+            .jobs
+            .send(Job::Append {
                 record: Box::new(record),
                 done: None,
-            }).is_err() {
+            })
+            .is_err()
+        {
             tracing::error!(target: "bluelamp::audit", "{}", self.stopped());
         }
     }

@@ -1075,3 +1075,134 @@ async fn required_headers_are_sent_when_configured_and_named_when_not() {
 fn uuid_like(text: &str) -> bool {
     text.len() == 36 && text.chars().filter(|c| *c == '-').count() == 4
 }
+
+/// A document split over several files, fetched over HTTP: paths, operations
+/// and schemas in sibling files, referring back to the root and to each
+/// other; a missing file is named apart from a reference to nothing.
+#[tokio::test]
+async fn a_multi_file_document_over_http_is_read_whole() {
+    let root = "openapi: 3.1.0\ninfo: {title: split, version: '1'}\npaths:\n  /things:\n    $ref: paths/things.yaml\n  /lost:\n    get:\n      $ref: paths/missing.yaml\ncomponents:\n  schemas:\n    Code: {type: string}\n";
+    let things = "get:\n  operationId: listThings\n  responses:\n    '200':\n      description: ok\n      content:\n        application/json:\n          schema:\n            type: array\n            items: {$ref: '../schemas/thing.yaml#/Thing'}\n";
+    let thing = "Thing:\n  type: object\n  required: [id]\n  properties:\n    id: {type: integer}\n    code: {$ref: '../openapi.yaml#/components/schemas/Code'}\n    parent: {$ref: '#/Thing'}\n    part: {$ref: './part.json'}\n";
+    let part = r##"{"type": "object", "properties": {"label": {"type": "string"}, "whole": {"$ref": "thing.yaml#/Thing"}}}"##;
+    let text = |body: &'static str| get(move || async move { body });
+    let data = get(|| async {
+        axum::Json(json!([
+            {"id": 1, "code": "A", "part": {"label": "x"}},
+            {"id": 2, "code": "B", "parent": {"id": 1}},
+            {"id": 3, "code": "A"}
+        ]))
+    });
+    let app = Router::new()
+        .route("/api/openapi.yaml", text(root))
+        .route("/api/paths/things.yaml", text(things))
+        .route("/api/schemas/thing.yaml", text(thing))
+        .route("/api/schemas/part.json", text(part))
+        .route("/api/things", data);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let config = format!(
+        "[[source]]\nname = \"s\"\nkind = \"openapi\"\nspec = \"{url}/api/openapi.yaml\"\nbase_url = \"{url}/api\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&config, dir.path()).await.unwrap();
+    let status = engine
+        .sources()
+        .into_iter()
+        .find(|s| s.name == "s")
+        .unwrap();
+    assert!(
+        status.warnings.iter().any(|w| w.starts_with(&format!(
+            "external file {url}/api/paths/missing.yaml (referred to from {url}/api/openapi.yaml) cannot be used"
+        ))),
+        "{:?}",
+        status.warnings
+    );
+    assert_eq!(status.tables, 1, "{:?}", status.warnings);
+    assert_eq!(
+        answer(
+            &engine,
+            "SELECT id, code, part['label'] FROM s.things ORDER BY id"
+        )
+        .await,
+        [["1", "A", "x"], ["2", "B", "NULL"], ["3", "A", "NULL"]]
+    );
+    assert_eq!(
+        one(
+            &engine,
+            "SELECT count(*) FROM s.things WHERE parent IS NOT NULL"
+        )
+        .await,
+        "1"
+    );
+}
+
+/// Two operations that make the same name: a warning names both, and each
+/// can be renamed or left out by its operation.
+#[tokio::test]
+async fn tables_with_the_same_name_are_told_apart_by_their_operation() {
+    let list = |op: &str| {
+        json!({"get": {"operationId": op,
+            "responses": ok(json!({"type": "array", "items": schema_ref("Track")}))}})
+    };
+    let doc = document(
+        json!({
+            "/tracks": list("getTracks"),
+            "/me/tracks": list("listTracks"),
+            "/cases/{caseURN}/notes": {"get": {"operationId": "listNotes",
+                "parameters": [path_param("caseURN")],
+                "responses": ok(json!({"type": "array", "items": schema_ref("Track")}))}}
+        }),
+        json!({"Track": {"type": "object", "properties": {"id": {"type": "string"}}}}),
+    );
+    let url = serve(doc, Router::new()).await;
+    let (engine, _dir) = engine(&url).await;
+    let status = engine
+        .sources()
+        .into_iter()
+        .find(|s| s.name == "s")
+        .unwrap();
+    assert!(
+        status.warnings.iter().any(|w| w
+            .contains("GET /tracks and GET /me/tracks both make a table named 'tracks'")
+            && w.contains("the second is 'tracks_2'")
+            && w.contains("[source.tables.\"GET /me/tracks\"]")),
+        "{:?}",
+        status.warnings
+    );
+    // The hint for a missing key quotes a mixed-case column so it runs as written.
+    let e = failure(&engine, "SELECT * FROM s.notes").await;
+    assert!(
+        e.message.contains("add WHERE \"caseURN\" = '...'"),
+        "{}",
+        e.message
+    );
+
+    let config = format!(
+        "[[source]]\nname = \"s\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\n\
+         [source.tables.\"GET /tracks\"]\nrename = \"all_tracks\"\n\
+         [source.tables.\"GET /me/tracks\"]\nrename = \"my_tracks\"\n\
+         [source.tables.notes]\nexclude = true\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(&config, dir.path()).await.unwrap();
+    let status = engine
+        .sources()
+        .into_iter()
+        .find(|s| s.name == "s")
+        .unwrap();
+    assert!(
+        !status.warnings.iter().any(|w| w.contains("both make")),
+        "{:?}",
+        status.warnings
+    );
+    let names = answer(
+        &engine,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 's' ORDER BY table_name",
+    )
+    .await;
+    assert_eq!(names, [["all_tracks"], ["my_tracks"]]);
+}

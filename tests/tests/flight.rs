@@ -719,3 +719,49 @@ async fn serving_without_users_or_with_bad_tls_files_is_a_clear_error() {
     assert!(e.to_string().contains("user.toml:1"), "{e}");
     assert!(e.to_string().contains("hash-password"), "{e}");
 }
+
+/// A supplier whose answers arrive garbled however often they are asked
+/// for: the query fails as UNAVAILABLE, naming the source and the endpoint,
+/// not as an internal error, and no partial result is returned.
+#[tokio::test]
+async fn a_failing_source_is_unavailable_and_named() {
+    use axum::routing::get;
+    let document = serde_json::json!({
+        "openapi": "3.0.3", "info": {"title": "garbled", "version": "1"},
+        "paths": {"/notes": {"get": {"operationId": "listNotes", "responses": {"200": {"description": "ok",
+            "content": {"application/json": {"schema": {"type": "array", "items":
+                {"type": "object", "properties": {"id": {"type": "integer"}}}}}}}}}}}
+    });
+    let app = axum::Router::new()
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json(document) }
+            }),
+        )
+        .route("/notes", get(|| async { "[{\"id\": 1}, {\"id\"" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let s = start(&format!(
+        "[[source]]\nname = \"notes\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\nretries = 1\n"
+    ))
+    .await;
+    let mut c = logged_in(&s).await;
+    let e = match c.execute("SELECT * FROM notes.notes".into(), None).await {
+        Ok(info) => fetch(&mut c, info)
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(has_code(&e, tonic::Code::Unavailable), "{e}");
+    assert!(
+        e.contains("source 'notes' (openapi): GET /notes: the answer is not valid JSON"),
+        "{e}"
+    );
+}

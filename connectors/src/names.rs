@@ -24,14 +24,7 @@ pub fn sql_name(text: &str) -> String {
 /// plain, in double quotes otherwise (`caseURN` → `"caseURN"`), so a hint
 /// that names a column runs as written.
 pub fn quote_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
+    if bluelamp_engine::config::is_plain_identifier(name) {
         name.to_string()
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))

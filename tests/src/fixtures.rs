@@ -112,3 +112,27 @@ impl LiveDemo {
         }
     }
 }
+
+/// Serves `routes` plus `document` at `/openapi.json` on a free local port,
+/// for an OpenAPI fixture of a test's own; returns the base URL.
+///
+/// # Panics
+/// If no local port can be bound (a broken test machine).
+#[allow(clippy::expect_used, reason = "test fixture")]
+pub async fn serve_openapi(document: serde_json::Value, routes: axum::Router) -> String {
+    let app = routes.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { axum::Json(document) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a local port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}

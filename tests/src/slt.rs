@@ -59,16 +59,31 @@ fn column_type(data_type: &DataType) -> DefaultColumnType {
     reason = "test helper: a failing statement fails the test"
 )]
 pub async fn session_rows(session: &Session, sql: &str) -> Vec<Vec<String>> {
-    let output = session
-        .sql(sql)
+    try_session_rows(session, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Runs one statement to its end: its rows as display strings, or the error
+/// it failed with (as it starts or while it streams).
+///
+/// # Panics
+/// If a column cannot be displayed (a type the test helpers do not know).
+#[allow(
+    clippy::panic,
+    reason = "test helper: an undisplayable column is a broken test"
+)]
+pub async fn try_session_rows(
+    session: &Session,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, bluelamp_engine::QueryError> {
+    let output = session.sql(sql).await?;
     let batches: Vec<RecordBatch> = output
         .stream
         .try_collect()
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows(&batches).unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .map_err(bluelamp_engine::QueryError::from)?;
+    Ok(rows(&batches).unwrap_or_else(|e| panic!("{sql}: {e}")))
 }
 
 /// Batches as rows of display strings (NULL as `NULL`, empty strings as `(empty)`).

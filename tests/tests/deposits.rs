@@ -17,13 +17,7 @@ use bluelamp_tests::slt::rows;
 use futures::TryStreamExt;
 
 async fn run(session: &Session, sql: &str) -> Result<Vec<Vec<String>>, QueryError> {
-    let output = session.sql(sql).await?;
-    let batches: Vec<_> = output
-        .stream
-        .try_collect()
-        .await
-        .map_err(QueryError::from)?;
-    Ok(rows(&batches).unwrap())
+    bluelamp_tests::slt::try_session_rows(session, sql).await
 }
 
 async fn one(session: &Session, sql: &str) -> String {

@@ -20,8 +20,7 @@ use bluelamp_engine::{Engine, Identity, QueryError};
 use bluelamp_simulators::force::Force;
 use bluelamp_simulators::http::SystemOptions;
 use bluelamp_tests::fixtures::LiveDemo;
-use bluelamp_tests::slt::rows;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 const FAULTS: &str = "errors=0.1,burst429=3,reset=0.05,malformed=0.05,seed=11";
 
@@ -102,13 +101,7 @@ fn queries(force: &Force, n: usize) -> Vec<String> {
 
 async fn run(engine: &Engine, sql: &str) -> Result<Vec<Vec<String>>, QueryError> {
     let session = engine.session(Identity::new("soak", "test"));
-    let output = session.sql(sql).await?;
-    let batches: Vec<_> = output
-        .stream
-        .try_collect()
-        .await
-        .map_err(QueryError::from)?;
-    Ok(rows(&batches).unwrap())
+    bluelamp_tests::slt::try_session_rows(&session, sql).await
 }
 
 async fn answers(engine: &Engine, queries: &[String]) -> Vec<Result<Vec<Vec<String>>, QueryError>> {

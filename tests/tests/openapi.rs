@@ -18,8 +18,6 @@ use bluelamp_simulators::force::Force;
 use bluelamp_simulators::generate;
 use bluelamp_simulators::http::{RunningSystem, SystemKind, SystemOptions, start};
 use bluelamp_tests::fixtures::engine_from_text;
-use bluelamp_tests::slt::rows;
-use futures::TryStreamExt;
 
 struct Demo {
     force: Arc<Force>,
@@ -67,13 +65,7 @@ async fn demo(options: SystemOptions, source_options: &str) -> Demo {
 
 async fn query(engine: &Engine, sql: &str) -> Result<Vec<Vec<String>>, QueryError> {
     let session = engine.session(Identity::new("test", "test"));
-    let output = session.sql(sql).await?;
-    let batches: Vec<_> = output
-        .stream
-        .try_collect()
-        .await
-        .map_err(QueryError::from)?;
-    Ok(rows(&batches).unwrap())
+    bluelamp_tests::slt::try_session_rows(&session, sql).await
 }
 
 async fn one(engine: &Engine, sql: &str) -> String {

@@ -34,9 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bluelamp_engine::{Engine, Identity, QueryError};
 use bluelamp_tests::fixtures::engine_from_text;
-use bluelamp_tests::slt::rows;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::TryStreamExt;
 use serde_json::{Map, Value, json};
 
 // ---------------------------------------------------------------------------
@@ -853,19 +851,7 @@ fn routes(case: &Arc<Case>) -> Router {
 /// Serves `routes` plus `document` at `/openapi.json` on a free loopback
 /// port; returns the server's base URL.
 async fn serve(document: Value, routes: Router) -> String {
-    let app = routes.route(
-        "/openapi.json",
-        get(move || {
-            let document = document.clone();
-            async move { axum::Json(document) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    bluelamp_tests::fixtures::serve_openapi(document, routes).await
 }
 
 // ---------------------------------------------------------------------------
@@ -874,13 +860,7 @@ async fn serve(document: Value, routes: Router) -> String {
 
 async fn query(engine: &Engine, sql: &str) -> Result<Vec<Vec<String>>, QueryError> {
     let session = engine.session(Identity::new("test", "test"));
-    let output = session.sql(sql).await?;
-    let batches: Vec<_> = output
-        .stream
-        .try_collect()
-        .await
-        .map_err(QueryError::from)?;
-    Ok(rows(&batches).unwrap())
+    bluelamp_tests::slt::try_session_rows(&session, sql).await
 }
 
 /// A one-value answer.

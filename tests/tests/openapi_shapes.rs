@@ -30,9 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bluelamp_engine::{Engine, ErrorKind, Identity, QueryError};
 use bluelamp_tests::fixtures::engine_from_text;
-use bluelamp_tests::slt::rows;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::TryStreamExt;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -72,19 +70,7 @@ fn schema_ref(name: &str) -> Value {
 /// Serves `routes` plus `document` at `/openapi.json` on a free loopback
 /// port; returns the server's base URL.
 async fn serve(document: Value, routes: Router) -> String {
-    let app = routes.route(
-        "/openapi.json",
-        get(move || {
-            let document = document.clone();
-            async move { axum::Json(document) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    bluelamp_tests::fixtures::serve_openapi(document, routes).await
 }
 
 /// An engine with one OpenAPI source `s` over the fixture at `url`.
@@ -98,13 +84,7 @@ async fn engine(url: &str) -> (Engine, tempfile::TempDir) {
 
 async fn query(engine: &Engine, sql: &str) -> Result<Vec<Vec<String>>, QueryError> {
     let session = engine.session(Identity::new("test", "test"));
-    let output = session.sql(sql).await?;
-    let batches: Vec<_> = output
-        .stream
-        .try_collect()
-        .await
-        .map_err(QueryError::from)?;
-    Ok(rows(&batches).unwrap())
+    bluelamp_tests::slt::try_session_rows(&session, sql).await
 }
 
 /// The rows of a query that must succeed.

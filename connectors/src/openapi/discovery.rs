@@ -211,7 +211,7 @@ const CURSOR_PARAMS: &[&str] = &[
     "next_page",
     "nextPage",
 ];
-const CURSOR_FIELDS: &[&str] = &[
+pub(crate) const CURSOR_FIELDS: &[&str] = &[
     "next_cursor",
     "nextCursor",
     "continuation",
@@ -222,7 +222,7 @@ const CURSOR_FIELDS: &[&str] = &[
     "nextToken",
     "cursor",
 ];
-const NEXT_LINK_FIELDS: &[&str] = &[
+pub(crate) const NEXT_LINK_FIELDS: &[&str] = &[
     "next",
     "next_url",
     "nextUrl",

@@ -45,7 +45,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::client::{ApiClient, FetchError, Identity};
-use super::discovery::{CURSOR_HEADERS, CursorAt, FilterOp, Pagination, RecordsAt, TableSpec};
+use super::discovery::{
+    CURSOR_FIELDS, CURSOR_HEADERS, CursorAt, FilterOp, NEXT_LINK_FIELDS, Pagination, RecordsAt,
+    TableSpec,
+};
 use super::pushdown::Target;
 use super::requests::{RequestSet, build as build_requests};
 
@@ -596,6 +599,26 @@ impl Scan {
         }
     }
 
+    /// The parameters of a page after a token (a cursor, a last key): the
+    /// page size where the interface takes one, and the token after the first.
+    fn token_params(
+        &self,
+        size: &Option<String>,
+        max: Option<u64>,
+        remaining: Option<usize>,
+        param: &str,
+        token: &Option<String>,
+    ) -> Vec<(String, String)> {
+        let mut extra = Vec::new();
+        if let Some(size) = size {
+            extra.push((size.clone(), self.page_size(remaining, max).to_string()));
+        }
+        if let Some(token) = token {
+            extra.push((param.to_string(), token.clone()));
+        }
+        extra
+    }
+
     async fn walk(
         &self,
         set: &RequestSet,
@@ -699,13 +722,7 @@ impl Scan {
                 let mut cursor: Option<String> = None;
                 let mut number = 1;
                 loop {
-                    let mut extra = Vec::new();
-                    if let Some(size) = size {
-                        extra.push((size.clone(), self.page_size(*remaining, *max).to_string()));
-                    }
-                    if let Some(c) = &cursor {
-                        extra.push((param.clone(), c.clone()));
-                    }
+                    let extra = self.token_params(size, *max, *remaining, param, &cursor);
                     let url = self.url(set, &extra)?;
                     let info = self.page(&url, number, set, tx, remaining).await?;
                     match info.next_cursor.clone() {
@@ -730,13 +747,7 @@ impl Scan {
                 let mut after: Option<String> = None;
                 let mut number = 1;
                 loop {
-                    let mut extra = Vec::new();
-                    if let Some(size) = size {
-                        extra.push((size.clone(), self.page_size(*remaining, *max).to_string()));
-                    }
-                    if let Some(a) = &after {
-                        extra.push((param.clone(), a.clone()));
-                    }
+                    let extra = self.token_params(size, *max, *remaining, param, &after);
                     let url = self.url(set, &extra)?;
                     let info = self.page(&url, number, set, tx, remaining).await?;
                     if *remaining == Some(0) || info.more.is_none() {
@@ -1019,26 +1030,6 @@ impl Scan {
     }
 }
 
-/// Body properties that, when set, say another page exists.
-const NEXT_SIGNS: &[&str] = &[
-    "next",
-    "next_url",
-    "nextUrl",
-    "next_link",
-    "nextLink",
-    "next_page",
-    "nextPage",
-    "next_cursor",
-    "nextCursor",
-    "next_page_token",
-    "nextPageToken",
-    "next_token",
-    "nextToken",
-    "continuation",
-    "continuationToken",
-    "@odata.nextLink",
-];
-
 /// A string, number or other scalar as text; `None` for null or missing.
 fn text(value: Option<&Value>) -> Option<String> {
     match value? {
@@ -1066,7 +1057,12 @@ fn more_in_body(
     ) {
         return None;
     }
-    for field in NEXT_SIGNS {
+    // Set, any next link or cursor says another page exists.
+    let next_signs = NEXT_LINK_FIELDS
+        .iter()
+        .chain(CURSOR_FIELDS)
+        .chain(&["@odata.nextLink"]);
+    for field in next_signs {
         if let Some(v) = text(object.get(*field)).filter(|v| !v.is_empty()) {
             return Some(format!("'{field}' is {}", abbreviate(&v)));
         }

@@ -546,16 +546,20 @@ fn take_string(table: &mut toml::Table, key: &str) -> Option<String> {
     }
 }
 
-/// Source names become unquoted SQL identifiers, so keep them simple and lower case.
-fn validate_identifier(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
+/// Whether SQL reads `name` as written without quotes: lower case letters,
+/// digits and `_`, not starting with a digit.
+pub fn is_plain_identifier(name: &str) -> bool {
+    name.chars()
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !ok {
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Source names become unquoted SQL identifiers, so keep them simple and lower case.
+fn validate_identifier(name: &str) -> Result<(), String> {
+    if !is_plain_identifier(name) {
         return Err(format!(
             "'{name}' is not a valid source name: use lower-case letters, digits and _, starting with a letter"
         ));

@@ -10,6 +10,7 @@
 //! Errors print as one line on stderr; the exit code is non-zero on any failure.
 
 mod audit;
+mod certify;
 mod check;
 mod demo;
 mod output;
@@ -74,6 +75,10 @@ enum Command {
     /// Check or search the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Certification: turn the interoperability tiers into evidence (intent,
+    /// published).
+    #[command(subcommand)]
+    Certify(certify::CertifyCommand),
 }
 
 /// Options shared by every command that runs SQL.
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&rt, args),
         Command::Simulate(args) => simulate::run(&rt, args),
         Command::Audit(command) => audit::run(command),
+        Command::Certify(command) => certify::run(&rt, command),
     };
     match result {
         Ok(code) => code,

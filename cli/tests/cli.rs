@@ -501,3 +501,61 @@ fn check_warns_about_a_messy_openapi_document_but_keeps_its_tables() {
     assert!(stdout.contains("id"), "{stdout}");
     assert!(stdout.contains("part"), "{stdout}");
 }
+
+/// `bluelamp certify intent` prints the register entry, or each mistake
+/// with file:line; `certify published --spec` prints the report and fails
+/// when a criterion fails.
+#[test]
+fn certify_intent_and_published_documents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = "supplier = \"Acme Policing Ltd\"\nproduct = \"Acme RMS\"\nversion = \"4.2\"\ncontact = \"interop@acme.example\"\ntarget_date = \"2099-03-31\"\ninterface = \"openapi\"\n\n[[entity]]\nname = \"crime\"\nretrieve = true\ndeposit = true\n";
+    std::fs::write(tmp.path().join("intent.toml"), good).unwrap();
+    let out = bluelamp(tmp.path(), &["certify", "intent", "intent.toml", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entry["tier"], 1);
+    assert_eq!(entry["supplier"], "Acme Policing Ltd");
+    assert_eq!(entry["entities"][0]["name"], "crime");
+    std::fs::write(
+        tmp.path().join("bad.toml"),
+        good.replace("2099-03-31", "someday"),
+    )
+    .unwrap();
+    let out = bluelamp(tmp.path(), &["certify", "intent", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: bad.toml:5: target_date: 'someday' is not a date: write it as YYYY-MM-DD"
+    );
+
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../simulators/src/http/openapi/rms.yaml")
+        .display()
+        .to_string();
+    let out = bluelamp(
+        tmp.path(),
+        &["certify", "published", "--spec", &spec, "-o", "report.json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let markdown = text(&out.stdout);
+    assert!(
+        markdown.starts_with("# Bluelamp certification: published"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("- /crimes: retrieve GET /crimes; deposit POST /crimes"),
+        "{markdown}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["check"], "published");
+    let courthouses = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/openapi_corpus/hmcts-courthouses/openapi-spec.yml")
+        .display()
+        .to_string();
+    let out = bluelamp(
+        tmp.path(),
+        &["certify", "published", "--spec", &courthouses],
+    );
+    assert_eq!(out.status.code(), Some(1), "a read-only interface fails");
+}

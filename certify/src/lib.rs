@@ -1,0 +1,21 @@
+//! The certification kit behind `bluelamp certify`: the interoperability
+//! initiative's three tiers for a supplier's product (intent, published,
+//! interworking) turned into checks that leave evidence a force can file.
+//!
+//! - [`intent`] (tier 1) validates a supplier's declaration of the interfaces
+//!   it will publish, naming the file, line and field of every mistake, and
+//!   makes the register entry.
+//! - [`published`] (tier 2) checks a supplier's OpenAPI document: that it is
+//!   valid, that every operation documents what it answers, and that its
+//!   entities can be both retrieved and deposited. Each criterion is a line of
+//!   the report with its evidence; criteria that need the live system are
+//!   reported as not applicable when only a document is given.
+//! - [`report`] is what every check produces: Markdown for people and JSON
+//!   for registers, carrying the SHA-256 of the interface document, the
+//!   Bluelamp version, the date and the tier reached.
+
+pub mod intent;
+pub mod published;
+pub mod report;
+
+pub use report::{Criterion, Outcome, Report};

@@ -1,0 +1,437 @@
+//! Tier 2, published: a supplier's documented set of bi-directional
+//! interfaces. This module runs the criteria that need only the document
+//! (`bluelamp certify published --spec FILE`), so a supplier can check its
+//! document before publishing; the criteria that need the live system are in
+//! the report as not applicable, saying so.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bluelamp_connectors::openapi::spec::{Document, Location, bundle};
+use serde_json::Value;
+
+use crate::report::{Criterion, Outcome, Report, Subject, now, sha256_hex};
+
+/// Methods whose operations the criteria look at.
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+/// Most offenders an evidence line lists before counting the rest.
+const MOST_LISTED: usize = 10;
+
+/// The criteria a live system is needed for, reported as not applicable in
+/// a document-only run.
+const LIVE: &[(&str, &str)] = &[
+    (
+        "live.schemas",
+        "Sampled live answers validate against their documented schemas",
+    ),
+    (
+        "live.pagination",
+        "Pagination reaches every record exactly once, stable under a second walk",
+    ),
+    (
+        "live.filters",
+        "Each documented filter returns exactly the records that satisfy it",
+    ),
+    (
+        "live.errors",
+        "Documented error answers, and 429 with Retry-After, behave as documented",
+    ),
+    (
+        "deposit.round_trip",
+        "A deposited record is stored once and retrievable with the same values",
+    ),
+    (
+        "security.transport",
+        "TLS 1.2+ where the URL is https; no credentials in query strings; no secrets echoed",
+    ),
+];
+
+/// One entity of an interface: a collection path and what it offers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityOps {
+    /// Operations that retrieve it (`GET /crimes`, `GET /crimes/{ref}`).
+    pub retrieve: Vec<String>,
+    /// Operations that deposit it (`POST /crimes`), with a request schema.
+    pub deposit: Vec<String>,
+}
+
+/// Checks the document at `path` (and the files it refers to).
+///
+/// # Errors
+/// Only when the file itself cannot be read; a document that is not valid
+/// OpenAPI is a report whose first criterion fails.
+pub async fn check_document(path: &Path) -> Result<Report, String> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let location = path.display().to_string();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let mut subject = Subject {
+        location: location.clone(),
+        sha256: sha256_hex(&bytes),
+        title: None,
+        version: None,
+    };
+    let mut criteria = Vec::new();
+    let doc = match Document::parse(&text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            criteria.push(Criterion::new(
+                "document.valid",
+                "The document is valid OpenAPI 3.0 or 3.1",
+                Outcome::Fail,
+                vec![format!("{location}: {e}")],
+            ));
+            return Ok(finish(subject, criteria));
+        }
+    };
+    let (doc, file_warnings) = bundle(
+        doc,
+        Location::File(path.to_path_buf()),
+        |location| async move {
+            match location {
+                Location::File(p) => tokio::fs::read_to_string(&p)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Location::Url(url) => Err(format!("{url} is not fetched in a document-only check")),
+            }
+        },
+    )
+    .await;
+    subject.title = doc
+        .root
+        .pointer("/info/title")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    subject.version = doc
+        .root
+        .pointer("/info/version")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    criteria.push(validity(&doc, &file_warnings));
+    criteria.push(Criterion::new(
+        "document.served",
+        "The document is served without credentials at a stable URL",
+        Outcome::NotApplicable,
+        vec![format!(
+            "given as a file ({location}); a published interface must also be served at a stable URL without credentials: check it against the live system with --source"
+        )],
+    ));
+    criteria.push(response_schemas(&doc));
+    criteria.push(bidirectional(&doc));
+    for (id, title) in LIVE {
+        criteria.push(Criterion::new(
+            id,
+            title,
+            Outcome::NotApplicable,
+            vec![
+                "needs the live system: run with --source against a configured openapi source"
+                    .into(),
+            ],
+        ));
+    }
+    Ok(finish(subject, criteria))
+}
+
+fn finish(subject: Subject, criteria: Vec<Criterion>) -> Report {
+    let failed: Vec<&str> = criteria
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| c.id.as_str())
+        .collect();
+    let live_checked = criteria
+        .iter()
+        .any(|c| c.id.starts_with("live.") && c.outcome != Outcome::NotApplicable);
+    let (tier_reached, summary) = match (failed.is_empty(), live_checked) {
+        (true, true) => (
+            Some(2),
+            "Every criterion of tier 2 (published) is met.".to_string(),
+        ),
+        (true, false) => (
+            None,
+            "The document-only criteria are met; tier 2 also needs the live checks (--source)."
+                .to_string(),
+        ),
+        (false, _) => (
+            None,
+            format!(
+                "{} criteri{} not met: {}.",
+                failed.len(),
+                if failed.len() == 1 { "on is" } else { "a are" },
+                failed.join(", ")
+            ),
+        ),
+    };
+    Report {
+        check: "published".into(),
+        bluelamp_version: env!("CARGO_PKG_VERSION").to_string(),
+        date: now(),
+        subject,
+        criteria,
+        tier_reached,
+        summary,
+    }
+}
+
+/// Every operation of the document: (`GET /path`, path, method, operation).
+fn operations(doc: &Document) -> Vec<(String, String, String, Value)> {
+    let mut out = Vec::new();
+    let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
+        return out;
+    };
+    for (path, item) in paths {
+        let Ok((item, _)) = doc.resolve(item) else {
+            continue;
+        };
+        for method in METHODS {
+            let Some(op) = item.get(*method) else {
+                continue;
+            };
+            let op = doc
+                .resolve(op)
+                .map(|(o, _)| o.clone())
+                .unwrap_or(Value::Null);
+            out.push((
+                format!("{} {path}", method.to_ascii_uppercase()),
+                path.clone(),
+                (*method).to_string(),
+                op,
+            ));
+        }
+    }
+    out
+}
+
+fn listed(items: &[String]) -> String {
+    let mut shown: Vec<String> = items.iter().take(MOST_LISTED).cloned().collect();
+    if items.len() > MOST_LISTED {
+        shown.push(format!("and {} more", items.len() - MOST_LISTED));
+    }
+    shown.join("; ")
+}
+
+fn validity(doc: &Document, file_warnings: &[String]) -> Criterion {
+    let paths = doc
+        .root
+        .get("paths")
+        .and_then(Value::as_object)
+        .map_or(0, serde_json::Map::len);
+    let ops = operations(doc).len();
+    let mut evidence = vec![
+        format!("OpenAPI {}", doc.version),
+        format!("{paths} paths, {ops} operations"),
+    ];
+    if !doc.files.is_empty() {
+        evidence.push(format!(
+            "{} further files read through relative $refs",
+            doc.files.len()
+        ));
+    }
+    let mut problems: Vec<String> = file_warnings.to_vec();
+    if ops == 0 {
+        problems.push("the document has no operations".into());
+    }
+    let outcome = if problems.is_empty() {
+        Outcome::Pass
+    } else {
+        evidence.extend(problems);
+        Outcome::Fail
+    };
+    Criterion::new(
+        "document.valid",
+        "The document is valid OpenAPI 3.0 or 3.1",
+        outcome,
+        evidence,
+    )
+}
+
+/// The schema of a JSON body (`content` → a media type with `json`).
+fn json_schema<'a>(doc: &'a Document, holder: &'a Value) -> Option<&'a Value> {
+    let (holder, _) = doc.resolve(holder).ok()?;
+    holder
+        .get("content")?
+        .as_object()?
+        .iter()
+        .find(|(media, _)| media.contains("json"))
+        .and_then(|(_, m)| m.get("schema"))
+}
+
+/// The media type of a request body that documents a schema, JSON first.
+fn request_media(doc: &Document, body: &Value) -> Option<String> {
+    let (body, _) = doc.resolve(body).ok()?;
+    let content = body.get("content")?.as_object()?;
+    let with_schema = |json: bool| {
+        content
+            .iter()
+            .find(|(media, m)| media.contains("json") == json && m.get("schema").is_some())
+            .map(|(media, _)| media.clone())
+    };
+    with_schema(true).or_else(|| with_schema(false))
+}
+
+/// The success answer an operation documents, with its status.
+fn success<'a>(doc: &'a Document, op: &'a Value) -> Option<(&'a str, &'a Value)> {
+    let responses = op.get("responses")?.as_object()?;
+    responses
+        .iter()
+        .find(|(code, _)| code.starts_with('2'))
+        .or_else(|| {
+            responses
+                .iter()
+                .find(|(code, _)| code.as_str() == "default")
+        })
+        .and_then(|(code, r)| doc.resolve(r).ok().map(|(r, _)| (code.as_str(), r)))
+}
+
+fn response_schemas(doc: &Document) -> Criterion {
+    let ops = operations(doc);
+    let mut missing = Vec::new();
+    for (name, _, method, op) in &ops {
+        match success(doc, op) {
+            None => missing.push(format!("{name}: no success response")),
+            // A write answered without a body is documented by its status;
+            // what a GET answers must be described.
+            Some(_) if method != "get" => {}
+            Some((code, r)) => {
+                if r.get("content").is_none() {
+                    missing.push(format!("{name}: {code} has no content"));
+                } else if json_schema(doc, r).is_none()
+                    && !r
+                        .get("content")
+                        .and_then(Value::as_object)
+                        .is_some_and(|c| c.values().any(|m| m.get("schema").is_some()))
+                {
+                    missing.push(format!("{name}: {code} has no schema"));
+                }
+            }
+        }
+    }
+    let title = "Every operation documents its answer, and every GET the schema of what it returns";
+    if missing.is_empty() {
+        Criterion::new(
+            "document.response_schemas",
+            title,
+            Outcome::Pass,
+            vec![format!(
+                "all {} operations document their answers",
+                ops.len()
+            )],
+        )
+    } else {
+        Criterion::new(
+            "document.response_schemas",
+            title,
+            Outcome::Fail,
+            vec![
+                format!("{} of {} operations do not", missing.len(), ops.len()),
+                listed(&missing),
+            ],
+        )
+    }
+}
+
+/// The collection a path belongs to: the path without its trailing
+/// parameters (`/crimes/{ref}` → `/crimes`).
+fn collection(path: &str) -> String {
+    let mut parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    while parts.last().is_some_and(|p| p.starts_with('{')) {
+        parts.pop();
+    }
+    let joined = parts.join("/");
+    if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    }
+}
+
+/// The document's entities and the operations that retrieve and deposit them.
+pub fn entities(doc: &Document) -> BTreeMap<String, EntityOps> {
+    let mut out: BTreeMap<String, EntityOps> = BTreeMap::new();
+    for (name, path, method, op) in operations(doc) {
+        let entity = out.entry(collection(&path)).or_default();
+        match method.as_str() {
+            "get" if success(doc, &op).is_some_and(|(_, r)| json_schema(doc, r).is_some()) => {
+                entity.retrieve.push(name);
+            }
+            "post" | "put" | "patch" => {
+                match op.get("requestBody").map(|b| request_media(doc, b)) {
+                    Some(Some(media)) if media.contains("json") => entity.deposit.push(name),
+                    Some(Some(media)) => entity.deposit.push(format!("{name} ({media})")),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    out.retain(|_, e| !e.retrieve.is_empty() || !e.deposit.is_empty());
+    out
+}
+
+fn bidirectional(doc: &Document) -> Criterion {
+    let entities = entities(doc);
+    let mut both = Vec::new();
+    let mut read_only = Vec::new();
+    let mut write_only = Vec::new();
+    for (path, ops) in &entities {
+        match (ops.retrieve.is_empty(), ops.deposit.is_empty()) {
+            (false, false) => both.push(format!(
+                "{path}: retrieve {}; deposit {}",
+                ops.retrieve.join(", "),
+                ops.deposit.join(", ")
+            )),
+            (false, true) => read_only.push(path.clone()),
+            (true, false) => write_only.push(path.clone()),
+            (true, true) => {}
+        }
+    }
+    let mut evidence = Vec::new();
+    evidence.push(format!(
+        "{} entities: {} bi-directional, {} read-only, {} write-only",
+        entities.len(),
+        both.len(),
+        read_only.len(),
+        write_only.len()
+    ));
+    evidence.extend(both.iter().take(MOST_LISTED).cloned());
+    if both.len() > MOST_LISTED {
+        evidence.push(format!(
+            "and {} more bi-directional",
+            both.len() - MOST_LISTED
+        ));
+    }
+    if !read_only.is_empty() {
+        evidence.push(format!("read-only: {}", listed(&read_only)));
+    }
+    if !write_only.is_empty() {
+        evidence.push(format!("write-only: {}", listed(&write_only)));
+    }
+    let outcome = if both.is_empty() {
+        evidence.push(
+            "no entity can be both retrieved (GET with a JSON answer) and deposited (POST, PUT or PATCH with a request schema)".into(),
+        );
+        Outcome::Fail
+    } else {
+        Outcome::Pass
+    };
+    Criterion::new(
+        "interface.bidirectional",
+        "Entities can be retrieved and deposited through documented operations",
+        outcome,
+        evidence,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collection;
+
+    #[test]
+    fn collections() {
+        assert_eq!(collection("/crimes/{ref}"), "/crimes");
+        assert_eq!(collection("/crimes"), "/crimes");
+        assert_eq!(collection("/incidents/{urn}/log"), "/incidents/{urn}/log");
+        assert_eq!(collection("/{id}"), "/");
+    }
+}

@@ -1,0 +1,236 @@
+//! `bluelamp certify published --spec`: the document-only criteria of tier 2
+//! on real suppliers' documents (the corpus in `tests/openapi_corpus`, origins
+//! in its `SOURCES.md`) and on broken ones. None may crash the check, and its
+//! findings must be what the documents say.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::path::{Path, PathBuf};
+
+use bluelamp_certify::published::check_document;
+use bluelamp_certify::report::sha256_hex;
+use bluelamp_certify::{Criterion, Outcome, Report};
+
+fn corpus(document: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("openapi_corpus")
+        .join(document)
+}
+
+fn criterion<'a>(report: &'a Report, id: &str) -> &'a Criterion {
+    report
+        .criteria
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no criterion {id}"))
+}
+
+#[tokio::test]
+async fn every_corpus_document_is_checked_without_a_crash() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(corpus("")).unwrap() {
+        let folder = entry.unwrap().path();
+        let Ok(expected) = std::fs::read_to_string(folder.join("expected.toml")) else {
+            continue;
+        };
+        let root: toml::Value = toml::from_str(&expected).unwrap();
+        let root = folder.join(root["root"].as_str().unwrap());
+        let report = check_document(&root).await.unwrap();
+        assert_eq!(
+            criterion(&report, "document.valid").outcome,
+            Outcome::Pass,
+            "{}: {:?}",
+            root.display(),
+            criterion(&report, "document.valid")
+        );
+        // A document-only run never claims the tier.
+        assert_eq!(report.tier_reached, None);
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked}");
+}
+
+#[tokio::test]
+async fn a_json_3_0_document_with_bi_directional_payments() {
+    // GOV.UK Pay (Government Digital Service), JSON, OpenAPI 3.0.
+    let path = corpus("govuk-pay/publicapi_spec.json");
+    let report = check_document(&path).await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["check"], "published");
+    assert_eq!(json["bluelamp_version"], env!("CARGO_PKG_VERSION"));
+    assert!(chrono::DateTime::parse_from_rfc3339(json["date"].as_str().unwrap()).is_ok());
+    assert_eq!(
+        json["subject"]["sha256"],
+        sha256_hex(&std::fs::read(&path).unwrap())
+    );
+    assert_eq!(json["subject"]["location"], path.display().to_string());
+    assert_eq!(json["subject"]["title"], "GOV.UK Pay API");
+    assert_eq!(json["tier_reached"], serde_json::Value::Null);
+    let ids: Vec<&str> = json["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "document.valid",
+            "document.served",
+            "document.response_schemas",
+            "interface.bidirectional",
+            "live.schemas",
+            "live.pagination",
+            "live.filters",
+            "live.errors",
+            "deposit.round_trip",
+            "security.transport"
+        ]
+    );
+    let outcomes: Vec<&str> = json["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "pass",
+            "not_applicable",
+            "pass",
+            "pass",
+            "not_applicable",
+            "not_applicable",
+            "not_applicable",
+            "not_applicable",
+            "not_applicable",
+            "not_applicable"
+        ]
+    );
+    let both = criterion(&report, "interface.bidirectional");
+    assert!(
+        both.evidence.iter().any(|e| e
+            == "/v1/payments: retrieve GET /v1/payments, GET /v1/payments/{paymentId}; deposit POST /v1/payments"),
+        "{:?}",
+        both.evidence
+    );
+    assert!(report.passed());
+    let markdown = report.to_markdown();
+    assert!(markdown.contains(&format!("Document SHA-256: `{}`", report.subject.sha256)));
+    assert!(markdown.contains("| Entities can be retrieved and deposited through documented operations (interface.bidirectional) | pass |"), "{markdown}");
+}
+
+#[tokio::test]
+async fn a_yaml_read_only_interface_is_not_bi_directional() {
+    // HMCTS Court Houses reference data: YAML, OpenAPI 3.0, GETs only.
+    let report = check_document(&corpus("hmcts-courthouses/openapi-spec.yml"))
+        .await
+        .unwrap();
+    let both = criterion(&report, "interface.bidirectional");
+    assert_eq!(both.outcome, Outcome::Fail);
+    assert_eq!(
+        both.evidence[0],
+        "2 entities: 0 bi-directional, 2 read-only, 0 write-only"
+    );
+    assert!(!report.passed());
+    assert!(
+        report.summary.contains("interface.bidirectional"),
+        "{}",
+        report.summary
+    );
+}
+
+#[tokio::test]
+async fn findings_on_3_1_and_multi_file_documents_are_what_they_say() {
+    // Discord, JSON, OpenAPI 3.1.
+    let discord = check_document(&corpus("discord/openapi.json"))
+        .await
+        .unwrap();
+    let valid = criterion(&discord, "document.valid");
+    assert_eq!(valid.evidence[0], "OpenAPI 3.1");
+    assert!(
+        criterion(&discord, "interface.bidirectional")
+            .evidence
+            .iter()
+            .any(|e| e == "/channels/{channel_id}/invites: retrieve GET /channels/{channel_id}/invites; deposit POST /channels/{channel_id}/invites"),
+        "{:?}",
+        criterion(&discord, "interface.bidirectional").evidence
+    );
+    // Redocly's starter: YAML, 3.1, split over files.
+    let redocly = check_document(&corpus("redocly-starter/openapi.yaml"))
+        .await
+        .unwrap();
+    let valid = criterion(&redocly, "document.valid");
+    assert!(
+        valid
+            .evidence
+            .iter()
+            .any(|e| e.ends_with("further files read through relative $refs")),
+        "{valid:?}"
+    );
+    // Intercom: a GET whose 200 describes no body.
+    let intercom = check_document(&corpus("intercom-2.11/api.intercom.io.yaml"))
+        .await
+        .unwrap();
+    let schemas = criterion(&intercom, "document.response_schemas");
+    assert_eq!(schemas.outcome, Outcome::Fail);
+    assert_eq!(
+        schemas.evidence,
+        [
+            "1 of 108 operations do not",
+            "GET /download/content/data/{job_identifier}: 200 has no content"
+        ]
+    );
+    // Twilio deposits form-encoded records: still a documented deposit.
+    let twilio = check_document(&corpus("twilio-studio-v2/twilio_studio_v2.yaml"))
+        .await
+        .unwrap();
+    assert!(
+        criterion(&twilio, "interface.bidirectional")
+            .evidence
+            .iter()
+            .any(|e| e.contains("deposit POST /v2/Flows (application/x-www-form-urlencoded)")),
+        "{:?}",
+        criterion(&twilio, "interface.bidirectional").evidence
+    );
+}
+
+#[tokio::test]
+async fn broken_documents_fail_the_first_criterion() {
+    let dir = tempfile::tempdir().unwrap();
+    let swagger = dir.path().join("swagger.yaml");
+    std::fs::write(&swagger, "swagger: '2.0'\npaths: {}\n").unwrap();
+    let report = check_document(&swagger).await.unwrap();
+    let valid = criterion(&report, "document.valid");
+    assert_eq!(valid.outcome, Outcome::Fail);
+    assert!(
+        valid.evidence[0].contains("Swagger 2.0 is not supported"),
+        "{valid:?}"
+    );
+    assert_eq!(report.criteria.len(), 1);
+
+    let split = dir.path().join("split.yaml");
+    std::fs::write(
+        &split,
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    $ref: paths/a.yaml\n",
+    )
+    .unwrap();
+    let report = check_document(&split).await.unwrap();
+    let valid = criterion(&report, "document.valid");
+    assert_eq!(valid.outcome, Outcome::Fail);
+    assert!(
+        valid.evidence.iter().any(|e| e.starts_with(
+            "external file paths/a.yaml (referred to from split.yaml) cannot be used"
+        )),
+        "{valid:?}"
+    );
+
+    let missing = check_document(&dir.path().join("nowhere.yaml")).await;
+    assert!(missing.unwrap_err().starts_with("cannot read "));
+}

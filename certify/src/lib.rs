@@ -13,9 +13,12 @@
 //! - [`report`] is what every check produces: Markdown for people and JSON
 //!   for registers, carrying the SHA-256 of the interface document, the
 //!   Bluelamp version, the date and the tier reached.
+//! - [`signing`] signs a report's JSON with an Ed25519 key and verifies it,
+//!   and that the document still has the hash it was certified with.
 
 pub mod intent;
 pub mod published;
 pub mod report;
+pub mod signing;
 
 pub use report::{Criterion, Outcome, Report};

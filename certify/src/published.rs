@@ -171,6 +171,7 @@ fn finish(subject: Subject, criteria: Vec<Criterion>) -> Report {
         criteria,
         tier_reached,
         summary,
+        signature: None,
     }
 }
 

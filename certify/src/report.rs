@@ -29,6 +29,7 @@ impl Outcome {
 
 /// One criterion and what showed whether it was met.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Criterion {
     /// A stable identifier, e.g. `document.valid`.
     pub id: String,
@@ -54,6 +55,7 @@ impl Criterion {
 
 /// The interface document a report is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subject {
     /// Where it was read from (a file path or URL), as given.
     pub location: String,
@@ -67,6 +69,7 @@ pub struct Subject {
 
 /// A certification report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     /// `published` (tier 2), ...
     pub check: String,
@@ -82,6 +85,9 @@ pub struct Report {
     pub tier_reached: Option<u8>,
     /// One sentence on what the run shows.
     pub summary: String,
+    /// The signature, for a report made with `--sign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signing::Signature>,
 }
 
 impl Report {
@@ -118,6 +124,12 @@ impl Report {
             Some(t) => format!("tier {t}"),
             None => "none in this run".to_string(),
         };
+        if let Some(signature) = &self.signature {
+            out.push_str(&format!(
+                "- Signed ({}) by key `{}`\n",
+                signature.algorithm, signature.public_key
+            ));
+        }
         out.push_str(&format!("- Tier reached: {tier}\n\n{}\n\n", self.summary));
         out.push_str("| criterion | outcome |\n|---|---|\n");
         for c in &self.criteria {

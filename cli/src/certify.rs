@@ -28,8 +28,30 @@ pub enum CertifyCommand {
         /// sibling files).
         #[arg(long)]
         spec: PathBuf,
+        /// Sign the report with this Ed25519 key (made by `certify keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// Make an Ed25519 key for signing reports: the secret goes to FILE
+    /// (readable by its owner only), the public key to standard output.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a signed JSON report: its signature, and, given the document,
+    /// that the document has not changed since it was certified.
+    Verify {
+        /// The report (JSON).
+        report: PathBuf,
+        /// The interface document as it is now.
+        #[arg(long)]
+        document: Option<PathBuf>,
+        /// The public key (hex) the report must be signed with.
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -84,10 +106,18 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        CertifyCommand::Published { spec, output } => {
-            let report = rt
+        CertifyCommand::Published { spec, sign, output } => {
+            let key = sign
+                .as_deref()
+                .map(bluelamp_certify::signing::load_key)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let mut report = rt
                 .block_on(bluelamp_certify::published::check_document(&spec))
                 .map_err(anyhow::Error::msg)?;
+            if let Some(key) = &key {
+                bluelamp_certify::signing::sign(&mut report, key).map_err(anyhow::Error::msg)?;
+            }
             output.emit(&report.to_markdown(), &report.to_json()?)?;
             Ok(if report.passed() {
                 ExitCode::SUCCESS
@@ -95,5 +125,66 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        CertifyCommand::Keygen { out } => {
+            let (secret, public) =
+                bluelamp_certify::signing::keygen().map_err(anyhow::Error::msg)?;
+            write_secret(&out, &secret)?;
+            println!("{public}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CertifyCommand::Verify {
+            report,
+            document,
+            public_key,
+        } => {
+            let text = std::fs::read_to_string(&report)
+                .with_context(|| format!("cannot read {}", report.display()))?;
+            let document = document
+                .map(|d| std::fs::read(&d).with_context(|| format!("cannot read {}", d.display())))
+                .transpose()?;
+            match bluelamp_certify::signing::verify(
+                &text,
+                document.as_deref(),
+                public_key.as_deref(),
+            ) {
+                Ok(v) => {
+                    let tier = v
+                        .tier_reached
+                        .map_or("no tier".to_string(), |t| format!("tier {t}"));
+                    let document = match v.document_matches {
+                        Some(true) => "; the document is unchanged",
+                        _ => "",
+                    };
+                    println!(
+                        "{}: signature good (key {}), {tier}{document}",
+                        report.display(),
+                        v.public_key
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", report.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
+}
+
+/// Writes a secret key readable by its owner only, never over an existing file.
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    file.write_all(secret.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }

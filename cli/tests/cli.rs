@@ -549,6 +549,75 @@ fn certify_intent_and_published_documents() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(report["check"], "published");
+    // Signed: it verifies, and an edit or a changed document is caught.
+    let out = bluelamp(tmp.path(), &["certify", "keygen", "--out", "key"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let public = text(&out.stdout).trim().to_string();
+    assert_eq!(public.len(), 64);
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "certify",
+            "published",
+            "--spec",
+            &spec,
+            "--sign",
+            "key",
+            "-o",
+            "signed.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "certify",
+            "verify",
+            "signed.json",
+            "--document",
+            &spec,
+            "--public-key",
+            &public,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("signature good")
+            && text(&out.stdout).contains("the document is unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    let signed = std::fs::read_to_string(tmp.path().join("signed.json")).unwrap();
+    std::fs::write(
+        tmp.path().join("edited.json"),
+        signed.replacen("\"not_applicable\"", "\"pass\"", 1),
+    )
+    .unwrap();
+    let out = bluelamp(tmp.path(), &["certify", "verify", "edited.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the report was altered"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(tmp.path().join("changed.yaml"), "openapi: 3.0.3\n").unwrap();
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "certify",
+            "verify",
+            "signed.json",
+            "--document",
+            "changed.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the document has changed since it was certified"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let courthouses = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/openapi_corpus/hmcts-courthouses/openapi-spec.yml")
         .display()

@@ -10,6 +10,9 @@
 //!   entities can be both retrieved and deposited. Each criterion is a line of
 //!   the report with its evidence; criteria that need the live system are
 //!   reported as not applicable when only a document is given.
+//! - [`live`] runs tier 2 against a configured `openapi` source and its live
+//!   system: the document served without credentials, answers matching their
+//!   schemas, pagination reaching every record once, filters exact.
 //! - [`report`] is what every check produces: Markdown for people and JSON
 //!   for registers, carrying the SHA-256 of the interface document, the
 //!   Bluelamp version, the date and the tier reached.
@@ -17,6 +20,7 @@
 //!   and that the document still has the hash it was certified with.
 
 pub mod intent;
+pub mod live;
 pub mod published;
 pub mod report;
 pub mod signing;

@@ -25,9 +25,20 @@ pub enum CertifyCommand {
     /// criteria that need only the document.
     Published {
         /// The OpenAPI document (JSON or YAML, 3.0 or 3.1; may refer to
-        /// sibling files).
+        /// sibling files): the criteria that need only the document.
+        #[arg(long, required_unless_present = "source", conflicts_with = "source")]
+        spec: Option<PathBuf>,
+        /// A configured `openapi` source: its document and its live system.
         #[arg(long)]
-        spec: PathBuf,
+        source: Option<String>,
+        /// The configuration that names the source.
+        #[arg(
+            long,
+            short = 'C',
+            default_value = "bluelamp.toml",
+            env = "BLUELAMP_CONFIG"
+        )]
+        config: PathBuf,
         /// Sign the report with this Ed25519 key (made by `certify keygen`).
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
@@ -106,15 +117,29 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        CertifyCommand::Published { spec, sign, output } => {
+        CertifyCommand::Published {
+            spec,
+            source,
+            config,
+            sign,
+            output,
+        } => {
             let key = sign
                 .as_deref()
                 .map(bluelamp_certify::signing::load_key)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let mut report = rt
-                .block_on(bluelamp_certify::published::check_document(&spec))
-                .map_err(anyhow::Error::msg)?;
+            let mut report = match (spec, source) {
+                (Some(spec), _) => rt
+                    .block_on(bluelamp_certify::published::check_document(&spec))
+                    .map_err(anyhow::Error::msg)?,
+                (None, Some(source)) => {
+                    let config = bluelamp_engine::Config::load(&config)?;
+                    rt.block_on(bluelamp_certify::live::check_source(config, &source))
+                        .map_err(anyhow::Error::msg)?
+                }
+                (None, None) => anyhow::bail!("give --spec FILE or --source NAME"),
+            };
             if let Some(key) = &key {
                 bluelamp_certify::signing::sign(&mut report, key).map_err(anyhow::Error::msg)?;
             }

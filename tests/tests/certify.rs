@@ -234,3 +234,106 @@ async fn broken_documents_fail_the_first_criterion() {
     let missing = check_document(&dir.path().join("nowhere.yaml")).await;
     assert!(missing.unwrap_err().starts_with("cannot read "));
 }
+
+/// The demo's RMS at `faults`, and a config naming it as source `rms`.
+async fn rms(
+    faults: &str,
+) -> (
+    bluelamp_simulators::http::RunningSystem,
+    bluelamp_engine::Config,
+) {
+    use bluelamp_simulators::http::{SystemKind, SystemOptions, openapi_sources, start};
+    let force = std::sync::Arc::new(bluelamp_simulators::generate(5, 0.02, |_| {}));
+    let options = SystemOptions {
+        faults: faults.parse().unwrap(),
+        ..SystemOptions::default()
+    };
+    let system = start(
+        SystemKind::Rms,
+        force,
+        options.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let text = openapi_sources(std::slice::from_ref(&system), &options);
+    let config =
+        bluelamp_engine::Config::parse(&text, "certify.toml", std::env::temp_dir()).unwrap();
+    (system, config)
+}
+
+async fn live(faults: &str) -> Report {
+    let (_system, config) = rms(faults).await;
+    bluelamp_certify::live::check_source(config, "rms")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_clean_demo_rms_meets_every_live_criterion_it_checks() {
+    let report = live("").await;
+    for id in [
+        "document.valid",
+        "document.served",
+        "document.response_schemas",
+        "interface.bidirectional",
+        "live.schemas",
+        "live.pagination",
+        "live.filters",
+    ] {
+        assert_eq!(
+            criterion(&report, id).outcome,
+            Outcome::Pass,
+            "{id}: {:?}",
+            criterion(&report, id)
+        );
+    }
+    assert!(criterion(&report, "document.served").evidence[0].contains("without credentials: 200"));
+    assert!(
+        criterion(&report, "live.filters")
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("GET /crimes?status=")),
+        "{:?}",
+        criterion(&report, "live.filters")
+    );
+    // Criteria not checked live yet keep the tier from being claimed.
+    assert_eq!(
+        criterion(&report, "deposit.round_trip").outcome,
+        Outcome::NotApplicable
+    );
+    assert_eq!(report.tier_reached, None);
+    assert!(report.passed());
+}
+
+#[tokio::test]
+async fn each_broken_behaviour_fails_exactly_its_criterion() {
+    for (fault, broken, evidence) in [
+        ("break=ignore-filter", "live.filters", "GET /crimes?"),
+        (
+            "break=repeat-page",
+            "live.pagination",
+            "GET /crimes: a walk in pages of 25 returned the same record twice",
+        ),
+        (
+            "break=wrong-type",
+            "live.schemas",
+            "does not match the documented schema",
+        ),
+    ] {
+        let report = live(fault).await;
+        let failed: Vec<&str> = report
+            .criteria
+            .iter()
+            .filter(|c| c.outcome == Outcome::Fail)
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(failed, [broken], "{fault}: {:#?}", report.criteria);
+        let c = criterion(&report, broken);
+        assert!(
+            c.evidence.iter().any(|e| e.contains(evidence)),
+            "{fault}: {:?}",
+            c.evidence
+        );
+    }
+}

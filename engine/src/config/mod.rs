@@ -473,6 +473,14 @@ impl SourceConfig {
         }
     }
 
+    /// A copy with one option set, for a tool that reads the source another
+    /// way (certification walks a list again in smaller pages).
+    pub fn with_option(&self, key: &str, value: toml::Value) -> Self {
+        let mut copy = self.clone();
+        copy.options.insert(key.to_string(), value);
+        copy
+    }
+
     /// Removes every interpolated secret from a message (for connector errors).
     pub fn redact(&self, message: &str) -> String {
         redact(message, &self.origin.secrets)

@@ -1,6 +1,8 @@
 //! Fault injection, off by default: what a real supplier system does on a bad day.
 //!
 //! Written as `--faults "latency=50ms,errors=0.1,burst429=3,reset=0.05,malformed=0.05,drift=extra+missing+wrongtype,seed=7"`.
+//! `break=ignore-filter+repeat-page+wrong-type` makes the RMS crimes list break
+//! its own documentation (for `bluelamp certify` to catch).
 //! Writes can also be failed by number: `fail_writes=57-59` answers the 57th
 //! to 59th POST with 500 without acting; `reset_writes=12` acts on the 12th
 //! and cuts the connection before the answer.
@@ -39,6 +41,12 @@ pub struct Faults {
     /// Write requests (POSTs, counted from 1) acted on, then cut off before
     /// the answer arrives: the client cannot know the write happened.
     pub reset_writes: Option<(u64, u64)>,
+    /// The RMS crimes list ignores its documented filters (`break=ignore-filter`):
+    /// every query answers every crime.
+    pub ignore_filters: bool,
+    /// The RMS crimes list answers its second page with the first again
+    /// (`break=repeat-page`): a walk sees some crimes twice and misses others.
+    pub repeat_page: bool,
     /// Seed for deciding which requests fail.
     pub seed: u64,
 }
@@ -150,6 +158,20 @@ impl FromStr for Faults {
                         .parse()
                         .map_err(|_| format!("seed: '{value}' is not a number"))?
                 }
+                "break" => {
+                    for part in value.split('+') {
+                        match part.trim() {
+                            "ignore-filter" => faults.ignore_filters = true,
+                            "repeat-page" => faults.repeat_page = true,
+                            "wrong-type" => faults.drift_wrong_type = true,
+                            other => {
+                                return Err(format!(
+                                    "unknown break '{other}' (use ignore-filter, repeat-page, wrong-type)"
+                                ));
+                            }
+                        }
+                    }
+                }
                 "drift" => {
                     for kind in value.split('+').map(str::trim) {
                         match kind {
@@ -166,7 +188,7 @@ impl FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "unknown fault '{other}' (use latency, errors, burst429, reset, malformed, drift, seed)"
+                        "unknown fault '{other}' (use latency, errors, burst429, reset, malformed, drift, break, seed)"
                     ));
                 }
             }

@@ -232,9 +232,15 @@ fn offset_page(
     let matching: Vec<usize> = records
         .iter()
         .enumerate()
-        .filter(|(_, r)| keep(r))
+        .filter(|(_, r)| faults.ignore_filters || keep(r))
         .map(|(n, _)| n)
         .collect();
+    // The second page answered with the first again.
+    let offset = if faults.repeat_page && offset == limit {
+        0
+    } else {
+        offset
+    };
     let total = matching.len();
     let mut page: Vec<Value> = matching
         .iter()

@@ -31,6 +31,10 @@ pub enum CertifyCommand {
         /// A configured `openapi` source: its document and its live system.
         #[arg(long)]
         source: Option<String>,
+        /// With --source, read as this `[[user]]` (default: `[local] user`);
+        /// policies apply, so use one who may read every table unfiltered.
+        #[arg(long = "as", value_name = "USER", requires = "source")]
+        as_user: Option<String>,
         /// The configuration that names the source.
         #[arg(
             long,
@@ -120,6 +124,7 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
         CertifyCommand::Published {
             spec,
             source,
+            as_user,
             config,
             sign,
             output,
@@ -135,8 +140,12 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::msg)?,
                 (None, Some(source)) => {
                     let config = bluelamp_engine::Config::load(&config)?;
-                    rt.block_on(bluelamp_certify::live::check_source(config, &source))
-                        .map_err(anyhow::Error::msg)?
+                    rt.block_on(bluelamp_certify::live::check_source(
+                        config,
+                        &source,
+                        as_user.as_deref(),
+                    ))
+                    .map_err(anyhow::Error::msg)?
                 }
                 (None, None) => anyhow::bail!("give --spec FILE or --source NAME"),
             };

@@ -183,7 +183,7 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
         faults: args.faults.clone(),
         ..SystemOptions::default()
     };
-    let (systems, engine) = rt.block_on(async {
+    let (systems, engine, text) = rt.block_on(async {
         let mut systems = Vec::new();
         for kind in SystemKind::ALL {
             let system = start(
@@ -205,8 +205,9 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ));
         let config = Config::parse(&text, &config_path.display().to_string(), dir.clone())?;
         let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
-        Ok::<_, anyhow::Error>((systems, engine))
+        Ok::<_, anyhow::Error>((systems, engine, text))
     })?;
+    let (systems, engine, text) = (systems, engine, text);
     if !scripted {
         for system in &systems {
             print_system(system, &options);
@@ -226,10 +227,12 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 .audit_log()
                 .map(|log| log.path().display().to_string())
                 .unwrap_or_default();
+            let live = write_live_config(&dir, &text, &audit)?;
             println!(
-                "ready {} flight=grpc://{} user={DEMO_USER} password={DEMO_PASSWORD} audit={audit}",
+                "ready {} flight=grpc://{} user={DEMO_USER} password={DEMO_PASSWORD} audit={audit} config={}",
                 urls.join(" "),
-                server.addr
+                server.addr,
+                live.display()
             );
             stop.await;
             server.shutdown().await;
@@ -243,4 +246,24 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     });
     outcome
+}
+
+/// Writes `live.toml` beside the demo's data: the configuration of the running
+/// demo (its live systems, with the demo's credentials), so `bluelamp sql
+/// --config PATH` and `bluelamp certify published --config PATH --source rms`
+/// work from another terminal while it runs. Its audit trail is a file of its
+/// own (`audit/live.jsonl`): two processes never append to one chain.
+fn write_live_config(
+    dir: &std::path::Path,
+    text: &str,
+    demo_audit: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = dir.join("live.toml");
+    let own_audit = dir.join("audit").join("live.jsonl");
+    let text = text.replace(
+        &toml::Value::String(demo_audit.to_string()).to_string(),
+        &toml::Value::String(own_audit.display().to_string()).to_string(),
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }

@@ -356,6 +356,61 @@ fn demo_listen_serves_the_systems_until_sigterm() {
     let flight = flight.trim_start_matches("grpc://");
     std::net::TcpStream::connect(flight).unwrap();
     assert!(ready.contains(" user=analyst password=demo"), "{ready}");
+    // The running demo's configuration, for other commands in another terminal.
+    let config = url("config");
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "certify",
+            "published",
+            "--config",
+            &config,
+            "--source",
+            "rms",
+            "--as",
+            "officer",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = |id: &str| {
+        report["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["outcome"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    for id in [
+        "document.served",
+        "live.schemas",
+        "live.pagination",
+        "live.filters",
+    ] {
+        assert_eq!(outcome(id), "pass", "{id}: {report}");
+    }
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "sql",
+            "--config",
+            &config,
+            "--as",
+            "officer",
+            "-c",
+            "SELECT count(*) > 0 FROM rms.crimes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("true"), "{}", text(&out.stdout));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

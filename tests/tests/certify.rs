@@ -264,7 +264,7 @@ async fn rms(
 
 async fn live(faults: &str) -> Report {
     let (_system, config) = rms(faults).await;
-    bluelamp_certify::live::check_source(config, "rms")
+    bluelamp_certify::live::check_source(config, "rms", None)
         .await
         .unwrap()
 }

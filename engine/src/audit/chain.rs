@@ -1,9 +1,10 @@
 //! The audit writer: one thread, group commit, a hash chain across rotated files.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 
 use sha2::{Digest, Sha256};
 
@@ -39,7 +40,39 @@ enum Job {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     path: PathBuf,
-    jobs: mpsc::Sender<Job>,
+    jobs: Arc<Jobs>,
+}
+
+/// The writer thread's queue; the thread ends when the last handle goes.
+#[derive(Debug)]
+struct Jobs(Mutex<mpsc::Sender<Job>>);
+
+impl Jobs {
+    fn send(&self, job: Job) -> Result<(), ()> {
+        self.0
+            .lock()
+            .map_err(|_| ())
+            .and_then(|sender| sender.send(job).map_err(|_| ()))
+    }
+}
+
+/// The trails open in this process, by file: a second engine (or any other
+/// opener) in the same process joins the writer already there, so one chain
+/// never has two writers.
+fn open_trails() -> &'static Mutex<HashMap<PathBuf, Weak<Jobs>>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Jobs>>>> = OnceLock::new();
+    OPEN.get_or_init(Mutex::default)
+}
+
+/// A path as one trail is known by, whatever spelling opened it.
+fn trail_key(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(absolute.clone()),
+        _ => absolute,
+    }
 }
 
 /// Where the chain stands: the last record's number and the hash of its line.
@@ -108,6 +141,17 @@ impl AuditLog {
             std::fs::create_dir_all(parent)
                 .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
         }
+        let key = trail_key(path);
+        let mut open = open_trails()
+            .lock()
+            .map_err(|_| fail("the register of open trails is poisoned".into()))?;
+        open.retain(|_, jobs| jobs.strong_count() > 0);
+        if let Some(jobs) = open.get(&key).and_then(Weak::upgrade) {
+            return Ok(Self {
+                path: path.to_path_buf(),
+                jobs,
+            });
+        }
         let head = last_record(path).map_err(fail)?;
         let file = OpenOptions::new()
             .create(true)
@@ -125,6 +169,8 @@ impl AuditLog {
             .name("bluelamp-audit".into())
             .spawn(move || writer.run(&queue))
             .map_err(|e| fail(format!("cannot start the writer: {e}")))?;
+        let jobs = Arc::new(Jobs(Mutex::new(jobs)));
+        open.insert(key, Arc::downgrade(&jobs));
         Ok(Self {
             path: path.to_path_buf(),
             jobs,

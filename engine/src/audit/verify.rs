@@ -258,6 +258,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn two_openers_in_one_process_share_one_writer() {
+        let (_dir, path) = trail(1, u64::MAX).await;
+        let a = AuditLog::open(&path, u64::MAX).unwrap();
+        let dotted = path
+            .parent()
+            .unwrap()
+            .join(".")
+            .join(path.file_name().unwrap());
+        let b = AuditLog::open(&dotted, u64::MAX).unwrap();
+        let writes = (0..40).map(|i| {
+            let log = if i % 2 == 0 { a.clone() } else { b.clone() };
+            async move { log.append(record("ann", "rms.crimes")).await.unwrap() }
+        });
+        let mut seqs = futures::future::join_all(writes).await;
+        seqs.sort_unstable();
+        assert_eq!(seqs, (2..=41).collect::<Vec<u64>>());
+        assert_eq!(verify(&path).unwrap(), 41);
+    }
+
+    #[tokio::test]
     async fn an_edited_record_is_named() {
         let (_dir, path) = trail(5, u64::MAX).await;
         let mut l = lines(&path);

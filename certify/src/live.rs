@@ -26,7 +26,7 @@ use bluelamp_engine::{Config, Engine, Session};
 use futures::TryStreamExt;
 
 use crate::published::document_criteria;
-use crate::report::{Criterion, Outcome, Report, Subject, sha256_hex};
+use crate::report::{Criterion, Outcome, Report, Subject};
 
 /// Most tables one run walks, so a very large interface stays bounded.
 const MOST_TABLES: usize = 50;
@@ -66,12 +66,7 @@ pub async fn check_source(
     let options: OpenApiConfig = source.options().map_err(|e| e.to_string())?;
     let (bytes, location, served) = fetch_document(&source, &options).await?;
     let text = String::from_utf8_lossy(&bytes).to_string();
-    let mut subject = Subject {
-        location: location.clone(),
-        sha256: sha256_hex(&bytes),
-        title: None,
-        version: None,
-    };
+    let mut subject = Subject::of(&location, &bytes);
     let doc = Document::parse(&text).map_err(|e| format!("{location}: {e}"))?;
     let root = if location.contains("://") {
         Location::Url(url::Url::parse(&location).map_err(|e| e.to_string())?)
@@ -91,16 +86,7 @@ pub async fn check_source(
         }
     })
     .await;
-    subject.title = doc
-        .root
-        .pointer("/info/title")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    subject.version = doc
-        .root
-        .pointer("/info/version")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    subject.describe(&doc.root);
     let mut criteria = document_criteria(&doc, &warnings, served);
     // The second walk asks for small pages, so page boundaries fall elsewhere
     // and a page repeated or skipped shows as a difference.

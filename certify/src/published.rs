@@ -10,7 +10,7 @@ use std::path::Path;
 use bluelamp_connectors::openapi::spec::{Document, Location, bundle};
 use serde_json::Value;
 
-use crate::report::{Criterion, Outcome, Report, Subject, now, sha256_hex};
+use crate::report::{Criterion, Outcome, Report, Subject, now};
 
 /// Methods whose operations the criteria look at.
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
@@ -72,12 +72,7 @@ pub async fn check_document(path: &Path) -> Result<Report, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let location = path.display().to_string();
     let text = String::from_utf8_lossy(&bytes).to_string();
-    let mut subject = Subject {
-        location: location.clone(),
-        sha256: sha256_hex(&bytes),
-        title: None,
-        version: None,
-    };
+    let mut subject = Subject::of(&location, &bytes);
     let mut criteria = Vec::new();
     let doc = match Document::parse(&text) {
         Ok(doc) => doc,
@@ -104,16 +99,7 @@ pub async fn check_document(path: &Path) -> Result<Report, String> {
         },
     )
     .await;
-    subject.title = doc
-        .root
-        .pointer("/info/title")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    subject.version = doc
-        .root
-        .pointer("/info/version")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    subject.describe(&doc.root);
     let served = Criterion::new(
         "document.served",
         "The document is served without credentials at a stable URL",
@@ -198,31 +184,10 @@ pub(crate) fn finish(subject: Subject, criteria: Vec<Criterion>) -> Report {
 
 /// Every operation of the document: (`GET /path`, path, method, operation).
 fn operations(doc: &Document) -> Vec<(String, String, String, Value)> {
-    let mut out = Vec::new();
-    let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
-        return out;
-    };
-    for (path, item) in paths {
-        let Ok((item, _)) = doc.resolve(item) else {
-            continue;
-        };
-        for method in METHODS {
-            let Some(op) = item.get(*method) else {
-                continue;
-            };
-            let op = doc
-                .resolve(op)
-                .map(|(o, _)| o.clone())
-                .unwrap_or(Value::Null);
-            out.push((
-                format!("{} {path}", method.to_ascii_uppercase()),
-                path.clone(),
-                (*method).to_string(),
-                op,
-            ));
-        }
-    }
-    out
+    doc.operations(METHODS)
+        .into_iter()
+        .map(|op| (op.name(), op.path, op.method.to_string(), op.operation))
+        .collect()
 }
 
 fn listed(items: &[String]) -> String {

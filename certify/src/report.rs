@@ -67,6 +67,30 @@ pub struct Subject {
     pub version: Option<String>,
 }
 
+impl Subject {
+    /// The document read from `location`, before its title is known.
+    pub fn of(location: &str, bytes: &[u8]) -> Self {
+        Self {
+            location: location.to_string(),
+            sha256: sha256_hex(bytes),
+            title: None,
+            version: None,
+        }
+    }
+
+    /// Takes the title and version from the document's `info`.
+    pub fn describe(&mut self, document: &serde_json::Value) {
+        let text = |pointer: &str| {
+            document
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        self.title = text("/info/title");
+        self.version = text("/info/version");
+    }
+}
+
 /// A certification report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -423,27 +423,10 @@ pub fn discover(
 /// operations as `GET /path`.
 pub fn required_headers(doc: &Document) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let Some(paths) = doc.root.get("paths").and_then(Value::as_object) else {
-        return out;
-    };
-    for (path, item) in paths {
-        let Ok((item, _)) = doc.resolve(item) else {
-            continue;
-        };
-        for method in ["get", "post"] {
-            let Some(operation) = item
-                .get(method)
-                .and_then(|op| doc.resolve(op).ok().map(|(op, _)| op))
-            else {
-                continue;
-            };
-            for param in parameters(doc, item, operation) {
-                if param.location == "header" && param.required {
-                    out.push((
-                        format!("{} {path}", method.to_ascii_uppercase()),
-                        param.name,
-                    ));
-                }
+    for op in doc.operations(&["get", "post"]) {
+        for param in parameters(doc, &op.item, &op.operation) {
+            if param.location == "header" && param.required {
+                out.push((op.name(), param.name));
             }
         }
     }

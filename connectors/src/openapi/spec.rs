@@ -93,6 +93,26 @@ fn normalise(path: &Path) -> PathBuf {
     out
 }
 
+/// One operation of a document.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// Its path template.
+    pub path: String,
+    /// Its method, lower case.
+    pub method: &'static str,
+    /// The path item it belongs to (for path-level parameters).
+    pub item: Value,
+    /// The operation.
+    pub operation: Value,
+}
+
+impl Operation {
+    /// `GET /path`, for messages.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.method.to_ascii_uppercase(), self.path)
+    }
+}
+
 /// A parsed OpenAPI document.
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -173,6 +193,35 @@ impl Document {
             Some(file) => format!("{file}#/{inner}"),
             None => reference.to_string(),
         }
+    }
+
+    /// Every operation with one of `methods` (lower case): its path, method,
+    /// path item and operation, `$ref`s followed; unreadable ones are left out.
+    pub fn operations(&self, methods: &[&'static str]) -> Vec<Operation> {
+        let mut out = Vec::new();
+        let Some(paths) = self.root.get("paths").and_then(Value::as_object) else {
+            return out;
+        };
+        for (path, item) in paths {
+            let Ok((item, _)) = self.resolve(item) else {
+                continue;
+            };
+            for method in methods {
+                let Some(operation) = item
+                    .get(*method)
+                    .and_then(|op| self.resolve(op).ok().map(|(op, _)| op.clone()))
+                else {
+                    continue;
+                };
+                out.push(Operation {
+                    path: path.clone(),
+                    method,
+                    item: item.clone(),
+                    operation,
+                });
+            }
+        }
+        out
     }
 
     /// The first server URL, if the document gives one.

@@ -320,6 +320,11 @@ async fn each_broken_behaviour_fails_exactly_its_criterion() {
             "live.schemas",
             "does not match the documented schema",
         ),
+        (
+            "break=no-post",
+            "interface.bidirectional",
+            "no entity can be both retrieved",
+        ),
     ] {
         let report = live(fault).await;
         let failed: Vec<&str> = report

@@ -1,8 +1,10 @@
 //! Fault injection, off by default: what a real supplier system does on a bad day.
 //!
 //! Written as `--faults "latency=50ms,errors=0.1,burst429=3,reset=0.05,malformed=0.05,drift=extra+missing+wrongtype,seed=7"`.
-//! `break=ignore-filter+repeat-page+wrong-type` makes the RMS crimes list break
-//! its own documentation (for `bluelamp certify` to catch).
+//! `break=ignore-filter+repeat-page+wrong-type+no-post` makes RMS break its
+//! own documentation (for `bluelamp certify` to catch): the crimes list ignores
+//! its filters, repeats a page, returns a field of the wrong type; the document
+//! leaves out the create operation.
 //! Writes can also be failed by number: `fail_writes=57-59` answers the 57th
 //! to 59th POST with 500 without acting; `reset_writes=12` acts on the 12th
 //! and cuts the connection before the answer.
@@ -47,6 +49,9 @@ pub struct Faults {
     /// The RMS crimes list answers its second page with the first again
     /// (`break=repeat-page`): a walk sees some crimes twice and misses others.
     pub repeat_page: bool,
+    /// The RMS document leaves out its create operation (`break=no-post`):
+    /// crimes can be retrieved but, as documented, not deposited.
+    pub no_post: bool,
     /// Seed for deciding which requests fail.
     pub seed: u64,
 }
@@ -164,9 +169,10 @@ impl FromStr for Faults {
                             "ignore-filter" => faults.ignore_filters = true,
                             "repeat-page" => faults.repeat_page = true,
                             "wrong-type" => faults.drift_wrong_type = true,
+                            "no-post" => faults.no_post = true,
                             other => {
                                 return Err(format!(
-                                    "unknown break '{other}' (use ignore-filter, repeat-page, wrong-type)"
+                                    "unknown break '{other}' (use ignore-filter, repeat-page, wrong-type, no-post)"
                                 ));
                             }
                         }

@@ -104,7 +104,10 @@ pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
         idempotency: Mutex::new(HashMap::new()),
     });
     Router::new()
-        .route("/openapi.yaml", get(document))
+        .route("/openapi.yaml", {
+            let no_post = options.faults.no_post;
+            get(move || document(no_post))
+        })
         .route("/oauth/token", post(token))
         .route("/crimes", get(list_crimes).post(create_crime))
         .route("/people", get(list_people))
@@ -112,8 +115,17 @@ pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
         .with_state(state)
 }
 
-async fn document() -> Response {
-    ([(header::CONTENT_TYPE, "application/yaml")], DOCUMENT).into_response()
+/// The document; with `no_post` (`break=no-post`) without its one create
+/// operation: the system still takes deposits, but nobody reading the
+/// document can know.
+async fn document(no_post: bool) -> Response {
+    let text = if no_post {
+        // `POST /crimes` is the document's only `post:`, at path-item depth.
+        DOCUMENT.replacen("\n    post:\n", "\n    x-withdrawn-post:\n", 1)
+    } else {
+        DOCUMENT.to_string()
+    };
+    ([(header::CONTENT_TYPE, "application/yaml")], text).into_response()
 }
 
 /// `POST /oauth/token` with `grant_type=client_credentials` and the client's

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::report::{Report, sha256_hex};
@@ -98,6 +98,9 @@ pub struct Verified {
     /// Whether the given document still has the report's hash (`None` when
     /// no document was given).
     pub document_matches: Option<bool>,
+    /// Whether the signer was checked against a given key; without one,
+    /// anyone could have re-signed an edited report with a key of their own.
+    pub signer_checked: bool,
 }
 
 /// Checks a report's signature; with `document`, that the document still
@@ -136,7 +139,7 @@ pub fn verify(
         .map_err(|e| format!("the public key is not an Ed25519 key: {e}"))?;
     let value =
         ed25519_dalek::Signature::from_bytes(&unhex::<64>(&signature.value, "the signature")?);
-    key.verify(&message(&report)?, &value).map_err(|_| {
+    key.verify_strict(&message(&report)?, &value).map_err(|_| {
         "the signature does not match: the report was altered after it was signed".to_string()
     })?;
     let document_matches = document.map(|bytes| sha256_hex(bytes) == report.subject.sha256);
@@ -151,6 +154,7 @@ pub fn verify(
         public_key: signature.public_key.clone(),
         tier_reached: report.tier_reached,
         document_matches,
+        signer_checked: public_key.is_some(),
     })
 }
 

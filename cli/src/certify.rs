@@ -189,12 +189,23 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                         Some(true) => "; the document is unchanged",
                         _ => "",
                     };
-                    println!(
-                        "{}: signature good (key {}), {tier}{document}",
-                        report.display(),
-                        v.public_key
-                    );
-                    Ok(ExitCode::SUCCESS)
+                    if v.signer_checked {
+                        println!(
+                            "{}: signature good, by the given key {}, {tier}{document}",
+                            report.display(),
+                            v.public_key
+                        );
+                        Ok(ExitCode::SUCCESS)
+                    } else {
+                        // Anyone can sign an edited report with a key of
+                        // their own: only a known signer makes it evidence.
+                        println!(
+                            "{}: signature good, but by key {} which was not checked: give --public-key with the certifier's key; {tier}{document}",
+                            report.display(),
+                            v.public_key
+                        );
+                        Ok(ExitCode::FAILURE)
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: {}: {e}", report.display());

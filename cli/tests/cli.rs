@@ -648,6 +648,14 @@ fn certify_intent_and_published_documents() {
         signed.replacen("\"not_applicable\"", "\"pass\"", 1),
     )
     .unwrap();
+    // Without the certifier's key, a good signature is not enough.
+    let out = bluelamp(tmp.path(), &["certify", "verify", "signed.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("which was not checked"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = bluelamp(tmp.path(), &["certify", "verify", "edited.json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -1270,10 +1270,15 @@ fn named_param_op(param: &Param, column_type: &DataType) -> Option<FilterOp> {
         ("earlier than", FilterOp::Lt),
         ("less than", FilterOp::Lt),
     ];
+    // The phrase that comes first in the description says what the
+    // parameter is ("after this time; at most 90 days back" is "after");
+    // at one place, the longer phrase wins ("on or after" over "after").
     let said = PHRASES
         .iter()
-        .find(|(phrase, _)| description.contains(phrase))
-        .map(|(_, op)| *op);
+        .enumerate()
+        .filter_map(|(rank, (phrase, op))| description.find(phrase).map(|at| (at, rank, *op)))
+        .min_by_key(|(at, rank, _)| (*at, *rank))
+        .map(|(_, _, op)| op);
     let temporal = matches!(column_type, DataType::Timestamp(..) | DataType::Date32);
     let bound_like = words(&param.name).iter().any(|w| {
         [
@@ -1422,6 +1427,34 @@ mod tests {
                 .iter()
                 .any(|w| w.contains("tables.missing.insert: the document has no POST /nowhere")),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_parameter_is_what_its_description_says_first() {
+        let param = |description: &str| Param {
+            name: "updated".into(),
+            location: "query".into(),
+            schema: Value::Null,
+            extension: None,
+            description: Some(description.into()),
+            required: false,
+        };
+        let time = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
+        let op = |d: &str| named_param_op(&param(d), &time);
+        assert_eq!(
+            op("Items updated after this time; maximum 90 days back"),
+            Some(FilterOp::Gt)
+        );
+        assert_eq!(
+            op("Only items updated on or after this time"),
+            Some(FilterOp::Ge)
+        );
+        assert_eq!(op("Up to the latest, before this time"), Some(FilterOp::Le));
+        assert_eq!(op("The update time"), None);
+        assert_eq!(
+            named_param_op(&param("Items from this team"), &DataType::Utf8),
+            Some(FilterOp::Eq)
         );
     }
 

@@ -561,6 +561,8 @@ struct PageInfo {
     last_key: Option<String>,
     /// What on the page says more records follow (`has_more is true`), if anything.
     more: Option<String>,
+    /// A fingerprint of the page's records, to tell a repeated page.
+    fingerprint: Option<u64>,
 }
 
 const DEFAULT_PAGE: u64 = 100;
@@ -681,6 +683,8 @@ impl Scan {
                         let mut position = info.records as u64;
                         let mut number = 1;
                         let mut last = info.records;
+                        let mut seen = std::collections::HashSet::new();
+                        self.not_repeated(&mut seen, &info, number)?;
                         // Without a total, only an empty page proves the end: a
                         // server may return fewer than asked for and still have more.
                         while last > 0 && *remaining != Some(0) {
@@ -692,7 +696,11 @@ impl Scan {
                                     (limit.clone(), size.to_string()),
                                 ],
                             )?;
-                            last = self.page(&url, number, set, tx, remaining).await?.records;
+                            let next = self.page(&url, number, set, tx, remaining).await?;
+                            if next.records > 0 {
+                                self.not_repeated(&mut seen, &next, number)?;
+                            }
+                            last = next.records;
                             position += last as u64;
                         }
                     }
@@ -701,6 +709,7 @@ impl Scan {
             Pagination::Page { page, size } => {
                 let per_page = self.page_size(*remaining, None);
                 let mut number = 1u64;
+                let mut firsts = std::collections::HashSet::new();
                 loop {
                     let mut extra = vec![(page.clone(), number.to_string())];
                     if let Some(size) = size {
@@ -713,6 +722,7 @@ impl Scan {
                     if info.records == 0 || *remaining == Some(0) {
                         break;
                     }
+                    self.not_repeated(&mut firsts, &info, number as usize)?;
                     number += 1;
                 }
             }
@@ -721,14 +731,15 @@ impl Scan {
             } => {
                 let mut cursor: Option<String> = None;
                 let mut number = 1;
+                let mut seen = std::collections::HashSet::new();
                 loop {
                     let extra = self.token_params(size, *max, *remaining, param, &cursor);
                     let url = self.url(set, &extra)?;
                     let info = self.page(&url, number, set, tx, remaining).await?;
                     match info.next_cursor.clone() {
                         Some(next) if !next.is_empty() && *remaining != Some(0) => {
-                            if cursor.as_deref() == Some(next.as_str()) {
-                                return Err(self.error(format!("{endpoint}: page {number} gives the same next cursor as the page before; the query was stopped rather than loop"), true));
+                            if !seen.insert(next.clone()) {
+                                return Err(self.error(format!("{endpoint}: page {number} gives a next cursor already used; the query was stopped rather than loop"), true));
                             }
                             cursor = Some(next)
                         }
@@ -746,6 +757,7 @@ impl Scan {
             } => {
                 let mut after: Option<String> = None;
                 let mut number = 1;
+                let mut seen = std::collections::HashSet::new();
                 loop {
                     let extra = self.token_params(size, *max, *remaining, param, &after);
                     let url = self.url(set, &extra)?;
@@ -754,7 +766,7 @@ impl Scan {
                         return Ok(());
                     }
                     match info.last_key.clone() {
-                        Some(key) if info.records > 0 && after.as_deref() != Some(key.as_str()) => {
+                        Some(key) if info.records > 0 && seen.insert(key.clone()) => {
                             after = Some(key);
                         }
                         _ => {
@@ -767,6 +779,7 @@ impl Scan {
             Pagination::NextLink { .. } | Pagination::LinkHeader => {
                 let mut url = self.url(set, &[])?;
                 let mut number = 1;
+                let mut seen = std::collections::HashSet::from([url.to_string()]);
                 loop {
                     let info = self.page(&url, number, set, tx, remaining).await?;
                     let Some(next) = info.next_url.clone().filter(|n| !n.is_empty()) else {
@@ -788,8 +801,18 @@ impl Scan {
                             false,
                         )
                     })?;
-                    if joined == url {
-                        return Err(self.error(format!("{endpoint}: page {number} links to itself as the next page; the query was stopped rather than loop"), true));
+                    // The source's credentials go only where the table lives.
+                    if joined.origin() != self.base.origin() {
+                        return Err(self.error(
+                            format!(
+                                "{endpoint}: page {number}'s next page is on another host ({}); it is not followed with this source's credentials",
+                                joined.origin().ascii_serialization()
+                            ),
+                            false,
+                        ));
+                    }
+                    if !seen.insert(joined.to_string()) {
+                        return Err(self.error(format!("{endpoint}: page {number} links back to a page already read; the query was stopped rather than loop"), true));
                     }
                     url = joined;
                     number += 1;
@@ -797,6 +820,26 @@ impl Scan {
             }
         }
         Ok(())
+    }
+
+    /// Fails when a page holds exactly the records of an earlier one: the
+    /// server ignores the page parameter, and the walk would never end.
+    fn not_repeated(
+        &self,
+        seen: &mut std::collections::HashSet<u64>,
+        info: &PageInfo,
+        number: usize,
+    ) -> DFResult<()> {
+        match info.fingerprint {
+            Some(f) if !seen.insert(f) => Err(self.error(
+                format!(
+                    "{}: page {number} repeats an earlier page (the server ignores the page parameter?); the query was stopped rather than loop",
+                    self.table.endpoint()
+                ),
+                true,
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A walk that ran out of pages: fine unless the last page says more
@@ -843,6 +886,7 @@ impl Scan {
                     total: None,
                     last_key: None,
                     more: None,
+                    fingerprint: None,
                 });
             }
             Err(e) => return Err(self.fetch_error(e)),
@@ -921,6 +965,7 @@ impl Scan {
             total: None,
             last_key: None,
             more: None,
+            fingerprint: None,
         };
         let pagination = &self.table.pagination;
         let next_in_link_header = headers
@@ -962,7 +1007,8 @@ impl Scan {
                     Pagination::NextLink { field } => info.next_url = text(object.get(field)),
                     _ => {}
                 }
-                info.total = ["total", "total_count", "totalCount", "count"]
+                // `count` is often the size of this page, not a total.
+                info.total = ["total", "total_count", "totalCount", "totalResults"]
                     .iter()
                     .find_map(|k| object.get(*k).and_then(Value::as_u64));
                 if let Some(sign) = more_in_body(&object, pagination) {
@@ -1014,6 +1060,14 @@ impl Scan {
         };
         if let Pagination::AfterLast { key, .. } = pagination {
             info.last_key = records.last().and_then(|r| text(r.get(key)));
+        }
+        if !records.is_empty() {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            for record in &records {
+                record.to_string().hash(&mut hasher);
+            }
+            info.fingerprint = Some(hasher.finish());
         }
         Ok((records, info))
     }

@@ -120,20 +120,36 @@ impl SourceFactory for OpenApiSourceFactory {
             Some(url) => spec::Location::Url(url.clone()),
             None => spec::Location::File(source.resolve_path(&config.spec)),
         };
+        // The source's credentials go only to the document's own origin; a
+        // file elsewhere is fetched without them.
+        let origin = fetched_from.as_ref().map(Url::origin);
         let (doc, mut file_warnings) = spec::bundle(doc, root, |location| {
             let client = &client;
+            let origin = origin.clone();
             async move {
                 match location {
                     spec::Location::File(path) => tokio::fs::read_to_string(&path)
                         .await
                         .map_err(|e| e.to_string()),
-                    spec::Location::Url(url) => {
+                    spec::Location::Url(url) if Some(url.origin()) == origin => {
                         let fetched = client
                             .get(&url, &format!("GET {}", url.path()), None)
                             .await
                             .map_err(|e| e.message)?;
                         String::from_utf8(fetched.body.to_vec())
                             .map_err(|_| "not UTF-8 text".to_string())
+                    }
+                    spec::Location::Url(url) => {
+                        let response = client
+                            .http()
+                            .get(url.clone())
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if !response.status().is_success() {
+                            return Err(format!("HTTP {}", response.status().as_u16()));
+                        }
+                        response.text().await.map_err(|e| e.to_string())
                     }
                 }
             }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 
 use sha2::{Digest, Sha256};
@@ -59,10 +60,21 @@ impl Jobs {
 /// The trails open in this process, by file: a second engine (or any other
 /// opener) in the same process joins the writer already there, so one chain
 /// never has two writers.
-fn open_trails() -> &'static Mutex<HashMap<PathBuf, Weak<Jobs>>> {
-    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Jobs>>>> = OnceLock::new();
+fn open_trails() -> &'static Mutex<HashMap<PathBuf, OpenTrail>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, OpenTrail>>> = OnceLock::new();
     OPEN.get_or_init(Mutex::default)
 }
+
+/// A trail's writer in this process: its queue while handles hold it, and
+/// whether its thread is still writing (it drains its queue after the last
+/// handle has gone, and a new writer must not start before it is done).
+struct OpenTrail {
+    jobs: Weak<Jobs>,
+    writing: Arc<AtomicBool>,
+}
+
+/// Longest wait for a closing writer to finish before a new one starts.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A path as one trail is known by, whatever spelling opened it.
 fn trail_key(path: &Path) -> PathBuf {
@@ -145,13 +157,25 @@ impl AuditLog {
         let mut open = open_trails()
             .lock()
             .map_err(|_| fail("the register of open trails is poisoned".into()))?;
-        open.retain(|_, jobs| jobs.strong_count() > 0);
-        if let Some(jobs) = open.get(&key).and_then(Weak::upgrade) {
-            return Ok(Self {
-                path: path.to_path_buf(),
-                jobs,
-            });
+        if let Some(trail) = open.get(&key) {
+            if let Some(jobs) = trail.jobs.upgrade() {
+                return Ok(Self {
+                    path: path.to_path_buf(),
+                    jobs,
+                });
+            }
+            // The last handle has gone but its writer may still be writing.
+            let started = std::time::Instant::now();
+            while trail.writing.load(Ordering::Acquire) {
+                if started.elapsed() > DRAIN_WAIT {
+                    return Err(fail(
+                        "the previous writer of this trail has not finished".into(),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
+        open.retain(|_, trail| trail.writing.load(Ordering::Acquire));
         let head = last_record(path).map_err(fail)?;
         let file = OpenOptions::new()
             .create(true)
@@ -165,12 +189,23 @@ impl AuditLog {
             head,
             rotate_bytes: rotate_bytes.max(1),
         };
+        let writing = Arc::new(AtomicBool::new(true));
+        let done = Arc::clone(&writing);
         std::thread::Builder::new()
             .name("bluelamp-audit".into())
-            .spawn(move || writer.run(&queue))
+            .spawn(move || {
+                writer.run(&queue);
+                done.store(false, Ordering::Release);
+            })
             .map_err(|e| fail(format!("cannot start the writer: {e}")))?;
         let jobs = Arc::new(Jobs(Mutex::new(jobs)));
-        open.insert(key, Arc::downgrade(&jobs));
+        open.insert(
+            key,
+            OpenTrail {
+                jobs: Arc::downgrade(&jobs),
+                writing,
+            },
+        );
         Ok(Self {
             path: path.to_path_buf(),
             jobs,

@@ -671,12 +671,26 @@ impl Scan {
                                 }
                             }))
                             .buffered(4);
+                        let mut received = step;
                         while let Some(result) = pages.next().await {
                             if *remaining == Some(0) {
-                                break;
+                                return Ok(());
                             }
                             let (number, fetched) = result?;
-                            self.emit(fetched, number, set, tx, remaining).await?;
+                            received += self
+                                .emit(fetched, number, set, tx, remaining)
+                                .await?
+                                .records as u64;
+                        }
+                        // The offsets assumed full pages: one that held fewer
+                        // leaves records between it and the next unread.
+                        if received < total && *remaining != Some(0) {
+                            return Err(self.error(
+                                format!(
+                                    "{endpoint}: the answer says there are {total} records but its pages held {received}: a page held fewer than the {step} the first did, so records after it were never asked for; the query was stopped rather than return part of the answer"
+                                ),
+                                true,
+                            ));
                         }
                     }
                     _ => {

@@ -21,24 +21,14 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::located::{from_toml, line_of};
 use crate::report::sha256_hex;
 
 /// Interface styles a declaration may plan.
 pub const STYLES: &[&str] = &["openapi", "asyncapi", "graphql", "soap", "other"];
 
 /// A mistake in a declaration, located.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {field}: {message}")]
-pub struct IntentError {
-    /// The declaration's file, as given.
-    pub file: String,
-    /// Its line, from 1.
-    pub line: usize,
-    /// The field (`target_date`, `entity[2].name`, ...).
-    pub field: String,
-    /// What is wrong and how to put it right.
-    pub message: String,
-}
+pub type IntentError = crate::located::FileError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,12 +121,6 @@ impl Entry {
     }
 }
 
-/// The line (from 1) of a byte offset in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset.min(text.len()))
-        .map_or(1, |before| before.matches('\n').count() + 1)
-}
-
 /// Checks a declaration's text, read from `file`, against `today`.
 ///
 /// # Errors
@@ -148,22 +132,7 @@ pub fn check(text: &str, file: &str, today: NaiveDate) -> Result<Entry, Vec<Inte
         field: field.to_string(),
         message,
     };
-    let raw: Raw = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(1, |s| line_of(text, s.start));
-        let message = e.message().to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .unwrap_or("declaration")
-            .to_string();
-        vec![IntentError {
-            file: file.to_string(),
-            line,
-            field,
-            message,
-        }]
-    })?;
+    let raw: Raw = from_toml(text, file, "declaration").map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     for (field, value) in [
         ("supplier", &raw.supplier),

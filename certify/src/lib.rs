@@ -12,7 +12,14 @@
 //!   reported as not applicable when only a document is given.
 //! - [`live`] runs tier 2 against a configured `openapi` source and its live
 //!   system: the document served without credentials, answers matching their
-//!   schemas, pagination reaching every record once, filters exact.
+//!   schemas, pagination reaching every record once, filters exact; and,
+//!   with requests of its own, documented errors and 429, a deposit round
+//!   trip (with `--allow-writes`) and transport security.
+//! - [`interworking`] (tier 3) runs a scenario: a SQL workflow across two
+//!   suppliers' systems (retrieve from one, deposit into the other, read
+//!   back) and its SQL assertions, with every deposit's outcome as evidence.
+//! - [`located`] names the file, line and field of a mistake in a
+//!   declaration or a scenario.
 //! - [`report`] is what every check produces: Markdown for people and JSON
 //!   for registers, carrying the SHA-256 of the interface document, the
 //!   Bluelamp version, the date and the tier reached.
@@ -20,7 +27,10 @@
 //!   and that the document still has the hash it was certified with.
 
 pub mod intent;
+pub mod interworking;
 pub mod live;
+pub mod located;
+mod probes;
 pub mod published;
 pub mod report;
 pub mod signing;

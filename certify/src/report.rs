@@ -101,8 +101,14 @@ pub struct Report {
     pub bluelamp_version: String,
     /// When it was made (RFC 3339, UTC).
     pub date: String,
-    /// The document checked.
+    /// What was checked: the interface document (published), or the
+    /// scenario (interworking).
     pub subject: Subject,
+    /// The other files the result rests on, each with its hash: for an
+    /// interworking report, the workflow's SQL and every source's interface
+    /// document.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documents: Vec<Subject>,
     /// Every criterion, in order.
     pub criteria: Vec<Criterion>,
     /// The tier the subject reached in this run (`2` for published), if any.
@@ -137,9 +143,33 @@ impl Report {
             (Some(t), None) => t.clone(),
             _ => self.subject.location.clone(),
         };
-        out.push_str(&format!("- Interface: {title}\n"));
-        out.push_str(&format!("- Document: `{}`\n", self.subject.location));
-        out.push_str(&format!("- Document SHA-256: `{}`\n", self.subject.sha256));
+        let (what, file) = if self.check == "interworking" {
+            ("Scenario", "Scenario file")
+        } else {
+            ("Interface", "Document")
+        };
+        out.push_str(&format!("- {what}: {title}\n"));
+        out.push_str(&format!("- {file}: `{}`\n", self.subject.location));
+        out.push_str(&format!("- {file} SHA-256: `{}`\n", self.subject.sha256));
+        for d in &self.documents {
+            let title = d
+                .title
+                .as_ref()
+                .map(|t| {
+                    format!(
+                        "{t}{} ",
+                        d.version
+                            .as_ref()
+                            .map(|v| format!(" {v}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "- Also {title}`{}`, SHA-256 `{}`\n",
+                d.location, d.sha256
+            ));
+        }
         out.push_str(&format!(
             "- Checked by Bluelamp {} on {}\n",
             self.bluelamp_version, self.date
@@ -176,6 +206,52 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// The report over `criteria` for a `check` of `tier`: the tier is reached
+/// only when every criterion is met, none failing and none left unchecked.
+pub fn finish(check: &str, tier: u8, subject: Subject, criteria: Vec<Criterion>) -> Report {
+    let failed: Vec<&str> = criteria
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| c.id.as_str())
+        .collect();
+    let unchecked = criteria
+        .iter()
+        .filter(|c| c.outcome == Outcome::NotApplicable)
+        .count();
+    let (tier_reached, summary) = match (failed.is_empty(), unchecked) {
+        (true, 0) => (
+            Some(tier),
+            format!("Every criterion of tier {tier} ({check}) is met."),
+        ),
+        (true, n) => (
+            None,
+            format!(
+                "No criterion fails, but {n} could not be checked in this run, so tier {tier} is not reached."
+            ),
+        ),
+        (false, _) => (
+            None,
+            format!(
+                "{} criteri{} not met: {}.",
+                failed.len(),
+                if failed.len() == 1 { "on is" } else { "a are" },
+                failed.join(", ")
+            ),
+        ),
+    };
+    Report {
+        check: check.into(),
+        bluelamp_version: env!("CARGO_PKG_VERSION").to_string(),
+        date: now(),
+        subject,
+        documents: Vec::new(),
+        criteria,
+        tier_reached,
+        summary,
+        signature: None,
     }
 }
 

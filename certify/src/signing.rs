@@ -142,12 +142,23 @@ pub fn verify(
     key.verify_strict(&message(&report)?, &value).map_err(|_| {
         "the signature does not match: the report was altered after it was signed".to_string()
     })?;
-    let document_matches = document.map(|bytes| sha256_hex(bytes) == report.subject.sha256);
+    // The document may be the subject or any file the report rests on
+    // (an interworking report's workflow or interface documents).
+    let document_matches = document.map(|bytes| {
+        let hash = sha256_hex(bytes);
+        std::iter::once(&report.subject)
+            .chain(&report.documents)
+            .any(|d| d.sha256 == hash)
+    });
     if document_matches == Some(false) {
+        let certified: Vec<String> = std::iter::once(&report.subject)
+            .chain(&report.documents)
+            .map(|d| format!("{} ({})", d.sha256, d.location))
+            .collect();
         return Err(format!(
             "the document has changed since it was certified: its SHA-256 is {}, the report's {}",
             sha256_hex(document.unwrap_or_default()),
-            report.subject.sha256
+            certified.join(", ")
         ));
     }
     Ok(Verified {
@@ -176,6 +187,7 @@ mod tests {
                 title: Some("RMS".into()),
                 version: Some("5.1.0".into()),
             },
+            documents: Vec::new(),
             criteria: vec![Criterion::new(
                 "document.valid",
                 "valid",

@@ -35,7 +35,38 @@ pub enum CertifyCommand {
         /// policies apply, so use one who may read every table unfiltered.
         #[arg(long = "as", value_name = "USER", requires = "source")]
         as_user: Option<String>,
+        /// With --source, also deposit records (a valid one, one missing a
+        /// required field, an idempotent replay) and read them back: for a
+        /// test or sandbox system only. Without it the deposit round trip is
+        /// not run, and tier 2 is not reached.
+        #[arg(long, requires = "source")]
+        allow_writes: bool,
         /// The configuration that names the source.
+        #[arg(
+            long,
+            short = 'C',
+            default_value = "bluelamp.toml",
+            env = "BLUELAMP_CONFIG"
+        )]
+        config: PathBuf,
+        /// Sign the report with this Ed25519 key (made by `certify keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Tier 3: run an interworking scenario (a TOML file naming two or more
+    /// sources from different suppliers, a SQL workflow and SQL assertions)
+    /// against the configured systems; the report has every statement's
+    /// rows and every deposit's outcome. The workflow deposits for real:
+    /// run it against test systems.
+    Interworking {
+        /// The scenario file; e.g. queries/workflows/crime_references.toml.
+        scenario: PathBuf,
+        /// Run as this `[[user]]` (default: `[local] user`); policies apply.
+        #[arg(long = "as", value_name = "USER")]
+        as_user: Option<String>,
+        /// The configuration that names the scenario's sources.
         #[arg(
             long,
             short = 'C',
@@ -125,16 +156,16 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
             spec,
             source,
             as_user,
+            allow_writes,
             config,
             sign,
             output,
         } => {
-            let key = sign
-                .as_deref()
-                .map(bluelamp_certify::signing::load_key)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let mut report = match (spec, source) {
+            // A bad key is found before the checks run, not after.
+            if let Some(key) = &sign {
+                bluelamp_certify::signing::load_key(key).map_err(anyhow::Error::msg)?;
+            }
+            let report = match (spec, source) {
                 (Some(spec), _) => rt
                     .block_on(bluelamp_certify::published::check_document(&spec))
                     .map_err(anyhow::Error::msg)?,
@@ -144,20 +175,43 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                         config,
                         &source,
                         as_user.as_deref(),
+                        allow_writes,
                     ))
                     .map_err(anyhow::Error::msg)?
                 }
                 (None, None) => anyhow::bail!("give --spec FILE or --source NAME"),
             };
-            if let Some(key) = &key {
-                bluelamp_certify::signing::sign(&mut report, key).map_err(anyhow::Error::msg)?;
+            finish_report(report, sign.as_deref(), &output)
+        }
+        CertifyCommand::Interworking {
+            scenario,
+            as_user,
+            config,
+            sign,
+            output,
+        } => {
+            // The key and the scenario are checked before anything is sent.
+            if let Some(key) = &sign {
+                bluelamp_certify::signing::load_key(key).map_err(anyhow::Error::msg)?;
             }
-            output.emit(&report.to_markdown(), &report.to_json()?)?;
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            let scenario = match bluelamp_certify::interworking::load(&scenario) {
+                Ok(s) => s,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("error: {e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let config = bluelamp_engine::Config::load(&config)?;
+            let report = rt
+                .block_on(bluelamp_certify::interworking::run(
+                    &scenario,
+                    config,
+                    as_user.as_deref(),
+                ))
+                .map_err(anyhow::Error::msg)?;
+            finish_report(report, sign.as_deref(), &output)
         }
         CertifyCommand::Keygen { out } => {
             let (secret, public) =
@@ -214,6 +268,25 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// Signs `report` with the key in `sign`, if any, and writes it out; the
+/// exit code is 1 when a criterion failed.
+fn finish_report(
+    mut report: bluelamp_certify::Report,
+    sign: Option<&std::path::Path>,
+    output: &OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    if let Some(path) = sign {
+        let key = bluelamp_certify::signing::load_key(path).map_err(anyhow::Error::msg)?;
+        bluelamp_certify::signing::sign(&mut report, &key).map_err(anyhow::Error::msg)?;
+    }
+    output.emit(&report.to_markdown(), &report.to_json()?)?;
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Writes a secret key readable by its owner only, never over an existing file.

@@ -42,8 +42,20 @@ pub struct DemoArgs {
     /// every system and the endpoint accept connections.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["command", "file"])]
     listen: Option<SocketAddr>,
-    /// Faults for the HTTP systems, e.g. "latency=20ms,errors=0.05" (see `bluelamp simulate --help`).
-    #[arg(long, default_value = "none")]
+    /// Faults for the HTTP systems, comma-separated: transport faults such
+    /// as "latency=20ms,errors=0.05" (see `bluelamp simulate --help`), and
+    /// entries that make one system break its own documentation, for
+    /// `bluelamp certify` to catch:
+    ///
+    /// rms:doc-wrong-type      a record has a field of the wrong type;
+    /// rms:doc-ignore-filter   the crimes list ignores its documented filters;
+    /// rms:doc-repeat-page     a list answers its second page with the first;
+    /// rms:doc-skip-record     a walk without filters misses a record;
+    /// rms:doc-no-post         the document leaves out POST /crimes;
+    /// rms:doc-drop-deposits   POST /crimes answers 201 but stores nothing;
+    /// rms:doc-deposit-500     POST /crimes answers an undocumented 500;
+    /// rms:doc-no-retry-after  429 answers lack their documented Retry-After.
+    #[arg(long, default_value = "none", verbatim_doc_comment)]
     faults: Faults,
     #[command(flatten)]
     query: QueryArgs,

@@ -28,8 +28,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Faults to inject, e.g. "latency=50ms,errors=0.1,burst429=3,reset=0.05,malformed=0.05,drift=extra+missing+wrongtype";
-    /// `break=ignore-filter+repeat-page+wrong-type+no-post` makes RMS break
-    /// its own documentation, for `bluelamp certify` to catch.
+    /// `rms:doc-NAME` entries make RMS break its own documentation, for
+    /// `bluelamp certify` to catch (the names are in `bluelamp demo --help`).
     #[arg(long, default_value = "none")]
     faults: Faults,
 }

@@ -67,5 +67,7 @@ pub use error::{ErrorKind, QueryError};
 pub use listing::{TABLE_TYPES, TableEntry};
 pub use policy::Policy;
 pub use principal::{Clearance, Principal};
-pub use session::{Engine, Identity, PartitionedOutput, Planned, QueryOutput, Session, Statement};
+pub use session::{
+    Engine, Identity, PartitionedOutput, Planned, QueryOutput, Session, Statement, parse_statements,
+};
 pub use source::{ConnectedSource, FactoryRegistry, SourceError, SourceFactory};

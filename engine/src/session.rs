@@ -434,6 +434,34 @@ impl std::fmt::Display for Statement {
     }
 }
 
+impl Statement {
+    /// Whether the statement is an `INSERT` (a deposit into a source).
+    pub fn is_insert(&self) -> bool {
+        matches!(
+            &self.inner,
+            DFStatement::Statement(s) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Insert(_))
+        )
+    }
+}
+
+/// Splits text into statements (`;`-separated) without running them, as
+/// every front end parses SQL.
+///
+/// # Errors
+/// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
+pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
+    let dialect = GenericDialect {};
+    let statements: VecDeque<DFStatement> = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(QueryError::from)?;
+    Ok(statements
+        .into_iter()
+        .map(|inner| Statement { inner })
+        .collect())
+}
+
 /// A planned statement: its result schema is known before any row is fetched.
 /// Clones share nothing mutable, so a prepared statement can run many times.
 #[derive(Clone)]
@@ -622,16 +650,7 @@ impl Session {
     /// # Errors
     /// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
-        let dialect = GenericDialect {};
-        let statements: VecDeque<DFStatement> = DFParserBuilder::new(sql)
-            .with_dialect(&dialect)
-            .build()
-            .and_then(|mut p| p.parse_statements())
-            .map_err(QueryError::from)?;
-        Ok(statements
-            .into_iter()
-            .map(|inner| Statement { inner })
-            .collect())
+        parse_statements(sql)
     }
 
     /// Plans one statement.

@@ -235,52 +235,67 @@ async fn broken_documents_fail_the_first_criterion() {
     assert!(missing.unwrap_err().starts_with("cannot read "));
 }
 
-/// The demo's RMS at `faults`, and a config naming it as source `rms`.
-async fn rms(
+/// The demo's systems `kinds` at `faults`, and a config naming each as a
+/// source after its system.
+async fn systems(
+    kinds: &[bluelamp_simulators::http::SystemKind],
     faults: &str,
 ) -> (
-    bluelamp_simulators::http::RunningSystem,
+    Vec<bluelamp_simulators::http::RunningSystem>,
     bluelamp_engine::Config,
 ) {
-    use bluelamp_simulators::http::{SystemKind, SystemOptions, openapi_sources, start};
+    use bluelamp_simulators::http::{SystemOptions, openapi_sources, start};
     let force = std::sync::Arc::new(bluelamp_simulators::generate(5, 0.02, |_| {}));
     let options = SystemOptions {
         faults: faults.parse().unwrap(),
         ..SystemOptions::default()
     };
-    let system = start(
-        SystemKind::Rms,
-        force,
-        options.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let text = openapi_sources(std::slice::from_ref(&system), &options);
+    let mut running = Vec::new();
+    for kind in kinds {
+        running.push(
+            start(
+                *kind,
+                std::sync::Arc::clone(&force),
+                options.clone(),
+                "127.0.0.1:0".parse().unwrap(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let text = openapi_sources(&running, &options);
     let config =
         bluelamp_engine::Config::parse(&text, "certify.toml", std::env::temp_dir()).unwrap();
-    (system, config)
+    (running, config)
 }
 
+/// Tier 2 on the demo's RMS at `faults`, depositing (`--allow-writes`).
 async fn live(faults: &str) -> Report {
-    let (_system, config) = rms(faults).await;
-    bluelamp_certify::live::check_source(config, "rms", None)
+    let (_systems, config) = systems(&[bluelamp_simulators::http::SystemKind::Rms], faults).await;
+    bluelamp_certify::live::check_source(config, "rms", None, true)
         .await
         .unwrap()
 }
 
+const TIER_2: [&str; 10] = [
+    "document.valid",
+    "document.served",
+    "document.response_schemas",
+    "interface.bidirectional",
+    "live.schemas",
+    "live.pagination",
+    "live.filters",
+    "live.errors",
+    "deposit.round_trip",
+    "security.transport",
+];
+
 #[tokio::test]
-async fn the_clean_demo_rms_meets_every_live_criterion_it_checks() {
+async fn the_clean_demo_rms_reaches_tier_2() {
     let report = live("").await;
-    for id in [
-        "document.valid",
-        "document.served",
-        "document.response_schemas",
-        "interface.bidirectional",
-        "live.schemas",
-        "live.pagination",
-        "live.filters",
-    ] {
+    let ids: Vec<&str> = report.criteria.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, TIER_2);
+    for id in TIER_2 {
         assert_eq!(
             criterion(&report, id).outcome,
             Outcome::Pass,
@@ -288,6 +303,7 @@ async fn the_clean_demo_rms_meets_every_live_criterion_it_checks() {
             criterion(&report, id)
         );
     }
+    assert_eq!(report.tier_reached, Some(2), "{}", report.summary);
     assert!(criterion(&report, "document.served").evidence[0].contains("without credentials: 200"));
     assert!(
         criterion(&report, "live.filters")
@@ -297,48 +313,269 @@ async fn the_clean_demo_rms_meets_every_live_criterion_it_checks() {
         "{:?}",
         criterion(&report, "live.filters")
     );
-    // Criteria not checked live yet keep the tier from being claimed.
-    assert_eq!(
-        criterion(&report, "deposit.round_trip").outcome,
-        Outcome::NotApplicable
+    let errors = &criterion(&report, "live.errors").evidence;
+    for expected in [
+        "GET /crimes without credentials: 401, as documented",
+        "GET /crimes?offset=not-a-number: 400, as documented",
+        "GET /crimes: 429 with Retry-After: 1 after ",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "{expected}: {errors:?}"
+        );
+    }
+    let deposit = &criterion(&report, "deposit.round_trip").evidence;
+    for expected in [
+        "POST /crimes of {",
+        "GET /crimes?crime_reference=CRN/26/",
+        "the same record without required 'incident_urn' was refused: 400, as documented",
+        "the same record sent twice with Idempotency-Key: bluelamp-certify-",
+    ] {
+        assert!(
+            deposit.iter().any(|e| e.contains(expected)),
+            "{expected}: {deposit:?}"
+        );
+    }
+    let transport = &criterion(&report, "security.transport").evidence;
+    assert!(
+        transport
+            .iter()
+            .any(|e| e.contains("a credential in the query string (access_token=...) was refused")),
+        "{transport:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_allow_writes_the_deposit_is_not_run_and_the_tier_not_reached() {
+    let (_systems, config) = systems(&[bluelamp_simulators::http::SystemKind::Rms], "").await;
+    let report = bluelamp_certify::live::check_source(config, "rms", None, false)
+        .await
+        .unwrap();
+    let deposit = criterion(&report, "deposit.round_trip");
+    assert_eq!(deposit.outcome, Outcome::NotApplicable);
+    assert!(
+        deposit.evidence[0].contains("--allow-writes"),
+        "{deposit:?}"
     );
     assert_eq!(report.tier_reached, None);
     assert!(report.passed());
 }
 
+/// Checks that `fault` fails exactly `broken`, with evidence containing
+/// `evidence`.
+async fn fails_exactly(fault: &str, broken: &str, evidence: &str) {
+    let report = live(fault).await;
+    let failed: Vec<&str> = report
+        .criteria
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(failed, [broken], "{fault}: {:#?}", report.criteria);
+    let c = criterion(&report, broken);
+    assert!(
+        c.evidence.iter().any(|e| e.contains(evidence)),
+        "{fault}: {:?}",
+        c.evidence
+    );
+    assert_eq!(report.tier_reached, None);
+}
+
 #[tokio::test]
-async fn each_broken_behaviour_fails_exactly_its_criterion() {
-    for (fault, broken, evidence) in [
-        ("break=ignore-filter", "live.filters", "GET /crimes?"),
-        (
-            "break=repeat-page",
-            "live.pagination",
-            "GET /crimes: a walk in pages of 25 returned the same record twice",
-        ),
-        (
-            "break=wrong-type",
-            "live.schemas",
-            "does not match the documented schema",
-        ),
-        (
-            "break=no-post",
-            "interface.bidirectional",
-            "no entity can be both retrieved",
-        ),
-    ] {
-        let report = live(fault).await;
-        let failed: Vec<&str> = report
-            .criteria
-            .iter()
-            .filter(|c| c.outcome == Outcome::Fail)
-            .map(|c| c.id.as_str())
-            .collect();
-        assert_eq!(failed, [broken], "{fault}: {:#?}", report.criteria);
-        let c = criterion(&report, broken);
-        assert!(
-            c.evidence.iter().any(|e| e.contains(evidence)),
-            "{fault}: {:?}",
-            c.evidence
-        );
+async fn an_ignored_filter_fails_live_filters() {
+    fails_exactly("rms:doc-ignore-filter", "live.filters", "GET /crimes?").await;
+}
+
+#[tokio::test]
+async fn a_repeated_page_fails_live_pagination() {
+    fails_exactly(
+        "rms:doc-repeat-page",
+        "live.pagination",
+        "GET /crimes: a walk in pages of 25 returned the same record twice",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_record_missing_from_the_walk_fails_live_pagination() {
+    fails_exactly(
+        "rms:doc-skip-record",
+        "live.pagination",
+        "GET /crimes: two walks differ",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_fails_live_schemas() {
+    fails_exactly(
+        "rms:doc-wrong-type",
+        "live.schemas",
+        "does not match the documented schema",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_document_without_post_fails_bidirectional() {
+    fails_exactly(
+        "rms:doc-no-post",
+        "interface.bidirectional",
+        "no entity can be both retrieved",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_deposit_accepted_but_never_stored_fails_the_round_trip() {
+    fails_exactly(
+        "rms:doc-drop-deposits",
+        "deposit.round_trip",
+        "accepted the record (crime_reference CRN/26/",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_undocumented_500_on_deposit_fails_the_round_trip() {
+    fails_exactly(
+        "rms:doc-deposit-500",
+        "deposit.round_trip",
+        "POST /crimes: a valid record was not accepted: 500, which the document does not list",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_fails_live_errors() {
+    fails_exactly(
+        "rms:doc-no-retry-after",
+        "live.errors",
+        "without the Retry-After header its document promises",
+    )
+    .await;
+}
+
+/// The shipped scenario, run on fresh demo C&C and RMS systems at `faults`.
+async fn interworking(
+    faults: &str,
+) -> (
+    Report,
+    bluelamp_engine::Config,
+    Vec<bluelamp_simulators::http::RunningSystem>,
+) {
+    use bluelamp_simulators::http::SystemKind;
+    let (running, config) = systems(&[SystemKind::Cad, SystemKind::Rms], faults).await;
+    let scenario = bluelamp_certify::interworking::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries/workflows/crime_references.toml"),
+    )
+    .unwrap();
+    let report = bluelamp_certify::interworking::run(&scenario, config.clone(), None)
+        .await
+        .unwrap();
+    (report, config, running)
+}
+
+#[tokio::test]
+async fn the_crime_reference_scenario_reaches_tier_3_on_the_clean_demo() {
+    let (report, config, running) = interworking("").await;
+    for c in &report.criteria {
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
     }
+    assert_eq!(report.tier_reached, Some(3), "{}", report.summary);
+    let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["check"], "interworking");
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries/workflows/crime_references.toml");
+    assert_eq!(
+        json["subject"]["sha256"],
+        sha256_hex(&std::fs::read(&scenario).unwrap())
+    );
+    // The workflow's SQL and both interface documents, each with its hash.
+    let documents = json["documents"].as_array().unwrap();
+    assert_eq!(documents.len(), 3, "{documents:?}");
+    assert_eq!(
+        documents[0]["sha256"],
+        sha256_hex(&std::fs::read(scenario.with_file_name("record_missing_crimes.sql")).unwrap())
+    );
+    assert_eq!(documents[1]["location"], running[0].openapi_url());
+    assert_eq!(documents[2]["location"], running[1].openapi_url());
+    let workflow = criterion(&report, "interworking.workflow");
+    assert!(
+        workflow
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("deposits into rms.crimes: ") && e.ends_with(" stored")),
+        "{workflow:?}"
+    );
+    assert!(
+        workflow
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("identifiers assigned by rms.crimes: CRN/26/")),
+        "{workflow:?}"
+    );
+    for id in [
+        "assert.crn-in-cad",
+        "assert.deposits-retrievable",
+        "assert.cad-shows-rms-reference",
+    ] {
+        assert_eq!(criterion(&report, id).outcome, Outcome::Pass);
+    }
+    // Run again on the same systems: nothing is left to record, so the run
+    // proves nothing and claims no tier.
+    let scenario = bluelamp_certify::interworking::load(&scenario).unwrap();
+    let again = bluelamp_certify::interworking::run(&scenario, config, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        criterion(&again, "interworking.preconditions").outcome,
+        Outcome::NotApplicable
+    );
+    assert_eq!(
+        criterion(&again, "interworking.workflow").outcome,
+        Outcome::NotApplicable
+    );
+    assert_eq!(again.tier_reached, None);
+}
+
+#[tokio::test]
+async fn the_scenario_fails_when_rms_drops_deposits() {
+    let (report, _, _running) = interworking("rms:doc-drop-deposits").await;
+    let failed: Vec<&str> = report
+        .criteria
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["assert.crn-in-cad", "assert.deposits-retrievable"],
+        "{:#?}",
+        report.criteria
+    );
+    let missing = criterion(&report, "assert.deposits-retrievable");
+    assert!(
+        missing.evidence[0].contains("rows where none were expected: 1, CRN/26/"),
+        "{missing:?}"
+    );
+    assert_eq!(report.tier_reached, None);
+}
+
+#[tokio::test]
+async fn a_scenario_naming_a_source_the_config_lacks_is_refused() {
+    use bluelamp_simulators::http::SystemKind;
+    let (_running, config) = systems(&[SystemKind::Rms], "").await;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries/workflows/crime_references.toml");
+    let scenario = bluelamp_certify::interworking::load(&path).unwrap();
+    let e = bluelamp_certify::interworking::run(&scenario, config, None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.ends_with(
+            "crime_references.toml:19: source 'cad' is not in the configuration (its sources: rms)"
+        ),
+        "{e}"
+    );
 }

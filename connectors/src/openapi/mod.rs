@@ -39,7 +39,7 @@ use reqwest::Url;
 pub use config::{AuthConfig, OpenApiConfig};
 pub use provider::{OpenApiSchemaProvider, OpenApiTableProvider};
 
-use client::ApiClient;
+use client::{ApiClient, Client};
 use spec::Document;
 
 /// The factory for `kind = "openapi"`.
@@ -88,114 +88,13 @@ impl SourceFactory for OpenApiSourceFactory {
     }
 
     async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
-        let config: OpenApiConfig = source
-            .options()
-            .map_err(|e| SourceError::new(source, e.to_string()))?;
-        // The document is fetched with the source's credentials, except OAuth2,
-        // whose token endpoint the document itself may name.
-        let extra_headers = config
-            .headers
-            .iter()
-            .map(|(name, value)| config::ExtraHeader::parse(name, value))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| SourceError::new(source, m))?;
-        let document_auth = match &config.auth {
-            AuthConfig::Oauth2 { .. } => AuthConfig::None,
-            other => other.clone(),
-        };
-        let client = ApiClient::new(
-            document_auth,
-            None,
-            config.timeout,
-            config.concurrency,
-            config.rate_limit,
-            config.retries,
-        )
-        .map_err(|e| SourceError::new(source, e))?
-        .with_headers(extra_headers.clone());
-        let (text, fetched_from) = load_document(source, &config, &client).await?;
-        let doc = Document::parse(&text)
-            .map_err(|e| SourceError::new(source, format!("{}: {e}", config.spec)))?;
-        let root = match &fetched_from {
-            Some(url) => spec::Location::Url(url.clone()),
-            None => spec::Location::File(source.resolve_path(&config.spec)),
-        };
-        // The source's credentials go only to the document's own origin; a
-        // file elsewhere is fetched without them.
-        let origin = fetched_from.as_ref().map(Url::origin);
-        let (doc, mut file_warnings) = spec::bundle(doc, root, |location| {
-            let client = &client;
-            let origin = origin.clone();
-            async move {
-                match location {
-                    spec::Location::File(path) => tokio::fs::read_to_string(&path)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    spec::Location::Url(url) if Some(url.origin()) == origin => {
-                        let fetched = client
-                            .get(&url, &format!("GET {}", url.path()), None)
-                            .await
-                            .map_err(|e| e.message)?;
-                        String::from_utf8(fetched.body.to_vec())
-                            .map_err(|_| "not UTF-8 text".to_string())
-                    }
-                    spec::Location::Url(url) => {
-                        let response = client
-                            .http()
-                            .get(url.clone())
-                            .send()
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if !response.status().is_success() {
-                            return Err(format!("HTTP {}", response.status().as_u16()));
-                        }
-                        response.text().await.map_err(|e| e.to_string())
-                    }
-                }
-            }
-        })
-        .await;
-        let base = base_url(&config, &doc, fetched_from.as_ref())
-            .map_err(|e| SourceError::new(source, e))?;
-        let token_url = match &config.auth {
-            AuthConfig::Oauth2 { token_url, .. } => {
-                let raw = token_url
-                    .clone()
-                    .or_else(|| doc.oauth2_token_url().map(str::to_string));
-                match raw {
-                    Some(u) => Some(base.join(&u).map_err(|e| {
-                        SourceError::new(source, format!("bad OAuth2 token URL {u}: {e}"))
-                    })?),
-                    None => {
-                        return Err(SourceError::new(
-                            source,
-                            "auth is oauth2 but neither auth.token_url nor the document names a token URL",
-                        ));
-                    }
-                }
-            }
-            _ => None,
-        };
-        let client = Arc::new(
-            ApiClient::new(
-                config.auth.clone(),
-                token_url,
-                config.timeout,
-                config.concurrency,
-                config.rate_limit,
-                config.retries,
-            )
-            .map_err(|e| SourceError::new(source, e))?
-            .with_headers(extra_headers)
-            .with_on_behalf_of(
-                config
-                    .on_behalf_of
-                    .as_deref()
-                    .map(config::OnBehalfOf::parse)
-                    .transpose()
-                    .map_err(|m| SourceError::new(source, m))?,
-            ),
-        );
+        let Opened {
+            config,
+            doc,
+            warnings: mut file_warnings,
+            base,
+            client,
+        } = open(source).await?;
         let (tables, warnings) = discovery::discover(&doc, &config.tables);
         file_warnings.extend(warnings);
         file_warnings.extend(missing_headers(&doc, &config));
@@ -219,6 +118,144 @@ impl SourceFactory for OpenApiSourceFactory {
             insert_only,
         })
     }
+}
+
+/// A source's document (bundled, with the warnings reading it gave), its
+/// base URL and its configured client: what every table of the source
+/// shares, and what `bluelamp certify` probes the live system with.
+pub struct Opened {
+    /// The source's options.
+    pub config: OpenApiConfig,
+    /// The document, with every file it refers to.
+    pub doc: Document,
+    /// What reading the document found wrong but could work around.
+    pub warnings: Vec<String>,
+    /// Where the document's operations are, relative to which paths resolve.
+    pub base: Url,
+    /// The client, with the source's credentials, limits and headers.
+    pub client: Client,
+}
+
+/// Reads source `source`'s document and makes its client.
+///
+/// # Errors
+/// A configuration that cannot be used, or a document that cannot be read.
+pub async fn open(source: &SourceConfig) -> Result<Opened, SourceError> {
+    let config: OpenApiConfig = source
+        .options()
+        .map_err(|e| SourceError::new(source, e.to_string()))?;
+    // The document is fetched with the source's credentials, except OAuth2,
+    // whose token endpoint the document itself may name.
+    let extra_headers = config
+        .headers
+        .iter()
+        .map(|(name, value)| config::ExtraHeader::parse(name, value))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| SourceError::new(source, m))?;
+    let document_auth = match &config.auth {
+        AuthConfig::Oauth2 { .. } => AuthConfig::None,
+        other => other.clone(),
+    };
+    let client = ApiClient::new(
+        document_auth,
+        None,
+        config.timeout,
+        config.concurrency,
+        config.rate_limit,
+        config.retries,
+    )
+    .map_err(|e| SourceError::new(source, e))?
+    .with_headers(extra_headers.clone());
+    let (text, fetched_from) = load_document(source, &config, &client).await?;
+    let doc = Document::parse(&text)
+        .map_err(|e| SourceError::new(source, format!("{}: {e}", config.spec)))?;
+    let root = match &fetched_from {
+        Some(url) => spec::Location::Url(url.clone()),
+        None => spec::Location::File(source.resolve_path(&config.spec)),
+    };
+    // The source's credentials go only to the document's own origin; a
+    // file elsewhere is fetched without them.
+    let origin = fetched_from.as_ref().map(Url::origin);
+    let (doc, file_warnings) = spec::bundle(doc, root, |location| {
+        let client = &client;
+        let origin = origin.clone();
+        async move {
+            match location {
+                spec::Location::File(path) => tokio::fs::read_to_string(&path)
+                    .await
+                    .map_err(|e| e.to_string()),
+                spec::Location::Url(url) if Some(url.origin()) == origin => {
+                    let fetched = client
+                        .get(&url, &format!("GET {}", url.path()), None)
+                        .await
+                        .map_err(|e| e.message)?;
+                    String::from_utf8(fetched.body.to_vec())
+                        .map_err(|_| "not UTF-8 text".to_string())
+                }
+                spec::Location::Url(url) => {
+                    let response = client
+                        .http()
+                        .get(url.clone())
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !response.status().is_success() {
+                        return Err(format!("HTTP {}", response.status().as_u16()));
+                    }
+                    response.text().await.map_err(|e| e.to_string())
+                }
+            }
+        }
+    })
+    .await;
+    let base =
+        base_url(&config, &doc, fetched_from.as_ref()).map_err(|e| SourceError::new(source, e))?;
+    let token_url = match &config.auth {
+        AuthConfig::Oauth2 { token_url, .. } => {
+            let raw = token_url
+                .clone()
+                .or_else(|| doc.oauth2_token_url().map(str::to_string));
+            match raw {
+                Some(u) => Some(base.join(&u).map_err(|e| {
+                    SourceError::new(source, format!("bad OAuth2 token URL {u}: {e}"))
+                })?),
+                None => {
+                    return Err(SourceError::new(
+                        source,
+                        "auth is oauth2 but neither auth.token_url nor the document names a token URL",
+                    ));
+                }
+            }
+        }
+        _ => None,
+    };
+    let client = Arc::new(
+        ApiClient::new(
+            config.auth.clone(),
+            token_url,
+            config.timeout,
+            config.concurrency,
+            config.rate_limit,
+            config.retries,
+        )
+        .map_err(|e| SourceError::new(source, e))?
+        .with_headers(extra_headers)
+        .with_on_behalf_of(
+            config
+                .on_behalf_of
+                .as_deref()
+                .map(config::OnBehalfOf::parse)
+                .transpose()
+                .map_err(|m| SourceError::new(source, m))?,
+        ),
+    );
+    Ok(Opened {
+        config,
+        doc,
+        warnings: file_warnings,
+        base,
+        client,
+    })
 }
 
 /// A warning for each header the document requires that the source does

@@ -1,10 +1,12 @@
 //! Fault injection, off by default: what a real supplier system does on a bad day.
 //!
 //! Written as `--faults "latency=50ms,errors=0.1,burst429=3,reset=0.05,malformed=0.05,drift=extra+missing+wrongtype,seed=7"`.
-//! `break=ignore-filter+repeat-page+wrong-type+no-post` makes RMS break its
-//! own documentation (for `bluelamp certify` to catch): the crimes list ignores
-//! its filters, repeats a page, returns a field of the wrong type; the document
-//! leaves out the create operation.
+//! `SYSTEM:doc-BREAK` entries make one system break its own documentation,
+//! for `bluelamp certify` to catch (see [`BREAKS`]): `rms:doc-wrong-type`,
+//! `rms:doc-ignore-filter`, `rms:doc-repeat-page`, `rms:doc-skip-record`,
+//! `rms:doc-no-post`, `rms:doc-drop-deposits`, `rms:doc-deposit-500`,
+//! `rms:doc-no-retry-after`. (`break=a+b` applies the same breaks to
+//! whichever system is started with it.)
 //! Writes can also be failed by number: `fail_writes=57-59` answers the 57th
 //! to 59th POST with 500 without acting; `reset_writes=12` acts on the 12th
 //! and cuts the connection before the answer.
@@ -52,6 +54,21 @@ pub struct Faults {
     /// The RMS document leaves out its create operation (`break=no-post`):
     /// crimes can be retrieved but, as documented, not deposited.
     pub no_post: bool,
+    /// An RMS list read without filters leaves out the record that would
+    /// open its second page (`break=skip-record`): a walk misses a record,
+    /// and which one depends on the page size.
+    pub skip_record: bool,
+    /// RMS answers `POST /crimes` with 201 and a new crime reference, but
+    /// never stores the crime (`break=drop-deposits`).
+    pub drop_deposits: bool,
+    /// RMS answers every `POST /crimes` with 500, which its document does
+    /// not list (`break=deposit-500`).
+    pub deposit_500: bool,
+    /// RMS answers 429 without `Retry-After`, which its document promises
+    /// (`break=no-retry-after`).
+    pub no_retry_after: bool,
+    /// `SYSTEM:doc-BREAK` entries, applied by [`Faults::for_system`].
+    pub scoped: Vec<(String, String)>,
     /// Seed for deciding which requests fail.
     pub seed: u64,
 }
@@ -71,7 +88,76 @@ pub enum Action {
     Malformed,
 }
 
+/// The ways a system can break its documentation, each `(name, what it
+/// does)`; written `SYSTEM:doc-NAME` (only `rms` has them).
+pub const BREAKS: &[(&str, &str)] = &[
+    ("wrong-type", "a record has a field of the wrong type"),
+    (
+        "ignore-filter",
+        "the crimes list ignores its documented filters",
+    ),
+    (
+        "repeat-page",
+        "a list answers its second page with the first again",
+    ),
+    (
+        "skip-record",
+        "a walk without filters misses the record that opens page 2",
+    ),
+    ("no-post", "the document leaves out POST /crimes"),
+    (
+        "drop-deposits",
+        "POST /crimes answers 201 but never stores the crime",
+    ),
+    ("deposit-500", "POST /crimes answers an undocumented 500"),
+    (
+        "no-retry-after",
+        "429 answers lack their documented Retry-After",
+    ),
+];
+
+/// Systems that can break their documentation.
+const BREAKABLE: &[&str] = &["rms"];
+
 impl Faults {
+    /// Sets the break called `name` (without its `doc-`).
+    fn set_break(&mut self, name: &str) -> Result<(), String> {
+        match name {
+            "wrong-type" => self.drift_wrong_type = true,
+            "ignore-filter" => self.ignore_filters = true,
+            "repeat-page" => self.repeat_page = true,
+            "skip-record" => self.skip_record = true,
+            "no-post" => self.no_post = true,
+            "drop-deposits" => self.drop_deposits = true,
+            "deposit-500" => self.deposit_500 = true,
+            "no-retry-after" => self.no_retry_after = true,
+            other => {
+                let names: Vec<&str> = BREAKS.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "unknown break '{other}' (use {})",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The faults system `name` applies: these, with the `name:doc-...`
+    /// entries set and every other system's left out.
+    pub fn for_system(&self, name: &str) -> Self {
+        let mut out = Self {
+            scoped: Vec::new(),
+            ..self.clone()
+        };
+        for (system, brk) in &self.scoped {
+            if system == name {
+                // Checked when parsed.
+                let _ = out.set_break(brk);
+            }
+        }
+        out
+    }
+
     /// No faults at all.
     pub fn none() -> Self {
         Self::default()
@@ -132,6 +218,24 @@ impl FromStr for Faults {
             return Ok(faults);
         }
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some((system, rest)) = part.split_once(':')
+                && !part.contains('=')
+            {
+                let system = system.trim();
+                let brk = rest.trim().strip_prefix("doc-").ok_or_else(|| {
+                    format!("'{part}': write a system's break as {system}:doc-NAME, e.g. rms:doc-wrong-type")
+                })?;
+                if !BREAKABLE.contains(&system) {
+                    return Err(format!(
+                        "'{part}': only {} can break its documentation",
+                        BREAKABLE.join(", ")
+                    ));
+                }
+                // Checked now, so a typo fails here rather than at start.
+                Faults::default().set_break(brk)?;
+                faults.scoped.push((system.to_string(), brk.to_string()));
+                continue;
+            }
             let (key, value) = part
                 .split_once('=')
                 .ok_or_else(|| format!("fault '{part}' needs a value, e.g. errors=0.1"))?;
@@ -165,17 +269,7 @@ impl FromStr for Faults {
                 }
                 "break" => {
                     for part in value.split('+') {
-                        match part.trim() {
-                            "ignore-filter" => faults.ignore_filters = true,
-                            "repeat-page" => faults.repeat_page = true,
-                            "wrong-type" => faults.drift_wrong_type = true,
-                            "no-post" => faults.no_post = true,
-                            other => {
-                                return Err(format!(
-                                    "unknown break '{other}' (use ignore-filter, repeat-page, wrong-type, no-post)"
-                                ));
-                            }
-                        }
+                        faults.set_break(part.trim())?;
                     }
                 }
                 "drift" => {
@@ -263,6 +357,26 @@ mod tests {
         assert!("errors=2".parse::<Faults>().is_err());
         assert!("bogus=1".parse::<Faults>().is_err());
         assert!("drift=sideways".parse::<Faults>().is_err());
+    }
+
+    #[test]
+    fn breaks_are_scoped_to_their_system() {
+        let f: Faults = "rms:doc-drop-deposits, rms:doc-no-retry-after,latency=5ms"
+            .parse()
+            .unwrap();
+        let rms = f.for_system("rms");
+        assert!(rms.drop_deposits && rms.no_retry_after && !rms.deposit_500);
+        assert_eq!(rms.latency, Duration::from_millis(5));
+        let cad = f.for_system("cad");
+        assert!(!cad.drop_deposits && !cad.no_retry_after);
+        assert_eq!(cad.latency, Duration::from_millis(5));
+        for bad in ["rms:wrong-type", "cad:doc-wrong-type", "rms:doc-sideways"] {
+            assert!(bad.parse::<Faults>().is_err(), "{bad}");
+        }
+        for (name, _) in BREAKS {
+            let f: Faults = format!("rms:doc-{name}").parse().unwrap();
+            assert!(f.for_system("rms").any(), "{name}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod rms;
 mod server;
 pub mod stops;
 
-pub use faults::{Action, Faults};
+pub use faults::{Action, BREAKS, Faults};
 pub use server::{RunningSystem, Stats, SystemKind, SystemOptions, start};
 
 /// Bluelamp config text for a running force: the HTTP systems through their

@@ -217,7 +217,7 @@ fn admit(state: &RmsState, headers: &HeaderMap) -> Result<(), Response> {
         }
         window.1 += 1;
         if window.1 > state.rate_limit {
-            return Err(too_many_requests());
+            return Err(too_many_requests(&state.faults));
         }
     }
     Ok(())
@@ -241,12 +241,17 @@ fn offset_page(
 ) -> Result<Response, String> {
     let offset = params.number("offset", 0, 0, u64::MAX)? as usize;
     let limit = params.number("limit", PAGE_DEFAULT, 1, PAGE_MAX)? as usize;
-    let matching: Vec<usize> = records
+    let mut matching: Vec<usize> = records
         .iter()
         .enumerate()
         .filter(|(_, r)| faults.ignore_filters || keep(r))
         .map(|(n, _)| n)
         .collect();
+    // A walk without filters in pages of `limit` never sees the record that
+    // would open its second page (the total agrees, so nothing looks amiss).
+    if faults.skip_record && matching.len() == records.len() && matching.len() > limit {
+        matching.remove(limit);
+    }
     // The second page answered with the first again.
     let offset = if faults.repeat_page && offset == limit {
         0
@@ -524,6 +529,10 @@ async fn create_crime(
             return replay;
         }
     }
+    if state.faults.deposit_500 {
+        // Not a status the document lists for this operation.
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    }
     let problems = validate_new_crime(&payload);
     if !problems.is_empty() {
         let fields: Vec<Value> = problems
@@ -550,11 +559,13 @@ async fn create_crime(
         object.entry("restricted").or_insert(json!(false));
         object.entry("outcome_code").or_insert(Value::Null);
     }
-    let Ok(mut crimes) = state.crimes.write() else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal state poisoned");
-    };
-    crimes.push(record.clone());
-    drop(crimes);
+    // Under `drop-deposits` the crime is acknowledged and never stored.
+    if !state.faults.drop_deposits {
+        let Ok(mut crimes) = state.crimes.write() else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal state poisoned");
+        };
+        crimes.push(record.clone());
+    }
     if let (Some(key), Ok(mut map)) = (key, state.idempotency.lock()) {
         map.insert(key, (payload, 201, record.clone()));
     }

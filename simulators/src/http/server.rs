@@ -243,6 +243,11 @@ pub async fn start(
     options: SystemOptions,
     addr: SocketAddr,
 ) -> std::io::Result<RunningSystem> {
+    // Only this system's `SYSTEM:doc-...` breaks apply to it.
+    let options = SystemOptions {
+        faults: options.faults.for_system(kind.name()),
+        ..options
+    };
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let url = format!("http://{local}");
@@ -330,7 +335,7 @@ async fn account(State(common): State<Common>, request: Request, next: Next) -> 
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             "simulated server error",
         ),
-        Action::TooManyRequests => too_many_requests(),
+        Action::TooManyRequests => too_many_requests(&common.faults),
         Action::Serve | Action::Reset | Action::Malformed => next.run(request).await,
     };
     let records = response
@@ -382,15 +387,17 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
-/// 429 with `Retry-After: 1`.
-pub(crate) fn too_many_requests() -> Response {
+/// 429 with `Retry-After: 1` (without it under `no-retry-after`).
+pub(crate) fn too_many_requests(faults: &Faults) -> Response {
     let mut response = error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate limit exceeded; retry after 1 second",
     );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if !faults.no_retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 

@@ -369,6 +369,7 @@ fn demo_listen_serves_the_systems_until_sigterm() {
             "rms",
             "--as",
             "officer",
+            "--allow-writes",
             "--json",
         ],
     );
@@ -394,9 +395,42 @@ fn demo_listen_serves_the_systems_until_sigterm() {
         "live.schemas",
         "live.pagination",
         "live.filters",
+        "live.errors",
+        "deposit.round_trip",
+        "security.transport",
     ] {
         assert_eq!(outcome(id), "pass", "{id}: {report}");
     }
+    assert_eq!(report["tier_reached"], 2, "{report}");
+    // Tier 3 on the running demo: the shipped C&C/RMS scenario.
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../queries/workflows/crime_references.toml")
+        .display()
+        .to_string();
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "certify",
+            "interworking",
+            &scenario,
+            "--config",
+            &config,
+            "--as",
+            "officer",
+        ],
+    );
+    let markdown = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{markdown}",
+        text(&out.stderr)
+    );
+    assert!(
+        markdown.starts_with("# Bluelamp certification: interworking"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("- Tier reached: tier 3"), "{markdown}");
     let out = bluelamp(
         tmp.path(),
         &[
@@ -418,6 +452,52 @@ fn demo_listen_serves_the_systems_until_sigterm() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn demo_help_lists_every_way_a_system_can_break_its_documentation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bluelamp(tmp.path(), &["demo", "--help"]);
+    let help = text(&out.stdout);
+    for (name, _) in bluelamp_simulators::http::BREAKS {
+        assert!(help.contains(&format!("rms:doc-{name} ")), "{name}: {help}");
+    }
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "demo",
+            "--scale",
+            "0.01",
+            "--faults",
+            "rms:doc-sideways",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown break 'sideways'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn certify_interworking_names_the_line_of_each_mistake() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("flow.sql"), "SELECT 1;").unwrap();
+    std::fs::write(
+        tmp.path().join("scenario.toml"),
+        "name = \"x\"\nworkflow = \"flow.sql\"\n\n[[source]]\nname = \"cad\"\nsupplier = \"A\"\n\n[[source]]\nname = \"rms\"\nsupplier = \"B\"\n\n[[assert]]\ntitle = \"t\"\nsql = \"SELECT 1\"\nexpect = \"maybe\"\n",
+    )
+    .unwrap();
+    let out = bluelamp(tmp.path(), &["certify", "interworking", "scenario.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: scenario.toml:2: workflow: flow.sql has no INSERT: a workflow deposits into one system what it retrieved from another\n\
+         error: scenario.toml:15: assert[1].expect: 'maybe' is not an expectation: use \"no rows\", \"rows\" or \"true\""
+    );
 }
 
 #[test]

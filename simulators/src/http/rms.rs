@@ -322,19 +322,32 @@ async fn list_crimes(
             .crimes
             .read()
             .map_err(|_| "internal state poisoned".to_string())?;
+        let any = crns.is_some()
+            || urns.is_some()
+            || offences.is_some()
+            || statuses.is_some()
+            || from.is_some()
+            || to.is_some();
         offset_page(
             &crimes,
             &params,
             |c| {
-                let recorded = field(c, "recorded_at")
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc));
+                if !any {
+                    return true;
+                }
+                let in_range = || {
+                    // Parsed only when a range is asked for: most lists are not.
+                    let recorded = field(c, "recorded_at")
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc));
+                    from.is_none_or(|f| recorded.is_some_and(|r| r >= f))
+                        && to.is_none_or(|t| recorded.is_some_and(|r| r < t))
+                };
                 in_list(&crns, field(c, "crime_reference"))
                     && in_list(&urns, field(c, "incident_urn"))
                     && in_list(&offences, field(c, "offence_code"))
                     && in_list(&statuses, field(c, "status"))
-                    && from.is_none_or(|f| recorded.is_some_and(|r| r >= f))
-                    && to.is_none_or(|t| recorded.is_some_and(|r| r < t))
+                    && ((from.is_none() && to.is_none()) || in_range())
             },
             &state.faults,
             "outcome_code",
@@ -360,7 +373,7 @@ async fn list_people(
     offset_page(
         &state.people,
         &params,
-        |p| in_list(&ids, field(p, "person_id")),
+        |p| ids.is_none() || in_list(&ids, field(p, "person_id")),
         &state.faults,
         "birth_year",
         ("birth_year", json!("nineteen-eighty")),
@@ -392,9 +405,10 @@ async fn list_links(
         &state.links,
         &params,
         |l| {
-            in_list(&crns, field(l, "crime_reference"))
+            let any = crns.is_some() || ids.is_some() || roles.is_some();
+            !any || (in_list(&crns, field(l, "crime_reference"))
                 && in_list(&ids, field(l, "person_id"))
-                && in_list(&roles, field(l, "role"))
+                && in_list(&roles, field(l, "role")))
         },
         &state.faults,
         // Every field of a link is required, so there is no optional one to drop.

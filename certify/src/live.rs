@@ -126,6 +126,20 @@ pub async fn check_source(
         .filter(|t| t.readable && t.path_params.is_empty())
         .collect();
     let mut probes = Probes::new(opened, untrusted);
+    // Each list's first page, raw, against its documented item schema.
+    let (bad, undocumented) = probes.sample_schemas(&lists).await;
+    if let Some(schemas) = criteria.iter_mut().find(|c| c.id == "live.schemas") {
+        if !bad.is_empty() {
+            schemas.outcome = Outcome::Fail;
+            schemas.evidence.extend(bad);
+        } else if schemas.outcome == Outcome::Pass {
+            schemas.evidence.push(format!(
+                "the first page of each of {} lists, read raw, matched its item schema field by field (type, format, enum, required, nullability)",
+                lists.len()
+            ));
+        }
+        schemas.evidence.extend(undocumented);
+    }
     criteria.push(probes.errors(&lists).await);
     criteria.push(if allow_writes {
         probes.round_trip(&sessions.0, name, &tables).await

@@ -190,7 +190,7 @@ fn validity(doc: &Document, file_warnings: &[String]) -> Criterion {
 }
 
 /// The schema of a JSON body (`content` → a media type with `json`).
-fn json_schema<'a>(doc: &'a Document, holder: &'a Value) -> Option<&'a Value> {
+pub(crate) fn json_schema<'a>(doc: &'a Document, holder: &'a Value) -> Option<&'a Value> {
     let (holder, _) = doc.resolve(holder).ok()?;
     holder
         .get("content")?
@@ -214,7 +214,7 @@ fn request_media(doc: &Document, body: &Value) -> Option<String> {
 }
 
 /// The success answer an operation documents, with its status.
-fn success<'a>(doc: &'a Document, op: &'a Value) -> Option<(&'a str, &'a Value)> {
+pub(crate) fn success<'a>(doc: &'a Document, op: &'a Value) -> Option<(&'a str, &'a Value)> {
     let responses = op.get("responses")?.as_object()?;
     responses
         .iter()

@@ -382,6 +382,20 @@ async fn fails_exactly(fault: &str, broken: &str, evidence: &str) {
 }
 
 #[tokio::test]
+async fn undocumented_fields_are_listed_without_failing() {
+    let report = live("drift=extra").await;
+    let schemas = criterion(&report, "live.schemas");
+    assert_eq!(schemas.outcome, Outcome::Pass, "{schemas:?}");
+    assert!(
+        schemas
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("GET /crimes: fields the schema does not document: ")),
+        "{schemas:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_ignored_filter_fails_live_filters() {
     fails_exactly("rms:doc-ignore-filter", "live.filters", "GET /crimes?").await;
 }

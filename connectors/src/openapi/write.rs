@@ -80,10 +80,17 @@ impl WriteSpec {
     /// Checks one row (the body, as sent). Returns `field: reason` for each
     /// problem.
     pub fn check(&self, body: &Map<String, Value>) -> Vec<String> {
-        let mut problems = Vec::new();
-        check_object(&self.fields, body, "", &mut problems);
-        problems
+        check_fields(&self.fields, body)
     }
+}
+
+/// Checks an object against compiled fields (see [`compile_fields`]):
+/// `field: reason` for each problem. Properties the fields do not name are
+/// not problems.
+pub fn check_fields(fields: &[BodyField], object: &Map<String, Value>) -> Vec<String> {
+    let mut problems = Vec::new();
+    check_object(fields, object, "", &mut problems);
+    problems
 }
 
 fn check_object(

@@ -127,7 +127,8 @@ pub async fn check_source(
         .collect();
     let mut probes = Probes::new(opened, untrusted);
     // Each list's first page, raw, against its documented item schema.
-    let (bad, undocumented) = probes.sample_schemas(&lists).await;
+    let mut sampled = 0u64;
+    let (bad, undocumented) = counted(&mut sampled, probes.sample_schemas(&lists)).await;
     if let Some(schemas) = criteria.iter_mut().find(|c| c.id == "live.schemas") {
         if !bad.is_empty() {
             schemas.outcome = Outcome::Fail;
@@ -139,10 +140,23 @@ pub async fn check_source(
             ));
         }
         schemas.evidence.extend(undocumented);
+        schemas
+            .evidence
+            .push(format!("reading first pages raw: {sampled} requests"));
     }
-    criteria.push(probes.errors(&lists).await);
+    let with_requests = |mut c: Criterion, n: u64| {
+        if c.outcome != Outcome::NotApplicable {
+            c.evidence.push(format!("{n} requests"));
+        }
+        c
+    };
+    let mut n = 0;
+    let errors = counted(&mut n, probes.errors(&lists)).await;
+    criteria.push(with_requests(errors, n));
     criteria.push(if allow_writes {
-        probes.round_trip(&sessions.0, name, &tables).await
+        let mut n = 0;
+        let trip = counted(&mut n, probes.round_trip(&sessions.0, name, &tables)).await;
+        with_requests(trip, n)
     } else {
         Criterion::new(
             "deposit.round_trip",
@@ -151,7 +165,9 @@ pub async fn check_source(
             vec!["not run: it deposits records for real, so it runs only with --allow-writes, against a test or sandbox system".into()],
         )
     });
-    criteria.push(probes.transport(&lists).await);
+    let mut n = 0;
+    let transport = counted(&mut n, probes.transport(&lists)).await;
+    criteria.push(with_requests(transport, n));
     Ok(crate::published::finish(subject, criteria))
 }
 
@@ -263,10 +279,13 @@ async fn live_criteria(
     let mut records = 0usize;
     let mut empty: Vec<String> = Vec::new();
     let mut filter_skipped: Vec<String> = Vec::new();
+    // Requests each criterion cost: schemas (the first walk), pagination
+    // (the second), filters.
+    let mut spent = (0u64, 0u64, 0u64);
     let session = &sessions.0;
     for table in &walkable {
         let sql = format!("SELECT * FROM {}.{}", quoted(source), quoted(&table.name));
-        let first = match rows(session, &sql).await {
+        let first = match counted(&mut spent.0, rows(session, &sql)).await {
             Ok(rows) => rows,
             Err(e) => {
                 schema_bad.push(format!("{}: {e}", table.endpoint()));
@@ -287,7 +306,7 @@ async fn live_criteria(
                 .find(|w| w[0] == w[1])
                 .map(|w| w[0].join(", "))
         };
-        match rows(&sessions.1, &sql).await {
+        match counted(&mut spent.1, rows(&sessions.1, &sql)).await {
             Ok(mut second) => {
                 second.sort();
                 if let Some(record) = twice(&sorted) {
@@ -335,67 +354,78 @@ async fn live_criteria(
             .iter()
             .map(|(f, _)| f.name().as_str())
             .collect();
-        // A query can only reach the first equality parameter on a column:
-        // the others on it are not tested (and not claimed).
-        let mut tested: Vec<&str> = Vec::new();
-        for filter in table.filters.iter().filter(|f| f.op == FilterOp::Eq) {
-            if tested.contains(&filter.column.as_str()) {
+        // A query can only reach the first parameter of each kind on a
+        // column: the others are not tested (and not claimed).
+        let mut tested: Vec<(&str, FilterOp)> = Vec::new();
+        for filter in &table.filters {
+            if tested.contains(&(filter.column.as_str(), filter.op)) {
                 continue;
             }
-            tested.push(&filter.column);
+            tested.push((&filter.column, filter.op));
             let Some(index) = columns.iter().position(|c| *c == filter.column) else {
                 continue;
             };
-            let is_text = matches!(
-                table.columns[index].0.data_type(),
-                arrow::datatypes::DataType::Utf8
-            );
-            if !is_text {
-                continue;
-            }
-            // The most common value, so the filter has something to find.
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for row in &first {
-                if row[index] != "NULL" {
-                    *counts.entry(row[index].as_str()).or_default() += 1;
-                }
-            }
-            let Some((value, expected)) = counts.into_iter().max_by_key(|(_, n)| *n) else {
+            let Some(kind) = Kind::of(table.columns[index].0.data_type()) else {
                 continue;
             };
+            let values: Vec<&str> = first
+                .iter()
+                .map(|row| row[index].as_str())
+                .filter(|v| *v != "NULL")
+                .collect();
+            // Equality: the most common value, so the filter has something
+            // to find. A range: the median, so it splits the records.
+            let value = if filter.op == FilterOp::Eq {
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for v in &values {
+                    *counts.entry(v).or_default() += 1;
+                }
+                counts.into_iter().max_by_key(|(_, n)| *n).map(|(v, _)| v)
+            } else {
+                let mut sorted = values.clone();
+                sorted.sort_by(|a, b| kind.compare(a, b));
+                sorted.get(sorted.len() / 2).copied()
+            };
+            let Some(value) = value else {
+                continue;
+            };
+            let (sql_op, keeps): (&str, fn(std::cmp::Ordering) -> bool) = match filter.op {
+                FilterOp::Eq => ("=", std::cmp::Ordering::is_eq),
+                FilterOp::Ge => (">=", std::cmp::Ordering::is_ge),
+                FilterOp::Gt => (">", std::cmp::Ordering::is_gt),
+                FilterOp::Le => ("<=", std::cmp::Ordering::is_le),
+                FilterOp::Lt => ("<", std::cmp::Ordering::is_lt),
+            };
+            let expected = values
+                .iter()
+                .filter(|v| keeps(kind.compare(v, value)))
+                .count();
             let filtered = format!(
-                "SELECT count(*) FROM {}.{} WHERE {} = '{}'",
+                "SELECT count(*) FROM {}.{} WHERE {} {sql_op} {}",
                 quoted(source),
                 quoted(&table.name),
                 quoted(&filter.column),
-                value.replace('\'', "''")
+                kind.literal(value)
             );
-            match rows(session, &filtered).await {
+            let asked = format!("{}?{}={value}", table.endpoint(), filter.param);
+            match counted(&mut spent.2, rows(session, &filtered)).await {
                 Ok(got)
                     if got.first().and_then(|r| r.first()).map(String::as_str)
                         == Some(&expected.to_string()) =>
                 {
                     filter_ok.push(format!(
-                        "{}?{}={value}: {expected} records, as the unfiltered walk has",
-                        table.endpoint(),
-                        filter.param
+                        "{asked}: {expected} records, as the unfiltered walk has"
                     ));
                 }
                 Ok(got) => {
                     untrusted.push((table.name.clone(), filter.column.clone()));
                     filter_bad.push(format!(
-                    "{}?{}={value} returned {} records; the unfiltered walk has {expected} with {} = '{value}'",
-                    table.endpoint(),
-                    filter.param,
-                    got.first().and_then(|r| r.first()).cloned().unwrap_or_default(),
-                    filter.column
-                ));
+                        "{asked} returned {} records; the unfiltered walk has {expected} with {} {sql_op} {value}",
+                        got.first().and_then(|r| r.first()).cloned().unwrap_or_default(),
+                        filter.column
+                    ));
                 }
-                Err(e) => filter_bad.push(format!(
-                    "{}?{}={value}: {e}",
-                    table.endpoint(),
-                    filter.param
-                )),
+                Err(e) => filter_bad.push(format!("{asked}: {e}")),
             }
         }
     }
@@ -441,7 +471,7 @@ async fn live_criteria(
     let (o, mut e) = verdict(
         &filter_bad,
         &filter_ok,
-        "no documented text equality filter on a list without a key",
+        "no documented filter on a list without a key",
     );
     if !filter_skipped.is_empty() {
         e.push(format!(
@@ -455,5 +485,60 @@ async fn live_criteria(
         o,
         e,
     ));
+    for (criterion, n) in out.iter_mut().zip([spent.0, spent.1, spent.2]) {
+        criterion.evidence.push(format!("{n} requests"));
+    }
     (out, untrusted)
+}
+
+/// How a filtered column's values (as the walk shows them) compare and are
+/// written in SQL.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Text, and dates and times (fixed-width ISO 8601, so text order is
+    /// time order): compared as text, quoted in SQL.
+    Text,
+    /// Numbers: compared as numbers, bare in SQL.
+    Number,
+    /// `true` / `false`: equality only.
+    Boolean,
+}
+
+impl Kind {
+    fn of(data_type: &arrow::datatypes::DataType) -> Option<Self> {
+        use arrow::datatypes::DataType as T;
+        match data_type {
+            T::Utf8 | T::LargeUtf8 | T::Utf8View | T::Date32 | T::Date64 | T::Timestamp(_, _) => {
+                Some(Self::Text)
+            }
+            t if t.is_numeric() => Some(Self::Number),
+            T::Boolean => Some(Self::Boolean),
+            _ => None,
+        }
+    }
+
+    fn compare(self, a: &str, b: &str) -> std::cmp::Ordering {
+        match self {
+            Self::Number => match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            },
+            Self::Text | Self::Boolean => a.cmp(b),
+        }
+    }
+
+    fn literal(self, value: &str) -> String {
+        match self {
+            Self::Text => format!("'{}'", value.replace('\'', "''")),
+            Self::Number | Self::Boolean => value.to_string(),
+        }
+    }
+}
+
+/// Runs `work`, adding the HTTP requests it sent to `counter`.
+pub(crate) async fn counted<T>(counter: &mut u64, work: impl std::future::Future<Output = T>) -> T {
+    let before = bluelamp_connectors::openapi::client::requests_sent();
+    let out = work.await;
+    *counter += bluelamp_connectors::openapi::client::requests_sent().saturating_sub(before);
+    out
 }

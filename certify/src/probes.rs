@@ -247,7 +247,12 @@ impl Probes {
                 RecordsAt::Field(f) => doc
                     .resolve(schema)
                     .ok()
-                    .and_then(|(s, _)| s.pointer(&format!("/properties/{}", f.replace('~', "~0").replace('/', "~1"))))
+                    .and_then(|(s, _)| {
+                        s.pointer(&format!(
+                            "/properties/{}",
+                            f.replace('~', "~0").replace('/', "~1")
+                        ))
+                    })
                     .and_then(|p| doc.resolve(p).ok())
                     .and_then(|(p, _)| p.get("items")),
                 RecordsAt::Object => Some(schema),
@@ -263,7 +268,12 @@ impl Probes {
             let Ok(url) = self.url(&table.path, &[]) else {
                 continue;
             };
-            let page = match self.opened.client.get_json(&url, &table.endpoint(), None).await {
+            let page = match self
+                .opened
+                .client
+                .get_json(&url, &table.endpoint(), None)
+                .await
+            {
                 Ok(page) => page.json,
                 Err(e) => {
                     bad.push(e.message);
@@ -271,7 +281,10 @@ impl Probes {
                 }
             };
             let records: Vec<&Value> = match &table.records {
-                RecordsAt::Root => page.as_array().map(|a| a.iter().collect()).unwrap_or_default(),
+                RecordsAt::Root => page
+                    .as_array()
+                    .map(|a| a.iter().collect())
+                    .unwrap_or_default(),
                 RecordsAt::Field(f) => page
                     .get(f)
                     .and_then(Value::as_array)
@@ -293,7 +306,11 @@ impl Probes {
                 if !problems.is_empty() {
                     bad_count += 1;
                     first_bad.get_or_insert_with(|| {
-                        format!("record {} of the first page: {}", i + 1, problems.join("; "))
+                        format!(
+                            "record {} of the first page: {}",
+                            i + 1,
+                            problems.join("; ")
+                        )
                     });
                 }
                 for key in object.keys() {

@@ -305,14 +305,31 @@ async fn the_clean_demo_rms_reaches_tier_2() {
     }
     assert_eq!(report.tier_reached, Some(2), "{}", report.summary);
     assert!(criterion(&report, "document.served").evidence[0].contains("without credentials: 200"));
-    assert!(
-        criterion(&report, "live.filters")
-            .evidence
-            .iter()
-            .any(|e| e.starts_with("GET /crimes?status=")),
-        "{:?}",
-        criterion(&report, "live.filters")
-    );
+    // Equality and range filters, each against the unfiltered walk.
+    for asked in [
+        "GET /crimes?status=",
+        "GET /crimes?recorded_from=",
+        "GET /crimes?recorded_to=",
+    ] {
+        assert!(
+            criterion(&report, "live.filters")
+                .evidence
+                .iter()
+                .any(|e| e.starts_with(asked)),
+            "{asked}: {:?}",
+            criterion(&report, "live.filters")
+        );
+    }
+    // Every criterion that sent requests says how many.
+    for id in [
+        "live.schemas",
+        "live.pagination",
+        "live.filters",
+        "live.errors",
+    ] {
+        let last = criterion(&report, id).evidence.last().unwrap().clone();
+        assert!(last.ends_with(" requests"), "{id}: {last}");
+    }
     let errors = &criterion(&report, "live.errors").evidence;
     for expected in [
         "GET /crimes without credentials: 401, as documented",

@@ -15,6 +15,21 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::config::{AuthConfig, KeyLocation};
 
+/// HTTP requests every OpenAPI client of this process has sent.
+static REQUESTS_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count_request() {
+    REQUESTS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many HTTP requests (retries, token requests and probes included)
+/// the OpenAPI clients of this process have sent so far: the difference
+/// across a piece of work is what it cost, for evidence such as
+/// `bluelamp certify`'s.
+pub fn requests_sent() -> u64 {
+    REQUESTS_SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One fetched page.
 #[derive(Debug)]
 pub struct Fetched {
@@ -227,6 +242,7 @@ impl ApiClient {
             form.push(("scope", scopes.join(" ")));
         }
         let endpoint = format!("POST {}", url.path());
+        count_request();
         let response = self
             .http
             .post(url.clone())
@@ -364,6 +380,7 @@ impl ApiClient {
                 request = request.header(header, value);
             }
             let request = self.authorise(request, false).await?;
+            count_request();
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -529,6 +546,7 @@ impl ApiClient {
                 .await
                 .map_err(|e| e.message)?;
         }
+        count_request();
         let response = request
             .send()
             .await
@@ -564,6 +582,7 @@ impl ApiClient {
                 .authorise(request, false)
                 .await
                 .map_err(|e| e.message)?;
+            count_request();
             let response = request
                 .send()
                 .await
@@ -680,6 +699,7 @@ impl ApiClient {
                     };
                 }
             };
+            count_request();
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();

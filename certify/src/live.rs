@@ -21,7 +21,7 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bluelamp_connectors::openapi::OpenApiConfig;
 use bluelamp_connectors::openapi::discovery::{FilterOp, TableSpec, discover};
-use bluelamp_connectors::openapi::spec::{Document, Location, bundle};
+use bluelamp_connectors::openapi::spec::{Document, Location};
 use bluelamp_engine::{Config, Engine, Session};
 use futures::TryStreamExt;
 
@@ -75,19 +75,7 @@ pub async fn check_source(
     } else {
         Location::File(source.resolve_path(&options.spec))
     };
-    let (doc, warnings) = bundle(doc, root, |l| async move {
-        match l {
-            Location::File(p) => tokio::fs::read_to_string(&p)
-                .await
-                .map_err(|e| e.to_string()),
-            Location::Url(u) => match reqwest::get(u.clone()).await {
-                Ok(r) if r.status().is_success() => r.text().await.map_err(|e| e.to_string()),
-                Ok(r) => Err(format!("{u}: HTTP {}", r.status().as_u16())),
-                Err(e) => Err(format!("{u}: {e}")),
-            },
-        }
-    })
-    .await;
+    let (doc, warnings, files) = crate::published::bundle_hashed(doc, root, true).await;
     subject.describe(&doc.root);
     let mut criteria = document_criteria(&doc, &warnings, served);
     // The second walk asks for small pages, so page boundaries fall elsewhere
@@ -168,7 +156,9 @@ pub async fn check_source(
     let mut n = 0;
     let transport = counted(&mut n, probes.transport(&lists)).await;
     criteria.push(with_requests(transport, n));
-    Ok(crate::published::finish(subject, criteria))
+    let mut report = crate::published::finish(subject, criteria);
+    report.documents = files;
+    Ok(report)
 }
 
 /// The document's bytes, where they came from, and the `document.served`

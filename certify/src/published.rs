@@ -81,19 +81,8 @@ pub async fn check_document(path: &Path) -> Result<Report, String> {
             return Ok(finish(subject, criteria));
         }
     };
-    let (doc, file_warnings) = bundle(
-        doc,
-        Location::File(path.to_path_buf()),
-        |location| async move {
-            match location {
-                Location::File(p) => tokio::fs::read_to_string(&p)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Location::Url(url) => Err(format!("{url} is not fetched in a document-only check")),
-            }
-        },
-    )
-    .await;
+    let (doc, file_warnings, files) =
+        bundle_hashed(doc, Location::File(path.to_path_buf()), false).await;
     subject.describe(&doc.root);
     let served = Criterion::new(
         "document.served",
@@ -115,7 +104,54 @@ pub async fn check_document(path: &Path) -> Result<Report, String> {
             ],
         ));
     }
-    Ok(finish(subject, criteria))
+    let mut report = finish(subject, criteria);
+    report.documents = files;
+    Ok(report)
+}
+
+/// Reads every file `doc` (read from `root`) refers to into it, as
+/// [`bundle`] does, and hashes each, so a report covers the whole document
+/// and not only its first file. URLs are fetched without credentials, and
+/// only when `fetch_urls`.
+pub(crate) async fn bundle_hashed(
+    doc: Document,
+    root: Location,
+    fetch_urls: bool,
+) -> (Document, Vec<String>, Vec<Subject>) {
+    let files = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (doc, warnings) = bundle(doc, root, |location| {
+        let files = std::sync::Arc::clone(&files);
+        async move {
+            let (name, text) = match location {
+                Location::File(p) => (
+                    p.display().to_string(),
+                    tokio::fs::read_to_string(&p)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                ),
+                Location::Url(url) if fetch_urls => {
+                    let text = match reqwest::get(url.clone()).await {
+                        Ok(r) if r.status().is_success() => {
+                            r.text().await.map_err(|e| e.to_string())?
+                        }
+                        Ok(r) => return Err(format!("{url}: HTTP {}", r.status().as_u16())),
+                        Err(e) => return Err(format!("{url}: {e}")),
+                    };
+                    (url.to_string(), text)
+                }
+                Location::Url(url) => {
+                    return Err(format!("{url} is not fetched in a document-only check"));
+                }
+            };
+            if let Ok(mut files) = files.lock() {
+                files.push(Subject::of(&name, text.as_bytes()));
+            }
+            Ok(text)
+        }
+    })
+    .await;
+    let files = files.lock().map(|f| f.clone()).unwrap_or_default();
+    (doc, warnings, files)
 }
 
 /// The criteria about the document itself, with `served` (how it was read)

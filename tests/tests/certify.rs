@@ -174,6 +174,17 @@ async fn findings_on_3_1_and_multi_file_documents_are_what_they_say() {
             .any(|e| e.ends_with("further files read through relative $refs")),
         "{valid:?}"
     );
+    // Every file it refers to is in the report with its own hash, so a
+    // change to any of them shows.
+    assert!(redocly.documents.len() > 1, "{:?}", redocly.documents);
+    for file in &redocly.documents {
+        assert_eq!(
+            file.sha256,
+            sha256_hex(&std::fs::read(&file.location).unwrap()),
+            "{}",
+            file.location
+        );
+    }
     // Intercom: a GET whose 200 describes no body.
     let intercom = check_document(&corpus("intercom-2.11/api.intercom.io.yaml"))
         .await

@@ -8,9 +8,9 @@
 //! ```
 //!
 //! Each run starts a fresh RMS (the round trip deposits), checks every
-//! tier 2 criterion, and must reach tier 2. `BLUELAMP_BENCH_SCALE` (default
-//! 1) and `BLUELAMP_BENCH_RUNS` (default 3) change the size and the number
-//! of timed runs; the median is reported with the requests it took.
+//! tier 2 criterion, and must reach tier 2. `BLUELAMP_BENCH_SCALE` (1 by
+//! default) and `BLUELAMP_BENCH_RUNS` (3 by default) change the size and the
+//! number of timed runs; the median is reported with the requests it took.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,7 +16,11 @@
 //! - [`fixtures`]: engines over generated demo data.
 //! - [`plans`]: row counts read from `EXPLAIN ANALYZE` output.
 //! - [`flight_client`]: reading Flight SQL results in tests.
+//! - [`conformance`]: the connector conformance suite: one fixture, the same
+//!   checks for every connector, each answer compared with DataFusion's own
+//!   evaluation over the same rows.
 
+pub mod conformance;
 pub mod fixtures;
 pub mod flight_client;
 pub mod plans;

@@ -141,7 +141,10 @@ where
         RemoteTableRef::from(reference),
         schema,
     ));
+    // The table's own scan pushes only the filters the database answers as
+    // DataFusion would.
+    let scan: Arc<dyn TableProvider> = Arc::new(super::guard::Guarded::new(table, R::DATABASE));
     Arc::new(FederatedTableProviderAdaptor::new_with_provider(
-        source, table,
+        source, scan,
     ))
 }

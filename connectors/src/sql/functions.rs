@@ -19,6 +19,7 @@ use std::sync::Arc;
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
@@ -196,11 +197,52 @@ impl Database {
             LogicalPlan::TableScan(scan) => scan.filters.as_slice(),
             _ => &[],
         };
+        let schema = node_schema(plan);
         plan.expressions()
             .iter()
             .chain(filters)
-            .all(|e| self.runs_expr(e))
+            .all(|e| self.runs_expr(e) && self.casts_as_datafusion(e, schema.as_ref()))
             && self.groups_text_by_bytes(plan)
+    }
+
+    /// Whether the database evaluates `expr` (a filter over a table of
+    /// `schema`) as DataFusion does: its functions and its casts.
+    pub(super) fn evaluates_as_datafusion(self, expr: &Expr, schema: Option<&DFSchema>) -> bool {
+        self.runs_expr(expr) && self.casts_as_datafusion(expr, schema)
+    }
+
+    /// Whether every cast in `expr` gives what DataFusion's would. A number
+    /// other than a whole one, a date or a time written as text is spelt
+    /// each database's own way (`1e+15`, `2026-01-31 08:00:00+00`), so such
+    /// casts stay in DataFusion everywhere; SQLite has no date or time type,
+    /// and its `CAST(x AS DATE)` makes a number of `x`, so no cast to one is
+    /// sent to it. A cast whose operand's type cannot be worked out stays
+    /// in DataFusion.
+    fn casts_as_datafusion(self, expr: &Expr, schema: Option<&DFSchema>) -> bool {
+        use datafusion::arrow::datatypes::DataType;
+        !expr
+            .exists(|e| {
+                let (inner, to) = match e {
+                    Expr::Cast(c) => (c.expr.as_ref(), c.field.data_type()),
+                    Expr::TryCast(c) => (c.expr.as_ref(), c.field.data_type()),
+                    _ => return Ok(false),
+                };
+                let from = schema.and_then(|s| inner.get_type(s).ok());
+                let temporal = matches!(
+                    to,
+                    DataType::Date32
+                        | DataType::Date64
+                        | DataType::Timestamp(_, _)
+                        | DataType::Time32(_)
+                        | DataType::Time64(_)
+                );
+                Ok(match from {
+                    None => true,
+                    Some(from) if is_text(to) => !(is_text(&from) || from.is_integer()),
+                    Some(_) => temporal && self == Database::Sqlite,
+                })
+            })
+            .unwrap_or(true)
     }
 
     /// Whether the node groups, deduplicates, windows, compares (in an
@@ -268,6 +310,21 @@ impl Database {
         });
         runs
     }
+}
+
+/// The columns a node's own expressions are written over: a scan's table,
+/// else its inputs' (a join's both sides).
+fn node_schema(plan: &LogicalPlan) -> Option<DFSchema> {
+    if let LogicalPlan::TableScan(scan) = plan {
+        return DFSchema::try_from_qualified_schema(scan.table_name.clone(), &scan.source.schema())
+            .ok();
+    }
+    let mut inputs = plan.inputs().into_iter();
+    let first = inputs.next()?.schema().as_ref().clone();
+    inputs.try_fold(first, |mut schema, input| {
+        schema.merge(input.schema());
+        Some(schema)
+    })
 }
 
 /// A federated sub-plan (`plan`, as the federation rule hands it to a

@@ -18,6 +18,7 @@ mod dynamic;
 mod estimate;
 mod executor;
 mod functions;
+mod guard;
 mod mysql;
 mod pgcopy;
 mod postgres;

@@ -571,3 +571,62 @@ pub async fn run_check(
         )))
     }
 }
+
+/// Sixteen scans of `table` at once through one session: each must return
+/// every row.
+///
+/// # Errors
+/// A sentence naming the connector and what went wrong.
+pub async fn concurrent_scans(
+    connector: &str,
+    session: &Session,
+    table: &str,
+) -> Result<(), String> {
+    let sql = format!("SELECT id, qty, amount FROM {table}");
+    let mut want = oracle("SELECT id, qty, amount FROM {t}").await?;
+    want.sort();
+    let scans = (0..16).map(|_| crate::slt::try_session_rows(session, &sql));
+    for (n, answer) in futures::future::join_all(scans)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let mut got = answer.map_err(|e| {
+            format!("conformance: connector '{connector}' fails 'concurrent_scans': scan {n} of 16 failed: {e}")
+        })?;
+        got.sort();
+        if got != want {
+            return Err(format!(
+                "conformance: connector '{connector}' fails 'concurrent_scans': scan {n} of 16 returned {} rows, not the {} of the table",
+                got.len(),
+                want.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `EXPLAIN` of a filtered scan names the filter in the physical plan:
+/// either the scan says it sends it to the source, or a filter above the
+/// scan applies it; a filter that vanishes from the plan is neither.
+///
+/// # Errors
+/// A sentence naming the connector, with the plan.
+pub async fn explain_names_pushed(
+    connector: &str,
+    session: &Session,
+    table: &str,
+) -> Result<(), String> {
+    let sql = format!("EXPLAIN SELECT id FROM {table} WHERE qty = 42");
+    let rows = crate::slt::try_session_rows(session, &sql)
+        .await
+        .map_err(|e| format!("conformance: connector '{connector}': {sql} failed: {e}"))?;
+    let physical: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == "physical_plan").collect();
+    if physical.iter().any(|r| r.iter().any(|c| c.contains("42"))) {
+        Ok(())
+    } else {
+        Err(format!(
+            "conformance: connector '{connector}' fails 'explain_names_pushed': the physical plan does not show the filter qty = 42:\n{rows:?}"
+        ))
+    }
+}

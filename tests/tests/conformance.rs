@@ -1,6 +1,6 @@
 //! The connector conformance suite (`bluelamp_tests::conformance`) over
-//! every connector: files (Parquet, CSV, NDJSON), SQLite, PostgreSQL and
-//! MariaDB. Each connector × check is its own test,
+//! every connector: files (Parquet, CSV, NDJSON), SQLite, PostgreSQL,
+//! MariaDB and OpenAPI (a fixture server serving the same rows). Each connector × check is its own test,
 //! `<connector>::<check>`, whose failure names both, the SQL, and the
 //! connector's answer beside DataFusion's own over the same rows.
 //!
@@ -355,6 +355,109 @@ async fn mariadb() -> Option<Loaded> {
     })
 }
 
+/// The fixture served as a supplier's API would serve it: `GET /conformance`
+/// (a JSON array) with documented filters on `label`, `qty` (equality and
+/// `qty_from`, at least) and `at_from`, which the fixture server applies
+/// exactly, and `GET /empty`.
+async fn openapi() -> Option<Loaded> {
+    use axum::extract::Query;
+    use serde_json::{Value, json};
+    use std::collections::HashMap;
+    let record = |r: &Row| {
+        json!({
+            "id": r.id, "label": r.label, "amount": r.amount, "qty": r.qty,
+            "flag": r.flag, "at": r.at, "day": r.day,
+        })
+    };
+    let list = move |Query(params): Query<HashMap<String, String>>| async move {
+        let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+        let keep = |r: &&Row| {
+            params
+                .get("label")
+                .is_none_or(|v| r.label == Some(v.as_str()))
+                && params
+                    .get("qty")
+                    .is_none_or(|v| v.parse::<i64>().ok().is_some_and(|q| r.qty == Some(q)))
+                && params.get("qty_from").is_none_or(|v| {
+                    v.parse::<i64>()
+                        .ok()
+                        .is_some_and(|q| r.qty.is_some_and(|x| x >= q))
+                })
+                && params.get("at_from").is_none_or(|v| {
+                    at(v).is_some_and(|from| r.at.and_then(at).is_some_and(|x| x >= from))
+                })
+        };
+        axum::Json(Value::Array(
+            FIXTURE.iter().filter(keep).map(record).collect(),
+        ))
+    };
+    let nullable = |t: &str, format: Option<&str>| {
+        let mut s = json!({"type": t, "nullable": true});
+        if let Some(f) = format {
+            s["format"] = json!(f);
+        }
+        s
+    };
+    let item = json!({
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "id": {"type": "integer", "format": "int64"},
+            "label": nullable("string", None),
+            "amount": nullable("number", Some("double")),
+            "qty": nullable("integer", Some("int64")),
+            "flag": nullable("boolean", None),
+            "at": nullable("string", Some("date-time")),
+            "day": nullable("string", Some("date")),
+        }
+    });
+    let answer = |schema: &Value| json!({"200": {"description": "rows", "content": {"application/json": {"schema": {"type": "array", "items": schema}}}}});
+    let param = |name: &str, schema: Value, filter: Option<Value>| {
+        let mut p = json!({"name": name, "in": "query", "schema": schema});
+        if let Some(f) = filter {
+            p["x-filter"] = f;
+        }
+        p
+    };
+    let document = json!({
+        "openapi": "3.0.3",
+        "info": {"title": "conformance", "version": "1"},
+        "paths": {
+            "/conformance": {"get": {
+                "operationId": "conformance",
+                "parameters": [
+                    param("label", json!({"type": "string"}), None),
+                    param("qty", json!({"type": "integer", "format": "int64"}), None),
+                    param("qty_from", json!({"type": "integer", "format": "int64"}), Some(json!({"field": "qty", "op": ">="}))),
+                    param("at_from", json!({"type": "string", "format": "date-time"}), Some(json!({"field": "at", "op": ">="}))),
+                ],
+                "responses": answer(&item)
+            }},
+            "/empty": {"get": {"operationId": "empty", "responses": answer(&item)}}
+        }
+    });
+    let routes = axum::Router::new()
+        .route("/conformance", axum::routing::get(list))
+        .route(
+            "/empty",
+            axum::routing::get(|| async { axum::Json(json!([])) }),
+        );
+    let url = bluelamp_tests::fixtures::serve_openapi(document, routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_from_text(
+        &format!("[[source]]\nname = \"api\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\n"),
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    Some(Loaded {
+        engine,
+        table: "api.conformance".into(),
+        empty: "api.empty".into(),
+        _keep: Box::new(dir),
+    })
+}
+
 /// One test per check for a connector: `$connector::$check`.
 macro_rules! conformance {
     ($connector:ident, $load:expr, [$($check:ident),* $(,)?]) => {
@@ -365,6 +468,26 @@ macro_rules! conformance {
                     super::conform(stringify!($connector), stringify!($check), $load.await).await;
                 }
             )*
+
+            #[tokio::test]
+            async fn concurrent_scans() {
+                if let Some(loaded) = $load.await {
+                    let session = loaded.engine.session(bluelamp_engine::Identity::new("test", "test"));
+                    if let Err(e) = bluelamp_tests::conformance::concurrent_scans(stringify!($connector), &session, &loaded.table).await {
+                        panic!("{e}");
+                    }
+                }
+            }
+
+            #[tokio::test]
+            async fn explain_names_pushed() {
+                if let Some(loaded) = $load.await {
+                    let session = loaded.engine.session(bluelamp_engine::Identity::new("test", "test"));
+                    if let Err(e) = bluelamp_tests::conformance::explain_names_pushed(stringify!($connector), &session, &loaded.table).await {
+                        panic!("{e}");
+                    }
+                }
+            }
         }
     };
 }
@@ -423,6 +546,7 @@ suite!(ndjson, super::files("json"));
 suite!(sqlite, super::sqlite());
 suite!(postgres, super::postgres());
 suite!(mariadb, super::mariadb());
+suite!(openapi, super::openapi());
 
 #[test]
 fn every_check_has_a_test_for_every_connector() {

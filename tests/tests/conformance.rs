@@ -689,3 +689,156 @@ async fn the_suite_catches_a_connector_that_lies_about_its_filters() {
     }
     assert!(!caught.contains(&"projection"), "{caught:?}");
 }
+
+/// A query over a source that went away, or whose credentials are wrong,
+/// fails with an error naming the source, never with an empty or short
+/// answer.
+mod failures {
+    use super::*;
+
+    async fn fails_naming(loaded: &Loaded, sql: &str, source: &str) -> String {
+        let session = loaded.engine.session(Identity::new("test", "test"));
+        match bluelamp_tests::slt::try_session_rows(&session, sql).await {
+            Ok(rows) => panic!("{sql} answered {rows:?} from a source that is not there"),
+            Err(e) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(&format!("'{source}'")),
+                    "the error does not name source '{source}': {message}"
+                );
+                message
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_file_is_an_error_not_an_empty_table() {
+        let loaded = files("parquet").await.unwrap();
+        let dir = loaded
+            ._keep
+            .downcast_ref::<tempfile::TempDir>()
+            .unwrap()
+            .path()
+            .to_path_buf();
+        std::fs::remove_file(dir.join("data/conformance.parquet")).unwrap();
+        fails_naming(&loaded, "SELECT count(*) FROM f.conformance", "f").await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_postgres_database_is_an_error() {
+        let Some(loaded) = postgres().await else {
+            return;
+        };
+        let name = loaded
+            ._keep
+            .downcast_ref::<PgDatabase>()
+            .unwrap()
+            .name
+            .clone();
+        // Read once, so the pool holds connections that then die.
+        let session = loaded.engine.session(Identity::new("test", "test"));
+        bluelamp_tests::slt::session_rows(&session, "SELECT count(*) FROM pg.conformance").await;
+        let admin = PgDatabase::create().await.unwrap();
+        admin
+            .client
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        fails_naming(&loaded, "SELECT count(*) FROM pg.conformance", "pg").await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_mariadb_database_is_an_error() {
+        let Some(loaded) = mariadb().await else {
+            return;
+        };
+        let db = loaded._keep.downcast_ref::<MariaDatabase>().unwrap();
+        db.execute(&format!("DROP DATABASE {}", db.name))
+            .await
+            .unwrap();
+        fails_naming(&loaded, "SELECT count(*) FROM my.conformance", "my").await;
+    }
+
+    #[tokio::test]
+    async fn wrong_credentials_are_an_error_naming_the_source() {
+        // PostgreSQL here trusts any password, so the user is wrong instead.
+        let pg = engine_from_text(
+            &format!(
+                "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"no_such_user_conformance\"\npassword = \"wrong\"\ndatabase = \"postgres\"\nsslmode = \"disable\"\n",
+                pg_host(),
+                pg_port()
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
+        let maria = engine_from_text(
+            &format!(
+                "[[source]]\nname = \"my\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\npassword = \"certainly-wrong\"\ndatabase = \"mysql\"\nsslmode = \"disabled\"\n",
+                mariadb_host(),
+                mariadb_port()
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
+        for (engine, sql, source, secret) in [
+            (pg, "SELECT * FROM pg.anything", "pg", "wrong"),
+            (maria, "SELECT * FROM my.anything", "my", "certainly-wrong"),
+        ] {
+            let session = engine.session(Identity::new("test", "test"));
+            let e = bluelamp_tests::slt::try_session_rows(&session, sql)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("'{source}'")), "{e}");
+            assert!(!e.contains(secret), "the error shows the password: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_that_stops_answering_is_an_error_not_a_short_answer() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let down = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&down);
+        let routes = axum::Router::new().route(
+            "/conformance",
+            axum::routing::get(move || {
+                let down = flag.load(Ordering::SeqCst);
+                async move {
+                    if down {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                    } else {
+                        axum::Json(serde_json::json!([{"id": 1}])).into_response()
+                    }
+                }
+            }),
+        );
+        let document = serde_json::json!({
+            "openapi": "3.0.3",
+            "info": {"title": "t", "version": "1"},
+            "paths": {"/conformance": {"get": {"responses": {"200": {"description": "rows",
+                "content": {"application/json": {"schema": {"type": "array", "items": {
+                    "type": "object", "properties": {"id": {"type": "integer"}}}}}}}}}}}
+        });
+        use axum::response::IntoResponse;
+        let url = bluelamp_tests::fixtures::serve_openapi(document, routes).await;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_from_text(
+            &format!("[[source]]\nname = \"api\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\nretries = 1\n"),
+            dir.path(),
+        )
+        .await
+        .unwrap();
+        let loaded = Loaded {
+            engine,
+            table: String::new(),
+            empty: String::new(),
+            _keep: Box::new(dir),
+        };
+        down.store(true, Ordering::SeqCst);
+        let e = fails_naming(&loaded, "SELECT count(*) FROM api.conformance", "api").await;
+        assert!(e.contains("503"), "{e}");
+    }
+}

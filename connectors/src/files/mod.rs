@@ -162,10 +162,8 @@ impl SourceFactory for FilesSourceFactory {
                         format!("table '{name}': {}", first_line(&e.to_string())),
                     )
                 })?;
-            tables.insert(
-                name,
-                Arc::new(FilesTableProvider::new(table, own_url, own_store)),
-            );
+            let provider = FilesTableProvider::new(table, own_url, own_store, source, &name);
+            tables.insert(name, Arc::new(provider));
         }
         Ok(ConnectedSource {
             schema: Arc::new(FilesSchemaProvider::new(tables)),

@@ -19,7 +19,7 @@ use datafusion::error::Result as DFResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::config::FileFormatKind;
 
@@ -29,20 +29,49 @@ pub struct FilesTableProvider {
     inner: ListingTable,
     store_url: ObjectStoreUrl,
     store: Arc<dyn ObjectStore>,
+    /// The source and table, named when the table's file has gone.
+    source: bluelamp_engine::SourceConfig,
+    name: String,
 }
 
 impl FilesTableProvider {
-    /// Wraps a listing table whose files live in `store`.
+    /// Wraps a listing table `name` of `source` whose files live in `store`.
     pub fn new(
         inner: ListingTable,
         store_url: ObjectStoreUrl,
         store: Arc<dyn ObjectStore>,
+        source: &bluelamp_engine::SourceConfig,
+        name: &str,
     ) -> Self {
         Self {
             inner,
             store_url,
             store,
+            source: source.clone(),
+            name: name.to_string(),
         }
+    }
+
+    /// A table that is one file fails when the file has gone, rather than
+    /// listing nothing and answering as an empty table.
+    async fn check_file(&self) -> DFResult<()> {
+        for url in self.inner.table_paths() {
+            if url.is_collection() {
+                continue;
+            }
+            if let Err(object_store::Error::NotFound { .. }) = self.store.head(url.prefix()).await {
+                return Err(bluelamp_engine::SourceError::unavailable(
+                    &self.source,
+                    format!(
+                        "table '{}': its file {} no longer exists",
+                        self.name,
+                        url.prefix()
+                    ),
+                )
+                .into_datafusion());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -75,6 +104,7 @@ impl TableProvider for FilesTableProvider {
         state
             .runtime_env()
             .register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
+        self.check_file().await?;
         self.inner.scan(state, projection, filters, limit).await
     }
 }

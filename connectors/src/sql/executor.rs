@@ -12,12 +12,14 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use bluelamp_engine::{SourceConfig, SourceError};
 use datafusion::common::{Statistics, TableReference};
 use datafusion::datasource::TableProvider;
-use datafusion::error::Result as DFResult;
+use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::unparser::dialect::Dialect;
 use datafusion_federation::FederatedTableProviderAdaptor;
@@ -25,6 +27,7 @@ use datafusion_federation::sql::{
     AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
     SQLTableSource,
 };
+use futures::TryStreamExt;
 
 use super::functions::Database;
 
@@ -73,6 +76,25 @@ pub(super) struct Repaired<R> {
     /// The crate's executor.
     pub(super) inner: Arc<dyn SQLExecutor>,
     pub(super) remote: R,
+    /// The source, named in every error a query meets there.
+    pub(super) source: SourceConfig,
+}
+
+/// `error`, met by a query in `source`, as an error naming the source (one
+/// that already names a source is kept).
+fn naming(source: &SourceConfig, error: DataFusionError) -> DataFusionError {
+    if let DataFusionError::External(e) = &error
+        && e.downcast_ref::<SourceError>().is_some()
+    {
+        return error;
+    }
+    let message = bluelamp_engine::source::error_chain(&error);
+    let lost = message.contains("connection") || message.contains("Timed out");
+    if lost {
+        SourceError::unavailable(source, message).into_datafusion()
+    } else {
+        SourceError::new(source, message).into_datafusion()
+    }
 }
 
 #[async_trait]
@@ -103,7 +125,15 @@ impl<R: Remote> SQLExecutor for Repaired<R> {
         schema: SchemaRef,
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> DFResult<SendableRecordBatchStream> {
-        self.remote.execute(self, query, schema, filters)
+        let source = self.source.clone();
+        let stream = self
+            .remote
+            .execute(self, query, Arc::clone(&schema), filters)
+            .map_err(|e| naming(&source, e))?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.map_err(move |e| naming(&source, e)),
+        )))
     }
 
     async fn statistics(&self, plan: &LogicalPlan) -> DFResult<Statistics> {
@@ -123,6 +153,7 @@ impl<R: Remote> SQLExecutor for Repaired<R> {
 /// it: sub-plans over it are federated to the database through
 /// [`Repaired`] with `remote`, and what cannot be is scanned from `table`.
 pub(super) fn federated_read<T, R>(
+    source: &SourceConfig,
     table: Arc<T>,
     remote: R,
     reference: TableReference,
@@ -135,6 +166,7 @@ where
     let executor = Arc::new(Repaired {
         inner: Arc::clone(&table) as Arc<dyn SQLExecutor>,
         remote,
+        source: source.clone(),
     });
     let source = Arc::new(SQLTableSource::new_with_schema(
         Arc::new(SQLFederationProvider::new(executor)),

@@ -50,8 +50,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// What a database backend provides to the shared schema.
 #[async_trait]
 trait SqlBackend: Send + Sync + std::fmt::Debug {
-    /// Builds the (federated) provider for one remote table.
-    async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError>;
+    /// Builds the (federated) provider for one remote table of `source`.
+    async fn table_provider(
+        &self,
+        source: &SourceConfig,
+        table: &str,
+    ) -> Result<Arc<dyn TableProvider>, BoxError>;
 }
 
 /// A table that reads through federation (whole sub-plans run in the
@@ -224,13 +228,17 @@ impl SchemaProvider for SqlSchemaProvider {
         if let Some(table) = cache.get(name) {
             return Ok(Some(Arc::clone(table)));
         }
-        let table = self.backend.table_provider(name).await.map_err(|e| {
-            let message = hide(
-                &format!("cannot read table '{name}': {}", describe(e.as_ref())),
-                &self.hide,
-            );
-            DataFusionError::External(Box::new(SourceError::new(&self.source, message)))
-        })?;
+        let table = self
+            .backend
+            .table_provider(&self.source, name)
+            .await
+            .map_err(|e| {
+                let message = hide(
+                    &format!("cannot read table '{name}': {}", describe(e.as_ref())),
+                    &self.hide,
+                );
+                DataFusionError::External(Box::new(SourceError::new(&self.source, message)))
+            })?;
         let table = dry_runnable(table, format!("{}.{name}", self.source.name));
         cache.insert(name.to_string(), Arc::clone(&table));
         Ok(Some(table))

@@ -172,7 +172,11 @@ impl std::fmt::Debug for MySqlBackend {
 
 #[async_trait]
 impl SqlBackend for MySqlBackend {
-    async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
+    async fn table_provider(
+        &self,
+        source: &SourceConfig,
+        table: &str,
+    ) -> Result<Arc<dyn TableProvider>, BoxError> {
         let reference = TableReference::partial(self.database.as_str(), table);
         let table = Arc::new(MySQLTable::new(&self.pool, reference.clone()).await?);
         let remote = MySqlRemote {
@@ -180,7 +184,7 @@ impl SqlBackend for MySqlBackend {
             escape_backslashes: self.escape_backslashes,
         };
         let schema = table.schema();
-        let read = federated_read(table, remote, reference.clone(), schema);
+        let read = federated_read(source, table, remote, reference.clone(), schema);
         // The writer names the table alone: the connection is already in the
         // database, and the crate would quote `db.table` as one identifier.
         let writer = MySQLTableFactory::new(Arc::clone(&self.pool))

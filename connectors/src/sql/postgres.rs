@@ -338,7 +338,11 @@ impl std::fmt::Debug for PostgresBackend {
 
 #[async_trait]
 impl SqlBackend for PostgresBackend {
-    async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
+    async fn table_provider(
+        &self,
+        source: &SourceConfig,
+        table: &str,
+    ) -> Result<Arc<dyn TableProvider>, BoxError> {
         let reference = TableReference::partial(self.schema.as_str(), table);
         let pool: Arc<DynPostgresConnectionPool> =
             Arc::clone(&self.pool) as Arc<DynPostgresConnectionPool>;
@@ -351,7 +355,7 @@ impl SqlBackend for PostgresBackend {
             pool: Arc::clone(&self.pool),
         };
         let schema = table.schema();
-        let read = federated_read(table, remote, reference.clone(), schema);
+        let read = federated_read(source, table, remote, reference.clone(), schema);
         let schema = read.schema();
         let constraints = self.constraints(schema.as_ref(), reference.table()).await?;
         let writer = PostgresTableWriter::create(

@@ -184,7 +184,11 @@ impl Remote for SqliteRemote {
 
 #[async_trait]
 impl SqlBackend for SqliteBackend {
-    async fn table_provider(&self, table: &str) -> Result<Arc<dyn TableProvider>, BoxError> {
+    async fn table_provider(
+        &self,
+        source: &SourceConfig,
+        table: &str,
+    ) -> Result<Arc<dyn TableProvider>, BoxError> {
         // The crate's own SQLite factory returns a table without federation; build
         // the federated one so joins and aggregates run inside SQLite, through
         // our repairs of the SQL DataFusion's unparser writes.
@@ -219,7 +223,13 @@ impl SqlBackend for SqliteBackend {
             Arc::clone(&schema),
             reference.clone(),
         ));
-        let read = federated_read(table, SqliteRemote, reference.clone(), Arc::clone(&schema));
+        let read = federated_read(
+            source,
+            table,
+            SqliteRemote,
+            reference.clone(),
+            Arc::clone(&schema),
+        );
         let constraints = super::key_constraints(&schema, keys);
         let sqlite = Sqlite::new(reference, schema, Arc::clone(&self.pool), constraints);
         let writer = SqliteTableWriter::create(Arc::clone(&read), sqlite, None);

@@ -41,14 +41,8 @@ pub enum CertifyCommand {
         /// not run, and tier 2 is not reached.
         #[arg(long, requires = "source")]
         allow_writes: bool,
-        /// The configuration that names the source.
-        #[arg(
-            long,
-            short = 'C',
-            default_value = "bluelamp.toml",
-            env = "BLUELAMP_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: crate::ConfigFile,
         /// Sign the report with this Ed25519 key (made by `certify keygen`).
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
@@ -66,14 +60,8 @@ pub enum CertifyCommand {
         /// Run as this `[[user]]` (default: `[local] user`); policies apply.
         #[arg(long = "as", value_name = "USER")]
         as_user: Option<String>,
-        /// The configuration that names the scenario's sources.
-        #[arg(
-            long,
-            short = 'C',
-            default_value = "bluelamp.toml",
-            env = "BLUELAMP_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: crate::ConfigFile,
         /// Sign the report with this Ed25519 key (made by `certify keygen`).
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
@@ -170,7 +158,7 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                     .block_on(bluelamp_certify::published::check_document(&spec))
                     .map_err(anyhow::Error::msg)?,
                 (None, Some(source)) => {
-                    let config = bluelamp_engine::Config::load(&config)?;
+                    let config = bluelamp_engine::Config::load(&config.path)?;
                     rt.block_on(bluelamp_certify::live::check_source(
                         config,
                         &source,
@@ -203,7 +191,7 @@ pub fn run(rt: &Runtime, command: CertifyCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let config = bluelamp_engine::Config::load(&config)?;
+            let config = bluelamp_engine::Config::load(&config.path)?;
             let report = rt
                 .block_on(bluelamp_certify::interworking::run(
                     &scenario,

@@ -54,14 +54,8 @@ enum Command {
     Sql(SqlArgs),
     /// Connect to every source in a config and report each one's status.
     Check {
-        /// The configuration file.
-        #[arg(
-            long,
-            short = 'C',
-            default_value = "bluelamp.toml",
-            env = "BLUELAMP_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: crate::ConfigFile,
     },
     /// Serve Arrow Flight SQL (BI tools, ADBC, JDBC) until SIGINT/SIGTERM.
     Serve(serve::ServeArgs),
@@ -106,6 +100,19 @@ impl QueryArgs {
     }
 }
 
+/// `--config` / `-C`: the configuration file a command reads.
+#[derive(Args)]
+pub struct ConfigFile {
+    /// The configuration file: its sources, users and policies.
+    #[arg(
+        long = "config",
+        short = 'C',
+        default_value = "bluelamp.toml",
+        env = "BLUELAMP_CONFIG"
+    )]
+    pub path: PathBuf,
+}
+
 #[derive(Args)]
 struct SqlArgs {
     /// The configuration file (default: ./bluelamp.toml if present).
@@ -130,7 +137,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Sql(args) => run_sql(&rt, args),
-        Command::Check { config } => check::run(&rt, &config),
+        Command::Check { config } => check::run(&rt, &config.path),
         Command::Serve(args) => serve::run(&rt, args),
         Command::HashPassword => serve::hash_password(),
         Command::Demo(args) => demo::run(&rt, args),

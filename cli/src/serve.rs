@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -13,14 +12,8 @@ use tokio::runtime::Runtime;
 /// Options of `bluelamp serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// The configuration file: sources, `[[user]]` entries, optional `[server]`.
-    #[arg(
-        long,
-        short = 'C',
-        default_value = "bluelamp.toml",
-        env = "BLUELAMP_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    config: crate::ConfigFile,
     /// Address to listen on (default: `[server] listen`, else 127.0.0.1:50051).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -31,7 +24,7 @@ pub struct ServeArgs {
 /// # Errors
 /// A bad config, no users, unreadable TLS files or an address in use.
 pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
+    let config = Config::load(&args.config.path)?;
     rt.block_on(async {
         let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
         for source in engine.sources() {

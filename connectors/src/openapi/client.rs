@@ -540,6 +540,17 @@ impl ApiClient {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
+        self.send_once(request, endpoint, credentials).await
+    }
+
+    /// Sends `request` once (with the source's credentials if asked) and
+    /// reads the whole answer, whatever its status.
+    async fn send_once(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        endpoint: &str,
+        credentials: bool,
+    ) -> Result<Probed, String> {
         if credentials {
             request = self
                 .authorise(request, false)
@@ -578,23 +589,7 @@ impl ApiClient {
     ) -> Vec<Result<Probed, String>> {
         let requests = (0..count).map(|_| async move {
             let request = self.with_extra_headers(self.http.get(url.clone()))?;
-            let request = self
-                .authorise(request, false)
-                .await
-                .map_err(|e| e.message)?;
-            count_request();
-            let response = request
-                .send()
-                .await
-                .map_err(|e| self.redact(&format!("{endpoint}: {}", chain(&e))))?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = response.bytes().await.unwrap_or_default();
-            Ok(Probed {
-                status,
-                headers,
-                body,
-            })
+            self.send_once(request, endpoint, true).await
         });
         futures::future::join_all(requests).await
     }

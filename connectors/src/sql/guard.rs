@@ -8,6 +8,9 @@
 //! error. [`Guarded`] refuses such filters, using the same rules as the
 //! federated path ([`super::functions`]), so DataFusion applies them to the
 //! rows the database returns: slower, never wrong.
+//!
+//! The same wrapper also reports a table's keys, read from the database's
+//! catalog, where the crate's provider reports none (the MySQL writer).
 
 use std::sync::Arc;
 
@@ -24,17 +27,33 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::functions::Database;
 
-/// `inner`, whose filters `database` would evaluate differently are not
-/// pushed to it.
+/// `inner`, with the filters `guard` would evaluate differently kept back,
+/// and `constraints` reported in place of its own; everything else, writes
+/// included, is `inner`'s.
 #[derive(Debug)]
 pub(super) struct Guarded {
     inner: Arc<dyn TableProvider>,
-    database: Database,
+    guard: Option<Database>,
+    constraints: Option<Constraints>,
 }
 
 impl Guarded {
+    /// `inner`, pushing only the filters `database` answers as DataFusion.
     pub(super) fn new(inner: Arc<dyn TableProvider>, database: Database) -> Self {
-        Self { inner, database }
+        Self {
+            inner,
+            guard: Some(database),
+            constraints: None,
+        }
+    }
+
+    /// `inner`, reporting `constraints` (read from the database's catalog).
+    pub(super) fn keyed(inner: Arc<dyn TableProvider>, constraints: Constraints) -> Self {
+        Self {
+            inner,
+            guard: None,
+            constraints: Some(constraints),
+        }
     }
 }
 
@@ -61,7 +80,9 @@ impl TableProvider for Guarded {
     }
 
     fn constraints(&self) -> Option<&Constraints> {
-        self.inner.constraints()
+        self.constraints
+            .as_ref()
+            .or_else(|| self.inner.constraints())
     }
 
     fn table_type(&self) -> TableType {
@@ -87,15 +108,15 @@ impl TableProvider for Guarded {
         filters: &[&Expr],
     ) -> DFResult<Vec<TableProviderFilterPushDown>> {
         let answers = self.inner.supports_filters_pushdown(filters)?;
+        let Some(database) = self.guard else {
+            return Ok(answers);
+        };
         let schema = DFSchema::try_from(self.inner.schema().as_ref().clone()).ok();
         Ok(filters
             .iter()
             .zip(answers)
             .map(|(filter, answer)| {
-                if self
-                    .database
-                    .evaluates_as_datafusion(&unqualified(filter), schema.as_ref())
-                {
+                if database.evaluates_as_datafusion(&unqualified(filter), schema.as_ref()) {
                     answer
                 } else {
                     TableProviderFilterPushDown::Unsupported

@@ -28,16 +28,13 @@ mod sqlite;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::Schema;
 use async_trait::async_trait;
 use bluelamp_engine::{SourceConfig, SourceError};
-use datafusion::catalog::{SchemaProvider, Session};
-use datafusion::common::{Constraint, Constraints, Statistics};
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::{Constraint, Constraints};
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion_federation::FederatedTableProviderAdaptor;
 use tokio::sync::Mutex;
 
@@ -124,64 +121,6 @@ fn key_constraints(
         })
         .collect();
     Constraints::new_unverified(constraints)
-}
-
-/// A table provider that reports `constraints` (read from the database's
-/// catalog) where the crate's own provider reports none; everything else,
-/// writes included, is the inner provider's.
-#[derive(Debug)]
-struct Keyed {
-    inner: Arc<dyn TableProvider>,
-    constraints: Constraints,
-}
-
-#[async_trait]
-impl TableProvider for Keyed {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
-    }
-
-    fn constraints(&self) -> Option<&Constraints> {
-        Some(&self.constraints)
-    }
-
-    fn table_type(&self) -> TableType {
-        self.inner.table_type()
-    }
-
-    fn get_column_default(&self, column: &str) -> Option<&Expr> {
-        self.inner.get_column_default(column)
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        self.inner.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
-    }
-
-    fn statistics(&self) -> Option<Statistics> {
-        self.inner.statistics()
-    }
-
-    async fn insert_into(
-        &self,
-        state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        insert_op: InsertOp,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        self.inner.insert_into(state, input, insert_op).await
-    }
 }
 
 /// One SQL source's tables: listed at connect time, built on first use.

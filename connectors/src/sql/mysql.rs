@@ -191,10 +191,7 @@ impl SqlBackend for MySqlBackend {
             .read_write_table_provider(TableReference::bare(reference.table()))
             .await?;
         let constraints = self.constraints(&read.schema(), reference.table()).await?;
-        let writer = Arc::new(super::Keyed {
-            inner: writer,
-            constraints,
-        });
+        let writer = Arc::new(super::guard::Guarded::keyed(writer, constraints));
         Ok(super::with_writer(read, writer))
     }
 }

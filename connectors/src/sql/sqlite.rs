@@ -141,6 +141,26 @@ fn declared_schema(conn: &rusqlite::Connection, table: &str) -> Result<SchemaRef
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// `inferred` with each column declared `BOOLEAN` read as a boolean: SQLite
+/// stores booleans as 0 and 1, so a row shows only an integer.
+fn booleans_as_declared(inferred: &SchemaRef, declared: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .map(|f| {
+            let boolean = declared
+                .field_with_name(f.name())
+                .is_ok_and(|d| d.data_type() == &DataType::Boolean);
+            if boolean && f.data_type().is_integer() {
+                Field::new(f.name(), DataType::Boolean, f.is_nullable())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
 /// The table's primary key (columns in key order) and its unique indexes —
 /// `UNIQUE` constraints and `CREATE UNIQUE INDEX` alike, but not partial
 /// indexes or indexes over expressions, which are not keys of the table.
@@ -195,8 +215,9 @@ impl SqlBackend for SqliteBackend {
         let reference = TableReference::bare(table);
         let conn = self.pool.connect().await?;
         let mut schema = get_schema(conn, &reference).await?;
-        // The file's own catalog, read once: the table's keys, and its
-        // declared columns when the crate found none.
+        // The file's own catalog, read once: the table's keys and its
+        // declared columns (the crate infers types from a row, and finds
+        // none in an empty table).
         let inferred = !schema.fields().is_empty();
         let path = self.path.clone();
         let name = table.to_string();
@@ -205,17 +226,14 @@ impl SqlBackend for SqliteBackend {
                 &path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
             )?;
-            let declared = if inferred {
-                None
-            } else {
-                Some(declared_schema(&conn, &name)?)
-            };
-            Ok((declared, declared_keys(&conn, &name)?))
+            Ok((declared_schema(&conn, &name)?, declared_keys(&conn, &name)?))
         })
         .await??;
-        if let Some(declared) = declared {
-            schema = declared;
-        }
+        schema = if inferred {
+            booleans_as_declared(&schema, &declared)
+        } else {
+            declared
+        };
         let pool: Arc<DynSqliteConnectionPool> =
             Arc::clone(&self.pool) as Arc<DynSqliteConnectionPool>;
         let table = Arc::new(SQLiteTable::new_with_schema(

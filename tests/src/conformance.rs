@@ -630,3 +630,41 @@ pub async fn explain_names_pushed(
         ))
     }
 }
+
+/// A scan dropped after its first batch (a cancelled query) leaves the
+/// source usable: the next query, within ten seconds, answers in full.
+///
+/// # Errors
+/// A sentence naming the connector and what went wrong.
+pub async fn cancelled_scan(connector: &str, session: &Session, table: &str) -> Result<(), String> {
+    use futures::StreamExt;
+    let fail = |detail: String| {
+        format!("conformance: connector '{connector}' fails 'cancelled_scan': {detail}")
+    };
+    // A join of the table with itself, so the scan has more than one batch to give.
+    let sql = format!("SELECT a.id, b.id, c.id FROM {table} a, {table} b, {table} c");
+    let mut output = session
+        .sql(&sql)
+        .await
+        .map_err(|e| fail(format!("the query did not start: {e}")))?;
+    if let Some(Err(e)) = output.stream.next().await {
+        return Err(fail(format!("the first batch failed: {e}")));
+    }
+    drop(output);
+    let again = format!("SELECT count(*) FROM {table}");
+    let rows = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        crate::slt::try_session_rows(session, &again),
+    )
+    .await
+    .map_err(|_| fail("the next query did not answer within 10 s".into()))?
+    .map_err(|e| fail(format!("the next query failed: {e}")))?;
+    let want = oracle("SELECT count(*) FROM {t}").await?;
+    if rows == want {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "the next query answered {rows:?}, not {want:?}"
+        )))
+    }
+}

@@ -406,6 +406,7 @@ async fn openapi() -> Option<Loaded> {
 enum Special {
     Concurrent,
     Explain,
+    Cancel,
 }
 
 async fn special(connector: &str, which: Special, loaded: Option<Loaded>) {
@@ -420,6 +421,9 @@ async fn special(connector: &str, which: Special, loaded: Option<Loaded>) {
         Special::Explain => {
             bluelamp_tests::conformance::explain_names_pushed(connector, &session, &loaded.table)
                 .await
+        }
+        Special::Cancel => {
+            bluelamp_tests::conformance::cancelled_scan(connector, &session, &loaded.table).await
         }
     };
     if let Err(e) = result {
@@ -441,6 +445,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn concurrent_scans() {
                 super::special(stringify!($connector), super::Special::Concurrent, $load.await).await;
+            }
+
+            #[tokio::test]
+            async fn cancelled_scan() {
+                super::special(stringify!($connector), super::Special::Cancel, $load.await).await;
             }
 
             #[tokio::test]

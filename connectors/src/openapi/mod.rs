@@ -28,6 +28,7 @@ pub mod schema;
 mod schema_props;
 pub mod sink;
 pub mod spec;
+mod walk;
 pub mod write;
 
 use std::sync::Arc;

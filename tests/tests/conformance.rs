@@ -64,6 +64,19 @@ struct Loaded {
     _keep: Box<dyn std::any::Any>,
 }
 
+impl Loaded {
+    /// `engine` over source `source`, whose fixture tables are
+    /// `source.conformance` and `source.empty`; `keep` lives as long.
+    fn new(engine: Engine, source: &str, keep: impl std::any::Any) -> Option<Self> {
+        Some(Self {
+            engine,
+            table: format!("{source}.conformance"),
+            empty: format!("{source}.empty"),
+            _keep: Box::new(keep),
+        })
+    }
+}
+
 /// Runs `check` on `connector` loaded by `load`.
 async fn conform(connector: &str, check: &str, loaded: Option<Loaded>) {
     let Some(loaded) = loaded else {
@@ -142,12 +155,7 @@ async fn files(format: &str) -> Option<Loaded> {
     )
     .await
     .unwrap();
-    Some(Loaded {
-        engine,
-        table: "f.conformance".into(),
-        empty: "f.empty".into(),
-        _keep: Box::new(dir),
-    })
+    Loaded::new(engine, "f", dir)
 }
 
 /// A SQL literal for text; `backslash` doubles backslashes (MariaDB).
@@ -213,12 +221,7 @@ async fn sqlite() -> Option<Loaded> {
     )
     .await
     .unwrap();
-    Some(Loaded {
-        engine,
-        table: "s.conformance".into(),
-        empty: "s.empty".into(),
-        _keep: Box::new(dir),
-    })
+    Loaded::new(engine, "s", dir)
 }
 
 async fn postgres() -> Option<Loaded> {
@@ -251,12 +254,7 @@ async fn postgres() -> Option<Loaded> {
     )
     .await
     .unwrap();
-    Some(Loaded {
-        engine,
-        table: "pg.conformance".into(),
-        empty: "pg.empty".into(),
-        _keep: Box::new(db),
-    })
+    Loaded::new(engine, "pg", db)
 }
 
 async fn mariadb() -> Option<Loaded> {
@@ -291,12 +289,7 @@ async fn mariadb() -> Option<Loaded> {
     )
     .await
     .unwrap();
-    Some(Loaded {
-        engine,
-        table: "my.conformance".into(),
-        empty: "my.empty".into(),
-        _keep: Box::new(db),
-    })
+    Loaded::new(engine, "my", db)
 }
 
 /// The fixture served as a supplier's API would serve it: `GET /conformance`
@@ -394,12 +387,7 @@ async fn openapi() -> Option<Loaded> {
     )
     .await
     .unwrap();
-    Some(Loaded {
-        engine,
-        table: "api.conformance".into(),
-        empty: "api.empty".into(),
-        _keep: Box::new(dir),
-    })
+    Loaded::new(engine, "api", dir)
 }
 
 /// The checks that are not one query against the oracle.

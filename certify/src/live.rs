@@ -96,11 +96,33 @@ pub async fn check_source(
     let identity = first.local_identity(as_user).map_err(|e| e.message)?;
     let reader = identity.user.clone();
     let sessions = (first.session(identity.clone()), second.session(identity));
+    // Every statement and probe of the run is recorded with why it was made.
+    let purpose = format!(
+        "SET bluelamp.purpose = 'bluelamp certify published: tier 2 certification of source {}'",
+        name.replace('\'', "''")
+    );
+    for session in [&sessions.0, &sessions.1] {
+        crate::live::rows(session, &purpose).await?;
+    }
+    // The probes read raw answers beneath the policy: refused, before any
+    // request, unless the certifying user may see the source in full.
+    let grant = sessions
+        .0
+        .authorise_probes(name, allow_writes)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot certify source '{name}' as user '{reader}': {}",
+                e.message
+            )
+        })?;
     let (mut live, untrusted) = live_criteria(&sessions, name, &doc, &options).await;
     if let Some(schemas) = live.first_mut() {
         schemas.evidence.insert(
             0,
-            format!("read as user '{reader}', whose policies apply: certify as a user who may read every table unfiltered"),
+            format!(
+                "read and probed as user '{reader}', who may see every table of the source in full"
+            ),
         );
     }
     criteria.extend(live);
@@ -113,7 +135,7 @@ pub async fn check_source(
         .iter()
         .filter(|t| t.readable && t.path_params.is_empty())
         .collect();
-    let mut probes = Probes::new(opened, untrusted);
+    let mut probes = Probes::new(opened, grant, untrusted);
     // Each list's first page, raw, against its documented item schema.
     let mut sampled = 0u64;
     let (bad, undocumented) = counted(&mut sampled, probes.sample_schemas(&lists)).await;
@@ -156,6 +178,11 @@ pub async fn check_source(
     let mut n = 0;
     let transport = counted(&mut n, probes.transport(&lists)).await;
     criteria.push(with_requests(transport, n));
+    if let Some(why) = probes.unrecorded() {
+        return Err(format!(
+            "certifying source '{name}' stopped: a probe could not be recorded in the audit trail, so it was not sent: {why}"
+        ));
+    }
     let mut report = crate::published::finish(subject, criteria);
     report.documents = files;
     Ok(report)

@@ -23,6 +23,7 @@ use bluelamp_connectors::openapi::write::{
     BodyField, Rule, WriteSpec, check_fields, compile_fields,
 };
 use bluelamp_engine::Session;
+use bluelamp_engine::audit::ProbeGrant;
 use reqwest::Method;
 use reqwest::header::RETRY_AFTER;
 use serde_json::{Map, Value, json};
@@ -44,6 +45,12 @@ const MOST_PROBED: usize = 5;
 /// credentials at the end).
 pub(crate) struct Probes {
     opened: Opened,
+    /// Leave from the certifying user's session; every request is recorded
+    /// in the audit trail through it before it is sent.
+    grant: ProbeGrant,
+    /// Why a request was not sent: its audit record could not be written.
+    /// The run is then refused rather than reported.
+    unrecorded: std::sync::Mutex<Option<String>>,
     errors_seen: Vec<(String, String)>,
     /// (table, column) of the filters `live.filters` found wrong: a deposit
     /// is not read back through them.
@@ -85,9 +92,11 @@ fn secured(root: &Value, op: &Operation) -> bool {
 }
 
 impl Probes {
-    pub(crate) fn new(opened: Opened, untrusted: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(opened: Opened, grant: ProbeGrant, untrusted: Vec<(String, String)>) -> Self {
         Self {
             opened,
+            grant,
+            unrecorded: std::sync::Mutex::new(None),
             errors_seen: Vec::new(),
             untrusted,
         }
@@ -124,6 +133,18 @@ impl Probes {
         credentials: bool,
     ) -> Result<Probed, String> {
         let endpoint = format!("{method} {}", url.path());
+        let described = format!(
+            "{endpoint}{}{}",
+            url.query()
+                .map(|_| " with a query string")
+                .unwrap_or_default(),
+            if credentials {
+                ""
+            } else {
+                " without credentials"
+            }
+        );
+        self.recorded(&described, 1, method != Method::GET).await?;
         let answer = self
             .opened
             .client
@@ -136,6 +157,29 @@ impl Probes {
             ));
         }
         Ok(answer)
+    }
+
+    /// Records `requests` requests described by `what` in the audit trail,
+    /// before they are sent; an error if they must not be.
+    async fn recorded(&self, what: &str, requests: u64, write: bool) -> Result<(), String> {
+        if let Some(why) = self.unrecorded() {
+            return Err(why);
+        }
+        self.grant
+            .record(&format!("certify: {what}"), requests, write)
+            .await
+            .map_err(|e| {
+                if let Ok(mut slot) = self.unrecorded.lock() {
+                    *slot = Some(e.message.clone());
+                }
+                e.message
+            })
+    }
+
+    /// Why a probe was not sent, if one was not: its audit record could
+    /// not be written.
+    pub(crate) fn unrecorded(&self) -> Option<String> {
+        self.unrecorded.lock().ok().and_then(|slot| slot.clone())
     }
 
     /// `live.errors` over the lists in `tables`.
@@ -268,6 +312,13 @@ impl Probes {
             let Ok(url) = self.url(&table.path, &[]) else {
                 continue;
             };
+            if let Err(e) = self
+                .recorded(&format!("{}: first page, raw", table.endpoint()), 1, false)
+                .await
+            {
+                bad.push(e);
+                continue;
+            }
             let page = match self
                 .opened
                 .client
@@ -370,6 +421,12 @@ impl Probes {
         let url = self.url(&path, &small)?;
         let mut sent = 0usize;
         while sent < MOST_BURST {
+            self.recorded(
+                &format!("{name}: a burst looking for 429"),
+                BURST_WIDTH as u64,
+                false,
+            )
+            .await?;
             let answers = self.opened.client.burst(&url, &name, BURST_WIDTH).await;
             sent += BURST_WIDTH;
             let Some(limited) = answers
@@ -446,7 +503,10 @@ impl Probes {
                     .min_tls_version(reqwest::tls::Version::TLS_1_2)
                     .timeout(std::time::Duration::from_secs(30))
                     .build();
-                match client {
+                let recorded = self
+                    .recorded(&format!("GET {base}: TLS version"), 1, false)
+                    .await;
+                match client.map_err(|e| e.to_string()).and_then(|c| recorded.map(|()| c)) {
                     Ok(client) => match client.get(base.clone()).send().await {
                         Ok(_) => ok.push(format!(
                             "{base}: TLS 1.2 or later (the check offers nothing older)"
@@ -456,7 +516,7 @@ impl Probes {
                             bluelamp_engine::source::error_chain(&e)
                         )),
                     },
-                    Err(e) => bad.push(format!("cannot build a TLS client: {e}")),
+                    Err(e) => bad.push(format!("cannot probe TLS: {e}")),
                 }
             }
             _ if loopback => ok.push(format!(

@@ -13,11 +13,13 @@
 //! | `mysql` | [`sql`] | the same, for MySQL and MariaDB |
 //! | `sqlite` | [`sql`] | the same, for a SQLite file |
 //! | `openapi` | [`openapi`] | a documented REST interface: pagination, auth, filter pushdown, streaming decode |
+//! | `flightsql` | [`flightsql`] | any Arrow Flight SQL server (another force's Bluelamp): federation as declared by `GetSqlInfo` |
 //!
 //! [`registry`] returns every factory, for binaries and tests; [`names`] turns
 //! source names into table names the same way for every connector.
 
 pub mod files;
+pub mod flightsql;
 pub mod names;
 pub mod openapi;
 pub mod sql;
@@ -30,6 +32,7 @@ use bluelamp_engine::FactoryRegistry;
 pub fn registry() -> FactoryRegistry {
     FactoryRegistry::new()
         .with(Arc::new(files::FilesSourceFactory))
+        .with(Arc::new(flightsql::FlightSqlSourceFactory))
         .with(Arc::new(openapi::OpenApiSourceFactory))
         .with(Arc::new(sql::PostgresSourceFactory))
         .with(Arc::new(sql::MySqlSourceFactory))

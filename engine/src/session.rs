@@ -77,15 +77,15 @@ impl Identity {
 /// The running engine: connected sources and shared settings. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<EngineInner>,
+    pub(crate) inner: Arc<EngineInner>,
 }
 
-struct EngineInner {
+pub(crate) struct EngineInner {
     config: Config,
     /// Whether read policy is configured (then sessions are governed).
-    policy_active: bool,
+    pub(crate) policy_active: bool,
     audit: Option<crate::audit::AuditLog>,
-    sources: Vec<Arc<SourceSchema>>,
+    pub(crate) sources: Vec<Arc<SourceSchema>>,
     system: Arc<dyn SchemaProvider>,
 }
 

@@ -247,10 +247,11 @@ async fn broken_documents_fail_the_first_criterion() {
 }
 
 /// The demo's systems `kinds` at `faults`, and a config naming each as a
-/// source after its system.
-async fn systems(
+/// source after its system, followed by `extra`.
+async fn systems_with(
     kinds: &[bluelamp_simulators::http::SystemKind],
     faults: &str,
+    extra: &str,
 ) -> (
     Vec<bluelamp_simulators::http::RunningSystem>,
     bluelamp_engine::Config,
@@ -274,10 +275,21 @@ async fn systems(
             .unwrap(),
         );
     }
-    let text = openapi_sources(&running, &options);
+    let text = openapi_sources(&running, &options) + extra;
     let config =
         bluelamp_engine::Config::parse(&text, "certify.toml", std::env::temp_dir()).unwrap();
     (running, config)
+}
+
+/// [`systems_with`] and nothing more in the config.
+async fn systems(
+    kinds: &[bluelamp_simulators::http::SystemKind],
+    faults: &str,
+) -> (
+    Vec<bluelamp_simulators::http::RunningSystem>,
+    bluelamp_engine::Config,
+) {
+    systems_with(kinds, faults, "").await
 }
 
 /// Tier 2 on the demo's RMS at `faults`, depositing (`--allow-writes`).
@@ -387,6 +399,195 @@ async fn without_allow_writes_the_deposit_is_not_run_and_the_tier_not_reached() 
     );
     assert_eq!(report.tier_reached, None);
     assert!(report.passed());
+}
+
+/// An audit trail in `dir`, user `certifier` running the checks, and
+/// `policy` (which governs everyone else too).
+fn governed(dir: &std::path::Path, policy: &str) -> String {
+    format!(
+        "[audit]\npath = \"{}\"\n\n[local]\nuser = \"certifier\"\n\n[[user]]\nname = \"certifier\"\nroles = [\"certifier\"]\n\n[[user]]\nname = \"analyst\"\nroles = [\"analyst\"]\n\n{policy}",
+        dir.join("audit.jsonl").display()
+    )
+}
+
+/// Every record of the audit trail in `dir`, after checking its chain.
+fn trail(dir: &std::path::Path) -> Vec<bluelamp_engine::audit::AuditRecord> {
+    let path = dir.join("audit.jsonl");
+    let verified = bluelamp_engine::audit::verify(&path);
+    assert!(verified.is_ok(), "{verified:?}");
+    bluelamp_engine::audit::search(&path, &bluelamp_engine::audit::SearchFilter::default()).unwrap()
+}
+
+const FULL_ACCESS: &str = "[[policy.grant]]\nroles = [\"certifier\"]\ntables = [\"rms.*\"]\nwrite = true\n\n[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\n";
+
+#[tokio::test]
+async fn every_probe_is_recorded_in_the_audit_trail_before_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_systems, config) = systems_with(
+        &[bluelamp_simulators::http::SystemKind::Rms],
+        "",
+        &governed(dir.path(), FULL_ACCESS),
+    )
+    .await;
+    let report = bluelamp_certify::live::check_source(config, "rms", None, true)
+        .await
+        .unwrap();
+    assert_eq!(report.tier_reached, Some(2), "{}", report.summary);
+    let records = trail(dir.path());
+    let probes: Vec<_> = records.iter().filter(|r| r.event == "probe").collect();
+    // The leave comes first, for the certifier, over the source, with the
+    // run's purpose.
+    let leave = probes.first().unwrap();
+    assert_eq!(
+        leave.statement,
+        "probe source 'rms' outside SQL, depositing records"
+    );
+    assert_eq!(leave.user, "certifier");
+    assert_eq!(leave.outcome, "ok");
+    assert_eq!(leave.sources, ["rms"]);
+    assert!(
+        leave.tables.contains(&"rms.crimes".to_string()),
+        "{leave:?}"
+    );
+    assert!(
+        leave
+            .purpose
+            .as_deref()
+            .unwrap()
+            .contains("tier 2 certification of source rms"),
+        "{leave:?}"
+    );
+    // Each kind of probe is recorded.
+    let said: Vec<&str> = probes.iter().map(|r| r.statement.as_str()).collect();
+    for expected in [
+        "certify: GET /crimes: first page, raw",
+        "certify: GET /crimes without credentials",
+        "certify: GET /crimes with a query string",
+        "certify: GET /crimes: a burst looking for 429",
+        "certify: POST /crimes",
+        "certify: GET /crimes with a query string without credentials",
+    ] {
+        assert!(
+            said.iter().any(|s| s.starts_with(expected)),
+            "{expected}: {said:?}"
+        );
+    }
+    // Each record says how many requests it covers: one, or a burst's 100.
+    assert!(
+        probes[1..].iter().all(|r| matches!(r.rows, Some(1 | 100))),
+        "{probes:?}"
+    );
+    assert!(
+        probes
+            .iter()
+            .any(|r| r.statement.contains("a burst") && r.rows == Some(100)),
+        "{probes:?}"
+    );
+    // SQL reads of the run are statements, recorded as usual.
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event == "statement" && r.user == "certifier")
+    );
+}
+
+/// The refusal `policy` earns the certifier, checked to name `names` and to
+/// be recorded, with no probe sent.
+async fn probes_refused(policy: &str, allow_writes: bool, names: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_systems, config) = systems_with(
+        &[bluelamp_simulators::http::SystemKind::Rms],
+        "",
+        &governed(dir.path(), policy),
+    )
+    .await;
+    let error = bluelamp_certify::live::check_source(config, "rms", None, allow_writes)
+        .await
+        .unwrap_err();
+    assert!(
+        error.starts_with("cannot certify source 'rms' as user 'certifier': probing source 'rms' reads its raw answers"),
+        "{error}"
+    );
+    for name in names {
+        assert!(error.contains(name), "{name}: {error}");
+    }
+    let records = trail(dir.path());
+    let probes: Vec<_> = records.iter().filter(|r| r.event == "probe").collect();
+    assert_eq!(probes.len(), 1, "{probes:?}");
+    assert_eq!(probes[0].outcome, "refused");
+    assert_eq!(
+        probes[0].error.as_deref(),
+        Some(&error["cannot certify source 'rms' as user 'certifier': ".len()..])
+    );
+    assert!(
+        records.iter().all(|r| !r.statement.starts_with("SELECT")),
+        "nothing was read: {records:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_certifier_with_a_masked_column_may_not_probe() {
+    probes_refused(
+        &format!("{FULL_ACCESS}\n[[policy.mask]]\nroles = [\"certifier\"]\ncolumns = [\"rms.crimes.crime_reference\"]\nmask = \"null\"\n"),
+        false,
+        &["rms.crimes (masked columns crime_reference)"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_certifier_under_a_row_filter_may_not_probe() {
+    probes_refused(
+        &format!("{FULL_ACCESS}\n[[policy.row_filter]]\nname = \"open only\"\nroles = [\"certifier\"]\ntable = \"rms.crimes\"\nfilter = \"status = 'OPEN'\"\n"),
+        false,
+        &["rms.crimes (row filters open only)"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_certifier_who_cannot_read_every_table_may_not_probe() {
+    probes_refused(
+        "[[policy.grant]]\nroles = [\"certifier\"]\ntables = [\"rms.crimes\"]\n\n[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\n",
+        false,
+        &["(no read grant)"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_certifier_with_a_hidden_column_may_not_probe() {
+    probes_refused(
+        "[[policy.grant]]\nroles = [\"certifier\"]\ntables = [\"rms.*\"]\nhide = [\"rms.crimes.crime_reference\"]\n",
+        false,
+        &["rms.crimes (hidden columns crime_reference)"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_read_only_certifier_may_probe_but_not_deposit() {
+    let read_only = "[[policy.grant]]\nroles = [\"certifier\"]\ntables = [\"rms.*\"]\n\n[[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"rms.*\"]\nwrite = true\n";
+    probes_refused(read_only, true, &["rms.crimes (no write grant)"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_systems, config) = systems_with(
+        &[bluelamp_simulators::http::SystemKind::Rms],
+        "",
+        &governed(dir.path(), read_only),
+    )
+    .await;
+    let report = bluelamp_certify::live::check_source(config, "rms", None, false)
+        .await
+        .unwrap();
+    assert_eq!(criterion(&report, "live.errors").outcome, Outcome::Pass);
+    let records = trail(dir.path());
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.event == "probe")
+            .all(|r| !r.statement.contains("POST")),
+        "{records:?}"
+    );
 }
 
 /// Checks that `fault` fails exactly `broken`, with evidence containing

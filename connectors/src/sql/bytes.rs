@@ -97,8 +97,8 @@ pub fn text_in(expr: &Expr, schema: &DFSchema) -> bool {
 
 /// The federated sub-plan `plan`, bound for `database`, with its text
 /// comparisons and sort keys marked (see the module notes).
-pub fn compare_as_bytes(plan: LogicalPlan, database: Database) -> DFResult<LogicalPlan> {
-    if database == Database::Postgres {
+pub fn compare_as_bytes(plan: LogicalPlan, database: &Database) -> DFResult<LogicalPlan> {
+    if matches!(database, Database::Postgres | Database::FlightSql(_)) {
         return Ok(plan);
     }
     super::repair::transform_federated(plan, |node| mark_node(node, database))
@@ -124,7 +124,7 @@ fn input_schema(node: &LogicalPlan) -> DFResult<DFSchemaRef> {
     Ok(Arc::new(schema))
 }
 
-fn mark_node(node: LogicalPlan, database: Database) -> DFResult<Transformed<LogicalPlan>> {
+fn mark_node(node: LogicalPlan, database: &Database) -> DFResult<Transformed<LogicalPlan>> {
     let schema = input_schema(&node)?;
     match node {
         LogicalPlan::Sort(mut sort) => {
@@ -193,7 +193,7 @@ fn mark_node(node: LogicalPlan, database: Database) -> DFResult<Transformed<Logi
 fn mark_comparisons(
     expr: Expr,
     schema: &DFSchema,
-    database: Database,
+    database: &Database,
 ) -> DFResult<Transformed<Expr>> {
     expr.transform_up(|e| {
         Ok(match e {
@@ -214,7 +214,7 @@ fn mark_comparisons(
                     }
                     // The plain comparison first: an index on the column can
                     // answer it, and it holds wherever the exact one does.
-                    Operator::Eq if database == Database::MySql => {
+                    Operator::Eq if matches!(database, Database::MySql) => {
                         Transformed::yes(plain().and(exact()))
                     }
                     _ => Transformed::yes(exact()),
@@ -241,14 +241,14 @@ fn mark_comparisons(
                     list.iter().cloned().map(mark).collect(),
                     negated,
                 ));
-                if database == Database::MySql && !negated {
+                if matches!(database, Database::MySql) && !negated {
                     Transformed::yes(Expr::InList(InList::new(expr, list, negated)).and(exact))
                 } else {
                     Transformed::yes(exact)
                 }
             }
             Expr::Like(like)
-                if database == Database::MySql
+                if matches!(database, Database::MySql)
                     && !like.case_insensitive
                     && text_in(&like.expr, schema) =>
             {
@@ -298,7 +298,7 @@ pub fn compares_text(expr: &Expr, schema: &DFSchema) -> bool {
 }
 
 /// The SQL hook's half: writes each mark as `database` compares bytes.
-pub fn unmark(statement: &mut ast::Statement, database: Database) {
+pub fn unmark(statement: &mut ast::Statement, database: &Database) {
     struct Unmark(Database);
     impl VisitorMut for Unmark {
         type Break = ();
@@ -324,9 +324,9 @@ pub fn unmark(statement: &mut ast::Statement, database: Database) {
                 return ControlFlow::Continue(());
             }
             let inner = Box::new(ast::Expr::Nested(Box::new(inner.clone())));
-            *expr = match self.0 {
+            *expr = match &self.0 {
                 // Not marked (see the module notes); unchanged if it were.
-                Database::Postgres => return ControlFlow::Continue(()),
+                Database::Postgres | Database::FlightSql(_) => return ControlFlow::Continue(()),
                 Database::MySql => ast::Expr::Cast {
                     kind: ast::CastKind::Cast,
                     expr: Box::new(ast::Expr::Convert {
@@ -349,5 +349,5 @@ pub fn unmark(statement: &mut ast::Statement, database: Database) {
             ControlFlow::Continue(())
         }
     }
-    let _ = statement.visit(&mut Unmark(database));
+    let _ = statement.visit(&mut Unmark(database.clone()));
 }

@@ -34,9 +34,9 @@ use super::functions::Database;
 /// What one database does differently from the crate's executor, beyond the
 /// repairs every database gets. Each method's default is the crate's way.
 #[async_trait]
-pub(super) trait Remote: Send + Sync + Sized + 'static {
+pub(crate) trait Remote: Send + Sync + Sized + 'static {
     /// Which database this is: its function lists, marks and repairs.
-    const DATABASE: Database;
+    fn database(&self) -> Database;
 
     /// The last step on each statement sent, after the repairs.
     fn finish(&self) -> Box<dyn FnMut(&mut Statement)> {
@@ -72,12 +72,12 @@ pub(super) trait Remote: Send + Sync + Sized + 'static {
 
 /// The crate's executor for one table, with our repairs and `remote`'s
 /// differences.
-pub(super) struct Repaired<R> {
+pub(crate) struct Repaired<R> {
     /// The crate's executor.
-    pub(super) inner: Arc<dyn SQLExecutor>,
-    pub(super) remote: R,
+    pub(crate) inner: Arc<dyn SQLExecutor>,
+    pub(crate) remote: R,
     /// The source, named in every error a query meets there.
-    pub(super) source: SourceConfig,
+    pub(crate) source: SourceConfig,
 }
 
 /// `error`, met by a query in `source`, as an error naming the source (one
@@ -112,11 +112,15 @@ impl<R: Remote> SQLExecutor for Repaired<R> {
     }
 
     fn logical_optimizer(&self) -> Option<LogicalOptimizer> {
-        super::repair::plan_hook(self.inner.logical_optimizer(), R::DATABASE)
+        super::repair::plan_hook(self.inner.logical_optimizer(), self.remote.database())
     }
 
     fn ast_analyzer(&self) -> Option<AstAnalyzer> {
-        super::repair::sql_hook(self.inner.ast_analyzer(), R::DATABASE, self.remote.finish())
+        super::repair::sql_hook(
+            self.inner.ast_analyzer(),
+            self.remote.database(),
+            self.remote.finish(),
+        )
     }
 
     fn execute(
@@ -163,6 +167,7 @@ where
     T: SQLExecutor + TableProvider + 'static,
     R: Remote,
 {
+    let database = remote.database();
     let executor = Arc::new(Repaired {
         inner: Arc::clone(&table) as Arc<dyn SQLExecutor>,
         remote,
@@ -175,7 +180,7 @@ where
     ));
     // The table's own scan pushes only the filters the database answers as
     // DataFusion would.
-    let scan: Arc<dyn TableProvider> = Arc::new(super::guard::Guarded::new(table, R::DATABASE));
+    let scan: Arc<dyn TableProvider> = Arc::new(super::guard::Guarded::new(table, database));
     Arc::new(FederatedTableProviderAdaptor::new_with_provider(
         source, scan,
     ))

@@ -31,11 +31,16 @@ use datafusion_federation::{FederatedPlanNode, FederationPlanner};
 use super::bytes::{compares_text, is_text, text_in};
 
 /// The kind of database a federated sub-plan goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
     Postgres,
     MySql,
     Sqlite,
+    /// A Flight SQL server, sent only what it declares
+    /// ([`crate::flightsql::capabilities`]). It compares text by bytes and
+    /// casts as standard SQL does; what it runs differently from DataFusion
+    /// is on the server's word.
+    FlightSql(Arc<crate::flightsql::capabilities::Declared>),
 }
 
 /// Scalar functions every database here runs as DataFusion does.
@@ -125,31 +130,39 @@ const AGGREGATE_SQLITE: &[&str] = &[];
 
 impl Database {
     /// Whether the database runs the scalar function `name` as DataFusion does.
-    pub fn runs_scalar(self, name: &str) -> bool {
+    pub fn runs_scalar(&self, name: &str) -> bool {
         let own = match self {
             Database::Postgres => SCALAR_POSTGRES,
             Database::MySql => SCALAR_MYSQL,
             Database::Sqlite => SCALAR_SQLITE,
+            Database::FlightSql(declared) => return declared.runs_scalar(name),
         };
         SCALAR_EVERYWHERE.contains(&name) || own.contains(&name)
     }
 
     /// Whether the database runs the aggregate function `name` as DataFusion
     /// does.
-    pub fn runs_aggregate(self, name: &str) -> bool {
+    pub fn runs_aggregate(&self, name: &str) -> bool {
         let own = match self {
             Database::Postgres => AGGREGATE_POSTGRES,
             Database::MySql => AGGREGATE_MYSQL,
             Database::Sqlite => AGGREGATE_SQLITE,
+            Database::FlightSql(declared) => return declared.runs_aggregate(name),
         };
         AGGREGATE_EVERYWHERE.contains(&name) || own.contains(&name)
     }
 
     /// Whether every function `expr` calls, in any subquery too, runs here.
-    fn runs_expr(self, expr: &Expr) -> bool {
+    fn runs_expr(&self, expr: &Expr) -> bool {
         let mut runs = true;
         // The closure never fails.
         let _ = expr.apply(|e| {
+            if let Database::FlightSql(declared) = self
+                && !declared.runs_expr_kind(e)
+            {
+                runs = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
             runs = match e {
                 Expr::ScalarFunction(f) => self.runs_scalar(f.func.name()),
                 Expr::AggregateFunction(f) => self.runs_aggregate(f.func.name()),
@@ -157,8 +170,8 @@ impl Database {
                 // SQLite's LIKE ignores ASCII case; neither it nor MySQL has
                 // DataFusion's Unicode-aware ILIKE.
                 Expr::Like(like) => {
-                    self == Database::Postgres
-                        || (self == Database::MySql && !like.case_insensitive)
+                    matches!(self, Database::Postgres | Database::FlightSql(_))
+                        || (matches!(self, Database::MySql) && !like.case_insensitive)
                 }
                 Expr::ScalarSubquery(subquery) => self.runs_plan(&subquery.subquery),
                 Expr::Exists(exists) => self.runs_plan(&exists.subquery.subquery),
@@ -174,15 +187,18 @@ impl Database {
         runs
     }
 
-    fn runs_window(self, window: &WindowFunction) -> bool {
+    fn runs_window(&self, window: &WindowFunction) -> bool {
         // MySQL cannot be told where NULLs sort (see `repair::order_nulls_as_datafusion`).
-        if self == Database::MySql
+        if matches!(self, Database::MySql)
             && window
                 .params
                 .order_by
                 .iter()
                 .any(super::repair::mysql_places_nulls_otherwise)
         {
+            return false;
+        }
+        if matches!(self, Database::FlightSql(_)) {
             return false;
         }
         match &window.fun {
@@ -192,11 +208,16 @@ impl Database {
     }
 
     /// Whether one node's own expressions (a scan's filters included) run here.
-    fn runs_node(self, plan: &LogicalPlan) -> bool {
+    fn runs_node(&self, plan: &LogicalPlan) -> bool {
         let filters = match plan {
             LogicalPlan::TableScan(scan) => scan.filters.as_slice(),
             _ => &[],
         };
+        if let Database::FlightSql(declared) = self
+            && !declared.runs_node_kind(plan)
+        {
+            return false;
+        }
         let schema = node_schema(plan);
         plan.expressions()
             .iter()
@@ -207,7 +228,7 @@ impl Database {
 
     /// Whether the database evaluates `expr` (a filter over a table of
     /// `schema`) as DataFusion does: its functions and its casts.
-    pub(super) fn evaluates_as_datafusion(self, expr: &Expr, schema: Option<&DFSchema>) -> bool {
+    pub(super) fn evaluates_as_datafusion(&self, expr: &Expr, schema: Option<&DFSchema>) -> bool {
         self.runs_expr(expr) && self.casts_as_datafusion(expr, schema)
     }
 
@@ -218,7 +239,7 @@ impl Database {
     /// and its `CAST(x AS DATE)` makes a number of `x`, so no cast to one is
     /// sent to it. A cast whose operand's type cannot be worked out stays
     /// in DataFusion.
-    fn casts_as_datafusion(self, expr: &Expr, schema: Option<&DFSchema>) -> bool {
+    fn casts_as_datafusion(&self, expr: &Expr, schema: Option<&DFSchema>) -> bool {
         use datafusion::arrow::datatypes::DataType;
         !expr
             .exists(|e| {
@@ -239,7 +260,7 @@ impl Database {
                 Ok(match from {
                     None => true,
                     Some(from) if is_text(to) => !(is_text(&from) || from.is_integer()),
-                    Some(_) => temporal && self == Database::Sqlite,
+                    Some(_) => temporal && matches!(self, Database::Sqlite),
                 })
             })
             .unwrap_or(true)
@@ -251,8 +272,8 @@ impl Database {
     /// merge `Zoë` with `zoe` and `Central` with `central `, and these cannot
     /// be marked to compare bytes without changing the columns they return
     /// (see [`super::bytes`]).
-    fn groups_text_by_bytes(self, plan: &LogicalPlan) -> bool {
-        if self != Database::MySql {
+    fn groups_text_by_bytes(&self, plan: &LogicalPlan) -> bool {
+        if !matches!(self, Database::MySql) {
             return true;
         }
         let over_text =
@@ -298,7 +319,7 @@ impl Database {
     }
 
     /// Whether every node of `plan` runs here.
-    fn runs_plan(self, plan: &LogicalPlan) -> bool {
+    fn runs_plan(&self, plan: &LogicalPlan) -> bool {
         let mut runs = true;
         let _ = plan.apply(|node| {
             runs = self.runs_node(node);

@@ -108,7 +108,7 @@ impl TableProvider for Guarded {
         filters: &[&Expr],
     ) -> DFResult<Vec<TableProviderFilterPushDown>> {
         let answers = self.inner.supports_filters_pushdown(filters)?;
-        let Some(database) = self.guard else {
+        let Some(database) = &self.guard else {
             return Ok(answers);
         };
         let schema = DFSchema::try_from(self.inner.schema().as_ref().clone()).ok();

@@ -16,8 +16,8 @@ mod bytes;
 mod dry_run;
 mod dynamic;
 mod estimate;
-mod executor;
-mod functions;
+pub(crate) mod executor;
+pub(crate) mod functions;
 mod guard;
 mod mysql;
 mod pgcopy;
@@ -42,11 +42,11 @@ pub use mysql::{MySqlConfig, MySqlSourceFactory};
 pub use postgres::{PostgresConfig, PostgresSourceFactory};
 pub use sqlite::{SqliteConfig, SqliteSourceFactory};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a database backend provides to the shared schema.
 #[async_trait]
-trait SqlBackend: Send + Sync + std::fmt::Debug {
+pub(crate) trait SqlBackend: Send + Sync + std::fmt::Debug {
     /// Builds the (federated) provider for one remote table of `source`.
     async fn table_provider(
         &self,
@@ -125,7 +125,7 @@ fn key_constraints(
 
 /// One SQL source's tables: listed at connect time, built on first use.
 #[derive(Debug)]
-struct SqlSchemaProvider {
+pub(crate) struct SqlSchemaProvider {
     source: SourceConfig,
     /// Remote secrets (e.g. a literal password) to strip from error text.
     hide: Vec<String>,
@@ -135,7 +135,7 @@ struct SqlSchemaProvider {
 }
 
 impl SqlSchemaProvider {
-    fn new(
+    pub(crate) fn new(
         source: &SourceConfig,
         hide: Vec<String>,
         mut tables: Vec<String>,

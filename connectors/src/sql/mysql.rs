@@ -402,7 +402,9 @@ fn mysql_stream(
 
 #[async_trait]
 impl Remote for MySqlRemote {
-    const DATABASE: Database = Database::MySql;
+    fn database(&self) -> Database {
+        Database::MySql
+    }
 
     fn finish(&self) -> Box<dyn FnMut(&mut ast::Statement)> {
         let escape = self.escape_backslashes;

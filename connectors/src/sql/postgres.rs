@@ -224,7 +224,9 @@ impl PostgresRemote {
 
 #[async_trait]
 impl Remote for PostgresRemote {
-    const DATABASE: Database = Database::Postgres;
+    fn database(&self) -> Database {
+        Database::Postgres
+    }
 
     /// Runs `query`, with the keys of the joins it feeds added to its
     /// `WHERE` clause (see [`super::dynamic`]), reading the result with a

@@ -438,13 +438,13 @@ pub fn plan_hook(
             Some(optimize) => optimize(plan)?,
             None => plan,
         };
-        keep_local(plan, database, |part| {
+        keep_local(plan, database.clone(), |part| {
             let part = prepare_plan(part)?;
-            let part = match database {
+            let part = match &database {
                 Database::MySql => order_nulls_as_datafusion(part)?,
-                Database::Postgres | Database::Sqlite => part,
+                Database::Postgres | Database::Sqlite | Database::FlightSql(_) => part,
             };
-            compare_as_bytes(part, database)
+            compare_as_bytes(part, &database)
         })
     }))
 }
@@ -505,7 +505,7 @@ pub fn sql_hook(
             None => statement,
         };
         let mut statement = repair(statement);
-        unmark(&mut statement, database);
+        unmark(&mut statement, &database);
         if database == Database::MySql {
             // MySQL has no empty select list (`SELECT FROM t`, which the
             // unparser writes for a derived table whose columns go unused).

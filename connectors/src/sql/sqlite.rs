@@ -199,7 +199,9 @@ fn declared_keys(
 struct SqliteRemote;
 
 impl Remote for SqliteRemote {
-    const DATABASE: Database = Database::Sqlite;
+    fn database(&self) -> Database {
+        Database::Sqlite
+    }
 }
 
 #[async_trait]

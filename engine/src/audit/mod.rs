@@ -22,9 +22,10 @@
 //!
 //! Modules: [`chain`] (the writer: hashing, group commit, rotation),
 //! [`trail`] (what a statement touched; result streams that report their
-//! end), [`verify`] (checking a chain and searching records).
+//! end), [`probes`] (requests sent to a source outside SQL), [`verify`] (checking a chain and searching records).
 
 pub mod chain;
+pub mod probes;
 pub(crate) mod statements;
 pub mod trail;
 pub mod verify;
@@ -34,6 +35,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use chain::{AuditError, AuditLog};
+pub use probes::ProbeGrant;
 pub use verify::{Broken, SearchFilter, search, verify};
 
 /// The `prev` of the very first record.
@@ -47,7 +49,7 @@ pub struct AuditRecord {
     pub seq: u64,
     /// When, in UTC (RFC 3339, milliseconds).
     pub time: String,
-    /// `statement`, `completed`, `metadata`.
+    /// `statement`, `completed`, `metadata`, `probe`.
     pub event: String,
     /// For `completed`: the `seq` of the statement it completes.
     #[serde(skip_serializing_if = "Option::is_none", default)]

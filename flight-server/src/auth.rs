@@ -17,6 +17,10 @@ use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+/// The header in which an account with `act_for` names the user a call
+/// runs as.
+pub const ON_BEHALF_OF: &str = "x-bluelamp-on-behalf-of";
+
 /// How long a verified basic credential is trusted without re-hashing.
 const VERIFIED_FOR: Duration = Duration::from_secs(60);
 /// Bound on remembered tokens and credentials; the oldest are dropped first.
@@ -68,6 +72,10 @@ pub struct Authenticator {
 
 struct Inner {
     users: HashMap<String, String>,
+    /// Each account's `act_for`: whom it may name in [`ON_BEHALF_OF`].
+    act_for: HashMap<String, Vec<String>>,
+    /// Every configured user name (with or without a password).
+    names: std::collections::HashSet<String>,
     token_ttl: Duration,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
@@ -113,6 +121,12 @@ impl Authenticator {
         Ok(Self {
             inner: Arc::new(Inner {
                 users: map,
+                act_for: users
+                    .iter()
+                    .filter(|u| !u.act_for.is_empty())
+                    .map(|u| (u.name.clone(), u.act_for.clone()))
+                    .collect(),
+                names: users.iter().map(|u| u.name.clone()).collect(),
                 token_ttl,
                 tokens: Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashMap::new()),
@@ -203,6 +217,53 @@ impl Authenticator {
     /// `UNAUTHENTICATED` with what to send, for a missing, malformed, wrong or
     /// expired credential.
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Identity, Status> {
+        let caller = self.caller(metadata).await?;
+        self.acting(caller, metadata)
+    }
+
+    /// The identity a call runs as: the caller, or the user it names in
+    /// [`ON_BEHALF_OF`] where its `act_for` allows.
+    ///
+    /// # Errors
+    /// `PERMISSION_DENIED` for a caller that may not act for the user named,
+    /// or a name that is not a configured user.
+    fn acting(&self, caller: Identity, metadata: &MetadataMap) -> Result<Identity, Status> {
+        let Some(named) = metadata.get(ON_BEHALF_OF) else {
+            return Ok(caller);
+        };
+        let named = named
+            .to_str()
+            .map_err(|_| {
+                Status::invalid_argument(format!("the {ON_BEHALF_OF} header is not text"))
+            })?
+            .trim();
+        let allowed = self
+            .inner
+            .act_for
+            .get(&caller.user)
+            .is_some_and(|names| names.iter().any(|n| n == "*" || n == named));
+        if !allowed {
+            return Err(Status::permission_denied(format!(
+                "user '{}' may not act for others: the {ON_BEHALF_OF} header needs `act_for` on its [[user]] entry naming '{named}' (or \"*\")",
+                caller.user
+            )));
+        }
+        if !self.inner.names.contains(named) {
+            return Err(Status::permission_denied(format!(
+                "'{named}', named in the {ON_BEHALF_OF} header, is not a user here"
+            )));
+        }
+        Ok(Identity::new(
+            named,
+            format!("{} via {}", caller.authenticated_by, caller.user),
+        ))
+    }
+
+    /// Who sent a call, from its credentials.
+    ///
+    /// # Errors
+    /// As [`Self::authenticate`].
+    pub async fn caller(&self, metadata: &MetadataMap) -> Result<Identity, Status> {
         let header = metadata
             .get("authorization")
             .ok_or_else(|| {

@@ -365,7 +365,9 @@ fn connection_key<T>(request: &Request<T>, identity: &Identity) -> Option<String
     {
         let digest = Sha256::digest(token.trim().as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        return Some(format!("bearer:{hex}"));
+        // One token may carry calls for several users it acts for: each
+        // has a session of their own.
+        return Some(format!("bearer:{hex}:{}", identity.user));
     }
     request
         .remote_addr()
@@ -436,7 +438,8 @@ impl FlightSqlService for BluelampFlightSql {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let identity = self.auth.authenticate(request.metadata()).await?;
+        // A token is the caller's own: acting for someone is per call.
+        let identity = self.auth.caller(request.metadata()).await?;
         let token = self.auth.issue_token(&identity);
         tracing::info!(target: "bluelamp::audit", user = %identity.user, "flight sql handshake");
         let response = HandshakeResponse {

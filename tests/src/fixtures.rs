@@ -136,3 +136,108 @@ pub async fn serve_openapi(document: serde_json::Value, routes: axum::Router) ->
     });
     url
 }
+
+/// The user a remote Bluelamp ([`RemoteBluelamp`]) lets federate, and its
+/// password.
+pub const FEDERATION_USER: (&str, &str) = ("federation", "federation-pass");
+
+/// Another force's Bluelamp, serving Flight SQL on a loopback port: an
+/// engine over config `text` (relative paths against `base`) plus the
+/// [`FEDERATION_USER`].
+pub struct RemoteBluelamp {
+    /// The running endpoint.
+    pub server: bluelamp_flight_server::RunningServer,
+    /// `grpc://127.0.0.1:PORT`.
+    pub url: String,
+    /// The remote's engine, for oracle queries.
+    pub engine: Engine,
+}
+
+impl RemoteBluelamp {
+    /// Starts the remote; `federation` holds more keys of the federation
+    /// user's `[[user]]` entry (`act_for = [...]`, `roles = [...]`).
+    ///
+    /// # Panics
+    /// If the config does not load or no port can be bound (a broken
+    /// fixture or machine).
+    pub async fn start(text: &str, federation: &str, base: &Path) -> Self {
+        let hash = bluelamp_flight_server::hash_password(FEDERATION_USER.1).expect("hash");
+        let config = format!(
+            "{text}\n[[user]]\nname = \"{}\"\npassword_hash = \"{hash}\"\n{federation}\n",
+            FEDERATION_USER.0
+        );
+        let engine = engine_from_text(&config, base)
+            .await
+            .expect("remote engine starts");
+        let server = bluelamp_flight_server::serve(
+            engine.clone(),
+            Some("127.0.0.1:0".parse().expect("address")),
+        )
+        .await
+        .expect("remote serves");
+        let url = format!("grpc://{}", server.addr);
+        Self {
+            server,
+            url,
+            engine,
+        }
+    }
+
+    /// A `[[source]]` reading this remote as `name`, with `extra` options.
+    pub fn source(&self, name: &str, extra: &str) -> String {
+        format!(
+            "[[source]]\nname = \"{name}\"\nkind = \"flightsql\"\nurl = \"{}\"\nuser = \"{}\"\npassword = \"{}\"\n{extra}\n",
+            self.url, FEDERATION_USER.0, FEDERATION_USER.1
+        )
+    }
+}
+
+/// A test certificate authority, a server certificate for `localhost`
+/// and a client certificate it signed (all PEM).
+pub struct Pki {
+    /// PEM.
+    pub ca: String,
+    /// PEM.
+    pub server_cert: String,
+    /// PEM.
+    pub server_key: String,
+    /// PEM.
+    pub client_cert: String,
+    /// PEM.
+    pub client_key: String,
+}
+
+/// Makes a fresh [`Pki`].
+///
+/// # Panics
+/// If rcgen cannot make a key (a broken machine).
+pub fn pki() -> Pki {
+    let ca_key = rcgen::KeyPair::generate().expect("rcgen");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("rcgen");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Bluelamp test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("rcgen");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().expect("rcgen");
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("rcgen")
+        .signed_by(&server_key, &issuer)
+        .expect("rcgen");
+    let client_key = rcgen::KeyPair::generate().expect("rcgen");
+    let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("rcgen");
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "analyst");
+    let client = client_params
+        .signed_by(&client_key, &issuer)
+        .expect("rcgen");
+    Pki {
+        ca: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}

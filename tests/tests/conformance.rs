@@ -1,6 +1,7 @@
 //! The connector conformance suite (`bluelamp_tests::conformance`) over
 //! every connector: files (Parquet, CSV, NDJSON), SQLite, PostgreSQL,
-//! MariaDB and OpenAPI (a fixture server serving the same rows). Each connector × check is its own test,
+//! MariaDB, OpenAPI (a fixture server serving the same rows) and Flight SQL
+//! (another Bluelamp serving the rows as Parquet). Each connector × check is its own test,
 //! `<connector>::<check>`, whose failure names both, the SQL, and the
 //! connector's answer beside DataFusion's own over the same rows.
 //!
@@ -390,6 +391,32 @@ async fn openapi() -> Option<Loaded> {
     Loaded::new(engine, "api", dir)
 }
 
+/// The fixture in another Bluelamp (Parquet files), served over Flight SQL
+/// and read through a `flightsql` source.
+async fn flightsql() -> Option<Loaded> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let full = batch();
+    for (name, batch) in [("conformance", full.clone()), ("empty", full.slice(0, 0))] {
+        let file = std::fs::File::create(data.join(format!("{name}.parquet"))).unwrap();
+        let mut w =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let server = bluelamp_tests::fixtures::RemoteBluelamp::start(
+        "[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"data\"\n",
+        "",
+        dir.path(),
+    )
+    .await;
+    let engine = engine_from_text(&server.source("fl", "schemas = [\"f\"]"), dir.path())
+        .await
+        .unwrap();
+    Loaded::new(engine, "fl", (dir, server))
+}
+
 /// The checks that are not one query against the oracle.
 enum Special {
     Concurrent,
@@ -503,6 +530,7 @@ suite!(sqlite, super::sqlite());
 suite!(postgres, super::postgres());
 suite!(mariadb, super::mariadb());
 suite!(openapi, super::openapi());
+suite!(flightsql, super::flightsql());
 
 #[test]
 fn every_check_has_a_test_for_every_connector() {

@@ -569,46 +569,9 @@ async fn cancel(c: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Ca
     decoded.status()
 }
 
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Bluelamp test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "analyst");
-    let client = client_params.signed_by(&client_key, &issuer).unwrap();
-    Pki {
-        ca: ca.pem(),
-        server_cert: server.pem(),
-        server_key: server_key.serialize_pem(),
-        client_cert: client.pem(),
-        client_key: client_key.serialize_pem(),
-    }
-}
-
 async fn tls_client(
     addr: std::net::SocketAddr,
-    pki: &Pki,
+    pki: &bluelamp_tests::fixtures::Pki,
     with_client_cert: bool,
 ) -> Result<FlightSqlServiceClient<Channel>, String> {
     let mut tls = ClientTlsConfig::new()
@@ -629,7 +592,7 @@ async fn tls_client(
 
 #[tokio::test]
 async fn tls_and_mutual_tls() {
-    let pki = pki();
+    let pki = bluelamp_tests::fixtures::pki();
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [
         ("ca.pem", &pki.ca),

@@ -57,6 +57,16 @@ enum Credentials {
     Bearer(String),
 }
 
+/// On whose behalf a call is made.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// The source's own account: the metadata calls at connect time.
+    Account,
+    /// A query's end user, whose name goes in the identity header where
+    /// the source sends one (and who must then be known).
+    User(Option<&'a Principal>),
+}
+
 /// One remote table, as `GetTables` lists it.
 #[derive(Debug, Clone)]
 pub struct RemoteTable {
@@ -246,13 +256,9 @@ impl Connection {
         Ok(())
     }
 
-    /// `message` as a request carrying credentials, the identity of
-    /// `principal` where the source sends one, and the call timeout.
-    fn request<T>(
-        &self,
-        message: T,
-        principal: Option<&Principal>,
-    ) -> Result<Request<T>, SourceError> {
+    /// `message` as a request carrying credentials, the identity of the
+    /// caller's end user where the source sends one, and the call timeout.
+    fn request<T>(&self, message: T, caller: Caller<'_>) -> Result<Request<T>, SourceError> {
         let mut request = Request::new(message);
         let token = self.token.read().ok().and_then(|t| t.clone());
         let authorization = match (&self.credentials, token.as_ref()) {
@@ -271,6 +277,10 @@ impl Connection {
             })?;
             request.metadata_mut().insert("authorization", value);
         }
+        let principal = match caller {
+            Caller::Account => None,
+            Caller::User(principal) => principal,
+        };
         if let (Some(header), Some(principal)) = (&self.identity, principal) {
             let (name, value) = header
                 .for_principal(principal)
@@ -289,7 +299,7 @@ impl Connection {
                     )
                 })?;
             request.metadata_mut().insert(key, value);
-        } else if self.identity.is_some() && principal.is_none() {
+        } else if self.identity.is_some() && matches!(caller, Caller::User(None)) {
             return Err(SourceError::new(
                 &self.source,
                 "the source sends each request on behalf of its end user, but this request has none",
@@ -305,7 +315,7 @@ impl Connection {
         &self,
         what: &str,
         message: T,
-        principal: Option<&Principal>,
+        caller: Caller<'_>,
         call: F,
     ) -> Result<R, SourceError>
     where
@@ -313,18 +323,14 @@ impl Connection {
         F: Fn(FlightServiceClient<Channel>, Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<R, Status>>,
     {
-        let first = call(
-            self.client.clone(),
-            self.request(message.clone(), principal)?,
-        )
-        .await;
+        let first = call(self.client.clone(), self.request(message.clone(), caller)?).await;
         match first {
             Err(status)
                 if status.code() == Code::Unauthenticated
                     && matches!(self.credentials, Credentials::Basic { .. }) =>
             {
                 self.handshake().await?;
-                call(self.client.clone(), self.request(message, principal)?)
+                call(self.client.clone(), self.request(message, caller)?)
                     .await
                     .map_err(|s| status_error(&self.source, what, &s))
             }
@@ -337,20 +343,15 @@ impl Connection {
         &self,
         what: &str,
         command: M,
-        principal: Option<&Principal>,
+        caller: Caller<'_>,
     ) -> Result<FlightInfo, SourceError> {
         let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
-        self.with_retry(
-            what,
-            descriptor,
-            principal,
-            |mut client, request| async move {
-                client
-                    .get_flight_info(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-            },
-        )
+        self.with_retry(what, descriptor, caller, |mut client, request| async move {
+            client
+                .get_flight_info(request)
+                .await
+                .map(tonic::Response::into_inner)
+        })
         .await
     }
 
@@ -359,14 +360,14 @@ impl Connection {
         &self,
         what: &str,
         info: FlightInfo,
-        principal: Option<&Principal>,
+        caller: Caller<'_>,
     ) -> Result<Vec<RecordBatch>, SourceError> {
         let mut out = Vec::new();
         for endpoint in info.endpoint {
             let Some(ticket) = endpoint.ticket else {
                 continue;
             };
-            let mut batches = self.read_ticket(what, ticket, principal).await?;
+            let mut batches = self.read_ticket(what, ticket, caller).await?;
             while let Some(batch) = batches.next().await {
                 out.push(batch.map_err(|e| flight_error(&self.source, what, e))?);
             }
@@ -379,10 +380,10 @@ impl Connection {
         &self,
         what: &str,
         ticket: Ticket,
-        principal: Option<&Principal>,
+        caller: Caller<'_>,
     ) -> Result<FlightRecordBatchStream, SourceError> {
         // A result may stream for longer than one call's timeout.
-        let mut request = self.request(ticket, principal)?;
+        let mut request = self.request(ticket, caller)?;
         request.set_timeout(Duration::from_secs(24 * 60 * 60));
         let response = self
             .client
@@ -402,9 +403,9 @@ impl Connection {
     /// When the server cannot be reached.
     pub async fn declared(&self) -> Result<Declared, SourceError> {
         let command = CommandGetSqlInfo { info: Vec::new() };
-        match self.info("GetSqlInfo", command, None).await {
+        match self.info("GetSqlInfo", command, Caller::Account).await {
             Ok(info) => {
-                let batches = self.collect("GetSqlInfo", info, None).await?;
+                let batches = self.collect("GetSqlInfo", info, Caller::Account).await?;
                 Ok(Declared::from_batches(&batches))
             }
             Err(e) if e.unavailable => Err(e),
@@ -428,8 +429,8 @@ impl Connection {
             table_types: Vec::new(),
             include_schema: true,
         };
-        let info = self.info("GetTables", command, None).await?;
-        let batches = self.collect("GetTables", info, None).await?;
+        let info = self.info("GetTables", command, Caller::Account).await?;
+        let batches = self.collect("GetTables", info, Caller::Account).await?;
         let mut tables = Vec::new();
         for batch in batches {
             let text = |name: &str| {
@@ -505,7 +506,7 @@ impl Connection {
                         query: sql,
                         transaction_id: None,
                     },
-                    principal.as_ref(),
+                    Caller::User(principal.as_ref()),
                 )
                 .await
                 .map_err(SourceError::into_datafusion)?;
@@ -530,6 +531,8 @@ impl Connection {
         SourceError,
     > {
         let ordered = info.ordered;
+        // Some servers (ROAPI) announce an empty result with no columns at
+        // all; that says nothing about the columns.
         if !info.schema.is_empty() {
             let announced = info.clone().try_decode_schema().map_err(|e| {
                 SourceError::new(
@@ -537,16 +540,18 @@ impl Connection {
                     format!("the query's announced schema cannot be read: {e}"),
                 )
             })?;
-            check_columns(
-                &self.source,
-                "the query's announced schema",
-                &announced
-                    .fields()
-                    .iter()
-                    .map(|f| (f.name().clone(), f.data_type().clone()))
-                    .collect::<Vec<_>>(),
-                &expected,
-            )?;
+            if !announced.fields().is_empty() {
+                check_columns(
+                    &self.source,
+                    "the query's announced schema",
+                    &announced
+                        .fields()
+                        .iter()
+                        .map(|f| (f.name().clone(), f.data_type().clone()))
+                        .collect::<Vec<_>>(),
+                    &expected,
+                )?;
+            }
         }
         let mut streams = Vec::with_capacity(info.endpoint.len());
         for endpoint in info.endpoint {
@@ -564,7 +569,7 @@ impl Connection {
                 continue;
             };
             let batches = self
-                .read_ticket("reading the result", ticket, principal)
+                .read_ticket("reading the result", ticket, Caller::User(principal))
                 .await?;
             let source = self.source.clone();
             let expected = Arc::clone(&expected);
@@ -609,7 +614,7 @@ impl Connection {
             .with_retry(
                 "preparing",
                 action,
-                principal,
+                Caller::User(principal),
                 |mut client, request| async move {
                     let mut results = client.do_action(request).await?.into_inner();
                     results
@@ -639,7 +644,7 @@ impl Connection {
             r#type: CLOSE_PREPARED.into(),
             body: close.as_any().encode_to_vec().into(),
         };
-        if let Ok(request) = self.request(action, principal)
+        if let Ok(request) = self.request(action, Caller::User(principal))
             && let Err(e) = self.client.clone().do_action(request).await
         {
             tracing::debug!("closing a prepared statement on {}: {e}", self.url);
@@ -667,7 +672,7 @@ impl Connection {
             .with_retry(
                 "depositing",
                 messages,
-                principal,
+                Caller::User(principal),
                 |mut client, request| async move {
                     let request = request.map(stream::iter);
                     let mut results = client.do_put(request).await?.into_inner();
@@ -740,6 +745,9 @@ fn conform(
     batch: RecordBatch,
     expected: &SchemaRef,
 ) -> Result<RecordBatch, SourceError> {
+    if batch.num_columns() == 0 && batch.num_rows() == 0 {
+        return Ok(RecordBatch::new_empty(Arc::clone(expected)));
+    }
     let columns: Vec<(String, DataType)> = batch
         .schema()
         .fields()

@@ -33,6 +33,10 @@ use crate::sql::functions::Database;
 /// Schemas no one means to federate: the server's own catalogs.
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog"];
 
+/// A remote Bluelamp's own tables (its sources' status, its deposits),
+/// left out unless `schemas` names it.
+const BLUELAMP_SCHEMA: &str = "bluelamp";
+
 /// The factory for `kind = "flightsql"`.
 #[derive(Debug, Default)]
 pub struct FlightSqlSourceFactory;
@@ -54,12 +58,13 @@ impl SourceFactory for FlightSqlSourceFactory {
         let declared = connection.declared().await?;
         let listed = connection.tables(config.catalog.as_deref()).await?;
         let mut warnings = Vec::new();
+        let bluelamp = declared.server.starts_with("Bluelamp");
         let chosen: Vec<client::RemoteTable> = listed
             .into_iter()
             .filter(|t| {
                 let schema = t.schema.as_deref().unwrap_or_default();
                 if config.schemas.is_empty() {
-                    !SYSTEM_SCHEMAS.contains(&schema)
+                    !SYSTEM_SCHEMAS.contains(&schema) && !(bluelamp && schema == BLUELAMP_SCHEMA)
                 } else {
                     config.schemas.iter().any(|s| s == schema)
                 }

@@ -38,6 +38,13 @@ pub struct UserConfig {
     /// Free-form attributes, for `principal('key')` in policies.
     #[serde(default)]
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// The users this account may act for over Flight SQL, naming one in
+    /// the `x-bluelamp-on-behalf-of` header (`*`: any `[[user]]`). For
+    /// another force's Bluelamp federating this one: its queries then run
+    /// as the user it names, under that user's policies, and the audit
+    /// trail records both (`auth = "password via ACCOUNT"`).
+    #[serde(default)]
+    pub act_for: Vec<String>,
 }
 
 impl fmt::Debug for UserConfig {
@@ -172,6 +179,7 @@ pub(super) fn parse_users(
     raw: Vec<toml::Spanned<UserConfig>>,
 ) -> Result<Vec<UserConfig>, ConfigError> {
     let mut users: Vec<UserConfig> = Vec::with_capacity(raw.len());
+    let mut starts = Vec::with_capacity(raw.len());
     for spanned in raw {
         let at = Some(spanned.span().start);
         let mut user = spanned.into_inner();
@@ -219,6 +227,23 @@ pub(super) fn parse_users(
             }
         }
         users.push(user);
+        starts.push(at);
+    }
+    for (user, at) in users.iter().zip(&starts) {
+        if let Some(unknown) = user
+            .act_for
+            .iter()
+            .find(|n| n.as_str() != "*" && !users.iter().any(|u| &u.name == *n))
+        {
+            return Err(ConfigError::invalid(
+                origin,
+                *at,
+                format!("user[{}].act_for", user.name),
+                format!(
+                    "there is no [[user]] named '{unknown}' to act for (write \"*\" for any user)"
+                ),
+            ));
+        }
     }
     Ok(users)
 }

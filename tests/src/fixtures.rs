@@ -160,6 +160,7 @@ impl RemoteBluelamp {
     /// # Panics
     /// If the config does not load or no port can be bound (a broken
     /// fixture or machine).
+    #[allow(clippy::expect_used, reason = "test fixture")]
     pub async fn start(text: &str, federation: &str, base: &Path) -> Self {
         let hash = bluelamp_flight_server::hash_password(FEDERATION_USER.1).expect("hash");
         let config = format!(
@@ -211,6 +212,7 @@ pub struct Pki {
 ///
 /// # Panics
 /// If rcgen cannot make a key (a broken machine).
+#[allow(clippy::expect_used, reason = "test fixture")]
 pub fn pki() -> Pki {
     let ca_key = rcgen::KeyPair::generate().expect("rcgen");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("rcgen");

@@ -59,7 +59,7 @@ async fn rows(engine: &Engine, user: &str, sql: &str) -> Result<Vec<RecordBatch>
         .stream
         .try_collect()
         .await
-        .map_err(|e| QueryError::from(e))
+        .map_err(QueryError::from)
 }
 
 fn text(batches: &[RecordBatch]) -> String {

@@ -64,7 +64,7 @@ impl SourceFactory for FlightSqlSourceFactory {
             .filter(|t| {
                 let schema = t.schema.as_deref().unwrap_or_default();
                 if config.schemas.is_empty() {
-                    !SYSTEM_SCHEMAS.contains(&schema) && !(bluelamp && schema == BLUELAMP_SCHEMA)
+                    !(SYSTEM_SCHEMAS.contains(&schema) || (bluelamp && schema == BLUELAMP_SCHEMA))
                 } else {
                     config.schemas.iter().any(|s| s == schema)
                 }

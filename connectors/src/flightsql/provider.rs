@@ -170,7 +170,7 @@ impl TableProvider for FlightTable {
         let partition = Arc::new(RemoteQuery {
             connection: self.connection.clone(),
             sql,
-            schema: read_schema,
+            read: read_schema,
             project: Arc::clone(&schema),
         });
         Ok(Arc::new(StreamingTableExec::try_new(
@@ -209,7 +209,7 @@ struct RemoteQuery {
     connection: Connection,
     sql: String,
     /// What the server returns.
-    schema: SchemaRef,
+    read: SchemaRef,
     /// What the scan returns: no columns where only rows are counted.
     project: SchemaRef,
 }
@@ -226,7 +226,7 @@ impl PartitionStream for RemoteQuery {
             .map(|p| p.as_ref().clone());
         let stream = self
             .connection
-            .query(self.sql.clone(), Arc::clone(&self.schema), principal);
+            .query(self.sql.clone(), Arc::clone(&self.read), principal);
         if self.project.fields().is_empty() {
             let project = Arc::clone(&self.project);
             Box::pin(

@@ -302,7 +302,7 @@ fn config_errors_name_file_line_and_key() {
         &["sql", "--config", "kind.toml", "-c", "SELECT 1"],
     );
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("kind.toml:3: source[x].kind: unknown kind 'oracle'; known kinds: files, mysql, openapi, postgres, sqlite"), "{stderr}");
+    assert!(stderr.contains("kind.toml:3: source[x].kind: unknown kind 'oracle'; known kinds: files, flightsql, mysql, openapi, postgres, sqlite"), "{stderr}");
 
     let out = bluelamp(
         tmp.path(),

@@ -55,11 +55,7 @@ const REMOTE_CAD: &str = "[audit]\npath = \"audit.jsonl\"\n\n[[source]]\nname = 
 async fn rows(engine: &Engine, user: &str, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let session = engine.session(Identity::new(user, "test"));
     let output = session.sql(sql).await?;
-    output
-        .stream
-        .try_collect()
-        .await
-        .map_err(QueryError::from)
+    output.stream.try_collect().await.map_err(QueryError::from)
 }
 
 fn text(batches: &[RecordBatch]) -> String {
@@ -635,4 +631,123 @@ async fn a_server_lost_mid_stream_fails_the_query_never_shortens_it() {
     );
     assert_eq!(e.kind, ErrorKind::Unavailable, "{e:?}");
     assert!(e.message.contains("source 'other' (flightsql)"), "{e:?}");
+}
+
+// ---------------------------------------------------------------------
+// ROAPI, a foreign Flight SQL server (the `roapi` package in the test
+// virtualenv ships its binary).
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running ROAPI, killed when dropped.
+struct Roapi(std::process::Child);
+
+impl Drop for Roapi {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn roapi_is_read_as_a_foreign_flight_sql_server() {
+    let venv = std::env::var_os("BLUELAMP_VENV").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+        std::path::PathBuf::from,
+    );
+    let binary = venv.join("bin").join("roapi");
+    if !binary.is_file() {
+        return bluelamp_tests::services::service_missing(
+            "ROAPI",
+            &format!(
+                "{} does not exist; run tests/python/setup.sh",
+                binary.display()
+            ),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_incidents(dir.path());
+    let port = free_port();
+    // ROAPI always starts its HTTP and PostgreSQL servers too.
+    let _roapi = Roapi(
+        std::process::Command::new(&binary)
+            .arg("-t")
+            .arg(format!(
+                "incidents={}",
+                dir.path().join("cad").join("incidents.csv").display()
+            ))
+            .args(["--addr-flight-sql", &format!("127.0.0.1:{port}")])
+            .args(["-a", &format!("127.0.0.1:{}", free_port())])
+            .args(["-p", &format!("127.0.0.1:{}", free_port())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let config = format!(
+        "[[source]]\nname = \"roapi\"\nkind = \"flightsql\"\nurl = \"grpc://127.0.0.1:{port}\"\n"
+    );
+    // It listens within a second or so; the source is down until then.
+    let mut local = None;
+    for _ in 0..100 {
+        let engine = engine_from_text(&config, dir.path()).await.unwrap();
+        if engine.sources()[0].state == bluelamp_engine::SourceState::Up {
+            local = Some(engine);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let local = local.expect("ROAPI answers within 10 s");
+    let sql = "SELECT grade, count(*) AS n FROM roapi.incidents WHERE NOT closed AND station <> 'station-0' GROUP BY grade ORDER BY grade";
+    let answer = text(&rows(&local, "analyst", sql).await.unwrap());
+    // The same query over the same file, in Bluelamp itself.
+    let oracle_engine = engine_from_text(
+        "[[source]]\nname = \"cad\"\nkind = \"files\"\nlocation = \"cad\"\n",
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    let oracle = text(
+        &rows(
+            &oracle_engine,
+            "analyst",
+            &sql.replace("roapi.incidents", "cad.incidents"),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(answer, oracle);
+    // ROAPI declares no SQL capabilities, so the aggregate runs here.
+    let plan = text(
+        &rows(&local, "analyst", &format!("EXPLAIN {sql}"))
+            .await
+            .unwrap(),
+    );
+    let federated: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.contains("sql_federation_exec") || l.contains("VirtualExecutionPlan"))
+        .collect();
+    assert!(!federated.is_empty(), "{plan}");
+    assert!(
+        federated
+            .iter()
+            .all(|l| !l.contains("GROUP BY") && !l.contains("count(")),
+        "{plan}"
+    );
+    // An empty answer, which ROAPI sends with no columns at all.
+    let empty = rows(
+        &local,
+        "analyst",
+        "SELECT urn FROM roapi.incidents WHERE grade = 'Z'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(empty.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
 }

@@ -23,63 +23,31 @@
 //! are cached in `~/.cache/bluelamp/bench`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use arrow::array::{
-    BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use bluelamp_benches::endpoint::{
+    Endpoint, cache_dir, cached_readings, free_port, readings_query, serve_if_child,
+};
 use bluelamp_benches::{env_number, median, process_cpu};
-use bluelamp_engine::{Config, Engine};
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Set (to a config file) in the child process that serves Bluelamp's
-/// endpoint; `BLUELAMP_BENCH_LISTEN` is its address.
-const SERVE_ENV: &str = "BLUELAMP_BENCH_SERVE";
-const LISTEN_ENV: &str = "BLUELAMP_BENCH_LISTEN";
-
 fn main() -> anyhow::Result<()> {
-    match std::env::var_os(SERVE_ENV) {
-        Some(config) => bluelamp_benches::block_on(serve(PathBuf::from(config))),
+    match serve_if_child() {
+        Some(served) => served,
         None => bluelamp_benches::block_on(run()),
     }
 }
 
-/// The child process: Bluelamp's endpoint as `bluelamp serve` runs it (the
-/// same engine, server and allocator), until the parent kills it.
-async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let listen: SocketAddr = std::env::var(LISTEN_ENV)
-        .context("no listen address")?
-        .parse()?;
-    let text = std::fs::read_to_string(&path)?;
-    let dir = path
-        .parent()
-        .context("config without a folder")?
-        .to_path_buf();
-    let config = Config::parse(&text, &path.display().to_string(), dir)?;
-    let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
-    let _server = bluelamp_flight_server::serve(engine, Some(listen)).await?;
-    std::future::pending::<()>().await;
-    Ok(())
-}
-
-/// A server under measurement, in a process of its own: stopped when
-/// dropped, whatever the outcome.
+/// A server under measurement, and how its tables and users are named.
 struct Server {
-    name: &'static str,
-    child: Child,
-    uri: String,
+    endpoint: Endpoint,
     /// What its table names are prefixed with (Bluelamp's are qualified by
     /// their source).
     prefix: &'static str,
@@ -87,122 +55,22 @@ struct Server {
 }
 
 impl Server {
-    /// `child`, once it accepts connections on `port`, to be asked for
-    /// tables named with `prefix` (as `user`, if given).
-    ///
-    /// # Errors
-    /// If the server exits or takes over a minute to listen (it is stopped).
-    fn start(
-        name: &'static str,
-        child: Child,
-        port: u16,
-        prefix: &'static str,
-        user: Option<(&str, &str)>,
-    ) -> anyhow::Result<Self> {
-        let mut server = Self {
-            name,
-            child,
-            uri: format!("grpc://127.0.0.1:{port}"),
+    fn new(endpoint: Endpoint, prefix: &'static str, user: Option<(&str, &str)>) -> Self {
+        Self {
+            endpoint,
             prefix,
             user: user.map(|(u, p)| (u.to_string(), p.to_string())),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            match server.child.try_wait() {
-                Ok(Some(status)) => bail!("{name} exited before listening: {status}"),
-                Err(e) => bail!("cannot watch {name}: {e}"),
-                Ok(None) => {}
-            }
-            if Instant::now() > deadline {
-                bail!("{name} did not start listening within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.endpoint.pid()
     }
 
     /// The benchmark's query over `table` as this server names it.
     fn query(&self, table: &str) -> String {
-        query(&format!("{}{table}", self.prefix))
+        readings_query(&format!("{}{table}", self.prefix))
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map_or_else(std::env::temp_dir, PathBuf::from)
-        .join(".cache/bluelamp/bench")
-}
-
-/// `rows` readings (id, value, grade, seen_at, flagged), compressed with
-/// `compression`.
-fn write_parquet(path: &Path, rows: usize, compression: Compression) -> anyhow::Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("value", DataType::Float64, false),
-        Field::new("grade", DataType::Utf8, false),
-        Field::new(
-            "seen_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("flagged", DataType::Boolean, false),
-    ]));
-    let tmp = path.with_extension("partial");
-    let file = std::fs::File::create(&tmp)?;
-    let properties = WriterProperties::builder()
-        .set_compression(compression)
-        .build();
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))?;
-    let grades = ["I", "S", "E", "R"];
-    let chunk = 1 << 16;
-    let mut start = 0usize;
-    while start < rows {
-        let n = chunk.min(rows - start);
-        let ids: Vec<i64> = (start..start + n).map(|i| i as i64).collect();
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from(ids.clone())),
-                Arc::new(Float64Array::from_iter_values(
-                    ids.iter().map(|i| (*i as f64) * 0.37 % 1000.0),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    ids.iter().map(|i| grades[(*i as usize * 7) % 4]),
-                )),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(
-                        ids.iter().map(|i| 1_790_000_000_000_000 + i * 1_000_000),
-                    )
-                    .with_timezone("UTC"),
-                ),
-                Arc::new(BooleanArray::from_iter(
-                    ids.iter().map(|i| Some(i % 3 == 0)),
-                )),
-            ],
-        )?;
-        writer.write(&batch)?;
-        start += n;
-    }
-    writer.close()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn python() -> PathBuf {
@@ -255,7 +123,7 @@ impl Python {
     ) -> anyhow::Result<(usize, Duration, Duration)> {
         let mut request = serde_json::json!({
             "client": client,
-            "uri": server.uri,
+            "uri": server.endpoint.uri,
             "query": server.query(table),
         });
         if let Some((user, password)) = &server.user {
@@ -271,7 +139,7 @@ impl Python {
         let answer: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("the Python clients answered {line:?}"))?;
         if let Some(error) = answer.get("error") {
-            bail!("{client} reading from {}: {error}", server.name);
+            bail!("{client} reading from {}: {error}", server.endpoint.name);
         }
         let seconds = |key: &str| {
             answer[key]
@@ -320,7 +188,7 @@ impl Reads {
         anyhow::ensure!(
             n == rows,
             "{} streamed {n} rows to {client}, not {rows}",
-            server.name
+            server.endpoint.name
         );
         self.wall.push(wall);
         self.server_cpu.push(server_cpu);
@@ -404,11 +272,6 @@ fn rate(rows: usize, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64()
 }
 
-/// The benchmark's query over `table`.
-fn query(table: &str) -> String {
-    format!("SELECT id, value, grade, seen_at, flagged FROM {table}")
-}
-
 /// One Parquet file of the same readings, as the bench writes it.
 struct File {
     /// As the report names it.
@@ -466,16 +329,7 @@ async fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let path = |file: &File| dir.join(format!("{}.parquet", file.table));
     for file in files {
-        let parquet = path(file);
-        if !parquet.is_file() {
-            let started = Instant::now();
-            write_parquet(&parquet, rows, file.compression)?;
-            eprintln!(
-                "wrote {rows} rows to {} in {:.1}s",
-                parquet.display(),
-                started.elapsed().as_secs_f64()
-            );
-        }
+        cached_readings(&path(file), rows, file.compression)?;
     }
 
     // DataFusion in-process, collecting: with its defaults, and with the
@@ -508,24 +362,11 @@ async fn run() -> anyhow::Result<()> {
         "{engine_section}[[source]]\nname = \"bench\"\nkind = \"files\"\nlocation = \"{}\"\n\n[[user]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n",
         dir.display()
     );
-    // Checked here, so a bad config fails before the child starts.
-    Config::parse(&text, "bench.toml", dir.clone())?;
-    let config_path = cache_dir().join(format!("flight-{rows}.toml"));
-    std::fs::write(&config_path, text)?;
-    let port = free_port()?;
-    let child = Command::new(std::env::current_exe()?)
-        .env(SERVE_ENV, &config_path)
-        .env(LISTEN_ENV, format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start Bluelamp's endpoint")?;
-    let bluelamp = Server::start(
-        "Bluelamp's endpoint",
-        child,
-        port,
+    let bluelamp = Server::new(
+        Endpoint::bluelamp(&text, &cache_dir().join(format!("flight-{rows}.toml")))?,
         "bench.",
         Some(("bench", "bench")),
-    )?;
+    );
 
     // ROAPI on the same files.
     let flight_port = free_port()?;
@@ -541,7 +382,7 @@ async fn run() -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start roapi")?;
-    let roapi = Server::start("ROAPI", child, flight_port, "", None)?;
+    let roapi = Server::new(Endpoint::wait("ROAPI", child, flight_port)?, "", None);
 
     // Rounds: each, for each file, collects in-process once per setting,
     // then reads every endpoint with every client once, so what is compared
@@ -558,7 +399,7 @@ async fn run() -> anyhow::Result<()> {
         for case in &mut cases {
             let table = case.file.table;
             for collect in &mut case.in_process {
-                collect.measure(&query(table), rows).await?;
+                collect.measure(&readings_query(table), rows).await?;
             }
             for (client, per_server) in CLIENTS.iter().zip(&mut case.reads) {
                 for (server, samples) in servers.iter().zip(per_server.iter_mut()) {

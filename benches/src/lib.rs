@@ -7,8 +7,11 @@
 //! it is one documented command (`cargo bench --workspace --bench
 //! <name>`); see `benches/README.md` for what each measures and the figures.
 //! This library holds what they share: starting the demo force's HTTP systems
-//! and an engine over them, timing, and a direct (bare `reqwest` +
-//! `serde_json`) client to compare against.
+//! and an engine over them, timing, a direct (bare `reqwest` +
+//! `serde_json`) client to compare against, and ([`endpoint`]) the Flight
+//! SQL benches' readings file and Bluelamp endpoint in a process of its own.
+
+pub mod endpoint;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,7 +14,8 @@
 //! `BLUELAMP_BENCH_ROWS` (default 10,000,000) and `BLUELAMP_BENCH_RUNS`
 //! (default 3, after one warm-up round) change the size and the rounds; the
 //! Parquet file is cached in `~/.cache/bluelamp/bench` (shared with
-//! `flight_stream`).
+//! `flight_stream`). `BLUELAMP_BENCH_EXPLAIN=1` prints the source query's
+//! `EXPLAIN ANALYZE` first.
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,21 @@ async fn run() -> anyhow::Result<()> {
     .await?;
     if let Some(error) = &local.sources()[0].last_error {
         bail!("the flightsql source did not connect: {error}");
+    }
+    if env_number("BLUELAMP_BENCH_EXPLAIN", 0.0) > 0.0 {
+        let session = local.session(Identity::new("bench", "bench"));
+        let plan = session
+            .sql(&format!(
+                "EXPLAIN ANALYZE {}",
+                readings_query("remote.readings")
+            ))
+            .await?
+            .stream
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        println!("{}", arrow::util::pretty::pretty_format_batches(&plan)?);
     }
     let direct_sql = readings_query("bench.readings");
     let source_sql = readings_query("remote.readings");

@@ -41,6 +41,9 @@ use super::capabilities::Declared;
 use super::config::{FlightSqlConfig, Transport};
 use crate::openapi::config::OnBehalfOf;
 
+/// HTTP/2 receive window, per stream and per connection.
+const RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// The action names Flight SQL defines for prepared statements.
 const CREATE_PREPARED: &str = "CreatePreparedStatement";
 const CLOSE_PREPARED: &str = "ClosePreparedStatement";
@@ -160,7 +163,10 @@ impl Connection {
             .map_err(|e| SourceError::new(source, format!("'{}': {e}", config.url)))?
             .connect_timeout(config.timeout)
             .tcp_nodelay(true)
-            .http2_adaptive_window(true);
+            // Results are large one-way streams: HTTP/2's default 64 KiB
+            // windows would have this end acknowledge every few batches.
+            .initial_stream_window_size(RECEIVE_WINDOW)
+            .initial_connection_window_size(RECEIVE_WINDOW);
         if config.transport() == Ok(Transport::Tls) {
             let mut tls = ClientTlsConfig::new();
             tls = match &config.tls_ca {
@@ -584,10 +590,10 @@ impl Connection {
                     .boxed(),
             );
         }
-        Ok(if ordered {
+        Ok(if ordered || streams.len() < 2 {
             stream::iter(streams).flatten().boxed()
         } else {
-            stream::select_all(streams).boxed()
+            side_by_side(streams)
         })
     }
 
@@ -776,4 +782,38 @@ fn conform(
     }
     RecordBatch::try_new(Arc::clone(expected), arrays)
         .map_err(|e| SourceError::new(source, format!("a result batch: {e}")))
+}
+
+/// Batches read ahead per endpoint when endpoints are read side by side.
+const READ_AHEAD: usize = 2;
+
+/// `streams` each read (and decoded) by a task of its own, their batches
+/// merged as they come. Dropping the result stops every task, and with it
+/// every read.
+fn side_by_side(
+    streams: Vec<futures::stream::BoxStream<'static, datafusion::error::Result<RecordBatch>>>,
+) -> futures::stream::BoxStream<'static, datafusion::error::Result<RecordBatch>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD * streams.len());
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut batches in streams {
+        let sender = sender.clone();
+        tasks.spawn(async move {
+            while let Some(batch) = batches.next().await {
+                let failed = batch.is_err();
+                if sender.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+    }
+    drop(sender);
+    // The tasks live as long as the stream: a JoinSet aborts them when
+    // dropped.
+    stream::unfold((receiver, tasks), |(mut receiver, tasks)| async move {
+        receiver
+            .recv()
+            .await
+            .map(|batch| (batch, (receiver, tasks)))
+    })
+    .boxed()
 }

@@ -1,6 +1,6 @@
 //! Force-to-force federation across processes: two `bluelamp serve`
-//! processes, each a force's C&C incidents, and a regional unit's `bluelamp
-//! sql` joining them through two `flightsql` sources. When one force's
+//! processes, each a force's C&C incidents (one over TLS), and a regional
+//! unit's `bluelamp sql` joining them through two `flightsql` sources. When one force's
 //! server goes away, the regional query fails naming it; it never answers
 //! from the other force alone.
 
@@ -28,10 +28,27 @@ impl Drop for Server {
     }
 }
 
+/// A test certificate authority's certificate, and a server certificate
+/// for `localhost` it signed with its key (PEM).
+fn certificates() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    (ca.pem(), server.pem(), server_key.serialize_pem())
+}
+
 /// A force's folder: `incidents` rows of `cad/incidents.csv` (station
 /// `i % 5`, grade A/B/C in turn), a config serving them to the user
-/// `regional`, and the server started on a free port.
-fn force(dir: &Path, name: &str, incidents: usize) -> Server {
+/// `regional` (over TLS with `tls`: the CA's certificate is written to
+/// `DIR/NAME-ca.pem`), and the server started on a free port.
+fn force(dir: &Path, name: &str, incidents: usize, tls: bool) -> Server {
     let folder = dir.join(name);
     std::fs::create_dir_all(folder.join("cad")).unwrap();
     let mut csv = String::from("urn,grade,station\n");
@@ -44,10 +61,19 @@ fn force(dir: &Path, name: &str, incidents: usize) -> Server {
     }
     std::fs::write(folder.join("cad/incidents.csv"), csv).unwrap();
     let hash = bluelamp_flight_server::hash_password("regional-pass").unwrap();
+    let server = if tls {
+        let (ca, cert, key) = certificates();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), ca).unwrap();
+        std::fs::write(folder.join("server.pem"), cert).unwrap();
+        std::fs::write(folder.join("server.key"), key).unwrap();
+        "[server]\ntls_cert = \"server.pem\"\ntls_key = \"server.key\"\n\n"
+    } else {
+        ""
+    };
     std::fs::write(
         folder.join("bluelamp.toml"),
         format!(
-            "[audit]\npath = \"audit.jsonl\"\n\n[[source]]\nname = \"cad\"\nkind = \"files\"\nlocation = \"cad\"\n\n[[user]]\nname = \"regional\"\npassword_hash = \"{hash}\"\n"
+            "{server}[audit]\npath = \"audit.jsonl\"\n\n[[source]]\nname = \"cad\"\nkind = \"files\"\nlocation = \"cad\"\n\n[[user]]\nname = \"regional\"\npassword_hash = \"{hash}\"\n"
         ),
     )
     .unwrap();
@@ -95,19 +121,25 @@ fn regional_query(dir: &Path, sql: &str) -> std::process::Output {
 #[test]
 fn a_regional_unit_joins_two_forces_and_fails_whole_when_one_goes() {
     let dir = tempfile::tempdir().unwrap();
-    let force_a = force(dir.path(), "xa", 600);
-    let mut force_b = force(dir.path(), "xb", 400);
-    let source = |name: &str, url: &str| {
+    // Force A answers over TLS, checked against its own CA.
+    let force_a = force(dir.path(), "xa", 600, true);
+    let mut force_b = force(dir.path(), "xb", 400, false);
+    assert!(force_a.url.starts_with("grpc+tls://"), "{}", force_a.url);
+    let source = |name: &str, url: &str, tls: &str| {
         format!(
-            "[[source]]\nname = \"{name}\"\nkind = \"flightsql\"\nurl = \"{url}\"\nuser = \"regional\"\npassword = \"regional-pass\"\nschemas = [\"cad\"]\n\n"
+            "[[source]]\nname = \"{name}\"\nkind = \"flightsql\"\nurl = \"{url}\"\nuser = \"regional\"\npassword = \"regional-pass\"\nschemas = [\"cad\"]\n{tls}\n"
         )
     };
     std::fs::write(
         dir.path().join("regional.toml"),
         format!(
             "{}{}",
-            source("force_a", &force_a.url),
-            source("force_b", &force_b.url)
+            source(
+                "force_a",
+                &force_a.url,
+                "tls_ca = \"xa-ca.pem\"\ntls_domain = \"localhost\"\n"
+            ),
+            source("force_b", &force_b.url, "")
         ),
     )
     .unwrap();

@@ -34,6 +34,8 @@
 //! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
 //! - [`deposits`]: per-row outcomes of INSERTs into supplier systems, `bluelamp.deposits`.
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
+//! - [`users`]: the `[[user]]` entries every front end shares — passwords,
+//!   bearer tokens, who may act for whom.
 //! - [`principal`]: [`Principal`] — who is asking, with roles, force, clearance
 //!   and teams; carried in each session's DataFusion `SessionConfig`.
 //! - [`policy`]: access policy from the configuration — grants, row filters,
@@ -57,6 +59,7 @@ pub mod principal;
 pub mod session;
 pub mod source;
 pub mod source_joins;
+pub mod users;
 
 pub use catalog::{SourceState, SourceStatus};
 pub use config::{

@@ -2,35 +2,23 @@
 //! (plain, TLS or mutual TLS), credentials (a handshake that trades a user
 //! and password for a bearer token, renewed when it expires, or a token
 //! given in the config), the end user's identity header where configured,
-//! and the calls the connector makes — `GetSqlInfo`, `GetTables`, a query,
-//! a prepared update — with every failure turned into an error naming the
-//! source.
-//!
-//! Results are read from every endpoint of a query's `FlightInfo` at once
-//! (in order where the server marks the endpoints ordered) and streamed,
-//! never collected whole; each batch is checked against the schema the
-//! server announced, so a server that sends something else is refused, not
-//! silently cast.
+//! and the calls every other part makes (`GetSqlInfo`, `GetTables`, a
+//! command's `FlightInfo`, a ticket's stream), with every failure turned
+//! into an error naming the source. Reading results is in
+//! [`super::results`], deposits in [`super::prepared`].
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetSqlInfo, CommandGetTables,
-    CommandPreparedStatementUpdate, CommandStatementQuery, DoPutUpdateResult, ProstMessageExt,
-};
-use arrow_flight::{Action, FlightDescriptor, FlightInfo, HandshakeRequest, Ticket};
+use arrow_flight::sql::{CommandGetSqlInfo, CommandGetTables, ProstMessageExt};
+use arrow_flight::{FlightDescriptor, FlightInfo, HandshakeRequest, Ticket};
 use base64::Engine as _;
 use bluelamp_engine::{Principal, SourceConfig, SourceError};
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt, stream};
 use prost::Message;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
@@ -43,10 +31,6 @@ use crate::openapi::config::OnBehalfOf;
 
 /// HTTP/2 receive window, per stream and per connection.
 const RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
-
-/// The action names Flight SQL defines for prepared statements.
-const CREATE_PREPARED: &str = "CreatePreparedStatement";
-const CLOSE_PREPARED: &str = "ClosePreparedStatement";
 
 /// How the connector proves who it is.
 #[derive(Clone)]
@@ -87,8 +71,8 @@ pub struct RemoteTable {
 /// channel).
 #[derive(Clone)]
 pub struct Connection {
-    client: FlightServiceClient<Channel>,
-    source: SourceConfig,
+    pub(super) client: FlightServiceClient<Channel>,
+    pub(super) source: SourceConfig,
     credentials: Credentials,
     /// The bearer token from the last handshake.
     token: Arc<RwLock<Option<String>>>,
@@ -127,7 +111,7 @@ pub fn status_error(source: &SourceConfig, what: &str, status: &Status) -> Sourc
     }
 }
 
-fn flight_error(source: &SourceConfig, what: &str, error: FlightError) -> SourceError {
+pub(super) fn flight_error(source: &SourceConfig, what: &str, error: FlightError) -> SourceError {
     match error {
         FlightError::Tonic(status) => status_error(source, what, &status),
         other => SourceError::new(source, format!("{what}: {other}")),
@@ -264,7 +248,11 @@ impl Connection {
 
     /// `message` as a request carrying credentials, the identity of the
     /// caller's end user where the source sends one, and the call timeout.
-    fn request<T>(&self, message: T, caller: Caller<'_>) -> Result<Request<T>, SourceError> {
+    pub(super) fn request<T>(
+        &self,
+        message: T,
+        caller: Caller<'_>,
+    ) -> Result<Request<T>, SourceError> {
         let mut request = Request::new(message);
         let token = self.token.read().ok().and_then(|t| t.clone());
         let authorization = match (&self.credentials, token.as_ref()) {
@@ -317,7 +305,7 @@ impl Connection {
 
     /// Runs `call` with a fresh request; where a handshake token has
     /// expired, authenticates again and retries once.
-    async fn with_retry<T, R, F, Fut>(
+    pub(super) async fn with_retry<T, R, F, Fut>(
         &self,
         what: &str,
         message: T,
@@ -345,7 +333,7 @@ impl Connection {
     }
 
     /// `GetFlightInfo` for a Flight SQL command.
-    async fn info<M: ProstMessageExt + Clone>(
+    pub(super) async fn info<M: ProstMessageExt + Clone>(
         &self,
         what: &str,
         command: M,
@@ -382,7 +370,7 @@ impl Connection {
     }
 
     /// `DoGet` for one ticket, decoded.
-    async fn read_ticket(
+    pub(super) async fn read_ticket(
         &self,
         what: &str,
         ticket: Ticket,
@@ -493,327 +481,4 @@ impl Connection {
         }
         Ok(tables)
     }
-
-    /// Runs `sql` for `principal` and streams its result, which must have
-    /// the columns of `expected` (names aside).
-    pub fn query(
-        &self,
-        sql: String,
-        expected: SchemaRef,
-        principal: Option<Principal>,
-    ) -> SendableRecordBatchStream {
-        let connection = self.clone();
-        let schema = Arc::clone(&expected);
-        let batches = stream::once(async move {
-            let info = connection
-                .info(
-                    "query",
-                    CommandStatementQuery {
-                        query: sql,
-                        transaction_id: None,
-                    },
-                    Caller::User(principal.as_ref()),
-                )
-                .await
-                .map_err(SourceError::into_datafusion)?;
-            connection
-                .read(info, expected, principal.as_ref())
-                .await
-                .map_err(SourceError::into_datafusion)
-        })
-        .try_flatten();
-        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
-    }
-
-    /// Every endpoint of `info`, read at once (in order where the server
-    /// says the order matters), each batch checked against `expected`.
-    async fn read(
-        &self,
-        info: FlightInfo,
-        expected: SchemaRef,
-        principal: Option<&Principal>,
-    ) -> Result<
-        futures::stream::BoxStream<'static, datafusion::error::Result<RecordBatch>>,
-        SourceError,
-    > {
-        let ordered = info.ordered;
-        // Some servers (ROAPI) announce an empty result with no columns at
-        // all; that says nothing about the columns.
-        if !info.schema.is_empty() {
-            let announced = info.clone().try_decode_schema().map_err(|e| {
-                SourceError::new(
-                    &self.source,
-                    format!("the query's announced schema cannot be read: {e}"),
-                )
-            })?;
-            if !announced.fields().is_empty() {
-                check_columns(
-                    &self.source,
-                    "the query's announced schema",
-                    &announced
-                        .fields()
-                        .iter()
-                        .map(|f| (f.name().clone(), f.data_type().clone()))
-                        .collect::<Vec<_>>(),
-                    &expected,
-                )?;
-            }
-        }
-        let mut streams = Vec::with_capacity(info.endpoint.len());
-        for endpoint in info.endpoint {
-            let elsewhere = endpoint
-                .location
-                .iter()
-                .any(|l| !l.uri.is_empty() && !l.uri.starts_with("arrow-flight-reuse-connection:"));
-            if elsewhere {
-                return Err(SourceError::new(
-                    &self.source,
-                    "the server sends part of the result from another location, which this connector does not follow",
-                ));
-            }
-            let Some(ticket) = endpoint.ticket else {
-                continue;
-            };
-            let batches = self
-                .read_ticket("reading the result", ticket, Caller::User(principal))
-                .await?;
-            let source = self.source.clone();
-            let expected = Arc::clone(&expected);
-            streams.push(
-                batches
-                    .map(move |batch| {
-                        let batch = batch.map_err(|e| {
-                            flight_error(&source, "reading the result", e).into_datafusion()
-                        })?;
-                        conform(&source, batch, &expected).map_err(SourceError::into_datafusion)
-                    })
-                    .boxed(),
-            );
-        }
-        Ok(if ordered || streams.len() < 2 {
-            stream::iter(streams).flatten().boxed()
-        } else {
-            side_by_side(streams)
-        })
-    }
-
-    /// Prepares `sql` (with `$1`… parameters), runs it once for each row
-    /// of `parameters`, and returns the rows the server says it changed.
-    ///
-    /// # Errors
-    /// As the server answers, naming the source.
-    pub async fn prepared_update(
-        &self,
-        sql: &str,
-        parameters: RecordBatch,
-        principal: Option<&Principal>,
-    ) -> Result<i64, SourceError> {
-        let create = ActionCreatePreparedStatementRequest {
-            query: sql.to_string(),
-            transaction_id: None,
-        };
-        let action = Action {
-            r#type: CREATE_PREPARED.into(),
-            body: create.as_any().encode_to_vec().into(),
-        };
-        let created = self
-            .with_retry(
-                "preparing",
-                action,
-                Caller::User(principal),
-                |mut client, request| async move {
-                    let mut results = client.do_action(request).await?.into_inner();
-                    results
-                        .message()
-                        .await?
-                        .ok_or_else(|| Status::internal("no answer to CreatePreparedStatement"))
-                },
-            )
-            .await?;
-        let result: ActionCreatePreparedStatementResult = Any::decode(&*created.body)
-            .ok()
-            .and_then(|any| any.unpack().ok().flatten())
-            .ok_or_else(|| {
-                SourceError::new(
-                    &self.source,
-                    "the server's prepared statement cannot be read",
-                )
-            })?;
-        let handle = result.prepared_statement_handle.clone();
-        let outcome = self
-            .bound_update(handle.clone(), parameters, principal)
-            .await;
-        let close = ActionClosePreparedStatementRequest {
-            prepared_statement_handle: handle,
-        };
-        let action = Action {
-            r#type: CLOSE_PREPARED.into(),
-            body: close.as_any().encode_to_vec().into(),
-        };
-        if let Ok(request) = self.request(action, Caller::User(principal))
-            && let Err(e) = self.client.clone().do_action(request).await
-        {
-            tracing::debug!("closing a prepared statement on {}: {e}", self.url);
-        }
-        outcome
-    }
-
-    async fn bound_update(
-        &self,
-        handle: bytes::Bytes,
-        parameters: RecordBatch,
-        principal: Option<&Principal>,
-    ) -> Result<i64, SourceError> {
-        let command = CommandPreparedStatementUpdate {
-            prepared_statement_handle: handle,
-        };
-        let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
-        let messages: Vec<_> = FlightDataEncoderBuilder::new()
-            .with_flight_descriptor(Some(descriptor))
-            .build(stream::iter([Ok(parameters)]))
-            .try_collect()
-            .await
-            .map_err(|e| SourceError::new(&self.source, format!("encoding the rows: {e}")))?;
-        let answer = self
-            .with_retry(
-                "depositing",
-                messages,
-                Caller::User(principal),
-                |mut client, request| async move {
-                    let request = request.map(stream::iter);
-                    let mut results = client.do_put(request).await?.into_inner();
-                    results
-                        .message()
-                        .await?
-                        .ok_or_else(|| Status::internal("no answer to the update"))
-                },
-            )
-            .await?;
-        let result = DoPutUpdateResult::decode(&*answer.app_metadata).map_err(|e| {
-            SourceError::new(
-                &self.source,
-                format!("the update's answer cannot be read: {e}"),
-            )
-        })?;
-        Ok(result.record_count)
-    }
-}
-
-/// Whether two column types hold the same values (string and binary
-/// layouts, and dictionaries of a type, are one).
-fn same_values(a: &DataType, b: &DataType) -> bool {
-    let plain = |t: &DataType| match t {
-        DataType::Dictionary(_, value) => value.as_ref().clone(),
-        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
-        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
-        other => other.clone(),
-    };
-    plain(a) == plain(b)
-}
-
-/// Checks `columns` (name, type) against `expected`, by position.
-fn check_columns(
-    source: &SourceConfig,
-    what: &str,
-    columns: &[(String, DataType)],
-    expected: &SchemaRef,
-) -> Result<(), SourceError> {
-    if columns.len() != expected.fields().len() {
-        return Err(SourceError::new(
-            source,
-            format!(
-                "{what} has {} columns where {} were asked for: the server answered something other than the query",
-                columns.len(),
-                expected.fields().len()
-            ),
-        ));
-    }
-    for ((name, data_type), want) in columns.iter().zip(expected.fields()) {
-        if !same_values(data_type, want.data_type()) {
-            return Err(SourceError::new(
-                source,
-                format!(
-                    "{what}: column '{name}' is {data_type} where the server announced {} for '{}'; refusing the result rather than converting it",
-                    want.data_type(),
-                    want.name()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `batch` as the columns of `expected`: checked by type (and for NULLs
-/// where a column is announced non-nullable), then cast only between
-/// layouts of the same values.
-fn conform(
-    source: &SourceConfig,
-    batch: RecordBatch,
-    expected: &SchemaRef,
-) -> Result<RecordBatch, SourceError> {
-    if batch.num_columns() == 0 && batch.num_rows() == 0 {
-        return Ok(RecordBatch::new_empty(Arc::clone(expected)));
-    }
-    let columns: Vec<(String, DataType)> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| (f.name().clone(), f.data_type().clone()))
-        .collect();
-    check_columns(source, "a result batch", &columns, expected)?;
-    let mut arrays = Vec::with_capacity(batch.num_columns());
-    for (array, field) in batch.columns().iter().zip(expected.fields()) {
-        if !field.is_nullable() && array.null_count() > 0 {
-            return Err(SourceError::new(
-                source,
-                format!(
-                    "column '{}' holds NULLs though the server announced it never does",
-                    field.name()
-                ),
-            ));
-        }
-        let array = if array.data_type() == field.data_type() {
-            Arc::clone(array)
-        } else {
-            arrow::compute::cast(array, field.data_type())
-                .map_err(|e| SourceError::new(source, format!("column '{}': {e}", field.name())))?
-        };
-        arrays.push(array);
-    }
-    RecordBatch::try_new(Arc::clone(expected), arrays)
-        .map_err(|e| SourceError::new(source, format!("a result batch: {e}")))
-}
-
-/// Batches read ahead per endpoint when endpoints are read side by side.
-const READ_AHEAD: usize = 2;
-
-/// `streams` each read (and decoded) by a task of its own, their batches
-/// merged as they come. Dropping the result stops every task, and with it
-/// every read.
-fn side_by_side(
-    streams: Vec<futures::stream::BoxStream<'static, datafusion::error::Result<RecordBatch>>>,
-) -> futures::stream::BoxStream<'static, datafusion::error::Result<RecordBatch>> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD * streams.len());
-    let mut tasks = tokio::task::JoinSet::new();
-    for mut batches in streams {
-        let sender = sender.clone();
-        tasks.spawn(async move {
-            while let Some(batch) = batches.next().await {
-                let failed = batch.is_err();
-                if sender.send(batch).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-    }
-    drop(sender);
-    // The tasks live as long as the stream: a JoinSet aborts them when
-    // dropped.
-    stream::unfold((receiver, tasks), |(mut receiver, tasks)| async move {
-        receiver
-            .recv()
-            .await
-            .map(|batch| (batch, (receiver, tasks)))
-    })
-    .boxed()
 }

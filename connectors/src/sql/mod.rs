@@ -24,6 +24,7 @@ mod pgcopy;
 mod postgres;
 mod repair;
 mod sqlite;
+mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,8 +39,8 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion_federation::FederatedTableProviderAdaptor;
 use tokio::sync::Mutex;
 
-pub use mysql::{MySqlConfig, MySqlSourceFactory};
-pub use postgres::{PostgresConfig, PostgresSourceFactory};
+pub use mysql::{MySqlConfig, MySqlSourceFactory, MySqlSslMode};
+pub use postgres::{PostgresConfig, PostgresSourceFactory, PostgresSslMode};
 pub use sqlite::{SqliteConfig, SqliteSourceFactory};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -194,11 +195,7 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn hide(message: &str, secrets: &[String]) -> String {
-    let mut out = message.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(secret.as_str(), "***");
-    }
-    out
+    bluelamp_engine::config::redact(message, secrets)
 }
 
 /// Turns a connection failure into an "unavailable" source error with a hint.

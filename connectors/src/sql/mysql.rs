@@ -51,13 +51,38 @@ pub struct MySqlConfig {
     pub password: Option<Secret>,
     /// Database (schema) whose tables are exposed.
     pub database: String,
-    /// TLS: `disabled`, `preferred` (default) or `required`.
-    #[serde(default = "default_sslmode")]
-    pub sslmode: String,
+    /// TLS (default `preferred`).
+    #[serde(default)]
+    pub sslmode: MySqlSslMode,
     /// CA certificate file for `required`.
     pub sslrootcert: Option<String>,
-    /// Most connections in the pool.
-    pub pool_max: Option<u32>,
+    /// Most connections in the pool (`pool_max` is read as the same).
+    #[serde(alias = "pool_max")]
+    pub pool_size: Option<std::num::NonZeroU32>,
+}
+
+/// `sslmode` for MySQL and MariaDB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MySqlSslMode {
+    /// No TLS.
+    Disabled,
+    /// TLS where the server offers it.
+    #[default]
+    Preferred,
+    /// TLS or no connection.
+    Required,
+}
+
+impl MySqlSslMode {
+    /// As the driver's option spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Preferred => "preferred",
+            Self::Required => "required",
+        }
+    }
 }
 
 fn default_host() -> String {
@@ -65,9 +90,6 @@ fn default_host() -> String {
 }
 fn default_port() -> u16 {
     3306
-}
-fn default_sslmode() -> String {
-    "preferred".into()
 }
 
 /// The factory for `kind = "mysql"`.
@@ -81,20 +103,7 @@ impl SourceFactory for MySqlSourceFactory {
     }
 
     fn validate(&self, source: &SourceConfig) -> Result<(), ConfigError> {
-        let config: MySqlConfig = source.options()?;
-        if !["disabled", "preferred", "required"].contains(&config.sslmode.as_str()) {
-            return Err(source.error(
-                "sslmode",
-                format!(
-                    "unknown sslmode '{}' (use disabled, preferred or required)",
-                    config.sslmode
-                ),
-            ));
-        }
-        if config.pool_max == Some(0) {
-            return Err(source.error("pool_max", "pool_max must be at least 1"));
-        }
-        Ok(())
+        source.options::<MySqlConfig>().map(|_| ())
     }
 
     async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
@@ -111,7 +120,7 @@ impl SourceFactory for MySqlSourceFactory {
             ("tcp_port".to_string(), config.port.to_string()),
             ("user".to_string(), config.user.clone()),
             ("db".to_string(), config.database.clone()),
-            ("sslmode".to_string(), config.sslmode.clone()),
+            ("sslmode".to_string(), config.sslmode.as_str().to_string()),
         ]);
         if let Some(password) = &config.password {
             params.insert("pass".into(), password.expose().to_string());
@@ -122,8 +131,8 @@ impl SourceFactory for MySqlSourceFactory {
                 source.resolve_path(cert).display().to_string(),
             );
         }
-        if let Some(max) = config.pool_max {
-            params.insert("pool_max".into(), max.to_string());
+        if let Some(size) = config.pool_size {
+            params.insert("pool_max".into(), size.to_string());
         }
         let pool = MySQLConnectionPool::new(to_secret_map(params))
             .await

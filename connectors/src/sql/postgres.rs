@@ -54,17 +54,47 @@ pub struct PostgresConfig {
     /// The remote schema whose tables are exposed (default `public`).
     #[serde(default = "default_schema")]
     pub schema: String,
-    /// TLS: `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`.
-    #[serde(default = "default_sslmode")]
-    pub sslmode: String,
+    /// TLS (default `prefer`).
+    #[serde(default)]
+    pub sslmode: PostgresSslMode,
     /// CA certificate file for `verify-ca`/`verify-full`.
     pub sslrootcert: Option<String>,
     /// Connections in the pool.
-    pub pool_size: Option<u32>,
+    pub pool_size: Option<std::num::NonZeroU32>,
     /// Columns of types with no Arrow mapping (e.g. `jsonb`): `string` (default)
     /// reads them as text, `error` fails the table.
     #[serde(default)]
     pub unsupported_types: UnsupportedTypes,
+}
+
+/// `sslmode` for PostgreSQL, as libpq names its modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresSslMode {
+    /// No TLS.
+    Disable,
+    /// TLS where the server offers it.
+    #[default]
+    Prefer,
+    /// TLS, without checking the certificate.
+    Require,
+    /// TLS with a certificate signed by `sslrootcert`.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate names the host.
+    VerifyFull,
+}
+
+impl PostgresSslMode {
+    /// As libpq spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
 }
 
 /// What to do with a column whose database type has no Arrow mapping.
@@ -87,9 +117,6 @@ fn default_port() -> u16 {
 fn default_schema() -> String {
     "public".into()
 }
-fn default_sslmode() -> String {
-    "prefer".into()
-}
 
 /// The factory for `kind = "postgres"`.
 #[derive(Debug, Default)]
@@ -102,22 +129,7 @@ impl SourceFactory for PostgresSourceFactory {
     }
 
     fn validate(&self, source: &SourceConfig) -> Result<(), ConfigError> {
-        let config: PostgresConfig = source.options()?;
-        if !["disable", "prefer", "require", "verify-ca", "verify-full"]
-            .contains(&config.sslmode.as_str())
-        {
-            return Err(source.error(
-                "sslmode",
-                format!(
-                    "unknown sslmode '{}' (use disable, prefer, require, verify-ca or verify-full)",
-                    config.sslmode
-                ),
-            ));
-        }
-        if config.pool_size == Some(0) {
-            return Err(source.error("pool_size", "pool_size must be at least 1"));
-        }
-        Ok(())
+        source.options::<PostgresConfig>().map(|_| ())
     }
 
     async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
@@ -134,7 +146,7 @@ impl SourceFactory for PostgresSourceFactory {
             ("port".to_string(), config.port.to_string()),
             ("user".to_string(), config.user.clone()),
             ("db".to_string(), config.database.clone()),
-            ("sslmode".to_string(), config.sslmode.clone()),
+            ("sslmode".to_string(), config.sslmode.as_str().to_string()),
         ]);
         if let Some(password) = &config.password {
             params.insert("pass".into(), password.expose().to_string());

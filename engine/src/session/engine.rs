@@ -1,0 +1,364 @@
+//! Starting the [`Engine`] and making its sessions: connecting the sources,
+//! the principal and local identity, and each session's DataFusion context
+//! (its `SessionConfig`, catalog and optimizer rules, with federation placed
+//! after filter and projection push-down).
+
+use std::sync::Arc;
+
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::common::tree_node::Transformed;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::Projection;
+use datafusion::optimizer::OptimizerConfig;
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_federation::{FederatedQueryPlanner, FederationOptimizerRule, get_table_source};
+use futures::future::join_all;
+
+use super::{CATALOG, Identity, SCRATCH_SCHEMA, SYSTEM_SCHEMA, Session};
+use crate::catalog::{SourceSchema, SourceStatus, SystemSchema};
+use crate::config::{Config, ConfigError};
+use crate::error::{ErrorKind, QueryError};
+use crate::principal::Principal;
+use crate::source::FactoryRegistry;
+use crate::source_joins::GroupSourceJoins;
+
+/// The running engine: connected sources and shared settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    config: Config,
+    /// Whether read policy is configured (then sessions are governed).
+    pub(crate) policy_active: bool,
+    audit: Option<crate::audit::AuditLog>,
+    pub(crate) sources: Vec<Arc<SourceSchema>>,
+    system: Arc<dyn SchemaProvider>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("sources", &self.inner.sources.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Validates the config against the known connector kinds, then connects every
+    /// source concurrently. A source that fails to connect is recorded as down; it
+    /// does not stop the engine.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unknown kind, options a connector rejects, or
+    /// an audit trail that cannot be opened.
+    pub async fn start(config: Config, factories: &FactoryRegistry) -> Result<Self, ConfigError> {
+        let mut pending = Vec::new();
+        for source in &config.sources {
+            let factory = factories.get(&source.kind).ok_or_else(|| {
+                source.error(
+                    "kind",
+                    format!(
+                        "unknown kind '{}'; known kinds: {}",
+                        source.kind,
+                        factories.kinds().join(", ")
+                    ),
+                )
+            })?;
+            factory.validate(source)?;
+            pending.push((source.clone(), Arc::clone(factory)));
+        }
+        // An audit trail that cannot be opened stops the engine before any
+        // source is contacted.
+        let audit = match &config.audit.path {
+            Some(path) => Some(
+                crate::audit::AuditLog::open(path, config.audit.rotate_bytes).map_err(|e| {
+                    ConfigError::Invalid {
+                        file: path.display().to_string(),
+                        line: None,
+                        key: "audit.path".into(),
+                        message: e.message,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let settings = config.engine.clone();
+        let sources = join_all(pending.into_iter().map(|(source, factory)| {
+            SourceSchema::connect(
+                source,
+                factory,
+                settings.connect_timeout,
+                settings.reconnect_after,
+            )
+        }))
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect::<Vec<_>>();
+        for warning in crate::policy::validate(&config.policy, &sources, &config.users).await? {
+            tracing::warn!("{warning}");
+        }
+        let system = Arc::new(SystemSchema::new(sources.clone()));
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                policy_active: config.policy.read.is_active(),
+                audit,
+                config,
+                sources,
+                system,
+            }),
+        })
+    }
+
+    /// Every source's status, in config order.
+    pub fn sources(&self) -> Vec<SourceStatus> {
+        self.inner.sources.iter().map(|s| s.status()).collect()
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The principal for an authenticated identity: the `[[user]]` entry of
+    /// the same name supplies roles, force, clearance, teams and attributes;
+    /// an identity with no entry has none of them.
+    pub fn principal(&self, identity: &Identity) -> Principal {
+        let mut principal = Principal::bare(&identity.user, &identity.authenticated_by);
+        if let Some(user) = self
+            .inner
+            .config
+            .users
+            .iter()
+            .find(|u| u.name == identity.user)
+        {
+            principal.roles = user.roles.clone();
+            principal.force = user.force.clone();
+            principal.clearance = user.clearance;
+            principal.teams = user.teams.clone();
+            principal.attributes = user.attributes.clone();
+        }
+        principal
+    }
+
+    /// Who the REPL and scripts run as: `as_user` (`--as`), else `[local]
+    /// user`, else the operating system's user.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if the named user has no `[[user]]` entry.
+    pub fn local_identity(&self, as_user: Option<&str>) -> Result<Identity, QueryError> {
+        let named = as_user.or(self.inner.config.local.user.as_deref());
+        match named {
+            Some(name) if self.inner.config.users.iter().any(|u| u.name == name) => {
+                Ok(Identity::new(name, "local"))
+            }
+            Some(name) => Err(QueryError::new(
+                ErrorKind::NotFound,
+                format!("there is no [[user]] named '{name}' in the configuration to run as"),
+            )),
+            None => Ok(Identity::local()),
+        }
+    }
+
+    /// The audit trail, where one is configured.
+    pub fn audit_log(&self) -> Option<&crate::audit::AuditLog> {
+        self.inner.audit.as_ref()
+    }
+
+    /// A session for `identity`. Sessions share sources but have their own
+    /// settings and scratch schema.
+    pub fn session(&self, identity: Identity) -> Session {
+        self.session_from(identity, None)
+    }
+
+    /// A session for `identity` calling from network address `client`,
+    /// which the audit trail records.
+    pub fn session_from(&self, identity: Identity, client: Option<String>) -> Session {
+        let principal = Arc::new(self.principal(&identity));
+        let catalog = MemoryCatalogProvider::new();
+        // Registering into a fresh memory catalog cannot fail.
+        let _ = catalog.register_schema(SCRATCH_SCHEMA, Arc::new(MemorySchemaProvider::new()));
+        let governed = self.inner.policy_active;
+        let policy = &self.inner.config.policy;
+        if governed {
+            let system = SystemSchema::governed(
+                self.inner.sources.clone(),
+                Arc::clone(&policy.read),
+                Arc::clone(&principal),
+            );
+            let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system));
+        } else {
+            let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::clone(&self.inner.system));
+        }
+        for source in &self.inner.sources {
+            let schema: Arc<dyn SchemaProvider> = if !governed {
+                Arc::clone(source) as Arc<dyn SchemaProvider>
+            } else if policy.read.sees_source(&principal, source.name()) {
+                Arc::new(crate::policy::governed::GovernedSchema::new(
+                    Arc::clone(source),
+                    Arc::clone(&policy.read),
+                    Arc::clone(&principal),
+                    policy.mask_key.clone(),
+                ))
+            } else {
+                continue;
+            };
+            let _ = catalog.register_schema(source.name(), schema);
+        }
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCRATCH_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_batch_size(self.inner.config.engine.batch_size)
+            .with_option_extension(crate::deposits::BluelampOptions::default())
+            .with_extension(Arc::new(crate::deposits::DepositJournal::default()))
+            .with_extension(Arc::clone(&principal))
+            // A join's build-side keys travel to remote sources as IN lists
+            // (batched API lookups, SQL IN): allow far more than DataFusion's
+            // local-scan default of 150 keys before falling back to hashes.
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+                20_000,
+            )
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_size",
+                4 * 1024 * 1024,
+            )
+            // A join whose smaller side (by the sources' estimates) is up to
+            // a few million rows builds one shared hash table and streams
+            // the larger side through it, rather than hash-repartitioning
+            // both: repartitioning millions of probe rows costs more than a
+            // parallel build saves on a server's few cores. DataFusion's
+            // defaults (1 MiB, 128K rows) repartition TPC-H's lineitem to
+            // join it with 230K customer orders.
+            .set_usize(
+                "datafusion.optimizer.hash_join_single_partition_threshold",
+                JOIN_BROADCAST_BYTES,
+            )
+            .set_usize(
+                "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+                JOIN_BROADCAST_ROWS,
+            );
+        let mut builder = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_optimizer_rules(optimizer_rules(governed));
+        if governed {
+            builder = builder.with_physical_optimizer_rules(governed_physical_rules());
+        }
+        let state = builder
+            .with_physical_optimizer_rule(Arc::new(crate::prefilter::PrefilterAggregates))
+            .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        Session {
+            ctx,
+            identity,
+            principal,
+            client,
+            engine: self.clone(),
+            provenance: Arc::default(),
+        }
+    }
+}
+
+/// Largest join side (estimated bytes) built once and shared, not repartitioned.
+const JOIN_BROADCAST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest join side (estimated rows) built once and shared, not repartitioned.
+const JOIN_BROADCAST_ROWS: usize = 4_000_000;
+
+/// DataFusion's optimizer rules with federation placed after filter, limit
+/// and projection push-down. `datafusion-federation`'s default places it
+/// first: a filter written above a cross-source join then stays outside the
+/// sub-plan sent to the database, and so does the projection, so the database
+/// returns every row and every column and DataFusion throws most away.
+///
+/// DataFusion runs `optimize_projections` near the end of its list, after
+/// rules (common sub-expression elimination, distinct-aggregate rewrites)
+/// whose output the SQL unparser renders wrongly; so federation goes right
+/// after `push_down_filter`, preceded by [`GroupSourceJoins`] (joins of one
+/// database's tables brought together) and its own projection push-down.
+fn optimizer_rules(governed: bool) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let federation: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(FederationOptimizerRule::new());
+    match rules.iter().position(|r| r.name() == "push_down_filter") {
+        Some(position) => {
+            rules.insert(position + 1, federation);
+            rules.insert(position + 1, Arc::new(FederateLoneScans));
+            rules.insert(position + 1, Arc::new(OptimizeProjections::new()));
+            rules.insert(position + 1, Arc::new(GroupSourceJoins));
+            if governed {
+                // Before anything is federated: user predicates beside a
+                // row filter are guarded while they can still be seen.
+                rules.insert(
+                    position + 1,
+                    Arc::new(crate::policy::rewrite::GuardUserPredicates),
+                );
+            }
+        }
+        None => rules.push(federation),
+    }
+    rules
+}
+
+/// DataFusion's physical optimizer rules, with projection pushdown guarded
+/// so that it cannot move a user's computation below a row filter (see
+/// [`crate::policy::rewrite::GuardedProjectionPushdown`]).
+fn governed_physical_rules()
+-> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
+    datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new()
+        .rules
+        .into_iter()
+        .map(|rule| {
+            if rule.name() == "ProjectionPushdown" {
+                Arc::new(crate::policy::rewrite::GuardedProjectionPushdown::new(rule))
+                    as Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>
+            } else {
+                rule
+            }
+        })
+        .collect()
+}
+
+/// Puts a projection of every column over a query that is one federated table
+/// scan and nothing else. `datafusion-federation` leaves such a scan to the
+/// table provider's own reader, which bypasses the source's SQL executor (and
+/// so the dialect repairs and escaping our connectors add there); above a
+/// projection, the scan is federated like any other sub-plan.
+#[derive(Debug)]
+struct FederateLoneScans;
+
+impl OptimizerRule for FederateLoneScans {
+    fn name(&self) -> &str {
+        "bluelamp_federate_lone_scans"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> datafusion::error::Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::TableScan(scan) = &plan else {
+            return Ok(Transformed::no(plan));
+        };
+        if !matches!(get_table_source(&scan.source), Ok(Some(_))) {
+            return Ok(Transformed::no(plan));
+        }
+        let schema = Arc::clone(plan.schema());
+        let projection = Projection::new_from_schema(Arc::new(plan), schema);
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+    }
+}

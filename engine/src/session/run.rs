@@ -1,0 +1,369 @@
+//! A [`Session`]'s own path: parsing, planning (schema checks, policy's guard
+//! and rewrite, purpose and marking), executing with its audit record, the
+//! `sql` shortcut, the tables it can see and `describe`, and the audit of a
+//! statement that fails.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::TableReference;
+use datafusion::common::config::ConfigNonZeroUsize;
+use datafusion::execution::session_state::SessionState;
+
+use super::{
+    CATALOG, Identity, PartitionedOutput, Planned, QueryOutput, SCRATCH_SCHEMA, SYSTEM_SCHEMA,
+    Session, Statement, marked, parse_statements,
+};
+use crate::error::{ErrorKind, QueryError};
+use crate::principal::Principal;
+
+impl Session {
+    /// Who this session runs as.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The principal this session runs as, with its attributes.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Sets the rows per Arrow batch this session's queries produce (at
+    /// least one), e.g. larger batches for results sent over the network.
+    pub fn set_batch_size(&self, rows: usize) {
+        let Ok(rows) = ConfigNonZeroUsize::try_new(rows.max(1)) else {
+            return;
+        };
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().execution.batch_size = rows;
+    }
+
+    /// Splits text into statements (`;`-separated) without running them.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+        parse_statements(sql)
+    }
+
+    /// Plans one statement.
+    ///
+    /// # Errors
+    /// A [`QueryError`] for unknown tables, type errors, or a source that is down.
+    pub async fn plan(&self, statement: &Statement) -> Result<Planned, QueryError> {
+        let state = self.ctx.state();
+        let sql = statement.to_string();
+        if let Err(e) = self.check_schemas(&state, statement) {
+            return Err(self.audit_failure(&sql, e).await);
+        }
+        let plan = match state.statement_to_plan(statement.inner.clone()).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.audit_failure(&sql, QueryError::from(e)).await),
+        };
+        if let Err(e) = crate::policy::guard::check_plan(
+            &plan,
+            &self.principal,
+            &self.engine.config().policy,
+            CATALOG,
+            SCRATCH_SCHEMA,
+            self.engine.audit_log().is_some(),
+        ) {
+            return Err(self.audit_failure(&sql, e).await);
+        }
+        // What the statement reads, through the session's own tables to
+        // the sources they were made from.
+        let touched = self
+            .provenance
+            .expand(&crate::audit::trail::touched(&plan, SCRATCH_SCHEMA));
+        // A grant's required purpose, checked on everything the statement
+        // reads: tables named directly, behind views (whose plans hold the
+        // sources' tables) and behind the session's own tables.
+        if self.engine.inner.policy_active && self.purpose().is_none() {
+            let read_policy = &self.engine.config().policy.read;
+            let needing: Vec<&str> = touched
+                .1
+                .iter()
+                .filter(|table| {
+                    table.split_once('.').is_some_and(|(source, table)| {
+                        read_policy
+                            .access(&self.principal, source, table, &[])
+                            .require_purpose
+                    })
+                })
+                .map(String::as_str)
+                .collect();
+            if !needing.is_empty() {
+                let e = crate::audit::statements::purpose_needed(&needing);
+                return Err(self.audit_failure(&sql, e).await);
+            }
+        }
+        let (plan, policies) = if self.engine.inner.policy_active {
+            let context = crate::policy::rewrite::Context {
+                principal: &self.principal,
+                mask_key: self.engine.config().policy.mask_key.as_deref(),
+            };
+            match crate::policy::rewrite::apply(plan, &context) {
+                Ok(applied) => (applied.plan, applied.policies),
+                Err(e) => return Err(self.audit_failure(&sql, e).await),
+            }
+        } else {
+            (plan, Vec::new())
+        };
+        self.provenance.record(&plan, SCRATCH_SCHEMA, &touched);
+        let touched = Arc::new(touched);
+        let read = &self.engine.config().policy.read;
+        let (plan, marking_value) = if read.markings.is_empty() {
+            (plan, None)
+        } else {
+            let marking = crate::policy::marking::of_result(read, &touched);
+            match crate::policy::marking::onto_copy(plan, &marking) {
+                Ok(plan) => (plan, Some(marking)),
+                Err(e) => return Err(self.audit_failure(&sql, e).await),
+            }
+        };
+        let marking = marking_value.as_ref().map(|m| Arc::from(m.to_string()));
+        Ok(Planned {
+            plan,
+            sql,
+            touched,
+            policies: Arc::new(policies),
+            marking,
+            marking_value,
+        })
+    }
+
+    /// Starts executing a planned statement. DDL and `SET` take effect here; queries
+    /// start streaming.
+    ///
+    /// # Errors
+    /// A [`QueryError`] if execution cannot start, or if its audit record
+    /// cannot be written (then nothing runs).
+    pub async fn execute(&self, planned: Planned) -> Result<QueryOutput, QueryError> {
+        let started = Instant::now();
+        let completion = self.audit_statement(&planned, started).await?;
+        let sql = planned.sql;
+        let marking = planned.marking;
+        let result = async {
+            let df = self.ctx.execute_logical_plan(planned.plan).await?;
+            let schema = marked(Arc::clone(df.schema().inner()), marking.as_deref());
+            let stream = df.execute_stream().await?;
+            Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
+        }
+        .await;
+        let mut output = self
+            .audit_start(&sql, started, result, completion.as_deref())
+            .await?;
+        if let Some(completion) = completion {
+            output.stream = completion.wrap(output.stream);
+        }
+        Ok(output)
+    }
+
+    /// Starts a statement as one stream per output partition of its physical
+    /// plan, so a front end can send them to a client side by side (Flight
+    /// SQL endpoints). A plan that must produce one ordered stream (`ORDER
+    /// BY`) has one partition.
+    ///
+    /// # Errors
+    /// A [`QueryError`] if execution cannot start, or if its audit record
+    /// cannot be written (then nothing runs).
+    pub async fn execute_partitioned(
+        &self,
+        planned: Planned,
+    ) -> Result<PartitionedOutput, QueryError> {
+        let started = Instant::now();
+        let completion = self.audit_statement(&planned, started).await?;
+        let sql = planned.sql;
+        let marking = planned.marking;
+        let result = async {
+            let df = self.ctx.execute_logical_plan(planned.plan).await?;
+            let schema = marked(Arc::clone(df.schema().inner()), marking.as_deref());
+            let streams = df.execute_stream_partitioned().await?;
+            Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
+        }
+        .await;
+        let mut output = self
+            .audit_start(&sql, started, result, completion.as_deref())
+            .await?;
+        if let Some(completion) = completion {
+            output.streams = output
+                .streams
+                .into_iter()
+                .map(|stream| completion.wrap(stream))
+                .collect();
+        }
+        Ok(output)
+    }
+
+    /// Logs a statement's start; a statement that fails to start is audited
+    /// by its `completion` (its `statement` record is already written), or
+    /// with a record of its own where there is none.
+    async fn audit_start<T>(
+        &self,
+        sql: &str,
+        started: Instant,
+        result: Result<T, datafusion::error::DataFusionError>,
+        completion: Option<&crate::audit::trail::Completion>,
+    ) -> Result<T, QueryError> {
+        match result {
+            Ok(output) => {
+                tracing::info!(
+                    target: "bluelamp::audit",
+                    user = %self.identity.user,
+                    auth = %self.identity.authenticated_by,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    sql = %sql,
+                    "statement started"
+                );
+                Ok(output)
+            }
+            Err(e) => match completion {
+                Some(completion) => {
+                    let error = QueryError::from(e);
+                    completion.fail(&error.message).await;
+                    Err(error)
+                }
+                None => Err(self.audit_failure(sql, QueryError::from(e)).await),
+            },
+        }
+    }
+
+    /// Parses, plans and starts exactly one statement.
+    ///
+    /// # Errors
+    /// A [`QueryError`]; [`ErrorKind::InvalidQuery`] if `sql` holds no statement or more than one.
+    pub async fn sql(&self, sql: &str) -> Result<QueryOutput, QueryError> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(QueryError::new(
+                ErrorKind::InvalidQuery,
+                format!(
+                    "expected exactly one SQL statement, found {}",
+                    statements.len()
+                ),
+            ));
+        }
+        let statement = statements.remove(0);
+        let planned = self.plan(&statement).await?;
+        self.execute(planned).await
+    }
+
+    /// Table and column names visible to this session, for completion and `\d`.
+    pub async fn table_names(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(catalog) = self.ctx.catalog(CATALOG) {
+            for schema_name in catalog.schema_names() {
+                if let Some(schema) = catalog.schema(&schema_name) {
+                    for table in schema.table_names() {
+                        out.push((schema_name.clone(), table));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Column names and types of one table (`schema.table` or `table`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if there is no such table.
+    pub async fn describe(&self, table: &str) -> Result<SchemaRef, QueryError> {
+        let provider = self
+            .ctx
+            .table_provider(table)
+            .await
+            .map_err(QueryError::from)?;
+        Ok(provider.schema())
+    }
+
+    /// Column names and types of `schema.table`, with names taken literally.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if there is no such table.
+    pub async fn describe_qualified(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<SchemaRef, QueryError> {
+        let reference = datafusion::common::TableReference::partial(schema, table);
+        let provider = self
+            .ctx
+            .table_provider(reference)
+            .await
+            .map_err(QueryError::from)?;
+        Ok(provider.schema())
+    }
+
+    /// Names an unknown source before DataFusion reports a bare "table not found".
+    fn check_schemas(&self, state: &SessionState, statement: &Statement) -> Result<(), QueryError> {
+        let Ok(references) = state.resolve_table_references(&statement.inner) else {
+            return Ok(());
+        };
+        let Some(catalog) = self.ctx.catalog(CATALOG) else {
+            return Ok(());
+        };
+        for reference in references {
+            let schema = match &reference {
+                TableReference::Partial { schema, .. } => schema.as_ref(),
+                TableReference::Full {
+                    catalog: c, schema, ..
+                } if c.as_ref() == CATALOG => schema.as_ref(),
+                _ => continue,
+            };
+            // information_schema is served by DataFusion beside the catalog.
+            if schema != "information_schema" && catalog.schema(schema).is_none() {
+                let mut sources: Vec<String> = catalog
+                    .schema_names()
+                    .into_iter()
+                    .filter(|s| {
+                        s != "information_schema" && s != SCRATCH_SCHEMA && s != SYSTEM_SCHEMA
+                    })
+                    .collect();
+                sources.sort();
+                let known = if sources.is_empty() {
+                    "no sources are configured".to_string()
+                } else {
+                    format!("the sources are: {}", sources.join(", "))
+                };
+                return Err(QueryError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "table '{reference}' not found: there is no source named '{schema}'; {known}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn audit_failure(&self, sql: &str, error: QueryError) -> QueryError {
+        tracing::info!(
+            target: "bluelamp::audit",
+            user = %self.identity.user,
+            auth = %self.identity.authenticated_by,
+            error = %error.message,
+            sql = %sql,
+            "statement failed"
+        );
+        let Some(log) = self.engine.audit_log() else {
+            return error;
+        };
+        let mut record = self.audit_record("statement", sql);
+        record.outcome = if error.kind == ErrorKind::PermissionDenied {
+            "refused".into()
+        } else {
+            "error".into()
+        };
+        record.error = Some(error.message.clone());
+        match log.append(record).await {
+            Ok(_) => error,
+            Err(audit) => QueryError::new(
+                ErrorKind::Unavailable,
+                format!("{}; and {audit}", error.message),
+            ),
+        }
+    }
+}

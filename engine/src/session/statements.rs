@@ -1,0 +1,183 @@
+//! Statements: parsing SQL text into [`Statement`]s, as every front end does,
+//! and the [`Planned`] form of one, whose schema, marking and parameters are
+//! known before it runs and whose placeholders can be bound.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use super::marked;
+use crate::error::{ErrorKind, QueryError};
+
+/// One parsed SQL statement, ready to run.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub(super) inner: DFStatement,
+}
+
+impl std::fmt::Display for Statement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.inner)
+    }
+}
+
+impl Statement {
+    /// Whether the statement is an `INSERT` (a deposit into a source).
+    pub fn is_insert(&self) -> bool {
+        matches!(
+            &self.inner,
+            DFStatement::Statement(s) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Insert(_))
+        )
+    }
+}
+
+/// Splits text into statements (`;`-separated) without running them, as
+/// every front end parses SQL.
+///
+/// # Errors
+/// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
+pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
+    let dialect = GenericDialect {};
+    let statements: VecDeque<DFStatement> = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(QueryError::from)?;
+    Ok(statements
+        .into_iter()
+        .map(|inner| Statement { inner })
+        .collect())
+}
+
+/// A planned statement: its result schema is known before any row is fetched.
+/// Clones share nothing mutable, so a prepared statement can run many times.
+#[derive(Clone)]
+pub struct Planned {
+    pub(crate) plan: LogicalPlan,
+    pub(crate) sql: String,
+    /// Sources, tables and columns the statement as written reads, for the
+    /// audit trail (the plan itself reads through policy's rewrite).
+    pub(crate) touched: Arc<crate::audit::trail::Touched>,
+    /// Policies applied to the plan, for the audit trail.
+    pub(crate) policies: Arc<Vec<String>>,
+    /// The security marking of the result, where markings are configured.
+    pub(crate) marking: Option<Arc<str>>,
+    /// The same marking, as a value (for purposes required by marking).
+    pub(crate) marking_value: Option<crate::policy::rules::Marking>,
+}
+
+impl Planned {
+    /// The schema of the rows the statement will return, with its security
+    /// marking in the metadata (`bluelamp.marking`) where markings are
+    /// configured.
+    pub fn schema(&self) -> SchemaRef {
+        marked(
+            Arc::clone(self.plan.schema().inner()),
+            self.marking.as_deref(),
+        )
+    }
+
+    /// The security marking of the statement's result, where markings are
+    /// configured: the highest of the data it reads.
+    pub fn marking(&self) -> Option<&str> {
+        self.marking.as_deref()
+    }
+
+    /// The statement's SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The statement's placeholders (`$1`, `$2`, ...) in order, each with the
+    /// type planning inferred for it (`None` where the SQL does not say, as in
+    /// `SELECT $1`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] if one placeholder is used with two types.
+    pub fn parameters(&self) -> Result<Vec<(String, Option<DataType>)>, QueryError> {
+        let mut parameters: Vec<(String, Option<DataType>)> = self
+            .plan
+            .get_parameter_types()
+            .map_err(QueryError::from)?
+            .into_iter()
+            .collect();
+        parameters.sort_by_key(|(name, _)| {
+            (
+                name.trim_start_matches('$')
+                    .parse::<u64>()
+                    .unwrap_or(u64::MAX),
+                name.clone(),
+            )
+        });
+        Ok(parameters)
+    }
+
+    /// The statement with `values` in place of its placeholders, in order, each
+    /// cast to the placeholder's inferred type.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] for the wrong number of values or a value
+    /// that cannot be cast to its placeholder's type.
+    pub fn bind(&self, values: Vec<ScalarValue>) -> Result<Planned, QueryError> {
+        let parameters = self.parameters()?;
+        if values.len() != parameters.len() {
+            return Err(QueryError::new(
+                ErrorKind::InvalidQuery,
+                format!(
+                    "the statement has {} parameter(s) but {} value(s) were bound",
+                    parameters.len(),
+                    values.len()
+                ),
+            ));
+        }
+        let mut cast = Vec::with_capacity(values.len());
+        for ((name, data_type), value) in parameters.iter().zip(values) {
+            let value = match data_type {
+                Some(t) if value.data_type() != *t && !value.is_null() => {
+                    value.cast_to(t).map_err(|e| {
+                        QueryError::new(
+                            ErrorKind::InvalidQuery,
+                            format!(
+                                "parameter {name}: cannot use {value:?} as {t}: {}",
+                                e.message()
+                            ),
+                        )
+                    })?
+                }
+                Some(t) if value.is_null() => ScalarValue::try_from(t).unwrap_or(value),
+                _ => value,
+            };
+            cast.push(value);
+        }
+        let plan = self
+            .plan
+            .clone()
+            .with_param_values(cast)
+            .map_err(QueryError::from)?;
+        Ok(Planned {
+            plan,
+            sql: self.sql.clone(),
+            touched: Arc::clone(&self.touched),
+            policies: Arc::clone(&self.policies),
+            marking: self.marking.clone(),
+            marking_value: self.marking_value.clone(),
+        })
+    }
+
+    /// Whether the statement changes something (DDL, DML, COPY, SET) rather than
+    /// only reading.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.plan,
+            LogicalPlan::Dml(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Statement(_)
+        )
+    }
+}

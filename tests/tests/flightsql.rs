@@ -58,6 +58,11 @@ async fn rows(engine: &Engine, user: &str, sql: &str) -> Result<Vec<RecordBatch>
     output.stream.try_collect().await.map_err(QueryError::from)
 }
 
+/// `sql`'s answer as `analyst`, as a table.
+async fn ask(engine: &Engine, sql: &str) -> String {
+    text(&rows(engine, "analyst", sql).await.unwrap())
+}
+
 fn text(batches: &[RecordBatch]) -> String {
     arrow::util::pretty::pretty_format_batches(batches)
         .unwrap()
@@ -79,18 +84,14 @@ async fn a_filtered_aggregate_is_sent_whole_to_the_remote() {
         .await
         .unwrap();
     let sql = "SELECT grade, count(*) AS n FROM force_b.incidents WHERE NOT closed GROUP BY grade ORDER BY grade";
-    let plan = text(
-        &rows(&local, "analyst", &format!("EXPLAIN {sql}"))
-            .await
-            .unwrap(),
-    );
+    let plan = ask(&local, &format!("EXPLAIN {sql}")).await;
     assert!(
         plan.contains("sql_federation_exec") || plan.contains("VirtualExecutionPlan"),
         "{plan}"
     );
     assert!(plan.contains("GROUP BY"), "the aggregate is sent: {plan}");
     assert!(plan.contains("NOT"), "the filter is sent: {plan}");
-    let answer = text(&rows(&local, "analyst", sql).await.unwrap());
+    let answer = ask(&local, sql).await;
     let oracle = text(
         &rows(
             &remote.engine,
@@ -234,15 +235,7 @@ async fn tls_and_mutual_tls() {
     )
     .await
     .unwrap();
-    let answer = text(
-        &rows(
-            &local,
-            "analyst",
-            "SELECT count(*) AS n FROM force_b.incidents",
-        )
-        .await
-        .unwrap(),
-    );
+    let answer = ask(&local, "SELECT count(*) AS n FROM force_b.incidents").await;
     assert!(answer.contains("| 300 |"), "{answer}");
     // Without a client certificate the server refuses the connection.
     let local = engine_from_text(&source(""), dir.path()).await.unwrap();
@@ -568,15 +561,11 @@ async fn a_server_that_declares_nothing_is_sent_scans_only() {
     let local = engine_from_text(&test_source(&url), dir.path())
         .await
         .unwrap();
-    let answer = text(
-        &rows(
-            &local,
-            "analyst",
-            "SELECT grade, count(*) AS n FROM other.incidents GROUP BY grade ORDER BY grade",
-        )
-        .await
-        .unwrap(),
-    );
+    let answer = ask(
+        &local,
+        "SELECT grade, count(*) AS n FROM other.incidents GROUP BY grade ORDER BY grade",
+    )
+    .await;
     assert!(answer.contains("| A     | 2 |"), "{answer}");
     assert!(answer.contains("|       | 1 |"), "{answer}");
     let sent = server.queries.lock().unwrap().clone();
@@ -706,7 +695,7 @@ async fn roapi_is_read_as_a_foreign_flight_sql_server() {
     }
     let local = local.expect("ROAPI answers within 10 s");
     let sql = "SELECT grade, count(*) AS n FROM roapi.incidents WHERE NOT closed AND station <> 'station-0' GROUP BY grade ORDER BY grade";
-    let answer = text(&rows(&local, "analyst", sql).await.unwrap());
+    let answer = ask(&local, sql).await;
     // The same query over the same file, in Bluelamp itself.
     let oracle_engine = engine_from_text(
         "[[source]]\nname = \"cad\"\nkind = \"files\"\nlocation = \"cad\"\n",
@@ -714,22 +703,14 @@ async fn roapi_is_read_as_a_foreign_flight_sql_server() {
     )
     .await
     .unwrap();
-    let oracle = text(
-        &rows(
-            &oracle_engine,
-            "analyst",
-            &sql.replace("roapi.incidents", "cad.incidents"),
-        )
-        .await
-        .unwrap(),
-    );
+    let oracle = ask(
+        &oracle_engine,
+        &sql.replace("roapi.incidents", "cad.incidents"),
+    )
+    .await;
     assert_eq!(answer, oracle);
     // ROAPI declares no SQL capabilities, so the aggregate runs here.
-    let plan = text(
-        &rows(&local, "analyst", &format!("EXPLAIN {sql}"))
-            .await
-            .unwrap(),
-    );
+    let plan = ask(&local, &format!("EXPLAIN {sql}")).await;
     let federated: Vec<&str> = plan
         .lines()
         .filter(|l| l.contains("sql_federation_exec") || l.contains("VirtualExecutionPlan"))

@@ -19,6 +19,8 @@
 //! - [`conformance`]: the connector conformance suite: one fixture, the same
 //!   checks for every connector, each answer compared with DataFusion's own
 //!   evaluation over the same rows.
+//! - [`walkthrough`]: the small connector (`kind = "ipc"`, a folder of
+//!   Arrow IPC files) that `docs/connectors.md` builds step by step.
 
 pub mod conformance;
 pub mod fixtures;
@@ -26,3 +28,4 @@ pub mod flight_client;
 pub mod plans;
 pub mod services;
 pub mod slt;
+pub mod walkthrough;

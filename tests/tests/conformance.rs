@@ -1,7 +1,8 @@
 //! The connector conformance suite (`bluelamp_tests::conformance`) over
 //! every connector: files (Parquet, CSV, NDJSON), SQLite, PostgreSQL,
 //! MariaDB, OpenAPI (a fixture server serving the same rows) and Flight SQL
-//! (another Bluelamp serving the rows as Parquet). Each connector × check is its own test,
+//! (another Bluelamp serving the rows as Parquet), and the guide's walk-through
+//! connector (`ipc`, Arrow IPC files). Each connector × check is its own test,
 //! `<connector>::<check>`, whose failure names both, the SQL, and the
 //! connector's answer beside DataFusion's own over the same rows.
 //!
@@ -27,8 +28,10 @@ use bluelamp_tests::services::{
 
 /// Where a connector's answer differs from SQL's and the source cannot do
 /// better: (connector, checks, why).
-/// (MariaDB's boolean deviation is a reading gap rather than a source limit:
-/// mapping TINYINT(1) to Boolean is open work, noted on issue 28.)
+/// MariaDB has no boolean type: `BOOLEAN` is a synonym for `TINYINT(1)`,
+/// which holds any value from -128 to 127 (the `(1)` is a display width),
+/// so the column is read as what it stores, Int8; reading it as a boolean
+/// would turn a stored 2 into `true` and lose it.
 const KNOWN: &[(&str, &[&str], &str)] = &[
     (
         "csv",
@@ -47,7 +50,7 @@ const KNOWN: &[(&str, &[&str], &str)] = &[
     (
         "mariadb",
         &["filter_bool", "filter_and_or_not", "group_by"],
-        "MariaDB's BOOLEAN is TINYINT(1) and reads as Int8",
+        "MariaDB's BOOLEAN is TINYINT(1), an integer, and reads as Int8 (what it stores)",
     ),
     (
         "mariadb",
@@ -157,6 +160,36 @@ async fn files(format: &str) -> Option<Loaded> {
     .await
     .unwrap();
     Loaded::new(engine, "f", dir)
+}
+
+/// The fixture as Arrow IPC files, read by the guide's walk-through
+/// connector (`bluelamp_tests::walkthrough`, `kind = "ipc"`).
+async fn ipc() -> Option<Loaded> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let full = batch();
+    // Two batches, so the limit and the filters meet a batch boundary.
+    let batches = [full.slice(0, 4), full.slice(4, full.num_rows() - 4)];
+    for (name, batches) in [("conformance", &batches[..]), ("empty", &[][..])] {
+        let file = std::fs::File::create(data.join(format!("{name}.arrow"))).unwrap();
+        let mut w = arrow::ipc::writer::FileWriter::try_new(file, &full.schema()).unwrap();
+        for batch in batches {
+            w.write(batch).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let registry = bluelamp_connectors::registry().with(std::sync::Arc::new(
+        bluelamp_tests::walkthrough::IpcSourceFactory,
+    ));
+    let config = bluelamp_engine::Config::parse(
+        "[[source]]\nname = \"w\"\nkind = \"ipc\"\nfolder = \"data\"\n",
+        "walkthrough.toml",
+        dir.path().to_path_buf(),
+    )
+    .unwrap();
+    let engine = Engine::start(config, &registry).await.unwrap();
+    Loaded::new(engine, "w", dir)
 }
 
 /// A SQL literal for text; `backslash` doubles backslashes (MariaDB).
@@ -531,6 +564,7 @@ suite!(postgres, super::postgres());
 suite!(mariadb, super::mariadb());
 suite!(openapi, super::openapi());
 suite!(flightsql, super::flightsql());
+suite!(ipc, super::ipc());
 
 #[test]
 fn every_check_has_a_test_for_every_connector() {
@@ -706,6 +740,171 @@ mod failures {
             .to_path_buf();
         std::fs::remove_file(dir.join("data/conformance.parquet")).unwrap();
         fails_naming(&loaded, "SELECT count(*) FROM f.conformance", "f").await;
+    }
+
+    /// Rows of `big` that a source streams; enough that the result cannot
+    /// sit whole in buffers when the connection is cut.
+    const BIG: i64 = 1_000_000;
+
+    /// Streams `SELECT id, pad FROM {source}.big`, calls `cut` once the
+    /// first batch has arrived, and reads on: the answer must be every row,
+    /// or an error naming `source` (never a short answer).
+    async fn cut_mid_stream<F, Fut>(engine: &Engine, source: &str, cut: F) -> Option<String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = usize>,
+    {
+        use futures::StreamExt;
+        let session = engine.session(Identity::new("test", "test"));
+        let output = session
+            .sql(&format!("SELECT id, pad FROM {source}.big"))
+            .await
+            .unwrap();
+        let mut stream = output.stream;
+        let first = stream.next().await.unwrap().unwrap();
+        let mut rows = first.num_rows() as i64;
+        let killed = cut().await;
+        assert!(killed > 0, "no connection of {source} was found to cut");
+        while let Some(batch) = stream.next().await {
+            match batch {
+                Ok(batch) => rows += batch.num_rows() as i64,
+                Err(e) => {
+                    let message = e.to_string();
+                    assert!(
+                        message.contains(&format!("'{source}'")),
+                        "the error does not name source '{source}': {message}"
+                    );
+                    return Some(message);
+                }
+            }
+        }
+        assert_eq!(rows, BIG, "a short answer after the connection was cut");
+        None
+    }
+
+    #[tokio::test]
+    async fn a_postgres_connection_cut_mid_stream_is_an_error_naming_the_source() {
+        let db = match PgDatabase::create().await {
+            Ok(db) => db,
+            Err(e) => return service_missing("PostgreSQL", &e),
+        };
+        db.client
+            .batch_execute(&format!(
+                "CREATE TABLE big AS SELECT g::bigint AS id, repeat('x', 40) AS pad \
+                 FROM generate_series(1, {BIG}) g"
+            ))
+            .await
+            .unwrap();
+        let engine = engine_from_text(
+            &format!(
+                "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{}\"\nsslmode = \"disable\"\n",
+                pg_host(),
+                pg_port(),
+                db.name
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
+        let message = cut_mid_stream(&engine, "pg", || async {
+            let rows = db
+                .client
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            rows.len()
+        })
+        .await;
+        let message = message.expect("the cut connection was noticed");
+        assert!(
+            message.contains("unavailable") || message.contains("connection"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mariadb_connection_cut_mid_stream_is_an_error_naming_the_source() {
+        let db = match MariaDatabase::create().await {
+            Ok(db) => db,
+            Err(e) => return service_missing("MariaDB", &e),
+        };
+        db.execute("CREATE TABLE big (id BIGINT NOT NULL, pad VARCHAR(64))")
+            .await
+            .unwrap();
+        db.execute(&format!(
+            "INSERT INTO big SELECT seq, REPEAT('x', 40) FROM seq_1_to_{BIG}"
+        ))
+        .await
+        .unwrap();
+        let engine = engine_from_text(
+            &format!(
+                "[[source]]\nname = \"maria\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\ndatabase = \"{}\"\nsslmode = \"disabled\"\n",
+                mariadb_host(),
+                mariadb_port(),
+                db.name
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
+        let name = db.name.clone();
+        let message = cut_mid_stream(&engine, "maria", || async {
+            let ids = db
+                .query_strings(&format!(
+                    "SELECT CAST(ID AS CHAR) FROM information_schema.PROCESSLIST \
+                     WHERE DB = '{name}' AND ID <> CONNECTION_ID()"
+                ))
+                .await
+                .unwrap();
+            for id in ids.iter().flatten() {
+                let _ = db.execute(&format!("KILL CONNECTION {id}")).await;
+            }
+            ids.len()
+        })
+        .await;
+        message.expect("the cut connection was noticed");
+    }
+
+    #[tokio::test]
+    async fn the_walkthrough_connector_fails_naming_its_source_when_a_file_goes() {
+        let loaded = ipc().await.unwrap();
+        let dir = loaded
+            ._keep
+            .downcast_ref::<tempfile::TempDir>()
+            .unwrap()
+            .path()
+            .to_path_buf();
+        // Planned (the schema read) before the file goes, read after.
+        let session = loaded.engine.session(Identity::new("test", "test"));
+        bluelamp_tests::slt::try_session_rows(&session, "SELECT count(*) FROM w.conformance")
+            .await
+            .unwrap();
+        std::fs::remove_file(dir.join("data/conformance.arrow")).unwrap();
+        let message = fails_naming(&loaded, "SELECT label FROM w.conformance", "w").await;
+        assert!(message.contains("conformance"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn the_walkthrough_connector_checks_its_options_without_io() {
+        let registry = bluelamp_connectors::registry().with(std::sync::Arc::new(
+            bluelamp_tests::walkthrough::IpcSourceFactory,
+        ));
+        let config = bluelamp_engine::Config::parse(
+            "[[source]]\nname = \"w\"\nkind = \"ipc\"\nfoldr = \"data\"\n",
+            "walkthrough.toml",
+            std::path::PathBuf::from("/nonexistent"),
+        )
+        .unwrap();
+        let error = match Engine::start(config, &registry).await {
+            Ok(_) => panic!("a misspelt option was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("walkthrough.toml:4"), "{error}");
+        assert!(error.contains("foldr"), "{error}");
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! and the calls every other part makes (`GetSqlInfo`, `GetTables`, a
 //! command's `FlightInfo`, a ticket's stream), with every failure turned
 //! into an error naming the source. Reading results is in
-//! [`super::results`], deposits in [`super::prepared`].
+//! [`super::results`], deposits in [`super::write`].
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -3,33 +3,40 @@
 //!
 //! - **What is sent** is what the server declared
 //!   ([`super::capabilities`]), through the same plan hook and SQL repairs
-//!   as every database (`crate::sql::executor::Repaired`).
+//!   as every database (`crate::sql::exec::Repaired`).
 //! - **Who asks.** The crate's planner hands every federated sub-plan one
 //!   executor, fixed when the table was built, so it cannot know the end
 //!   user. [`ActingPlanner`] plans each sub-plan with an executor bound to
 //!   the session's principal, whose name goes to the server in the
 //!   configured identity header; the crate's own planner does the rest.
+//!
+//! A table's own scan (where federation does not take the plan) is one
+//! query too ([`RemoteQuery`]): the columns and row limit asked for, as the
+//! session's user.
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bluelamp_engine::{Principal, SourceConfig};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::Transformed;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::optimizer::optimizer::Optimizer;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::sql::unparser::dialect::{CustomDialectBuilder, Dialect};
 use datafusion_federation::sql::{SQLExecutor, SQLFederationPlanner, SQLFederationProvider};
 use datafusion_federation::{FederatedPlanNode, FederationPlanner};
+use futures::StreamExt;
 
 use super::client::{Connection, RemoteTable};
-use crate::sql::executor::{Remote, Repaired};
+use crate::sql::exec::{Remote, Repaired};
 use crate::sql::functions::Database;
 
 /// Runs SQL on one Flight SQL server, for one end user (or, unbound, as
@@ -212,3 +219,50 @@ pub(crate) fn provider(planner: Arc<ActingPlanner>) -> Arc<SQLFederationProvider
         executor,
     })
 }
+
+/// One query, run when the plan runs, as the session's principal.
+#[derive(Debug)]
+pub(super) struct RemoteQuery {
+    pub(super) connection: Connection,
+    pub(super) sql: String,
+    /// What the server returns.
+    pub(super) read: SchemaRef,
+    /// What the scan returns: no columns where only rows are counted.
+    pub(super) project: SchemaRef,
+}
+
+impl PartitionStream for RemoteQuery {
+    fn schema(&self) -> &SchemaRef {
+        &self.project
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let principal = ctx
+            .session_config()
+            .get_extension::<bluelamp_engine::Principal>()
+            .map(|p| p.as_ref().clone());
+        let stream = self
+            .connection
+            .query(self.sql.clone(), Arc::clone(&self.read), principal);
+        if self.project.fields().is_empty() {
+            let project = Arc::clone(&self.project);
+            Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    Arc::clone(&self.project),
+                    stream.map(move |batch| {
+                        let batch = batch?;
+                        Ok(RecordBatch::try_new_with_options(
+                            Arc::clone(&project),
+                            Vec::new(),
+                            &arrow::array::RecordBatchOptions::new()
+                                .with_row_count(Some(batch.num_rows())),
+                        )?)
+                    }),
+                ),
+            )
+        } else {
+            stream
+        }
+    }
+}
+

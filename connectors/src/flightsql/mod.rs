@@ -9,20 +9,20 @@
 //!    the handshake, `GetSqlInfo` ([`capabilities`]: what may be sent) and
 //!    `GetTables` with each table's schema.
 //! 3. **Tables** ([`provider`]): each remote table, built on first use.
-//! 4. **Scan** ([`exec`]): sub-plans over one server are sent to it as SQL
+//! 4. **Scan** ([`exec`]; a table's own scan too): sub-plans over one server are sent to it as SQL
 //!    through datafusion-federation, as the session's user; results
 //!    ([`results`]) are read from every endpoint at once and checked against
 //!    what was announced.
-//! 5. **Insert** ([`provider`], [`prepared`]): a prepared `INSERT`, bound to
-//!    each batch.
+//! 5. **Insert** ([`write`]): a prepared `INSERT`, bound to each batch, as
+//!    the session's user.
 
 pub mod capabilities;
 pub mod client;
 pub mod config;
 mod exec;
-mod prepared;
 mod provider;
 mod results;
+mod write;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -6,26 +6,23 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bluelamp_engine::SourceConfig;
 use datafusion::catalog::Session;
 use datafusion::common::TableReference;
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use datafusion::physical_plan::streaming::StreamingTableExec;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion_federation::FederatedTableProviderAdaptor;
 use datafusion_federation::sql::{RemoteTableRef, SQLTableSource};
-use futures::StreamExt;
 
 use super::client::{Connection, RemoteTable};
-use super::exec::ActingPlanner;
+use super::exec::{ActingPlanner, RemoteQuery};
 use crate::sql::BoxError;
 
 /// Builds each table of one source on first use.
@@ -194,118 +191,11 @@ impl TableProvider for FlightTable {
                 "{insert_op} into a Flight SQL table: only INSERT INTO (appending rows) is sent"
             )));
         }
-        let sink = InsertSink {
+        let sink = super::write::InsertSink {
             connection: self.connection.clone(),
             name: self.name.clone(),
             schema: input.schema(),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
-    }
-}
-
-/// One query, run when the plan runs, as the session's principal.
-#[derive(Debug)]
-struct RemoteQuery {
-    connection: Connection,
-    sql: String,
-    /// What the server returns.
-    read: SchemaRef,
-    /// What the scan returns: no columns where only rows are counted.
-    project: SchemaRef,
-}
-
-impl PartitionStream for RemoteQuery {
-    fn schema(&self) -> &SchemaRef {
-        &self.project
-    }
-
-    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let principal = ctx
-            .session_config()
-            .get_extension::<bluelamp_engine::Principal>()
-            .map(|p| p.as_ref().clone());
-        let stream = self
-            .connection
-            .query(self.sql.clone(), Arc::clone(&self.read), principal);
-        if self.project.fields().is_empty() {
-            let project = Arc::clone(&self.project);
-            Box::pin(
-                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    Arc::clone(&self.project),
-                    stream.map(move |batch| {
-                        let batch = batch?;
-                        Ok(RecordBatch::try_new_with_options(
-                            Arc::clone(&project),
-                            Vec::new(),
-                            &arrow::array::RecordBatchOptions::new()
-                                .with_row_count(Some(batch.num_rows())),
-                        )?)
-                    }),
-                ),
-            )
-        } else {
-            stream
-        }
-    }
-}
-
-/// Sends inserted rows as a prepared `INSERT`, one batch at a time.
-#[derive(Debug)]
-struct InsertSink {
-    connection: Connection,
-    name: String,
-    schema: SchemaRef,
-}
-
-impl DisplayAs for InsertSink {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FlightSqlInsert: {}", self.name)
-    }
-}
-
-#[async_trait]
-impl DataSink for InsertSink {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    async fn write_all(
-        &self,
-        mut data: SendableRecordBatchStream,
-        context: &Arc<TaskContext>,
-    ) -> DFResult<u64> {
-        let principal = context
-            .session_config()
-            .get_extension::<bluelamp_engine::Principal>()
-            .map(|p| p.as_ref().clone());
-        let names = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
-            .collect::<Vec<_>>();
-        let placeholders = (1..=names.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            self.name,
-            names.join(", "),
-            placeholders.join(", ")
-        );
-        let mut written = 0u64;
-        while let Some(batch) = data.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let changed = self
-                .connection
-                .prepared_update(&sql, batch, principal.as_ref())
-                .await
-                .map_err(bluelamp_engine::SourceError::into_datafusion)?;
-            written += u64::try_from(changed).unwrap_or(0);
-        }
-        Ok(written)
     }
 }

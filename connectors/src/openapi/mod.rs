@@ -26,7 +26,6 @@ pub mod requests;
 pub mod schema;
 #[cfg(test)]
 mod schema_props;
-pub mod sink;
 pub mod spec;
 mod walk;
 pub mod write;

@@ -22,7 +22,7 @@ use super::client::ApiClient;
 use super::discovery::TableSpec;
 use super::exec::OpenApiExec;
 use super::pushdown::{combine, plan, support};
-use super::sink::OpenApiSink;
+use super::write::sink::OpenApiSink;
 
 /// One table of an OpenAPI source.
 #[derive(Debug)]

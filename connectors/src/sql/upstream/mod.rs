@@ -3,7 +3,14 @@
 //! own choice about the SQL a database is sent (the source hooks, MySQL's
 //! NULL ordering, empty select lists for MySQL) is in [`super::repair`].
 //!
-//! Every workaround here mends DataFusion's SQL unparser
+//! Two mend the database crates (`datafusion-table-providers` 0.15.1):
+//!
+//! | file | the crate's defect | upstream issue | remove when |
+//! | --- | --- | --- | --- |
+//! | `mysql_reader.rs` | the MySQL connection deletes every `"` from the SQL it sends, string literals included | none found as of 2026-12 | `query_arrow` sends SQL unchanged |
+//! | `sqlite_declared_types.rs` | a SQLite table's columns inferred from a row: an empty table has none, `BOOLEAN` reads as an integer | none found as of 2026-12 | the schema follows the table's declaration |
+//!
+//! Every other workaround here mends DataFusion's SQL unparser
 //! (`datafusion::sql::unparser`, crate `datafusion-sql 55.2`), which
 //! datafusion-federation 0.5.8's `VirtualExecutionPlan` uses to write each
 //! federated sub-plan as the SQL its database runs. Five mend the unparsed
@@ -38,10 +45,12 @@ mod aliased_table_filters;
 mod constant_group_keys;
 mod derived_column_names;
 mod double_alias;
+pub(super) mod mysql_reader;
 mod not_in;
 mod qualifiers;
 mod requalify;
 mod semi_join_subquery;
+pub(super) mod sqlite_declared_types;
 mod unnamed_aggregates;
 
 use std::ops::ControlFlow;

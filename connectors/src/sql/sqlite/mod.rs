@@ -1,11 +1,16 @@
-//! `kind = "sqlite"`: a SQLite database file.
+//! `kind = "sqlite"`: a SQLite database file. The factory (open the file,
+//! list its tables, build one table's provider with its declared types,
+//! keys and writer) is here; options are in `config.rs`, how a query runs in
+//! `exec.rs`.
+
+mod config;
+mod exec;
+
+pub use config::SqliteConfig;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use bluelamp_engine::config::deserialize_duration;
 use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
@@ -18,30 +23,11 @@ use datafusion_table_providers::sqlite::DynSqliteConnectionPool;
 use datafusion_table_providers::sqlite::Sqlite;
 use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
 use datafusion_table_providers::sqlite::write::SqliteTableWriter;
-use serde::Deserialize;
 
-use super::executor::{Remote, federated_read};
-use super::functions::Database;
+use super::exec::federated_read;
+use super::upstream::sqlite_declared_types::{booleans_as_declared, declared_schema};
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
-
-/// Options for a SQLite source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteConfig {
-    /// The database file, relative to the config file's folder. It must exist:
-    /// a mistyped path must not silently create an empty database.
-    pub path: String,
-    /// How long to wait on a locked database (default `5s`).
-    #[serde(
-        default = "default_busy_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
-    pub busy_timeout: Duration,
-}
-
-fn default_busy_timeout() -> Duration {
-    Duration::from_secs(5)
-}
+use exec::SqliteRemote;
 
 /// The factory for `kind = "sqlite"`.
 #[derive(Debug, Default)]
@@ -103,64 +89,6 @@ struct SqliteBackend {
     path: std::path::PathBuf,
 }
 
-/// The columns of an empty table, from their declared types. The crate infers
-/// a SQLite table's schema from its rows, so an empty table (the usual target
-/// of a first `INSERT`) would otherwise have no columns at all. Dates and
-/// times are kept as text, as SQLite stores them.
-fn declared_schema(conn: &rusqlite::Connection, table: &str) -> Result<SchemaRef, BoxError> {
-    let mut statement =
-        conn.prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1)")?;
-    let fields = statement
-        .query_map([table], |row| {
-            let name: String = row.get(0)?;
-            let declared: String = row.get(1)?;
-            let not_null: bool = row.get(2)?;
-            let upper = declared.to_ascii_uppercase();
-            // SQLite's own affinity rules, in its order.
-            let data_type = if upper.contains("INT") {
-                DataType::Int64
-            } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
-                DataType::Utf8
-            } else if upper.contains("BLOB") || upper.is_empty() {
-                DataType::Binary
-            } else if upper.contains("BOOL") {
-                DataType::Boolean
-            } else if upper.contains("REAL")
-                || upper.contains("FLOA")
-                || upper.contains("DOUB")
-                || upper.contains("NUM")
-                || upper.contains("DEC")
-            {
-                DataType::Float64
-            } else {
-                DataType::Utf8
-            };
-            Ok(Field::new(name, data_type, !not_null))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Arc::new(Schema::new(fields)))
-}
-
-/// `inferred` with each column declared `BOOLEAN` read as a boolean: SQLite
-/// stores booleans as 0 and 1, so a row shows only an integer.
-fn booleans_as_declared(inferred: &SchemaRef, declared: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = inferred
-        .fields()
-        .iter()
-        .map(|f| {
-            let boolean = declared
-                .field_with_name(f.name())
-                .is_ok_and(|d| d.data_type() == &DataType::Boolean);
-            if boolean && f.data_type().is_integer() {
-                Field::new(f.name(), DataType::Boolean, f.is_nullable())
-            } else {
-                f.as_ref().clone()
-            }
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
 /// The table's primary key (columns in key order) and its unique indexes —
 /// `UNIQUE` constraints and `CREATE UNIQUE INDEX` alike, but not partial
 /// indexes or indexes over expressions, which are not keys of the table.
@@ -193,15 +121,6 @@ fn declared_keys(
         }
     }
     Ok(keys)
-}
-
-/// SQLite: our repairs, and otherwise the crate's executor.
-struct SqliteRemote;
-
-impl Remote for SqliteRemote {
-    fn database(&self) -> Database {
-        Database::Sqlite
-    }
 }
 
 #[async_trait]
@@ -250,10 +169,10 @@ impl SqlBackend for SqliteBackend {
             reference.clone(),
             Arc::clone(&schema),
         );
-        let constraints = super::key_constraints(&schema, keys);
+        let constraints = super::provider::key_constraints(&schema, keys);
         let sqlite = Sqlite::new(reference, schema, Arc::clone(&self.pool), constraints);
         let writer = SqliteTableWriter::create(Arc::clone(&read), sqlite, None);
-        Ok(super::with_writer(read, writer))
+        Ok(super::write::with_writer(read, writer))
     }
 }
 

@@ -25,8 +25,8 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::client::{ApiClient, Posted};
-use super::write::WriteSpec;
+use crate::openapi::client::{ApiClient, Posted};
+use super::WriteSpec;
 
 /// The most rows one `INSERT` may deposit; all are held for validation.
 const MAX_ROWS: usize = 100_000;
@@ -34,7 +34,7 @@ const MAX_ROWS: usize = 100_000;
 /// Deposits rows into one OpenAPI table.
 pub struct OpenApiSink {
     /// The header naming the end user, where the source sends one.
-    identity: Option<super::client::Identity>,
+    identity: Option<crate::openapi::client::Identity>,
     source: String,
     table: String,
     spec: Arc<WriteSpec>,
@@ -81,7 +81,7 @@ impl OpenApiSink {
     }
 
     /// Sends `identity` (the end user's header) with every request.
-    pub fn with_identity(mut self, identity: Option<super::client::Identity>) -> Self {
+    pub fn with_identity(mut self, identity: Option<crate::openapi::client::Identity>) -> Self {
         self.identity = identity;
         self
     }
@@ -91,7 +91,7 @@ impl OpenApiSink {
     }
 
     fn error(&self, message: String) -> DataFusionError {
-        super::source_error(&self.source, message, false)
+        crate::openapi::source_error(&self.source, message, false)
     }
 
     /// One row as a request: path values and the body.

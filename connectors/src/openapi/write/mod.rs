@@ -5,6 +5,11 @@
 //! parameter `urn` is a column). The request schema is compiled into
 //! [`Rule`]s so every row is checked — required fields, types, formats,
 //! enums, lengths, patterns — before anything is sent.
+//!
+//! The deposit itself, rows turned into requests and sent one at a time
+//! with their outcomes journaled, is the sink ([`sink`]).
+
+pub mod sink;
 
 use regex::Regex;
 use serde_json::{Map, Value};

@@ -1,7 +1,11 @@
-//! Deposits: a prepared statement (`INSERT ... VALUES ($1, ...)`), bound
-//! to each batch of rows, and closed after.
+//! Deposits: `INSERT` into a remote table is sent as a prepared statement
+//! (`INSERT ... VALUES ($1, ...)`, [`InsertSink`]), bound to each batch of
+//! rows, and closed after, as the session's user.
+
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
@@ -9,8 +13,13 @@ use arrow_flight::sql::{
     ProstMessageExt,
 };
 use arrow_flight::{Action, FlightDescriptor};
+use async_trait::async_trait;
 use bluelamp_engine::{Principal, SourceError};
-use futures::{TryStreamExt, stream};
+use datafusion::datasource::sink::DataSink;
+use datafusion::error::Result as DFResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
+use futures::{StreamExt, TryStreamExt, stream};
 use prost::Message;
 use tonic::Status;
 
@@ -120,5 +129,66 @@ impl Connection {
             )
         })?;
         Ok(result.record_count)
+    }
+}
+
+/// Sends inserted rows as a prepared `INSERT`, one batch at a time.
+#[derive(Debug)]
+pub(super) struct InsertSink {
+    pub(super) connection: Connection,
+    pub(super) name: String,
+    pub(super) schema: SchemaRef,
+}
+
+impl DisplayAs for InsertSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FlightSqlInsert: {}", self.name)
+    }
+}
+
+#[async_trait]
+impl DataSink for InsertSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        context: &Arc<TaskContext>,
+    ) -> DFResult<u64> {
+        let principal = context
+            .session_config()
+            .get_extension::<bluelamp_engine::Principal>()
+            .map(|p| p.as_ref().clone());
+        let names = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
+            .collect::<Vec<_>>();
+        let placeholders = (1..=names.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.name,
+            names.join(", "),
+            placeholders.join(", ")
+        );
+        let mut written = 0u64;
+        while let Some(batch) = data.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let changed = self
+                .connection
+                .prepared_update(&sql, batch, principal.as_ref())
+                .await
+                .map_err(bluelamp_engine::SourceError::into_datafusion)?;
+            written += u64::try_from(changed).unwrap_or(0);
+        }
+        Ok(written)
     }
 }

@@ -1,14 +1,20 @@
-//! Dry-run deposits into databases: `SET bluelamp.deposit_mode = 'validate'`
-//! makes an `INSERT` into a PostgreSQL, MariaDB/MySQL or SQLite table check
-//! its rows and record their outcomes in `bluelamp.deposits` without sending
-//! anything, as it does for suppliers' HTTP interfaces.
+//! Writing to a database: `INSERT` into a PostgreSQL, MariaDB/MySQL or
+//! SQLite table.
 //!
-//! What can be checked without the database: every value already has the
-//! column's type (DataFusion casts before the sink), no NULL goes into a
-//! `NOT NULL` column, and no two rows of the statement share a primary or
-//! unique key. The database's own checks (a key already stored, foreign
-//! keys, triggers) happen only when the rows are sent; the outcome message
-//! says so.
+//! Rows are written by the crate's own writer for the database
+//! (`datafusion-table-providers`), which [`with_writer`] puts behind the
+//! table's federated read, so reads go to the database as whole sub-plans
+//! and `INSERT` reaches the writer.
+//!
+//! Dry runs: `SET bluelamp.deposit_mode = 'validate'` makes an `INSERT`
+//! check its rows and record their outcomes in `bluelamp.deposits` without
+//! sending anything, as it does for suppliers' HTTP interfaces
+//! ([`dry_runnable`]). What can be checked without the database: every
+//! value already has the column's type (DataFusion casts before the sink),
+//! no NULL goes into a `NOT NULL` column, and no two rows of the statement
+//! share a primary or unique key. The database's own checks (a key already
+//! stored, foreign keys, triggers) happen only when the rows are sent; the
+//! outcome message says so.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,15 +34,55 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use datafusion_federation::FederatedTableProviderAdaptor;
 use futures::TryStreamExt;
+
+/// A table that reads through federation (whole sub-plans run in the
+/// database) and writes through `writer` (`INSERT`). The federation rule finds
+/// the table by its federated source, so the adaptor keeps `read`'s source and
+/// only swaps the provider that `insert_into` reaches.
+pub(super) fn with_writer(
+    read: Arc<dyn TableProvider>,
+    writer: Arc<dyn TableProvider>,
+) -> Arc<dyn TableProvider> {
+    let any: &dyn std::any::Any = read.as_ref();
+    match any.downcast_ref::<FederatedTableProviderAdaptor>() {
+        Some(adaptor) => Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+            Arc::clone(&adaptor.source),
+            writer,
+        )),
+        None => read,
+    }
+}
+
+/// `table` with its writer wrapped so that `SET bluelamp.deposit_mode =
+/// 'validate'` makes an `INSERT` a dry run (see the module doc).
+pub(super) fn dry_runnable(table: Arc<dyn TableProvider>, target: String) -> Arc<dyn TableProvider> {
+    let Some(adaptor) = table.downcast_ref::<FederatedTableProviderAdaptor>() else {
+        return Arc::new(DryRunnable {
+            inner: table,
+            target,
+        });
+    };
+    match &adaptor.table_provider {
+        Some(writer) => Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+            Arc::clone(&adaptor.source),
+            Arc::new(DryRunnable {
+                inner: Arc::clone(writer),
+                target,
+            }),
+        )),
+        None => table,
+    }
+}
 
 /// A database table's writer that turns `INSERT` into a dry run when the
 /// session asks for one; otherwise the writer itself.
 #[derive(Debug)]
-pub(super) struct DryRunnable {
-    pub(super) inner: Arc<dyn TableProvider>,
+struct DryRunnable {
+    inner: Arc<dyn TableProvider>,
     /// `source.table`, as `bluelamp.deposits` names it.
-    pub(super) target: String,
+    target: String,
 }
 
 #[async_trait]
@@ -199,7 +245,7 @@ impl DataSink for DryRunSink {
         let batches: Vec<RecordBatch> = data.try_collect().await?;
         let journal = context.session_config().get_extension::<DepositJournal>();
         let statement = journal.as_ref().map_or(0, |j| j.begin());
-        let rows = crate::openapi::sink::json_rows(&batches)?;
+        let rows = crate::openapi::write::sink::json_rows(&batches)?;
         let mut seen: Vec<HashMap<Vec<String>, u64>> = vec![HashMap::new(); self.keys.len()];
         let mut outcomes = Vec::with_capacity(rows.len());
         let mut invalid = Vec::new();

@@ -869,6 +869,126 @@ mod failures {
         message.expect("the cut connection was noticed");
     }
 
+    /// Starts `SELECT id, pad FROM {source}.endless` (a table or view that
+    /// never ends), drops the stream after its first batch, and waits up to
+    /// 15 s for `running` (the source's own count of queries it is running
+    /// for the engine) to reach 0: a cancelled scan stops the source's work,
+    /// not only ours.
+    async fn cancel_stops_the_source<F, Fut>(engine: &Engine, source: &str, running: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = i64>,
+    {
+        use futures::StreamExt;
+        let session = engine.session(Identity::new("test", "test"));
+        let output = session
+            .sql(&format!("SELECT id, pad FROM {source}.endless"))
+            .await
+            .unwrap();
+        let mut stream = output.stream;
+        stream.next().await.unwrap().unwrap();
+        assert!(running().await > 0, "{source} shows no running query");
+        drop(stream);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let now = running().await;
+            if now == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{source} still runs {now} queries 15 s after the scan was cancelled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_postgres_scan_stops_the_query_in_postgres() {
+        let db = match PgDatabase::create().await {
+            Ok(db) => db,
+            Err(e) => return service_missing("PostgreSQL", &e),
+        };
+        // A table that never ends: an empty table whose child is a foreign
+        // table reading `yes` (file_fdw, which ships with PostgreSQL).
+        // (Views would do, but the PostgreSQL source lists tables only.)
+        db.client
+            .batch_execute(
+                "CREATE EXTENSION file_fdw;
+                 CREATE SERVER lines FOREIGN DATA WRAPPER file_fdw;
+                 CREATE TABLE endless (id bigint, pad text);
+                 CREATE FOREIGN TABLE endless_lines () INHERITS (endless) SERVER lines
+                   OPTIONS (program 'yes 1,xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx', format 'csv');",
+            )
+            .await
+            .unwrap();
+        let engine = engine_from_text(
+            &format!(
+                "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{}\"\nsslmode = \"disable\"\n",
+                pg_host(),
+                pg_port(),
+                db.name
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
+        cancel_stops_the_source(&engine, "pg", || async {
+            db.client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND state = 'active' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_mariadb_scan_stops_the_query_in_mariadb() {
+        let db = match MariaDatabase::create().await {
+            Ok(db) => db,
+            Err(e) => return service_missing("MariaDB", &e),
+        };
+        db.execute(
+            "CREATE VIEW endless AS SELECT seq AS id, REPEAT('x', 40) AS pad \
+             FROM seq_1_to_1000000000000",
+        )
+        .await
+        .unwrap();
+        let engine = engine_from_text(
+            &format!(
+                "[[source]]\nname = \"maria\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\ndatabase = \"{}\"\nsslmode = \"disabled\"\n",
+                mariadb_host(),
+                mariadb_port(),
+                db.name
+            ),
+            Path::new("."),
+        )
+        .await
+        .unwrap();
+        let name = db.name.clone();
+        cancel_stops_the_source(&engine, "maria", || async {
+            let count = db
+                .query_strings(&format!(
+                    "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.PROCESSLIST \
+                     WHERE DB = '{name}' AND COMMAND <> 'Sleep' AND ID <> CONNECTION_ID()"
+                ))
+                .await
+                .unwrap();
+            count
+                .first()
+                .cloned()
+                .flatten()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(-1)
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn the_walkthrough_connector_fails_naming_its_source_when_a_file_goes() {
         let loaded = ipc().await.unwrap();

@@ -100,7 +100,11 @@ pub async fn copy_stream(
                 Ok(batches) => {
                     for batch in batches {
                         if tx.send(Ok(batch)).await.is_err() {
-                            return; // the query was dropped
+                            // The query was dropped (cancelled, or a limit
+                            // met above): stop PostgreSQL's work too, or it
+                            // would produce the rest of the result for no one.
+                            cancel(&conn.conn).await;
+                            return;
                         }
                     }
                 }
@@ -124,6 +128,19 @@ pub async fn copy_stream(
         schema,
         ReceiverStream::new(rx),
     ))))
+}
+
+/// Asks PostgreSQL to stop the query `client` is running. Best effort: the
+/// cancel request goes on a connection of its own, and a failure only means
+/// the server finishes the query for no one.
+async fn cancel(client: &tokio_postgres::Client) {
+    if let Err(e) = client
+        .cancel_token()
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+    {
+        tracing::debug!("cancelling a dropped PostgreSQL query: {e}");
+    }
 }
 
 /// Whether values of PostgreSQL type `pg` are decoded into `arrow`.

@@ -110,6 +110,7 @@ pub(in crate::sql) fn mysql_stream(
             }
         };
         let mut conn = connection.conn.lock().await;
+        let id = conn.id();
         let mut result = match conn
             .exec_iter(sql.as_str(), mysql_async::Params::Empty)
             .await
@@ -145,7 +146,13 @@ pub(in crate::sql) fn mysql_stream(
                 let batch = rows_to_batch(&buffer, &projected);
                 buffer.clear();
                 let failed = batch.is_err();
-                if tx.send(batch).await.is_err() || failed {
+                if tx.send(batch).await.is_err() {
+                    // The query was dropped (cancelled, or a limit met
+                    // above): stop the server's work too.
+                    kill_query(&pool, id).await;
+                    return;
+                }
+                if failed {
                     return;
                 }
             }
@@ -158,6 +165,25 @@ pub(in crate::sql) fn mysql_stream(
         schema,
         ReceiverStream::new(rx),
     ))
+}
+
+/// Asks the server to stop the query connection `id` is running. Best
+/// effort, on a connection of its own: a failure only means the server
+/// finishes the query for no one.
+async fn kill_query(pool: &MySQLConnectionPool, id: u32) {
+    let killed = match pool.connect_direct().await {
+        Ok(connection) => connection
+            .conn
+            .lock()
+            .await
+            .query_drop(format!("KILL QUERY {id}"))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = killed {
+        tracing::debug!("stopping a dropped MySQL query: {e}");
+    }
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ mod tests {
         conn.execute_batch(
             "CREATE TABLE flags (id INTEGER, open BOOLEAN, label TEXT);
              INSERT INTO flags VALUES (1, 1, 'a');
-             CREATE TABLE nothing (id INTEGER, open BOOLEAN);",
+             CREATE TABLE vacant (id INTEGER, open BOOLEAN);",
         )
         .unwrap();
         let pool = SqliteConnectionPoolFactory::new(
@@ -119,12 +119,12 @@ mod tests {
             .unwrap();
         let open = inferred.field_with_name("open").unwrap().data_type().clone();
         assert!(open.is_integer(), "{fixed}: BOOLEAN read as {open}");
-        let empty = get_schema(pool.connect().await.unwrap(), &TableReference::bare("nothing"))
+        let empty = get_schema(pool.connect().await.unwrap(), &TableReference::bare("vacant"))
             .await
             .unwrap();
         assert!(empty.fields().is_empty(), "{fixed}: {empty:?}");
         // Ours follows the declaration.
-        let declared = declared_schema(&conn, "nothing").unwrap();
+        let declared = declared_schema(&conn, "vacant").unwrap();
         assert_eq!(declared.field(1).data_type(), &DataType::Boolean);
         let mended = booleans_as_declared(&inferred, &declared_schema(&conn, "flags").unwrap());
         assert_eq!(mended.field(1).data_type(), &DataType::Boolean);

@@ -56,7 +56,8 @@ impl SourceFactory for IpcSourceFactory {
 
     // Step 3: connect, listing the tables.
     async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
-        let config = IpcConfig::read(source).map_err(|e| SourceError::new(source, e.to_string()))?;
+        let config =
+            IpcConfig::read(source).map_err(|e| SourceError::new(source, e.to_string()))?;
         let folder = source.resolve_path(&config.folder);
         let entries = std::fs::read_dir(&folder).map_err(|e| {
             SourceError::unavailable(source, format!("cannot read {}: {e}", folder.display()))
@@ -239,7 +240,11 @@ struct IpcScanExec {
 // Step 6: EXPLAIN shows what the scan does.
 impl DisplayAs for IpcScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IpcScanExec: source={} table={}", self.source.name, self.table)?;
+        write!(
+            f,
+            "IpcScanExec: source={} table={}",
+            self.source.name, self.table
+        )?;
         if !self.shown.is_empty() {
             write!(f, " filters=[{}]", self.shown.join(", "))?;
         }
@@ -282,7 +287,9 @@ impl ExecutionPlan for IpcScanExec {
         if children.is_empty() {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal("IpcScanExec has no children".into()))
+            Err(DataFusionError::Internal(
+                "IpcScanExec has no children".into(),
+            ))
         }
     }
 

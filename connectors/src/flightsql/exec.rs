@@ -265,4 +265,3 @@ impl PartitionStream for RemoteQuery {
         }
     }
 }
-

@@ -47,8 +47,8 @@ use datafusion::datasource::TableProvider;
 
 pub use mysql::{MySqlConfig, MySqlSourceFactory, MySqlSslMode};
 pub use postgres::{PostgresConfig, PostgresSourceFactory, PostgresSslMode};
-pub use sqlite::{SqliteConfig, SqliteSourceFactory};
 pub(crate) use provider::SqlSchemaProvider;
+pub use sqlite::{SqliteConfig, SqliteSourceFactory};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -115,4 +115,3 @@ pub(super) fn key_constraints(
         .collect();
     Constraints::new_unverified(constraints)
 }
-

@@ -57,7 +57,10 @@ pub(super) fn with_writer(
 
 /// `table` with its writer wrapped so that `SET bluelamp.deposit_mode =
 /// 'validate'` makes an `INSERT` a dry run (see the module doc).
-pub(super) fn dry_runnable(table: Arc<dyn TableProvider>, target: String) -> Arc<dyn TableProvider> {
+pub(super) fn dry_runnable(
+    table: Arc<dyn TableProvider>,
+    target: String,
+) -> Arc<dyn TableProvider> {
     let Some(adaptor) = table.downcast_ref::<FederatedTableProviderAdaptor>() else {
         return Arc::new(DryRunnable {
             inner: table,

@@ -25,8 +25,8 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::openapi::client::{ApiClient, Posted};
 use super::WriteSpec;
+use crate::openapi::client::{ApiClient, Posted};
 
 /// The most rows one `INSERT` may deposit; all are held for validation.
 const MAX_ROWS: usize = 100_000;

@@ -17,7 +17,10 @@
 //! Remove when: `query_arrow` sends the SQL unchanged, which the test
 //! `upstream_still_deletes_double_quotes` (against the machine's MariaDB)
 //! notices by failing. Then `MySqlRemote::execute` can use the `Remote`
-//! trait's default (the crate's executor), and this file goes.
+//! trait's default (the crate's executor), and this file goes, once the
+//! crate's reader also stops the server's query when its stream is dropped
+//! (ours does, [`kill_query`]; the conformance test
+//! `a_cancelled_mariadb_scan_stops_the_query_in_mariadb` checks it).
 
 use std::sync::Arc;
 

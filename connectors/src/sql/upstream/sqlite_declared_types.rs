@@ -28,7 +28,10 @@ use crate::sql::BoxError;
 /// a SQLite table's schema from its rows, so an empty table (the usual target
 /// of a first `INSERT`) would otherwise have no columns at all. Dates and
 /// times are kept as text, as SQLite stores them.
-pub(in crate::sql) fn declared_schema(conn: &rusqlite::Connection, table: &str) -> Result<SchemaRef, BoxError> {
+pub(in crate::sql) fn declared_schema(
+    conn: &rusqlite::Connection,
+    table: &str,
+) -> Result<SchemaRef, BoxError> {
     let mut statement =
         conn.prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1)")?;
     let fields = statement
@@ -64,7 +67,10 @@ pub(in crate::sql) fn declared_schema(conn: &rusqlite::Connection, table: &str) 
 
 /// `inferred` with each column declared `BOOLEAN` read as a boolean: SQLite
 /// stores booleans as 0 and 1, so a row shows only an integer.
-pub(in crate::sql) fn booleans_as_declared(inferred: &SchemaRef, declared: &SchemaRef) -> SchemaRef {
+pub(in crate::sql) fn booleans_as_declared(
+    inferred: &SchemaRef,
+    declared: &SchemaRef,
+) -> SchemaRef {
     let fields: Vec<Field> = inferred
         .fields()
         .iter()
@@ -114,14 +120,24 @@ mod tests {
         .await
         .unwrap();
         let fixed = "upstream fixed this: delete upstream/sqlite_declared_types.rs (see its doc)";
-        let inferred = get_schema(pool.connect().await.unwrap(), &TableReference::bare("flags"))
-            .await
-            .unwrap();
-        let open = inferred.field_with_name("open").unwrap().data_type().clone();
+        let inferred = get_schema(
+            pool.connect().await.unwrap(),
+            &TableReference::bare("flags"),
+        )
+        .await
+        .unwrap();
+        let open = inferred
+            .field_with_name("open")
+            .unwrap()
+            .data_type()
+            .clone();
         assert!(open.is_integer(), "{fixed}: BOOLEAN read as {open}");
-        let empty = get_schema(pool.connect().await.unwrap(), &TableReference::bare("vacant"))
-            .await
-            .unwrap();
+        let empty = get_schema(
+            pool.connect().await.unwrap(),
+            &TableReference::bare("vacant"),
+        )
+        .await
+        .unwrap();
         assert!(empty.fields().is_empty(), "{fixed}: {empty:?}");
         // Ours follows the declaration.
         let declared = declared_schema(&conn, "vacant").unwrap();

@@ -4,6 +4,7 @@
 
 mod config;
 mod copy;
+mod decode;
 mod exec;
 
 pub use config::{PostgresConfig, PostgresSslMode, UnsupportedTypes};

@@ -1822,3 +1822,57 @@ async fn validate_mode_sends_nothing_to_sqlite() {
         .unwrap();
     assert_eq!(n, 0, "nothing reached SQLite");
 }
+
+/// Views are tables too, in every database: the PostgreSQL and SQLite
+/// connections of `datafusion-table-providers` list tables only, so these
+/// sources list relations themselves (`connectors/src/sql/upstream/views.rs`).
+#[tokio::test]
+async fn views_are_tables_in_every_database() {
+    let views = [
+        "CREATE TABLE calls (id int, grade text)",
+        "INSERT INTO calls VALUES (1, 'A'), (2, 'B'), (3, 'A')",
+        "CREATE VIEW urgent AS SELECT id FROM calls WHERE grade = 'A'",
+    ];
+    let expected = vec![vec!["1".to_string()], vec!["3".to_string()]];
+    if let Some(db) = pg_or_skip().await {
+        let setup = format!(
+            "{}; CREATE MATERIALIZED VIEW graded AS SELECT grade, count(*) AS n FROM calls GROUP BY grade",
+            views.join("; ")
+        );
+        let (engine, _tmp) = pg_engine(&db, &setup).await;
+        assert_eq!(
+            query_rows(&engine, "SELECT id FROM pg.urgent ORDER BY id").await,
+            expected
+        );
+        assert_eq!(
+            query_rows(&engine, "SELECT n FROM pg.graded WHERE grade = 'A'").await,
+            vec![vec!["2".to_string()]]
+        );
+    }
+    if let Some(db) = mariadb_or_skip().await {
+        for statement in views {
+            db.execute(statement).await.unwrap();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = engine_from_text(&mariadb_source("maria", &db.name), tmp.path())
+            .await
+            .unwrap();
+        assert_eq!(
+            query_rows(&engine, "SELECT id FROM maria.urgent ORDER BY id").await,
+            expected
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&format!("{};", views.join("; ")))
+        .unwrap();
+    drop(conn);
+    let engine = engine_from_text(&sqlite_source("lite", &path), tmp.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        query_rows(&engine, "SELECT id FROM lite.urgent ORDER BY id").await,
+        expected
+    );
+}

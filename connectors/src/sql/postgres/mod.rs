@@ -20,13 +20,12 @@ use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 use datafusion_table_providers::UnsupportedTypeAction;
 use datafusion_table_providers::postgres::write::PostgresTableWriter;
 use datafusion_table_providers::postgres::{DynPostgresConnectionPool, Postgres};
-use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
-use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
 use datafusion_table_providers::sql::db_connection_pool::postgrespool::PostgresConnectionPool;
 use datafusion_table_providers::sql::sql_provider_datafusion::SqlTable;
 use datafusion_table_providers::util::secrets::to_secret_map;
 
 use super::exec::federated_read;
+use super::upstream::views::postgres_relations;
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
 use exec::PostgresRemote;
 
@@ -80,13 +79,9 @@ impl SourceFactory for PostgresSourceFactory {
             UnsupportedTypes::Error => UnsupportedTypeAction::Error,
         };
         let pool = Arc::new(pool.with_unsupported_type_action(action));
-        let conn = pool
-            .connect()
+        let tables = postgres_relations(&pool, &config.schema)
             .await
             .map_err(|e| connect_error(source, &hide, e.as_ref()))?;
-        let tables = get_tables(conn, &config.schema)
-            .await
-            .map_err(|e| connect_error(source, &hide, &e))?;
         let mut warnings = Vec::new();
         if tables.is_empty() {
             warnings.push(format!(

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bluelamp_engine::{ConfigError, ConnectedSource, SourceConfig, SourceError, SourceFactory};
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
-use datafusion_table_providers::sql::db_connection_pool::dbconnection::{get_schema, get_tables};
+use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_schema;
 use datafusion_table_providers::sql::db_connection_pool::sqlitepool::{
     SqliteConnectionPool, SqliteConnectionPoolFactory,
 };
@@ -26,6 +26,7 @@ use datafusion_table_providers::sqlite::write::SqliteTableWriter;
 
 use super::exec::federated_read;
 use super::upstream::sqlite_declared_types::{booleans_as_declared, declared_schema};
+use super::upstream::views::sqlite_relations;
 use super::{BoxError, SqlBackend, SqlSchemaProvider, connect_error};
 use exec::SqliteRemote;
 
@@ -60,13 +61,17 @@ impl SourceFactory for SqliteSourceFactory {
             .await
             .map_err(|e| connect_error(source, &[], e.as_ref()))?;
         let pool = Arc::new(pool);
-        let conn = pool
-            .connect()
-            .await
-            .map_err(|e| connect_error(source, &[], e.as_ref()))?;
-        let tables = get_tables(conn, "main")
-            .await
-            .map_err(|e| connect_error(source, &[], &e))?;
+        let file = path.clone();
+        let tables = tokio::task::spawn_blocking(move || -> Result<_, BoxError> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &file,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            sqlite_relations(&conn)
+        })
+        .await
+        .map_err(|e| connect_error(source, &[], &e))?
+        .map_err(|e| connect_error(source, &[], e.as_ref()))?;
         let backend = Arc::new(SqliteBackend {
             pool,
             path: path.clone(),

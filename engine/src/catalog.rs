@@ -6,6 +6,7 @@
 //! error naming the source; at most once per `reconnect_after` such a query tries
 //! to connect again, so a source that comes back is picked up without a restart.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +20,9 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use tokio::sync::Mutex;
 
+use crate::accelerate::{AcceleratedTable, Acceleration, AccelerationsTable};
 use crate::config::SourceConfig;
+use crate::principal::Principal;
 use crate::source::{ConnectedSource, SourceError, SourceFactory};
 
 /// Whether a source is usable right now.
@@ -82,6 +85,8 @@ pub struct SourceSchema {
     reconnect_after: Duration,
     live: std::sync::RwLock<(Live, SystemTime)>,
     reconnecting: Mutex<()>,
+    /// The source's accelerated tables, by name.
+    accelerations: std::sync::RwLock<HashMap<String, Arc<Acceleration>>>,
 }
 
 impl std::fmt::Debug for SourceSchema {
@@ -109,7 +114,61 @@ impl SourceSchema {
             reconnect_after,
             live: std::sync::RwLock::new((live, SystemTime::now())),
             reconnecting: Mutex::new(()),
+            accelerations: std::sync::RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Starts refreshing the source's accelerated tables: those named in
+    /// `[source.tables.NAME.accelerate]`, and with `[source.accelerate]`
+    /// every table the source lists now. Each is refreshed at once, in the
+    /// background, and then every `refresh`, as `principal(as_user)` where
+    /// the settings name a user.
+    pub(crate) fn start_accelerations(self: &Arc<Self>, principal: impl Fn(&str) -> Principal) {
+        let settings = self.config.acceleration();
+        if settings.is_empty() {
+            return;
+        }
+        let mut names: Vec<String> = settings.tables.keys().cloned().collect();
+        if settings.every_table.is_some() {
+            for name in self.table_names() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let mut accelerations = self
+            .accelerations
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        for name in names {
+            let Some(config) = settings.for_table(&name) else {
+                continue;
+            };
+            let acceleration = Arc::new(Acceleration::new(
+                self.config.clone(),
+                &name,
+                config.clone(),
+                config.as_user.as_deref().map(&principal),
+            ));
+            crate::accelerate::spawn_refresher(Arc::clone(&acceleration), Arc::downgrade(self));
+            accelerations.insert(name, acceleration);
+        }
+    }
+
+    /// The source's accelerated tables, by name.
+    pub fn accelerations(&self) -> Vec<Arc<Acceleration>> {
+        let accelerations = self.accelerations.read().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<Arc<Acceleration>> = accelerations.values().cloned().collect();
+        list.sort_by(|a, b| a.table().cmp(b.table()));
+        list
+    }
+
+    fn acceleration(&self, table: &str) -> Option<Arc<Acceleration>> {
+        self.accelerations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(table)
+            .cloned()
     }
 
     /// The source's name.
@@ -241,6 +300,32 @@ impl SchemaProvider for SourceSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let Some(acceleration) = self.acceleration(name) else {
+            return self.live_table(name).await;
+        };
+        match self.live_table(name).await {
+            Ok(Some(live)) => Ok(Some(Arc::new(AcceleratedTable::new(live, acceleration)))),
+            Ok(None) => Ok(None),
+            // The source is down: the copy still answers, through the
+            // table the last refresh read.
+            Err(e) => match acceleration.last_read() {
+                Some(live) => Ok(Some(Arc::new(AcceleratedTable::new(live, acceleration)))),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.current().map(|s| s.table_exist(name)).unwrap_or(false)
+    }
+}
+
+impl SourceSchema {
+    /// The table as the source serves it, not accelerated.
+    ///
+    /// # Errors
+    /// The source is down, or failed to build the table.
+    pub(crate) async fn live_table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         let schema = self.schema().await.map_err(|e| {
             DataFusionError::External(Box::new(SourceError {
                 message: format!(
@@ -275,13 +360,10 @@ impl SchemaProvider for SourceSchema {
             Err(e) => Err(e),
         }
     }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.current().map(|s| s.table_exist(name)).unwrap_or(false)
-    }
 }
 
-/// The `bluelamp` system schema: `bluelamp.sources` and `bluelamp.deposits`.
+/// The `bluelamp` system schema: `bluelamp.sources`, `bluelamp.deposits`
+/// and `bluelamp.accelerations`.
 #[derive(Debug)]
 pub struct SystemSchema {
     sources: Vec<Arc<SourceSchema>>,
@@ -325,7 +407,11 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec!["deposits".to_string(), "sources".to_string()]
+        vec![
+            "accelerations".to_string(),
+            "deposits".to_string(),
+            "sources".to_string(),
+        ]
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
@@ -335,12 +421,27 @@ impl SchemaProvider for SystemSchema {
                 viewer: self.viewer.clone(),
             }) as Arc<dyn TableProvider>),
             "deposits" => Some(Arc::new(crate::deposits::DepositsTable) as Arc<dyn TableProvider>),
+            "accelerations" => {
+                let accelerations = self
+                    .sources
+                    .iter()
+                    .flat_map(|source| source.accelerations())
+                    .filter(|a| match &self.viewer {
+                        None => true,
+                        Some(viewer) => viewer
+                            .policy
+                            .access(&viewer.principal, a.source(), a.table(), &[])
+                            .visible(),
+                    })
+                    .collect();
+                Some(Arc::new(AccelerationsTable { accelerations }) as Arc<dyn TableProvider>)
+            }
             _ => None,
         })
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        matches!(name, "sources" | "deposits")
+        matches!(name, "sources" | "deposits" | "accelerations")
     }
 }
 

@@ -32,6 +32,9 @@ extensions_options! {
         /// in the audit trail (and required where `[audit] require_purpose`
         /// names a source the statement reads).
         pub purpose: String, default = String::new()
+        /// `true` reads accelerated tables from their sources, not from
+        /// their local copies, for this session.
+        pub live: bool, default = false
     }
 }
 
@@ -40,6 +43,15 @@ impl ConfigExtension for BluelampOptions {
 }
 
 impl BluelampOptions {
+    /// Whether the session reads accelerated tables from their sources
+    /// (`SET bluelamp.live = true`).
+    pub fn live(config: &datafusion::common::config::ConfigOptions) -> bool {
+        config
+            .extensions
+            .get::<BluelampOptions>()
+            .is_some_and(|o| o.live)
+    }
+
     /// Whether a session's `INSERT`s are a dry run (`SET
     /// bluelamp.deposit_mode = 'validate'`): every sink checks the rows,
     /// records their outcomes and sends nothing.

@@ -31,6 +31,8 @@
 //! - [`config`]: the typed `bluelamp.toml` model, `${ENV}` secrets, located errors.
 //! - [`source`]: the connector contract ([`SourceFactory`], [`SourceError`]).
 //! - [`catalog`]: source schemas with live status, and the `bluelamp` system schema.
+//! - [`accelerate`]: local copies of slow sources' tables, refreshed in the
+//!   background and read instead of the source (`bluelamp.accelerations`).
 //! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
 //! - [`deposits`]: per-row outcomes of INSERTs into supplier systems, `bluelamp.deposits`.
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
@@ -47,6 +49,7 @@
 //! - [`source_joins`]: joins between one database's tables regrouped so the database runs them.
 //! - [`error`]: [`QueryError`] and its classification.
 
+pub mod accelerate;
 pub mod audit;
 pub mod catalog;
 pub mod config;

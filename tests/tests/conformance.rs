@@ -258,6 +258,34 @@ async fn sqlite() -> Option<Loaded> {
     Loaded::new(engine, "s", dir)
 }
 
+/// An engine over PostgreSQL database `db`, as source `name`.
+async fn pg_engine(name: &str, db: &str) -> Engine {
+    engine_from_text(
+        &format!(
+            "[[source]]\nname = \"{name}\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{db}\"\nsslmode = \"disable\"\n",
+            pg_host(),
+            pg_port(),
+        ),
+        Path::new("."),
+    )
+    .await
+    .unwrap()
+}
+
+/// An engine over MariaDB database `db`, as source `name`.
+async fn mariadb_engine(name: &str, db: &str) -> Engine {
+    engine_from_text(
+        &format!(
+            "[[source]]\nname = \"{name}\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\ndatabase = \"{db}\"\nsslmode = \"disabled\"\n",
+            mariadb_host(),
+            mariadb_port(),
+        ),
+        Path::new("."),
+    )
+    .await
+    .unwrap()
+}
+
 async fn postgres() -> Option<Loaded> {
     let db = match PgDatabase::create().await {
         Ok(db) => db,
@@ -277,17 +305,7 @@ async fn postgres() -> Option<Loaded> {
     for insert in inserts("conformance", false, |t| format!("'{t}'")) {
         db.client.batch_execute(&insert).await.unwrap();
     }
-    let engine = engine_from_text(
-        &format!(
-            "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{}\"\nsslmode = \"disable\"\n",
-            pg_host(),
-            pg_port(),
-            db.name
-        ),
-        Path::new("."),
-    )
-    .await
-    .unwrap();
+    let engine = pg_engine("pg", &db.name).await;
     Loaded::new(engine, "pg", db)
 }
 
@@ -312,17 +330,7 @@ async fn mariadb() -> Option<Loaded> {
     }) {
         db.execute(&insert).await.unwrap();
     }
-    let engine = engine_from_text(
-        &format!(
-            "[[source]]\nname = \"my\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\ndatabase = \"{}\"\nsslmode = \"disabled\"\n",
-            mariadb_host(),
-            mariadb_port(),
-            db.name
-        ),
-        Path::new("."),
-    )
-    .await
-    .unwrap();
+    let engine = mariadb_engine("my", &db.name).await;
     Loaded::new(engine, "my", db)
 }
 
@@ -795,17 +803,7 @@ mod failures {
             ))
             .await
             .unwrap();
-        let engine = engine_from_text(
-            &format!(
-                "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{}\"\nsslmode = \"disable\"\n",
-                pg_host(),
-                pg_port(),
-                db.name
-            ),
-            Path::new("."),
-        )
-        .await
-        .unwrap();
+        let engine = pg_engine("pg", &db.name).await;
         let message = cut_mid_stream(&engine, "pg", || async {
             let rows = db
                 .client
@@ -840,17 +838,7 @@ mod failures {
         ))
         .await
         .unwrap();
-        let engine = engine_from_text(
-            &format!(
-                "[[source]]\nname = \"maria\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\ndatabase = \"{}\"\nsslmode = \"disabled\"\n",
-                mariadb_host(),
-                mariadb_port(),
-                db.name
-            ),
-            Path::new("."),
-        )
-        .await
-        .unwrap();
+        let engine = mariadb_engine("maria", &db.name).await;
         let name = db.name.clone();
         let message = cut_mid_stream(&engine, "maria", || async {
             let ids = db
@@ -922,17 +910,7 @@ mod failures {
             )
             .await
             .unwrap();
-        let engine = engine_from_text(
-            &format!(
-                "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{}\"\nsslmode = \"disable\"\n",
-                pg_host(),
-                pg_port(),
-                db.name
-            ),
-            Path::new("."),
-        )
-        .await
-        .unwrap();
+        let engine = pg_engine("pg", &db.name).await;
         cancel_stops_the_source(&engine, "pg", || async {
             db.client
                 .query_one(
@@ -959,17 +937,7 @@ mod failures {
         )
         .await
         .unwrap();
-        let engine = engine_from_text(
-            &format!(
-                "[[source]]\nname = \"maria\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\ndatabase = \"{}\"\nsslmode = \"disabled\"\n",
-                mariadb_host(),
-                mariadb_port(),
-                db.name
-            ),
-            Path::new("."),
-        )
-        .await
-        .unwrap();
+        let engine = mariadb_engine("maria", &db.name).await;
         let name = db.name.clone();
         cancel_stops_the_source(&engine, "maria", || async {
             let count = db

@@ -14,7 +14,8 @@
 //! The `access` module holds the other half: users, `[local]`, policies and `[audit]`.
 //!
 //! The rest is split by topic: `server` (`[server]`, the Flight SQL endpoint),
-//! `source` (one `[[source]]` and source names), `secrets` (`${...}`
+//! `source` (one `[[source]]` and source names), [`accelerate`] (a source's
+//! `accelerate` tables, which the engine takes for itself), `secrets` (`${...}`
 //! interpolation, [`Secret`], redaction), `duration` (`"10s"` and friends) and
 //! `locate` (byte offsets to lines and keys).
 
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod accelerate;
 mod access;
 mod duration;
 mod locate;
@@ -30,6 +32,7 @@ mod secrets;
 mod server;
 mod source;
 
+pub use accelerate::{AccelerateConfig, OnStale, SourceAcceleration};
 pub use access::{LocalSettings, UserConfig};
 pub use duration::{deserialize_duration, parse_duration};
 pub use secrets::{Secret, interpolate};
@@ -233,10 +236,28 @@ impl Config {
                 let first = path.split('.').next().unwrap_or_default().to_string();
                 ConfigError::invalid(&origin, at(&first), format!("{key}.{path}"), m)
             })?;
-            pending.push((name, kind, table, index, span));
+            let acceleration = accelerate::take(&mut table, &origin, &span, &key)?;
+            pending.push((name, kind, table, index, span, acceleration));
         }
 
         let users = access::parse_users(&mut origin, raw.user)?;
+        for (name, _, _, _, span, acceleration) in &pending {
+            let named = acceleration
+                .every_table
+                .iter()
+                .chain(acceleration.tables.values())
+                .filter_map(|a| a.as_user.as_deref());
+            for user in named {
+                if !users.iter().any(|u| u.name == user) {
+                    return Err(ConfigError::invalid(
+                        &origin,
+                        find_key(&origin.text, span, "as_user"),
+                        format!("source[{name}].accelerate.as_user"),
+                        format!("there is no [[user]] named '{user}'"),
+                    ));
+                }
+            }
+        }
         let server = server::resolve_server(&origin, raw.server)?;
 
         check_engine_settings(&origin, &raw.engine, &server)?;
@@ -248,14 +269,17 @@ impl Config {
         let origin = Arc::new(origin);
         let sources = pending
             .into_iter()
-            .map(|(name, kind, options, index, span)| SourceConfig {
-                name,
-                kind,
-                options,
-                origin: Arc::clone(&origin),
-                index,
-                span,
-            })
+            .map(
+                |(name, kind, options, index, span, acceleration)| SourceConfig {
+                    name,
+                    kind,
+                    options,
+                    origin: Arc::clone(&origin),
+                    index,
+                    span,
+                    acceleration,
+                },
+            )
             .collect();
         Ok(Config {
             engine: raw.engine,

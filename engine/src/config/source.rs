@@ -24,6 +24,9 @@ pub struct SourceConfig {
     pub(super) origin: Arc<Origin>,
     pub(super) index: usize,
     pub(super) span: Range<usize>,
+    /// `[source.accelerate]` and `[source.tables.NAME.accelerate]`, taken out
+    /// of `options`: the engine's, not the connector's.
+    pub(super) acceleration: super::accelerate::SourceAcceleration,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -63,6 +66,7 @@ impl SourceConfig {
             origin,
             index: 0,
             span: 0..0,
+            acceleration: super::accelerate::SourceAcceleration::default(),
         })
     }
 
@@ -94,6 +98,11 @@ impl SourceConfig {
             });
             ConfigError::invalid(&self.origin, at, key, message)
         })
+    }
+
+    /// Which of the source's tables are accelerated, and how.
+    pub fn acceleration(&self) -> &super::accelerate::SourceAcceleration {
+        &self.acceleration
     }
 
     /// An error about this source's option `key`, located in the file.

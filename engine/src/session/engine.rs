@@ -106,7 +106,7 @@ impl Engine {
             tracing::warn!("{warning}");
         }
         let system = Arc::new(SystemSchema::new(sources.clone()));
-        Ok(Self {
+        let engine = Self {
             inner: Arc::new(EngineInner {
                 policy_active: config.policy.read.is_active(),
                 audit,
@@ -114,12 +114,70 @@ impl Engine {
                 sources,
                 system,
             }),
-        })
+        };
+        for source in &engine.inner.sources {
+            source.start_accelerations(|user| {
+                engine.principal(&Identity::new(user, "acceleration as_user"))
+            });
+        }
+        Ok(engine)
     }
 
     /// Every source's status, in config order.
     pub fn sources(&self) -> Vec<SourceStatus> {
         self.inner.sources.iter().map(|s| s.status()).collect()
+    }
+
+    /// Every accelerated table's state, as `bluelamp.accelerations` shows
+    /// it to an administrator.
+    pub fn accelerations(&self) -> Vec<crate::accelerate::AccelerationStatus> {
+        self.inner
+            .sources
+            .iter()
+            .flat_map(|s| s.accelerations())
+            .map(|a| a.status())
+            .collect()
+    }
+
+    /// Refreshes accelerated table `source.table` now (as its schedule
+    /// would), and returns the rows its new copy holds.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if the table is not accelerated;
+    /// [`ErrorKind::Unavailable`] if the refresh failed (the previous copy
+    /// is kept).
+    pub async fn refresh(&self, source: &str, table: &str) -> Result<u64, QueryError> {
+        let not_accelerated = || {
+            QueryError::new(
+                ErrorKind::NotFound,
+                format!("table '{source}.{table}' is not accelerated"),
+            )
+        };
+        let schema = self
+            .inner
+            .sources
+            .iter()
+            .find(|s| s.name() == source)
+            .ok_or_else(not_accelerated)?;
+        let acceleration = schema
+            .accelerations()
+            .into_iter()
+            .find(|a| a.table() == table)
+            .ok_or_else(not_accelerated)?;
+        let live = match schema.live_table(table).await {
+            Ok(Some(live)) => live,
+            Ok(None) => {
+                return Err(QueryError::new(
+                    ErrorKind::NotFound,
+                    format!("source '{source}' has no table '{table}'"),
+                ));
+            }
+            Err(e) => return Err(QueryError::from(e)),
+        };
+        acceleration
+            .refresh(live)
+            .await
+            .map_err(|e| QueryError::new(ErrorKind::Unavailable, e))
     }
 
     /// The configuration the engine runs with.

@@ -273,3 +273,22 @@ mod tests {
         );
     }
 }
+
+/// A pool over the SQLite file at `path`, as the SQLite source opens it, for
+/// the tests that ask the crate itself.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+async fn sqlite_pool(
+    path: &std::path::Path,
+) -> datafusion_table_providers::sql::db_connection_pool::sqlitepool::SqliteConnectionPool {
+    use datafusion_table_providers::sql::db_connection_pool::Mode;
+    use datafusion_table_providers::sql::db_connection_pool::sqlitepool::SqliteConnectionPoolFactory;
+    SqliteConnectionPoolFactory::new(
+        &path.display().to_string(),
+        Mode::File,
+        std::time::Duration::from_secs(5),
+    )
+    .build()
+    .await
+    .unwrap()
+}

@@ -91,12 +91,9 @@ pub(in crate::sql) fn booleans_as_declared(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
-    use std::time::Duration;
-
     use datafusion::common::TableReference;
+    use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
     use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_schema;
-    use datafusion_table_providers::sql::db_connection_pool::sqlitepool::SqliteConnectionPoolFactory;
-    use datafusion_table_providers::sql::db_connection_pool::{DbConnectionPool, Mode};
 
     use super::*;
 
@@ -111,14 +108,7 @@ mod tests {
              CREATE TABLE vacant (id INTEGER, open BOOLEAN);",
         )
         .unwrap();
-        let pool = SqliteConnectionPoolFactory::new(
-            &path.display().to_string(),
-            Mode::File,
-            Duration::from_secs(5),
-        )
-        .build()
-        .await
-        .unwrap();
+        let pool = super::super::sqlite_pool(&path).await;
         let fixed = "upstream fixed this: delete upstream/sqlite_declared_types.rs (see its doc)";
         let inferred = get_schema(
             pool.connect().await.unwrap(),

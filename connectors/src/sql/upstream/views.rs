@@ -63,11 +63,8 @@ pub(in crate::sql) fn sqlite_relations(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
-    use std::time::Duration;
-
+    use datafusion_table_providers::sql::db_connection_pool::DbConnectionPool;
     use datafusion_table_providers::sql::db_connection_pool::dbconnection::get_tables;
-    use datafusion_table_providers::sql::db_connection_pool::sqlitepool::SqliteConnectionPoolFactory;
-    use datafusion_table_providers::sql::db_connection_pool::{DbConnectionPool, Mode};
 
     use super::*;
 
@@ -81,14 +78,7 @@ mod tests {
              CREATE VIEW urgent AS SELECT id FROM calls WHERE grade = 'A';",
         )
         .unwrap();
-        let pool = SqliteConnectionPoolFactory::new(
-            &path.display().to_string(),
-            Mode::File,
-            Duration::from_secs(5),
-        )
-        .build()
-        .await
-        .unwrap();
+        let pool = super::super::sqlite_pool(&path).await;
         let listed = get_tables(pool.connect().await.unwrap(), "main")
             .await
             .unwrap();

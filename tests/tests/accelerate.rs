@@ -1,0 +1,322 @@
+//! Acceleration: local copies of a source's tables (`[source.tables.NAME.
+//! accelerate]`), read instead of the source, refreshed in the background,
+//! swapped whole, kept when a refresh fails, refused or bypassed when stale,
+//! and governed exactly as the source's own tables. The source here is a
+//! folder of CSV files whose contents each test changes under the engine.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use bluelamp_engine::{Engine, Identity, QueryError};
+use bluelamp_tests::fixtures::engine_from_text;
+use futures::TryStreamExt;
+
+/// Writes `calls.csv` with ids 1..=n (grade `A` for odd ids, `B` for even),
+/// whole or not at all (a rename), so a refresh never reads half a file.
+fn write_calls(dir: &Path, n: u64) {
+    let mut text = String::from("id,grade\n");
+    for id in 1..=n {
+        text.push_str(&format!("{id},{}\n", if id % 2 == 1 { "A" } else { "B" }));
+    }
+    let data = dir.join("calls");
+    std::fs::create_dir_all(&data).unwrap();
+    let partial = dir.join("calls.csv.partial");
+    std::fs::write(&partial, text).unwrap();
+    std::fs::rename(&partial, data.join("calls.csv")).unwrap();
+}
+
+fn config(accelerate: &str) -> String {
+    format!(
+        "[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"calls\"\n\n\
+         [source.tables.calls]\nschema = {{ id = \"Int64\", grade = \"Utf8\" }}\n\n\
+         [source.tables.calls.accelerate]\n{accelerate}\n"
+    )
+}
+
+async fn rows(engine: &Engine, user: &str, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let session = engine.session(Identity::new(user, "test"));
+    let output = session.sql(sql).await?;
+    output.stream.try_collect().await.map_err(QueryError::from)
+}
+
+/// The first column of the first row, as text.
+async fn one(engine: &Engine, sql: &str) -> String {
+    let batches = rows(engine, "test", sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let batch = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+    arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap()
+}
+
+/// Waits (up to 20 s) until the first copy of `f.calls` exists (the
+/// refresh at start, in the background, has ended).
+async fn first_copy(engine: &Engine) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !engine
+        .accelerations()
+        .iter()
+        .any(|a| a.table == "calls" && a.rows.is_some())
+    {
+        assert!(Instant::now() < deadline, "no copy of f.calls after 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn queries_read_the_copy_until_it_is_refreshed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 3);
+    let engine = engine_from_text(&config("refresh = \"1h\""), dir.path())
+        .await
+        .unwrap();
+    first_copy(&engine).await;
+    assert_eq!(one(&engine, "SELECT count(*) FROM f.calls").await, "3");
+    // The source changes; the copy does not, until it is refreshed.
+    write_calls(dir.path(), 5);
+    assert_eq!(one(&engine, "SELECT count(*) FROM f.calls").await, "3");
+    assert_eq!(
+        one(&engine, "SELECT count(*) FROM f.calls WHERE grade = 'A'").await,
+        "2"
+    );
+    // A session that asks for the source itself gets it.
+    let session = engine.session(Identity::new("test", "test"));
+    session.sql("SET bluelamp.live = true").await.unwrap();
+    let live: Vec<RecordBatch> = session
+        .sql("SELECT count(*) FROM f.calls")
+        .await
+        .unwrap()
+        .stream
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        arrow::util::display::array_value_to_string(live[0].column(0), 0).unwrap(),
+        "5"
+    );
+    assert_eq!(engine.refresh("f", "calls").await.unwrap(), 5);
+    assert_eq!(one(&engine, "SELECT count(*) FROM f.calls").await, "5");
+    assert_eq!(
+        one(&engine, "SELECT sum(id) FROM f.calls WHERE grade = 'A'").await,
+        "9"
+    );
+    let status = one(
+        &engine,
+        "SELECT concat_ws(' ', source, \"table\", mode, storage, rows, fetched, \
+         coalesce(last_error, 'ok')) FROM bluelamp.accelerations",
+    )
+    .await;
+    assert_eq!(status, "f calls full memory 5 5 ok");
+}
+
+#[tokio::test]
+async fn a_failed_refresh_keeps_the_copy_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 4);
+    let engine = engine_from_text(&config("refresh = \"1h\""), dir.path())
+        .await
+        .unwrap();
+    first_copy(&engine).await;
+    std::fs::remove_file(dir.path().join("calls/calls.csv")).unwrap();
+    let error = engine.refresh("f", "calls").await.unwrap_err();
+    assert!(
+        error.message.contains("refreshing f.calls failed"),
+        "{error}"
+    );
+    assert_eq!(one(&engine, "SELECT count(*) FROM f.calls").await, "4");
+    let why = one(
+        &engine,
+        "SELECT last_error FROM bluelamp.accelerations WHERE \"table\" = 'calls'",
+    )
+    .await;
+    assert!(why.contains("the previous copy is kept"), "{why}");
+    // Reading the source itself fails, naming it.
+    let session = engine.session(Identity::new("test", "test"));
+    session.sql("SET bluelamp.live = true").await.unwrap();
+    let live = match session.sql("SELECT count(*) FROM f.calls").await {
+        Ok(output) => output
+            .stream
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(QueryError::from)
+            .err(),
+        Err(e) => Some(e),
+    };
+    let live = live.expect("the source itself has no file to read");
+    assert!(live.message.contains("'f'"), "{live}");
+}
+
+#[tokio::test]
+async fn a_stale_copy_fails_or_reads_the_source_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 2);
+    let strict = engine_from_text(
+        &config("refresh = \"1h\"\nmax_staleness = \"2s\"\non_stale = \"error\""),
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    first_copy(&strict).await;
+    assert_eq!(one(&strict, "SELECT count(*) FROM f.calls").await, "2");
+    let lenient = engine_from_text(
+        &config("refresh = \"1h\"\nmax_staleness = \"2s\"\non_stale = \"live\""),
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    first_copy(&lenient).await;
+    write_calls(dir.path(), 6);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let error = rows(&strict, "test", "SELECT count(*) FROM f.calls")
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("more than max_staleness (2s)")
+            && error.message.contains("SET bluelamp.live = true"),
+        "{error}"
+    );
+    // `live`: the source itself answers.
+    assert_eq!(one(&lenient, "SELECT count(*) FROM f.calls").await, "6");
+}
+
+#[tokio::test]
+async fn readers_see_the_old_copy_or_the_new_never_a_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 1000);
+    let engine = engine_from_text(&config("refresh = \"1h\""), dir.path())
+        .await
+        .unwrap();
+    first_copy(&engine).await;
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..25 {
+                    let batches = rows(&engine, "test", "SELECT count(*), sum(id) FROM f.calls")
+                        .await
+                        .unwrap();
+                    let count =
+                        arrow::util::display::array_value_to_string(batches[0].column(0), 0)
+                            .unwrap();
+                    let sum = arrow::util::display::array_value_to_string(batches[0].column(1), 0)
+                        .unwrap();
+                    seen.push((count, sum));
+                }
+                seen
+            })
+        })
+        .collect();
+    for n in [2000, 1000, 2000, 1000, 2000] {
+        write_calls(dir.path(), n);
+        engine.refresh("f", "calls").await.unwrap();
+    }
+    for reader in readers {
+        for (count, sum) in reader.await.unwrap() {
+            // Every answer is one whole copy: 1..=1000 or 1..=2000.
+            assert!(
+                (count == "1000" && sum == "500500") || (count == "2000" && sum == "2001000"),
+                "a mixed copy: count {count}, sum {sum}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn policies_apply_to_the_copy_as_to_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 10);
+    let policy = "\n[audit]\npath = \"audit.jsonl\"\n\n[[user]]\nname = \"analyst\"\nroles = [\"analyst\"]\n\n\
+                  [[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"f.calls\"]\n\n\
+                  [[policy.row_filter]]\nroles = [\"analyst\"]\ntable = \"f.calls\"\nfilter = \"grade = 'A'\"\n";
+    let engine = engine_from_text(
+        &format!("{}{policy}", config("refresh = \"1h\"")),
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    first_copy(&engine).await;
+    write_calls(dir.path(), 20);
+    let batches = rows(&engine, "analyst", "SELECT count(*), max(id) FROM f.calls")
+        .await
+        .unwrap();
+    let count = arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
+    let max = arrow::util::display::array_value_to_string(batches[0].column(1), 0).unwrap();
+    // The copy (ids 1..=10), filtered to grade A.
+    assert_eq!((count.as_str(), max.as_str()), ("5", "9"));
+    let seen = rows(
+        &engine,
+        "analyst",
+        "SELECT \"table\" FROM bluelamp.accelerations",
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    // The read of the copy is in the audit trail, as the analyst's.
+    drop(engine);
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("\"analyst\"") && l.contains("max(id) FROM f.calls")),
+        "{trail}"
+    );
+}
+
+#[tokio::test]
+async fn acceleration_settings_are_checked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 1);
+    for (accelerate, expected) in [
+        ("refrsh = \"5m\"", "source[f].tables.calls.accelerate"),
+        (
+            "refresh = \"5m\"\nmode = \"append\"",
+            "unknown variant `append`",
+        ),
+        ("refresh = \"soon\"", "'soon' is not a duration"),
+        ("refresh = \"0s\"", "must be longer than 0s"),
+        ("max_staleness = \"1h\"", "missing field `refresh`"),
+        (
+            "refresh = \"5m\"\non_stale = \"ignore\"",
+            "unknown variant `ignore`",
+        ),
+    ] {
+        let error = engine_from_text(&config(accelerate), dir.path())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {accelerate}"));
+        assert!(error.contains(expected), "{accelerate}: {error}");
+        assert!(error.contains("test.toml:"), "{accelerate}: {error}");
+    }
+    // A source that forwards each query's end user must say whose view its
+    // one copy is.
+    let forwarding = "[[source]]\nname = \"rms\"\nkind = \"openapi\"\nspec = \"rms.yaml\"\n\
+                      on_behalf_of = \"x-user: {user}\"\n\n[source.accelerate]\nrefresh = \"5m\"\n";
+    let error = engine_from_text(forwarding, dir.path())
+        .await
+        .err()
+        .unwrap();
+    assert!(error.contains("add `as_user"), "{error}");
+    assert!(error.contains("source[rms].accelerate"), "{error}");
+    let unknown = forwarding.replace("refresh = \"5m\"", "refresh = \"5m\"\nas_user = \"nobody\"");
+    let error = engine_from_text(&unknown, dir.path()).await.err().unwrap();
+    assert!(
+        error.contains("there is no [[user]] named 'nobody'"),
+        "{error}"
+    );
+    // The connector never sees the engine's keys: a source-wide default
+    // and a table's own settings together start.
+    let both = format!(
+        "{}\n[source.accelerate]\nrefresh = \"1h\"\n",
+        config("max_staleness = \"1h\"")
+    );
+    let engine = engine_from_text(&both, dir.path()).await.unwrap();
+    first_copy(&engine).await;
+}

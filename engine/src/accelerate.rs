@@ -498,14 +498,6 @@ fn accelerations_schema() -> SchemaRef {
     ]))
 }
 
-fn millis(t: Option<SystemTime>) -> Option<i64> {
-    t.map(|t| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    })
-}
-
 #[async_trait]
 impl TableProvider for AccelerationsTable {
     fn schema(&self) -> SchemaRef {
@@ -527,8 +519,12 @@ impl TableProvider for AccelerationsTable {
             self.accelerations.iter().map(|a| a.status()).collect();
         let time = |f: &dyn Fn(&AccelerationStatus) -> Option<SystemTime>| -> ArrayRef {
             Arc::new(
-                TimestampMillisecondArray::from_iter(statuses.iter().map(|s| millis(f(s))))
-                    .with_timezone("UTC"),
+                TimestampMillisecondArray::from_iter(
+                    statuses
+                        .iter()
+                        .map(|s| f(s).map(crate::catalog::unix_millis)),
+                )
+                .with_timezone("UTC"),
             )
         };
         let columns: Vec<ArrayRef> = vec![

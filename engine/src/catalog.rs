@@ -505,11 +505,6 @@ impl TableProvider for SourcesTable {
                 status
             })
             .collect();
-        let millis = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0)
-        };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
                 statuses.iter().map(|s| s.name.as_str()),
@@ -531,7 +526,7 @@ impl TableProvider for SourcesTable {
             )),
             Arc::new(
                 TimestampMillisecondArray::from_iter_values(
-                    statuses.iter().map(|s| millis(s.checked_at)),
+                    statuses.iter().map(|s| unix_millis(s.checked_at)),
                 )
                 .with_timezone("UTC"),
             ),
@@ -539,6 +534,13 @@ impl TableProvider for SourcesTable {
         let batch = RecordBatch::try_new(sources_schema(), columns)?;
         scan_batch(state, batch, projection, filters, limit).await
     }
+}
+
+/// `t` as milliseconds since 1970, as the system tables' timestamps hold it.
+pub(crate) fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Scans one in-memory batch: how the system tables answer, read at scan time.

@@ -35,6 +35,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::catalog::SourceSchema;
 use crate::config::{AccelerateConfig, OnStale, SourceConfig};
 use crate::deposits::BluelampOptions;
@@ -54,6 +55,9 @@ pub struct Acceleration {
     /// Who the refreshes run as (`as_user`), for a source that names its
     /// end users to the supplier.
     principal: Option<Arc<Principal>>,
+    /// The audit trail, where one is configured: each refresh is a read of
+    /// the source, recorded as one.
+    audit: Option<AuditLog>,
     /// One refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -127,15 +131,18 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 impl Acceleration {
     /// `table` of `source`, accelerated as `config` says, refreshed as
-    /// `principal` (its `as_user`) where one is named; no copy yet.
+    /// `principal` (its `as_user`) where one is named and recorded in
+    /// `audit`; no copy yet.
     pub fn new(
         source: SourceConfig,
         table: &str,
         config: AccelerateConfig,
         principal: Option<Principal>,
+        audit: Option<AuditLog>,
     ) -> Self {
         Self {
             principal: principal.map(Arc::new),
+            audit,
             source,
             table: table.to_string(),
             config,
@@ -205,18 +212,29 @@ impl Acceleration {
         *self.last_read.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&live));
         let started = SystemTime::now();
         self.refreshes().started = Some(started);
-        let outcome = read_whole(live, self.principal.clone())
-            .await
-            .map(|(schema, batches)| Snapshot {
-                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-                bytes: batches
-                    .iter()
-                    .map(|b| b.get_array_memory_size() as u64)
-                    .sum(),
-                schema,
-                batches,
-                as_of: started,
-            });
+        // Recorded before the source is read; a trail that cannot be
+        // written stops the read.
+        let outcome = match self.audit_refresh("statement", None).await {
+            Err(e) => Err(e),
+            Ok(()) => read_whole(live, self.principal.clone()).await,
+        };
+        let completed = match &outcome {
+            Ok((_, batches)) => Ok(batches.iter().map(|b| b.num_rows() as u64).sum()),
+            Err(e) => Err(e.clone()),
+        };
+        if let Err(e) = self.audit_refresh("completed", Some(completed)).await {
+            tracing::warn!("{e}");
+        }
+        let outcome = outcome.map(|(schema, batches)| Snapshot {
+            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+            bytes: batches
+                .iter()
+                .map(|b| b.get_array_memory_size() as u64)
+                .sum(),
+            schema,
+            batches,
+            as_of: started,
+        });
         let mut refreshes = self.refreshes();
         refreshes.ended = Some(SystemTime::now());
         match outcome {
@@ -239,6 +257,48 @@ impl Acceleration {
                 Err(message)
             }
         }
+    }
+
+    /// Writes one record of a refresh to the audit trail: `statement` as it
+    /// starts, `completed` with its rows or error. The user is `as_user`, or
+    /// `bluelamp` (the engine itself) where none is named.
+    async fn audit_refresh(
+        &self,
+        event: &str,
+        outcome: Option<Result<u64, String>>,
+    ) -> Result<(), String> {
+        let Some(log) = &self.audit else {
+            return Ok(());
+        };
+        let mut record = AuditRecord {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event: event.to_string(),
+            user: self
+                .principal
+                .as_ref()
+                .map_or_else(|| "bluelamp".to_string(), |p| p.user.clone()),
+            auth: "acceleration".into(),
+            statement: format!(
+                "refresh the local copy of {}.{}",
+                self.source.name, self.table
+            ),
+            sources: vec![self.source.name.clone()],
+            tables: vec![format!("{}.{}", self.source.name, self.table)],
+            outcome: "ok".into(),
+            ..AuditRecord::default()
+        };
+        match outcome {
+            Some(Ok(rows)) => record.rows = Some(rows),
+            Some(Err(e)) => {
+                record.outcome = "error".into();
+                record.error = Some(e);
+            }
+            None => {}
+        }
+        log.append(record)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e}; the source was not read"))
     }
 
     /// Records a refresh that could not start (the source is down, or has

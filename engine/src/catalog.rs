@@ -122,14 +122,26 @@ impl SourceSchema {
     /// `[source.tables.NAME.accelerate]`, and with `[source.accelerate]`
     /// every table the source lists now. Each is refreshed at once, in the
     /// background, and then every `refresh`, as `principal(as_user)` where
-    /// the settings name a user.
-    pub(crate) fn start_accelerations(self: &Arc<Self>, principal: impl Fn(&str) -> Principal) {
+    /// the settings name a user, each refresh recorded in `audit`.
+    pub(crate) fn start_accelerations(
+        self: &Arc<Self>,
+        principal: impl Fn(&str) -> Principal,
+        audit: Option<&crate::audit::AuditLog>,
+    ) {
         let settings = self.config.acceleration();
         if settings.is_empty() {
             return;
         }
         let mut names: Vec<String> = settings.tables.keys().cloned().collect();
         if settings.every_table.is_some() {
+            if self.status().state == SourceState::Down {
+                tracing::warn!(
+                    source = %self.config.name,
+                    "[source.accelerate] applies to the tables the source lists at start, \
+                     and it is down: only tables named in [source.tables.NAME.accelerate] \
+                     are accelerated until Bluelamp restarts"
+                );
+            }
             for name in self.table_names() {
                 if !names.contains(&name) {
                     names.push(name);
@@ -149,6 +161,7 @@ impl SourceSchema {
                 &name,
                 config.clone(),
                 config.as_user.as_deref().map(&principal),
+                audit.cloned(),
             ));
             crate::accelerate::spawn_refresher(Arc::clone(&acceleration), Arc::downgrade(self));
             accelerations.insert(name, acceleration);

@@ -268,6 +268,24 @@ async fn policies_apply_to_the_copy_as_to_the_source() {
             .any(|l| l.contains("\"analyst\"") && l.contains("max(id) FROM f.calls")),
         "{trail}"
     );
+    // So is every refresh: the engine's own reads of the source, as it
+    // starts and as it ends with its rows.
+    let refreshes: Vec<&str> = trail
+        .lines()
+        .filter(|l| l.contains("refresh the local copy of f.calls"))
+        .collect();
+    assert!(
+        refreshes
+            .iter()
+            .any(|l| l.contains("\"event\":\"statement\"") && l.contains("\"user\":\"bluelamp\"")),
+        "{trail}"
+    );
+    assert!(
+        refreshes
+            .iter()
+            .any(|l| l.contains("\"event\":\"completed\"") && l.contains("\"rows\":10")),
+        "{trail}"
+    );
 }
 
 #[tokio::test]

@@ -116,9 +116,10 @@ impl Engine {
             }),
         };
         for source in &engine.inner.sources {
-            source.start_accelerations(|user| {
-                engine.principal(&Identity::new(user, "acceleration as_user"))
-            });
+            source.start_accelerations(
+                |user| engine.principal(&Identity::new(user, "acceleration as_user")),
+                engine.audit_log(),
+            );
         }
         Ok(engine)
     }

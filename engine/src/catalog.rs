@@ -123,10 +123,11 @@ impl SourceSchema {
     /// every table the source lists now. Each is refreshed at once, in the
     /// background, and then every `refresh`, as `principal(as_user)` where
     /// the settings name a user, each refresh recorded in `audit`.
-    pub(crate) fn start_accelerations(
+    pub(crate) async fn start_accelerations(
         self: &Arc<Self>,
         principal: impl Fn(&str) -> Principal,
         audit: Option<&crate::audit::AuditLog>,
+        data_dir: Option<&std::path::Path>,
     ) {
         let settings = self.config.acceleration();
         if settings.is_empty() {
@@ -148,10 +149,6 @@ impl SourceSchema {
                 }
             }
         }
-        let mut accelerations = self
-            .accelerations
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
         for name in names {
             let Some(config) = settings.for_table(&name) else {
                 continue;
@@ -162,9 +159,27 @@ impl SourceSchema {
                 config.clone(),
                 config.as_user.as_deref().map(&principal),
                 audit.cloned(),
+                data_dir,
             ));
-            crate::accelerate::spawn_refresher(Arc::clone(&acceleration), Arc::downgrade(self));
-            accelerations.insert(name, acceleration);
+            // A copy a previous run stored answers from the start, unless
+            // the source's columns have changed since: then it is refreshed
+            // at once.
+            let mut loaded = acceleration.load().await;
+            if loaded.is_some()
+                && let Ok(Some(live)) = self.live_table(&name).await
+                && acceleration.columns_changed(&live.schema()).is_some()
+            {
+                loaded = None;
+            }
+            crate::accelerate::spawn_refresher(
+                Arc::clone(&acceleration),
+                Arc::downgrade(self),
+                loaded,
+            );
+            self.accelerations
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, acceleration);
         }
     }
 
@@ -176,7 +191,7 @@ impl SourceSchema {
         list
     }
 
-    fn acceleration(&self, table: &str) -> Option<Arc<Acceleration>> {
+    pub(crate) fn acceleration(&self, table: &str) -> Option<Arc<Acceleration>> {
         self.accelerations
             .read()
             .unwrap_or_else(|p| p.into_inner())

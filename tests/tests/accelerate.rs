@@ -22,9 +22,19 @@ use futures::TryStreamExt;
 /// Writes `calls.csv` with ids 1..=n (grade `A` for odd ids, `B` for even),
 /// whole or not at all (a rename), so a refresh never reads half a file.
 fn write_calls(dir: &Path, n: u64) {
-    let mut text = String::from("id,grade\n");
-    for id in 1..=n {
-        text.push_str(&format!("{id},{}\n", if id % 2 == 1 { "A" } else { "B" }));
+    write_file(
+        dir,
+        "id,grade",
+        (1..=n).map(|id| format!("{id},{}", if id % 2 == 1 { "A" } else { "B" })),
+    );
+}
+
+/// Writes `calls.csv` with `header` and `lines`, whole or not at all.
+fn write_file(dir: &Path, header: &str, lines: impl Iterator<Item = String>) {
+    let mut text = format!("{header}\n");
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
     }
     let data = dir.join("calls");
     std::fs::create_dir_all(&data).unwrap();
@@ -52,9 +62,32 @@ async fn one(engine: &Engine, sql: &str) -> String {
     let batches = rows(engine, "test", sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    first(&batches)
+}
+
+fn first(batches: &[RecordBatch]) -> String {
     let batch = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
     arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap()
 }
+
+/// The first value `sql` gives from the source itself (`bluelamp.live`).
+async fn live(engine: &Engine, sql: &str) -> String {
+    let session = engine.session(Identity::new("test", "test"));
+    session.sql("SET bluelamp.live = true").await.unwrap();
+    let batches: Vec<RecordBatch> = session
+        .sql(sql)
+        .await
+        .unwrap()
+        .stream
+        .try_collect()
+        .await
+        .unwrap();
+    first(&batches)
+}
+
+/// The whole table, as one text, from the copy and from the source.
+const WHOLE: &str = "SELECT concat_ws('|', count(*), sum(id), \
+                     string_agg(concat(id, grade), ',' ORDER BY id, grade)) FROM f.calls";
 
 /// Waits (up to 20 s) until the first copy of `f.calls` exists (the
 /// refresh at start, in the background, has ended).
@@ -101,7 +134,7 @@ async fn queries_read_the_copy_until_it_is_refreshed() {
         arrow::util::display::array_value_to_string(live[0].column(0), 0).unwrap(),
         "5"
     );
-    assert_eq!(engine.refresh("f", "calls").await.unwrap(), 5);
+    assert_eq!(engine.refresh("f", "calls").await.unwrap().rows, 5);
     assert_eq!(one(&engine, "SELECT count(*) FROM f.calls").await, "5");
     assert_eq!(
         one(&engine, "SELECT sum(id) FROM f.calls WHERE grade = 'A'").await,
@@ -296,11 +329,27 @@ async fn acceleration_settings_are_checked_and_named() {
         ("refrsh = \"5m\"", "source[f].tables.calls.accelerate"),
         (
             "refresh = \"5m\"\nmode = \"append\"",
-            "unknown variant `append`",
+            "mode = \"append\" needs `key = \"COLUMN\"`",
+        ),
+        (
+            "refresh = \"5m\"\nmode = \"window\"\nkey = \"id\"",
+            "mode = \"window\" needs `window = \"90d\"`",
+        ),
+        (
+            "refresh = \"5m\"\nmode = \"append\"\nkey = \"id\"\nwindow = \"1d\"",
+            "`window` applies to mode = \"window\" only",
+        ),
+        (
+            "refresh = \"5m\"\nmode = \"incremental\"",
+            "unknown variant `incremental`",
+        ),
+        (
+            "refresh = \"5m\"\nstorage = \"parquet\"",
+            "add `data_dir = \"...\"` to [engine]",
         ),
         ("refresh = \"soon\"", "'soon' is not a duration"),
         ("refresh = \"0s\"", "must be longer than 0s"),
-        ("max_staleness = \"1h\"", "missing field `refresh`"),
+        ("max_staleness = \"1h\"", "missing `refresh = \"5m\"`"),
         (
             "refresh = \"5m\"\non_stale = \"ignore\"",
             "unknown variant `ignore`",
@@ -337,4 +386,239 @@ async fn acceleration_settings_are_checked_and_named() {
     );
     let engine = engine_from_text(&both, dir.path()).await.unwrap();
     first_copy(&engine).await;
+}
+
+#[tokio::test]
+async fn refresh_table_refreshes_now_for_those_who_may_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 3);
+    let policy = "\n[audit]\npath = \"audit.jsonl\"\n\n\
+                  [[user]]\nname = \"analyst\"\nroles = [\"analyst\"]\n\n\
+                  [[user]]\nname = \"visitor\"\nroles = [\"visitor\"]\n\n\
+                  [[policy.grant]]\nroles = [\"analyst\"]\ntables = [\"f.calls\"]\n";
+    let engine = engine_from_text(
+        &format!("{}{policy}", config("on_demand = true")),
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    // On demand only: no copy until REFRESH TABLE, so the source answers.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = engine.accelerations();
+    assert!(status[0].rows.is_none() && status[0].next_refresh.is_none());
+    write_calls(dir.path(), 8);
+    let session = engine.session(Identity::new("analyst", "test"));
+    let statements = session
+        .parse("SELECT 1; refresh  table\n f.calls ; SELECT 'refresh table'")
+        .unwrap();
+    assert_eq!(statements.len(), 3);
+    assert_eq!(statements[1].to_string(), "REFRESH TABLE f.calls");
+    let planned = session.plan(&statements[1]).await.unwrap();
+    let output: Vec<RecordBatch> = session
+        .execute(planned)
+        .await
+        .unwrap()
+        .stream
+        .try_collect()
+        .await
+        .unwrap();
+    let row: Vec<String> = (0..4)
+        .map(|i| arrow::util::display::array_value_to_string(output[0].column(i), 0).unwrap())
+        .collect();
+    assert_eq!(row, ["f.calls", "full", "8", "8"]);
+    let batches = rows(&engine, "analyst", "SELECT count(*) FROM f.calls")
+        .await
+        .unwrap();
+    assert_eq!(first(&batches), "8");
+    // A user who may not read the table is told it does not exist, as in
+    // a query.
+    let refused = rows(&engine, "visitor", "REFRESH TABLE f.calls")
+        .await
+        .unwrap_err();
+    assert!(refused.message.contains("f"), "{refused}");
+    let queried = rows(&engine, "visitor", "SELECT * FROM f.calls")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, queried.kind, "{refused} / {queried}");
+    for (sql, expected) in [
+        ("REFRESH TABLE", "REFRESH TABLE needs a table"),
+        ("REFRESH TABLE f.calls now", "'now' follows it"),
+        ("REFRESH TABLE calls", "name the source as well"),
+        ("REFRESH TABLE bluelamp.sources", "is not accelerated"),
+    ] {
+        let error = rows(&engine, "analyst", sql).await.unwrap_err();
+        assert!(error.message.contains(expected), "{sql}: {error}");
+    }
+    drop(session);
+    drop(engine);
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        trail.lines().any(|l| l.contains("\"analyst\"")
+            && l.contains("REFRESH TABLE f.calls")
+            && l.contains("\"event\":\"statement\"")
+            && l.contains("\"f.calls\"")),
+        "{trail}"
+    );
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("\"visitor\"") && l.contains("REFRESH TABLE f.calls")),
+        "a refused refresh is audited too: {trail}"
+    );
+}
+
+#[tokio::test]
+async fn append_refreshes_fetch_from_the_newest_row_and_match_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 100);
+    let engine = engine_from_text(
+        &config("refresh = \"1h\"\nmode = \"append\"\nkey = \"id\""),
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    first_copy(&engine).await;
+    write_calls(dir.path(), 250);
+    let done = engine.refresh("f", "calls").await.unwrap();
+    // The newest row held (id 100) again, and the 150 new ones.
+    assert_eq!((done.fetched, done.rows), (151, 250));
+    assert_eq!(one(&engine, WHOLE).await, live(&engine, WHOLE).await);
+    // A second record with the newest key, added after the refresh that
+    // took the first: kept, and the first not doubled.
+    write_file(
+        dir.path(),
+        "id,grade",
+        (1..=250)
+            .map(|id| format!("{id},{}", if id % 2 == 1 { "A" } else { "B" }))
+            .chain(["250,C".to_string()]),
+    );
+    let done = engine.refresh("f", "calls").await.unwrap();
+    assert_eq!((done.fetched, done.rows), (2, 251));
+    assert_eq!(one(&engine, WHOLE).await, live(&engine, WHOLE).await);
+    assert_eq!(
+        one(&engine, "SELECT count(*) FROM f.calls WHERE id = 250").await,
+        "2"
+    );
+    // Nothing new: only the newest rows are read again, nothing added.
+    let done = engine.refresh("f", "calls").await.unwrap();
+    assert_eq!((done.fetched, done.rows), (2, 251));
+    let status = one(
+        &engine,
+        "SELECT concat_ws(' ', mode, rows, fetched) FROM bluelamp.accelerations",
+    )
+    .await;
+    assert_eq!(status, "append 251 2");
+}
+
+#[tokio::test]
+async fn window_refreshes_keep_only_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |offset: i64| {
+        (chrono::Utc::now() + chrono::Duration::seconds(offset))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    write_file(
+        dir.path(),
+        "id,at",
+        [format!("1,{}", at(-600)), format!("2,{}", at(-1))].into_iter(),
+    );
+    let text = "[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"calls\"\n\n\
+                [source.tables.calls]\n\
+                schema = { id = \"Int64\", at = \"Timestamp(Millisecond, Some(\\\"UTC\\\"))\" }\n\n\
+                [source.tables.calls.accelerate]\nrefresh = \"1h\"\nmode = \"window\"\n\
+                key = \"at\"\nwindow = \"3s\"\n";
+    let engine = engine_from_text(text, dir.path()).await.unwrap();
+    first_copy(&engine).await;
+    let ids = "SELECT string_agg(CAST(id AS VARCHAR), ',' ORDER BY id) FROM f.calls";
+    assert_eq!(one(&engine, ids).await, "2");
+    // A record from the future is in any window; the one a second old
+    // leaves it.
+    write_file(
+        dir.path(),
+        "id,at",
+        [
+            format!("1,{}", at(-600)),
+            format!("2,{}", at(-1)),
+            format!("3,{}", at(600)),
+        ]
+        .into_iter(),
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let done = engine.refresh("f", "calls").await.unwrap();
+    assert_eq!((done.fetched, done.rows), (1, 1));
+    assert_eq!(one(&engine, ids).await, "3");
+    assert_eq!(
+        live(
+            &engine,
+            "SELECT string_agg(CAST(id AS VARCHAR), ',' ORDER BY id) FROM f.calls \
+             WHERE at >= now() - INTERVAL '3 seconds'"
+        )
+        .await,
+        "3"
+    );
+}
+
+#[tokio::test]
+async fn a_parquet_copy_is_served_after_a_restart_and_a_changed_source_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_calls(dir.path(), 7);
+    let engine_section = "[engine]\ndata_dir = \"data\"\n\n";
+    let stored = format!(
+        "{engine_section}{}",
+        config("refresh = \"1h\"\nstorage = \"parquet\"")
+    );
+    let engine = engine_from_text(&stored, dir.path()).await.unwrap();
+    first_copy(&engine).await;
+    let file = dir.path().join("data/accelerations/f/calls.parquet");
+    assert!(file.exists(), "no {}", file.display());
+    drop(engine);
+    // The source changes while Bluelamp is down; the restart serves the
+    // stored copy, fetching nothing until the copy is due.
+    write_calls(dir.path(), 9);
+    let engine = engine_from_text(&stored, dir.path()).await.unwrap();
+    let status = &engine.accelerations()[0];
+    assert_eq!(status.rows, Some(7));
+    assert!(status.refresh_started.is_none(), "{status:?}");
+    assert!(status.next_refresh.is_some(), "{status:?}");
+    assert_eq!(one(&engine, WHOLE).await, "7|28|1A,2B,3A,4B,5A,6B,7A");
+    assert_eq!(one(&engine, "REFRESH TABLE f.calls").await, "f.calls");
+    assert_eq!(one(&engine, "SELECT count(*) FROM f.calls").await, "9");
+    drop(engine);
+    // The source gains a column: the stored copy cannot answer for it, and
+    // says so rather than being read by position.
+    write_file(
+        dir.path(),
+        "id,grade,note",
+        (1..=9).map(|id| format!("{id},{},n{id}", if id % 2 == 1 { "A" } else { "B" })),
+    );
+    let changed = format!(
+        "{engine_section}[[source]]\nname = \"f\"\nkind = \"files\"\nlocation = \"calls\"\n\n\
+         [source.tables.calls]\nschema = {{ id = \"Int64\", grade = \"Utf8\", note = \"Utf8\" }}\n\n\
+         [source.tables.calls.accelerate]\non_demand = true\nstorage = \"parquet\"\n"
+    );
+    let engine = engine_from_text(&changed, dir.path()).await.unwrap();
+    let error = rows(&engine, "test", "SELECT count(*) FROM f.calls")
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("column 'note' (Utf8) was added")
+            && error.message.contains("REFRESH TABLE f.calls"),
+        "{error}"
+    );
+    let change = one(&engine, "SELECT schema_change FROM bluelamp.accelerations").await;
+    assert!(
+        change.contains("column 'note' (Utf8) was added"),
+        "{change}"
+    );
+    let done = engine.refresh("f", "calls").await.unwrap();
+    assert_eq!(done.rows, 9);
+    assert_eq!(
+        one(
+            &engine,
+            "SELECT string_agg(note, ',' ORDER BY id) FROM f.calls"
+        )
+        .await,
+        "n1,n2,n3,n4,n5,n6,n7,n8,n9"
+    );
 }

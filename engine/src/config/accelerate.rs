@@ -18,15 +18,29 @@ use super::{ConfigError, Origin, find_key};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccelerateConfig {
-    /// How a refresh fetches: `full` (the whole table, each time).
+    /// How a refresh fetches: `full` (the whole table, each time),
+    /// `append` (rows whose `key` is at or past the copy's newest) or
+    /// `window` (as `append`, keeping only the last `window`).
     #[serde(default)]
     pub mode: RefreshMode,
-    /// How often the copy is refreshed, e.g. `"5m"` (required).
-    #[serde(deserialize_with = "duration")]
-    pub refresh: Duration,
-    /// Where the copy is kept: `memory`.
+    /// How often the copy is refreshed in the background, e.g. `"5m"`;
+    /// without it (and `on_demand = true`) only `REFRESH TABLE` refreshes.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub refresh: Option<Duration>,
+    /// Refreshed by `REFRESH TABLE` only, when `refresh` is not given.
+    #[serde(default)]
+    pub on_demand: bool,
+    /// Where the copy is kept: `memory`, or `parquet` (also written under
+    /// `[engine] data_dir`, and served from there after a restart).
     #[serde(default)]
     pub storage: Storage,
+    /// The column `append` and `window` refreshes go by: a value that only
+    /// grows as records are added (`recorded_at`, an id from a sequence).
+    pub key: Option<String>,
+    /// How far back a `window` copy reaches, e.g. `"90d"`, by `key` (a
+    /// date or timestamp column).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub window: Option<Duration>,
     /// How old the copy may be before [`AccelerateConfig::on_stale`]
     /// applies; none by default.
     #[serde(default, deserialize_with = "optional_duration")]
@@ -46,6 +60,14 @@ pub enum RefreshMode {
     /// The whole table, each refresh.
     #[default]
     Full,
+    /// The first refresh reads the whole table; later ones read only rows
+    /// whose `key` is at or past the newest the copy holds, through the
+    /// source's own filter, and add them. For tables records are added
+    /// to, not changed in.
+    Append,
+    /// As `append`, over the last `window` only: older rows are neither
+    /// fetched nor kept.
+    Window,
 }
 
 impl RefreshMode {
@@ -53,6 +75,8 @@ impl RefreshMode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Full => "full",
+            Self::Append => "append",
+            Self::Window => "window",
         }
     }
 }
@@ -64,6 +88,9 @@ pub enum Storage {
     /// In memory, as Arrow batches; gone when the process ends.
     #[default]
     Memory,
+    /// In memory, and written to a Parquet file under `[engine] data_dir`
+    /// after each refresh, so a restart serves the copy without fetching.
+    Parquet,
 }
 
 impl Storage {
@@ -71,7 +98,62 @@ impl Storage {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Memory => "memory",
+            Self::Parquet => "parquet",
         }
+    }
+}
+
+impl AccelerateConfig {
+    /// Keys that only make sense together.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.refresh.is_none() && !self.on_demand {
+            return Err((
+                "refresh",
+                "missing `refresh = \"5m\"` (how often the copy is refreshed), or \
+                 `on_demand = true` to refresh only by REFRESH TABLE"
+                    .into(),
+            ));
+        }
+        match self.mode {
+            RefreshMode::Full => {
+                if self.window.is_some() {
+                    return Err((
+                        "window",
+                        "`window` applies to mode = \"window\" only".into(),
+                    ));
+                }
+            }
+            RefreshMode::Append | RefreshMode::Window => {
+                if self.key.as_deref().is_none_or(str::is_empty) {
+                    return Err((
+                        "key",
+                        format!(
+                            "mode = \"{}\" needs `key = \"COLUMN\"`: the column whose value \
+                             only grows as records are added (such as recorded_at)",
+                            self.mode.as_str()
+                        ),
+                    ));
+                }
+                match (self.mode, self.window) {
+                    (RefreshMode::Window, None) => {
+                        return Err((
+                            "window",
+                            "mode = \"window\" needs `window = \"90d\"`: how far back, by \
+                             `key`, the copy reaches"
+                                .into(),
+                        ));
+                    }
+                    (RefreshMode::Append, Some(_)) => {
+                        return Err((
+                            "window",
+                            "`window` applies to mode = \"window\" only".into(),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -171,18 +253,25 @@ pub(super) fn take(
         }
     }
     let read = |settings: toml::Table, path: String| -> Result<AccelerateConfig, ConfigError> {
-        serde_path_to_error::deserialize(toml::Value::Table(settings)).map_err(|e| {
-            let field = e.path().to_string();
-            let message = e.into_inner().to_string();
-            let at = find_key(&origin.text, span, field.split('.').next().unwrap_or(""))
+        let config: AccelerateConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(settings)).map_err(|e| {
+                let field = e.path().to_string();
+                let message = e.into_inner().to_string();
+                let at = find_key(&origin.text, span, field.split('.').next().unwrap_or(""))
+                    .or_else(|| find_key(&origin.text, span, "accelerate"));
+                let full = if field == "." || field.is_empty() {
+                    path.clone()
+                } else {
+                    format!("{path}.{field}")
+                };
+                ConfigError::invalid(origin, at, full, message)
+            })?;
+        config.check().map_err(|(field, message)| {
+            let at = find_key(&origin.text, span, field)
                 .or_else(|| find_key(&origin.text, span, "accelerate"));
-            let path = if field == "." || field.is_empty() {
-                path
-            } else {
-                format!("{path}.{field}")
-            };
-            ConfigError::invalid(origin, at, path, message)
-        })
+            ConfigError::invalid(origin, at, format!("{path}.{field}"), message)
+        })?;
+        Ok(config)
     };
     let every_table = match &source_wide {
         Some(settings) => Some(read(settings.clone(), format!("{key}.accelerate"))?),

@@ -1,12 +1,13 @@
 //! Durations in the configuration, written as `"500ms"`, `"10s"`, `"2m"`,
-//! `"1h"` or a bare number of seconds; [`deserialize_duration`] is the serde
+//! `"1h"`, `"90d"` or a bare number of seconds; [`deserialize_duration`] is the serde
 //! adapter the settings tables use.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parses durations written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a bare number of seconds.
+/// Parses durations written as `"500ms"`, `"10s"`, `"2m"`, `"1h"`, `"90d"` or a
+/// bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (number, unit) = t
@@ -20,9 +21,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "unknown duration unit '{other}' in '{text}' (use ms, s, m or h)"
+                "unknown duration unit '{other}' in '{text}' (use ms, s, m, h or d)"
             ));
         }
     };
@@ -58,6 +60,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
         assert!(parse_duration("2 weeks").is_err());
     }
 }

@@ -32,7 +32,7 @@ mod secrets;
 mod server;
 mod source;
 
-pub use accelerate::{AccelerateConfig, OnStale, SourceAcceleration};
+pub use accelerate::{AccelerateConfig, OnStale, RefreshMode, SourceAcceleration, Storage};
 pub use access::{LocalSettings, UserConfig};
 pub use duration::{deserialize_duration, parse_duration};
 pub use secrets::{Secret, interpolate};
@@ -80,6 +80,10 @@ pub struct EngineSettings {
     pub reconnect_after: Duration,
     /// Rows per Arrow record batch inside the engine.
     pub batch_size: usize,
+    /// Where the engine keeps files of its own: accelerated tables with
+    /// `storage = "parquet"` (under `accelerations/`). Relative to the
+    /// configuration file's folder.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for EngineSettings {
@@ -88,6 +92,7 @@ impl Default for EngineSettings {
             connect_timeout: Duration::from_secs(10),
             reconnect_after: Duration::from_secs(5),
             batch_size: 8192,
+            data_dir: None,
         }
     }
 }
@@ -261,6 +266,27 @@ impl Config {
         let server = server::resolve_server(&origin, raw.server)?;
 
         check_engine_settings(&origin, &raw.engine, &server)?;
+        let mut engine = raw.engine;
+        if let Some(dir) = &mut engine.data_dir {
+            *dir = origin.base_dir.join(&*dir);
+        }
+        for (name, _, _, _, span, acceleration) in &pending {
+            let parquet = acceleration
+                .every_table
+                .iter()
+                .chain(acceleration.tables.values())
+                .any(|a| a.storage == accelerate::Storage::Parquet);
+            if parquet && engine.data_dir.is_none() {
+                return Err(ConfigError::invalid(
+                    &origin,
+                    find_key(&origin.text, span, "storage"),
+                    format!("source[{name}].accelerate.storage"),
+                    "storage = \"parquet\" keeps copies under the engine's data folder: \
+                     add `data_dir = \"...\"` to [engine]"
+                        .into(),
+                ));
+            }
+        }
         access::check_local(&origin, &raw.local, &users)?;
         let source_names: Vec<&str> = pending.iter().map(|(n, ..)| n.as_str()).collect();
         let policy = access::resolve_policies(&mut origin, raw.policy, &users, &source_names)?;
@@ -282,7 +308,7 @@ impl Config {
             )
             .collect();
         Ok(Config {
-            engine: raw.engine,
+            engine,
             server,
             users,
             local: raw.local,

@@ -116,10 +116,13 @@ impl Engine {
             }),
         };
         for source in &engine.inner.sources {
-            source.start_accelerations(
-                |user| engine.principal(&Identity::new(user, "acceleration as_user")),
-                engine.audit_log(),
-            );
+            source
+                .start_accelerations(
+                    |user| engine.principal(&Identity::new(user, "acceleration as_user")),
+                    engine.audit_log(),
+                    engine.inner.config.engine.data_dir.as_deref(),
+                )
+                .await;
         }
         Ok(engine)
     }
@@ -141,17 +144,42 @@ impl Engine {
     }
 
     /// Refreshes accelerated table `source.table` now (as its schedule
-    /// would), and returns the rows its new copy holds.
+    /// would), outside any session: what `REFRESH TABLE` does for a user.
     ///
     /// # Errors
     /// [`ErrorKind::NotFound`] if the table is not accelerated;
     /// [`ErrorKind::Unavailable`] if the refresh failed (the previous copy
     /// is kept).
-    pub async fn refresh(&self, source: &str, table: &str) -> Result<u64, QueryError> {
+    pub async fn refresh(
+        &self,
+        source: &str,
+        table: &str,
+    ) -> Result<crate::accelerate::Refreshed, QueryError> {
+        let (schema, acceleration) = self.accelerated(source, table)?;
+        acceleration
+            .refresh_from(&schema)
+            .await
+            .map_err(|e| QueryError::new(ErrorKind::Unavailable, e))
+    }
+
+    /// The source schema and acceleration of accelerated table
+    /// `source.table`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] if there is no such accelerated table.
+    pub(crate) fn accelerated(
+        &self,
+        source: &str,
+        table: &str,
+    ) -> Result<(Arc<SourceSchema>, Arc<crate::accelerate::Acceleration>), QueryError> {
         let not_accelerated = || {
             QueryError::new(
                 ErrorKind::NotFound,
-                format!("table '{source}.{table}' is not accelerated"),
+                format!(
+                    "table '{source}.{table}' is not accelerated: REFRESH TABLE applies to \
+                     tables with [source.accelerate] or [source.tables.NAME.accelerate] \
+                     (see bluelamp.accelerations)"
+                ),
             )
         };
         let schema = self
@@ -160,25 +188,8 @@ impl Engine {
             .iter()
             .find(|s| s.name() == source)
             .ok_or_else(not_accelerated)?;
-        let acceleration = schema
-            .accelerations()
-            .into_iter()
-            .find(|a| a.table() == table)
-            .ok_or_else(not_accelerated)?;
-        let live = match schema.live_table(table).await {
-            Ok(Some(live)) => live,
-            Ok(None) => {
-                return Err(QueryError::new(
-                    ErrorKind::NotFound,
-                    format!("source '{source}' has no table '{table}'"),
-                ));
-            }
-            Err(e) => return Err(QueryError::from(e)),
-        };
-        acceleration
-            .refresh(live)
-            .await
-            .map_err(|e| QueryError::new(ErrorKind::Unavailable, e))
+        let acceleration = schema.acceleration(table).ok_or_else(not_accelerated)?;
+        Ok((Arc::clone(schema), acceleration))
     }
 
     /// The configuration the engine runs with.

@@ -9,8 +9,12 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::common::config::ConfigNonZeroUsize;
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::sql::parser::Statement as DFStatement;
 
+use super::statements::Parsed;
 use super::{
     CATALOG, Identity, PartitionedOutput, Planned, QueryOutput, SCRATCH_SCHEMA, SYSTEM_SCHEMA,
     Session, Statement, marked, parse_statements,
@@ -55,10 +59,19 @@ impl Session {
     pub async fn plan(&self, statement: &Statement) -> Result<Planned, QueryError> {
         let state = self.ctx.state();
         let sql = statement.to_string();
+        let statement = match &statement.inner {
+            Parsed::Sql(statement) => statement,
+            Parsed::Refresh(table) => {
+                return match self.plan_refresh(table, &sql).await {
+                    Ok(planned) => Ok(planned),
+                    Err(e) => Err(self.audit_failure(&sql, e).await),
+                };
+            }
+        };
         if let Err(e) = self.check_schemas(&state, statement) {
             return Err(self.audit_failure(&sql, e).await);
         }
-        let plan = match state.statement_to_plan(statement.inner.clone()).await {
+        let plan = match state.statement_to_plan(statement.clone()).await {
             Ok(plan) => plan,
             Err(e) => return Err(self.audit_failure(&sql, QueryError::from(e)).await),
         };
@@ -131,6 +144,72 @@ impl Session {
             policies: Arc::new(policies),
             marking,
             marking_value,
+        })
+    }
+
+    /// Plans `REFRESH TABLE table`: for users who may read the table (one
+    /// they may not see is not found, as in a query), as a scan of the
+    /// refresh named after the table, so it is audited as a read of it.
+    async fn plan_refresh(&self, table: &TableReference, sql: &str) -> Result<Planned, QueryError> {
+        let (source, name) = match table {
+            TableReference::Partial { schema, table } => (schema.as_ref(), table.as_ref()),
+            TableReference::Full {
+                catalog,
+                schema,
+                table,
+            } if catalog.as_ref() == CATALOG => (schema.as_ref(), table.as_ref()),
+            _ => {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidQuery,
+                    format!(
+                        "REFRESH TABLE {table}: name the source as well: REFRESH TABLE source.table"
+                    ),
+                ));
+            }
+        };
+        let full = TableReference::full(CATALOG, source, name);
+        // Resolved as the session sees it: a table policy hides is not found.
+        self.check_source_names([full.clone()])?;
+        self.ctx
+            .table_provider(full.clone())
+            .await
+            .map_err(QueryError::from)?;
+        let (schema, acceleration) = self.engine.accelerated(source, name)?;
+        if self.engine.inner.policy_active {
+            let access =
+                self.engine
+                    .config()
+                    .policy
+                    .read
+                    .access(&self.principal, source, name, &[]);
+            if !access.read {
+                return Err(QueryError::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "REFRESH TABLE {source}.{name} is refused: it needs a grant to read the table"
+                    ),
+                ));
+            }
+            if access.require_purpose && self.purpose().is_none() {
+                let table = format!("{source}.{name}");
+                return Err(crate::audit::statements::purpose_needed(&[table.as_str()]));
+            }
+        }
+        let refresh = crate::accelerate::statement::RefreshTable::new(schema, acceleration);
+        let plan = LogicalPlanBuilder::scan(full, provider_as_source(Arc::new(refresh)), None)
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(QueryError::from)?;
+        Ok(Planned {
+            plan,
+            sql: sql.to_string(),
+            touched: Arc::new((
+                vec![source.to_string()],
+                vec![format!("{source}.{name}")],
+                Vec::new(),
+            )),
+            policies: Arc::default(),
+            marking: None,
+            marking_value: None,
         })
     }
 
@@ -298,10 +377,23 @@ impl Session {
     }
 
     /// Names an unknown source before DataFusion reports a bare "table not found".
-    fn check_schemas(&self, state: &SessionState, statement: &Statement) -> Result<(), QueryError> {
-        let Ok(references) = state.resolve_table_references(&statement.inner) else {
+    fn check_schemas(
+        &self,
+        state: &SessionState,
+        statement: &DFStatement,
+    ) -> Result<(), QueryError> {
+        let Ok(references) = state.resolve_table_references(statement) else {
             return Ok(());
         };
+        self.check_source_names(references)
+    }
+
+    /// Fails for a reference to a schema the session has no source for,
+    /// naming the sources it has.
+    fn check_source_names(
+        &self,
+        references: impl IntoIterator<Item = TableReference>,
+    ) -> Result<(), QueryError> {
         let Some(catalog) = self.ctx.catalog(CATALOG) else {
             return Ok(());
         };

@@ -6,10 +6,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::ScalarValue;
+use datafusion::common::{ScalarValue, TableReference};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::marked;
 use crate::error::{ErrorKind, QueryError};
@@ -17,12 +21,24 @@ use crate::error::{ErrorKind, QueryError};
 /// One parsed SQL statement, ready to run.
 #[derive(Debug, Clone)]
 pub struct Statement {
-    pub(super) inner: DFStatement,
+    pub(super) inner: Parsed,
+}
+
+/// What a statement is: SQL DataFusion plans, or one of Bluelamp's own.
+#[derive(Debug, Clone)]
+pub(super) enum Parsed {
+    /// Any statement DataFusion's parser reads.
+    Sql(DFStatement),
+    /// `REFRESH TABLE source.table`: refresh an accelerated table now.
+    Refresh(TableReference),
 }
 
 impl std::fmt::Display for Statement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.inner)
+        match &self.inner {
+            Parsed::Sql(statement) => write!(f, "{statement}"),
+            Parsed::Refresh(table) => write!(f, "REFRESH TABLE {table}"),
+        }
     }
 }
 
@@ -31,7 +47,7 @@ impl Statement {
     pub fn is_insert(&self) -> bool {
         matches!(
             &self.inner,
-            DFStatement::Statement(s) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Insert(_))
+            Parsed::Sql(DFStatement::Statement(s)) if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Insert(_))
         )
     }
 }
@@ -42,6 +58,40 @@ impl Statement {
 /// # Errors
 /// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
 pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
+    // Only text that could hold a REFRESH TABLE is split here first.
+    if !sql.to_ascii_lowercase().contains("refresh") {
+        return parse_sql(sql);
+    }
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| QueryError::new(ErrorKind::InvalidQuery, format!("SQL error: {e}")))?;
+    let mut statements = Vec::new();
+    for part in tokens.split(|t| *t == Token::SemiColon) {
+        let words: Vec<&Token> = part
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        let is_refresh = matches!(
+            words.as_slice(),
+            [Token::Word(refresh), Token::Word(table), ..]
+                if refresh.keyword == Keyword::REFRESH && table.keyword == Keyword::TABLE
+        );
+        if is_refresh {
+            let name: Vec<Token> = words[2..].iter().map(|t| (*t).clone()).collect();
+            statements.push(Statement {
+                inner: Parsed::Refresh(refresh_target(name)?),
+            });
+        } else if !words.is_empty() {
+            let text: String = part.iter().map(ToString::to_string).collect();
+            statements.extend(parse_sql(&text)?);
+        }
+    }
+    Ok(statements)
+}
+
+/// Statements DataFusion's parser reads.
+fn parse_sql(sql: &str) -> Result<Vec<Statement>, QueryError> {
     let dialect = GenericDialect {};
     let statements: VecDeque<DFStatement> = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
@@ -50,8 +100,35 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
         .map_err(QueryError::from)?;
     Ok(statements
         .into_iter()
-        .map(|inner| Statement { inner })
+        .map(|inner| Statement {
+            inner: Parsed::Sql(inner),
+        })
         .collect())
+}
+
+/// The table `REFRESH TABLE` names: exactly one name, nothing after it.
+fn refresh_target(tokens: Vec<Token>) -> Result<TableReference, QueryError> {
+    let usage = |why: String| {
+        QueryError::new(
+            ErrorKind::InvalidQuery,
+            format!("{why}: write REFRESH TABLE source.table"),
+        )
+    };
+    if tokens.is_empty() {
+        return Err(usage("REFRESH TABLE needs a table".into()));
+    }
+    let mut parser = Parser::new(&GenericDialect {}).with_tokens(tokens);
+    let name = parser
+        .parse_object_name(false)
+        .map_err(|e| usage(format!("REFRESH TABLE: {e}")))?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(usage(format!(
+            "REFRESH TABLE takes one table name, and '{}' follows it",
+            next.token
+        )));
+    }
+    object_name_to_table_reference(name, true).map_err(|e| usage(e.message().to_string()))
 }
 
 /// A planned statement: its result schema is known before any row is fetched.

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use bluelamp_engine::{Config, Engine};
 use bluelamp_simulators::http::{
-    Faults, RunningSystem, SystemKind, SystemOptions, live_config, start,
+    DemoAcceleration, Faults, RunningSystem, SystemKind, SystemOptions, live_config_with, start,
 };
 use bluelamp_simulators::{generate, write_force};
 use clap::Args;
@@ -57,6 +57,16 @@ pub struct DemoArgs {
     /// rms:doc-no-retry-after  429 answers lack their documented Retry-After.
     #[arg(long, default_value = "none", verbatim_doc_comment)]
     faults: Faults,
+    /// Keep local copies of the HTTP systems' tables, refreshed every
+    /// INTERVAL (default 1m): RMS crimes by appending what is new since the
+    /// last refresh, the rest whole. See `bluelamp.accelerations`;
+    /// `REFRESH TABLE rms.crimes` refreshes now.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "1m")]
+    accelerate: Option<String>,
+    /// New C&C incidents and RMS crimes each system adds per second while
+    /// the demo runs (e.g. 0.5), so refreshes have something new to fetch.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 0.0)]
+    live_rate: f64,
     #[command(flatten)]
     query: QueryArgs,
 }
@@ -191,8 +201,26 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let force = Arc::new(force);
+    if !(args.live_rate.is_finite() && (0.0..=1000.0).contains(&args.live_rate)) {
+        anyhow::bail!(
+            "--live-rate must be a number of new records per second from 0 to 1000 (got {})",
+            args.live_rate
+        );
+    }
+    let accelerate = match &args.accelerate {
+        None => None,
+        Some(interval) => {
+            bluelamp_engine::config::parse_duration(interval)
+                .map_err(|e| anyhow::anyhow!("--accelerate: {e}"))?;
+            Some(DemoAcceleration {
+                refresh: interval.clone(),
+                as_user: bluelamp_simulators::access::LOCAL_USER.to_string(),
+            })
+        }
+    };
     let options = SystemOptions {
         faults: args.faults.clone(),
+        live_rate: args.live_rate,
         ..SystemOptions::default()
     };
     let (systems, engine, text) = rt.block_on(async {
@@ -208,7 +236,7 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot start the {} system", kind.name()))?;
             systems.push(system);
         }
-        let mut text = live_config(&systems, &options);
+        let mut text = live_config_with(&systems, &options, accelerate.as_ref());
         text.push_str(&access_config()?);
         let audit_path = dir.join("audit").join("audit.jsonl");
         text.push_str(&format!(

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bluelamp_engine::{Config, Engine};
 use bluelamp_simulators::Force;
-use bluelamp_simulators::http::{RunningSystem, SystemKind, SystemOptions, live_config, start};
+use bluelamp_simulators::http::{
+    DemoAcceleration, RunningSystem, SystemKind, SystemOptions, live_config_with, start,
+};
 
 /// Seed and scale of the small demo force the SQL logic tests read; results in
 /// `.slt` files depend on them.
@@ -79,8 +81,22 @@ impl LiveDemo {
     ///
     /// # Panics
     /// As for [`LiveDemo::start`].
-    #[allow(clippy::expect_used, reason = "test fixture")]
     pub async fn start_with(scale: f64, extra: &str, options: SystemOptions) -> Self {
+        Self::start_accelerated(scale, extra, options, None).await
+    }
+
+    /// As [`LiveDemo::start_with`], with the HTTP systems' tables
+    /// accelerated as `bluelamp demo --accelerate` does.
+    ///
+    /// # Panics
+    /// As for [`LiveDemo::start`].
+    #[allow(clippy::expect_used, reason = "test fixture")]
+    pub async fn start_accelerated(
+        scale: f64,
+        extra: &str,
+        options: SystemOptions,
+        accelerate: Option<&DemoAcceleration>,
+    ) -> Self {
         let force = Arc::new(bluelamp_simulators::generate(1, scale, |_| {}));
         let dir = tempfile::tempdir().expect("temporary folder");
         let files = bluelamp_simulators::write_force(&force, &dir.path().join("force"))
@@ -99,7 +115,10 @@ impl LiveDemo {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.path().to_path_buf());
-        let text = format!("{}\n{extra}", live_config(&systems, &options));
+        let text = format!(
+            "{}\n{extra}",
+            live_config_with(&systems, &options, accelerate)
+        );
         let config = Config::parse(&text, "live.toml", base).expect("live config loads");
         let engine = Engine::start(config, &bluelamp_connectors::registry())
             .await

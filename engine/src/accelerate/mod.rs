@@ -269,7 +269,7 @@ impl Acceleration {
                 "source '{}' has no table '{}'",
                 self.source.name, self.table
             ))),
-            Err(e) => Err(self.failed(e.to_string())),
+            Err(e) => Err(self.failed(message(e))),
         }
     }
 
@@ -555,17 +555,14 @@ async fn read_table(
         config = config.with_extension(principal);
     }
     let ctx = SessionContext::new_with_config(config);
-    let mut frame = ctx.read_table(table).map_err(|e| e.to_string())?;
+    let mut frame = ctx.read_table(table).map_err(message)?;
     if let Some(filter) = filter {
-        frame = frame.filter(filter).map_err(|e| e.to_string())?;
+        frame = frame.filter(filter).map_err(message)?;
     }
-    let plan = frame
-        .create_physical_plan()
-        .await
-        .map_err(|e| e.to_string())?;
+    let plan = frame.create_physical_plan().await.map_err(message)?;
     let batches = collect(Arc::clone(&plan), ctx.task_ctx())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(message)?;
     // The copy answers for the table: every batch must have its columns.
     let batches = batches
         .into_iter()
@@ -582,6 +579,11 @@ async fn read_table(
         batches,
         requests: counted(&plan, "requests"),
     })
+}
+
+/// A DataFusion error as a user reads it (without "External error: ").
+fn message(error: datafusion::error::DataFusionError) -> String {
+    crate::error::QueryError::from(error).message
 }
 
 /// The sum of the `name` counter over every node of `plan` that keeps

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::faults::Faults;
 use super::server::{
-    Params, SystemOptions, SystemRouter, drift, error, records_response, reject_unknown,
+    Grow, Params, SystemOptions, SystemRouter, drift, error, records_response, reject_unknown,
 };
 use crate::force::{Assignment, Force, Incident, LogEntry};
 
@@ -26,13 +26,28 @@ const PAGE_MAX: u64 = 500;
 struct CadState {
     api_key: String,
     /// Incidents in URN order of creation, as served; crime references recorded
-    /// through the API update them in place.
-    incidents: RwLock<Vec<Value>>,
-    opened: Vec<DateTime<Utc>>,
-    index: HashMap<String, usize>,
+    /// through the API update them in place, and a live demo adds new ones.
+    incidents: RwLock<Incidents>,
     log: HashMap<String, Vec<Value>>,
     assignments: HashMap<String, Vec<Value>>,
     faults: Faults,
+}
+
+/// The incidents, with what lists and lookups go by.
+struct Incidents {
+    list: Vec<Value>,
+    opened: Vec<DateTime<Utc>>,
+    index: HashMap<String, usize>,
+}
+
+impl Incidents {
+    fn push(&mut self, incident: Value, opened: DateTime<Utc>) {
+        if let Some(urn) = incident.get("urn").and_then(Value::as_str) {
+            self.index.insert(urn.to_string(), self.list.len());
+        }
+        self.list.push(incident);
+        self.opened.push(opened);
+    }
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
@@ -70,7 +85,7 @@ fn assignment_json(a: &Assignment) -> Value {
 }
 
 /// The C&C routes over `force`.
-pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
+pub(crate) fn router(force: &Force, options: &SystemOptions) -> (SystemRouter, Option<Grow>) {
     let mut log: HashMap<String, Vec<Value>> = HashMap::new();
     for entry in &force.incident_log {
         log.entry(entry.urn.clone())
@@ -86,19 +101,34 @@ pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
     }
     let state = Arc::new(CadState {
         api_key: options.cad_api_key.clone(),
-        incidents: RwLock::new(force.incidents.iter().map(incident_json).collect()),
-        opened: force.incidents.iter().map(|i| i.opened_at).collect(),
-        index: force
-            .incidents
-            .iter()
-            .enumerate()
-            .map(|(n, i)| (i.urn.clone(), n))
-            .collect(),
+        incidents: RwLock::new(Incidents {
+            list: force.incidents.iter().map(incident_json).collect(),
+            opened: force.incidents.iter().map(|i| i.opened_at).collect(),
+            index: force
+                .incidents
+                .iter()
+                .enumerate()
+                .map(|(n, i)| (i.urn.clone(), n))
+                .collect(),
+        }),
         log,
         assignments,
         faults: options.faults.clone(),
     });
-    Router::new()
+    let grow: Grow = {
+        let state = Arc::clone(&state);
+        let seq = std::sync::atomic::AtomicUsize::new(0);
+        Arc::new(move |now| {
+            let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Ok(mut incidents) = state.incidents.write() else {
+                return;
+            };
+            if let Some(incident) = new_incident(&incidents.list, n, now) {
+                incidents.push(incident, now);
+            }
+        })
+    };
+    let router = Router::new()
         .route("/openapi.json", get(document))
         .route("/incidents", get(list_incidents))
         .route("/incidents/{urn}", get(get_incident))
@@ -108,7 +138,26 @@ pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
             "/incidents/{urn}/crime-reference",
             post(record_crime_reference),
         )
-        .with_state(state)
+        .with_state(state);
+    (router, Some(grow))
+}
+
+/// The `n`th incident a live demo adds, opened `now`: shaped like one of
+/// the force's own (grade, codes, place), open, with a URN of the day.
+fn new_incident(existing: &[Value], n: usize, now: DateTime<Utc>) -> Option<Value> {
+    let mut incident = existing.get(n % existing.len().max(1))?.clone();
+    let object = incident.as_object_mut()?;
+    object.insert(
+        "urn".into(),
+        json!(format!("CAD-{}-L{:04}", now.format("%Y%m%d"), n % 10_000)),
+    );
+    object.insert("call_at".into(), json!(ts(&now)));
+    object.insert("opened_at".into(), json!(ts(&now)));
+    object.insert("closed_at".into(), Value::Null);
+    object.insert("status".into(), json!("open"));
+    object.insert("closing_code".into(), Value::Null);
+    object.insert("crime_reference".into(), Value::Null);
+    Some(incident)
 }
 
 async fn document() -> Response {
@@ -184,24 +233,24 @@ fn page(state: &CadState, params: &Params) -> Result<Response, String> {
         Some(set) => {
             let mut positions: Vec<usize> = set
                 .iter()
-                .filter_map(|u| state.index.get(u).copied())
+                .filter_map(|u| incidents.index.get(u).copied())
                 .collect();
             positions.sort_unstable();
             Box::new(positions.into_iter())
         }
-        None => Box::new(0..incidents.len()),
+        None => Box::new(0..incidents.list.len()),
     };
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let mut matched = candidates.filter(|&n| {
-        let v = &incidents[n];
+        let v = &incidents.list[n];
         grades
             .as_ref()
             .is_none_or(|g| text(v, "grade").is_some_and(|x| g.contains(&x)))
             && statuses
                 .as_ref()
                 .is_none_or(|s| text(v, "status").is_some_and(|x| s.contains(&x)))
-            && from.is_none_or(|f| state.opened[n] >= f)
-            && to.is_none_or(|t| state.opened[n] < t)
+            && from.is_none_or(|f| incidents.opened[n] >= f)
+            && to.is_none_or(|t| incidents.opened[n] < t)
     });
     let mut data: Vec<Value> = Vec::with_capacity(limit);
     let mut skipped = 0;
@@ -219,7 +268,7 @@ fn page(state: &CadState, params: &Params) -> Result<Response, String> {
         if data.is_empty() {
             first_index = n;
         }
-        data.push(incidents[n].clone());
+        data.push(incidents.list[n].clone());
     }
     drop(incidents);
     drift(
@@ -265,14 +314,14 @@ async fn get_incident(
     if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
-    let Some(&n) = state.index.get(&urn) else {
-        return error(StatusCode::NOT_FOUND, &format!("no incident {urn}"));
-    };
     let incidents = match state.incidents.read() {
         Ok(i) => i,
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal state poisoned"),
     };
-    records_response(incidents[n].clone(), 1)
+    let Some(&n) = incidents.index.get(&urn) else {
+        return error(StatusCode::NOT_FOUND, &format!("no incident {urn}"));
+    };
+    records_response(incidents.list[n].clone(), 1)
 }
 
 fn lookup(
@@ -284,7 +333,11 @@ fn lookup(
     if let Some(denied) = refuse(state, headers) {
         return denied;
     }
-    if !state.index.contains_key(urn) {
+    let known = state
+        .incidents
+        .read()
+        .is_ok_and(|incidents| incidents.index.contains_key(urn));
+    if !known {
         return error(StatusCode::NOT_FOUND, &format!("no incident {urn}"));
     }
     let data = table.get(urn).cloned().unwrap_or_default();
@@ -317,9 +370,6 @@ async fn record_crime_reference(
     if let Some(denied) = refuse(&state, &headers) {
         return denied;
     }
-    let Some(&n) = state.index.get(&urn) else {
-        return error(StatusCode::NOT_FOUND, &format!("no incident {urn}"));
-    };
     let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -341,7 +391,10 @@ async fn record_crime_reference(
     let Ok(mut incidents) = state.incidents.write() else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "internal state poisoned");
     };
-    let incident = &mut incidents[n];
+    let Some(&n) = incidents.index.get(&urn) else {
+        return error(StatusCode::NOT_FOUND, &format!("no incident {urn}"));
+    };
+    let incident = &mut incidents.list[n];
     match incident.get("crime_reference").and_then(Value::as_str) {
         Some(existing) if existing != crn => {
             return error(

@@ -8,7 +8,9 @@
 //! | [`stops`] | data.police.uk style, no auth, page numbers advertised in a `Link` header |
 //!
 //! Every system counts requests and records at `GET /_stats` (reset with
-//! `DELETE /_stats`) and can inject [`Faults`].
+//! `DELETE /_stats`) and can inject [`Faults`] (changed while it runs with
+//! [`RunningSystem::set_faults`]). With [`SystemOptions::live_rate`], C&C
+//! and RMS keep adding new incidents and crimes while they run.
 
 pub mod cad;
 pub mod faults;
@@ -25,8 +27,18 @@ pub use server::{RunningSystem, Stats, SystemKind, SystemOptions, start};
 /// resolve against the force's folder, so parse the text with that folder as
 /// its base.
 pub fn live_config(systems: &[RunningSystem], options: &SystemOptions) -> String {
+    live_config_with(systems, options, None)
+}
+
+/// As [`live_config`], with the HTTP systems' tables accelerated as
+/// `accelerate` says (`bluelamp demo --accelerate`).
+pub fn live_config_with(
+    systems: &[RunningSystem],
+    options: &SystemOptions,
+    accelerate: Option<&DemoAcceleration>,
+) -> String {
     let mut text = String::from("[engine]\nconnect_timeout = \"10s\"\n\n");
-    text.push_str(&openapi_sources(systems, options));
+    text.push_str(&openapi_sources_with(systems, options, accelerate));
     text.push_str(
         "[[source]]\nname = \"custody\"\nkind = \"sqlite\"\npath = \"custody.sqlite\"\n\n\
          [[source]]\nname = \"anpr\"\nkind = \"files\"\nlocation = \"anpr\"\n",
@@ -34,10 +46,57 @@ pub fn live_config(systems: &[RunningSystem], options: &SystemOptions) -> String
     text
 }
 
+/// How the demo keeps local copies of its HTTP systems' tables.
+#[derive(Debug, Clone)]
+pub struct DemoAcceleration {
+    /// How often each copy is refreshed, e.g. `"1m"`.
+    pub refresh: String,
+    /// The `[[user]]` the refreshes run as (the systems are told each
+    /// request's end user).
+    pub as_user: String,
+}
+
+impl DemoAcceleration {
+    /// `[source.tables.NAME.accelerate]` tables for `kind`'s tables that can
+    /// be read whole: RMS crimes, which are only ever added, by `append` on
+    /// `recorded_at`; the rest (C&C incidents gain crime references in
+    /// place) by `full` refresh. Tables read one incident at a time are not
+    /// accelerated.
+    pub fn tables(&self, kind: SystemKind) -> String {
+        let tables: &[(&str, &str)] = match kind {
+            SystemKind::Cad => &[("incidents", "")],
+            SystemKind::Rms => &[
+                ("crimes", "mode = \"append\"\nkey = \"recorded_at\"\n"),
+                ("people", ""),
+                ("crime_people", ""),
+            ],
+            SystemKind::Stops => &[("stops_street", "")],
+        };
+        tables
+            .iter()
+            .map(|(table, mode)| {
+                format!(
+                    "[source.tables.{table}.accelerate]\nrefresh = \"{}\"\n{mode}as_user = \"{}\"\n\n",
+                    self.refresh, self.as_user
+                )
+            })
+            .collect()
+    }
+}
+
 /// `[[source]]` tables for running HTTP systems, each named after its system,
 /// with the credentials in `options`; every data request names its end user
 /// in `X-On-Behalf-Of`, which the systems count in `/_stats`.
 pub fn openapi_sources(systems: &[RunningSystem], options: &SystemOptions) -> String {
+    openapi_sources_with(systems, options, None)
+}
+
+/// As [`openapi_sources`], with tables accelerated as `accelerate` says.
+pub fn openapi_sources_with(
+    systems: &[RunningSystem],
+    options: &SystemOptions,
+    accelerate: Option<&DemoAcceleration>,
+) -> String {
     let mut text = String::new();
     for system in systems {
         let auth = match system.kind {
@@ -56,6 +115,9 @@ pub fn openapi_sources(systems: &[RunningSystem], options: &SystemOptions) -> St
             system.kind.name(),
             system.openapi_url()
         ));
+        if let Some(accelerate) = accelerate {
+            text.push_str(&accelerate.tables(system.kind));
+        }
     }
     text
 }

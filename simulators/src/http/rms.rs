@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::faults::Faults;
 use super::server::{
-    Params, SystemOptions, SystemRouter, drift, error, records_response, reject_unknown,
+    Grow, Params, SystemOptions, SystemRouter, drift, error, records_response, reject_unknown,
     too_many_requests,
 };
 use crate::force::{Crime, CrimePerson, Force, Person};
@@ -80,7 +80,7 @@ pub(crate) fn link_json(l: &CrimePerson) -> Value {
 }
 
 /// The RMS routes over `force`.
-pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
+pub(crate) fn router(force: &Force, options: &SystemOptions) -> (SystemRouter, Option<Grow>) {
     let next_crime = force
         .crimes
         .iter()
@@ -103,7 +103,34 @@ pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
         next_crime: Mutex::new(next_crime),
         idempotency: Mutex::new(HashMap::new()),
     });
-    Router::new()
+    let grow: Grow = {
+        let state = Arc::clone(&state);
+        let seq = std::sync::atomic::AtomicUsize::new(0);
+        Arc::new(move |now| {
+            let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Ok(mut next) = state.next_crime.lock() else {
+                return;
+            };
+            let Ok(mut crimes) = state.crimes.write() else {
+                return;
+            };
+            let Some(mut crime) = crimes.get(n % crimes.len().max(1)).cloned() else {
+                return;
+            };
+            if let Some(object) = crime.as_object_mut() {
+                object.insert(
+                    "crime_reference".into(),
+                    json!(format!("CRN/26/{:06}", *next)),
+                );
+                object.insert("recorded_at".into(), json!(ts(&now)));
+                object.insert("status".into(), json!("under investigation"));
+                object.insert("outcome_code".into(), Value::Null);
+            }
+            *next += 1;
+            crimes.push(crime);
+        })
+    };
+    let router = Router::new()
         .route("/openapi.yaml", {
             let no_post = options.faults.no_post;
             get(move || document(no_post))
@@ -112,7 +139,8 @@ pub(crate) fn router(force: &Force, options: &SystemOptions) -> SystemRouter {
         .route("/crimes", get(list_crimes).post(create_crime))
         .route("/people", get(list_people))
         .route("/crime-people", get(list_links))
-        .with_state(state)
+        .with_state(state);
+    (router, Some(grow))
 }
 
 /// The document; with `no_post` (`break=no-post`) without its one create

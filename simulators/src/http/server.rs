@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -83,6 +84,10 @@ pub struct SystemOptions {
     pub rms_token_ttl: Duration,
     /// RMS requests per second before it answers 429.
     pub rms_rate_limit: u32,
+    /// New records per second each growing system adds while it runs (C&C
+    /// incidents, RMS crimes), stamped with the time they are added; 0 for
+    /// none.
+    pub live_rate: f64,
 }
 
 impl Default for SystemOptions {
@@ -94,6 +99,7 @@ impl Default for SystemOptions {
             rms_client_secret: "demo-rms-secret".into(),
             rms_token_ttl: Duration::from_secs(300),
             rms_rate_limit: 200,
+            live_rate: 0.0,
         }
     }
 }
@@ -199,8 +205,11 @@ pub struct RunningSystem {
     pub url: String,
     /// Its counters.
     pub stats: Arc<Stats>,
+    faults: Arc<RwLock<Faults>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// Adds new records at the live rate.
+    grower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningSystem {
@@ -209,8 +218,19 @@ impl RunningSystem {
         format!("{}{}", self.url, self.kind.openapi_path())
     }
 
+    /// Replaces the transport faults (latency, 5xx, 429 bursts, resets,
+    /// malformed pages) from the next request on, as a supplier's system
+    /// has a bad hour; the system's documentation breaks stay as started.
+    pub fn set_faults(&self, faults: Faults) {
+        let faults = faults.for_system(self.kind.name());
+        *self.faults.write().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
     /// Stops accepting connections and waits for the server to finish.
     pub async fn shutdown(mut self) {
+        if let Some(grower) = self.grower.take() {
+            grower.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -220,6 +240,9 @@ impl RunningSystem {
 
 impl Drop for RunningSystem {
     fn drop(&mut self) {
+        if let Some(grower) = self.grower.take() {
+            grower.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -230,8 +253,11 @@ impl Drop for RunningSystem {
 #[derive(Clone)]
 pub(crate) struct Common {
     pub stats: Arc<Stats>,
-    pub faults: Faults,
+    pub faults: Arc<RwLock<Faults>>,
 }
+
+/// Adds one new record, made at the given time (a live demo's growth).
+pub(crate) type Grow = Arc<dyn Fn(DateTime<Utc>) + Send + Sync>;
 
 /// Binds `addr` (port 0 for a free port) and serves `kind` over `force`.
 ///
@@ -252,14 +278,29 @@ pub async fn start(
     let local = listener.local_addr()?;
     let url = format!("http://{local}");
     let stats = Arc::new(Stats::default());
+    let faults = Arc::new(RwLock::new(options.faults.clone()));
     let common = Common {
         stats: Arc::clone(&stats),
-        faults: options.faults.clone(),
+        faults: Arc::clone(&faults),
     };
-    let api = match kind {
+    let (api, grow) = match kind {
         SystemKind::Cad => super::cad::router(&force, &options),
         SystemKind::Rms => super::rms::router(&force, &options),
-        SystemKind::Stops => super::stops::router(&force, &options, &url),
+        SystemKind::Stops => (super::stops::router(&force, &options, &url), None),
+    };
+    let grower = match grow {
+        Some(grow) if options.live_rate.is_finite() && options.live_rate > 0.0 => {
+            let every = Duration::from_secs_f64(1.0 / options.live_rate);
+            Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    grow(Utc::now());
+                }
+            }))
+        }
+        _ => None,
     };
     let app = api
         .route_layer(axum::middleware::from_fn_with_state(
@@ -280,8 +321,10 @@ pub async fn start(
         kind,
         url,
         stats,
+        faults,
         shutdown: Some(tx),
         task,
+        grower,
     })
 }
 
@@ -318,24 +361,29 @@ async fn account(State(common): State<Common>, request: Request, next: Next) -> 
             *map.entry(user).or_default() += 1;
         }
     }
+    let faults = common
+        .faults
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let action = if is_data {
         let n = common.stats.data_requests.fetch_add(1, Ordering::Relaxed);
         let write = is_write
             .then(|| common.stats.write_requests.fetch_add(1, Ordering::Relaxed) + 1)
-            .and_then(|w| common.faults.write_action(w));
-        write.unwrap_or_else(|| common.faults.action(n))
+            .and_then(|w| faults.write_action(w));
+        write.unwrap_or_else(|| faults.action(n))
     } else {
         Action::Serve
     };
-    if is_data && !common.faults.latency.is_zero() {
-        tokio::time::sleep(common.faults.latency).await;
+    if is_data && !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
     }
     let response = match action {
         Action::ServerError(code) => error(
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             "simulated server error",
         ),
-        Action::TooManyRequests => too_many_requests(&common.faults),
+        Action::TooManyRequests => too_many_requests(&faults),
         Action::Serve | Action::Reset | Action::Malformed => next.run(request).await,
     };
     let records = response

@@ -105,6 +105,9 @@ impl<W: Write> ResultWriter<W> {
                 {
                     writeln!(out, "marking: {marking}")?;
                 }
+                if let Some(as_of) = as_of_note(&schema) {
+                    writeln!(out, "{as_of}")?;
+                }
                 writeln!(out, "{}", pretty_format_batches(&batches)?)?;
                 out.flush()?;
             }
@@ -125,6 +128,29 @@ impl<W: Write> ResultWriter<W> {
         }
         Ok(())
     }
+}
+
+/// How long ago `time` was, in the largest whole unit: `42s`, `5m`, `3h`,
+/// `2d`.
+pub fn age(time: std::time::SystemTime) -> String {
+    let seconds = time.elapsed().unwrap_or_default().as_secs();
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3_600 => format!("{}m", seconds / 60),
+        3_600..86_400 => format!("{}h", seconds / 3_600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+/// For a result read from local copies of accelerated tables, a line
+/// saying how fresh it is (`bluelamp.as_of`).
+pub fn as_of_note(schema: &arrow::datatypes::Schema) -> Option<String> {
+    let as_of = schema.metadata().get(bluelamp_engine::session::AS_OF_KEY)?;
+    let age = chrono::DateTime::parse_from_rfc3339(as_of)
+        .ok()
+        .map(|t| format!(", {} old", age(std::time::SystemTime::from(t))))
+        .unwrap_or_default();
+    Some(format!("from local copies as of {as_of}{age}"))
 }
 
 #[cfg(test)]
@@ -158,6 +184,29 @@ mod tests {
         w.write(&b).unwrap();
         w.finish().unwrap();
         String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn freshness_is_told_in_whole_units() {
+        use std::time::{Duration, SystemTime};
+        let ago = |s: u64| age(SystemTime::now() - Duration::from_secs(s));
+        assert_eq!(
+            [ago(5), ago(125), ago(7_300), ago(200_000)],
+            ["5s", "2m", "2h", "2d"]
+        );
+        let mut metadata = std::collections::HashMap::new();
+        let as_of = chrono::Utc::now() - chrono::Duration::seconds(90);
+        let text = as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        metadata.insert(
+            bluelamp_engine::session::AS_OF_KEY.to_string(),
+            text.clone(),
+        );
+        let schema = Schema::new(vec![Field::new("n", DataType::Int64, false)]);
+        assert_eq!(as_of_note(&schema), None);
+        assert_eq!(
+            as_of_note(&schema.with_metadata(metadata)).unwrap(),
+            format!("from local copies as of {text}, 1m old")
+        );
     }
 
     #[test]

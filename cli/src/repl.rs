@@ -268,10 +268,17 @@ fn meta_command(
                 .max()
                 .unwrap_or(6)
                 .max(6);
+            let copies = engine.accelerations();
             println!("{:width$}  table", "schema");
             for (schema, table) in tables {
                 if schema != "information_schema" {
-                    println!("{schema:width$}  {table}");
+                    // An accelerated table says how fresh its copy is.
+                    let copy = copies
+                        .iter()
+                        .find(|a| a.source == schema && a.table == table)
+                        .map(|a| format!("  ({})", freshness(a)))
+                        .unwrap_or_default();
+                    println!("{schema:width$}  {table}{copy}");
                 }
             }
         }
@@ -299,21 +306,65 @@ fn meta_command(
                     if field.is_nullable() { "yes" } else { "no" }
                 );
             }
+            let mut parts = table.rsplit('.');
+            let (name, source) = (parts.next(), parts.next());
+            if let Some(copy) = engine
+                .accelerations()
+                .iter()
+                .find(|a| Some(a.table.as_str()) == name && Some(a.source.as_str()) == source)
+            {
+                println!("accelerated: {}", freshness(copy));
+                if let Some(change) = &copy.schema_change {
+                    println!("  {change}");
+                }
+                if let Some(error) = &copy.last_error {
+                    println!("  last refresh: {error}");
+                }
+            }
         }
         (other, _) => anyhow::bail!("unknown command \\{other}; \\? lists the commands"),
     }
     Ok(false)
 }
 
+/// How fresh an accelerated table's copy is, in a few words.
+fn freshness(copy: &bluelamp_engine::accelerate::AccelerationStatus) -> String {
+    let state = match copy.as_of {
+        None => "no copy yet: the source answers".to_string(),
+        Some(as_of) => format!(
+            "copy of {} rows, {} old",
+            copy.rows.unwrap_or(0),
+            crate::output::age(as_of)
+        ),
+    };
+    let failing = if copy.last_error.is_some() {
+        ", last refresh failed"
+    } else {
+        ""
+    };
+    format!("{} {}, {state}{failing}", copy.mode, copy.storage)
+}
+
 /// Prints sources; with `only_problems`, just those that are down.
 pub fn print_sources(engine: &Engine, only_problems: bool) {
+    let copies = engine.accelerations();
     for s in engine.sources() {
         if only_problems && s.last_error.is_none() {
             continue;
         }
+        let ours: Vec<_> = copies.iter().filter(|a| a.source == s.name).collect();
+        let accelerated = match ours.iter().filter_map(|a| a.as_of).min() {
+            _ if ours.is_empty() => String::new(),
+            Some(oldest) => format!(
+                "; {} accelerated, oldest copy {} old",
+                ours.len(),
+                crate::output::age(oldest)
+            ),
+            None => format!("; {} accelerated, no copy yet", ours.len()),
+        };
         match &s.last_error {
             None => println!(
-                "{:12} {:10} up    {} table{}",
+                "{:12} {:10} up    {} table{}{accelerated}",
                 s.name,
                 s.kind,
                 s.tables,

@@ -175,6 +175,11 @@ async fn execute(
     {
         eprintln!("marking: {marking}");
     }
+    if !matches!(format, Format::Table)
+        && let Some(as_of) = crate::output::as_of_note(&output.schema)
+    {
+        eprintln!("{as_of}");
+    }
     let mut writer = ResultWriter::new(format, output.schema.clone(), std::io::stdout());
     let mut stream = output.stream;
     let mut rows = 0;

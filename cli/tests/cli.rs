@@ -53,6 +53,69 @@ fn demo_query_prints_only_data() {
 }
 
 #[test]
+fn demo_accelerate_serves_copies_and_says_how_fresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("script.sql"),
+        "REFRESH TABLE rms.crimes;\n\
+         SELECT count(*) > 152 AS grown, count(*) = count(DISTINCT crime_reference) AS once FROM rms.crimes;\n\
+         SELECT \"table\", mode, storage FROM bluelamp.accelerations ORDER BY source, \"table\";\n",
+    )
+    .unwrap();
+    let out = bluelamp(
+        tmp.path(),
+        &[
+            "demo",
+            "--scale",
+            "0.01",
+            "--accelerate",
+            "--live-rate",
+            "20",
+            "--format",
+            "csv",
+            "-f",
+            "script.sql",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("table,mode,fetched,rows,as_of\nrms.crimes,append,"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("grown,once\ntrue,true\n"), "{stdout}");
+    assert!(
+        stdout.ends_with(
+            "table,mode,storage\nincidents,full,memory\ncrime_people,full,memory\n\
+             crimes,append,memory\npeople,full,memory\nstops_street,full,memory\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("from local copies as of "),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = bluelamp(
+        tmp.path(),
+        &[
+            "demo",
+            "--scale",
+            "0.01",
+            "--live-rate=-1",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--live-rate"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
 fn formats() {
     let tmp = tempfile::tempdir().unwrap();
     let sql = "SELECT urn, grade FROM cad.incidents ORDER BY urn LIMIT 2";

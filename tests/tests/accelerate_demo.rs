@@ -24,6 +24,12 @@ use futures::TryStreamExt;
 /// user.
 const EXTRA: &str = "[[user]]\nname = \"officer\"\n";
 
+/// As [`EXTRA`], with a password to sign in over Flight SQL.
+fn with_password() -> String {
+    let hash = bluelamp_flight_server::hash_password("demo").unwrap();
+    format!("[[user]]\nname = \"officer\"\npassword_hash = \"{hash}\"\n")
+}
+
 fn acceleration() -> DemoAcceleration {
     DemoAcceleration {
         refresh: "1h".into(),
@@ -272,4 +278,65 @@ async fn copies_keep_up_with_systems_that_add_records() {
         incidents > demo.force.incidents.len(),
         "no new incidents: {incidents}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_results_from_copies_say_how_fresh_they_are() {
+    let demo = LiveDemo::start_accelerated(
+        0.02,
+        &with_password(),
+        SystemOptions::default(),
+        Some(&acceleration()),
+    )
+    .await;
+    first_copies(&demo.engine, &["rms.crimes", "cad.incidents"]).await;
+    let server =
+        bluelamp_flight_server::serve(demo.engine.clone(), Some("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    client.handshake("officer", "demo").await.unwrap();
+    let copy_time = |table: &str| {
+        let status = demo.engine.accelerations();
+        let copy = status
+            .iter()
+            .find(|a| format!("{}.{}", a.source, a.table) == table)
+            .unwrap();
+        chrono::DateTime::<chrono::Utc>::from(copy.as_of.unwrap())
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    // Refreshed apart, so the two copies have different times.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    demo.engine.refresh("cad", "incidents").await.unwrap();
+    let (crimes, incidents) = (copy_time("rms.crimes"), copy_time("cad.incidents"));
+    assert!(crimes < incidents);
+    for (sql, want) in [
+        (
+            "SELECT count(*) FROM cad.incidents",
+            Some(incidents.clone()),
+        ),
+        // A join answers as fresh as its oldest copy.
+        (
+            "SELECT count(*) FROM rms.crimes c JOIN cad.incidents i ON i.urn = c.incident_urn",
+            Some(crimes.clone()),
+        ),
+        ("SELECT count(*) FROM custody.custody_records", None),
+    ] {
+        let info = client.execute(sql.into(), None).await.unwrap();
+        let schema = info.clone().try_decode_schema().unwrap();
+        assert_eq!(
+            schema.metadata().get("bluelamp.as_of"),
+            want.as_ref(),
+            "{sql}"
+        );
+        bluelamp_tests::flight_client::fetch(&mut client, info)
+            .await
+            .unwrap();
+    }
+    server.shutdown().await;
 }

@@ -49,7 +49,7 @@ use crate::source::SourceError;
 
 pub use status::AccelerationStatus;
 pub(crate) use status::AccelerationsTable;
-pub use table::AcceleratedTable;
+pub use table::{AcceleratedTable, oldest_copy};
 
 /// One accelerated table: its copy, and how its refreshes went.
 pub struct Acceleration {

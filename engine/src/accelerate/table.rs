@@ -12,7 +12,13 @@ use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use std::time::SystemTime;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use super::Acceleration;
 use crate::deposits::BluelampOptions;
@@ -86,7 +92,12 @@ impl TableProvider for AcceleratedTable {
                     parts[i % partitions].push(batch);
                 }
                 let table = MemTable::try_new(schema, parts)?;
-                table.scan(state, projection, filters, limit).await
+                let scan = table.scan(state, projection, filters, limit).await?;
+                Ok(Arc::new(CopyExec {
+                    properties: Arc::clone(scan.properties()),
+                    inner: scan,
+                    as_of: copy.as_of,
+                }))
             }
         }
     }
@@ -148,4 +159,80 @@ fn aligned(
             )?)
         })
         .collect()
+}
+
+/// A scan of a local copy: the copy's rows, marked with its time so a
+/// statement's result can say how fresh it is ([`oldest_copy`]).
+#[derive(Debug)]
+struct CopyExec {
+    inner: Arc<dyn ExecutionPlan>,
+    as_of: SystemTime,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for CopyExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AcceleratedCopyExec: as_of={}",
+            chrono::DateTime::<chrono::Utc>::from(self.as_of)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+    }
+}
+
+impl ExecutionPlan for CopyExec {
+    fn name(&self) -> &str {
+        "AcceleratedCopyExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.inner]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
+    ) -> DFResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(inner), true) => Ok(Arc::new(CopyExec {
+                properties: Arc::clone(inner.properties()),
+                inner,
+                as_of: self.as_of,
+            })),
+            _ => Err(DataFusionError::Internal(
+                "AcceleratedCopyExec has one child".into(),
+            )),
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        self.inner.execute(partition, context)
+    }
+}
+
+/// The time of the oldest local copy `plan` reads, if it reads any: how
+/// fresh its answer is at worst.
+pub fn oldest_copy(plan: &Arc<dyn ExecutionPlan>) -> Option<SystemTime> {
+    let here = plan.downcast_ref::<CopyExec>().map(|copy| copy.as_of);
+    plan.children()
+        .into_iter()
+        .filter_map(oldest_copy)
+        .chain(here)
+        .min()
 }

@@ -79,6 +79,10 @@ pub struct Session {
 /// The schema metadata key carrying a result's security marking.
 pub const MARKING_KEY: &str = "bluelamp.marking";
 
+/// The schema metadata key carrying, for a result read from local copies
+/// of accelerated tables, the oldest copy's time (RFC 3339, UTC).
+pub const AS_OF_KEY: &str = "bluelamp.as_of";
+
 /// `schema` with `marking` in its metadata under [`MARKING_KEY`].
 fn marked(schema: SchemaRef, marking: Option<&str>) -> SchemaRef {
     match marking {

@@ -12,6 +12,7 @@ use datafusion::common::config::ConfigNonZeroUsize;
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::{execute_stream, execute_stream_partitioned};
 use datafusion::sql::parser::Statement as DFStatement;
 
 use super::statements::Parsed;
@@ -226,8 +227,10 @@ impl Session {
         let marking = planned.marking;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let schema = marked(Arc::clone(df.schema().inner()), marking.as_deref());
-            let stream = df.execute_stream().await?;
+            let task = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await?;
+            let schema = result_schema(&plan, marking.as_deref());
+            let stream = execute_stream(plan, task)?;
             Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
         }
         .await;
@@ -258,8 +261,10 @@ impl Session {
         let marking = planned.marking;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let schema = marked(Arc::clone(df.schema().inner()), marking.as_deref());
-            let streams = df.execute_stream_partitioned().await?;
+            let task = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await?;
+            let schema = result_schema(&plan, marking.as_deref());
+            let streams = execute_stream_partitioned(plan, task)?;
             Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
         }
         .await;
@@ -456,6 +461,29 @@ impl Session {
                 ErrorKind::Unavailable,
                 format!("{}; and {audit}", error.message),
             ),
+        }
+    }
+}
+
+/// The schema a statement's rows arrive in, from its physical plan: with
+/// its security marking (`bluelamp.marking`) where markings are configured,
+/// and, where it reads local copies of accelerated tables, the oldest
+/// copy's time (`bluelamp.as_of`, RFC 3339).
+fn result_schema(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    marking: Option<&str>,
+) -> SchemaRef {
+    let schema = marked(plan.schema(), marking);
+    match crate::accelerate::oldest_copy(plan) {
+        None => schema,
+        Some(as_of) => {
+            let mut metadata = schema.metadata().clone();
+            metadata.insert(
+                super::AS_OF_KEY.to_string(),
+                chrono::DateTime::<chrono::Utc>::from(as_of)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
+            Arc::new(schema.as_ref().clone().with_metadata(metadata))
         }
     }
 }

@@ -622,3 +622,112 @@ async fn a_parquet_copy_is_served_after_a_restart_and_a_changed_source_is_report
         "n1,n2,n3,n4,n5,n6,n7,n8,n9"
     );
 }
+
+/// `calls` in a database source, accelerated by `append` on `id`: the
+/// copy matches the database after rows are added, and a column dropped at
+/// the database fails the refresh, naming it, rather than being misread.
+async fn database_copies_append_and_notice_new_columns(
+    engine: &Engine,
+    execute: impl AsyncFn(&str),
+    source: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !engine.accelerations().iter().any(|a| a.rows.is_some()) {
+        assert!(Instant::now() < deadline, "{source}: no copy after 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let whole = WHOLE.replace("f.calls", &format!("{source}.calls"));
+    assert_eq!(one(engine, &whole).await, live(engine, &whole).await);
+    assert!(one(engine, &whole).await.starts_with("100|5050|"));
+    execute("INSERT INTO calls (id, grade) SELECT id, 'C' FROM calls WHERE id <= 50").await;
+    execute("UPDATE calls SET id = id + 100 WHERE grade = 'C'").await;
+    let done = engine.refresh(source, "calls").await.unwrap();
+    assert_eq!((done.fetched, done.rows), (51, 150), "{source}");
+    assert_eq!(one(engine, &whole).await, live(engine, &whole).await);
+    // A database source reads a table's columns once per connection: a
+    // column added since is not seen by the source's table or its copy
+    // alike, so the two still agree.
+    execute("ALTER TABLE calls ADD COLUMN note varchar(20)").await;
+    let star = format!("SELECT * FROM {source}.calls ORDER BY id, grade");
+    let copy = rows(engine, "test", &star).await.unwrap();
+    assert_eq!(copy[0].num_columns(), 2, "{source}");
+    assert_eq!(one(engine, &whole).await, live(engine, &whole).await);
+    if source != "pg" {
+        // SQLite: the crate's reader (datafusion-table-providers-sqlite
+        // 0.15.1, `rows_to_arrow`) ends a result silently at a failed step,
+        // so the first read after a column is dropped comes back empty
+        // rather than failing; see the issue note.
+        return;
+    }
+    // A column gone: the refresh fails, naming it, and the copy stays.
+    execute("ALTER TABLE calls DROP COLUMN grade").await;
+    let error = engine.refresh(source, "calls").await.unwrap_err();
+    assert!(
+        error.message.contains("the previous copy is kept") && error.message.contains("grade"),
+        "{source}: {error}"
+    );
+    assert!(one(engine, &whole).await.starts_with("150|"), "{source}");
+    let last_error = one(engine, "SELECT last_error FROM bluelamp.accelerations").await;
+    assert!(last_error.contains("grade"), "{source}: {last_error}");
+}
+
+const DATABASE_ACCELERATION: &str =
+    "\n[source.tables.calls.accelerate]\nrefresh = \"1h\"\nmode = \"append\"\nkey = \"id\"\n";
+
+#[tokio::test]
+async fn postgres_tables_are_accelerated() {
+    let db = match bluelamp_tests::services::PgDatabase::create().await {
+        Ok(db) => db,
+        Err(e) => {
+            bluelamp_tests::services::service_missing("PostgreSQL", &e);
+            return;
+        }
+    };
+    db.client
+        .batch_execute(
+            "CREATE TABLE calls (id bigint NOT NULL, grade text NOT NULL); \
+             INSERT INTO calls SELECT g, CASE WHEN g % 2 = 1 THEN 'A' ELSE 'B' END \
+             FROM generate_series(1, 100) g",
+        )
+        .await
+        .unwrap();
+    let text = format!(
+        "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\n\
+         database = \"{}\"\nsslmode = \"disable\"\n{DATABASE_ACCELERATION}",
+        bluelamp_tests::services::pg_host(),
+        bluelamp_tests::services::pg_port(),
+        db.name
+    );
+    let engine = engine_from_text(&text, Path::new(".")).await.unwrap();
+    database_copies_append_and_notice_new_columns(
+        &engine,
+        async |sql: &str| db.client.batch_execute(sql).await.unwrap(),
+        "pg",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_tables_are_accelerated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.sqlite");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE calls (id INTEGER NOT NULL, grade TEXT NOT NULL); \
+             WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100) \
+             INSERT INTO calls SELECT n, CASE WHEN n % 2 = 1 THEN 'A' ELSE 'B' END FROM g;",
+        )
+        .unwrap();
+    let text = format!(
+        "[[source]]\nname = \"lite\"\nkind = \"sqlite\"\npath = \"calls.sqlite\"\n{DATABASE_ACCELERATION}"
+    );
+    let engine = engine_from_text(&text, dir.path()).await.unwrap();
+    let connection = std::sync::Mutex::new(connection);
+    database_copies_append_and_notice_new_columns(
+        &engine,
+        async |sql: &str| connection.lock().unwrap().execute_batch(sql).unwrap(),
+        "lite",
+    )
+    .await;
+}

@@ -215,6 +215,7 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
             Some(DemoAcceleration {
                 refresh: interval.clone(),
                 as_user: bluelamp_simulators::access::LOCAL_USER.to_string(),
+                crimes_window: None,
             })
         }
     };

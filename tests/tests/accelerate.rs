@@ -652,13 +652,6 @@ async fn database_copies_append_and_notice_new_columns(
     let copy = rows(engine, "test", &star).await.unwrap();
     assert_eq!(copy[0].num_columns(), 2, "{source}");
     assert_eq!(one(engine, &whole).await, live(engine, &whole).await);
-    if source != "pg" {
-        // SQLite: the crate's reader (datafusion-table-providers-sqlite
-        // 0.15.1, `rows_to_arrow`) ends a result silently at a failed step,
-        // so the first read after a column is dropped comes back empty
-        // rather than failing; see the issue note.
-        return;
-    }
     // A column gone: the refresh fails, naming it, and the copy stays.
     execute("ALTER TABLE calls DROP COLUMN grade").await;
     let error = engine.refresh(source, "calls").await.unwrap_err();
@@ -728,6 +721,39 @@ async fn sqlite_tables_are_accelerated() {
         &engine,
         async |sql: &str| connection.lock().unwrap().execute_batch(sql).unwrap(),
         "lite",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mariadb_tables_are_accelerated() {
+    let db = match bluelamp_tests::services::MariaDatabase::create().await {
+        Ok(db) => db,
+        Err(e) => {
+            bluelamp_tests::services::service_missing("MariaDB", &e);
+            return;
+        }
+    };
+    db.execute("CREATE TABLE calls (id bigint NOT NULL, grade varchar(10) NOT NULL)")
+        .await
+        .unwrap();
+    db.execute(
+        "INSERT INTO calls (id, grade) SELECT seq, IF(seq % 2 = 1, 'A', 'B') FROM seq_1_to_100",
+    )
+    .await
+    .unwrap();
+    let text = format!(
+        "[[source]]\nname = \"maria\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\n\
+         database = \"{}\"\nsslmode = \"disabled\"\n{DATABASE_ACCELERATION}",
+        bluelamp_tests::services::mariadb_host(),
+        bluelamp_tests::services::mariadb_port(),
+        db.name
+    );
+    let engine = engine_from_text(&text, Path::new(".")).await.unwrap();
+    database_copies_append_and_notice_new_columns(
+        &engine,
+        async |sql: &str| db.execute(sql).await.unwrap(),
+        "maria",
     )
     .await;
 }

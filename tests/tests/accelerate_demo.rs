@@ -34,6 +34,7 @@ fn acceleration() -> DemoAcceleration {
     DemoAcceleration {
         refresh: "1h".into(),
         as_user: "officer".into(),
+        crimes_window: None,
     }
 }
 
@@ -339,4 +340,61 @@ async fn flight_sql_results_from_copies_say_how_fresh_they_are() {
             .unwrap();
     }
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_window_copy_holds_exactly_the_force_s_recent_crimes() {
+    // A window that starts half-way through the force's month (October
+    // 2026), whatever today is.
+    let middle = chrono::DateTime::parse_from_rfc3339("2026-10-16T00:00:00Z").unwrap();
+    let days = (chrono::Utc::now() - middle.to_utc()).num_days();
+    let window = DemoAcceleration {
+        crimes_window: Some(format!("{days}d")),
+        ..acceleration()
+    };
+    let demo =
+        LiveDemo::start_accelerated(0.05, EXTRA, SystemOptions::default(), Some(&window)).await;
+    let engine = &demo.engine;
+    first_copies(engine, &["rms.crimes"]).await;
+    let status = engine.accelerations();
+    let crimes = status
+        .iter()
+        .find(|a| a.source == "rms" && a.table == "crimes")
+        .unwrap();
+    assert_eq!(crimes.mode, "window");
+    // The window's start: the copy's time less the window, to the
+    // millisecond.
+    let as_of = chrono::DateTime::<chrono::Utc>::from(crimes.as_of.unwrap());
+    let start = as_of - chrono::Duration::days(days);
+    let start = chrono::DateTime::from_timestamp_millis(start.timestamp_millis()).unwrap();
+    let mut want: Vec<String> = demo
+        .force
+        .crimes
+        .iter()
+        .filter(|c| c.recorded_at >= start)
+        .map(|c| c.crime_reference.clone())
+        .collect();
+    want.sort();
+    assert!(
+        !want.is_empty() && want.len() < demo.force.crimes.len(),
+        "the window should cut the force's crimes: {} of {}",
+        want.len(),
+        demo.force.crimes.len()
+    );
+    let batches = run(
+        engine,
+        "SELECT crime_reference FROM rms.crimes ORDER BY crime_reference",
+        false,
+    )
+    .await
+    .unwrap();
+    let got: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows())
+                .map(|i| arrow::util::display::array_value_to_string(b.column(0), i).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(got, want);
 }

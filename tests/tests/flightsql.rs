@@ -732,3 +732,39 @@ async fn roapi_is_read_as_a_foreign_flight_sql_server() {
     .unwrap();
     assert_eq!(empty.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
 }
+
+#[tokio::test]
+async fn a_remote_bluelamp_table_can_be_accelerated() {
+    let dir = tempfile::tempdir().unwrap();
+    write_incidents(dir.path());
+    let remote = RemoteBluelamp::start(REMOTE_CAD, "", dir.path()).await;
+    let config = format!(
+        "{}\n[source.tables.incidents.accelerate]\nrefresh = \"1h\"\n",
+        remote.source("force_b", "")
+    );
+    let local = engine_from_text(&config, dir.path()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !local.accelerations().iter().any(|a| a.rows == Some(300)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no copy: {:?}",
+            local.accelerations()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let reads_of_incidents = |trail: &[AuditRecord]| {
+        trail
+            .iter()
+            .filter(|r| r.event == "statement" && r.statement.contains("incidents"))
+            .count()
+    };
+    let before = reads_of_incidents(&remote_trail(&remote, dir.path()).await);
+    assert!(before >= 1, "the refresh read the remote");
+    // Queries are answered by the copy: the remote is not asked again.
+    let sql = "SELECT grade, count(*) AS n FROM force_b.incidents WHERE NOT closed GROUP BY grade ORDER BY grade";
+    for _ in 0..3 {
+        assert!(ask(&local, sql).await.contains("| A     | 75 |"));
+    }
+    let after = reads_of_incidents(&remote_trail(&remote, dir.path()).await);
+    assert_eq!(before, after);
+}

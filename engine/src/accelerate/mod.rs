@@ -34,12 +34,17 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
+use datafusion::common::TableReference;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableProvider;
+use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DFResult;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::{ExecutionPlan, collect};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionConfig;
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::catalog::SourceSchema;
@@ -355,13 +360,19 @@ impl Acceleration {
             previous.as_ref().and_then(|p| p.high_water.clone()),
             started,
         )?;
-        let read = read_table(live, self.principal.clone(), increment.filter()).await?;
+        let name = TableReference::full(
+            crate::session::CATALOG,
+            self.source.name.as_str(),
+            self.table.as_str(),
+        );
+        let read = read_table(name, live, self.principal.clone(), increment.filter()).await?;
         let fetched = read.batches.iter().map(|b| b.num_rows() as u64).sum();
+        let read_batches = compact(&schema, read.batches)?;
         let kept: &[RecordBatch] = match &previous {
             Some(previous) => &previous.batches,
             None => &[],
         };
-        let batches = increment.merge(&schema, kept, read.batches)?;
+        let batches = increment.merge(&schema, kept, read_batches)?;
         let high_water = increment::high_water(&self.config, &schema, &batches)?;
         if let Some(store) = self.store.clone() {
             let (schema, batches) = (Arc::clone(&schema), batches.clone());
@@ -521,6 +532,32 @@ impl Acceleration {
     }
 }
 
+/// Rows per batch in a copy: a few buffers per column for a large table,
+/// and still enough batches to spread a scan over the session's partitions.
+const COPY_BATCH_ROWS: usize = 65_536;
+
+/// `batches` as they are kept: the source's many small batches (a page, or
+/// 8,192 rows, each) joined into few of about [`COPY_BATCH_ROWS`], each in
+/// buffers of exactly its size.
+fn compact(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
+    let mut compacted = Vec::new();
+    let mut group = Vec::new();
+    let mut rows = 0;
+    for batch in batches {
+        rows += batch.num_rows();
+        group.push(batch);
+        if rows >= COPY_BATCH_ROWS {
+            compacted.push(concat_batches(schema, &group).map_err(|e| e.to_string())?);
+            group.clear();
+            rows = 0;
+        }
+    }
+    if rows > 0 {
+        compacted.push(concat_batches(schema, &group).map_err(|e| e.to_string())?);
+    }
+    Ok(compacted)
+}
+
 /// A refresh's result, before it becomes the copy.
 struct Fetch {
     copy: Snapshot,
@@ -545,6 +582,7 @@ struct Read {
 /// connector that names the end user to its source finds it in the
 /// session's configuration, as for any query).
 async fn read_table(
+    name: TableReference,
     table: Arc<dyn TableProvider>,
     principal: Option<Arc<Principal>>,
     filter: Option<datafusion::prelude::Expr>,
@@ -554,8 +592,13 @@ async fn read_table(
     if let Some(principal) = principal {
         config = config.with_extension(principal);
     }
-    let ctx = SessionContext::new_with_config(config);
-    let mut frame = ctx.read_table(table).map_err(message)?;
+    // Read as a session reads it, under its own name: a database source's
+    // SQL names its table, never an anonymous one.
+    let ctx = crate::session::federated_context(config);
+    let scan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(message)?;
+    let mut frame = DataFrame::new(ctx.state(), scan);
     if let Some(filter) = filter {
         frame = frame.filter(filter).map_err(message)?;
     }

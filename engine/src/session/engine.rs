@@ -340,6 +340,20 @@ impl Engine {
     }
 }
 
+/// A context that reads sources as sessions do — federation after filter
+/// push-down, each source's sub-plan sent through its own executor (with
+/// its repairs and readers) — for the engine's own reads of its sources
+/// (acceleration refreshes).
+pub(crate) fn federated_context(config: SessionConfig) -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(optimizer_rules(false))
+        .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
+        .build();
+    SessionContext::new_with_state(state)
+}
+
 /// Largest join side (estimated bytes) built once and shared, not repartitioned.
 const JOIN_BROADCAST_BYTES: usize = 64 * 1024 * 1024;
 

@@ -54,6 +54,9 @@ pub struct DemoAcceleration {
     /// The `[[user]]` the refreshes run as (the systems are told each
     /// request's end user).
     pub as_user: String,
+    /// Keep only this much of RMS crimes, by `recorded_at` (`mode =
+    /// "window"`, e.g. `"60d"`), rather than all of them.
+    pub crimes_window: Option<String>,
 }
 
 impl DemoAcceleration {
@@ -63,14 +66,16 @@ impl DemoAcceleration {
     /// place) by `full` refresh. Tables read one incident at a time are not
     /// accelerated.
     pub fn tables(&self, kind: SystemKind) -> String {
-        let tables: &[(&str, &str)] = match kind {
-            SystemKind::Cad => &[("incidents", "")],
-            SystemKind::Rms => &[
-                ("crimes", "mode = \"append\"\nkey = \"recorded_at\"\n"),
-                ("people", ""),
-                ("crime_people", ""),
-            ],
-            SystemKind::Stops => &[("stops_street", "")],
+        let crimes = match &self.crimes_window {
+            None => "mode = \"append\"\nkey = \"recorded_at\"\n".to_string(),
+            Some(window) => {
+                format!("mode = \"window\"\nkey = \"recorded_at\"\nwindow = \"{window}\"\n")
+            }
+        };
+        let tables: Vec<(&str, &str)> = match kind {
+            SystemKind::Cad => vec![("incidents", "")],
+            SystemKind::Rms => vec![("crimes", &crimes), ("people", ""), ("crime_people", "")],
+            SystemKind::Stops => vec![("stops_street", "")],
         };
         tables
             .iter()

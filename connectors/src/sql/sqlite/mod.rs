@@ -170,7 +170,9 @@ impl SqlBackend for SqliteBackend {
         let read = federated_read(
             source,
             table,
-            SqliteRemote,
+            SqliteRemote {
+                pool: Arc::clone(&self.pool),
+            },
             reference.clone(),
             Arc::clone(&schema),
         );

@@ -3,12 +3,13 @@
 //! own choice about the SQL a database is sent (the source hooks, MySQL's
 //! NULL ordering, empty select lists for MySQL) is in [`super::repair`].
 //!
-//! Three mend the database crates (`datafusion-table-providers` 0.15.1):
+//! Four mend the database crates (`datafusion-table-providers` 0.15.1):
 //!
 //! | file | the crate's defect | upstream issue | remove when |
 //! | --- | --- | --- | --- |
 //! | `mysql_reader.rs` | the MySQL connection deletes every `"` from the SQL it sends, string literals included | none found as of 2026-12 | `query_arrow` sends SQL unchanged |
 //! | `sqlite_declared_types.rs` | a SQLite table's columns inferred from a row: an empty table has none, `BOOLEAN` reads as an integer | none found as of 2026-12 | the schema follows the table's declaration |
+//! | `sqlite_reader.rs` | the SQLite reader ends a result quietly at a step that fails (`while let Ok(Some(row))`): a short answer with no error | none found as of 2026-12 | `rows_to_arrow` returns the step's error |
 //! | `views.rs` | PostgreSQL and SQLite sources list tables only, so views (and PostgreSQL's materialized views and foreign tables) are not exposed | none found as of 2026-12 | `get_tables` lists views |
 //!
 //! Every other workaround here mends DataFusion's SQL unparser
@@ -52,6 +53,7 @@ mod qualifiers;
 mod requalify;
 mod semi_join_subquery;
 pub(super) mod sqlite_declared_types;
+pub(super) mod sqlite_reader;
 mod unnamed_aggregates;
 pub(super) mod views;
 

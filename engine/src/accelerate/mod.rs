@@ -43,8 +43,9 @@ use datafusion::datasource::TableProvider;
 use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::LogicalPlanBuilder;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
+use futures::StreamExt;
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::catalog::SourceSchema;
@@ -367,12 +368,11 @@ impl Acceleration {
         );
         let read = read_table(name, live, self.principal.clone(), increment.filter()).await?;
         let fetched = read.batches.iter().map(|b| b.num_rows() as u64).sum();
-        let read_batches = compact(&schema, read.batches)?;
         let kept: &[RecordBatch] = match &previous {
             Some(previous) => &previous.batches,
             None => &[],
         };
-        let batches = increment.merge(&schema, kept, read_batches)?;
+        let batches = increment.merge(&schema, kept, read.batches)?;
         let high_water = increment::high_water(&self.config, &schema, &batches)?;
         if let Some(store) = self.store.clone() {
             let (schema, batches) = (Arc::clone(&schema), batches.clone());
@@ -536,26 +536,49 @@ impl Acceleration {
 /// and still enough batches to spread a scan over the session's partitions.
 const COPY_BATCH_ROWS: usize = 65_536;
 
-/// `batches` as they are kept: the source's many small batches (a page, or
+/// Batches as they are kept: the source's many small batches (a page, or
 /// 8,192 rows, each) joined into few of about [`COPY_BATCH_ROWS`], each in
 /// buffers of exactly its size.
-fn compact(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
-    let mut compacted = Vec::new();
-    let mut group = Vec::new();
-    let mut rows = 0;
-    for batch in batches {
-        rows += batch.num_rows();
-        group.push(batch);
-        if rows >= COPY_BATCH_ROWS {
-            compacted.push(concat_batches(schema, &group).map_err(|e| e.to_string())?);
-            group.clear();
-            rows = 0;
+struct Compactor {
+    schema: SchemaRef,
+    done: Vec<RecordBatch>,
+    group: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl Compactor {
+    fn new(schema: SchemaRef) -> Self {
+        Self {
+            schema,
+            done: Vec::new(),
+            group: Vec::new(),
+            rows: 0,
         }
     }
-    if rows > 0 {
-        compacted.push(concat_batches(schema, &group).map_err(|e| e.to_string())?);
+
+    fn push(&mut self, batch: RecordBatch) -> Result<(), String> {
+        self.rows += batch.num_rows();
+        self.group.push(batch);
+        if self.rows >= COPY_BATCH_ROWS {
+            self.join()?;
+        }
+        Ok(())
     }
-    Ok(compacted)
+
+    fn join(&mut self) -> Result<(), String> {
+        if self.rows > 0 {
+            let joined = concat_batches(&self.schema, &self.group).map_err(|e| e.to_string())?;
+            self.done.push(joined);
+        }
+        self.group.clear();
+        self.rows = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<RecordBatch>, String> {
+        self.join()?;
+        Ok(self.done)
+    }
 }
 
 /// A refresh's result, before it becomes the copy.
@@ -603,23 +626,23 @@ async fn read_table(
         frame = frame.filter(filter).map_err(message)?;
     }
     let plan = frame.create_physical_plan().await.map_err(message)?;
-    let batches = collect(Arc::clone(&plan), ctx.task_ctx())
-        .await
-        .map_err(message)?;
-    // The copy answers for the table: every batch must have its columns.
-    let batches = batches
-        .into_iter()
-        .map(|batch| {
-            RecordBatch::try_new_with_options(
-                Arc::clone(&schema),
-                batch.columns().to_vec(),
-                &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-            )
-            .map_err(|e| format!("the source's rows no longer match the table's columns: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut stream = execute_stream(Arc::clone(&plan), ctx.task_ctx()).map_err(message)?;
+    // Kept as they arrive, joined into few large batches, so a read never
+    // holds the table twice.
+    let mut compactor = Compactor::new(Arc::clone(&schema));
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(message)?;
+        // The copy answers for the table: every batch must have its columns.
+        let batch = RecordBatch::try_new_with_options(
+            Arc::clone(&schema),
+            batch.columns().to_vec(),
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .map_err(|e| format!("the source's rows no longer match the table's columns: {e}"))?;
+        compactor.push(batch)?;
+    }
     Ok(Read {
-        batches,
+        batches: compactor.finish()?,
         requests: counted(&plan, "requests"),
     })
 }

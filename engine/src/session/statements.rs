@@ -63,13 +63,27 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
         return parse_sql(sql);
     }
     let dialect = GenericDialect {};
+    let syntax = |e: &dyn std::fmt::Display| {
+        QueryError::new(ErrorKind::InvalidQuery, format!("SQL error: {e}"))
+    };
     let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize()
-        .map_err(|e| QueryError::new(ErrorKind::InvalidQuery, format!("SQL error: {e}")))?;
-    let mut statements = Vec::new();
-    for part in tokens.split(|t| *t == Token::SemiColon) {
-        let words: Vec<&Token> = part
-            .iter()
+        .tokenize_with_location()
+        .map_err(|e| syntax(&e))?;
+    // The text between semicolons, as written (never re-spelled from
+    // tokens, which would lose quoting such as 'it''s').
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for token in tokens.iter().filter(|t| t.token == Token::SemiColon) {
+        let end = byte_offset(sql, token.span.start.line, token.span.start.column);
+        parts.push(&sql[start..end]);
+        start = end + 1;
+    }
+    parts.push(&sql[start.min(sql.len())..]);
+    let refresh_at = |part: &str| -> Result<Option<Vec<Token>>, QueryError> {
+        let words: Vec<Token> = Tokenizer::new(&dialect, part)
+            .tokenize()
+            .map_err(|e| syntax(&e))?
+            .into_iter()
             .filter(|t| !matches!(t, Token::Whitespace(_)))
             .collect();
         let is_refresh = matches!(
@@ -77,17 +91,47 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
             [Token::Word(refresh), Token::Word(table), ..]
                 if refresh.keyword == Keyword::REFRESH && table.keyword == Keyword::TABLE
         );
-        if is_refresh {
-            let name: Vec<Token> = words[2..].iter().map(|t| (*t).clone()).collect();
-            statements.push(Statement {
+        Ok(is_refresh.then(|| words[2..].to_vec()))
+    };
+    let mut found = false;
+    let mut split = Vec::with_capacity(parts.len());
+    for part in parts {
+        let refresh = refresh_at(part)?;
+        found |= refresh.is_some();
+        split.push((part, refresh));
+    }
+    if !found {
+        return parse_sql(sql);
+    }
+    let mut statements = Vec::new();
+    for (part, refresh) in split {
+        match refresh {
+            Some(name) => statements.push(Statement {
                 inner: Parsed::Refresh(refresh_target(name)?),
-            });
-        } else if !words.is_empty() {
-            let text: String = part.iter().map(ToString::to_string).collect();
-            statements.extend(parse_sql(&text)?);
+            }),
+            None if part.trim().is_empty() => {}
+            None => statements.extend(parse_sql(part)?),
         }
     }
     Ok(statements)
+}
+
+/// The byte offset in `text` of 1-based `line` and `column` (in
+/// characters), as the tokenizer counts them.
+fn byte_offset(text: &str, line: u64, column: u64) -> usize {
+    let mut offset = 0;
+    for (number, content) in text.split_inclusive('\n').enumerate() {
+        if number as u64 + 1 == line {
+            let column = usize::try_from(column.saturating_sub(1)).unwrap_or(usize::MAX);
+            return offset
+                + content
+                    .char_indices()
+                    .nth(column)
+                    .map_or(content.len(), |(i, _)| i);
+        }
+        offset += content.len();
+    }
+    text.len()
 }
 
 /// Statements DataFusion's parser reads.
@@ -256,5 +300,47 @@ impl Planned {
                 | LogicalPlan::Copy(_)
                 | LogicalPlan::Statement(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn texts(sql: &str) -> Vec<String> {
+        parse_statements(sql)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn refresh_table_is_split_from_sql_as_written() {
+        assert_eq!(
+            texts("SELECT 'it''s' AS a, 1 AS last_refresh"),
+            ["SELECT 'it''s' AS a, 1 AS last_refresh"]
+        );
+        assert_eq!(
+            texts(
+                "REFRESH TABLE a.b; SELECT 'x''y; refresh table' AS q -- refresh\n;\n\
+                 refresh  table\n\"c\".d ;; SELECT 'é' AS e"
+            ),
+            [
+                "REFRESH TABLE a.b",
+                "SELECT 'x''y; refresh table' AS q",
+                "REFRESH TABLE c.d",
+                "SELECT 'é' AS e",
+            ]
+        );
+    }
+
+    #[test]
+    fn byte_offsets_follow_lines_and_characters() {
+        let text = "ab\né;x\n;";
+        assert_eq!(byte_offset(text, 1, 1), 0);
+        assert_eq!(byte_offset(text, 2, 2), "ab\né".len());
+        assert_eq!(byte_offset(text, 3, 1), "ab\né;x\n".len());
     }
 }

@@ -132,11 +132,13 @@ impl Increment {
     pub(super) fn filter(&self) -> Option<Expr> {
         let (name, _) = self.key.as_ref()?;
         let bound = match (&self.from, &self.lower) {
+            // The window's start only where it is surely past the copy's
+            // newest: fetching from the high water is never short.
             (Some(from), Some(lower)) => {
-                if from.partial_cmp(lower).is_some_and(|o| o.is_ge()) {
-                    from
-                } else {
+                if from.partial_cmp(lower).is_some_and(|o| o.is_lt()) {
                     lower
+                } else {
+                    from
                 }
             }
             (Some(bound), None) | (None, Some(bound)) => bound,

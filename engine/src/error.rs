@@ -9,7 +9,9 @@ use crate::source::{SourceError, error_chain};
 /// What sort of failure a query met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The SQL is malformed or does not plan (bad syntax, wrong types).
+    /// The SQL text does not parse.
+    Syntax,
+    /// The SQL does not plan (wrong types, bad arguments).
     InvalidQuery,
     /// A named table, schema or column does not exist.
     NotFound,
@@ -64,7 +66,7 @@ pub fn classify(error: &DataFusionError) -> QueryError {
     }
     let root = error.find_root();
     let kind = match root {
-        DataFusionError::SQL(..) => ErrorKind::InvalidQuery,
+        DataFusionError::SQL(..) => ErrorKind::Syntax,
         DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
             if is_not_found(&root.to_string()) {
                 ErrorKind::NotFound

@@ -36,6 +36,8 @@
 //! - [`session`]: [`Engine`], [`Session`], [`Identity`], statement parsing and execution.
 //! - [`deposits`]: per-row outcomes of INSERTs into supplier systems, `bluelamp.deposits`.
 //! - [`listing`]: catalogs, schemas, tables, keys and functions a session sees.
+//! - [`scram`]: SCRAM-SHA-256 verifiers and the server side of its exchange
+//!   (the PostgreSQL wire protocol's password check).
 //! - [`users`]: the `[[user]]` entries every front end shares — passwords,
 //!   bearer tokens, who may act for whom.
 //! - [`principal`]: [`Principal`] — who is asking, with roles, force, clearance
@@ -59,6 +61,7 @@ pub mod listing;
 pub mod policy;
 pub mod prefilter;
 pub mod principal;
+pub mod scram;
 pub mod session;
 pub mod source;
 pub mod source_joins;

@@ -19,6 +19,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::scram::{ScramServer, ScramVerifier};
 use crate::{Identity, UserConfig};
 
 /// How long a verified password is trusted without re-hashing.
@@ -39,10 +40,12 @@ pub enum AuthError {
 
 /// A user list that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("user[{user}].password_hash: {message}")]
+#[error("user[{user}].{field}: {message}")]
 pub struct UserError {
     /// The user whose entry is wrong.
     pub user: String,
+    /// The field that is wrong (`password_hash`, `scram_sha256`).
+    pub field: &'static str,
     /// What is wrong.
     pub message: String,
 }
@@ -53,7 +56,7 @@ pub struct UserError {
 /// Only if the system's random source fails.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
-    getrandom(&mut salt);
+    random_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -62,7 +65,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 /// Random bytes from the OS, through `uuid`'s v4 generator (which uses it).
-fn getrandom(out: &mut [u8]) {
+pub(crate) fn random_bytes(out: &mut [u8]) {
     for chunk in out.chunks_mut(16) {
         let bytes = uuid::Uuid::new_v4().into_bytes();
         chunk.copy_from_slice(&bytes[..chunk.len()]);
@@ -71,7 +74,7 @@ fn getrandom(out: &mut [u8]) {
 
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
-    getrandom(&mut bytes);
+    random_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -84,6 +87,8 @@ pub struct Users {
 
 struct Inner {
     users: HashMap<String, String>,
+    /// SCRAM-SHA-256 verifiers, for the PostgreSQL wire protocol.
+    scram: HashMap<String, ScramVerifier>,
     /// Each account's `act_for`: whom it may act for.
     act_for: HashMap<String, Vec<String>>,
     /// Every configured user name (with or without a password).
@@ -111,6 +116,7 @@ impl Users {
             };
             let invalid = |why: String| UserError {
                 user: user.name.clone(),
+                field: "password_hash",
                 message: format!(
                     "not a valid Argon2 hash ({why}); make one with `bluelamp hash-password`"
                 ),
@@ -125,14 +131,27 @@ impl Users {
             map.insert(user.name.clone(), password_hash.clone());
         }
         let mut salt = [0u8; 32];
-        getrandom(&mut salt);
+        random_bytes(&mut salt);
+        let mut scram = HashMap::new();
+        for user in users {
+            if let Some(text) = &user.scram_sha256 {
+                let verifier = ScramVerifier::parse(text).map_err(|message| UserError {
+                    user: user.name.clone(),
+                    field: "scram_sha256",
+                    message,
+                })?;
+                scram.insert(user.name.clone(), verifier);
+            }
+        }
         let decoy = hash_password(&random_token()).map_err(|message| UserError {
             user: String::new(),
+            field: "password_hash",
             message,
         })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 users: map,
+                scram,
                 act_for: users
                     .iter()
                     .filter(|u| !u.act_for.is_empty())
@@ -151,6 +170,40 @@ impl Users {
     /// Whether any user is configured.
     pub fn has_users(&self) -> bool {
         !self.inner.users.is_empty()
+    }
+
+    /// Whether any user has a SCRAM-SHA-256 verifier, so can connect over
+    /// the PostgreSQL wire protocol.
+    pub fn has_scram_users(&self) -> bool {
+        !self.inner.scram.is_empty()
+    }
+
+    /// A SCRAM-SHA-256 exchange for `user`, and whether it can succeed: for
+    /// a user without a verifier (unknown, or with only an Argon2 hash) the
+    /// exchange runs against a decoy, the same for the same name, so a
+    /// client cannot tell which names exist; its proof then always fails.
+    pub fn scram_exchange(&self, user: &str) -> (ScramServer, bool) {
+        match self.inner.scram.get(user) {
+            Some(verifier) => (ScramServer::new(verifier.clone()), true),
+            None => (
+                ScramServer::new(ScramVerifier::decoy(user, &self.inner.salt)),
+                false,
+            ),
+        }
+    }
+
+    /// Why `user` cannot use SCRAM, for the server's log (never sent to a
+    /// client, which learns only that the password was wrong).
+    pub fn scram_unavailable(&self, user: &str) -> Option<String> {
+        if self.inner.scram.contains_key(user) {
+            None
+        } else if self.inner.names.contains(user) {
+            Some(format!(
+                "user '{user}' has no scram_sha256 verifier: add one (`bluelamp hash-password --scram`) to connect over the PostgreSQL protocol"
+            ))
+        } else {
+            Some(format!("no user is named '{user}'"))
+        }
     }
 
     /// Verifies a user name and password.

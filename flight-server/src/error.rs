@@ -11,7 +11,7 @@ use tonic::Status;
 pub fn status(error: &QueryError) -> Status {
     let message = scrub(&error.message);
     match error.kind {
-        ErrorKind::InvalidQuery => Status::invalid_argument(message),
+        ErrorKind::Syntax | ErrorKind::InvalidQuery => Status::invalid_argument(message),
         ErrorKind::NotFound => Status::not_found(message),
         ErrorKind::Unavailable => Status::unavailable(message),
         ErrorKind::PermissionDenied => Status::permission_denied(message),

@@ -23,6 +23,13 @@ pub struct UserConfig {
     /// hash-password` prints it. May come from `${ENV}` or `${file:PATH}`.
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// A SCRAM-SHA-256 verifier (`SCRAM-SHA-256$4096:...`, PostgreSQL's
+    /// format, as `bluelamp hash-password --scram` prints it), for
+    /// connecting over the PostgreSQL wire protocol, whose password
+    /// exchange cannot use an Argon2 hash. May come from `${ENV}` or
+    /// `${file:PATH}`.
+    #[serde(default)]
+    pub scram_sha256: Option<String>,
     /// Roles that policies grant to.
     #[serde(default)]
     pub roles: Vec<String>,
@@ -212,6 +219,19 @@ pub(super) fn parse_users(
                 ));
             }
             user.password_hash = Some(hash);
+        }
+        if let Some(verifier) = &user.scram_sha256 {
+            let verifier = interpolate(verifier, &mut origin.secrets)
+                .map_err(|m| ConfigError::invalid(origin, at, format!("{key}.scram_sha256"), m))?;
+            if let Err(why) = crate::scram::ScramVerifier::parse(&verifier) {
+                return Err(ConfigError::invalid(
+                    origin,
+                    at,
+                    format!("{key}.scram_sha256"),
+                    why,
+                ));
+            }
+            user.scram_sha256 = Some(verifier);
         }
         for (field, names) in [("roles", &user.roles), ("teams", &user.teams)] {
             if let Some(bad) = names

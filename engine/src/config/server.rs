@@ -1,5 +1,5 @@
-//! The Flight SQL endpoint's settings (`[server]`): where `bluelamp serve`
-//! listens, its TLS and mutual-TLS files, how long tokens, tickets and idle
+//! The network endpoints' settings (`[server]`): where `bluelamp serve`
+//! listens for Flight SQL and (optionally) the PostgreSQL wire protocol, its TLS and mutual-TLS files, how long tokens, tickets and idle
 //! sessions last, and how many rows go in each batch it sends. The table is
 //! optional; [`ServerSettings::default`] is a plain-text endpoint on
 //! `127.0.0.1:50051`. Relative certificate paths are resolved against the
@@ -18,6 +18,10 @@ use serde::Deserialize;
 pub struct ServerSettings {
     /// Address to listen on; `--listen` overrides it.
     pub listen: std::net::SocketAddr,
+    /// Address for the PostgreSQL wire protocol (`psql`, BI tools); off
+    /// unless set here or by `--pg-listen`. The same users (each with a
+    /// `scram_sha256` verifier) and the same TLS files as Flight SQL.
+    pub postgres_listen: Option<std::net::SocketAddr>,
     /// PEM certificate chain for TLS; with `tls_key`, the endpoint speaks TLS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -45,6 +49,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 50051)),
+            postgres_listen: None,
             tls_cert: None,
             tls_key: None,
             client_ca: None,

@@ -48,7 +48,7 @@ impl Session {
     /// Splits text into statements (`;`-separated) without running them.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
+    /// [`ErrorKind::Syntax`] for a syntax error, naming the position.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
         parse_statements(sql)
     }

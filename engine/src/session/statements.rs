@@ -43,6 +43,17 @@ impl std::fmt::Display for Statement {
 }
 
 impl Statement {
+    /// The statement's SQL syntax tree, for a front end that answers some
+    /// statements itself (the PostgreSQL protocol's `BEGIN`, `SET
+    /// client_encoding`): `None` for Bluelamp's own statements and
+    /// DataFusion's extensions (`CREATE EXTERNAL TABLE`, `COPY`, `EXPLAIN`).
+    pub fn ast(&self) -> Option<&datafusion::sql::sqlparser::ast::Statement> {
+        match &self.inner {
+            Parsed::Sql(DFStatement::Statement(statement)) => Some(statement),
+            _ => None,
+        }
+    }
+
     /// Whether the statement is an `INSERT` (a deposit into a source).
     pub fn is_insert(&self) -> bool {
         matches!(
@@ -56,7 +67,7 @@ impl Statement {
 /// every front end parses SQL.
 ///
 /// # Errors
-/// [`ErrorKind::InvalidQuery`] for a syntax error, naming the position.
+/// [`ErrorKind::Syntax`] for a syntax error, naming the position.
 pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
     // Only text that could hold a REFRESH TABLE is split here first.
     if !sql.to_ascii_lowercase().contains("refresh") {
@@ -64,7 +75,7 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Statement>, QueryError> {
     }
     let dialect = GenericDialect {};
     let syntax = |e: &dyn std::fmt::Display| {
-        QueryError::new(ErrorKind::InvalidQuery, format!("SQL error: {e}"))
+        QueryError::new(ErrorKind::Syntax, format!("SQL syntax error: {e}"))
     };
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()

@@ -75,7 +75,7 @@ fn main() {
         let hash = bluelamp_flight_server::hash_password("demo").unwrap();
         let governed = format!(
             "{}\n[audit]\npath = \"{}\"\n",
-            bluelamp_simulators::access::demo_access(&hash, &audit.path().display().to_string()),
+            bluelamp_simulators::access::demo_access(&hash, None, &audit.path().display().to_string()),
             audit.path().join("audit.jsonl").display()
         );
         eprintln!("starting two demo forces at scale {scale}…");

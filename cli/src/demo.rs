@@ -2,7 +2,8 @@
 //! and scale (files are cached, so later starts skip writing them), starts the
 //! HTTP systems on free loopback ports, registers the file and database systems
 //! as sources, and opens the prompt — or runs `-c` / `-f` and exits, or with
-//! `--listen` serves Flight SQL until SIGINT/SIGTERM.
+//! `--listen` serves Flight SQL and the PostgreSQL protocol until
+//! SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,11 +38,16 @@ pub struct DemoArgs {
     /// Generate the data again even if it is cached.
     #[arg(long)]
     regenerate: bool,
-    /// Serve Arrow Flight SQL on ADDR (user `analyst`, password `demo`) with
-    /// no prompt until SIGINT/SIGTERM, printing one line starting `ready` once
-    /// every system and the endpoint accept connections.
+    /// Serve Arrow Flight SQL on ADDR, and the PostgreSQL protocol beside
+    /// it (user `analyst`, password `demo`), with no prompt until
+    /// SIGINT/SIGTERM, printing one line starting `ready` once every system
+    /// and both endpoints accept connections.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["command", "file"])]
     listen: Option<SocketAddr>,
+    /// With `--listen`, where the PostgreSQL protocol listens (default: a
+    /// free port on 127.0.0.1, printed on the `ready` line as `pg=`).
+    #[arg(long, value_name = "ADDR", requires = "listen")]
+    pg_listen: Option<SocketAddr>,
     /// Faults for the HTTP systems, comma-separated: transport faults such
     /// as "latency=20ms,errors=0.05" (see `bluelamp simulate --help`), and
     /// entries that make one system break its own documentation, for
@@ -92,8 +98,10 @@ fn cache_root() -> PathBuf {
 fn access_config() -> anyhow::Result<String> {
     let cwd = std::env::current_dir().context("cannot read the working folder")?;
     let hash = bluelamp_flight_server::hash_password(DEMO_PASSWORD).map_err(anyhow::Error::msg)?;
+    let scram = bluelamp_engine::scram::ScramVerifier::new(DEMO_PASSWORD).to_string();
     Ok(bluelamp_simulators::access::demo_access(
         &hash,
+        Some(&scram),
         &cwd.display().to_string(),
     ))
 }
@@ -259,6 +267,16 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let outcome = match args.listen {
         Some(addr) => rt.block_on(async {
             let server = bluelamp_flight_server::serve(engine.clone(), Some(addr)).await?;
+            let pg_addr = args
+                .pg_listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            let pg = match bluelamp_pg_server::serve(engine.clone(), Some(pg_addr)).await {
+                Ok(pg) => pg,
+                Err(e) => {
+                    server.shutdown().await;
+                    return Err(e.into());
+                }
+            };
             let stop = shutdown_signal();
             let urls: Vec<String> = systems
                 .iter()
@@ -270,12 +288,14 @@ pub fn run(rt: &Runtime, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             let live = write_live_config(&dir, &text, &audit)?;
             println!(
-                "ready {} flight=grpc://{} user={DEMO_USER} password={DEMO_PASSWORD} audit={audit} config={}",
+                "ready {} flight=grpc://{} pg={} user={DEMO_USER} password={DEMO_PASSWORD} audit={audit} config={}",
                 urls.join(" "),
                 server.addr,
+                crate::serve::pg_url(&pg),
                 live.display()
             );
             stop.await;
+            pg.shutdown().await;
             server.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }),

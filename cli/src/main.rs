@@ -3,7 +3,8 @@
 //! - `bluelamp sql`: the interactive REPL, or scripts with `-c` / `-f`.
 //! - `bluelamp check`: connect to every configured source and report.
 //! - `bluelamp serve`: the Arrow Flight SQL endpoint for BI tools and notebooks.
-//! - `bluelamp hash-password`: an Argon2 hash for a `[[user]]` entry.
+//! - `bluelamp hash-password`: an Argon2 hash (or, with `--scram`, a
+//!   SCRAM-SHA-256 verifier) for a `[[user]]` entry.
 //! - `bluelamp demo`: the built-in demo force.
 //! - `bluelamp audit verify|search`: check and read the audit trail.
 //!
@@ -59,9 +60,11 @@ enum Command {
     },
     /// Serve Arrow Flight SQL (BI tools, ADBC, JDBC) until SIGINT/SIGTERM.
     Serve(serve::ServeArgs),
-    /// Print an Argon2 hash of a password for a `[[user]]` entry (reads the
-    /// password from the terminal, or one line from stdin).
-    HashPassword,
+    /// Print an Argon2 hash of a password for a `[[user]]` entry's
+    /// `password_hash` (reads the password from the terminal, or one line
+    /// from stdin); `--scram` prints a SCRAM-SHA-256 verifier for its
+    /// `scram_sha256` (the PostgreSQL protocol's password check) instead.
+    HashPassword(serve::HashArgs),
     /// The built-in demo force: generate its data, start its systems, open the prompt.
     Demo(demo::DemoArgs),
     /// Run one of the demo force's HTTP systems (cad, rms, stops) on its own.
@@ -139,7 +142,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => run_sql(&rt, args),
         Command::Check { config } => check::run(&rt, &config.path),
         Command::Serve(args) => serve::run(&rt, args),
-        Command::HashPassword => serve::hash_password(),
+        Command::HashPassword(args) => serve::hash_password(&args),
         Command::Demo(args) => demo::run(&rt, args),
         Command::Simulate(args) => simulate::run(&rt, args),
         Command::Audit(command) => audit::run(command),

@@ -1,4 +1,5 @@
-//! `bluelamp serve` and `bluelamp hash-password`.
+//! `bluelamp serve` (Flight SQL, and the PostgreSQL protocol when asked)
+//! and `bluelamp hash-password`.
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -17,6 +18,19 @@ pub struct ServeArgs {
     /// Address to listen on (default: `[server] listen`, else 127.0.0.1:50051).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Also serve the PostgreSQL wire protocol on ADDR (default: `[server]
+    /// postgres_listen`; off when neither is set).
+    #[arg(long, value_name = "ADDR")]
+    pg_listen: Option<SocketAddr>,
+}
+
+/// Options of `bluelamp hash-password`.
+#[derive(Args)]
+pub struct HashArgs {
+    /// Print a SCRAM-SHA-256 verifier (for `scram_sha256`, the PostgreSQL
+    /// protocol) rather than an Argon2 hash (for `password_hash`).
+    #[arg(long)]
+    scram: bool,
 }
 
 /// Connects the sources, serves Flight SQL and waits for a signal.
@@ -32,11 +46,29 @@ pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: source {} is down: {error}", source.name);
             }
         }
-        let server = bluelamp_flight_server::serve(engine, args.listen).await?;
+        let pg_wanted = args.pg_listen.is_some() || engine.config().server.postgres_listen.is_some();
+        let server = bluelamp_flight_server::serve(engine.clone(), args.listen).await?;
+        let pg = if pg_wanted {
+            match bluelamp_pg_server::serve(engine, args.pg_listen).await {
+                Ok(pg) => Some(pg),
+                Err(e) => {
+                    server.shutdown().await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
         let stop = crate::demo::shutdown_signal();
         announce(&server);
+        if let Some(pg) = &pg {
+            announce_pg(pg);
+        }
         stop.await;
         eprintln!("shutting down");
+        if let Some(pg) = pg {
+            pg.shutdown().await;
+        }
         server.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
@@ -48,11 +80,26 @@ pub fn announce(server: &bluelamp_flight_server::RunningServer) {
     println!("Flight SQL listening on {scheme}://{}", server.addr);
 }
 
+/// Tells the user (stdout, one line) where PostgreSQL clients connect.
+pub fn announce_pg(server: &bluelamp_pg_server::RunningPgServer) {
+    println!("PostgreSQL listening on {}", pg_url(server));
+}
+
+/// A PostgreSQL connection URL for the endpoint (without credentials).
+pub fn pg_url(server: &bluelamp_pg_server::RunningPgServer) -> String {
+    let ssl = if server.tls { "?sslmode=require" } else { "" };
+    format!(
+        "postgres://{}/{}{ssl}",
+        server.addr,
+        bluelamp_engine::session::CATALOG
+    )
+}
+
 /// Reads a password and prints its hash.
 ///
 /// # Errors
 /// No password given, or a terminal that cannot be read.
-pub fn hash_password() -> anyhow::Result<ExitCode> {
+pub fn hash_password(args: &HashArgs) -> anyhow::Result<ExitCode> {
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("password: ").context("cannot read the password")?;
         let second = rpassword::prompt_password("again: ").context("cannot read the password")?;
@@ -70,6 +117,10 @@ pub fn hash_password() -> anyhow::Result<ExitCode> {
     };
     if password.is_empty() {
         anyhow::bail!("an empty password is not allowed");
+    }
+    if args.scram {
+        println!("{}", bluelamp_engine::scram::ScramVerifier::new(&password));
+        return Ok(ExitCode::SUCCESS);
     }
     let hash = bluelamp_flight_server::hash_password(&password).map_err(anyhow::Error::msg)?;
     println!("{hash}");

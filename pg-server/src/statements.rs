@@ -828,18 +828,16 @@ impl Conn {
             }
             Local::Ignored(tag) => self.complete(tag.into()),
             Local::Show(name) => {
+                // Its RowDescription went out with Describe (or before running).
                 let value = self.settings.get(&name).cloned().unwrap_or_default();
-                let field = FieldDescription::new(name, 0, 0, oid::TEXT, -1, -1, 0);
-                self.wire
-                    .push(PgWireBackendMessage::RowDescription(RowDescription::new(vec![field])));
-                let mut row = bytes::BytesMut::new();
-                use bytes::BufMut;
-                row.put_u8(b'D');
-                row.put_i32(4 + 2 + 4 + value.len() as i32);
-                row.put_i16(1);
-                row.put_i32(value.len() as i32);
-                row.put_slice(value.as_bytes());
-                self.wire.out().extend_from_slice(&row);
+                let column: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![value]));
+                let columns = [column];
+                match RowWriter::new(&columns, &[false]) {
+                    Ok(mut writer) => writer.write_row(0, self.wire.out()),
+                    Err(e) => {
+                        return Err(PgError::error(code::DATA_EXCEPTION, e.to_string()));
+                    }
+                }
                 self.complete("SHOW".into());
             }
             Local::ResetAll => {

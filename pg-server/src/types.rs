@@ -484,20 +484,56 @@ impl ColumnWriter<'_> {
     }
 }
 
-/// A float as PostgreSQL writes it: the shortest text that reads back the
-/// same value, `Infinity`, `-Infinity` and `NaN`.
+/// A float as PostgreSQL writes it (`extra_float_digits` above 0, its
+/// default since 12): the shortest digits that read back the same value,
+/// in fixed notation for decimal exponents from -4 up to (but not
+/// including) 15 for `float8` and 6 for `float4`, else as `1e+300` /
+/// `1e-05`; and `Infinity`, `-Infinity`, `NaN`.
 fn write_float(value: f64, single: Option<f32>, out: &mut BytesMut) {
     if value.is_nan() {
         out.put_slice(b"NaN");
-    } else if value.is_infinite() {
+        return;
+    }
+    if value.is_infinite() {
         out.put_slice(if value > 0.0 { b"Infinity" } else { b"-Infinity" });
+        return;
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: `-1.5e-7`.
+    let (scientific, fixed_below) = match single {
+        Some(v) => (format!("{v:e}"), 6),
+        None => (format!("{value:e}"), 15),
+    };
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    out.put_slice(sign.as_bytes());
+    if !(-4..fixed_below).contains(&exponent) {
+        out.put_slice(mantissa.as_bytes());
+        let exp_sign = if exponent < 0 { '-' } else { '+' };
+        let _ = std::fmt::Write::write_fmt(
+            &mut Writer(out),
+            format_args!("e{exp_sign}{:02}", exponent.unsigned_abs()),
+        );
+        return;
+    }
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if exponent < 0 {
+        out.put_slice(b"0.");
+        out.put_slice("0".repeat((-exponent - 1) as usize).as_bytes());
+        out.put_slice(digits.as_bytes());
     } else {
-        let mut buffer = ryu::Buffer::new();
-        let text = match single {
-            Some(v) => buffer.format_finite(v),
-            None => buffer.format_finite(value),
-        };
-        out.put_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
+        let whole = exponent as usize + 1;
+        if digits.len() <= whole {
+            out.put_slice(digits.as_bytes());
+            out.put_slice("0".repeat(whole - digits.len()).as_bytes());
+        } else {
+            out.put_slice(&digits.as_bytes()[..whole]);
+            out.put_u8(b'.');
+            out.put_slice(&digits.as_bytes()[whole..]);
+        }
     }
 }
 
@@ -897,8 +933,23 @@ mod tests {
         write_interval_text(0, 0, 0, &mut out);
         assert_eq!(&out[..], b"00:00:00");
         out.clear();
-        write_float(1.0, None, &mut out);
-        write_float(f64::NEG_INFINITY, None, &mut out);
-        assert_eq!(&out[..], b"1-Infinity");
+        for (value, want) in [
+            (1.0, "1"),
+            (-0.1, "-0.1"),
+            (1e300, "1e+300"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (123_456_789_012_345.0, "123456789012345"),
+            (1e15, "1e+15"),
+            (-1.5e20, "-1.5e+20"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            out.clear();
+            write_float(value, None, &mut out);
+            assert_eq!(String::from_utf8_lossy(&out), want, "{value}");
+        }
+        out.clear();
+        write_float(1e6, Some(1e6), &mut out);
+        assert_eq!(&out[..], b"1e+06");
     }
 }

@@ -19,10 +19,15 @@ pub const LOCAL_USER: &str = "officer";
 pub const PASSWORD: &str = "demo";
 
 /// Users and policies for the demo force. `password_hash` is the Argon2 hash
-/// of [`PASSWORD`]; `export_folder` is where the officer may `COPY ... TO`.
+/// of [`PASSWORD`] and `scram_sha256`, where given, its SCRAM-SHA-256
+/// verifier (for the PostgreSQL protocol); `export_folder` is where the
+/// officer may `COPY ... TO`.
 /// An `[audit]` section must be added (policies require one).
-pub fn demo_access(password_hash: &str, export_folder: &str) -> String {
+pub fn demo_access(password_hash: &str, scram_sha256: Option<&str>, export_folder: &str) -> String {
     let folder = toml_string(export_folder);
+    let scram = scram_sha256
+        .map(|v| format!("scram_sha256 = {}\n", toml_string(v)))
+        .unwrap_or_default();
     format!(
         r#"
 [local]
@@ -37,7 +42,7 @@ clearance = "SECRET"
 [[user]]
 name = "analyst"
 password_hash = "{password_hash}"
-roles = ["analyst"]
+{scram}roles = ["analyst"]
 force = "XY"
 clearance = "OFFICIAL-SENSITIVE"
 teams = ["performance"]
@@ -45,7 +50,7 @@ teams = ["performance"]
 [[user]]
 name = "supervisor"
 password_hash = "{password_hash}"
-roles = ["supervisor"]
+{scram}roles = ["supervisor"]
 force = "XY"
 clearance = "SECRET"
 teams = ["major-crime"]

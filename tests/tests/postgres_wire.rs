@@ -1,0 +1,637 @@
+//! The PostgreSQL wire protocol with real clients: tokio-postgres (SCRAM,
+//! the extended protocol in binary, portals with row limits, cancel) and
+//! `psql` (TLS, the simple protocol). Every type Bluelamp sends is checked
+//! against the real PostgreSQL on this machine sending the same values, in
+//! text and in binary; policy and audit are checked to hold as for any
+//! other front end; and the same query answers alike over Flight SQL.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bluelamp_engine::Engine;
+use bluelamp_engine::audit::{SearchFilter, search};
+use bluelamp_engine::scram::ScramVerifier;
+use bluelamp_pg_server::{RunningPgServer, serve};
+use bluelamp_tests::fixtures::{LiveDemo, engine_from_text, pki};
+use bluelamp_tests::services::{pg_host, pg_port, service_missing};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// 300 incidents: grades A, B, C in turn, every fourth closed.
+fn write_incidents(dir: &Path) {
+    let cad = dir.join("cad");
+    std::fs::create_dir_all(&cad).unwrap();
+    let mut text = String::from("urn,grade,station,closed\n");
+    for i in 0..300 {
+        let grade = ["A", "B", "C"][i % 3];
+        text.push_str(&format!(
+            "XY-{i:05},{grade},station-{},{}\n",
+            i % 7,
+            i % 4 == 0
+        ));
+    }
+    std::fs::write(cad.join("incidents.csv"), text).unwrap();
+}
+
+/// Users: `analyst` (password `demo`, SCRAM), `flightonly` (an Argon2 hash
+/// only), and the files source `cad`.
+fn config(extra: &str) -> String {
+    let scram = ScramVerifier::new("demo").to_string();
+    let hash = bluelamp_flight_server::hash_password("demo").unwrap();
+    format!(
+        r#"
+[[source]]
+name = "cad"
+kind = "files"
+location = "cad"
+
+[[user]]
+name = "analyst"
+password_hash = "{hash}"
+scram_sha256 = "{scram}"
+
+[[user]]
+name = "flightonly"
+password_hash = "{hash}"
+{extra}
+"#
+    )
+}
+
+struct Fixture {
+    engine: Engine,
+    pg: RunningPgServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    write_incidents(dir.path());
+    let engine = engine_from_text(&config(extra), dir.path()).await.unwrap();
+    let pg = serve(engine.clone(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    Fixture {
+        engine,
+        pg,
+        _dir: dir,
+    }
+}
+
+fn settings(server: &RunningPgServer, user: &str, password: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={user} password={password} dbname=bluelamp connect_timeout=10",
+        server.addr.port()
+    )
+}
+
+async fn connect(server: &RunningPgServer) -> Client {
+    try_connect(&settings(server, "analyst", "demo"))
+        .await
+        .unwrap()
+}
+
+async fn try_connect(settings: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(settings, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The rows of a simple query, as text.
+async fn simple(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+/// Any value's bytes as the server sent them (binary format).
+struct Raw(Vec<u8>);
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw.to_vec()))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// One value per type Bluelamp produces, written for Bluelamp and for
+/// PostgreSQL: each pair must reach a client byte for byte alike.
+const TYPES: &[(&str, &str)] = &[
+    ("true", "true"),
+    ("CAST(-7 AS SMALLINT)", "(-7)::int2"),
+    ("CAST(123456 AS INT)", "123456::int4"),
+    ("CAST(-9007199254740993 AS BIGINT)", "(-9007199254740993)::int8"),
+    ("CAST(1.5 AS REAL)", "1.5::float4"),
+    ("CAST(-0.1 AS DOUBLE)", "(-0.1)::float8"),
+    ("CAST('1e300' AS DOUBLE)", "'1e300'::float8"),
+    ("CAST(1.25 AS DECIMAL(10,3))", "1.250::numeric(10,3)"),
+    ("CAST(-12345.678 AS DECIMAL(12,3))", "(-12345.678)::numeric(12,3)"),
+    ("CAST(0.0001 AS DECIMAL(10,4))", "0.0001::numeric(10,4)"),
+    ("CAST(100000000 AS DECIMAL(20,0))", "100000000::numeric(20,0)"),
+    ("'café ☕'", "'café ☕'::text"),
+    ("X'00ff10'", "'\\x00ff10'::bytea"),
+    ("DATE '2024-02-29'", "'2024-02-29'::date"),
+    ("DATE '1999-12-31'", "'1999-12-31'::date"),
+    ("TIME '13:14:15.5'", "'13:14:15.5'::time"),
+    (
+        "TIMESTAMP '2024-01-02 03:04:05.123456'",
+        "'2024-01-02 03:04:05.123456'::timestamp",
+    ),
+    ("TIMESTAMP '1969-07-20 20:17:40'", "'1969-07-20 20:17:40'::timestamp"),
+    (
+        "arrow_cast(TIMESTAMP '2024-06-01 12:00:00', 'Timestamp(Microsecond, Some(\"UTC\"))')",
+        "'2024-06-01 12:00:00+00'::timestamptz",
+    ),
+    ("INTERVAL '1 day 2 hours'", "interval '1 day 2 hours'"),
+    ("INTERVAL '14 months 3 days'", "interval '14 months 3 days'"),
+    ("CAST(NULL AS INT)", "NULL::int4"),
+];
+
+async fn oracle() -> Option<Client> {
+    let settings = format!(
+        "host={} port={} user=postgres dbname=postgres connect_timeout=5 options='-c TimeZone=UTC'",
+        pg_host(),
+        pg_port()
+    );
+    match try_connect(&settings).await {
+        Ok(client) => Some(client),
+        Err(e) => {
+            service_missing("PostgreSQL", &e.to_string());
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_type_reaches_clients_as_postgresql_sends_it() {
+    let Some(postgres) = oracle().await else {
+        return;
+    };
+    let f = fixture("").await;
+    let bluelamp = connect(&f.pg).await;
+    for (ours, theirs) in TYPES {
+        // Text, through the simple protocol.
+        let got = simple(&bluelamp, &format!("SELECT {ours} AS v")).await;
+        let want = simple(&postgres, &format!("SELECT {theirs} AS v")).await;
+        assert_eq!(got, want, "text of {ours} / {theirs}");
+        // Binary, through the extended protocol; and the same type OID.
+        let got = bluelamp
+            .query_one(&format!("SELECT {ours} AS v"), &[])
+            .await
+            .unwrap();
+        let want = postgres
+            .query_one(&format!("SELECT {theirs} AS v"), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            got.columns()[0].type_(),
+            want.columns()[0].type_(),
+            "type of {ours} / {theirs}"
+        );
+        let got: Option<Raw> = got.get(0);
+        let want: Option<Raw> = want.get(0);
+        assert_eq!(
+            got.map(|r| r.0),
+            want.map(|r| r.0),
+            "binary of {ours} / {theirs}"
+        );
+    }
+    // Nested values arrive as JSON.
+    let rows = simple(
+        &bluelamp,
+        "SELECT make_array(1, 2) AS l, named_struct('a', 1, 'b', 'x') AS s",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [[Some("[1,2]".to_string()), Some(r#"{"a":1,"b":"x"}"#.to_string())]]
+    );
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
+async fn scram_logins_and_their_failures() {
+    let f = fixture("").await;
+    let client = connect(&f.pg).await;
+    assert_eq!(simple(&client, "SELECT 1").await, [[Some("1".into())]]);
+    for (user, password) in [("analyst", "wrong"), ("nobody", "demo"), ("flightonly", "demo")] {
+        let e = try_connect(&settings(&f.pg, user, password))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{user} logged in"));
+        assert_eq!(e.code(), Some(&SqlState::INVALID_PASSWORD), "{user}: {e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("password authentication failed for user \"{user}\"")),
+            "{e}"
+        );
+    }
+    let e = try_connect(&settings(&f.pg, "analyst", "demo").replace("dbname=bluelamp", "dbname=other"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code(&e), "3D000", "{e}");
+    assert!(e.to_string().contains("connect to database \"bluelamp\""), "{e}");
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstates() {
+    let f = fixture("").await;
+    let client = connect(&f.pg).await;
+    for (sql, want) in [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM cad.nope", "42P01"),
+        ("SELECT nope FROM cad.incidents", "42703"),
+        ("SET nonsense = 1", "42704"),
+        ("SAVEPOINT a", "0A000"),
+    ] {
+        let e = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), want, "{sql}: {e}");
+        // The extended protocol reports the same.
+        let e = client.query(sql, &[]).await.unwrap_err();
+        assert_eq!(code(&e), want, "{sql} (extended): {e}");
+    }
+    // The connection is still usable, and a comment-only query (Grafana's
+    // health check) is an empty query, not an error.
+    assert!(simple(&client, "-- ping").await.is_empty());
+    assert_eq!(simple(&client, "SELECT 2").await, [[Some("2".into())]]);
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
+async fn parameters_bind_in_text_and_binary() {
+    let f = fixture("").await;
+    let client = connect(&f.pg).await;
+    // Typed by the statement: grade is text, the count comes back as int8.
+    let rows = client
+        .query(
+            "SELECT count(*) AS n FROM cad.incidents WHERE grade = $1 AND closed = $2",
+            &[&"A", &true],
+        )
+        .await
+        .unwrap();
+    let n: i64 = rows[0].get("n");
+    // Grades cycle A, B, C; every fourth is closed: i % 12 == 0.
+    assert_eq!(n, 25);
+    // A prepared statement runs many times with different values.
+    let statement = client
+        .prepare("SELECT urn FROM cad.incidents WHERE urn = $1")
+        .await
+        .unwrap();
+    assert_eq!(statement.params(), &[Type::TEXT]);
+    for i in [0, 150, 299] {
+        let urn = format!("XY-{i:05}");
+        let row = client.query_one(&statement, &[&urn]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), urn);
+    }
+    // Untyped placeholders take the client's declared type.
+    let row = client
+        .query_one("SELECT $1::BIGINT + 1 AS x", &[&41i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+    let e = client
+        .query("SELECT count(*) FROM cad.incidents WHERE grade = $1", &[])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("1 parameter"), "{e}");
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
+async fn portals_send_rows_in_chunks_inside_a_transaction() {
+    let f = fixture("").await;
+    let mut client = connect(&f.pg).await;
+    let tx = client.transaction().await.unwrap();
+    let portal = tx
+        .bind("SELECT urn FROM cad.incidents ORDER BY urn", &[])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut chunks = Vec::new();
+    loop {
+        let rows = tx.query_portal(&portal, 128).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        chunks.push(rows.len());
+        seen.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+    }
+    assert_eq!(chunks, [128, 128, 44]);
+    let want: Vec<String> = (0..300).map(|i| format!("XY-{i:05}")).collect();
+    assert_eq!(seen, want);
+    // A deposit cannot run inside a transaction block.
+    let e = tx
+        .simple_query("INSERT INTO cad.incidents VALUES ('XY-99999', 'A', 'x', false)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "0A000", "{e}");
+    assert!(e.to_string().contains("transaction block"), "{e}");
+    // The failed block now refuses statements until it ends.
+    let e = tx.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(code(&e), "25P02", "{e}");
+    tx.rollback().await.unwrap();
+    assert_eq!(simple(&client, "SELECT 3").await, [[Some("3".into())]]);
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_query_is_cancelled() {
+    let f = fixture("").await;
+    let client = connect(&f.pg).await;
+    let cancel = client.cancel_token();
+    let started = Instant::now();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cancel.cancel_query(NoTls).await.unwrap();
+    });
+    let e = client
+        .simple_query("SELECT max(value % 7) FROM range(100000000000)")
+        .await
+        .unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cancel took {:?}",
+        started.elapsed()
+    );
+    // The same in the extended protocol; then the connection goes on.
+    let cancel = client.cancel_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cancel.cancel_query(NoTls).await.unwrap();
+    });
+    let e = client
+        .query("SELECT max(value % 7) FROM range(100000000000)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e}");
+    assert_eq!(simple(&client, "SELECT 4").await, [[Some("4".into())]]);
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_parameters_drivers_send() {
+    let f = fixture("").await;
+    let client = connect(&f.pg).await;
+    for sql in [
+        "SET extra_float_digits = 3",
+        "SET application_name = 'PostgreSQL JDBC Driver'",
+        "SET DateStyle = ISO",
+        "SET TIME ZONE 'UTC'",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "BEGIN",
+        "COMMIT",
+    ] {
+        client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    assert_eq!(
+        simple(&client, "SHOW application_name").await,
+        [[Some("PostgreSQL JDBC Driver".into())]]
+    );
+    assert_eq!(
+        simple(&client, "SHOW transaction isolation level").await,
+        [[Some("read committed".into())]]
+    );
+    let e = client.simple_query("SET client_encoding = 'LATIN1'").await.unwrap_err();
+    assert_eq!(code(&e), "22023", "{e}");
+    // Dotted names are the session's own settings.
+    client
+        .simple_query("SET datafusion.execution.batch_size = 100")
+        .await
+        .unwrap();
+    f.pg.shutdown().await;
+}
+
+/// `psql` from PATH, or `None` (said loudly; a failure under CI=true).
+fn psql() -> Option<&'static str> {
+    match std::process::Command::new("psql").arg("--version").output() {
+        Ok(out) if out.status.success() => Some("psql"),
+        Ok(out) => {
+            service_missing("psql", &String::from_utf8_lossy(&out.stderr));
+            None
+        }
+        Err(e) => {
+            service_missing("psql (install postgresql-client)", &e.to_string());
+            None
+        }
+    }
+}
+
+fn run_psql(port: u16, sslmode: &str, sql: &str) -> std::process::Output {
+    std::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=analyst dbname=bluelamp sslmode={sslmode}"
+        ))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", "demo")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn psql_runs_queries_and_tls_is_required_when_configured() {
+    if psql().is_none() {
+        return;
+    }
+    let plain = fixture("").await;
+    let out = run_psql(
+        plain.pg.addr.port(),
+        "prefer",
+        "SELECT grade, count(*) FROM cad.incidents GROUP BY grade ORDER BY grade",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "A|100\nB|100\nC|100\n");
+    let out = run_psql(plain.pg.addr.port(), "prefer", "SELECT * FROM cad.nope");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    plain.pg.shutdown().await;
+
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.pem"), &pki.server_cert).unwrap();
+    std::fs::write(dir.path().join("server.key"), &pki.server_key).unwrap();
+    let tls = format!(
+        "\n[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        dir.path().join("server.pem").display(),
+        dir.path().join("server.key").display()
+    );
+    let f = fixture(&tls).await;
+    assert!(f.pg.tls);
+    let out = run_psql(f.pg.addr.port(), "require", "SELECT ssl FROM (SELECT true AS ssl)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "t\n");
+    let out = run_psql(f.pg.addr.port(), "disable", "SELECT 1");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("accepts only TLS connections"), "{stderr}");
+    // tokio-postgres without TLS is refused the same way.
+    let e = try_connect(&settings(&f.pg, "analyst", "demo")).await.err().unwrap();
+    assert_eq!(code(&e), "28000", "{e}");
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
+async fn policy_and_audit_hold_over_postgres() {
+    let audit = tempfile::tempdir().unwrap();
+    let hash = bluelamp_flight_server::hash_password("demo").unwrap();
+    let scram = ScramVerifier::new("demo").to_string();
+    let extra = format!(
+        "{}\n[audit]\npath = \"{}\"\n",
+        bluelamp_simulators::access::demo_access(
+            &hash,
+            Some(&scram),
+            &audit.path().join("exports").display().to_string()
+        ),
+        audit.path().join("audit.jsonl").display()
+    );
+    let live = LiveDemo::start(0.02, &extra).await;
+    let pg = serve(live.engine.clone(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let client = connect(&pg).await;
+    // A table the analyst is not granted does not exist for them; nor does
+    // a hidden column.
+    let e = client
+        .simple_query("SELECT * FROM cad.incident_log LIMIT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42P01", "{e}");
+    let e = client
+        .query("SELECT vehicle_registration FROM cad.incidents LIMIT 1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42703", "{e}");
+    // Masks apply: the same answer as the analyst's own session gives.
+    let sql = "SELECT forename, surname, birth_year FROM rms.people ORDER BY person_id LIMIT 5";
+    let over_pg = simple(&client, sql).await;
+    let session = live
+        .engine
+        .session(bluelamp_engine::Identity::new("analyst", "test"));
+    let output = session.sql(sql).await.unwrap();
+    let batches: Vec<arrow::array::RecordBatch> =
+        futures::TryStreamExt::try_collect(output.stream).await.unwrap();
+    let mut direct = Vec::new();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            direct.push(
+                (0..batch.num_columns())
+                    .map(|c| {
+                        let column = batch.column(c);
+                        (!arrow::array::Array::is_null(column.as_ref(), row)).then(|| {
+                            arrow::util::display::array_value_to_string(column, row).unwrap()
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    assert_eq!(over_pg, direct);
+    assert!(over_pg.iter().all(|r| r[0].as_deref() != Some("")), "{over_pg:?}");
+    pg.shutdown().await;
+    // Each statement is in the audit trail, as the analyst, from postgres.
+    let records = search(
+        &audit.path().join("audit.jsonl"),
+        &SearchFilter {
+            user: Some("analyst".into()),
+            ..SearchFilter::default()
+        },
+    )
+    .unwrap();
+    let people: Vec<_> = records
+        .iter()
+        .filter(|r| r.statement.contains("rms.people"))
+        .collect();
+    assert!(!people.is_empty(), "{records:?}");
+    assert!(people.iter().all(|r| r.client.as_deref() == Some("postgres")));
+    assert!(people.iter().all(|r| r.auth == "scram-sha-256"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.statement.contains("incident_log") && r.outcome != "ok"),
+        "the refused read is audited too"
+    );
+}
+
+#[tokio::test]
+async fn flight_sql_and_postgres_answer_alike() {
+    let f = fixture("").await;
+    let flight = bluelamp_flight_server::serve(f.engine.clone(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let sql = "SELECT grade, station, count(*) AS n, min(urn) AS first, bool_or(closed) AS any_closed \
+               FROM cad.incidents GROUP BY grade, station ORDER BY grade, station";
+    let over_pg = simple(&connect(&f.pg).await, sql).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", flight.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    client.handshake("analyst", "demo").await.unwrap();
+    let info = client.execute(sql.to_string(), None).await.unwrap();
+    let batches = bluelamp_tests::flight_client::fetch(&mut client, info).await.unwrap();
+    let columns = ["grade", "station", "n", "first", "any_closed"];
+    let texts: Vec<Vec<String>> = columns
+        .iter()
+        .map(|c| bluelamp_tests::flight_client::strings(&batches, c))
+        .collect();
+    let over_flight: Vec<Vec<Option<String>>> = (0..texts[0].len())
+        .map(|row| {
+            texts
+                .iter()
+                .map(|column| {
+                    Some(match column[row].as_str() {
+                        "true" => "t".to_string(),
+                        "false" => "f".to_string(),
+                        other => other.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(over_pg.len(), 21);
+    assert_eq!(over_pg, over_flight);
+    flight.shutdown().await;
+    f.pg.shutdown().await;
+}

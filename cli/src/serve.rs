@@ -46,7 +46,8 @@ pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: source {} is down: {error}", source.name);
             }
         }
-        let pg_wanted = args.pg_listen.is_some() || engine.config().server.postgres_listen.is_some();
+        let pg_wanted =
+            args.pg_listen.is_some() || engine.config().server.postgres_listen.is_some();
         let server = bluelamp_flight_server::serve(engine.clone(), args.listen).await?;
         let pg = if pg_wanted {
             match bluelamp_pg_server::serve(engine, args.pg_listen).await {

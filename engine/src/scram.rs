@@ -82,11 +82,9 @@ impl ScramVerifier {
         let (params, keys) = rest.split_once('$').ok_or_else(|| expected.to_string())?;
         let (iterations, salt) = params.split_once(':').ok_or_else(|| expected.to_string())?;
         let (stored, server) = keys.split_once(':').ok_or_else(|| expected.to_string())?;
-        let iterations: u32 = iterations
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("the iteration count '{iterations}' is not a positive number"))?;
+        let iterations: u32 = iterations.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("the iteration count '{iterations}' is not a positive number")
+        })?;
         let salt = STANDARD
             .decode(salt)
             .map_err(|_| "the salt is not base64".to_string())?;
@@ -323,7 +321,9 @@ mod tests {
     fn client_proof(password: &str, server_first: &str, client_first_bare: &str) -> String {
         let fields: Vec<&str> = server_first.split(',').collect();
         let nonce = fields[0].strip_prefix("r=").unwrap();
-        let salt = STANDARD.decode(fields[1].strip_prefix("s=").unwrap()).unwrap();
+        let salt = STANDARD
+            .decode(fields[1].strip_prefix("s=").unwrap())
+            .unwrap();
         let iterations: u32 = fields[2].strip_prefix("i=").unwrap().parse().unwrap();
         let verifier = ScramVerifier::derive(password, &salt, iterations);
         let mut salted = [0u8; 32];
@@ -357,9 +357,17 @@ mod tests {
             .client_first(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
             .unwrap();
         assert!(first.starts_with("r=rOprNGfwEbeRWgbNEkqO"), "{first}");
-        assert!(first.ends_with(",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"), "{first}");
+        assert!(
+            first.ends_with(",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"),
+            "{first}"
+        );
         let last = client_proof("pencil", &first, "n=user,r=rOprNGfwEbeRWgbNEkqO");
-        assert!(server.client_final(last.as_bytes()).unwrap().starts_with("v="));
+        assert!(
+            server
+                .client_final(last.as_bytes())
+                .unwrap()
+                .starts_with("v=")
+        );
     }
 
     #[test]
@@ -381,7 +389,11 @@ mod tests {
     #[test]
     fn channel_binding_and_replayed_nonces_are_refused() {
         let mut server = ScramServer::new(ScramVerifier::new("demo"));
-        assert!(server.client_first(b"p=tls-server-end-point,,n=,r=x").is_err());
+        assert!(
+            server
+                .client_first(b"p=tls-server-end-point,,n=,r=x")
+                .is_err()
+        );
         let mut server = ScramServer::new(ScramVerifier::new("demo"));
         server.client_first(b"n,,n=,r=abc").unwrap();
         let e = server

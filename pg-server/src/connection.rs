@@ -172,9 +172,7 @@ async fn start(
     };
     let slot = CancelSlot::default();
     let (pid, secret) = shared.cancels.register(slot.clone());
-    let session = shared
-        .engine
-        .session_from(identity, Some("postgres".to_string()));
+    let session = shared.engine.session_from(identity, Some(peer.to_string()));
     let mut conn = Conn::new(wire, session, pid, slot, &startup.parameters);
     for (name, value) in conn.reported_parameters() {
         conn.wire
@@ -302,7 +300,11 @@ async fn authenticate(
     let response = match message.into_sasl_response() {
         Ok(response) => response,
         Err(e) => {
-            send_fatal(wire, &PgError::fatal(code::PROTOCOL_VIOLATION, e.to_string())).await;
+            send_fatal(
+                wire,
+                &PgError::fatal(code::PROTOCOL_VIOLATION, e.to_string()),
+            )
+            .await;
             return Ok(None);
         }
     };

@@ -69,7 +69,10 @@ mod tests {
     fn kinds_map_to_sqlstates() {
         let e = |kind, message: &str| pg_error(&QueryError::new(kind, message)).code;
         assert_eq!(e(ErrorKind::Syntax, "SQL syntax error: x"), "42601");
-        assert_eq!(e(ErrorKind::NotFound, "table 'bluelamp.x.y' not found"), "42P01");
+        assert_eq!(
+            e(ErrorKind::NotFound, "table 'bluelamp.x.y' not found"),
+            "42P01"
+        );
         assert_eq!(e(ErrorKind::NotFound, "No field named nope."), "42703");
         assert_eq!(e(ErrorKind::Cancelled, "cancelled"), "57014");
         assert_eq!(e(ErrorKind::PermissionDenied, "no"), "42501");

@@ -29,7 +29,8 @@ pub(crate) fn decode(
         return Ok(ScalarValue::Null);
     };
     let name = format!("${}", index + 1);
-    let invalid = |why: String| PgError::error(code::INVALID_TEXT, format!("parameter {name}: {why}"));
+    let invalid =
+        |why: String| PgError::error(code::INVALID_TEXT, format!("parameter {name}: {why}"));
     let target = inferred.cloned().or_else(|| arrow_type(declared));
     if !binary {
         let text = std::str::from_utf8(value)
@@ -117,21 +118,25 @@ fn from_binary(value: &[u8], wire_oid: u32) -> Result<ScalarValue, String> {
         oid::FLOAT8 => ScalarValue::Float64(Some(f64::from_be_bytes(fixed(value, "float8")?))),
         oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::UNKNOWN | oid::JSON => {
             ScalarValue::Utf8(Some(
-                String::from_utf8(value.to_vec()).map_err(|_| "the text is not UTF-8".to_string())?,
+                String::from_utf8(value.to_vec())
+                    .map_err(|_| "the text is not UTF-8".to_string())?,
             ))
         }
         oid::JSONB => {
             // jsonb's binary form is a version byte, then the JSON text.
             let text = value.strip_prefix(&[1]).ok_or("unknown jsonb version")?;
             ScalarValue::Utf8(Some(
-                String::from_utf8(text.to_vec()).map_err(|_| "the JSON is not UTF-8".to_string())?,
+                String::from_utf8(text.to_vec())
+                    .map_err(|_| "the JSON is not UTF-8".to_string())?,
             ))
         }
         oid::BYTEA => ScalarValue::Binary(Some(value.to_vec())),
         oid::DATE => ScalarValue::Date32(Some(
             i32::from_be_bytes(fixed(value, "date")?).saturating_add(PG_EPOCH_DAYS),
         )),
-        oid::TIME => ScalarValue::Time64Microsecond(Some(i64::from_be_bytes(fixed(value, "time")?))),
+        oid::TIME => {
+            ScalarValue::Time64Microsecond(Some(i64::from_be_bytes(fixed(value, "time")?)))
+        }
         oid::TIMESTAMP => ScalarValue::TimestampMicrosecond(
             Some(i64::from_be_bytes(fixed(value, "timestamp")?).saturating_add(PG_EPOCH_MICROS)),
             None,
@@ -171,7 +176,9 @@ fn numeric_text(value: &[u8]) -> Result<String, String> {
         0xF000 => return Ok("-Infinity".into()),
         _ => {}
     }
-    let digits: Vec<i16> = (0..ndigits).map(|i| word(4 + i)).collect::<Result<_, _>>()?;
+    let digits: Vec<i16> = (0..ndigits)
+        .map(|i| word(4 + i))
+        .collect::<Result<_, _>>()?;
     let mut whole = String::new();
     let mut fraction = String::new();
     // Group g has weight (weight - g): groups at weight >= 0 are whole.
@@ -211,7 +218,14 @@ mod tests {
 
     #[test]
     fn numeric_round_trips_through_binary() {
-        for text in ["0", "12345.678", "-0.0001", "10000", "0.00001", "-98765432109876.5"] {
+        for text in [
+            "0",
+            "12345.678",
+            "-0.0001",
+            "10000",
+            "0.00001",
+            "-98765432109876.5",
+        ] {
             let mut out = BytesMut::new();
             crate::types::write_numeric_binary(text, &mut out);
             assert_eq!(numeric_text(&out).unwrap(), text, "{text}");
@@ -220,22 +234,55 @@ mod tests {
 
     #[test]
     fn text_parameters_take_their_types() {
-        let v = decode(0, Some(&Bytes::from_static(b"42")), false, 0, Some(&DataType::Int64));
+        let v = decode(
+            0,
+            Some(&Bytes::from_static(b"42")),
+            false,
+            0,
+            Some(&DataType::Int64),
+        );
         assert_eq!(v.unwrap(), ScalarValue::Int64(Some(42)));
-        let v = decode(0, Some(&Bytes::from_static(b"x")), false, 0, Some(&DataType::Int64));
+        let v = decode(
+            0,
+            Some(&Bytes::from_static(b"x")),
+            false,
+            0,
+            Some(&DataType::Int64),
+        );
         assert_eq!(v.unwrap_err().code, "22P02");
-        let v = decode(0, Some(&Bytes::from_static(b"\\x0aff")), false, oid::BYTEA, None);
+        let v = decode(
+            0,
+            Some(&Bytes::from_static(b"\\x0aff")),
+            false,
+            oid::BYTEA,
+            None,
+        );
         assert_eq!(v.unwrap(), ScalarValue::Binary(Some(vec![10, 255])));
         let v = decode(0, Some(&Bytes::from_static(b"t")), false, oid::BOOL, None);
         assert_eq!(v.unwrap(), ScalarValue::Boolean(Some(true)));
-        assert_eq!(with_full_offset("2024-01-02 03:04:05+00"), "2024-01-02 03:04:05+00:00");
+        assert_eq!(
+            with_full_offset("2024-01-02 03:04:05+00"),
+            "2024-01-02 03:04:05+00:00"
+        );
     }
 
     #[test]
     fn binary_parameters_by_declared_type() {
-        let v = decode(0, Some(&Bytes::from_static(&[0, 0, 0, 7])), true, oid::INT4, None);
+        let v = decode(
+            0,
+            Some(&Bytes::from_static(&[0, 0, 0, 7])),
+            true,
+            oid::INT4,
+            None,
+        );
         assert_eq!(v.unwrap(), ScalarValue::Int32(Some(7)));
-        let v = decode(0, Some(&Bytes::from_static(&[0, 0, 0, 0])), true, oid::DATE, None);
+        let v = decode(
+            0,
+            Some(&Bytes::from_static(&[0, 0, 0, 0])),
+            true,
+            oid::DATE,
+            None,
+        );
         assert_eq!(v.unwrap(), ScalarValue::Date32(Some(PG_EPOCH_DAYS)));
         let v = decode(0, Some(&Bytes::from_static(&[1, 2])), true, oid::INT4, None);
         assert!(v.is_err());

@@ -26,6 +26,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast::{self, Expr, Value};
 use futures::StreamExt;
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::data::{FieldDescription, NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
@@ -35,7 +36,6 @@ use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus,
 };
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::PgWireFrontendMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::{code, pg_error};
@@ -104,7 +104,11 @@ fn reported_name(name: &str) -> &str {
 /// A sentence for an encoding other than UTF-8 (or `SQL_ASCII`, which
 /// means no conversion).
 pub(crate) fn check_encoding(encoding: &str) -> Result<(), String> {
-    let normalised = encoding.trim().trim_matches('\'').to_ascii_uppercase().replace('-', "");
+    let normalised = encoding
+        .trim()
+        .trim_matches('\'')
+        .to_ascii_uppercase()
+        .replace('-', "");
     if matches!(normalised.as_str(), "UTF8" | "UNICODE" | "SQL_ASCII") {
         Ok(())
     } else {
@@ -171,6 +175,8 @@ struct Portal {
     kind: Kind,
     binary: Vec<bool>,
     running: Option<Running>,
+    /// Run to its end: a further Execute returns no rows (`SELECT 0`).
+    finished: bool,
 }
 
 struct Running {
@@ -275,7 +281,9 @@ impl Conn {
     fn ready(&mut self) {
         let status = self.status();
         self.wire
-            .push(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(status)));
+            .push(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )));
     }
 
     fn fail_transaction(&mut self) {
@@ -360,8 +368,9 @@ impl Conn {
             }
         };
         if statements.is_empty() {
-            self.wire
-                .push(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()));
+            self.wire.push(PgWireBackendMessage::EmptyQueryResponse(
+                EmptyQueryResponse::new(),
+            ));
             return Ok(());
         }
         for statement in statements {
@@ -377,6 +386,7 @@ impl Conn {
                 kind,
                 binary: Vec::new(),
                 running: None,
+                finished: false,
             };
             self.describe_portal(&portal);
             if let Err(e) = self.run(&mut portal, 0).await? {
@@ -424,12 +434,16 @@ impl Conn {
 
     fn bind(&mut self, bind: Bind) -> Result<(), PgError> {
         let statement_name = bind.statement_name.unwrap_or_default();
-        let prepared = self.statements.get(&statement_name).cloned().ok_or_else(|| {
-            PgError::error(
-                code::UNDEFINED_STATEMENT,
-                format!("prepared statement \"{statement_name}\" does not exist"),
-            )
-        })?;
+        let prepared = self
+            .statements
+            .get(&statement_name)
+            .cloned()
+            .ok_or_else(|| {
+                PgError::error(
+                    code::UNDEFINED_STATEMENT,
+                    format!("prepared statement \"{statement_name}\" does not exist"),
+                )
+            })?;
         let count = bind.parameters.len();
         if count != prepared.parameter_types.len() {
             return Err(PgError::error(
@@ -443,7 +457,7 @@ impl Conn {
         let formats = &bind.parameter_format_codes;
         let mut values = Vec::with_capacity(count);
         for (i, value) in bind.parameters.iter().enumerate() {
-            let binary = format_at(formats, i, count)? ;
+            let binary = format_at(formats, i, count)?;
             values.push(crate::params::decode(
                 i,
                 value.as_ref(),
@@ -473,6 +487,7 @@ impl Conn {
                 kind,
                 binary,
                 running: None,
+                finished: false,
             },
         );
         self.wire
@@ -491,10 +506,9 @@ impl Conn {
             })?;
             let oids = prepared.parameter_oids.clone();
             let schema = result_schema(&prepared.kind);
-            self.wire
-                .push(PgWireBackendMessage::ParameterDescription(
-                    ParameterDescription::new(oids),
-                ));
+            self.wire.push(PgWireBackendMessage::ParameterDescription(
+                ParameterDescription::new(oids),
+            ));
             self.push_row_description(schema.as_ref(), &[]);
         } else {
             let portal = self.portals.get(&name).ok_or_else(|| {
@@ -518,13 +532,27 @@ impl Conn {
                 format!("portal \"{name}\" does not exist"),
             )));
         };
+        if portal.finished {
+            // PostgreSQL keeps a finished portal: executing it again gives no rows.
+            if matches!(&portal.kind, Kind::Engine(s) if matches!(s.result, ResultKind::Rows)) {
+                self.complete("SELECT 0".into());
+            } else {
+                self.complete(String::new());
+            }
+            self.portals.insert(name, portal);
+            return Ok(Ok(()));
+        }
         let limit = usize::try_from(execute.max_rows).unwrap_or(0);
         match self.run(&mut portal, limit).await? {
             Ok(Outcome::Suspended) => {
                 self.portals.insert(name, portal);
                 Ok(Ok(()))
             }
-            Ok(Outcome::Done) => Ok(Ok(())),
+            Ok(Outcome::Done) => {
+                portal.finished = true;
+                self.portals.insert(name, portal);
+                Ok(Ok(()))
+            }
             Err(e) => Ok(Err(e)),
         }
     }
@@ -543,7 +571,11 @@ impl Conn {
     // ---- statements ----
 
     /// Classifies and plans one statement.
-    async fn prepare(&mut self, statement: &Statement, declared: &[u32]) -> Result<Prepared, PgError> {
+    async fn prepare(
+        &mut self,
+        statement: &Statement,
+        declared: &[u32],
+    ) -> Result<Prepared, PgError> {
         if self.transaction == Transaction::Failed
             && !matches!(local(statement), Some(Local::Commit | Local::Rollback))
         {
@@ -629,7 +661,9 @@ impl Conn {
             })
             .collect();
         self.wire
-            .push(PgWireBackendMessage::RowDescription(RowDescription::new(fields)));
+            .push(PgWireBackendMessage::RowDescription(RowDescription::new(
+                fields,
+            )));
     }
 
     /// Runs (or continues) a portal, sending at most `limit` rows (0: all).
@@ -640,8 +674,9 @@ impl Conn {
     ) -> Result<Result<Outcome, PgError>, WireError> {
         match portal.kind.clone() {
             Kind::Empty => {
-                self.wire
-                    .push(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()));
+                self.wire.push(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ));
                 Ok(Ok(Outcome::Done))
             }
             Kind::Local(local) => Ok(self.run_local(local).map(|()| Outcome::Done)),
@@ -662,10 +697,11 @@ impl Conn {
         token: &CancellationToken,
     ) -> Result<Result<Outcome, PgError>, WireError> {
         if portal.running.is_none() {
-            let output = match cancellable(token, self.session.execute(statement.planned.clone())).await {
-                Ok(output) => output,
-                Err(e) => return Ok(Err(pg_error(&e))),
-            };
+            let output =
+                match cancellable(token, self.session.execute(statement.planned.clone())).await {
+                    Ok(output) => output,
+                    Err(e) => return Ok(Err(pg_error(&e))),
+                };
             portal.running = Some(Running {
                 stream: output.stream,
                 pending: None,
@@ -704,8 +740,9 @@ impl Conn {
                         }
                         self.wire.flush_if_full().await?;
                         if limit != 0 && sent >= limit {
-                            self.wire
-                                .push(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()));
+                            self.wire.push(PgWireBackendMessage::PortalSuspended(
+                                PortalSuspended::new(),
+                            ));
                             return Ok(Ok(Outcome::Suspended));
                         }
                     }
@@ -775,15 +812,19 @@ impl Conn {
 
     fn complete(&mut self, tag: String) {
         self.wire
-            .push(PgWireBackendMessage::CommandComplete(CommandComplete::new(tag)));
+            .push(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                tag,
+            )));
     }
 
     fn run_local(&mut self, local: Local) -> Result<(), PgError> {
         match local {
             Local::Begin => {
                 if self.transaction != Transaction::Idle {
-                    self.wire
-                        .push_notice(code::ACTIVE_TRANSACTION, "there is already a transaction in progress");
+                    self.wire.push_notice(
+                        code::ACTIVE_TRANSACTION,
+                        "there is already a transaction in progress",
+                    );
                 } else {
                     self.transaction = Transaction::Block;
                 }
@@ -842,9 +883,12 @@ impl Conn {
             }
             Local::ResetAll => {
                 for (name, value, _) in PARAMETERS {
-                    if !matches!(*name, "server_version" | "server_encoding" | "server_version_num")
-                    {
-                        self.settings.insert((*name).to_string(), (*value).to_string());
+                    if !matches!(
+                        *name,
+                        "server_version" | "server_encoding" | "server_version_num"
+                    ) {
+                        self.settings
+                            .insert((*name).to_string(), (*value).to_string());
                     }
                 }
                 self.complete("RESET".into());
@@ -902,9 +946,9 @@ impl Conn {
             "bytea_output" if !value.eq_ignore_ascii_case("hex") => Err(invalid(format!(
                 "bytea_output '{value}' is not supported: Bluelamp writes bytea in hex"
             ))),
-            "standard_conforming_strings" if !value.eq_ignore_ascii_case("on") => Err(invalid(
-                "standard_conforming_strings is always on".into(),
-            )),
+            "standard_conforming_strings" if !value.eq_ignore_ascii_case("on") => {
+                Err(invalid("standard_conforming_strings is always on".into()))
+            }
             "extra_float_digits" => value
                 .trim()
                 .parse::<i32>()
@@ -991,14 +1035,28 @@ fn command_tag(sql: &str) -> String {
     let words: Vec<String> = sql
         .split_whitespace()
         .take(8)
-        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphabetic()).to_ascii_uppercase())
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_ascii_alphabetic())
+                .to_ascii_uppercase()
+        })
         .filter(|w| !w.is_empty())
         .collect();
     let Some(first) = words.first() else {
         return String::new();
     };
     if matches!(first.as_str(), "CREATE" | "DROP" | "ALTER") {
-        let skip = ["OR", "REPLACE", "TEMPORARY", "TEMP", "EXTERNAL", "UNLOGGED", "IF", "NOT", "EXISTS", "MATERIALIZED"];
+        let skip = [
+            "OR",
+            "REPLACE",
+            "TEMPORARY",
+            "TEMP",
+            "EXTERNAL",
+            "UNLOGGED",
+            "IF",
+            "NOT",
+            "EXISTS",
+            "MATERIALIZED",
+        ];
         if let Some(object) = words[1..].iter().find(|w| !skip.contains(&w.as_str())) {
             return format!("{first} {object}");
         }
@@ -1074,9 +1132,7 @@ fn local(statement: &Statement) -> Option<Local> {
                 Local::Set("client_encoding".into(), charset_name.value.clone())
             }
             ast::Set::SetNamesDefault {} => Local::Set("client_encoding".into(), "UTF8".into()),
-            ast::Set::SetTransaction { .. } | ast::Set::SetSessionParam(_) => {
-                Local::Ignored("SET")
-            }
+            ast::Set::SetTransaction { .. } | ast::Set::SetSessionParam(_) => Local::Ignored("SET"),
             _ => Local::Refused(PgError::error(
                 code::FEATURE_NOT_SUPPORTED,
                 format!("not supported: {ast}"),
@@ -1122,7 +1178,10 @@ mod tests {
 
     #[test]
     fn command_tags() {
-        assert_eq!(command_tag("CREATE OR REPLACE VIEW v AS SELECT 1"), "CREATE VIEW");
+        assert_eq!(
+            command_tag("CREATE OR REPLACE VIEW v AS SELECT 1"),
+            "CREATE VIEW"
+        );
         assert_eq!(command_tag("drop table if exists t"), "DROP TABLE");
         assert_eq!(command_tag("SET bluelamp.purpose = 'x'"), "SET");
     }
@@ -1139,7 +1198,10 @@ mod tests {
     fn protocol_statements_are_answered_here() {
         let one = |sql: &str| bluelamp_engine::parse_statements(sql).unwrap().remove(0);
         assert!(matches!(local(&one("BEGIN")), Some(Local::Begin)));
-        assert!(matches!(local(&one("START TRANSACTION READ ONLY")), Some(Local::Begin)));
+        assert!(matches!(
+            local(&one("START TRANSACTION READ ONLY")),
+            Some(Local::Begin)
+        ));
         assert!(matches!(local(&one("COMMIT")), Some(Local::Commit)));
         assert!(matches!(
             local(&one("SET extra_float_digits = 3")),
@@ -1150,8 +1212,13 @@ mod tests {
             Some(Local::Set(n, v)) if n == "application_name" && v == "psql"
         ));
         assert!(matches!(local(&one("SET bluelamp.purpose = 'x'")), None));
-        assert!(matches!(local(&one("SET nonsense = 1")), Some(Local::Refused(_))));
-        assert!(matches!(local(&one("SHOW TRANSACTION ISOLATION LEVEL")), Some(Local::Show(n)) if n == "transaction_isolation"));
+        assert!(matches!(
+            local(&one("SET nonsense = 1")),
+            Some(Local::Refused(_))
+        ));
+        assert!(
+            matches!(local(&one("SHOW TRANSACTION ISOLATION LEVEL")), Some(Local::Show(n)) if n == "transaction_isolation")
+        );
         assert!(matches!(local(&one("SELECT 1")), None));
     }
 }

@@ -33,8 +33,8 @@ use arrow::datatypes::{
     DurationMillisecondType, DurationNanosecondType, DurationSecondType, Field, Float16Type,
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, IntervalDayTimeType,
     IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType, Schema, SchemaRef,
-    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::error::ArrowError;
@@ -181,7 +181,11 @@ pub fn arrow_type(oid: u32) -> Option<DataType> {
 
 /// `schema` with dictionary and run-end-encoded columns as their values.
 pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
-    if !schema.fields().iter().any(|f| needs_unpacking(f.data_type())) {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| needs_unpacking(f.data_type()))
+    {
         return Arc::clone(schema);
     }
     let fields: Vec<Field> = schema
@@ -239,7 +243,10 @@ enum Kind<'a> {
     Bytes(&'a dyn Array),
     Date(&'a dyn Array),
     Time(&'a dyn Array),
-    Timestamp { array: &'a dyn Array, zoned: bool },
+    Timestamp {
+        array: &'a dyn Array,
+        zoned: bool,
+    },
     Interval(&'a dyn Array),
     Json(JsonColumn<'a>),
     Null,
@@ -421,8 +428,12 @@ impl ColumnWriter<'_> {
             Kind::Numeric(column) => {
                 let text = match column {
                     NumericColumn::U64(a) => a.value(row).to_string(),
-                    NumericColumn::D128(a, scale) => decimal_text(&a.value(row).to_string(), *scale),
-                    NumericColumn::D256(a, scale) => decimal_text(&a.value(row).to_string(), *scale),
+                    NumericColumn::D128(a, scale) => {
+                        decimal_text(&a.value(row).to_string(), *scale)
+                    }
+                    NumericColumn::D256(a, scale) => {
+                        decimal_text(&a.value(row).to_string(), *scale)
+                    }
                 };
                 if binary {
                     write_numeric_binary(&text, out);
@@ -495,7 +506,11 @@ fn write_float(value: f64, single: Option<f32>, out: &mut BytesMut) {
         return;
     }
     if value.is_infinite() {
-        out.put_slice(if value > 0.0 { b"Infinity" } else { b"-Infinity" });
+        out.put_slice(if value > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        });
         return;
     }
     // Rust's `{:e}` gives the shortest round-trip digits: `-1.5e-7`.
@@ -636,10 +651,13 @@ fn write_bytea_text(bytes: &[u8], out: &mut BytesMut) {
 fn date_days(array: &dyn Array, row: usize) -> i32 {
     match array.data_type() {
         DataType::Date32 => array.as_primitive::<Date32Type>().value(row),
-        DataType::Date64 => {
-            i32::try_from(array.as_primitive::<Date64Type>().value(row).div_euclid(86_400_000))
-                .unwrap_or(i32::MAX)
-        }
+        DataType::Date64 => i32::try_from(
+            array
+                .as_primitive::<Date64Type>()
+                .value(row)
+                .div_euclid(86_400_000),
+        )
+        .unwrap_or(i32::MAX),
         _ => 0,
     }
 }
@@ -685,9 +703,11 @@ fn timestamp_micros(array: &dyn Array, row: usize) -> i64 {
 /// An interval or duration as PostgreSQL's (months, days, microseconds).
 fn interval_parts(array: &dyn Array, row: usize) -> (i32, i32, i64) {
     match array.data_type() {
-        DataType::Interval(IntervalUnit::YearMonth) => {
-            (array.as_primitive::<IntervalYearMonthType>().value(row), 0, 0)
-        }
+        DataType::Interval(IntervalUnit::YearMonth) => (
+            array.as_primitive::<IntervalYearMonthType>().value(row),
+            0,
+            0,
+        ),
         DataType::Interval(IntervalUnit::DayTime) => {
             let v = array.as_primitive::<IntervalDayTimeType>().value(row);
             (0, v.days, i64::from(v.milliseconds) * 1_000)
@@ -779,7 +799,11 @@ fn write_timestamp_text(micros: i64, zoned: bool, out: &mut BytesMut) {
                 out.put_slice(b"+00");
             }
         }
-        None => out.put_slice(if micros > 0 { b"infinity" } else { b"-infinity" }),
+        None => out.put_slice(if micros > 0 {
+            b"infinity"
+        } else {
+            b"-infinity"
+        }),
     }
 }
 

@@ -77,7 +77,11 @@ async fn demo_with(audit_settings: &str) -> Demo {
     let hash = hash_password("demo").unwrap();
     let extra = format!(
         "{}\n{EXTRA}\n[audit]\npath = \"{}\"\n{audit_settings}\n",
-        demo_access(&hash, None, &audit.path().join("exports").display().to_string()),
+        demo_access(
+            &hash,
+            None,
+            &audit.path().join("exports").display().to_string()
+        ),
         audit.path().join("audit.jsonl").display()
     );
     Demo {

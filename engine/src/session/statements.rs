@@ -186,6 +186,30 @@ fn refresh_target(tokens: Vec<Token>) -> Result<TableReference, QueryError> {
     object_name_to_table_reference(name, true).map_err(|e| usage(e.message().to_string()))
 }
 
+/// The types untyped placeholders are cast to (`$1::BIGINT`), by name.
+fn cast_placeholder_types(plan: &LogicalPlan) -> std::collections::HashMap<String, DataType> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Cast, Expr, TryCast, expr::Placeholder};
+    let mut found = std::collections::HashMap::new();
+    let mut visit = |expr: &Expr| {
+        let (inner, data_type) = match expr {
+            Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+                (expr.as_ref(), field.data_type())
+            }
+            _ => return Ok(TreeNodeRecursion::Continue),
+        };
+        if let Expr::Placeholder(Placeholder { id, field: None }) = inner {
+            found.entry(id.clone()).or_insert_with(|| data_type.clone());
+        }
+        Ok::<_, datafusion::error::DataFusionError>(TreeNodeRecursion::Continue)
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| expr.apply(&mut visit))?;
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 /// A planned statement: its result schema is known before any row is fetched.
 /// Clones share nothing mutable, so a prepared statement can run many times.
 #[derive(Clone)]
@@ -232,11 +256,18 @@ impl Planned {
     /// # Errors
     /// [`ErrorKind::InvalidQuery`] if one placeholder is used with two types.
     pub fn parameters(&self) -> Result<Vec<(String, Option<DataType>)>, QueryError> {
+        let cast = cast_placeholder_types(&self.plan);
         let mut parameters: Vec<(String, Option<DataType>)> = self
             .plan
             .get_parameter_types()
             .map_err(QueryError::from)?
             .into_iter()
+            .map(|(name, data_type)| {
+                // `$1::BIGINT`: the placeholder takes the type it is cast to,
+                // as PostgreSQL types it.
+                let data_type = data_type.or_else(|| cast.get(&name).cloned());
+                (name, data_type)
+            })
             .collect();
         parameters.sort_by_key(|(name, _)| {
             (

@@ -173,6 +173,14 @@ async fn start(
     let slot = CancelSlot::default();
     let (pid, secret) = shared.cancels.register(slot.clone());
     let session = shared.engine.session_from(identity, Some(peer.to_string()));
+    if let Err(e) = session.add_schema(
+        crate::catalog::PG_CATALOG,
+        Arc::new(crate::catalog::PgCatalogSchema),
+    ) {
+        // A source named pg_catalog: clients then read it, not the catalog.
+        tracing::warn!("PostgreSQL session without pg_catalog: {e}");
+    }
+    session.add_functions(crate::functions::all(&user, pid));
     let mut conn = Conn::new(wire, session, pid, slot, &startup.parameters);
     for (name, value) in conn.reported_parameters() {
         conn.wire

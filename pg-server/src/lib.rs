@@ -26,13 +26,23 @@
 //! - **Errors carry SQLSTATEs** ([`errors`]): `42601` syntax, `42P01`
 //!   unknown table, `28P01` wrong password, `57014` cancelled.
 //!
+//! - **Enough `pg_catalog` for clients to introspect**: [`catalog`] computes
+//!   `pg_class`, `pg_attribute`, `pg_namespace`, `pg_type`, ... from the
+//!   session's own catalog (so policy-hidden tables and columns are absent),
+//!   [`functions`] adds `format_type`, `pg_table_is_visible` and the like,
+//!   and [`dialect`] rewrites PostgreSQL-only spellings (`OPERATOR(pg_catalog.~)`,
+//!   `COLLATE`, `::regclass`) that DataFusion does not plan.
+//!
 //! Modules: [`server`] (binding, TLS, cancel registry), [`connection`]
 //! (start-up and authentication), [`statements`] (simple and extended
 //! query protocols), [`types`], [`params`] (bound parameters), [`errors`],
-//! [`wire`] (buffered message I/O).
+//! [`wire`] (buffered message I/O), [`catalog`], [`functions`], [`dialect`].
 
+pub mod catalog;
 pub mod connection;
+pub mod dialect;
 pub mod errors;
+pub mod functions;
 pub mod params;
 pub mod server;
 pub mod statements;

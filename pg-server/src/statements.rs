@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::errors::{code, pg_error};
 use crate::server::CancelSlot;
-use crate::types::{RowWriter, oid, pg_type, plain_columns, plain_schema};
+use crate::types::{RowWriter, oid, pg_field_type, pg_type, plain_columns, plain_schema};
 use crate::wire::{PgError, Wire, WireError};
 
 /// The message PostgreSQL sends for a cancelled statement.
@@ -49,7 +49,7 @@ const CANCELLED: &str = "canceling statement due to user request";
 /// Session parameters answered here, with their defaults. Those marked
 /// `true` are reported to the client (`ParameterStatus`) at start-up and
 /// when they change.
-const PARAMETERS: &[(&str, &str, bool)] = &[
+pub(crate) const PARAMETERS: &[(&str, &str, bool)] = &[
     ("application_name", "", true),
     ("client_encoding", "UTF8", true),
     ("datestyle", "ISO, MDY", true),
@@ -576,6 +576,9 @@ impl Conn {
         statement: &Statement,
         declared: &[u32],
     ) -> Result<Prepared, PgError> {
+        let mut statement = statement.clone();
+        crate::dialect::rewrite(&mut statement);
+        let statement = &statement;
         if self.transaction == Transaction::Failed
             && !matches!(local(statement), Some(Local::Commit | Local::Rollback))
         {
@@ -648,7 +651,7 @@ impl Conn {
             .iter()
             .enumerate()
             .map(|(i, field)| {
-                let t = pg_type(field.data_type());
+                let t = pg_field_type(field);
                 FieldDescription::new(
                     field.name().clone(),
                     0,
@@ -721,7 +724,9 @@ impl Conn {
                             rows.min(next + (limit - sent))
                         };
                         {
-                            let mut writer = match RowWriter::new(&columns, &portal.binary) {
+                            let schema = running.stream.schema();
+                            let mut writer = match RowWriter::new(&schema, &columns, &portal.binary)
+                            {
                                 Ok(writer) => writer,
                                 Err(e) => {
                                     return Ok(Err(PgError::error(
@@ -873,7 +878,12 @@ impl Conn {
                 let value = self.settings.get(&name).cloned().unwrap_or_default();
                 let column: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![value]));
                 let columns = [column];
-                match RowWriter::new(&columns, &[false]) {
+                let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+                    "value",
+                    DataType::Utf8,
+                    true,
+                )]);
+                match RowWriter::new(&schema, &columns, &[false]) {
                     Ok(mut writer) => writer.write_row(0, self.wire.out()),
                     Err(e) => {
                         return Err(PgError::error(code::DATA_EXCEPTION, e.to_string()));

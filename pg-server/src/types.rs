@@ -47,6 +47,8 @@ pub mod oid {
     pub const BOOL: u32 = 16;
     /// `bytea`
     pub const BYTEA: u32 = 17;
+    /// `"char"` (one byte)
+    pub const CHAR: u32 = 18;
     /// `name`
     pub const NAME: u32 = 19;
     /// `int8`
@@ -113,6 +115,29 @@ impl PgType {
             modifier: -1,
         }
     }
+}
+
+/// Field metadata naming the PostgreSQL type a column is sent as, where
+/// its Arrow type alone does not say (`pg_catalog`'s `oid`, `name` and
+/// `"char"` columns).
+pub const PG_TYPE_KEY: &str = "bluelamp.pg_type";
+
+/// The PostgreSQL type `field` is sent as: its [`PG_TYPE_KEY`] where set,
+/// else its Arrow type's ([`pg_type`]).
+pub fn pg_field_type(field: &Field) -> PgType {
+    match field.metadata().get(PG_TYPE_KEY).map(String::as_str) {
+        Some("oid") if field.data_type() == &DataType::UInt32 => PgType::of(oid::OID, 4),
+        Some("name") if is_text(field.data_type()) => PgType::of(oid::NAME, 64),
+        Some("char") if is_text(field.data_type()) => PgType::of(oid::CHAR, 1),
+        _ => pg_type(field.data_type()),
+    }
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 /// The PostgreSQL type a column of `data_type` is sent as.
@@ -233,6 +258,8 @@ pub fn plain_columns(batch: &RecordBatch) -> Result<Vec<ArrayRef>, ArrowError> {
 enum Kind<'a> {
     Bool(&'a BooleanArray),
     Int(IntColumn<'a>),
+    /// `oid`: unsigned, four bytes in binary.
+    Oid(&'a arrow::array::UInt32Array),
     Float4(FloatColumn<'a>),
     Float8(&'a arrow::array::Float64Array),
     /// Values written as decimal text (`numeric`).
@@ -287,19 +314,31 @@ pub struct RowWriter<'a> {
 }
 
 impl<'a> RowWriter<'a> {
-    /// A writer for `columns` (as [`plain_columns`] gives them), each in
-    /// text or binary (`binary[i]`).
+    /// A writer for `columns` (as [`plain_columns`] gives them) of
+    /// `schema`, each in text or binary (`binary[i]`).
     ///
     /// # Errors
     /// A nested column the JSON encoder cannot write.
-    pub fn new(columns: &'a [ArrayRef], binary: &[bool]) -> Result<Self, ArrowError> {
+    pub fn new(
+        schema: &Schema,
+        columns: &'a [ArrayRef],
+        binary: &[bool],
+    ) -> Result<Self, ArrowError> {
         let columns = columns
             .iter()
             .enumerate()
             .map(|(i, array)| {
+                let is_oid = schema
+                    .fields()
+                    .get(i)
+                    .is_some_and(|f| pg_field_type(f).oid == oid::OID);
+                let kind = match array.data_type() {
+                    DataType::UInt32 if is_oid => Kind::Oid(array.as_primitive::<UInt32Type>()),
+                    _ => kind(array)?,
+                };
                 Ok(ColumnWriter {
                     array: array.as_ref(),
-                    kind: kind(array)?,
+                    kind,
                     binary: binary.get(i).copied().unwrap_or(false),
                 })
             })
@@ -402,6 +441,14 @@ impl ColumnWriter<'_> {
                         4 => out.put_i32(value as i32),
                         _ => out.put_i64(value),
                     }
+                } else {
+                    out.put_slice(itoa::Buffer::new().format(value).as_bytes());
+                }
+            }
+            Kind::Oid(a) => {
+                let value = a.value(row);
+                if binary {
+                    out.put_u32(value);
                 } else {
                     out.put_slice(itoa::Buffer::new().format(value).as_bytes());
                 }

@@ -336,6 +336,7 @@ impl Engine {
             client,
             engine: self.clone(),
             provenance: Arc::default(),
+            added_schemas: Arc::default(),
         }
     }
 }

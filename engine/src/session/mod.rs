@@ -75,6 +75,8 @@ pub struct Session {
     pub(crate) engine: Engine,
     /// What the session's own tables and views were made from.
     pub(crate) provenance: Arc<crate::policy::provenance::Provenance>,
+    /// Schemas a front end added ([`Session::add_schema`]): not sources.
+    pub(crate) added_schemas: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 /// The schema metadata key carrying a result's security marking.

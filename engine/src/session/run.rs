@@ -45,6 +45,46 @@ impl Session {
         state.config_mut().options_mut().execution.batch_size = rows;
     }
 
+    /// Adds a schema of a front end's own to this session's catalog, such as
+    /// the PostgreSQL protocol's `pg_catalog`, whose tables describe what
+    /// this session can see. Its tables are read like any other, through
+    /// [`Session::plan`]; it cannot take the name of a source, of the
+    /// system schema or of the scratch schema.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] for a name already in the catalog.
+    pub fn add_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn datafusion::catalog::SchemaProvider>,
+    ) -> Result<(), QueryError> {
+        let taken = || {
+            QueryError::new(
+                ErrorKind::InvalidQuery,
+                format!("the schema '{name}' already exists in this session"),
+            )
+        };
+        let catalog = self.ctx.catalog(CATALOG).ok_or_else(taken)?;
+        if catalog.schema(name).is_some() || name == "information_schema" {
+            return Err(taken());
+        }
+        catalog
+            .register_schema(name, schema)
+            .map_err(QueryError::from)?;
+        if let Ok(mut added) = self.added_schemas.write() {
+            added.push(name.to_string());
+        }
+        Ok(())
+    }
+
+    /// Adds scalar functions a front end's clients call (PostgreSQL's
+    /// `pg_table_is_visible`, `format_type`) to this session only.
+    pub fn add_functions(&self, functions: Vec<datafusion::logical_expr::ScalarUDF>) {
+        for function in functions {
+            self.ctx.register_udf(function);
+        }
+    }
+
     /// Splits text into statements (`;`-separated) without running them.
     ///
     /// # Errors
@@ -416,7 +456,13 @@ impl Session {
                     .schema_names()
                     .into_iter()
                     .filter(|s| {
-                        s != "information_schema" && s != SCRATCH_SCHEMA && s != SYSTEM_SCHEMA
+                        s != "information_schema"
+                            && s != SCRATCH_SCHEMA
+                            && s != SYSTEM_SCHEMA
+                            && !self
+                                .added_schemas
+                                .read()
+                                .is_ok_and(|added| added.contains(s))
                     })
                     .collect();
                 sources.sort();

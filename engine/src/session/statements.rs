@@ -54,6 +54,17 @@ impl Statement {
         }
     }
 
+    /// The syntax tree, for a front end that rewrites its clients' dialect
+    /// before planning (the PostgreSQL protocol turns `OPERATOR(pg_catalog.~)`
+    /// into `~`). The rewritten statement is planned, checked and audited as
+    /// any other.
+    pub fn ast_mut(&mut self) -> Option<&mut datafusion::sql::sqlparser::ast::Statement> {
+        match &mut self.inner {
+            Parsed::Sql(DFStatement::Statement(statement)) => Some(statement),
+            _ => None,
+        }
+    }
+
     /// Whether the statement is an `INSERT` (a deposit into a source).
     pub fn is_insert(&self) -> bool {
         matches!(

@@ -1,0 +1,1157 @@
+//! `pg_catalog` for one session: the system tables `psql`'s `\d` commands,
+//! DBeaver's navigator and BI tools' drivers read to list schemas, tables
+//! and columns.
+//!
+//! Each table is computed when it is scanned, from the catalog of the
+//! session scanning it, so it shows exactly what that user may read: a
+//! table policy hides is absent from `pg_class`, a hidden column from
+//! `pg_attribute`. OIDs are derived from names (stable for a server's
+//! life and across sessions), so a client can look a table up by name and
+//! then read its columns by OID. Tables Bluelamp has no counterpart for
+//! (indexes, constraints, triggers, ...) exist with their columns and no
+//! rows, so the queries that join them still run.
+//!
+//! Every table is owned by the role `bluelamp` (OID 10), and every source
+//! schema counts as visible (`pg_table_is_visible`), so `\dt` lists the
+//! sources' tables without a search path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
+    ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, Session as CatalogSession, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::types::{PG_TYPE_KEY, pg_field_type};
+
+/// The schema's name.
+pub const PG_CATALOG: &str = "pg_catalog";
+/// `pg_catalog`'s namespace OID, as in PostgreSQL.
+pub const PG_CATALOG_OID: u32 = 11;
+/// `public`'s namespace OID, as in PostgreSQL.
+pub const PUBLIC_OID: u32 = 2200;
+/// `information_schema`'s namespace OID.
+pub const INFORMATION_SCHEMA_OID: u32 = 13_000;
+/// The one role, `bluelamp`, owner of everything.
+pub const OWNER_OID: u32 = 10;
+/// The owner's name.
+pub const OWNER: &str = "bluelamp";
+
+/// A column's type in a catalog table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Oid,
+    Name,
+    Text,
+    Char,
+    Bool,
+    I16,
+    I32,
+    I64,
+    F32,
+    TextArray,
+}
+
+use Col::{Bool, Char, F32, I16, I32, I64, Name, Oid, Text, TextArray};
+
+/// The tables, with their columns in PostgreSQL's order (those clients
+/// read; PostgreSQL 16's full set where it is short).
+const TABLES: &[(&str, &[(&str, Col)])] = &[
+    (
+        "pg_namespace",
+        &[
+            ("oid", Oid),
+            ("nspname", Name),
+            ("nspowner", Oid),
+            ("nspacl", TextArray),
+        ],
+    ),
+    (
+        "pg_class",
+        &[
+            ("oid", Oid),
+            ("relname", Name),
+            ("relnamespace", Oid),
+            ("reltype", Oid),
+            ("reloftype", Oid),
+            ("relowner", Oid),
+            ("relam", Oid),
+            ("relfilenode", Oid),
+            ("reltablespace", Oid),
+            ("relpages", I32),
+            ("reltuples", F32),
+            ("relallvisible", I32),
+            ("reltoastrelid", Oid),
+            ("relhasindex", Bool),
+            ("relisshared", Bool),
+            ("relpersistence", Char),
+            ("relkind", Char),
+            ("relnatts", I16),
+            ("relchecks", I16),
+            ("relhasrules", Bool),
+            ("relhastriggers", Bool),
+            ("relhassubclass", Bool),
+            ("relrowsecurity", Bool),
+            ("relforcerowsecurity", Bool),
+            ("relispopulated", Bool),
+            ("relreplident", Char),
+            ("relispartition", Bool),
+            ("relrewrite", Oid),
+            ("relfrozenxid", I64),
+            ("relminmxid", I64),
+            ("relacl", TextArray),
+            ("reloptions", TextArray),
+            ("relpartbound", Text),
+        ],
+    ),
+    (
+        "pg_attribute",
+        &[
+            ("attrelid", Oid),
+            ("attname", Name),
+            ("atttypid", Oid),
+            ("attstattarget", I32),
+            ("attlen", I16),
+            ("attnum", I16),
+            ("attndims", I32),
+            ("attcacheoff", I32),
+            ("atttypmod", I32),
+            ("attbyval", Bool),
+            ("attalign", Char),
+            ("attstorage", Char),
+            ("attcompression", Char),
+            ("attnotnull", Bool),
+            ("atthasdef", Bool),
+            ("atthasmissing", Bool),
+            ("attidentity", Char),
+            ("attgenerated", Char),
+            ("attisdropped", Bool),
+            ("attislocal", Bool),
+            ("attinhcount", I32),
+            ("attcollation", Oid),
+            ("attacl", TextArray),
+            ("attoptions", TextArray),
+            ("attfdwoptions", TextArray),
+            ("attmissingval", Text),
+        ],
+    ),
+    (
+        "pg_type",
+        &[
+            ("oid", Oid),
+            ("typname", Name),
+            ("typnamespace", Oid),
+            ("typowner", Oid),
+            ("typlen", I16),
+            ("typbyval", Bool),
+            ("typtype", Char),
+            ("typcategory", Char),
+            ("typispreferred", Bool),
+            ("typisdefined", Bool),
+            ("typdelim", Char),
+            ("typrelid", Oid),
+            ("typsubscript", Text),
+            ("typelem", Oid),
+            ("typarray", Oid),
+            ("typinput", Text),
+            ("typoutput", Text),
+            ("typreceive", Text),
+            ("typsend", Text),
+            ("typmodin", Text),
+            ("typmodout", Text),
+            ("typanalyze", Text),
+            ("typalign", Char),
+            ("typstorage", Char),
+            ("typnotnull", Bool),
+            ("typbasetype", Oid),
+            ("typtypmod", I32),
+            ("typndims", I32),
+            ("typcollation", Oid),
+            ("typdefaultbin", Text),
+            ("typdefault", Text),
+            ("typacl", TextArray),
+        ],
+    ),
+    (
+        "pg_database",
+        &[
+            ("oid", Oid),
+            ("datname", Name),
+            ("datdba", Oid),
+            ("encoding", I32),
+            ("datlocprovider", Char),
+            ("datistemplate", Bool),
+            ("datallowconn", Bool),
+            ("datconnlimit", I32),
+            ("datfrozenxid", I64),
+            ("datminmxid", I64),
+            ("dattablespace", Oid),
+            ("datcollate", Text),
+            ("datctype", Text),
+            ("daticulocale", Text),
+            ("daticurules", Text),
+            ("datcollversion", Text),
+            ("datacl", TextArray),
+        ],
+    ),
+    (
+        "pg_am",
+        &[
+            ("oid", Oid),
+            ("amname", Name),
+            ("amhandler", Text),
+            ("amtype", Char),
+        ],
+    ),
+    (
+        "pg_roles",
+        &[
+            ("rolname", Name),
+            ("rolsuper", Bool),
+            ("rolinherit", Bool),
+            ("rolcreaterole", Bool),
+            ("rolcreatedb", Bool),
+            ("rolcanlogin", Bool),
+            ("rolreplication", Bool),
+            ("rolconnlimit", I32),
+            ("rolpassword", Text),
+            ("rolvaliduntil", Text),
+            ("rolbypassrls", Bool),
+            ("rolconfig", TextArray),
+            ("oid", Oid),
+        ],
+    ),
+    (
+        "pg_user",
+        &[
+            ("usename", Name),
+            ("usesysid", Oid),
+            ("usecreatedb", Bool),
+            ("usesuper", Bool),
+            ("userepl", Bool),
+            ("usebypassrls", Bool),
+            ("passwd", Text),
+            ("valuntil", Text),
+            ("useconfig", TextArray),
+        ],
+    ),
+    (
+        "pg_tables",
+        &[
+            ("schemaname", Name),
+            ("tablename", Name),
+            ("tableowner", Name),
+            ("tablespace", Name),
+            ("hasindexes", Bool),
+            ("hasrules", Bool),
+            ("hastriggers", Bool),
+            ("rowsecurity", Bool),
+        ],
+    ),
+    (
+        "pg_views",
+        &[
+            ("schemaname", Name),
+            ("viewname", Name),
+            ("viewowner", Name),
+            ("definition", Text),
+        ],
+    ),
+    (
+        "pg_tablespace",
+        &[
+            ("oid", Oid),
+            ("spcname", Name),
+            ("spcowner", Oid),
+            ("spcacl", TextArray),
+            ("spcoptions", TextArray),
+        ],
+    ),
+    (
+        "pg_description",
+        &[
+            ("objoid", Oid),
+            ("classoid", Oid),
+            ("objsubid", I32),
+            ("description", Text),
+        ],
+    ),
+    (
+        "pg_auth_members",
+        &[
+            ("oid", Oid),
+            ("roleid", Oid),
+            ("member", Oid),
+            ("grantor", Oid),
+            ("admin_option", Bool),
+        ],
+    ),
+    (
+        "pg_shdescription",
+        &[("objoid", Oid), ("classoid", Oid), ("description", Text)],
+    ),
+    (
+        "pg_attrdef",
+        &[
+            ("oid", Oid),
+            ("adrelid", Oid),
+            ("adnum", I16),
+            ("adbin", Text),
+        ],
+    ),
+    (
+        "pg_constraint",
+        &[
+            ("oid", Oid),
+            ("conname", Name),
+            ("connamespace", Oid),
+            ("contype", Char),
+            ("condeferrable", Bool),
+            ("condeferred", Bool),
+            ("convalidated", Bool),
+            ("conrelid", Oid),
+            ("contypid", Oid),
+            ("conindid", Oid),
+            ("conparentid", Oid),
+            ("confrelid", Oid),
+            ("confupdtype", Char),
+            ("confdeltype", Char),
+            ("confmatchtype", Char),
+            ("conislocal", Bool),
+            ("coninhcount", I32),
+            ("connoinherit", Bool),
+            ("conkey", TextArray),
+            ("confkey", TextArray),
+            ("conbin", Text),
+        ],
+    ),
+    (
+        "pg_index",
+        &[
+            ("indexrelid", Oid),
+            ("indrelid", Oid),
+            ("indnatts", I16),
+            ("indnkeyatts", I16),
+            ("indisunique", Bool),
+            ("indnullsnotdistinct", Bool),
+            ("indisprimary", Bool),
+            ("indisexclusion", Bool),
+            ("indimmediate", Bool),
+            ("indisclustered", Bool),
+            ("indisvalid", Bool),
+            ("indcheckxmin", Bool),
+            ("indisready", Bool),
+            ("indislive", Bool),
+            ("indisreplident", Bool),
+            ("indkey", TextArray),
+            ("indcollation", TextArray),
+            ("indclass", TextArray),
+            ("indoption", TextArray),
+            ("indexprs", Text),
+            ("indpred", Text),
+        ],
+    ),
+    (
+        "pg_inherits",
+        &[
+            ("inhrelid", Oid),
+            ("inhparent", Oid),
+            ("inhseqno", I32),
+            ("inhdetachpending", Bool),
+        ],
+    ),
+    (
+        "pg_collation",
+        &[
+            ("oid", Oid),
+            ("collname", Name),
+            ("collnamespace", Oid),
+            ("collowner", Oid),
+            ("collprovider", Char),
+            ("collisdeterministic", Bool),
+            ("collencoding", I32),
+            ("collcollate", Text),
+            ("collctype", Text),
+        ],
+    ),
+    (
+        "pg_policy",
+        &[
+            ("oid", Oid),
+            ("polname", Name),
+            ("polrelid", Oid),
+            ("polcmd", Char),
+            ("polpermissive", Bool),
+            ("polroles", TextArray),
+            ("polqual", Text),
+            ("polwithcheck", Text),
+        ],
+    ),
+    (
+        "pg_trigger",
+        &[
+            ("oid", Oid),
+            ("tgrelid", Oid),
+            ("tgparentid", Oid),
+            ("tgname", Name),
+            ("tgfoid", Oid),
+            ("tgtype", I16),
+            ("tgenabled", Char),
+            ("tgisinternal", Bool),
+        ],
+    ),
+    (
+        "pg_rewrite",
+        &[
+            ("oid", Oid),
+            ("rulename", Name),
+            ("ev_class", Oid),
+            ("ev_type", Char),
+            ("ev_enabled", Char),
+            ("is_instead", Bool),
+        ],
+    ),
+    (
+        "pg_proc",
+        &[
+            ("oid", Oid),
+            ("proname", Name),
+            ("pronamespace", Oid),
+            ("proowner", Oid),
+            ("prolang", Oid),
+            ("prokind", Char),
+            ("prosecdef", Bool),
+            ("proretset", Bool),
+            ("provolatile", Char),
+            ("pronargs", I16),
+            ("prorettype", Oid),
+            ("proargtypes", TextArray),
+            ("proargnames", TextArray),
+            ("prosrc", Text),
+        ],
+    ),
+    (
+        "pg_enum",
+        &[
+            ("oid", Oid),
+            ("enumtypid", Oid),
+            ("enumsortorder", F32),
+            ("enumlabel", Name),
+        ],
+    ),
+    (
+        "pg_range",
+        &[
+            ("rngtypid", Oid),
+            ("rngsubtype", Oid),
+            ("rngmultitypid", Oid),
+        ],
+    ),
+    (
+        "pg_extension",
+        &[
+            ("oid", Oid),
+            ("extname", Name),
+            ("extowner", Oid),
+            ("extnamespace", Oid),
+            ("extrelocatable", Bool),
+            ("extversion", Text),
+        ],
+    ),
+    (
+        "pg_statistic_ext",
+        &[
+            ("oid", Oid),
+            ("stxrelid", Oid),
+            ("stxname", Name),
+            ("stxnamespace", Oid),
+            ("stxowner", Oid),
+            ("stxstattarget", I32),
+            ("stxkeys", TextArray),
+            ("stxkind", TextArray),
+        ],
+    ),
+    (
+        "pg_publication",
+        &[
+            ("oid", Oid),
+            ("pubname", Name),
+            ("pubowner", Oid),
+            ("puballtables", Bool),
+            ("pubinsert", Bool),
+            ("pubupdate", Bool),
+            ("pubdelete", Bool),
+            ("pubtruncate", Bool),
+            ("pubviaroot", Bool),
+        ],
+    ),
+    (
+        "pg_publication_rel",
+        &[
+            ("oid", Oid),
+            ("prpubid", Oid),
+            ("prrelid", Oid),
+            ("prqual", Text),
+            ("prattrs", TextArray),
+        ],
+    ),
+    (
+        "pg_publication_namespace",
+        &[("oid", Oid), ("pnpubid", Oid), ("pnnspid", Oid)],
+    ),
+    (
+        "pg_foreign_table",
+        &[
+            ("ftrelid", Oid),
+            ("ftserver", Oid),
+            ("ftoptions", TextArray),
+        ],
+    ),
+    (
+        "pg_partitioned_table",
+        &[
+            ("partrelid", Oid),
+            ("partstrat", Char),
+            ("partnatts", I16),
+            ("partdefid", Oid),
+        ],
+    ),
+    (
+        "pg_sequence",
+        &[
+            ("seqrelid", Oid),
+            ("seqtypid", Oid),
+            ("seqstart", I64),
+            ("seqincrement", I64),
+        ],
+    ),
+    (
+        "pg_depend",
+        &[
+            ("classid", Oid),
+            ("objid", Oid),
+            ("objsubid", I32),
+            ("refclassid", Oid),
+            ("refobjid", Oid),
+            ("refobjsubid", I32),
+            ("deptype", Char),
+        ],
+    ),
+    (
+        "pg_settings",
+        &[
+            ("name", Text),
+            ("setting", Text),
+            ("unit", Text),
+            ("category", Text),
+            ("short_desc", Text),
+            ("context", Text),
+            ("vartype", Text),
+            ("source", Text),
+        ],
+    ),
+];
+
+/// The types Bluelamp sends or names: OID, name, length, category, array OID.
+pub(crate) const TYPES: &[(u32, &str, i16, &str, u32)] = &[
+    (16, "bool", 1, "B", 1000),
+    (17, "bytea", -1, "U", 1001),
+    (18, "char", 1, "Z", 1002),
+    (19, "name", 64, "S", 1003),
+    (20, "int8", 8, "N", 1016),
+    (21, "int2", 2, "N", 1005),
+    (23, "int4", 4, "N", 1007),
+    (25, "text", -1, "S", 1009),
+    (26, "oid", 4, "N", 1028),
+    (114, "json", -1, "U", 199),
+    (700, "float4", 4, "N", 1021),
+    (701, "float8", 8, "N", 1022),
+    (705, "unknown", -2, "X", 0),
+    (1042, "bpchar", -1, "S", 1014),
+    (1043, "varchar", -1, "S", 1015),
+    (1082, "date", 4, "D", 1182),
+    (1083, "time", 8, "D", 1183),
+    (1114, "timestamp", 8, "D", 1115),
+    (1184, "timestamptz", 8, "D", 1185),
+    (1186, "interval", 16, "T", 1187),
+    (1700, "numeric", -1, "N", 1231),
+    (2950, "uuid", 16, "U", 2951),
+    (3802, "jsonb", -1, "U", 3807),
+];
+
+/// A stable OID for a named object: FNV-1a of its name, above
+/// PostgreSQL's range of built-in OIDs.
+pub fn name_oid(name: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in name.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    16_384 + hash % 0x7fff_0000
+}
+
+/// A namespace's OID.
+pub fn namespace_oid(schema: &str) -> u32 {
+    match schema {
+        PG_CATALOG => PG_CATALOG_OID,
+        "public" => PUBLIC_OID,
+        "information_schema" => INFORMATION_SCHEMA_OID,
+        other => name_oid(&format!("namespace:{other}")),
+    }
+}
+
+/// A relation's OID.
+pub fn relation_oid(schema: &str, table: &str) -> u32 {
+    name_oid(&format!("relation:{schema}.{table}"))
+}
+
+/// The `pg_catalog` schema of one session.
+#[derive(Debug, Default)]
+pub struct PgCatalogSchema;
+
+#[async_trait]
+impl SchemaProvider for PgCatalogSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|(name, _)| (*name).to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(TABLES
+            .iter()
+            .find(|(table, _)| *table == name)
+            .map(|(table, columns)| {
+                Arc::new(PgTable {
+                    name: table,
+                    schema: table_schema(columns),
+                }) as Arc<dyn TableProvider>
+            }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.iter().any(|(table, _)| *table == name)
+    }
+}
+
+fn field(name: &str, col: Col) -> Field {
+    let (data_type, pg) = match col {
+        Oid => (DataType::UInt32, Some("oid")),
+        Name => (DataType::Utf8, Some("name")),
+        Char => (DataType::Utf8, Some("char")),
+        Text => (DataType::Utf8, None),
+        Bool => (DataType::Boolean, None),
+        I16 => (DataType::Int16, None),
+        I32 => (DataType::Int32, None),
+        I64 => (DataType::Int64, None),
+        F32 => (DataType::Float32, None),
+        TextArray => (
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            None,
+        ),
+    };
+    let field = Field::new(name, data_type, true);
+    match pg {
+        Some(pg) => field.with_metadata(HashMap::from([(PG_TYPE_KEY.to_string(), pg.to_string())])),
+        None => field,
+    }
+}
+
+fn table_schema(columns: &[(&str, Col)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, col)| field(name, *col))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// A value in a catalog row.
+#[derive(Clone)]
+enum V {
+    Null,
+    O(u32),
+    S(String),
+    B(bool),
+    I(i64),
+    F(f32),
+}
+
+fn s(text: &str) -> V {
+    V::S(text.to_string())
+}
+
+#[derive(Debug)]
+struct PgTable {
+    name: &'static str,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for PgTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn CatalogSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let state = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("pg_catalog needs a SessionState".into()))?;
+        let rows = rows(self.name, state).await?;
+        let batch = to_batch(&self.schema, rows)?;
+        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// One relation the session sees.
+struct Relation {
+    schema: String,
+    name: String,
+    view: bool,
+    columns: Option<SchemaRef>,
+}
+
+/// Every relation in the session's catalog (but `pg_catalog`'s own, and
+/// `information_schema`'s), with columns when `with_columns`.
+async fn relations(state: &SessionState, with_columns: bool) -> Vec<Relation> {
+    let mut out = Vec::new();
+    let catalog_name = state.config().options().catalog.default_catalog.clone();
+    let Some(catalog) = state.catalog_list().catalog(&catalog_name) else {
+        return out;
+    };
+    let mut schemas = catalog.schema_names();
+    schemas.sort();
+    for schema_name in schemas {
+        if schema_name == PG_CATALOG || schema_name == "information_schema" {
+            continue;
+        }
+        let Some(schema) = catalog.schema(&schema_name) else {
+            continue;
+        };
+        let mut tables = schema.table_names();
+        tables.sort();
+        for table in tables {
+            // A source that is down lists its tables but cannot open them:
+            // they are listed without columns rather than failing the query.
+            let provider = schema.table(&table).await.ok().flatten();
+            out.push(Relation {
+                view: provider
+                    .as_ref()
+                    .is_some_and(|p| p.table_type() == TableType::View),
+                columns: provider.filter(|_| with_columns).map(|p| p.schema()),
+                schema: schema_name.clone(),
+                name: table,
+            });
+        }
+    }
+    out
+}
+
+async fn schema_names(state: &SessionState) -> Vec<String> {
+    let catalog_name = state.config().options().catalog.default_catalog.clone();
+    let mut names = state
+        .catalog_list()
+        .catalog(&catalog_name)
+        .map(|c| c.schema_names())
+        .unwrap_or_default();
+    if !names.iter().any(|n| n == "information_schema") {
+        names.push("information_schema".into());
+    }
+    names.sort();
+    names
+}
+
+/// A table's rows, as values in its columns' order.
+async fn rows(table: &str, state: &SessionState) -> Result<Vec<Vec<V>>> {
+    Ok(match table {
+        "pg_namespace" => schema_names(state)
+            .await
+            .into_iter()
+            .map(|name| {
+                vec![
+                    V::O(namespace_oid(&name)),
+                    V::S(name),
+                    V::O(OWNER_OID),
+                    V::Null,
+                ]
+            })
+            .collect(),
+        "pg_class" => {
+            let mut out = Vec::new();
+            for relation in relations(state, false).await {
+                out.push(class_row(
+                    relation_oid(&relation.schema, &relation.name),
+                    &relation.name,
+                    namespace_oid(&relation.schema),
+                    if relation.view { "v" } else { "r" },
+                ));
+            }
+            for (name, _) in TABLES {
+                out.push(class_row(
+                    relation_oid(PG_CATALOG, name),
+                    name,
+                    PG_CATALOG_OID,
+                    "v",
+                ));
+            }
+            out
+        }
+        "pg_attribute" => {
+            let mut out = Vec::new();
+            for relation in relations(state, true).await {
+                let oid = relation_oid(&relation.schema, &relation.name);
+                if let Some(columns) = &relation.columns {
+                    for (i, field) in columns.fields().iter().enumerate() {
+                        out.push(attribute_row(oid, i, field));
+                    }
+                }
+            }
+            for (name, columns) in TABLES {
+                let oid = relation_oid(PG_CATALOG, name);
+                for (i, field) in table_schema(columns).fields().iter().enumerate() {
+                    out.push(attribute_row(oid, i, field));
+                }
+            }
+            out
+        }
+        "pg_type" => TYPES
+            .iter()
+            .map(|(oid, name, len, category, array)| {
+                let input = format!("{name}in");
+                let output = format!("{name}out");
+                vec![
+                    V::O(*oid),
+                    s(name),
+                    V::O(PG_CATALOG_OID),
+                    V::O(OWNER_OID),
+                    V::I(i64::from(*len)),
+                    V::B(matches!(len, 1 | 2 | 4 | 8)),
+                    s("b"),
+                    s(category),
+                    V::B(false),
+                    V::B(true),
+                    s(","),
+                    V::O(0),
+                    s("-"),
+                    V::O(0),
+                    V::O(*array),
+                    V::S(input),
+                    V::S(output),
+                    V::S(format!("{name}recv")),
+                    V::S(format!("{name}send")),
+                    s("-"),
+                    s("-"),
+                    s("-"),
+                    s(if *len == 8 { "d" } else { "i" }),
+                    s(if *len > 0 { "p" } else { "x" }),
+                    V::B(false),
+                    V::O(0),
+                    V::I(-1),
+                    V::I(0),
+                    V::O(if *category == "S" { 100 } else { 0 }),
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                ]
+            })
+            .collect(),
+        "pg_database" => vec![vec![
+            V::O(name_oid("database:bluelamp")),
+            s(bluelamp_engine::session::CATALOG),
+            V::O(OWNER_OID),
+            V::I(6),
+            s("c"),
+            V::B(false),
+            V::B(true),
+            V::I(-1),
+            V::I(0),
+            V::I(1),
+            V::O(1663),
+            s("C"),
+            s("C"),
+            V::Null,
+            V::Null,
+            V::Null,
+            V::Null,
+        ]],
+        "pg_am" => vec![
+            vec![V::O(2), s("heap"), s("heap_tableam_handler"), s("t")],
+            vec![V::O(403), s("btree"), s("bthandler"), s("i")],
+        ],
+        "pg_roles" => vec![vec![
+            s(OWNER),
+            V::B(false),
+            V::B(true),
+            V::B(false),
+            V::B(false),
+            V::B(true),
+            V::B(false),
+            V::I(-1),
+            s("********"),
+            V::Null,
+            V::B(false),
+            V::Null,
+            V::O(OWNER_OID),
+        ]],
+        "pg_user" => vec![vec![
+            s(OWNER),
+            V::O(OWNER_OID),
+            V::B(false),
+            V::B(false),
+            V::B(false),
+            V::B(false),
+            s("********"),
+            V::Null,
+            V::Null,
+        ]],
+        "pg_tables" => relations(state, false)
+            .await
+            .into_iter()
+            .filter(|r| !r.view)
+            .map(|r| {
+                vec![
+                    V::S(r.schema),
+                    V::S(r.name),
+                    s(OWNER),
+                    V::Null,
+                    V::B(false),
+                    V::B(false),
+                    V::B(false),
+                    V::B(false),
+                ]
+            })
+            .collect(),
+        "pg_views" => relations(state, false)
+            .await
+            .into_iter()
+            .filter(|r| r.view)
+            .map(|r| vec![V::S(r.schema), V::S(r.name), s(OWNER), V::Null])
+            .collect(),
+        "pg_tablespace" => vec![vec![
+            V::O(1663),
+            s("pg_default"),
+            V::O(OWNER_OID),
+            V::Null,
+            V::Null,
+        ]],
+        "pg_settings" => crate::statements::PARAMETERS
+            .iter()
+            .map(|(name, value, _)| {
+                vec![
+                    s(name),
+                    s(value),
+                    V::Null,
+                    s("Bluelamp"),
+                    V::Null,
+                    s("user"),
+                    s("string"),
+                    s("default"),
+                ]
+            })
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+fn class_row(oid: u32, name: &str, namespace: u32, kind: &str) -> Vec<V> {
+    vec![
+        V::O(oid),
+        s(name),
+        V::O(namespace),
+        V::O(0),
+        V::O(0),
+        V::O(OWNER_OID),
+        V::O(if kind == "r" { 2 } else { 0 }),
+        V::O(0),
+        V::O(0),
+        V::I(0),
+        V::F(-1.0),
+        V::I(0),
+        V::O(0),
+        V::B(false),
+        V::B(false),
+        s("p"),
+        s(kind),
+        V::I(0),
+        V::I(0),
+        V::B(false),
+        V::B(false),
+        V::B(false),
+        V::B(false),
+        V::B(false),
+        V::B(true),
+        s("d"),
+        V::B(false),
+        V::O(0),
+        V::I(0),
+        V::I(0),
+        V::Null,
+        V::Null,
+        V::Null,
+    ]
+}
+
+fn attribute_row(relation: u32, index: usize, field: &Field) -> Vec<V> {
+    let t = pg_field_type(field);
+    vec![
+        V::O(relation),
+        V::S(field.name().clone()),
+        V::O(t.oid),
+        V::I(-1),
+        V::I(i64::from(t.size)),
+        V::I(index as i64 + 1),
+        V::I(0),
+        V::I(-1),
+        V::I(i64::from(t.modifier)),
+        V::B(matches!(t.size, 1 | 2 | 4 | 8)),
+        s("i"),
+        s("p"),
+        s(""),
+        V::B(!field.is_nullable()),
+        V::B(false),
+        V::B(false),
+        s(""),
+        s(""),
+        V::B(false),
+        V::B(true),
+        V::I(0),
+        V::O(0),
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+    ]
+}
+
+/// Rows as a batch of `schema`.
+fn to_batch(schema: &SchemaRef, rows: Vec<Vec<V>>) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let value = |row: &Vec<V>| row.get(i).cloned().unwrap_or(V::Null);
+        let column: ArrayRef = match field.data_type() {
+            DataType::UInt32 => {
+                let mut b = UInt32Builder::new();
+                for row in &rows {
+                    match value(row) {
+                        V::O(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Utf8 => {
+                let mut b = StringBuilder::new();
+                for row in &rows {
+                    match value(row) {
+                        V::S(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Boolean => {
+                let mut b = BooleanBuilder::new();
+                for row in &rows {
+                    match value(row) {
+                        V::B(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Int16 => {
+                let mut b = Int16Builder::new();
+                for row in &rows {
+                    match value(row) {
+                        V::I(v) => b.append_value(i16::try_from(v).unwrap_or(i16::MAX)),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Int32 => {
+                let mut b = Int32Builder::new();
+                for row in &rows {
+                    match value(row) {
+                        V::I(v) => b.append_value(i32::try_from(v).unwrap_or(i32::MAX)),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Int64 => {
+                let mut b = Int64Builder::new();
+                for row in &rows {
+                    match value(row) {
+                        V::I(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Float32 => {
+                let mut b = Float32Builder::new();
+                for row in &rows {
+                    match value(row) {
+                        V::F(v) => b.append_value(v),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            _ => {
+                // Text arrays: empty or NULL in every catalog row here.
+                let mut b = ListBuilder::new(StringBuilder::new());
+                for _ in &rows {
+                    b.append_null();
+                }
+                Arc::new(b.finish())
+            }
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(DataFusionError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_fills_its_table() {
+        for (name, columns) in TABLES {
+            let schema = table_schema(columns);
+            assert_eq!(schema.fields().len(), columns.len(), "{name}");
+        }
+        let class = class_row(1, "t", 2, "r");
+        assert_eq!(class.len(), TABLES[1].1.len());
+        let attribute = attribute_row(1, 0, &Field::new("a", DataType::Int32, true));
+        assert_eq!(attribute.len(), TABLES[2].1.len());
+        assert_ne!(
+            relation_oid("cad", "incidents"),
+            relation_oid("rms", "incidents")
+        );
+        assert!(relation_oid("cad", "incidents") >= 16_384);
+    }
+}

@@ -562,6 +562,172 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
     ),
 ];
 
+/// `information_schema`'s tables, with the columns clients read.
+const INFORMATION_TABLES: &[(&str, &[(&str, Col)])] = &[
+    (
+        "schemata",
+        &[
+            ("catalog_name", Name),
+            ("schema_name", Name),
+            ("schema_owner", Name),
+            ("default_character_set_catalog", Name),
+            ("default_character_set_schema", Name),
+            ("default_character_set_name", Name),
+            ("sql_path", Text),
+        ],
+    ),
+    (
+        "tables",
+        &[
+            ("table_catalog", Name),
+            ("table_schema", Name),
+            ("table_name", Name),
+            ("table_type", Text),
+            ("self_referencing_column_name", Name),
+            ("reference_generation", Text),
+            ("user_defined_type_catalog", Name),
+            ("user_defined_type_schema", Name),
+            ("user_defined_type_name", Name),
+            ("is_insertable_into", Text),
+            ("is_typed", Text),
+            ("commit_action", Text),
+        ],
+    ),
+    (
+        "views",
+        &[
+            ("table_catalog", Name),
+            ("table_schema", Name),
+            ("table_name", Name),
+            ("view_definition", Text),
+            ("check_option", Text),
+            ("is_updatable", Text),
+            ("is_insertable_into", Text),
+            ("is_trigger_updatable", Text),
+            ("is_trigger_deletable", Text),
+            ("is_trigger_insertable_into", Text),
+        ],
+    ),
+    (
+        "columns",
+        &[
+            ("table_catalog", Name),
+            ("table_schema", Name),
+            ("table_name", Name),
+            ("column_name", Name),
+            ("ordinal_position", I32),
+            ("column_default", Text),
+            ("is_nullable", Text),
+            ("data_type", Text),
+            ("character_maximum_length", I32),
+            ("character_octet_length", I32),
+            ("numeric_precision", I32),
+            ("numeric_precision_radix", I32),
+            ("numeric_scale", I32),
+            ("datetime_precision", I32),
+            ("interval_type", Text),
+            ("interval_precision", I32),
+            ("character_set_catalog", Name),
+            ("character_set_schema", Name),
+            ("character_set_name", Name),
+            ("collation_catalog", Name),
+            ("collation_schema", Name),
+            ("collation_name", Name),
+            ("domain_catalog", Name),
+            ("domain_schema", Name),
+            ("domain_name", Name),
+            ("udt_catalog", Name),
+            ("udt_schema", Name),
+            ("udt_name", Name),
+            ("scope_catalog", Name),
+            ("scope_schema", Name),
+            ("scope_name", Name),
+            ("maximum_cardinality", I32),
+            ("dtd_identifier", Name),
+            ("is_self_referencing", Text),
+            ("is_identity", Text),
+            ("identity_generation", Text),
+            ("identity_start", Text),
+            ("identity_increment", Text),
+            ("identity_maximum", Text),
+            ("identity_minimum", Text),
+            ("identity_cycle", Text),
+            ("is_generated", Text),
+            ("generation_expression", Text),
+            ("is_updatable", Text),
+        ],
+    ),
+    (
+        "table_constraints",
+        &[
+            ("constraint_catalog", Name),
+            ("constraint_schema", Name),
+            ("constraint_name", Name),
+            ("table_catalog", Name),
+            ("table_schema", Name),
+            ("table_name", Name),
+            ("constraint_type", Text),
+            ("is_deferrable", Text),
+            ("initially_deferred", Text),
+            ("enforced", Text),
+            ("nulls_distinct", Text),
+        ],
+    ),
+    (
+        "key_column_usage",
+        &[
+            ("constraint_catalog", Name),
+            ("constraint_schema", Name),
+            ("constraint_name", Name),
+            ("table_catalog", Name),
+            ("table_schema", Name),
+            ("table_name", Name),
+            ("column_name", Name),
+            ("ordinal_position", I32),
+            ("position_in_unique_constraint", I32),
+        ],
+    ),
+    (
+        "referential_constraints",
+        &[
+            ("constraint_catalog", Name),
+            ("constraint_schema", Name),
+            ("constraint_name", Name),
+            ("unique_constraint_catalog", Name),
+            ("unique_constraint_schema", Name),
+            ("unique_constraint_name", Name),
+            ("match_option", Text),
+            ("update_rule", Text),
+            ("delete_rule", Text),
+        ],
+    ),
+    (
+        "constraint_column_usage",
+        &[
+            ("table_catalog", Name),
+            ("table_schema", Name),
+            ("table_name", Name),
+            ("column_name", Name),
+            ("constraint_catalog", Name),
+            ("constraint_schema", Name),
+            ("constraint_name", Name),
+        ],
+    ),
+    (
+        "routines",
+        &[
+            ("specific_catalog", Name),
+            ("specific_schema", Name),
+            ("specific_name", Name),
+            ("routine_catalog", Name),
+            ("routine_schema", Name),
+            ("routine_name", Name),
+            ("routine_type", Text),
+            ("data_type", Text),
+        ],
+    ),
+];
+
 /// The types Bluelamp sends or names: OID, name, length, category, array OID.
 pub(crate) const TYPES: &[(u32, &str, i16, &str, u32)] = &[
     (16, "bool", 1, "B", 1000),
@@ -615,30 +781,84 @@ pub fn relation_oid(schema: &str, table: &str) -> u32 {
     name_oid(&format!("relation:{schema}.{table}"))
 }
 
+/// Which system schema a table belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Catalog,
+    Information,
+}
+
+impl Which {
+    fn tables(self) -> &'static [(&'static str, &'static [(&'static str, Col)])] {
+        match self {
+            Which::Catalog => TABLES,
+            Which::Information => INFORMATION_TABLES,
+        }
+    }
+}
+
 /// The `pg_catalog` schema of one session.
 #[derive(Debug, Default)]
 pub struct PgCatalogSchema;
 
+/// PostgreSQL's `information_schema` for one session, registered as
+/// [`INFORMATION_SCHEMA`] (DataFusion's own `information_schema` speaks
+/// Arrow type names); [`crate::dialect`] sends `information_schema.*` here.
+#[derive(Debug, Default)]
+pub struct PgInformationSchema;
+
+/// The name [`PgInformationSchema`] is registered under.
+pub const INFORMATION_SCHEMA: &str = "pg_information_schema";
+
+fn table_names(which: Which) -> Vec<String> {
+    which
+        .tables()
+        .iter()
+        .map(|(name, _)| (*name).to_string())
+        .collect()
+}
+
+fn table(which: Which, name: &str) -> Option<Arc<dyn TableProvider>> {
+    which
+        .tables()
+        .iter()
+        .find(|(table, _)| *table == name)
+        .map(|(table, columns)| {
+            Arc::new(PgTable {
+                which,
+                name: table,
+                schema: table_schema(columns),
+            }) as Arc<dyn TableProvider>
+        })
+}
+
 #[async_trait]
 impl SchemaProvider for PgCatalogSchema {
     fn table_names(&self) -> Vec<String> {
-        TABLES.iter().map(|(name, _)| (*name).to_string()).collect()
+        table_names(Which::Catalog)
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(TABLES
-            .iter()
-            .find(|(table, _)| *table == name)
-            .map(|(table, columns)| {
-                Arc::new(PgTable {
-                    name: table,
-                    schema: table_schema(columns),
-                }) as Arc<dyn TableProvider>
-            }))
+        Ok(table(Which::Catalog, name))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        TABLES.iter().any(|(table, _)| *table == name)
+        table(Which::Catalog, name).is_some()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for PgInformationSchema {
+    fn table_names(&self) -> Vec<String> {
+        table_names(Which::Information)
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(table(Which::Information, name))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        table(Which::Information, name).is_some()
     }
 }
 
@@ -691,6 +911,7 @@ fn s(text: &str) -> V {
 
 #[derive(Debug)]
 struct PgTable {
+    which: Which,
     name: &'static str,
     schema: SchemaRef,
 }
@@ -716,7 +937,10 @@ impl TableProvider for PgTable {
             .as_any()
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("pg_catalog needs a SessionState".into()))?;
-        let rows = rows(self.name, state).await?;
+        let rows = match self.which {
+            Which::Catalog => rows(self.name, state).await?,
+            Which::Information => information_rows(self.name, state).await?,
+        };
         let batch = to_batch(&self.schema, rows)?;
         MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
@@ -743,7 +967,7 @@ async fn relations(state: &SessionState, with_columns: bool) -> Vec<Relation> {
     let mut schemas = catalog.schema_names();
     schemas.sort();
     for schema_name in schemas {
-        if schema_name == PG_CATALOG || schema_name == "information_schema" {
+        if [PG_CATALOG, INFORMATION_SCHEMA, "information_schema"].contains(&schema_name.as_str()) {
             continue;
         }
         let Some(schema) = catalog.schema(&schema_name) else {
@@ -770,11 +994,14 @@ async fn relations(state: &SessionState, with_columns: bool) -> Vec<Relation> {
 
 async fn schema_names(state: &SessionState) -> Vec<String> {
     let catalog_name = state.config().options().catalog.default_catalog.clone();
-    let mut names = state
+    let mut names: Vec<String> = state
         .catalog_list()
         .catalog(&catalog_name)
         .map(|c| c.schema_names())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n != INFORMATION_SCHEMA)
+        .collect();
     if !names.iter().any(|n| n == "information_schema") {
         names.push("information_schema".into());
     }
@@ -974,6 +1201,150 @@ async fn rows(table: &str, state: &SessionState) -> Result<Vec<Vec<V>>> {
     })
 }
 
+/// An `information_schema` table's rows.
+async fn information_rows(table: &str, state: &SessionState) -> Result<Vec<Vec<V>>> {
+    let database = s(bluelamp_engine::session::CATALOG);
+    Ok(match table {
+        "schemata" => schema_names(state)
+            .await
+            .into_iter()
+            .map(|name| {
+                vec![
+                    database.clone(),
+                    V::S(name),
+                    s(OWNER),
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                ]
+            })
+            .collect(),
+        "tables" => relations(state, false)
+            .await
+            .into_iter()
+            .map(|r| {
+                vec![
+                    database.clone(),
+                    V::S(r.schema),
+                    V::S(r.name),
+                    s(if r.view { "VIEW" } else { "BASE TABLE" }),
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                    V::Null,
+                    s(if r.view { "NO" } else { "YES" }),
+                    s("NO"),
+                    V::Null,
+                ]
+            })
+            .collect(),
+        "views" => relations(state, false)
+            .await
+            .into_iter()
+            .filter(|r| r.view)
+            .map(|r| {
+                vec![
+                    database.clone(),
+                    V::S(r.schema),
+                    V::S(r.name),
+                    V::Null,
+                    s("NONE"),
+                    s("NO"),
+                    s("NO"),
+                    s("NO"),
+                    s("NO"),
+                    s("NO"),
+                ]
+            })
+            .collect(),
+        "columns" => {
+            let mut out = Vec::new();
+            for relation in relations(state, true).await {
+                let Some(columns) = &relation.columns else {
+                    continue;
+                };
+                for (i, field) in columns.fields().iter().enumerate() {
+                    out.push(column_row(&relation, i, field));
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// One `information_schema.columns` row.
+fn column_row(relation: &Relation, index: usize, field: &Field) -> Vec<V> {
+    let t = pg_field_type(field);
+    let udt = TYPES
+        .iter()
+        .find(|(oid, ..)| *oid == t.oid)
+        .map_or("text", |(_, name, ..)| *name);
+    let data_type = crate::functions::format_type(i64::from(t.oid), -1);
+    let (precision, radix, scale) = match field.data_type() {
+        DataType::Int8 | DataType::Int16 => (V::I(16), V::I(2), V::I(0)),
+        DataType::Int32 | DataType::UInt8 | DataType::UInt16 => (V::I(32), V::I(2), V::I(0)),
+        DataType::Int64 | DataType::UInt32 => (V::I(64), V::I(2), V::I(0)),
+        DataType::Float16 | DataType::Float32 => (V::I(24), V::I(2), V::Null),
+        DataType::Float64 => (V::I(53), V::I(2), V::Null),
+        DataType::Decimal32(p, sc)
+        | DataType::Decimal64(p, sc)
+        | DataType::Decimal128(p, sc)
+        | DataType::Decimal256(p, sc) => (V::I(i64::from(*p)), V::I(10), V::I(i64::from(*sc))),
+        _ => (V::Null, V::Null, V::Null),
+    };
+    let datetime = match t.oid {
+        crate::types::oid::TIMESTAMP
+        | crate::types::oid::TIMESTAMPTZ
+        | crate::types::oid::TIME
+        | crate::types::oid::INTERVAL => V::I(6),
+        crate::types::oid::DATE => V::I(0),
+        _ => V::Null,
+    };
+    let mut row = vec![
+        s(bluelamp_engine::session::CATALOG),
+        V::S(relation.schema.clone()),
+        V::S(relation.name.clone()),
+        V::S(field.name().clone()),
+        V::I(index as i64 + 1),
+        V::Null,
+        s(if field.is_nullable() { "YES" } else { "NO" }),
+        V::S(data_type),
+        V::Null,
+        V::Null,
+        precision,
+        radix,
+        scale,
+        datetime,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        s(bluelamp_engine::session::CATALOG),
+        s(PG_CATALOG),
+        s(udt),
+        V::Null,
+        V::Null,
+        V::Null,
+        V::Null,
+        V::S((index + 1).to_string()),
+        s("NO"),
+        s("NO"),
+    ];
+    row.extend([V::Null, V::Null, V::Null, V::Null, V::Null, V::Null]);
+    row.extend([s("NEVER"), V::Null, s("YES")]);
+    row
+}
+
 fn class_row(oid: u32, name: &str, namespace: u32, kind: &str) -> Vec<V> {
     vec![
         V::O(oid),
@@ -1148,6 +1519,18 @@ mod tests {
         assert_eq!(class.len(), TABLES[1].1.len());
         let attribute = attribute_row(1, 0, &Field::new("a", DataType::Int32, true));
         assert_eq!(attribute.len(), TABLES[2].1.len());
+        let relation = Relation {
+            schema: "cad".into(),
+            name: "incidents".into(),
+            view: false,
+            columns: None,
+        };
+        let column = column_row(&relation, 0, &Field::new("a", DataType::Int32, true));
+        let columns = INFORMATION_TABLES
+            .iter()
+            .find(|(n, _)| *n == "columns")
+            .map(|(_, c)| c.len());
+        assert_eq!(Some(column.len()), columns);
         assert_ne!(
             relation_oid("cad", "incidents"),
             relation_oid("rms", "incidents")

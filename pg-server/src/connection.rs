@@ -173,12 +173,21 @@ async fn start(
     let slot = CancelSlot::default();
     let (pid, secret) = shared.cancels.register(slot.clone());
     let session = shared.engine.session_from(identity, Some(peer.to_string()));
-    if let Err(e) = session.add_schema(
-        crate::catalog::PG_CATALOG,
-        Arc::new(crate::catalog::PgCatalogSchema),
-    ) {
-        // A source named pg_catalog: clients then read it, not the catalog.
-        tracing::warn!("PostgreSQL session without pg_catalog: {e}");
+    let system: [(&str, Arc<dyn datafusion::catalog::SchemaProvider>); 2] = [
+        (
+            crate::catalog::PG_CATALOG,
+            Arc::new(crate::catalog::PgCatalogSchema),
+        ),
+        (
+            crate::catalog::INFORMATION_SCHEMA,
+            Arc::new(crate::catalog::PgInformationSchema),
+        ),
+    ];
+    for (name, schema) in system {
+        if let Err(e) = session.add_schema(name, schema) {
+            // A source of that name: clients then read it, not the catalog.
+            tracing::warn!("PostgreSQL session without {name}: {e}");
+        }
     }
     session.add_functions(crate::functions::all(&user, pid));
     let mut conn = Conn::new(wire, session, pid, slot, &startup.parameters);

@@ -6,6 +6,8 @@
 //! - `x COLLATE pg_catalog.default` → `x` (Bluelamp compares by code point);
 //! - `pg_catalog.f(...)` → `f(...)`, and an unqualified `pg_class` (any
 //!   `pg_*` table) → `pg_catalog.pg_class`, as PostgreSQL resolves them;
+//!   `information_schema.columns` → PostgreSQL's (see
+//!   [`crate::catalog::PgInformationSchema`]);
 //! - a correlated scalar subquery over `pg_catalog` tables only (psql's
 //!   `(SELECT pg_get_expr(d.adbin, ...) FROM pg_attrdef d WHERE ...)`)
 //!   takes `max()` of its one column, since DataFusion plans only
@@ -64,8 +66,16 @@ fn qualify_catalog_tables(query: &mut Query) {
     });
 }
 
-/// `pg_class` as `pg_catalog.pg_class`.
+/// `pg_class` as `pg_catalog.pg_class`; `information_schema.tables` as
+/// PostgreSQL's, not DataFusion's.
 fn qualify(name: &mut ObjectName) {
+    if name.0.len() == 2
+        && let Some(ObjectNamePart::Identifier(schema)) = name.0.first_mut()
+        && schema.value.eq_ignore_ascii_case("information_schema")
+    {
+        *schema = Ident::new(crate::catalog::INFORMATION_SCHEMA);
+        return;
+    }
     if name.0.len() == 1
         && let Some(ObjectNamePart::Identifier(ident)) = name.0.first()
         && ident.quote_style.is_none()
@@ -350,6 +360,9 @@ fn standard_operator(op: &str) -> Option<BinaryOperator> {
 
 /// A cast target DataFusion plans in place of a PostgreSQL-only one.
 fn plain_type(data_type: &SqlType) -> Option<SqlType> {
+    if matches!(data_type, SqlType::Regclass) {
+        return Some(SqlType::BigIntUnsigned(None));
+    }
     let SqlType::Custom(name, modifiers) = data_type else {
         return None;
     };
@@ -395,11 +408,11 @@ mod tests {
             rewritten(
                 "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(x)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)"
             ),
-            "SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relname ~ '^(x)$' AND pg_table_is_visible(c.oid)"
+            "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname ~ '^(x)$' AND pg_table_is_visible(c.oid)"
         );
         assert_eq!(
             rewritten("SELECT typname::pg_catalog.text, 1::regclass FROM pg_type"),
-            "SELECT CAST(typname AS TEXT), CAST(1 AS BIGINT UNSIGNED) FROM pg_catalog.pg_type"
+            "SELECT typname::TEXT, 1::BIGINT UNSIGNED FROM pg_catalog.pg_type"
         );
     }
 }

@@ -565,6 +565,45 @@ async fn psql_runs_queries_and_tls_is_required_when_configured() {
 }
 
 #[tokio::test]
+async fn psql_describes_schemas_and_tables() {
+    if psql().is_none() {
+        return;
+    }
+    let f = fixture("").await;
+    let port = f.pg.addr.port();
+    for (command, want) in [
+        ("\\dn", "List of schemas\nName|Owner\nbluelamp|bluelamp\ncad|bluelamp\npublic|bluelamp\n(3 rows)\n"),
+        ("\\dt cad.*", "List of relations\nSchema|Name|Type|Owner\ncad|incidents|table|bluelamp\n(1 row)\n"),
+        (
+            "\\d cad.incidents",
+            "Table \"cad.incidents\"\nColumn|Type|Collation|Nullable|Default\nurn|text|||\ngrade|text|||\nstation|text|||\nclosed|boolean|||\n",
+        ),
+        ("\\d cad.nope", ""),
+    ] {
+        let out = tokio::process::Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=analyst dbname=bluelamp"
+            ))
+            .args(["-X", "-A", "-c", command])
+            .env("PGPASSWORD", "demo")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if want.is_empty() {
+            assert!(
+                stderr.contains("Did not find any relation named \"cad.nope\""),
+                "{command}: {stderr}"
+            );
+        } else {
+            assert!(out.status.success(), "{command}: {stderr}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{command}");
+        }
+    }
+    f.pg.shutdown().await;
+}
+
+#[tokio::test]
 async fn policy_and_audit_hold_over_postgres() {
     let audit = tempfile::tempdir().unwrap();
     let hash = bluelamp_flight_server::hash_password("demo").unwrap();
@@ -598,6 +637,40 @@ async fn policy_and_audit_hold_over_postgres() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "42703", "{e}");
+    // The catalog shows only what the analyst may read: no incident log in
+    // pg_class, no vehicle registration in pg_attribute or
+    // information_schema.columns.
+    let cad_tables = "SELECT c.relname FROM pg_catalog.pg_class c \
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+        WHERE n.nspname = $1 ORDER BY 1";
+    let names = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    };
+    let analyst_tables = names(client.query(cad_tables, &[&"cad"]).await.unwrap());
+    assert_eq!(analyst_tables, ["incident_assignments", "incidents"]);
+    let columns = "SELECT a.attname FROM pg_catalog.pg_attribute a \
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+        WHERE n.nspname = 'cad' AND c.relname = 'incidents' ORDER BY a.attnum";
+    let analyst_columns = names(client.query(columns, &[]).await.unwrap());
+    assert!(analyst_columns.contains(&"urn".to_string()));
+    assert!(!analyst_columns.contains(&"vehicle_registration".to_string()));
+    let information = names(
+        client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                &[&"cad", &"incidents"],
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(information, analyst_columns);
+    let supervisor = try_connect(&settings(&pg, "supervisor", "demo")).await.unwrap();
+    let supervisor_tables = names(supervisor.query(cad_tables, &[&"cad"]).await.unwrap());
+    assert!(supervisor_tables.contains(&"incident_log".to_string()), "{supervisor_tables:?}");
+    let supervisor_columns = names(supervisor.query(columns, &[]).await.unwrap());
+    assert!(supervisor_columns.contains(&"vehicle_registration".to_string()));
     // Masks apply: the same answer as the analyst's own session gives.
     let sql = "SELECT forename, surname, birth_year FROM rms.people ORDER BY person_id LIMIT 5";
     let over_pg = simple(&client, sql).await;

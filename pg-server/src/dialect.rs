@@ -23,7 +23,8 @@
 //!   ...)`, non-equality correlation);
 //! - casts to `pg_catalog.text` (and the other built-in types) → the type;
 //!   casts to `regclass`, `regtype`, `regproc`, `regnamespace`, `oid` →
-//!   an unsigned integer (an OID is a number here; names are not resolved).
+//!   an unsigned integer (an OID is a number here; names are not resolved),
+//!   but `x::regtype::text` is the type's name (`format_type(x, NULL)`).
 
 use std::ops::ControlFlow;
 
@@ -31,11 +32,28 @@ use bluelamp_engine::Statement;
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, JoinOperator, ObjectName,
-    ObjectNamePart, Query, SelectItem, SetExpr, SetOperator, TableFactor, Value,
+    ObjectNamePart, Query, SelectItem, SetExpr, SetOperator, TableFactor, Value, visit_expressions,
     visit_expressions_mut, visit_relations, visit_relations_mut,
 };
 
 use crate::catalog::PG_CATALOG;
+
+/// The highest `$n` placeholder in `statement` as written.
+pub fn placeholder_count(statement: &Statement) -> usize {
+    let mut highest = 0;
+    if let Some(ast) = statement.ast() {
+        let _ = visit_expressions(ast, |expr| {
+            if let Expr::Value(value) = expr
+                && let Value::Placeholder(name) = &value.value
+                && let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+            {
+                highest = highest.max(n);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    highest
+}
 
 /// Rewrites `statement` in place.
 pub fn rewrite(statement: &mut Statement) {
@@ -51,6 +69,10 @@ pub fn rewrite(statement: &mut Statement) {
     }
     let _ = visit_relations_mut(ast, |name| {
         qualify(name);
+        ControlFlow::<()>::Continue(())
+    });
+    let _ = visit_expressions_mut(ast, |expr| {
+        regtype_names(expr);
         ControlFlow::<()>::Continue(())
     });
     let _ = visit_expressions_mut(ast, |expr| {
@@ -167,20 +189,7 @@ fn aggregate_catalog_subquery(query: &mut Query) {
         return;
     }
     let inner = std::mem::replace(expr, Expr::value(Value::Null));
-    *expr = Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new("max")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    });
+    *expr = call("max", vec![inner]);
 }
 
 fn is_aggregate(name: &ObjectName) -> bool {
@@ -283,6 +292,30 @@ fn set_surely_empty(body: &SetExpr) -> bool {
     })
 }
 
+/// `oid::regtype::text` as `format_type(oid, NULL)`: the type's name, as
+/// PostgreSQL prints a regtype. (A pass of its own, before casts to
+/// `regtype` become integers.)
+fn regtype_names(expr: &mut Expr) {
+    let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = expr
+    else {
+        return;
+    };
+    if !is_text_type(data_type)
+        || !matches!(inner.as_ref(), Expr::Cast { data_type: t, .. } if is_named(t, "regtype"))
+    {
+        return;
+    }
+    let Expr::Cast { expr: oid, .. } = std::mem::replace(inner.as_mut(), Expr::value(Value::Null))
+    else {
+        return;
+    };
+    *expr = call("format_type", vec![*oid, Expr::value(Value::Null)]);
+}
+
 fn rewrite_expr(expr: &mut Expr) {
     match expr {
         Expr::Subquery(query) if surely_empty(query) => *expr = Expr::value(Value::Null),
@@ -322,6 +355,37 @@ fn rewrite_expr(expr: &mut Expr) {
         }
         _ => {}
     }
+}
+
+/// Whether a cast target names `type` (`regtype`, `pg_catalog.regtype`).
+fn is_named(data_type: &SqlType, name: &str) -> bool {
+    matches!(data_type, SqlType::Custom(object, _)
+        if matches!(object.0.last(), Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case(name)))
+}
+
+fn is_text_type(data_type: &SqlType) -> bool {
+    matches!(data_type, SqlType::Text | SqlType::Varchar(_)) || is_named(data_type, "text")
+}
+
+/// `name(args)` as an expression.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|arg| FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }
 
 fn strip_catalog(name: &mut ObjectName) {
@@ -413,6 +477,10 @@ mod tests {
         assert_eq!(
             rewritten("SELECT typname::pg_catalog.text, 1::regclass FROM pg_type"),
             "SELECT typname::TEXT, 1::BIGINT UNSIGNED FROM pg_catalog.pg_type"
+        );
+        assert_eq!(
+            rewritten("SELECT t.oid::regtype::text FROM pg_type t"),
+            "SELECT format_type(t.oid, NULL) FROM pg_catalog.pg_type t"
         );
     }
 }

@@ -29,6 +29,8 @@ enum Body {
     QuoteIdent,
     /// `pg_size_pretty(bigint)`.
     SizePretty,
+    /// `to_regtype(text)`: a type's OID by name, or NULL.
+    ToRegtype,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -72,6 +74,22 @@ impl ScalarUDFImpl for PgFunction {
                 Ok(ColumnarValue::Array(Arc::new(out.finish())))
             }
             Body::QuoteIdent => text_map(&args, |name| quote_ident(name)),
+            Body::ToRegtype => {
+                let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+                let Some(names) = arrays.first() else {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::UInt32(None)));
+                };
+                let names = arrow::compute::cast(names, &DataType::Utf8)?;
+                let names = names.as_string::<i32>();
+                let oids: arrow::array::UInt32Array = (0..names.len())
+                    .map(|row| {
+                        (!names.is_null(row))
+                            .then(|| type_oid(names.value(row)))
+                            .flatten()
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(oids)))
+            }
             Body::SizePretty => {
                 let arrays = ColumnarValue::values_to_arrays(&args.args)?;
                 let sizes = integers(arrays.first())?;
@@ -114,6 +132,16 @@ fn text_map(args: &ScalarFunctionArgs, f: impl Fn(&str) -> String) -> Result<Col
         }
     }
     Ok(ColumnarValue::Array(Arc::new(out.finish())))
+}
+
+/// A type's OID by its name (`int4`, `integer`, `pg_catalog.text`, ...).
+fn type_oid(name: &str) -> Option<u32> {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    TYPES
+        .iter()
+        .find(|(oid, typname, ..)| *typname == name || format_type(i64::from(*oid), -1) == name)
+        .map(|(oid, ..)| *oid)
 }
 
 /// A type's SQL name, as PostgreSQL's `format_type` writes it.
@@ -263,6 +291,12 @@ pub fn all(user: &str, pid: i32) -> Vec<ScalarUDF> {
             Body::FormatType,
         ),
         function(
+            "to_regtype",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::UInt32,
+            Body::ToRegtype,
+        ),
+        function(
             "quote_ident",
             Signature::variadic_any(Volatility::Immutable),
             DataType::Utf8,
@@ -321,5 +355,8 @@ mod tests {
         assert_eq!(quote_ident("incidents"), "incidents");
         assert_eq!(quote_ident("Mixed Case"), "\"Mixed Case\"");
         assert_eq!(size_pretty(20_480), "20 kB");
+        assert_eq!(type_oid("integer"), Some(23));
+        assert_eq!(type_oid("pg_catalog.text"), Some(25));
+        assert_eq!(type_oid("hstore"), None);
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Every statement that reads or changes data is planned and run by the
 //! session (policy, audit, purpose). What the protocol itself owns is
-//! answered here: transaction control (`BEGIN`/`COMMIT`/`ROLLBACK` are
-//! accepted and do nothing, since every statement commits on its own;
+//! answered here: transaction control (`BEGIN`/`COMMIT`/`ROLLBACK` and
+//! savepoints are accepted and do nothing, since every statement commits
+//! on its own;
 //! deposits inside a transaction block are refused, because a supplier's
 //! system cannot roll them back), and the session parameters drivers set
 //! and show (`client_encoding`, `DateStyle`, `extra_float_digits`, ...).
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use bluelamp_engine::{ErrorKind, Planned, QueryError, Session, Statement};
+use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::sqlparser::ast::{self, Expr, Value};
 use futures::StreamExt;
@@ -151,6 +153,10 @@ enum Local {
     Begin,
     Commit,
     Rollback,
+    /// `SAVEPOINT` and `RELEASE SAVEPOINT` (harmless: a block holds no writes).
+    Savepoint(&'static str),
+    /// `ROLLBACK TO SAVEPOINT`: ends a failed block's failure, as PostgreSQL's does.
+    RollbackToSavepoint,
     Set(String, String),
     /// Accepted, and changes nothing Bluelamp does (`SET TRANSACTION ...`).
     Ignored(&'static str),
@@ -468,7 +474,15 @@ impl Conn {
         }
         let kind = match prepared.kind {
             Kind::Engine(statement) if count > 0 => {
-                let planned = statement.planned.bind(values).map_err(|e| pg_error(&e))?;
+                let named: Vec<(String, ScalarValue)> = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("${}", i + 1), v))
+                    .collect();
+                let planned = statement
+                    .planned
+                    .bind_by_name(&named)
+                    .map_err(|e| pg_error(&e))?;
                 Kind::Engine(Box::new(EngineStatement {
                     planned,
                     result: statement.result,
@@ -576,11 +590,17 @@ impl Conn {
         statement: &Statement,
         declared: &[u32],
     ) -> Result<Prepared, PgError> {
+        // Placeholders as written: a rewrite may drop some from the plan,
+        // but the client binds them all.
+        let written = crate::dialect::placeholder_count(statement);
         let mut statement = statement.clone();
         crate::dialect::rewrite(&mut statement);
         let statement = &statement;
         if self.transaction == Transaction::Failed
-            && !matches!(local(statement), Some(Local::Commit | Local::Rollback))
+            && !matches!(
+                local(statement),
+                Some(Local::Commit | Local::Rollback | Local::RollbackToSavepoint)
+            )
         {
             return Err(PgError::error(
                 code::IN_FAILED_TRANSACTION,
@@ -605,15 +625,26 @@ impl Conn {
         self.slot.end();
         let planned = planned.map_err(|e| pg_error(&e))?;
         let parameters = planned.parameters().map_err(|e| pg_error(&e))?;
-        let parameter_types: Vec<Option<DataType>> =
-            parameters.into_iter().map(|(_, t)| t).collect();
+        let count = written.max(parameters.len());
+        let parameter_types: Vec<Option<DataType>> = (1..=count)
+            .map(|n| {
+                let name = format!("${n}");
+                parameters
+                    .iter()
+                    .find(|(p, _)| *p == name)
+                    .and_then(|(_, t)| t.clone())
+            })
+            .collect();
         let parameter_oids = parameter_types
             .iter()
             .enumerate()
-            .map(|(i, t)| match (t, declared.get(i)) {
-                (Some(t), _) => pg_type(t).oid,
-                (None, Some(declared)) if *declared != 0 => *declared,
-                (None, _) => oid::TEXT,
+            // A type the client declares is the parameter's type, as in
+            // PostgreSQL (its values arrive laid out so); the engine casts
+            // them to what the statement needs when they are bound.
+            .map(|(i, t)| match (declared.get(i), t) {
+                (Some(declared), _) if *declared != 0 => *declared,
+                (_, Some(t)) => pg_type(t).oid,
+                (_, None) => oid::TEXT,
             })
             .collect();
         let result = if statement.is_insert() {
@@ -860,6 +891,17 @@ impl Conn {
                 self.transaction = Transaction::Idle;
                 self.complete("ROLLBACK".into());
             }
+            Local::Savepoint(tag) => {
+                self.require_block(tag)?;
+                self.complete(tag.into());
+            }
+            Local::RollbackToSavepoint => {
+                self.require_block("ROLLBACK TO SAVEPOINT")?;
+                // Nothing in a block was written, so nothing is undone;
+                // the block may go on.
+                self.transaction = Transaction::Block;
+                self.complete("ROLLBACK".into());
+            }
             Local::Set(name, value) => {
                 let value = self.check_setting(&name, &value)?;
                 self.settings.insert(name.clone(), value.clone());
@@ -918,6 +960,18 @@ impl Conn {
                 self.complete("DEALLOCATE".into());
             }
             Local::Refused(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Refuses a savepoint command outside a transaction block, as
+    /// PostgreSQL does.
+    fn require_block(&self, what: &str) -> Result<(), PgError> {
+        if self.transaction == Transaction::Idle {
+            return Err(PgError::error(
+                code::NO_ACTIVE_TRANSACTION,
+                format!("{what} can only be used in transaction blocks"),
+            ));
         }
         Ok(())
     }
@@ -1103,12 +1157,9 @@ fn local(statement: &Statement) -> Option<Local> {
         ast::Statement::Rollback {
             savepoint: None, ..
         } => Local::Rollback,
-        ast::Statement::Rollback { .. }
-        | ast::Statement::Savepoint { .. }
-        | ast::Statement::ReleaseSavepoint { .. } => Local::Refused(PgError::error(
-            code::FEATURE_NOT_SUPPORTED,
-            "savepoints are not supported: each Bluelamp statement commits on its own",
-        )),
+        ast::Statement::Rollback { .. } => Local::RollbackToSavepoint,
+        ast::Statement::Savepoint { .. } => Local::Savepoint("SAVEPOINT"),
+        ast::Statement::ReleaseSavepoint { .. } => Local::Savepoint("RELEASE"),
         ast::Statement::Set(set) => match set {
             ast::Set::SingleAssignment {
                 variable, values, ..

@@ -262,3 +262,25 @@ pub fn pki() -> Pki {
         client_key: client_key.serialize_pem(),
     }
 }
+
+/// Writes `cad/incidents.csv` under `dir`: 300 incidents `XY-00000` to
+/// `XY-00299`, grades A, B, C in turn, at stations `station-0` to
+/// `station-6` in turn, every fourth closed.
+///
+/// # Panics
+/// If the folder cannot be written (a broken test machine).
+#[allow(clippy::expect_used, reason = "test fixture")]
+pub fn write_incidents(dir: &Path) {
+    let cad = dir.join("cad");
+    std::fs::create_dir_all(&cad).expect("create cad folder");
+    let mut text = String::from("urn,grade,station,closed\n");
+    for i in 0..300 {
+        let grade = ["A", "B", "C"][i % 3];
+        text.push_str(&format!(
+            "XY-{i:05},{grade},station-{},{}\n",
+            i % 7,
+            i % 4 == 0
+        ));
+    }
+    std::fs::write(cad.join("incidents.csv"), text).expect("write incidents");
+}

@@ -16,6 +16,7 @@
 //! - [`fixtures`]: engines over generated demo data.
 //! - [`plans`]: row counts read from `EXPLAIN ANALYZE` output.
 //! - [`flight_client`]: reading Flight SQL results in tests.
+//! - [`pg`]: Bluelamp's PostgreSQL endpoint over a small folder of incidents.
 //! - [`conformance`]: the connector conformance suite: one fixture, the same
 //!   checks for every connector, each answer compared with DataFusion's own
 //!   evaluation over the same rows.
@@ -25,6 +26,7 @@
 pub mod conformance;
 pub mod fixtures;
 pub mod flight_client;
+pub mod pg;
 pub mod plans;
 pub mod services;
 pub mod slt;

@@ -29,26 +29,10 @@ use arrow_flight::sql::{
 use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use bluelamp_engine::audit::{AuditRecord, SearchFilter, search};
 use bluelamp_engine::{Engine, ErrorKind, Identity, QueryError};
-use bluelamp_tests::fixtures::{RemoteBluelamp, engine_from_text};
+use bluelamp_tests::fixtures::{RemoteBluelamp, engine_from_text, write_incidents};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use prost::Message;
 use tonic::{Request, Response, Status};
-
-/// 300 incidents: grades A, B, C in turn, every fourth closed.
-fn write_incidents(dir: &Path) {
-    let cad = dir.join("cad");
-    std::fs::create_dir_all(&cad).unwrap();
-    let mut text = String::from("urn,grade,station,closed\n");
-    for i in 0..300 {
-        let grade = ["A", "B", "C"][i % 3];
-        text.push_str(&format!(
-            "XY-{i:05},{grade},station-{},{}\n",
-            i % 7,
-            i % 4 == 0
-        ));
-    }
-    std::fs::write(cad.join("incidents.csv"), text).unwrap();
-}
 
 const REMOTE_CAD: &str = "[audit]\npath = \"audit.jsonl\"\n\n[[source]]\nname = \"cad\"\nkind = \"files\"\nlocation = \"cad\"\n";
 

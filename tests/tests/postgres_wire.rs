@@ -12,78 +12,20 @@
     reason = "tests"
 )]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bluelamp_engine::Engine;
 use bluelamp_engine::audit::{SearchFilter, search};
 use bluelamp_engine::scram::ScramVerifier;
 use bluelamp_pg_server::{RunningPgServer, serve};
-use bluelamp_tests::fixtures::{LiveDemo, engine_from_text, pki};
+use bluelamp_tests::fixtures::LiveDemo;
+use bluelamp_tests::pg::PgFixture;
 use bluelamp_tests::services::{pg_host, pg_port, service_missing};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-/// 300 incidents: grades A, B, C in turn, every fourth closed.
-fn write_incidents(dir: &Path) {
-    let cad = dir.join("cad");
-    std::fs::create_dir_all(&cad).unwrap();
-    let mut text = String::from("urn,grade,station,closed\n");
-    for i in 0..300 {
-        let grade = ["A", "B", "C"][i % 3];
-        text.push_str(&format!(
-            "XY-{i:05},{grade},station-{},{}\n",
-            i % 7,
-            i % 4 == 0
-        ));
-    }
-    std::fs::write(cad.join("incidents.csv"), text).unwrap();
-}
-
-/// Users: `analyst` (password `demo`, SCRAM), `flightonly` (an Argon2 hash
-/// only), and the files source `cad`.
-fn config(extra: &str) -> String {
-    let scram = ScramVerifier::new("demo").to_string();
-    let hash = bluelamp_flight_server::hash_password("demo").unwrap();
-    format!(
-        r#"
-[[source]]
-name = "cad"
-kind = "files"
-location = "cad"
-
-[[user]]
-name = "analyst"
-password_hash = "{hash}"
-scram_sha256 = "{scram}"
-
-[[user]]
-name = "flightonly"
-password_hash = "{hash}"
-{extra}
-"#
-    )
-}
-
-struct Fixture {
-    engine: Engine,
-    pg: RunningPgServer,
-    _dir: tempfile::TempDir,
-}
-
-async fn fixture(extra: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    write_incidents(dir.path());
-    let engine = engine_from_text(&config(extra), dir.path()).await.unwrap();
-    let pg = serve(engine.clone(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    Fixture {
-        engine,
-        pg,
-        _dir: dir,
-    }
+async fn fixture(extra: &str) -> PgFixture {
+    PgFixture::start(extra).await
 }
 
 fn settings(server: &RunningPgServer, user: &str, password: &str) -> String {
@@ -303,7 +245,7 @@ async fn errors_carry_sqlstates() {
         ("SELECT * FROM cad.nope", "42P01"),
         ("SELECT nope FROM cad.incidents", "42703"),
         ("SET nonsense = 1", "42704"),
-        ("SAVEPOINT a", "0A000"),
+        ("SAVEPOINT a", "25P01"),
     ] {
         let e = client.simple_query(sql).await.unwrap_err();
         assert_eq!(code(&e), want, "{sql}: {e}");
@@ -528,16 +470,7 @@ async fn psql_runs_queries_and_tls_is_required_when_configured() {
     );
     plain.pg.shutdown().await;
 
-    let pki = pki();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("server.pem"), &pki.server_cert).unwrap();
-    std::fs::write(dir.path().join("server.key"), &pki.server_key).unwrap();
-    let tls = format!(
-        "\n[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-        dir.path().join("server.pem").display(),
-        dir.path().join("server.key").display()
-    );
-    let f = fixture(&tls).await;
+    let (f, _pki) = PgFixture::start_tls().await;
     assert!(f.pg.tls);
     let out = run_psql(
         f.pg.addr.port(),
@@ -572,8 +505,14 @@ async fn psql_describes_schemas_and_tables() {
     let f = fixture("").await;
     let port = f.pg.addr.port();
     for (command, want) in [
-        ("\\dn", "List of schemas\nName|Owner\nbluelamp|bluelamp\ncad|bluelamp\npublic|bluelamp\n(3 rows)\n"),
-        ("\\dt cad.*", "List of relations\nSchema|Name|Type|Owner\ncad|incidents|table|bluelamp\n(1 row)\n"),
+        (
+            "\\dn",
+            "List of schemas\nName|Owner\nbluelamp|bluelamp\ncad|bluelamp\npublic|bluelamp\n(3 rows)\n",
+        ),
+        (
+            "\\dt cad.*",
+            "List of relations\nSchema|Name|Type|Owner\ncad|incidents|table|bluelamp\n(1 row)\n",
+        ),
         (
             "\\d cad.incidents",
             "Table \"cad.incidents\"\nColumn|Type|Collation|Nullable|Default\nurn|text|||\ngrade|text|||\nstation|text|||\nclosed|boolean|||\n",
@@ -666,9 +605,14 @@ async fn policy_and_audit_hold_over_postgres() {
             .unwrap(),
     );
     assert_eq!(information, analyst_columns);
-    let supervisor = try_connect(&settings(&pg, "supervisor", "demo")).await.unwrap();
+    let supervisor = try_connect(&settings(&pg, "supervisor", "demo"))
+        .await
+        .unwrap();
     let supervisor_tables = names(supervisor.query(cad_tables, &[&"cad"]).await.unwrap());
-    assert!(supervisor_tables.contains(&"incident_log".to_string()), "{supervisor_tables:?}");
+    assert!(
+        supervisor_tables.contains(&"incident_log".to_string()),
+        "{supervisor_tables:?}"
+    );
     let supervisor_columns = names(supervisor.query(columns, &[]).await.unwrap());
     assert!(supervisor_columns.contains(&"vehicle_registration".to_string()));
     // Masks apply: the same answer as the analyst's own session gives.

@@ -309,6 +309,41 @@ impl Planned {
                 ),
             ));
         }
+        self.bind_values(&parameters, values)
+    }
+
+    /// As [`Planned::bind`], with values by placeholder name (`$1`): each
+    /// placeholder of the plan takes its value; values for names the plan
+    /// does not hold (a front end rewrote them away) are ignored.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidQuery`] for a placeholder without a value, or a
+    /// value that cannot be cast to its placeholder's type.
+    pub fn bind_by_name(&self, values: &[(String, ScalarValue)]) -> Result<Planned, QueryError> {
+        let parameters = self.parameters()?;
+        let mut ordered = Vec::with_capacity(parameters.len());
+        for (name, _) in &parameters {
+            let value = values
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| {
+                    QueryError::new(
+                        ErrorKind::InvalidQuery,
+                        format!("no value was bound for parameter {name}"),
+                    )
+                })?;
+            ordered.push(value);
+        }
+        self.bind_values(&parameters, ordered)
+    }
+
+    /// Binds `values`, one per entry of `parameters` in order.
+    fn bind_values(
+        &self,
+        parameters: &[(String, Option<DataType>)],
+        values: Vec<ScalarValue>,
+    ) -> Result<Planned, QueryError> {
         let mut cast = Vec::with_capacity(values.len());
         for ((name, data_type), value) in parameters.iter().zip(values) {
             let value = match data_type {
@@ -328,10 +363,29 @@ impl Planned {
             };
             cast.push(value);
         }
+        // DataFusion reads `$n` from position n - 1: where numbers have
+        // gaps (`$1` and `$3`), the list is padded with NULLs.
+        let numbers: Option<Vec<usize>> = parameters
+            .iter()
+            .map(|(name, _)| name.strip_prefix('$').and_then(|n| n.parse().ok()))
+            .collect();
+        let values = match numbers {
+            Some(numbers) if numbers.iter().enumerate().any(|(i, n)| *n != i + 1) => {
+                let mut padded =
+                    vec![ScalarValue::Null; numbers.iter().copied().max().unwrap_or(0)];
+                for (n, value) in numbers.into_iter().zip(cast) {
+                    if let Some(slot) = padded.get_mut(n.saturating_sub(1)) {
+                        *slot = value;
+                    }
+                }
+                padded
+            }
+            _ => cast,
+        };
         let plan = self
             .plan
             .clone()
-            .with_param_values(cast)
+            .with_param_values(values)
             .map_err(QueryError::from)?;
         Ok(Planned {
             plan,

@@ -26,6 +26,9 @@ use datafusion::parquet::file::properties::WriterProperties;
 pub const SERVE_ENV: &str = "BLUELAMP_BENCH_SERVE";
 /// The child's listen address.
 pub const LISTEN_ENV: &str = "BLUELAMP_BENCH_LISTEN";
+/// Set to `postgres` in a child that serves the PostgreSQL protocol rather
+/// than Flight SQL.
+pub const PROTOCOL_ENV: &str = "BLUELAMP_BENCH_PROTOCOL";
 
 /// Where benches cache what they generate (`~/.cache/bluelamp/bench`).
 pub fn cache_dir() -> PathBuf {
@@ -141,8 +144,13 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
         .to_path_buf();
     let config = Config::parse(&text, &path.display().to_string(), dir)?;
     let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
-    let _server = bluelamp_flight_server::serve(engine, Some(listen)).await?;
-    std::future::pending::<()>().await;
+    if std::env::var(PROTOCOL_ENV).is_ok_and(|p| p == "postgres") {
+        let _server = bluelamp_pg_server::serve(engine, Some(listen)).await?;
+        std::future::pending::<()>().await;
+    } else {
+        let _server = bluelamp_flight_server::serve(engine, Some(listen)).await?;
+        std::future::pending::<()>().await;
+    }
     Ok(())
 }
 
@@ -195,6 +203,21 @@ impl Endpoint {
     /// A config that does not parse (checked before the child starts), or
     /// a child that does not start listening.
     pub fn bluelamp(text: &str, config_path: &Path) -> anyhow::Result<Self> {
+        Self::bluelamp_speaking(text, config_path, "flightsql")
+    }
+
+    /// As [`Endpoint::bluelamp`], serving the PostgreSQL protocol; `uri`
+    /// is `postgres://127.0.0.1:PORT/bluelamp`.
+    ///
+    /// # Errors
+    /// As for [`Endpoint::bluelamp`].
+    pub fn bluelamp_postgres(text: &str, config_path: &Path) -> anyhow::Result<Self> {
+        let mut endpoint = Self::bluelamp_speaking(text, config_path, "postgres")?;
+        endpoint.uri = format!("postgres://127.0.0.1:{}/bluelamp", endpoint.port);
+        Ok(endpoint)
+    }
+
+    fn bluelamp_speaking(text: &str, config_path: &Path, protocol: &str) -> anyhow::Result<Self> {
         let dir = config_path
             .parent()
             .context("config without a folder")?
@@ -205,6 +228,7 @@ impl Endpoint {
         let child = Command::new(std::env::current_exe()?)
             .env(SERVE_ENV, config_path)
             .env(LISTEN_ENV, format!("127.0.0.1:{port}"))
+            .env(PROTOCOL_ENV, protocol)
             .stdout(Stdio::null())
             .spawn()
             .context("cannot start Bluelamp's endpoint")?;

@@ -183,7 +183,7 @@ enum State {
     Done,
 }
 
-fn attribute<'a>(part: &'a str, name: char) -> Result<&'a str, ScramError> {
+fn attribute(part: &str, name: char) -> Result<&str, ScramError> {
     part.strip_prefix(name)
         .and_then(|r| r.strip_prefix('='))
         .ok_or_else(|| ScramError::Malformed(format!("expected '{name}=' in '{part}'")))

@@ -73,7 +73,7 @@ impl ScalarUDFImpl for PgFunction {
                 }
                 Ok(ColumnarValue::Array(Arc::new(out.finish())))
             }
-            Body::QuoteIdent => text_map(&args, |name| quote_ident(name)),
+            Body::QuoteIdent => text_map(&args, quote_ident),
             Body::ToRegtype => {
                 let arrays = ColumnarValue::values_to_arrays(&args.args)?;
                 let Some(names) = arrays.first() else {

@@ -1272,7 +1272,7 @@ mod tests {
             local(&one("SET application_name TO 'psql'")),
             Some(Local::Set(n, v)) if n == "application_name" && v == "psql"
         ));
-        assert!(matches!(local(&one("SET bluelamp.purpose = 'x'")), None));
+        assert!(local(&one("SET bluelamp.purpose = 'x'")).is_none());
         assert!(matches!(
             local(&one("SET nonsense = 1")),
             Some(Local::Refused(_))
@@ -1280,6 +1280,6 @@ mod tests {
         assert!(
             matches!(local(&one("SHOW TRANSACTION ISOLATION LEVEL")), Some(Local::Show(n)) if n == "transaction_isolation")
         );
-        assert!(matches!(local(&one("SELECT 1")), None));
+        assert!(local(&one("SELECT 1")).is_none());
     }
 }

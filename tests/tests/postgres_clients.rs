@@ -1,8 +1,10 @@
-//! The PostgreSQL protocol with real clients from PyPI: psycopg 3, asyncpg,
-//! SQLAlchemy and pandas (`tests/python/test_postgres.py`), against a plain
-//! and a TLS-only endpoint. The packages live in the project's virtualenv,
-//! which `tests/run` makes with `tests/python/setup.sh`; without it this
-//! test says so loudly, and fails under `CI=true`.
+//! The PostgreSQL protocol with real clients: psycopg 3, asyncpg,
+//! SQLAlchemy and pandas from PyPI (`tests/python/test_postgres.py`) and
+//! node-postgres from npm (`tests/node/test_postgres.mjs`), against a plain
+//! and a TLS-only endpoint. The packages live in the project's virtualenv
+//! and `tests/node/node_modules`, which `tests/run` installs with
+//! `tests/python/setup.sh` and `tests/node/setup.sh`; without them these
+//! tests say so loudly, and fail under `CI=true`.
 
 #![allow(
     clippy::unwrap_used,
@@ -67,6 +69,41 @@ async fn psycopg_asyncpg_sqlalchemy_and_pandas() {
     assert!(
         output.status.success(),
         "pytest failed:\n{stdout}\n{stderr}"
+    );
+    plain.pg.shutdown().await;
+    tls.pg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
+    if !folder.join("node_modules/pg/package.json").is_file() {
+        return service_missing(
+            "node-postgres",
+            "tests/node/node_modules/pg is not installed; run tests/node/setup.sh",
+        );
+    }
+    let plain = PgFixture::start("").await;
+    let (tls, _pki) = PgFixture::start_tls().await;
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "test_postgres.mjs"])
+        .current_dir(&folder)
+        .env("BLUELAMP_PG_PORT", plain.pg.addr.port().to_string())
+        .env("BLUELAMP_PG_TLS_PORT", tls.pg.addr.port().to_string())
+        .env("BLUELAMP_PG_USER", "analyst")
+        .env("TZ", "UTC")
+        .output()
+        .await;
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => return service_missing("node (Node.js)", &e.to_string()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "node --test failed:\n{stdout}\n{stderr}"
     );
     plain.pg.shutdown().await;
     tls.pg.shutdown().await;

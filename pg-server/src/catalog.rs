@@ -163,10 +163,10 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("typsubscript", Text),
             ("typelem", Oid),
             ("typarray", Oid),
-            ("typinput", Text),
-            ("typoutput", Text),
-            ("typreceive", Text),
-            ("typsend", Text),
+            ("typinput", Oid),
+            ("typoutput", Oid),
+            ("typreceive", Oid),
+            ("typsend", Oid),
             ("typmodin", Text),
             ("typmodout", Text),
             ("typanalyze", Text),
@@ -265,6 +265,29 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("viewname", Name),
             ("viewowner", Name),
             ("definition", Text),
+        ],
+    ),
+    (
+        "pg_matviews",
+        &[
+            ("schemaname", Name),
+            ("matviewname", Name),
+            ("matviewowner", Name),
+            ("tablespace", Name),
+            ("hasindexes", Bool),
+            ("ispopulated", Bool),
+            ("definition", Text),
+        ],
+    ),
+    (
+        "pg_stat_user_tables",
+        &[
+            ("relid", Oid),
+            ("schemaname", Name),
+            ("relname", Name),
+            ("seq_scan", I64),
+            ("n_live_tup", I64),
+            ("n_dead_tup", I64),
         ],
     ),
     (
@@ -1062,47 +1085,8 @@ async fn rows(table: &str, state: &SessionState) -> Result<Vec<Vec<V>>> {
             }
             out
         }
-        "pg_type" => TYPES
-            .iter()
-            .map(|(oid, name, len, category, array)| {
-                let input = format!("{name}in");
-                let output = format!("{name}out");
-                vec![
-                    V::O(*oid),
-                    s(name),
-                    V::O(PG_CATALOG_OID),
-                    V::O(OWNER_OID),
-                    V::I(i64::from(*len)),
-                    V::B(matches!(len, 1 | 2 | 4 | 8)),
-                    s("b"),
-                    s(category),
-                    V::B(false),
-                    V::B(true),
-                    s(","),
-                    V::O(0),
-                    s("-"),
-                    V::O(0),
-                    V::O(*array),
-                    V::S(input),
-                    V::S(output),
-                    V::S(format!("{name}recv")),
-                    V::S(format!("{name}send")),
-                    s("-"),
-                    s("-"),
-                    s("-"),
-                    s(if *len == 8 { "d" } else { "i" }),
-                    s(if *len > 0 { "p" } else { "x" }),
-                    V::B(false),
-                    V::O(0),
-                    V::I(-1),
-                    V::I(0),
-                    V::O(if *category == "S" { 100 } else { 0 }),
-                    V::Null,
-                    V::Null,
-                    V::Null,
-                ]
-            })
-            .collect(),
+        "pg_type" => type_rows(),
+        "pg_proc" => proc_rows(),
         "pg_database" => vec![vec![
             V::O(name_oid("database:bluelamp")),
             s(bluelamp_engine::session::CATALOG),
@@ -1166,6 +1150,21 @@ async fn rows(table: &str, state: &SessionState) -> Result<Vec<Vec<V>>> {
                     V::B(false),
                     V::B(false),
                     V::B(false),
+                ]
+            })
+            .collect(),
+        "pg_stat_user_tables" => relations(state, false)
+            .await
+            .into_iter()
+            .filter(|r| !r.view)
+            .map(|r| {
+                vec![
+                    V::O(relation_oid(&r.schema, &r.name)),
+                    V::S(r.schema),
+                    V::S(r.name),
+                    V::I(0),
+                    V::Null,
+                    V::Null,
                 ]
             })
             .collect(),
@@ -1343,6 +1342,117 @@ fn column_row(relation: &Relation, index: usize, field: &Field) -> Vec<V> {
     row.extend([V::Null, V::Null, V::Null, V::Null, V::Null, V::Null]);
     row.extend([s("NEVER"), V::Null, s("YES")]);
     row
+}
+
+/// A built-in function's OID (the types' input, output, receive and send
+/// functions, which `pg_type` names and drivers join to `pg_proc`).
+pub fn proc_oid(name: &str) -> u32 {
+    name_oid(&format!("proc:{name}"))
+}
+
+/// Every type: the base types, then an array type of each.
+fn all_types() -> Vec<(u32, String, i16, &'static str, u32, u32)> {
+    let mut out: Vec<(u32, String, i16, &'static str, u32, u32)> = TYPES
+        .iter()
+        .map(|(oid, name, len, category, array)| {
+            (*oid, (*name).to_string(), *len, *category, 0, *array)
+        })
+        .collect();
+    for (oid, name, _, _, array) in TYPES {
+        if *array != 0 {
+            out.push((*array, format!("_{name}"), -1, "A", *oid, 0));
+        }
+    }
+    out
+}
+
+/// A type's four I/O functions, by name.
+fn io_functions(name: &str, element: u32) -> [String; 4] {
+    if element != 0 {
+        ["array_in", "array_out", "array_recv", "array_send"].map(str::to_string)
+    } else {
+        ["in", "out", "recv", "send"].map(|f| format!("{name}{f}"))
+    }
+}
+
+fn type_rows() -> Vec<Vec<V>> {
+    all_types()
+        .into_iter()
+        .map(|(oid, name, len, category, element, array)| {
+            let [input, output, receive, send] = io_functions(&name, element);
+            vec![
+                V::O(oid),
+                V::S(name),
+                V::O(PG_CATALOG_OID),
+                V::O(OWNER_OID),
+                V::I(i64::from(len)),
+                V::B(matches!(len, 1 | 2 | 4 | 8)),
+                s("b"),
+                s(category),
+                V::B(false),
+                V::B(true),
+                s(","),
+                V::O(0),
+                s(if element != 0 {
+                    "array_subscript_handler"
+                } else {
+                    "-"
+                }),
+                V::O(element),
+                V::O(array),
+                V::O(proc_oid(&input)),
+                V::O(proc_oid(&output)),
+                V::O(proc_oid(&receive)),
+                V::O(proc_oid(&send)),
+                s("-"),
+                s("-"),
+                s("-"),
+                s(if len == 8 { "d" } else { "i" }),
+                s(if len > 0 { "p" } else { "x" }),
+                V::B(false),
+                V::O(0),
+                V::I(-1),
+                V::I(0),
+                V::O(if category == "S" { 100 } else { 0 }),
+                V::Null,
+                V::Null,
+                V::Null,
+            ]
+        })
+        .collect()
+}
+
+/// The types' I/O functions, so `pg_type.typreceive` joins `pg_proc.oid`.
+fn proc_rows() -> Vec<Vec<V>> {
+    let mut names: Vec<(String, u32)> = Vec::new();
+    for (oid, name, _, _, element, _) in all_types() {
+        for function in io_functions(&name, element) {
+            if !names.iter().any(|(n, _)| *n == function) {
+                names.push((function, oid));
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|(name, returns)| {
+            vec![
+                V::O(proc_oid(&name)),
+                V::S(name.clone()),
+                V::O(PG_CATALOG_OID),
+                V::O(OWNER_OID),
+                V::O(12),
+                s("f"),
+                V::B(false),
+                V::B(false),
+                s("i"),
+                V::I(1),
+                V::O(returns),
+                V::Null,
+                V::Null,
+                V::S(name),
+            ]
+        })
+        .collect()
 }
 
 fn class_row(oid: u32, name: &str, namespace: u32, kind: &str) -> Vec<V> {

@@ -23,8 +23,13 @@
 //!   ...)`, non-equality correlation);
 //! - casts to `pg_catalog.text` (and the other built-in types) → the type;
 //!   casts to `regclass`, `regtype`, `regproc`, `regnamespace`, `oid` →
-//!   an unsigned integer (an OID is a number here; names are not resolved),
-//!   but `x::regtype::text` is the type's name (`format_type(x, NULL)`).
+//!   an unsigned integer (an OID is a number here), but a cast to
+//!   `regclass` is `regclass_oid(x)`, which reads a name
+//!   (`'pg_namespace'::regclass`, `'"cad"."incidents"'::regclass`) as that
+//!   relation's OID, and `x::regtype::text` is the type's name
+//!   (`format_type(x, NULL)`);
+//! - `SELECT c.oid, c.*` (DBeaver): a column named again by the wildcard of
+//!   its own table is dropped, since DataFusion wants distinct names.
 
 use std::ops::ControlFlow;
 
@@ -60,6 +65,15 @@ pub fn rewrite(statement: &mut Statement) {
     let Some(ast) = statement.ast_mut() else {
         return;
     };
+    let _ = visit_expressions_mut(ast, |expr| {
+        if let Expr::Subquery(query) = expr {
+            drop_wildcard_duplicates(query);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if let ast::Statement::Query(query) = ast {
+        drop_wildcard_duplicates(query);
+    }
     if let ast::Statement::Query(query) = ast {
         qualify_catalog_tables(query);
         if surely_empty(query) {
@@ -154,6 +168,31 @@ fn empty_result(query: &mut Query) {
     query.order_by = None;
 }
 
+/// Drops `c.oid` from `SELECT c.oid, c.*` (the wildcard names it again).
+fn drop_wildcard_duplicates(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let wildcards: Vec<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::QualifiedWildcard(
+                ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) => Some(name.to_string().to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    if wildcards.is_empty() {
+        return;
+    }
+    select.projection.retain(|item| {
+        !matches!(item, SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts))
+            if parts.len() == 2 && wildcards.contains(&parts[0].value.to_ascii_lowercase()))
+    });
+}
+
 /// Whether every table `query` reads is in `pg_catalog`.
 fn catalog_only(query: &Query) -> bool {
     let mut only = true;
@@ -223,8 +262,8 @@ const EMPTY_TABLES: &[&str] = &[
     "pg_index",
     "pg_inherits",
     "pg_partitioned_table",
+    "pg_matviews",
     "pg_policy",
-    "pg_proc",
     "pg_publication",
     "pg_publication_namespace",
     "pg_publication_rel",
@@ -348,8 +387,15 @@ fn rewrite_expr(expr: &mut Expr) {
             rewrite_expr(expr);
         }
         Expr::Function(function) => strip_catalog(&mut function.name),
-        Expr::Cast { data_type, .. } => {
-            if let Some(plain) = plain_type(data_type) {
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => {
+            if matches!(data_type, SqlType::Regclass) || is_named(data_type, "regclass") {
+                let value = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                *expr = call("regclass_oid", vec![value]);
+            } else if let Some(plain) = plain_type(data_type) {
                 *data_type = plain;
             }
         }
@@ -476,7 +522,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT typname::pg_catalog.text, 1::regclass FROM pg_type"),
-            "SELECT typname::TEXT, 1::BIGINT UNSIGNED FROM pg_catalog.pg_type"
+            "SELECT typname::TEXT, regclass_oid(1) FROM pg_catalog.pg_type"
         );
         assert_eq!(
             rewritten("SELECT t.oid::regtype::text FROM pg_type t"),

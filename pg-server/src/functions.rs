@@ -31,6 +31,10 @@ enum Body {
     SizePretty,
     /// `to_regtype(text)`: a type's OID by name, or NULL.
     ToRegtype,
+    /// `x::regclass`: an OID as it is, a relation's name as its OID.
+    RegclassOid,
+    /// `current_setting(name)`: a session parameter's default.
+    Setting,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -74,6 +78,33 @@ impl ScalarUDFImpl for PgFunction {
                 Ok(ColumnarValue::Array(Arc::new(out.finish())))
             }
             Body::QuoteIdent => text_map(&args, quote_ident),
+            Body::RegclassOid => {
+                let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+                let Some(values) = arrays.first() else {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::UInt64(None)));
+                };
+                if values.data_type().is_integer() {
+                    let oids = arrow::compute::cast(values, &DataType::UInt64)?;
+                    return Ok(ColumnarValue::Array(oids));
+                }
+                let names = arrow::compute::cast(values, &DataType::Utf8)?;
+                let names = names.as_string::<i32>();
+                let oids: arrow::array::UInt64Array = (0..names.len())
+                    .map(|row| {
+                        (!names.is_null(row))
+                            .then(|| u64::from(relation_name_oid(names.value(row))))
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(oids)))
+            }
+            Body::Setting => text_map(&args, |name| {
+                let name = name.to_ascii_lowercase();
+                crate::statements::PARAMETERS
+                    .iter()
+                    .find(|(n, ..)| *n == name)
+                    .map(|(_, value, _)| (*value).to_string())
+                    .unwrap_or_default()
+            }),
             Body::ToRegtype => {
                 let arrays = ColumnarValue::values_to_arrays(&args.args)?;
                 let Some(names) = arrays.first() else {
@@ -132,6 +163,30 @@ fn text_map(args: &ScalarFunctionArgs, f: impl Fn(&str) -> String) -> Result<Col
         }
     }
     Ok(ColumnarValue::Array(Arc::new(out.finish())))
+}
+
+/// A relation's OID from its name as `regclass` reads it: `pg_class`,
+/// `cad.incidents`, `"cad"."incidents"` (a name without a schema is
+/// `pg_catalog`'s when it starts with `pg_`, else `public`'s).
+fn relation_name_oid(name: &str) -> u32 {
+    let parts: Vec<String> = name
+        .split('.')
+        .map(|p| {
+            let p = p.trim();
+            match p.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => p.to_ascii_lowercase(),
+            }
+        })
+        .collect();
+    match parts.as_slice() {
+        [schema, table] => crate::catalog::relation_oid(schema, table),
+        [table] if table.starts_with("pg_") => {
+            crate::catalog::relation_oid(crate::catalog::PG_CATALOG, table)
+        }
+        [table] => crate::catalog::relation_oid("public", table),
+        _ => 0,
+    }
 }
 
 /// A type's OID by its name (`int4`, `integer`, `pg_catalog.text`, ...).
@@ -226,6 +281,7 @@ fn name_takes_no_arguments(name: &str) -> bool {
         name,
         "version"
             | "current_database"
+            | "current_catalog"
             | "current_schema"
             | "current_user"
             | "session_user"
@@ -251,6 +307,7 @@ pub fn all(user: &str, pid: i32) -> Vec<ScalarUDF> {
             )),
         ),
         constant("current_database", text(bluelamp_engine::session::CATALOG)),
+        constant("current_catalog", text(bluelamp_engine::session::CATALOG)),
         constant(
             "current_schema",
             text(bluelamp_engine::session::SCRATCH_SCHEMA),
@@ -289,6 +346,18 @@ pub fn all(user: &str, pid: i32) -> Vec<ScalarUDF> {
             Signature::variadic_any(Volatility::Stable),
             DataType::Utf8,
             Body::FormatType,
+        ),
+        function(
+            "regclass_oid",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::UInt64,
+            Body::RegclassOid,
+        ),
+        function(
+            "current_setting",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Utf8,
+            Body::Setting,
         ),
         function(
             "to_regtype",
@@ -358,5 +427,13 @@ mod tests {
         assert_eq!(type_oid("integer"), Some(23));
         assert_eq!(type_oid("pg_catalog.text"), Some(25));
         assert_eq!(type_oid("hstore"), None);
+        assert_eq!(
+            relation_name_oid("\"cad\".\"incidents\""),
+            crate::catalog::relation_oid("cad", "incidents")
+        );
+        assert_eq!(
+            relation_name_oid("pg_class"),
+            crate::catalog::relation_oid("pg_catalog", "pg_class")
+        );
     }
 }

@@ -542,6 +542,171 @@ async fn psql_describes_schemas_and_tables() {
     f.pg.shutdown().await;
 }
 
+/// Introspection as BI tools' drivers do it, in queries of our own shaped
+/// like theirs (the catalog tables, columns, joins, functions and casts
+/// each client's queries use): Npgsql's type load (Power BI), pgjdbc's
+/// tables and columns (DBeaver, Metabase, Tableau), Grafana's table and
+/// column pickers, Metabase's field description, DBeaver's navigator.
+/// Each names the rows it must find.
+const INTROSPECTION: &[(&str, &str, &[&str])] = &[
+    (
+        "Npgsql: types with their receive functions; arrays as element types",
+        "/* types */ SELECT ns.nspname, t.typname, t.oid, t.typrelid, t.typbasetype, \
+           CASE WHEN p.proname = 'array_recv' THEN 'a' ELSE t.typtype END AS kind, \
+           CASE WHEN p.proname = 'array_recv' THEN t.typelem WHEN t.typtype = 'r' THEN r.rngsubtype ELSE 0 END AS element \
+         FROM pg_type AS t \
+         JOIN pg_namespace AS ns ON (ns.oid = t.typnamespace) \
+         JOIN pg_proc AS p ON p.oid = t.typreceive \
+         LEFT OUTER JOIN pg_class AS c ON (c.oid = t.typrelid) \
+         LEFT OUTER JOIN pg_range AS r ON (r.rngtypid = t.oid) \
+         WHERE t.typtype IN ('b', 'r', 'e', 'd') OR (t.typtype = 'c' AND c.relkind = 'c') \
+         ORDER BY t.oid",
+        &[
+            "pg_catalog|int4|23|0|0|b|0",
+            "pg_catalog|_int4|1007|0|0|a|23",
+            "pg_catalog|timestamptz|1184|0|0|b|0",
+        ],
+    ),
+    (
+        "Npgsql: enum labels",
+        "SELECT pg_type.oid, enumlabel FROM pg_enum JOIN pg_type ON pg_type.oid = enumtypid ORDER BY oid, enumsortorder",
+        &[],
+    ),
+    (
+        "pgjdbc: tables of a schema, with remarks",
+        "SELECT NULL AS table_cat, n.nspname AS table_schem, c.relname AS table_name, \
+           CASE WHEN n.nspname ~ '^pg_' OR n.nspname = 'information_schema' THEN 'SYSTEM TABLE' \
+             ELSE CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'v' THEN 'VIEW' ELSE NULL END END AS table_type, \
+           d.description AS remarks \
+         FROM pg_catalog.pg_namespace n, pg_catalog.pg_class c \
+         LEFT JOIN pg_catalog.pg_description d ON (c.oid = d.objoid AND d.objsubid = 0 AND d.classoid = 'pg_class'::regclass) \
+         WHERE c.relnamespace = n.oid AND n.nspname LIKE 'cad' AND c.relname LIKE '%' \
+         ORDER BY table_type, table_schem, table_name",
+        &["|cad|incidents|TABLE|"],
+    ),
+    (
+        "pgjdbc: columns with types, defaults and comments",
+        "SELECT n.nspname, c.relname, a.attname, a.atttypid, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) AS attnotnull, \
+           a.attnum, pg_catalog.pg_get_expr(def.adbin, def.adrelid) AS adsrc, dsc.description, t.typbasetype, t.typtype \
+         FROM pg_catalog.pg_namespace n \
+         JOIN pg_catalog.pg_class c ON (c.relnamespace = n.oid) \
+         JOIN pg_catalog.pg_attribute a ON (a.attrelid = c.oid) \
+         JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid) \
+         LEFT JOIN pg_catalog.pg_attrdef def ON (a.attrelid = def.adrelid AND a.attnum = def.adnum) \
+         LEFT JOIN pg_catalog.pg_description dsc ON (c.oid = dsc.objoid AND a.attnum = dsc.objsubid) \
+         LEFT JOIN pg_catalog.pg_class dc ON (dc.oid = dsc.classoid AND dc.relname = 'pg_class') \
+         WHERE c.relkind IN ('r', 'p', 'v', 'f', 'm') AND a.attnum > 0 AND NOT a.attisdropped \
+           AND n.nspname LIKE 'cad' AND c.relname LIKE 'incidents' \
+         ORDER BY nspname, c.relname, attnum",
+        &[
+            "cad|incidents|urn|25|f|1|||0|b",
+            "cad|incidents|closed|16|f|4|||0|b",
+        ],
+    ),
+    (
+        "pgjdbc and Grafana: the server's version number",
+        "SELECT current_setting('server_version_num')::int AS version, current_catalog, current_schema()",
+        &["160000|bluelamp|public"],
+    ),
+    (
+        "Grafana: tables for the query builder",
+        "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS \"table\" \
+         FROM information_schema.tables \
+         WHERE table_schema NOT IN ('information_schema', 'pg_catalog') AND table_type = 'BASE TABLE' \
+         ORDER BY 1",
+        &["cad.incidents"],
+    ),
+    (
+        "Grafana: columns of a table",
+        "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" \
+         FROM information_schema.columns WHERE table_schema = 'cad' AND table_name = 'incidents' \
+         ORDER BY ordinal_position",
+        &["urn|text", "grade|text", "station|text", "closed|boolean"],
+    ),
+    (
+        "Metabase: fields with identity, nullability and comments",
+        "SELECT c.column_name AS name, c.udt_name AS database_type, c.ordinal_position - 1 AS database_position, \
+           c.is_identity = 'YES' OR c.column_default LIKE 'nextval(%' AS auto_increment, \
+           c.is_nullable = 'NO' AND c.column_default IS NULL AND c.is_identity = 'NO' AS required, \
+           col_description(('\"' || c.table_schema || '\".\"' || c.table_name || '\"')::regclass::oid, c.ordinal_position) AS field_comment \
+         FROM information_schema.columns c \
+         WHERE c.table_schema = 'cad' AND c.table_name = 'incidents' \
+         ORDER BY c.ordinal_position",
+        // NOT NULL columns default to nothing: auto_increment is NULL, as in PostgreSQL.
+        &["urn|text|0||f|", "closed|bool|3||f|"],
+    ),
+    (
+        "Metabase: tables with their estimated rows",
+        "SELECT n.nspname AS schema, c.relname AS name, s.n_live_tup AS estimated_row_count \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = 'cad'",
+        &["cad|incidents|"],
+    ),
+    (
+        "DBeaver: schemas with descriptions",
+        "SELECT n.oid, n.*, d.description FROM pg_catalog.pg_namespace n \
+         LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid = n.oid AND d.objsubid = 0 AND d.classoid = 'pg_namespace'::regclass \
+         WHERE n.nspname = 'cad' ORDER BY nspname",
+        &[],
+    ),
+    (
+        "DBeaver: tables of a schema",
+        "SELECT c.oid, c.relname, c.relkind, t.relname AS tabrelname, d.description \
+         FROM pg_catalog.pg_class c \
+         LEFT OUTER JOIN pg_catalog.pg_class t ON c.reltoastrelid = t.oid \
+         LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.objsubid = 0 AND d.classoid = 'pg_class'::regclass \
+         WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'cad') AND c.relkind NOT IN ('i', 'I', 'c')",
+        &[],
+    ),
+    (
+        "DBeaver: columns of a table",
+        "SELECT c.relname, a.attname, a.atttypid, pg_catalog.pg_get_expr(ad.adbin, ad.adrelid, true) AS def_value, dsc.description, dep.objid \
+         FROM pg_catalog.pg_attribute a \
+         INNER JOIN pg_catalog.pg_class c ON (a.attrelid = c.oid) \
+         LEFT OUTER JOIN pg_catalog.pg_attrdef ad ON (a.attrelid = ad.adrelid AND a.attnum = ad.adnum) \
+         LEFT OUTER JOIN pg_catalog.pg_description dsc ON (c.oid = dsc.objoid AND a.attnum = dsc.objsubid) \
+         LEFT OUTER JOIN pg_depend dep ON dep.refobjid = a.attrelid AND dep.deptype = 'i' AND dep.refobjsubid = a.attnum \
+         WHERE NOT a.attisdropped AND c.relkind NOT IN ('i', 'I', 'c') AND c.oid = 'cad.incidents'::regclass \
+         ORDER BY a.attnum",
+        &["incidents|urn|25|||", "incidents|closed|16|||"],
+    ),
+];
+
+#[tokio::test]
+async fn bi_tools_introspection_queries_answer() {
+    let f = fixture("").await;
+    let client = connect(&f.pg).await;
+    for (what, sql, want) in INTROSPECTION {
+        let messages = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {}", message(&e)));
+        let rows: Vec<String> = messages
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+                _ => None,
+            })
+            .collect();
+        for row in *want {
+            assert!(
+                rows.iter().any(|r| r == row),
+                "{what}: no row {row:?} in {rows:?}"
+            );
+        }
+        // The same through the extended protocol, as JDBC and Npgsql send them.
+        let extended = client.query(*sql, &[]).await;
+        assert!(extended.is_ok(), "{what} (extended): {extended:?}");
+    }
+    f.pg.shutdown().await;
+}
+
 #[tokio::test]
 async fn policy_and_audit_hold_over_postgres() {
     let audit = tempfile::tempdir().unwrap();

@@ -291,6 +291,16 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
         ],
     ),
     (
+        "pg_cursors",
+        &[
+            ("name", Text),
+            ("statement", Text),
+            ("is_holdable", Bool),
+            ("is_binary", Bool),
+            ("is_scrollable", Bool),
+        ],
+    ),
+    (
         "pg_tablespace",
         &[
             ("oid", Oid),
@@ -820,9 +830,22 @@ impl Which {
     }
 }
 
+/// A connection's open cursors, for `pg_cursors`: name, statement,
+/// holdable, binary. The connection keeps it current.
+pub type OpenCursors = Arc<std::sync::Mutex<Vec<(String, String, bool, bool)>>>;
+
 /// The `pg_catalog` schema of one session.
 #[derive(Debug, Default)]
-pub struct PgCatalogSchema;
+pub struct PgCatalogSchema {
+    cursors: OpenCursors,
+}
+
+impl PgCatalogSchema {
+    /// The schema, showing `cursors` in `pg_cursors`.
+    pub fn new(cursors: OpenCursors) -> Self {
+        Self { cursors }
+    }
+}
 
 /// PostgreSQL's `information_schema` for one session, registered as
 /// [`INFORMATION_SCHEMA`] (DataFusion's own `information_schema` speaks
@@ -841,7 +864,7 @@ fn table_names(which: Which) -> Vec<String> {
         .collect()
 }
 
-fn table(which: Which, name: &str) -> Option<Arc<dyn TableProvider>> {
+fn table(which: Which, name: &str, cursors: &OpenCursors) -> Option<Arc<dyn TableProvider>> {
     which
         .tables()
         .iter()
@@ -851,6 +874,7 @@ fn table(which: Which, name: &str) -> Option<Arc<dyn TableProvider>> {
                 which,
                 name: table,
                 schema: table_schema(columns),
+                cursors: Arc::clone(cursors),
             }) as Arc<dyn TableProvider>
         })
 }
@@ -862,11 +886,11 @@ impl SchemaProvider for PgCatalogSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(table(Which::Catalog, name))
+        Ok(table(Which::Catalog, name, &self.cursors))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        table(Which::Catalog, name).is_some()
+        table(Which::Catalog, name, &self.cursors).is_some()
     }
 }
 
@@ -877,11 +901,11 @@ impl SchemaProvider for PgInformationSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(table(Which::Information, name))
+        Ok(table(Which::Information, name, &OpenCursors::default()))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        table(Which::Information, name).is_some()
+        table(Which::Information, name, &OpenCursors::default()).is_some()
     }
 }
 
@@ -937,6 +961,7 @@ struct PgTable {
     which: Which,
     name: &'static str,
     schema: SchemaRef,
+    cursors: OpenCursors,
 }
 
 #[async_trait]
@@ -961,6 +986,23 @@ impl TableProvider for PgTable {
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("pg_catalog needs a SessionState".into()))?;
         let rows = match self.which {
+            Which::Catalog if self.name == "pg_cursors" => self
+                .cursors
+                .lock()
+                .map(|open| {
+                    open.iter()
+                        .map(|(name, statement, hold, binary)| {
+                            vec![
+                                s(name),
+                                s(statement),
+                                V::B(*hold),
+                                V::B(*binary),
+                                V::B(false),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             Which::Catalog => rows(self.name, state).await?,
             Which::Information => information_rows(self.name, state).await?,
         };

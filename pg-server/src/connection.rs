@@ -173,10 +173,11 @@ async fn start(
     let slot = CancelSlot::default();
     let (pid, secret) = shared.cancels.register(slot.clone());
     let session = shared.engine.session_from(identity, Some(peer.to_string()));
+    let cursors = crate::catalog::OpenCursors::default();
     let system: [(&str, Arc<dyn datafusion::catalog::SchemaProvider>); 2] = [
         (
             crate::catalog::PG_CATALOG,
-            Arc::new(crate::catalog::PgCatalogSchema),
+            Arc::new(crate::catalog::PgCatalogSchema::new(Arc::clone(&cursors))),
         ),
         (
             crate::catalog::INFORMATION_SCHEMA,
@@ -190,7 +191,7 @@ async fn start(
         }
     }
     session.add_functions(crate::functions::all(&user, pid));
-    let mut conn = Conn::new(wire, session, pid, slot, &startup.parameters);
+    let mut conn = Conn::new(wire, session, pid, slot, cursors, &startup.parameters);
     for (name, value) in conn.reported_parameters() {
         conn.wire
             .push(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(

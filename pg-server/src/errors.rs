@@ -28,6 +28,7 @@ pub(crate) mod code {
     pub(crate) const DUPLICATE_STATEMENT: &str = "42P05";
     pub(crate) const UNDEFINED_STATEMENT: &str = "26000";
     pub(crate) const UNDEFINED_CURSOR: &str = "34000";
+    pub(crate) const DUPLICATE_CURSOR: &str = "42P03";
     pub(crate) const IN_FAILED_TRANSACTION: &str = "25P02";
     pub(crate) const ACTIVE_TRANSACTION: &str = "25001";
     pub(crate) const NO_ACTIVE_TRANSACTION: &str = "25P01";

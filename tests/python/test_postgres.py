@@ -98,14 +98,34 @@ def test_psycopg_parameters_and_every_type_in_binary():
 
 
 def test_psycopg_server_side_cursor_streams_in_chunks():
+    # A named cursor: DECLARE ... CURSOR, then FETCH FORWARD n, in a transaction.
     with psycopg.connect(conninfo()) as conn:
-        with conn.cursor(name="incidents") as cur:
-            # A named cursor needs DECLARE, which Bluelamp does not run:
-            # the refusal must be a clear error, not a hang.
-            with pytest.raises(psycopg.Error) as e:
-                cur.execute("SELECT urn FROM cad.incidents ORDER BY urn")
-                cur.fetchmany(10)
-            assert e.value.sqlstate is not None
+        with conn.cursor(name="incidents", binary=True) as cur:
+            cur.itersize = 64
+            cur.execute(
+                "SELECT urn, closed FROM cad.incidents WHERE grade = %s ORDER BY urn",
+                ["A"],
+            )
+            first = cur.fetchmany(10)
+            assert [r[0] for r in first] == [f"XY-{i:05}" for i in range(0, 30, 3)]
+            assert first[0] == ("XY-00000", True)
+            open_cursors = conn.execute("SELECT name, is_binary FROM pg_cursors").fetchall()
+            # Declared without BINARY: psycopg asks for binary rows in each FETCH.
+            assert open_cursors == [("incidents", False)]
+            rest = list(cur)
+            assert len(rest) == 90
+            assert rest[-1] == ("XY-00297", False)
+    # A cursor outside a transaction block needs WITH HOLD.
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute('DECLARE "c" CURSOR FOR SELECT 1')
+        assert e.value.sqlstate == "25P01"
+        conn.execute('DECLARE "c" CURSOR WITH HOLD FOR SELECT urn FROM cad.incidents ORDER BY urn')
+        assert conn.execute('FETCH 2 FROM "c"').fetchall() == [("XY-00000",), ("XY-00001",)]
+        conn.execute('CLOSE "c"')
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute('FETCH 2 FROM "c"')
+        assert e.value.sqlstate == "34000"
 
 
 def test_psycopg_errors_carry_sqlstates():
@@ -220,6 +240,13 @@ def test_sqlalchemy_inspects_and_pandas_reads():
             "station": "TEXT",
             "closed": "BOOLEAN",
         }
+        # Streamed results (a server-side cursor) read a chunk at a time.
+        with engine.connect().execution_options(stream_results=True) as conn:
+            chunks = list(
+                pd.read_sql("SELECT urn FROM cad.incidents ORDER BY urn", conn, chunksize=128)
+            )
+        assert [len(c) for c in chunks] == [128, 128, 44]
+        assert chunks[2]["urn"].iloc[-1] == "XY-00299"
         frame = pd.read_sql(
             sqlalchemy.text(
                 "SELECT grade, count(*) AS n FROM cad.incidents "

@@ -225,8 +225,9 @@ async fn run() -> anyhow::Result<()> {
 
     eprintln!("postgres_stream: loading {rows} rows into PostgreSQL");
     let database = BenchDatabase::create(rows).await?;
+    // Both servers' sessions in UTC, so psycopg reads timestamps alike.
     let postgres = format!(
-        "host={} port={} user=postgres dbname={}",
+        "host={} port={} user=postgres dbname={} options='-c TimeZone=UTC'",
         pg_host(),
         pg_port(),
         database.name

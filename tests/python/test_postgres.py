@@ -260,5 +260,32 @@ def test_sqlalchemy_inspects_and_pandas_reads():
             {"grade": "B", "n": 75},
             {"grade": "C", "n": 75},
         ]
+        # Every type, through pandas.
+        frame = pd.read_sql(TYPES_SQL, engine)
+        got = frame.to_dict("records")[0]
+        assert got["i8"] == EXPECTED["i8"] and got["num"] == EXPECTED["num"]
+        assert got["ts"] == pd.Timestamp(EXPECTED["ts"])
+        assert got["tstz"] == pd.Timestamp(EXPECTED["tstz"])
+        assert got["by"] == EXPECTED["by"] and got["l"] == EXPECTED["l"]
+        assert pd.isna(got["n"])
+        # Errors keep their SQLSTATE through SQLAlchemy.
+        with engine.connect() as conn:
+            with pytest.raises(sqlalchemy.exc.ProgrammingError) as e:
+                conn.execute(sqlalchemy.text("SELECT * FROM cad.nope"))
+            assert e.value.orig.sqlstate == "42P01"
     finally:
         engine.dispose()
+    wrong = sqlalchemy.create_engine(
+        f"postgresql+psycopg://{USER}:wrong@127.0.0.1:{PORT}/bluelamp"
+    )
+    with pytest.raises(sqlalchemy.exc.OperationalError) as e:
+        wrong.connect()
+    assert "password authentication failed" in str(e.value)
+    tls = sqlalchemy.create_engine(
+        f"postgresql+psycopg://{USER}:{PASSWORD}@127.0.0.1:{TLS_PORT}/bluelamp",
+        connect_args={"sslmode": "require"},
+    )
+    try:
+        assert pd.read_sql("SELECT count(*) AS n FROM cad.incidents", tls)["n"][0] == 300
+    finally:
+        tls.dispose()

@@ -497,6 +497,125 @@ async fn psql_runs_queries_and_tls_is_required_when_configured() {
     f.pg.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_types_cancel_wrong_password_and_client_certificates() {
+    if psql().is_none() {
+        return;
+    }
+    let f = fixture("").await;
+    let port = f.pg.addr.port();
+    // Every type as psql prints it, against psql printing PostgreSQL's own.
+    let postgres = format!(
+        "host={} port={} user=postgres dbname=postgres options='-c TimeZone=UTC'",
+        pg_host(),
+        pg_port()
+    );
+    let oracle_up = tokio::process::Command::new("psql")
+        .args([&postgres, "-X", "-A", "-t", "-c", "SELECT 1"])
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success());
+    if oracle_up {
+        for (ours, theirs) in TYPES {
+            let got = run_psql(port, "disable", &format!("SELECT {ours}")).await;
+            let want = tokio::process::Command::new("psql")
+                .args([&postgres, "-X", "-A", "-t", "-c", &format!("SELECT {theirs}")])
+                .output()
+                .await
+                .unwrap();
+            assert!(got.status.success(), "{ours}: {}", String::from_utf8_lossy(&got.stderr));
+            assert_eq!(
+                String::from_utf8_lossy(&got.stdout),
+                String::from_utf8_lossy(&want.stdout),
+                "psql's text of {ours} / {theirs}"
+            );
+        }
+    } else {
+        service_missing("PostgreSQL (for psql's oracle)", "psql cannot reach it");
+    }
+    // Ctrl-C: psql sends a CancelRequest and the statement ends with 57014.
+    let child = tokio::process::Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} user=analyst dbname=bluelamp sslmode=disable"))
+        .args(["-X", "-v", "VERBOSITY=verbose", "-c", "SELECT max(value % 7) FROM range(100000000000)"])
+        .env("PGPASSWORD", "demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("57014") && stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    // A wrong password.
+    let out = tokio::process::Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} user=analyst dbname=bluelamp"))
+        .args(["-X", "-c", "SELECT 1"])
+        .env("PGPASSWORD", "wrong")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("password authentication failed for user \"analyst\""), "{stderr}");
+    f.pg.shutdown().await;
+
+    // Mutual TLS: with [server] client_ca, a client must present a
+    // certificate the CA signed, besides its password.
+    let pki = bluelamp_tests::fixtures::pki();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        path.display().to_string()
+    };
+    let (cert, key, ca) = (
+        file("server.pem", &pki.server_cert),
+        file("server.key", &pki.server_key),
+        file("ca.pem", &pki.ca),
+    );
+    let (client_cert, client_key) = (
+        file("client.pem", &pki.client_cert),
+        file("client.key", &pki.client_key),
+    );
+    let f = fixture(&format!(
+        "\n[server]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\nclient_ca = \"{ca}\"\n"
+    ))
+    .await;
+    let port = f.pg.addr.port();
+    let with_certificate = tokio::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=analyst dbname=bluelamp sslmode=require sslcert={client_cert} sslkey={client_key}"
+        ))
+        .args(["-X", "-A", "-t", "-c", "SELECT 7"])
+        .env("PGPASSWORD", "demo")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        with_certificate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_certificate.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&with_certificate.stdout), "7\n");
+    let without = run_psql(port, "require", "SELECT 7").await;
+    assert!(!without.status.success(), "a client without a certificate got in");
+    f.pg.shutdown().await;
+}
+
 #[tokio::test]
 async fn psql_describes_schemas_and_tables() {
     if psql().is_none() {

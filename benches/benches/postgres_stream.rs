@@ -16,7 +16,7 @@
 //! It installs psycopg into the project's test virtualenv with
 //! `tests/python/setup.sh`, and makes (then drops) a database of its own on
 //! the PostgreSQL at `BLUELAMP_TEST_PG_HOST`/`BLUELAMP_TEST_PG_PORT`
-//! (default 127.0.0.1:5432, user `postgres`). `BLUELAMP_BENCH_ROWS`
+//! (default 127.0.0.1:5432, user `postgres`), as the tests do. `BLUELAMP_BENCH_ROWS`
 //! (default 1,000,000) and `BLUELAMP_BENCH_RUNS` (default 5) change the
 //! size and the number of timed rounds.
 
@@ -30,7 +30,7 @@ use bluelamp_benches::endpoint::{
     Endpoint, cache_dir, cached_readings, readings_query, serve_if_child,
 };
 use bluelamp_benches::{env_number, median};
-use bluelamp_tests::services::{pg_host, pg_port};
+use bluelamp_tests::services::{PgDatabase, pg_host, pg_port};
 use datafusion::parquet::basic::Compression;
 use futures::SinkExt;
 
@@ -117,97 +117,47 @@ impl Drop for Psycopg {
     }
 }
 
-/// A database of the bench's own on the machine's PostgreSQL, dropped at
-/// the end whatever the outcome.
-struct BenchDatabase {
-    name: String,
-}
-
-async fn admin(database: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let settings = format!(
-        "host={} port={} user=postgres dbname={database} connect_timeout=10",
-        pg_host(),
-        pg_port()
-    );
-    let (client, connection) = tokio_postgres::connect(&settings, tokio_postgres::NoTls)
+/// Makes a database of the bench's own on the machine's PostgreSQL (dropped
+/// when it is dropped) holding `rows` readings in the table `readings`:
+/// the rows `write_readings` puts in the Parquet file, by the same formulas.
+async fn load_postgres(rows: usize) -> anyhow::Result<PgDatabase> {
+    let database = PgDatabase::create()
         .await
-        .with_context(|| format!("cannot reach PostgreSQL ({settings})"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-impl BenchDatabase {
-    async fn create(rows: usize) -> anyhow::Result<Self> {
-        let name = format!("bluelamp_bench_{}", uuid::Uuid::new_v4().simple())
-            .chars()
-            .take(40)
-            .collect::<String>();
-        admin("postgres")
-            .await?
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await?;
-        let database = Self { name };
-        let client = admin(&database.name).await?;
-        client
-            .batch_execute(
-                "CREATE TABLE readings (id bigint NOT NULL, value double precision NOT NULL, \
-                 grade text NOT NULL, seen_at timestamptz NOT NULL, flagged boolean NOT NULL)",
-            )
-            .await?;
-        // The rows `write_readings` puts in the Parquet file, by the same formulas.
-        let sink = client
-            .copy_in("COPY readings FROM STDIN")
-            .await
-            .context("COPY into PostgreSQL")?;
-        futures::pin_mut!(sink);
-        let grades = ["I", "S", "E", "R"];
-        let mut chunk = String::with_capacity(1 << 20);
-        for i in 0..rows {
-            let id = i as i64;
-            let seen =
-                chrono::DateTime::from_timestamp_micros(1_790_000_000_000_000 + id * 1_000_000)
-                    .context("timestamp out of range")?;
-            chunk.push_str(&format!(
-                "{id}\t{}\t{}\t{}\t{}\n",
-                (id as f64) * 0.37 % 1000.0,
-                grades[(i * 7) % 4],
-                seen.format("%Y-%m-%d %H:%M:%S+00"),
-                if id % 3 == 0 { "t" } else { "f" }
-            ));
-            if chunk.len() > (1 << 20) - 200 {
-                sink.send(bytes::Bytes::from(std::mem::take(&mut chunk)))
-                    .await?;
-            }
+        .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {e}"))?;
+    let client = &database.client;
+    client
+        .batch_execute(
+            "CREATE TABLE readings (id bigint NOT NULL, value double precision NOT NULL, \
+             grade text NOT NULL, seen_at timestamptz NOT NULL, flagged boolean NOT NULL)",
+        )
+        .await?;
+    let sink = client
+        .copy_in("COPY readings FROM STDIN")
+        .await
+        .context("COPY into PostgreSQL")?;
+    futures::pin_mut!(sink);
+    let grades = ["I", "S", "E", "R"];
+    let mut chunk = String::with_capacity(1 << 20);
+    for i in 0..rows {
+        let id = i as i64;
+        let seen = chrono::DateTime::from_timestamp_micros(1_790_000_000_000_000 + id * 1_000_000)
+            .context("timestamp out of range")?;
+        chunk.push_str(&format!(
+            "{id}\t{}\t{}\t{}\t{}\n",
+            (id as f64) * 0.37 % 1000.0,
+            grades[(i * 7) % 4],
+            seen.format("%Y-%m-%d %H:%M:%S+00"),
+            if id % 3 == 0 { "t" } else { "f" }
+        ));
+        if chunk.len() > (1 << 20) - 200 {
+            sink.send(bytes::Bytes::from(std::mem::take(&mut chunk)))
+                .await?;
         }
-        sink.send(bytes::Bytes::from(chunk)).await?;
-        sink.as_mut().finish().await?;
-        client.batch_execute("VACUUM ANALYZE readings").await?;
-        Ok(database)
     }
-}
-
-impl Drop for BenchDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(admin) = admin("postgres").await {
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
+    sink.send(bytes::Bytes::from(chunk)).await?;
+    sink.as_mut().finish().await?;
+    client.batch_execute("VACUUM ANALYZE readings").await?;
+    Ok(database)
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -224,7 +174,7 @@ async fn run() -> anyhow::Result<()> {
     cached_readings(&dir.join("readings.parquet"), rows, Compression::SNAPPY)?;
 
     eprintln!("postgres_stream: loading {rows} rows into PostgreSQL");
-    let database = BenchDatabase::create(rows).await?;
+    let database = load_postgres(rows).await?;
     // Both servers' sessions in UTC, so psycopg reads timestamps alike.
     let postgres = format!(
         "host={} port={} user=postgres dbname={} options='-c TimeZone=UTC'",

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
-    ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
+    ArrayRef, BooleanArray, Float32Array, Int16Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -1571,90 +1571,55 @@ fn attribute_row(relation: u32, index: usize, field: &Field) -> Vec<V> {
 fn to_batch(schema: &SchemaRef, rows: Vec<Vec<V>>) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
-        let value = |row: &Vec<V>| row.get(i).cloned().unwrap_or(V::Null);
+        let cells = rows.iter().map(|row| row.get(i).unwrap_or(&V::Null));
         let column: ArrayRef = match field.data_type() {
-            DataType::UInt32 => {
-                let mut b = UInt32Builder::new();
-                for row in &rows {
-                    match value(row) {
-                        V::O(v) => b.append_value(v),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Utf8 => {
-                let mut b = StringBuilder::new();
-                for row in &rows {
-                    match value(row) {
-                        V::S(v) => b.append_value(v),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Boolean => {
-                let mut b = BooleanBuilder::new();
-                for row in &rows {
-                    match value(row) {
-                        V::B(v) => b.append_value(v),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Int16 => {
-                let mut b = Int16Builder::new();
-                for row in &rows {
-                    match value(row) {
-                        V::I(v) => b.append_value(i16::try_from(v).unwrap_or(i16::MAX)),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Int32 => {
-                let mut b = Int32Builder::new();
-                for row in &rows {
-                    match value(row) {
-                        V::I(v) => b.append_value(i32::try_from(v).unwrap_or(i32::MAX)),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Int64 => {
-                let mut b = Int64Builder::new();
-                for row in &rows {
-                    match value(row) {
-                        V::I(v) => b.append_value(v),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Float32 => {
-                let mut b = Float32Builder::new();
-                for row in &rows {
-                    match value(row) {
-                        V::F(v) => b.append_value(v),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            _ => {
-                // Text arrays: empty or NULL in every catalog row here.
-                let mut b = ListBuilder::new(StringBuilder::new());
-                for _ in &rows {
-                    b.append_null();
-                }
-                Arc::new(b.finish())
-            }
+            DataType::UInt32 => Arc::new(
+                cells
+                    .map(|v| if let V::O(v) = v { Some(*v) } else { None })
+                    .collect::<UInt32Array>(),
+            ),
+            DataType::Utf8 => Arc::new(
+                cells
+                    .map(|v| {
+                        if let V::S(v) = v {
+                            Some(v.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect::<StringArray>(),
+            ),
+            DataType::Boolean => Arc::new(
+                cells
+                    .map(|v| if let V::B(v) = v { Some(*v) } else { None })
+                    .collect::<BooleanArray>(),
+            ),
+            DataType::Int16 => Arc::new(
+                cells
+                    .map(|v| integer(v).map(|n| i16::try_from(n).unwrap_or(i16::MAX)))
+                    .collect::<Int16Array>(),
+            ),
+            DataType::Int32 => Arc::new(
+                cells
+                    .map(|v| integer(v).map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+                    .collect::<Int32Array>(),
+            ),
+            DataType::Int64 => Arc::new(cells.map(integer).collect::<Int64Array>()),
+            DataType::Float32 => Arc::new(
+                cells
+                    .map(|v| if let V::F(v) = v { Some(*v) } else { None })
+                    .collect::<Float32Array>(),
+            ),
+            // Text arrays: NULL in every catalog row here.
+            other => arrow::array::new_null_array(other, rows.len()),
         };
         columns.push(column);
     }
     RecordBatch::try_new(Arc::clone(schema), columns).map_err(DataFusionError::from)
+}
+
+fn integer(value: &V) -> Option<i64> {
+    if let V::I(n) = value { Some(*n) } else { None }
 }
 
 #[cfg(test)]

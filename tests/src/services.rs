@@ -197,3 +197,13 @@ impl Drop for MariaDatabase {
         .join();
     }
 }
+
+/// The Python of the project's test virtualenv (`tests/.venv`, or
+/// `$BLUELAMP_VENV`), which `tests/python/setup.sh` makes.
+pub fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("BLUELAMP_VENV").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
+        std::path::PathBuf::from,
+    );
+    venv.join("bin").join("python")
+}

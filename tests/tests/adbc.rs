@@ -11,20 +11,12 @@
     reason = "tests"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bluelamp_flight_server::{hash_password, serve};
 use bluelamp_tests::fixtures::LiveDemo;
-use bluelamp_tests::services::service_missing;
+use bluelamp_tests::services::{service_missing, venv_python};
 use chrono::{TimeZone, Utc};
-
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("BLUELAMP_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-        PathBuf::from,
-    );
-    venv.join("bin").join("python")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_driver_and_pyarrow_use_the_endpoint() {

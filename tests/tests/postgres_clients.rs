@@ -13,18 +13,10 @@
     reason = "tests"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bluelamp_tests::pg::PgFixture;
-use bluelamp_tests::services::service_missing;
-
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("BLUELAMP_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-        PathBuf::from,
-    );
-    venv.join("bin").join("python")
-}
+use bluelamp_tests::services::{service_missing, venv_python};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg_asyncpg_sqlalchemy_and_pandas() {

@@ -519,11 +519,22 @@ async fn psql_types_cancel_wrong_password_and_client_certificates() {
         for (ours, theirs) in TYPES {
             let got = run_psql(port, "disable", &format!("SELECT {ours}")).await;
             let want = tokio::process::Command::new("psql")
-                .args([&postgres, "-X", "-A", "-t", "-c", &format!("SELECT {theirs}")])
+                .args([
+                    &postgres,
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-c",
+                    &format!("SELECT {theirs}"),
+                ])
                 .output()
                 .await
                 .unwrap();
-            assert!(got.status.success(), "{ours}: {}", String::from_utf8_lossy(&got.stderr));
+            assert!(
+                got.status.success(),
+                "{ours}: {}",
+                String::from_utf8_lossy(&got.stderr)
+            );
             assert_eq!(
                 String::from_utf8_lossy(&got.stdout),
                 String::from_utf8_lossy(&want.stdout),
@@ -535,8 +546,16 @@ async fn psql_types_cancel_wrong_password_and_client_certificates() {
     }
     // Ctrl-C: psql sends a CancelRequest and the statement ends with 57014.
     let child = tokio::process::Command::new("psql")
-        .arg(format!("host=127.0.0.1 port={port} user=analyst dbname=bluelamp sslmode=disable"))
-        .args(["-X", "-v", "VERBOSITY=verbose", "-c", "SELECT max(value % 7) FROM range(100000000000)"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=analyst dbname=bluelamp sslmode=disable"
+        ))
+        .args([
+            "-X",
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "SELECT max(value % 7) FROM range(100000000000)",
+        ])
         .env("PGPASSWORD", "demo")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -558,14 +577,19 @@ async fn psql_types_cancel_wrong_password_and_client_certificates() {
     );
     // A wrong password.
     let out = tokio::process::Command::new("psql")
-        .arg(format!("host=127.0.0.1 port={port} user=analyst dbname=bluelamp"))
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=analyst dbname=bluelamp"
+        ))
         .args(["-X", "-c", "SELECT 1"])
         .env("PGPASSWORD", "wrong")
         .output()
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("password authentication failed for user \"analyst\""), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed for user \"analyst\""),
+        "{stderr}"
+    );
     f.pg.shutdown().await;
 
     // Mutual TLS: with [server] client_ca, a client must present a
@@ -612,7 +636,10 @@ async fn psql_types_cancel_wrong_password_and_client_certificates() {
     );
     assert_eq!(String::from_utf8_lossy(&with_certificate.stdout), "7\n");
     let without = run_psql(port, "require", "SELECT 7").await;
-    assert!(!without.status.success(), "a client without a certificate got in");
+    assert!(
+        !without.status.success(),
+        "a client without a certificate got in"
+    );
     f.pg.shutdown().await;
 }
 

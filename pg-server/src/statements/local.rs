@@ -125,34 +125,15 @@ impl Conn {
                 self.complete("BEGIN".into());
             }
             Local::Commit => {
+                // A failed block's COMMIT is a ROLLBACK, as PostgreSQL reports it.
                 let tag = if self.transaction == Transaction::Failed {
                     "ROLLBACK"
                 } else {
                     "COMMIT"
                 };
-                if self.transaction == Transaction::Idle {
-                    self.wire.push_notice(
-                        code::NO_ACTIVE_TRANSACTION,
-                        "there is no transaction in progress",
-                    );
-                }
-                self.transaction = Transaction::Idle;
-                self.cursors.retain(|_, cursor| cursor.holds());
-                self.show_cursors();
-                self.complete(tag.into());
+                self.end_block(tag);
             }
-            Local::Rollback => {
-                if self.transaction == Transaction::Idle {
-                    self.wire.push_notice(
-                        code::NO_ACTIVE_TRANSACTION,
-                        "there is no transaction in progress",
-                    );
-                }
-                self.transaction = Transaction::Idle;
-                self.cursors.retain(|_, cursor| cursor.holds());
-                self.show_cursors();
-                self.complete("ROLLBACK".into());
-            }
+            Local::Rollback => self.end_block("ROLLBACK"),
             Local::Savepoint(tag) => {
                 self.require_block(tag)?;
                 self.complete(tag.into());
@@ -224,6 +205,21 @@ impl Conn {
             Local::Refused(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// Ends a transaction block (or notes there was none): nothing to
+    /// commit or undo, but cursors without `WITH HOLD` close.
+    fn end_block(&mut self, tag: &str) {
+        if self.transaction == Transaction::Idle {
+            self.wire.push_notice(
+                code::NO_ACTIVE_TRANSACTION,
+                "there is no transaction in progress",
+            );
+        }
+        self.transaction = Transaction::Idle;
+        self.cursors.retain(|_, cursor| cursor.holds());
+        self.show_cursors();
+        self.complete(tag.into());
     }
 
     /// Refuses a savepoint command outside a transaction block, as

@@ -560,32 +560,26 @@ impl Conn {
                             return Ok(Ok(Outcome::Suspended));
                         }
                     }
-                    let next = tokio::select! {
-                        biased;
-                        () = token.cancelled() => {
+                    let batch = match next_batch(token, &mut running.stream).await {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
+                        Err(e) => {
                             portal.running = None;
-                            return Ok(Err(PgError::error(code::QUERY_CANCELED, CANCELLED)));
+                            return Ok(Err(e));
                         }
-                        next = running.stream.next() => next,
                     };
-                    match next {
-                        None => break,
-                        Some(Err(e)) => {
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    match plain_columns(&batch) {
+                        Ok(columns) => running.pending = Some((columns, batch.num_rows(), 0)),
+                        Err(e) => {
                             portal.running = None;
-                            let e = bluelamp_engine::error::classify(&e);
-                            return Ok(Err(pg_error(&e)));
+                            return Ok(Err(PgError::error(
+                                code::DATA_EXCEPTION,
+                                format!("cannot send a result column: {e}"),
+                            )));
                         }
-                        Some(Ok(batch)) if batch.num_rows() == 0 => {}
-                        Some(Ok(batch)) => match plain_columns(&batch) {
-                            Ok(columns) => running.pending = Some((columns, batch.num_rows(), 0)),
-                            Err(e) => {
-                                portal.running = None;
-                                return Ok(Err(PgError::error(
-                                    code::DATA_EXCEPTION,
-                                    format!("cannot send a result column: {e}"),
-                                )));
-                            }
-                        },
                     }
                 }
                 portal.running = None;
@@ -599,22 +593,13 @@ impl Conn {
             ResultKind::Insert | ResultKind::Tag(_) => {
                 let mut count: u64 = 0;
                 loop {
-                    let next = tokio::select! {
-                        biased;
-                        () = token.cancelled() => {
+                    match next_batch(token, &mut running.stream).await {
+                        Ok(Some(batch)) => count += inserted(&batch),
+                        Ok(None) => break,
+                        Err(e) => {
                             portal.running = None;
-                            return Ok(Err(PgError::error(code::QUERY_CANCELED, CANCELLED)));
+                            return Ok(Err(e));
                         }
-                        next = running.stream.next() => next,
-                    };
-                    match next {
-                        None => break,
-                        Some(Err(e)) => {
-                            portal.running = None;
-                            let e = bluelamp_engine::error::classify(&e);
-                            return Ok(Err(pg_error(&e)));
-                        }
-                        Some(Ok(batch)) => count += inserted(&batch),
                     }
                 }
                 portal.running = None;
@@ -677,6 +662,23 @@ fn inserted(batch: &arrow::array::RecordBatch) -> u64 {
             .map(|n| n.max(0) as u64)
             .sum(),
         _ => 0,
+    }
+}
+
+/// A running statement's next batch (`None` at its end), or why there is
+/// none: cancelled, or failed.
+async fn next_batch(
+    token: &CancellationToken,
+    stream: &mut SendableRecordBatchStream,
+) -> Result<Option<arrow::array::RecordBatch>, PgError> {
+    tokio::select! {
+        biased;
+        () = token.cancelled() => Err(PgError::error(code::QUERY_CANCELED, CANCELLED)),
+        next = stream.next() => match next {
+            None => Ok(None),
+            Some(Ok(batch)) => Ok(Some(batch)),
+            Some(Err(e)) => Err(pg_error(&bluelamp_engine::error::classify(&e))),
+        },
     }
 }
 

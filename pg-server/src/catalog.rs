@@ -468,7 +468,9 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("provolatile", Char),
             ("pronargs", I16),
             ("prorettype", Oid),
-            ("proargtypes", TextArray),
+            ("proargtypes", Text),
+            ("proallargtypes", TextArray),
+            ("proargmodes", TextArray),
             ("proargnames", TextArray),
             ("prosrc", Text),
         ],
@@ -1477,6 +1479,15 @@ fn proc_rows() -> Vec<Vec<V>> {
     names
         .into_iter()
         .map(|(name, returns)| {
+            // An oidvector's text: input functions read cstring, receive
+            // functions internal, output and send functions the type.
+            let argument = if name.ends_with("in") {
+                2275
+            } else if name.ends_with("recv") {
+                2281
+            } else {
+                returns
+            };
             vec![
                 V::O(proc_oid(&name)),
                 V::S(name.clone()),
@@ -1489,6 +1500,8 @@ fn proc_rows() -> Vec<Vec<V>> {
                 s("i"),
                 V::I(1),
                 V::O(returns),
+                V::S(argument.to_string()),
+                V::Null,
                 V::Null,
                 V::Null,
                 V::S(name),

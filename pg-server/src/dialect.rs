@@ -17,19 +17,31 @@
 //! - a subquery that reads a `pg_catalog` table Bluelamp never fills
 //!   (`pg_attrdef`, `pg_constraint`, `pg_index`, ...) through inner joins
 //!   and does not aggregate has no rows: a scalar subquery is NULL, `EXISTS`
-//!   false, `IN` false (`NOT` inverts both); a whole query over one returns
-//!   its columns, as NULLs, and no rows. DataFusion cannot plan some of the
+//!   false, `IN` false (`NOT` inverts both); a whole query over one (or over
+//!   a derived table that surely has no rows) returns its columns, as NULLs,
+//!   and no rows, reading nothing. DataFusion cannot plan some of the
 //!   correlated subqueries psql sends over these tables (`ARRAY(SELECT
 //!   ...)`, non-equality correlation);
 //! - casts to `pg_catalog.text` (and the other built-in types) → the type;
 //!   casts to `regclass`, `regtype`, `regproc`, `regnamespace`, `oid` →
 //!   an unsigned integer (an OID is a number here), but a cast to
-//!   `regclass` is `regclass_oid(x)`, which reads a name
+//!   `regclass` is `regclass_oid(x)` (and to `regproc` `regproc_oid(x)`),
+//!   which reads a name
 //!   (`'pg_namespace'::regclass`, `'"cad"."incidents"'::regclass`) as that
 //!   relation's OID, and `x::regtype::text` is the type's name
 //!   (`format_type(x, NULL)`);
 //! - `SELECT c.oid, c.*` (DBeaver): a column named again by the wildcard of
-//!   its own table is dropped, since DataFusion wants distinct names.
+//!   its own table is dropped, since DataFusion wants distinct names;
+//! - PostgreSQL's walk over an array by its subscripts, `FROM
+//!   generate_series(array_lower(A, 1), array_upper(A, 1)) AS i, A AS s`
+//!   reading only `s[i]` (Grafana lists the schemas on the search path so)
+//!   → `FROM unnest(A) AS s(i)` reading `s.i`: the same elements in the
+//!   same order. Where `i` is read otherwise, nothing is rewritten;
+//! - `CASE WHEN x IN (SELECT ...)` in a projection → `CASE WHEN
+//!   array_has((SELECT array_agg(...) ...), x)`, which DataFusion plans
+//!   (see [`in_subquery_as_membership`] for why the answer is the same);
+//! - `SELECT NULL, NULL`: a repeated unnamed expression is named
+//!   `?column?_N` (N its position), since DataFusion wants distinct names.
 
 use std::ops::ControlFlow;
 
@@ -37,8 +49,9 @@ use bluelamp_engine::Statement;
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, DataType as SqlType, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, JoinOperator, ObjectName,
-    ObjectNamePart, Query, SelectItem, SetExpr, SetOperator, TableFactor, Value, visit_expressions,
-    visit_expressions_mut, visit_relations, visit_relations_mut,
+    ObjectNamePart, Query, Select, SelectItem, SetExpr, SetOperator, TableAlias,
+    TableAliasColumnDef, TableFactor, TableWithJoins, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, visit_relations, visit_relations_mut,
 };
 
 use crate::catalog::PG_CATALOG;
@@ -74,6 +87,7 @@ pub fn rewrite(statement: &mut Statement) {
     if let ast::Statement::Query(query) = ast {
         drop_wildcard_duplicates(query);
     }
+    let _ = ast.visit(&mut SelectRewrites);
     if let ast::Statement::Query(query) = ast {
         qualify_catalog_tables(query);
         if surely_empty(query) {
@@ -164,6 +178,11 @@ fn empty_result(query: &mut Query) {
             alias: Ident::with_quote('"', name),
         };
     }
+    // Nothing is read: the FROM items (which may call functions Bluelamp
+    // does not have, such as pgjdbc's `information_schema._pg_expandarray`)
+    // and what refers to them go.
+    select.from.clear();
+    select.group_by = GroupByExpr::Expressions(Vec::new(), Vec::new());
     select.selection = Some(Expr::value(Value::Boolean(false)));
     query.order_by = None;
 }
@@ -191,6 +210,241 @@ fn drop_wildcard_duplicates(query: &mut Query) {
         !matches!(item, SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts))
             if parts.len() == 2 && wildcards.contains(&parts[0].value.to_ascii_lowercase()))
     });
+}
+
+/// Rewrites each query's walk over an array by subscripts and names its
+/// repeated unnamed columns (see the module overview).
+struct SelectRewrites;
+
+impl VisitorMut for SelectRewrites {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            walk_by_unnest(select);
+            name_repeated_columns(select);
+            in_subquery_as_membership(select);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `CASE WHEN x IN (SELECT ...) THEN ...` in a projection (Grafana's table
+/// list), which DataFusion does not plan there, as `CASE WHEN
+/// array_has((SELECT array_agg(member) FROM (SELECT ...) AS in_set
+/// (member)), x) THEN ...`. Only a WHEN condition is rewritten: there a
+/// NULL (no match where the set holds NULL, or `x` NULL) and false choose
+/// the same branch, so `array_has`'s false for them answers the same.
+fn in_subquery_as_membership(select: &mut Select) {
+    for item in &mut select.projection {
+        let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else {
+            continue;
+        };
+        let _ = visit_expressions_mut(expr, |expr| {
+            if let Expr::Case { conditions, .. } = expr {
+                for when in conditions {
+                    if let Expr::InSubquery {
+                        expr: member,
+                        subquery,
+                        negated: false,
+                    } = &when.condition
+                        && let Some(set) = parse_expr(&format!(
+                            "(SELECT array_agg(in_set.member) FROM ({subquery}) AS in_set (member))"
+                        ))
+                    {
+                        when.condition = call("array_has", vec![set, member.as_ref().clone()]);
+                    }
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::GenericDialect {},
+    )
+    .try_with_sql(sql)
+    .ok()?
+    .parse_expr()
+    .ok()
+}
+
+/// `SELECT NULL, NULL` (pgjdbc's procedure list): PostgreSQL names both
+/// `?column?`; DataFusion wants distinct names, so each repeat of an
+/// unnamed expression (not a column) is named `?column?_N` (or
+/// `function_N`), N its position from 1.
+fn name_repeated_columns(select: &mut Select) {
+    let mut seen = std::collections::HashSet::new();
+    for (position, item) in select.projection.iter_mut().enumerate() {
+        let SelectItem::UnnamedExpr(expr) = item else {
+            continue;
+        };
+        if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+            || seen.insert(expr.to_string())
+        {
+            continue;
+        }
+        let name = match expr {
+            Expr::Function(f) => f
+                .name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .map_or_else(|| "?column?".to_string(), |i| i.value.clone()),
+            _ => "?column?".to_string(),
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr: expr.clone(),
+            alias: Ident::with_quote('"', format!("{name}_{}", position + 1)),
+        };
+    }
+}
+
+fn walk_by_unnest(select: &mut Select) {
+    let [series, array] = select.from.as_slice() else {
+        return;
+    };
+    if !series.joins.is_empty() || !array.joins.is_empty() {
+        return;
+    }
+    let (Some((index, bounded)), Some((elements, walked))) = (
+        subscript_series(&series.relation),
+        table_function(&array.relation),
+    ) else {
+        return;
+    };
+    if bounded.to_string() != walked.to_string() {
+        return;
+    }
+    let mut rewritten = select.clone();
+    rewritten.from = vec![TableWithJoins {
+        relation: TableFactor::UNNEST {
+            alias: Some(TableAlias {
+                explicit: true,
+                name: elements.clone(),
+                columns: vec![TableAliasColumnDef {
+                    name: index.clone(),
+                    data_type: None,
+                }],
+                at: None,
+            }),
+            array_exprs: vec![walked],
+            with_offset: false,
+            with_offset_alias: None,
+            with_ordinality: false,
+        },
+        joins: Vec::new(),
+    }];
+    let same = |a: &Ident, b: &Ident| a.value.eq_ignore_ascii_case(&b.value);
+    let _ = visit_expressions_mut(&mut rewritten, |expr| {
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr
+            && let Expr::Identifier(root) = root.as_ref()
+            && same(root, &elements)
+            && let [ast::AccessExpr::Subscript(ast::Subscript::Index { index: at })] =
+                access_chain.as_slice()
+            && matches!(at, Expr::Identifier(at) if same(at, &index))
+        {
+            *expr = Expr::CompoundIdentifier(vec![elements.clone(), index.clone()]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    // `i` read other than as `s[i]` would now read an element, not a
+    // subscript: leave such a query as it is.
+    let mut index_read = false;
+    let _ = visit_expressions(&rewritten, |expr| {
+        index_read |= matches!(expr, Expr::Identifier(i) if same(i, &index));
+        ControlFlow::<()>::Continue(())
+    });
+    if !index_read {
+        *select = rewritten;
+    }
+}
+
+/// `generate_series(array_lower(A, 1), array_upper(A, 1)) AS i`: `i` and `A`.
+fn subscript_series(factor: &TableFactor) -> Option<(Ident, Expr)> {
+    let (index, call) = table_function(factor)?;
+    let Expr::Function(call) = call else {
+        return None;
+    };
+    if !call
+        .name
+        .to_string()
+        .eq_ignore_ascii_case("generate_series")
+    {
+        return None;
+    }
+    let args = function_args(&call.args)?;
+    let [lower, upper] = args.as_slice() else {
+        return None;
+    };
+    let lower = bound_of(lower, "array_lower")?;
+    let upper = bound_of(upper, "array_upper")?;
+    (lower.to_string() == upper.to_string()).then(|| (index, lower.clone()))
+}
+
+/// `array_lower(A, 1)` (or `array_upper`): `A`.
+fn bound_of<'a>(expr: &'a Expr, name: &str) -> Option<&'a Expr> {
+    let Expr::Function(call) = expr else {
+        return None;
+    };
+    if !call.name.to_string().eq_ignore_ascii_case(name) {
+        return None;
+    }
+    match function_args(&call.args)?.as_slice() {
+        [array, dimension] if dimension.to_string() == "1" => Some(*array),
+        _ => None,
+    }
+}
+
+/// A function call's positional arguments, if all are.
+fn function_args(args: &FunctionArguments) -> Option<Vec<&Expr>> {
+    let FunctionArguments::List(list) = args else {
+        return None;
+    };
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A table function in FROM with a plain alias (`f(args) AS a`): `a` and
+/// the call as an expression.
+fn table_function(factor: &TableFactor) -> Option<(Ident, Expr)> {
+    let TableFactor::Table {
+        name,
+        alias: Some(alias),
+        args: Some(args),
+        with_ordinality: false,
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    if !alias.columns.is_empty() || args.settings.is_some() {
+        return None;
+    }
+    Some((
+        alias.name.clone(),
+        Expr::Function(Function {
+            name: name.clone(),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: args.args.clone(),
+                clauses: Vec::new(),
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: Vec::new(),
+        }),
+    ))
 }
 
 /// Whether every table `query` reads is in `pg_catalog`.
@@ -287,6 +541,15 @@ fn is_empty_table(factor: &TableFactor) -> bool {
     matches!(parts.as_slice(), [schema, table] if schema == PG_CATALOG && EMPTY_TABLES.contains(&table.as_str()))
 }
 
+/// An always-empty catalog table, or a derived table that surely has no
+/// rows.
+fn is_empty_factor(factor: &TableFactor) -> bool {
+    match factor {
+        TableFactor::Derived { subquery, .. } => surely_empty(subquery),
+        other => is_empty_table(other),
+    }
+}
+
 /// Whether `query` surely returns no rows: it reads an always-empty
 /// catalog table as a FROM item or through an inner join, and its
 /// projection has no aggregate (which would make one row of nothing).
@@ -321,12 +584,12 @@ fn set_surely_empty(body: &SetExpr) -> bool {
         return false;
     }
     select.from.iter().any(|from| {
-        is_empty_table(&from.relation)
+        is_empty_factor(&from.relation)
             || from.joins.iter().any(|join| {
                 matches!(
                     join.join_operator,
                     JoinOperator::Inner(_) | JoinOperator::Join(_)
-                ) && is_empty_table(&join.relation)
+                ) && is_empty_factor(&join.relation)
             })
     })
 }
@@ -395,6 +658,9 @@ fn rewrite_expr(expr: &mut Expr) {
             if matches!(data_type, SqlType::Regclass) || is_named(data_type, "regclass") {
                 let value = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
                 *expr = call("regclass_oid", vec![value]);
+            } else if is_named(data_type, "regproc") || is_named(data_type, "regprocedure") {
+                let value = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                *expr = call("regproc_oid", vec![value]);
             } else if let Some(plain) = plain_type(data_type) {
                 *data_type = plain;
             }
@@ -527,6 +793,41 @@ mod tests {
         assert_eq!(
             rewritten("SELECT t.oid::regtype::text FROM pg_type t"),
             "SELECT format_type(t.oid, NULL) FROM pg_catalog.pg_type t"
+        );
+    }
+
+    #[test]
+    fn an_array_walked_by_subscripts_is_unnested() {
+        assert_eq!(
+            rewritten(
+                "SELECT trim(s[i]) FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), array_upper(string_to_array(current_setting('search_path'), ','), 1)) AS i, string_to_array(current_setting('search_path'), ',') s"
+            ),
+            "SELECT TRIM(s.i) FROM UNNEST(string_to_array(current_setting('search_path'), ',')) AS s (i)"
+        );
+        // The subscript read on its own, another array, or another
+        // dimension: left alone.
+        for sql in [
+            "SELECT i, s[i] FROM generate_series(array_lower(a(), 1), array_upper(a(), 1)) AS i, a() AS s",
+            "SELECT s[i] FROM generate_series(array_lower(a(), 1), array_upper(b(), 1)) AS i, a() AS s",
+            "SELECT s[i] FROM generate_series(array_lower(a(), 1), array_upper(a(), 1)) AS i, b() AS s",
+            "SELECT s[i] FROM generate_series(array_lower(a(), 2), array_upper(a(), 2)) AS i, a() AS s",
+        ] {
+            assert_eq!(rewritten(sql), sql);
+        }
+    }
+
+    #[test]
+    fn membership_in_a_projection_and_repeated_names() {
+        assert_eq!(
+            rewritten("SELECT CASE WHEN s IN (SELECT x FROM t) THEN 1 END FROM u"),
+            "SELECT CASE WHEN array_has((SELECT array_agg(in_set.member) FROM (SELECT x FROM t) AS in_set (member)), s) THEN 1 END FROM u"
+        );
+        // NOT IN differs from NOT array_has where the set holds NULL: kept.
+        let sql = "SELECT CASE WHEN s NOT IN (SELECT x FROM t) THEN 1 END FROM u";
+        assert_eq!(rewritten(sql), sql);
+        assert_eq!(
+            rewritten("SELECT NULL, NULL AS b, NULL, f(1), f(1), a.x, a.x FROM a"),
+            "SELECT NULL, NULL AS b, NULL AS \"?column?_3\", f(1), f(1) AS \"f_5\", a.x, a.x FROM a"
         );
     }
 }

@@ -33,8 +33,14 @@ enum Body {
     ToRegtype,
     /// `x::regclass`: an OID as it is, a relation's name as its OID.
     RegclassOid,
+    /// `x::regproc`: an OID as it is, a function's name as its OID.
+    RegprocOid,
     /// `current_setting(name)`: a session parameter's default.
     Setting,
+    /// `array_lower(array, dimension)` (`upper: false`) or `array_upper`:
+    /// 1 and the length of that dimension (Bluelamp's lists start at 1),
+    /// NULL for an empty or NULL array or a dimension it does not have.
+    ArrayBound { upper: bool },
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -78,25 +84,8 @@ impl ScalarUDFImpl for PgFunction {
                 Ok(ColumnarValue::Array(Arc::new(out.finish())))
             }
             Body::QuoteIdent => text_map(&args, quote_ident),
-            Body::RegclassOid => {
-                let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-                let Some(values) = arrays.first() else {
-                    return Ok(ColumnarValue::Scalar(ScalarValue::UInt64(None)));
-                };
-                if values.data_type().is_integer() {
-                    let oids = arrow::compute::cast(values, &DataType::UInt64)?;
-                    return Ok(ColumnarValue::Array(oids));
-                }
-                let names = arrow::compute::cast(values, &DataType::Utf8)?;
-                let names = names.as_string::<i32>();
-                let oids: arrow::array::UInt64Array = (0..names.len())
-                    .map(|row| {
-                        (!names.is_null(row))
-                            .then(|| u64::from(relation_name_oid(names.value(row))))
-                    })
-                    .collect();
-                Ok(ColumnarValue::Array(Arc::new(oids)))
-            }
+            Body::RegclassOid => name_oids(&args, relation_name_oid),
+            Body::RegprocOid => name_oids(&args, function_name_oid),
             Body::Setting => text_map(&args, |name| {
                 let name = name.to_ascii_lowercase();
                 crate::statements::PARAMETERS
@@ -121,6 +110,20 @@ impl ScalarUDFImpl for PgFunction {
                     .collect();
                 Ok(ColumnarValue::Array(Arc::new(oids)))
             }
+            Body::ArrayBound { upper } => {
+                let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+                let (Some(lists), dimensions) = (arrays.first(), integers(arrays.get(1))?) else {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::Int64(None)));
+                };
+                let bounds: arrow::array::Int64Array = (0..lists.len())
+                    .map(|row| {
+                        let dimension = dimensions.get(row).copied().flatten()?;
+                        let length = dimension_length(lists, row, dimension)?;
+                        Some(if *upper { length } else { 1 })
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(bounds)))
+            }
             Body::SizePretty => {
                 let arrays = ColumnarValue::values_to_arrays(&args.args)?;
                 let sizes = integers(arrays.first())?;
@@ -135,6 +138,28 @@ impl ScalarUDFImpl for PgFunction {
             }
         }
     }
+}
+
+/// The length of `dimension` (from 1) of the list at `row`: `[[1, 2, 3]]`
+/// has 1 in dimension 1 and 3 in dimension 2. None where the list is NULL
+/// or empty or has no such dimension.
+fn dimension_length(list: &ArrayRef, row: usize, dimension: i64) -> Option<i64> {
+    if row >= list.len() || list.is_null(row) || dimension < 1 {
+        return None;
+    }
+    let elements = match list.data_type() {
+        DataType::List(_) => list.as_list::<i32>().value(row),
+        DataType::LargeList(_) => list.as_list::<i64>().value(row),
+        DataType::FixedSizeList(..) => list.as_fixed_size_list().value(row),
+        _ => return None,
+    };
+    if elements.is_empty() {
+        return None;
+    }
+    if dimension == 1 {
+        return i64::try_from(elements.len()).ok();
+    }
+    dimension_length(&elements, 0, dimension - 1)
 }
 
 /// An argument as 64-bit integers (OIDs and modifiers arrive as any
@@ -163,6 +188,33 @@ fn text_map(args: &ScalarFunctionArgs, f: impl Fn(&str) -> String) -> Result<Col
         }
     }
     Ok(ColumnarValue::Array(Arc::new(out.finish())))
+}
+
+/// OIDs as they are, names through `oid_of` (a cast to `regclass` or
+/// `regproc`).
+fn name_oids(args: &ScalarFunctionArgs, oid_of: fn(&str) -> u32) -> Result<ColumnarValue> {
+    let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+    let Some(values) = arrays.first() else {
+        return Ok(ColumnarValue::Scalar(ScalarValue::UInt64(None)));
+    };
+    if values.data_type().is_integer() {
+        let oids = arrow::compute::cast(values, &DataType::UInt64)?;
+        return Ok(ColumnarValue::Array(oids));
+    }
+    let names = arrow::compute::cast(values, &DataType::Utf8)?;
+    let names = names.as_string::<i32>();
+    let oids: arrow::array::UInt64Array = (0..names.len())
+        .map(|row| (!names.is_null(row)).then(|| u64::from(oid_of(names.value(row)))))
+        .collect();
+    Ok(ColumnarValue::Array(Arc::new(oids)))
+}
+
+/// A function's OID from its name as `regproc` reads it (`array_in`,
+/// `pg_catalog.array_in`; `regprocedure`'s `int4in(cstring)` too).
+fn function_name_oid(name: &str) -> u32 {
+    let name = name.split('(').next().unwrap_or_default().trim();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    crate::catalog::proc_oid(name.trim_matches('"'))
 }
 
 /// A relation's OID from its name as `regclass` reads it: `pg_class`,
@@ -358,6 +410,24 @@ pub fn all(user: &str, pid: i32) -> Vec<ScalarUDF> {
             Signature::variadic_any(Volatility::Stable),
             DataType::Utf8,
             Body::Setting,
+        ),
+        function(
+            "regproc_oid",
+            Signature::any(1, Volatility::Stable),
+            DataType::UInt64,
+            Body::RegprocOid,
+        ),
+        function(
+            "array_lower",
+            Signature::any(2, Volatility::Immutable),
+            DataType::Int64,
+            Body::ArrayBound { upper: false },
+        ),
+        function(
+            "array_upper",
+            Signature::any(2, Volatility::Immutable),
+            DataType::Int64,
+            Body::ArrayBound { upper: true },
         ),
         function(
             "to_regtype",

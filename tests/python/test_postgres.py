@@ -260,8 +260,8 @@ def test_sqlalchemy_inspects_and_pandas_reads():
             {"grade": "B", "n": 75},
             {"grade": "C", "n": 75},
         ]
-        # Every type, through pandas.
-        frame = pd.read_sql(TYPES_SQL, engine)
+        # Every type, through pandas (numeric kept exact as Decimal).
+        frame = pd.read_sql(TYPES_SQL, engine, coerce_float=False)
         got = frame.to_dict("records")[0]
         assert got["i8"] == EXPECTED["i8"] and got["num"] == EXPECTED["num"]
         assert got["ts"] == pd.Timestamp(EXPECTED["ts"])

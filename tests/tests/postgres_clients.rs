@@ -1,10 +1,12 @@
 //! The PostgreSQL protocol with real clients: psycopg 3, asyncpg,
 //! SQLAlchemy and pandas from PyPI (`tests/python/test_postgres.py`) and
-//! node-postgres from npm (`tests/node/test_postgres.mjs`), against a plain
-//! and a TLS-only endpoint. The packages live in the project's virtualenv
-//! and `tests/node/node_modules`, which `tests/run` installs with
-//! `tests/python/setup.sh` and `tests/node/setup.sh`; without them these
-//! tests say so loudly, and fail under `CI=true`.
+//! node-postgres from npm (`tests/node/test_postgres.mjs`) and pgjdbc, the
+//! JDBC driver of DBeaver, Metabase and Tableau (`tests/java/PgJdbcTest.java`),
+//! against a plain and a TLS-only endpoint. The packages live in the
+//! project's virtualenv, `tests/node/node_modules` and Debian's
+//! `/usr/share/java/postgresql.jar`, which `tests/run` installs with
+//! `tests/python/setup.sh`, `tests/node/setup.sh` and `tests/java/setup.sh`;
+//! without them these tests say so loudly, and fail under `CI=true`.
 
 #![allow(
     clippy::unwrap_used,
@@ -96,6 +98,44 @@ async fn node_postgres() {
     assert!(
         output.status.success(),
         "node --test failed:\n{stdout}\n{stderr}"
+    );
+    plain.pg.shutdown().await;
+    tls.pg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc() {
+    let jar = Path::new("/usr/share/java/postgresql.jar");
+    if !jar.is_file() {
+        return service_missing(
+            "pgjdbc",
+            "/usr/share/java/postgresql.jar is not installed; run tests/java/setup.sh",
+        );
+    }
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("java");
+    let plain = PgFixture::start("").await;
+    let (tls, _pki) = PgFixture::start_tls().await;
+    let output = tokio::process::Command::new("java")
+        .arg("-cp")
+        .arg(jar)
+        .arg("PgJdbcTest.java")
+        .current_dir(&folder)
+        .env("BLUELAMP_PG_PORT", plain.pg.addr.port().to_string())
+        .env("BLUELAMP_PG_TLS_PORT", tls.pg.addr.port().to_string())
+        .env("BLUELAMP_PG_USER", "analyst")
+        .env("TZ", "UTC")
+        .output()
+        .await;
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => return service_missing("java (a JDK 17 or later)", &e.to_string()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "pgjdbc checks failed:\n{stdout}\n{stderr}"
     );
     plain.pg.shutdown().await;
     tls.pg.shutdown().await;

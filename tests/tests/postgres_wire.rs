@@ -696,22 +696,55 @@ async fn psql_describes_schemas_and_tables() {
 /// Each names the rows it must find.
 const INTROSPECTION: &[(&str, &str, &[&str])] = &[
     (
-        "Npgsql: types with their receive functions; arrays as element types",
-        "/* types */ SELECT ns.nspname, t.typname, t.oid, t.typrelid, t.typbasetype, \
-           CASE WHEN p.proname = 'array_recv' THEN 'a' ELSE t.typtype END AS kind, \
-           CASE WHEN p.proname = 'array_recv' THEN t.typelem WHEN t.typtype = 'r' THEN r.rngsubtype ELSE 0 END AS element \
-         FROM pg_type AS t \
-         JOIN pg_namespace AS ns ON (ns.oid = t.typnamespace) \
-         JOIN pg_proc AS p ON p.oid = t.typreceive \
-         LEFT OUTER JOIN pg_class AS c ON (c.oid = t.typrelid) \
-         LEFT OUTER JOIN pg_range AS r ON (r.rngtypid = t.oid) \
-         WHERE t.typtype IN ('b', 'r', 'e', 'd') OR (t.typtype = 'c' AND c.relkind = 'c') \
-         ORDER BY t.oid",
+        "Npgsql: types through two derived tables, arrays and multiranges by their element, ordered by kind",
+        "SELECT ns.nspname, t.oid, t.typname, t.typtype, t.typnotnull, t.elemtypoid \
+         FROM ( \
+           -- the element's kind beside each type's own \n\
+           SELECT typ.oid, typ.typnamespace, typ.typname, typ.typtype, typ.typnotnull, typ.relkind, \
+             elemtyp.oid AS elemtypoid, elemtyp.typname AS elemtypname, elemcls.relkind AS elemrelkind, \
+             CASE WHEN elemproc.proname = 'array_recv' THEN 'a' ELSE elemtyp.typtype END AS elemtyptype \
+           FROM ( \
+             SELECT typ.oid, typnamespace, typname, typrelid, typnotnull, relkind, typelem AS elemoid, \
+               CASE WHEN proc.proname = 'array_recv' THEN 'a' ELSE typ.typtype END AS typtype, \
+               CASE WHEN proc.proname = 'array_recv' THEN typ.typelem \
+                    WHEN typ.typtype = 'r' THEN rngsubtype \
+                    WHEN typ.typtype = 'm' THEN (SELECT rngtypid FROM pg_range WHERE rngmultitypid = typ.oid) \
+                    WHEN typ.typtype = 'd' THEN typ.typbasetype END AS elemtypoid \
+             FROM pg_type AS typ \
+             LEFT JOIN pg_class AS cls ON (cls.oid = typ.typrelid) \
+             LEFT JOIN pg_proc AS proc ON proc.oid = typ.typreceive \
+             LEFT JOIN pg_range ON (pg_range.rngtypid = typ.oid) \
+           ) AS typ \
+           LEFT JOIN pg_type AS elemtyp ON elemtyp.oid = elemtypoid \
+           LEFT JOIN pg_class AS elemcls ON (elemcls.oid = elemtyp.typrelid) \
+           LEFT JOIN pg_proc AS elemproc ON elemproc.oid = elemtyp.typreceive \
+         ) AS t \
+         JOIN pg_namespace AS ns ON (ns.oid = typnamespace) \
+         WHERE typtype IN ('b', 'r', 'm', 'e', 'd') \
+           OR (typtype = 'c' AND relkind = 'c') \
+           OR (typtype = 'p' AND typname IN ('record', 'void', 'unknown')) \
+           OR (typtype = 'a' AND (elemtyptype IN ('b', 'r', 'm', 'e', 'd') \
+               OR (elemtyptype = 'p' AND elemtypname IN ('record', 'void')) \
+               OR (elemtyptype = 'c' AND elemrelkind = 'c'))) \
+         ORDER BY CASE WHEN typtype IN ('b', 'e', 'p') THEN 0 WHEN typtype = 'c' THEN 1 \
+           WHEN typtype = 'r' THEN 2 WHEN typtype = 'm' THEN 3 \
+           WHEN typtype = 'd' AND elemtyptype <> 'a' THEN 4 WHEN typtype = 'a' THEN 5 \
+           WHEN typtype = 'd' AND elemtyptype = 'a' THEN 6 END",
         &[
-            "pg_catalog|int4|23|0|0|b|0",
-            "pg_catalog|_int4|1007|0|0|a|23",
-            "pg_catalog|timestamptz|1184|0|0|b|0",
+            "pg_catalog|23|int4|b|f|",
+            "pg_catalog|1007|_int4|a|f|23",
+            "pg_catalog|1184|timestamptz|b|f|",
         ],
+    ),
+    (
+        "Npgsql: fields of free-standing composite types",
+        "SELECT typ.oid, att.attname, att.atttypid FROM pg_type AS typ \
+         JOIN pg_namespace AS ns ON (ns.oid = typ.typnamespace) \
+         JOIN pg_class AS cls ON (cls.oid = typ.typrelid) \
+         JOIN pg_attribute AS att ON (att.attrelid = typ.typrelid) \
+         WHERE (typ.typtype = 'c' AND cls.relkind = 'c') AND attnum > 0 AND NOT attisdropped \
+         ORDER BY typ.oid, att.attnum",
+        &[],
     ),
     (
         "Npgsql: enum labels",
@@ -755,12 +788,26 @@ const INTROSPECTION: &[(&str, &str, &[&str])] = &[
         &["160000|bluelamp|public"],
     ),
     (
-        "Grafana: tables for the query builder",
-        "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS \"table\" \
+        "Grafana: tables for the query builder, bare where their schema is on the search path",
+        "SELECT CASE WHEN quote_ident(table_schema) IN ( \
+             SELECT CASE WHEN trim(p[n]) = '\"$user\"' THEN user ELSE trim(p[n]) END \
+             FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), \
+                                  array_upper(string_to_array(current_setting('search_path'), ','), 1)) AS n, \
+                  string_to_array(current_setting('search_path'), ',') p) \
+           THEN quote_ident(table_name) \
+           ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" \
          FROM information_schema.tables \
-         WHERE table_schema NOT IN ('information_schema', 'pg_catalog') AND table_type = 'BASE TABLE' \
+         WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog') AND table_type = 'BASE TABLE' \
          ORDER BY 1",
         &["cad.incidents"],
+    ),
+    (
+        "Grafana: the search path's schemas, the current user for \"$user\"",
+        "SELECT CASE WHEN trim(p[n]) = '\"$user\"' THEN user ELSE trim(p[n]) END AS schema \
+         FROM generate_series(array_lower(string_to_array(current_setting('search_path'), ','), 1), \
+                              array_upper(string_to_array(current_setting('search_path'), ','), 1)) AS n, \
+              string_to_array(current_setting('search_path'), ',') p",
+        &["analyst", "public"],
     ),
     (
         "Grafana: columns of a table",
@@ -850,6 +897,20 @@ async fn bi_tools_introspection_queries_answer() {
         let extended = client.query(*sql, &[]).await;
         assert!(extended.is_ok(), "{what} (extended): {extended:?}");
     }
+    // Npgsql sends its type load as one batch of four statements.
+    let batch = format!(
+        "SELECT version();\n{};\n{};\n{};",
+        INTROSPECTION[0].1, INTROSPECTION[1].1, INTROSPECTION[2].1
+    );
+    let messages = client
+        .simple_query(&batch)
+        .await
+        .unwrap_or_else(|e| panic!("Npgsql's batch: {}", message(&e)));
+    let completed = messages
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
+        .count();
+    assert_eq!(completed, 4, "Npgsql's batch answers each statement");
     f.pg.shutdown().await;
 }
 

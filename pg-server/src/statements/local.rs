@@ -46,6 +46,7 @@ pub(crate) const PARAMETERS: &[(&str, &str, bool)] = &[
     ("lc_time", "C", false),
     ("lock_timeout", "0", false),
     ("max_identifier_length", "63", false),
+    ("max_index_keys", "32", false),
     ("search_path", "\"$user\", public", false),
     ("server_version_num", "160000", false),
     ("statement_timeout", "0", false),

@@ -20,6 +20,33 @@ use std::path::Path;
 use bluelamp_tests::pg::PgFixture;
 use bluelamp_tests::services::{service_missing, venv_python};
 
+/// Runs `command` (a client's test program) against a plain and a
+/// TLS-only endpoint, named in its environment (`BLUELAMP_PG_PORT`,
+/// `BLUELAMP_PG_TLS_PORT`, `BLUELAMP_PG_USER`, password `demo`), and
+/// asserts it succeeds. `what` names the program where it cannot start.
+async fn run_client(what: &str, mut command: tokio::process::Command) {
+    let plain = PgFixture::start("").await;
+    let (tls, _pki) = PgFixture::start_tls().await;
+    command
+        .env("BLUELAMP_PG_PORT", plain.pg.addr.port().to_string())
+        .env("BLUELAMP_PG_TLS_PORT", tls.pg.addr.port().to_string())
+        .env("BLUELAMP_PG_USER", "analyst")
+        .env("TZ", "UTC");
+    let output = match command.output().await {
+        Ok(output) => output,
+        Err(e) => return service_missing(what, &e.to_string()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{stdout}\n{stderr}"
+    );
+    plain.pg.shutdown().await;
+    tls.pg.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg_asyncpg_sqlalchemy_and_pandas() {
     let python = venv_python();
@@ -44,28 +71,12 @@ async fn psycopg_asyncpg_sqlalchemy_and_pandas() {
             );
         }
     }
-    let plain = PgFixture::start("").await;
-    let (tls, _pki) = PgFixture::start_tls().await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/test_postgres.py");
-    let (port, tls_port) = (plain.pg.addr.port(), tls.pg.addr.port());
-    let output = tokio::process::Command::new(python)
+    let mut pytest = tokio::process::Command::new(python);
+    pytest
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(script)
-        .env("BLUELAMP_PG_PORT", port.to_string())
-        .env("BLUELAMP_PG_TLS_PORT", tls_port.to_string())
-        .env("BLUELAMP_PG_USER", "analyst")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "pytest failed:\n{stdout}\n{stderr}"
-    );
-    plain.pg.shutdown().await;
-    tls.pg.shutdown().await;
+        .arg(script);
+    run_client("pytest", pytest).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,30 +88,10 @@ async fn node_postgres() {
             "tests/node/node_modules/pg is not installed; run tests/node/setup.sh",
         );
     }
-    let plain = PgFixture::start("").await;
-    let (tls, _pki) = PgFixture::start_tls().await;
-    let output = tokio::process::Command::new("node")
-        .args(["--test", "test_postgres.mjs"])
-        .current_dir(&folder)
-        .env("BLUELAMP_PG_PORT", plain.pg.addr.port().to_string())
-        .env("BLUELAMP_PG_TLS_PORT", tls.pg.addr.port().to_string())
-        .env("BLUELAMP_PG_USER", "analyst")
-        .env("TZ", "UTC")
-        .output()
-        .await;
-    let output = match output {
-        Ok(output) => output,
-        Err(e) => return service_missing("node (Node.js)", &e.to_string()),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "node --test failed:\n{stdout}\n{stderr}"
-    );
-    plain.pg.shutdown().await;
-    tls.pg.shutdown().await;
+    let mut node = tokio::process::Command::new("node");
+    node.args(["--test", "test_postgres.mjs"])
+        .current_dir(&folder);
+    run_client("node --test (Node.js)", node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,31 +103,10 @@ async fn pgjdbc() {
             "/usr/share/java/postgresql.jar is not installed; run tests/java/setup.sh",
         );
     }
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("java");
-    let plain = PgFixture::start("").await;
-    let (tls, _pki) = PgFixture::start_tls().await;
-    let output = tokio::process::Command::new("java")
-        .arg("-cp")
+    let mut java = tokio::process::Command::new("java");
+    java.arg("-cp")
         .arg(jar)
         .arg("PgJdbcTest.java")
-        .current_dir(&folder)
-        .env("BLUELAMP_PG_PORT", plain.pg.addr.port().to_string())
-        .env("BLUELAMP_PG_TLS_PORT", tls.pg.addr.port().to_string())
-        .env("BLUELAMP_PG_USER", "analyst")
-        .env("TZ", "UTC")
-        .output()
-        .await;
-    let output = match output {
-        Ok(output) => output,
-        Err(e) => return service_missing("java (a JDK 17 or later)", &e.to_string()),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "pgjdbc checks failed:\n{stdout}\n{stderr}"
-    );
-    plain.pg.shutdown().await;
-    tls.pg.shutdown().await;
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("java"));
+    run_client("java PgJdbcTest.java (a JDK 17 or later)", java).await;
 }

@@ -461,6 +461,47 @@ async fn psql_runs_queries_and_tls_is_required_when_configured() {
         String::from_utf8_lossy(&out.stdout),
         "A|100\nB|100\nC|100\n"
     );
+    // psql's own parameters: variables, quoted as literals by psql
+    // (`:'name'`), in a script read from standard input. (SQL PREPARE is
+    // refused where policy applies: see the README.)
+    let mut child = tokio::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=analyst dbname=bluelamp sslmode=disable",
+            plain.pg.addr.port()
+        ))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "grade=C'; --",
+        ])
+        .env("PGPASSWORD", "demo")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stdin,
+        b"SELECT count(*) FROM cad.incidents WHERE grade = :'grade';\n\
+          \\set grade C\n\
+          SELECT count(*) FROM cad.incidents WHERE grade = :'grade' AND closed;\n",
+    )
+    .await
+    .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The first value is a literal, not SQL: no grade is `C'; --`.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n25\n");
     let out = run_psql(plain.pg.addr.port(), "prefer", "SELECT * FROM cad.nope").await;
     assert!(!out.status.success());
     assert!(

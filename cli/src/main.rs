@@ -13,6 +13,7 @@
 mod audit;
 mod certify;
 mod check;
+mod cluster;
 mod demo;
 mod output;
 mod repl;
@@ -76,6 +77,12 @@ enum Command {
     /// published).
     #[command(subcommand)]
     Certify(certify::CertifyCommand),
+    /// Run a cluster's Apache Ballista scheduler (no configuration: it holds
+    /// no credentials); front ends name it in `[engine] cluster`.
+    Scheduler(cluster::SchedulerArgs),
+    /// Run a cluster executor that reads the sources of `--config` with its
+    /// own credentials.
+    Executor(cluster::ExecutorArgs),
 }
 
 /// Options shared by every command that runs SQL.
@@ -147,6 +154,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(&rt, args),
         Command::Audit(command) => audit::run(command),
         Command::Certify(command) => certify::run(&rt, command),
+        Command::Scheduler(args) => cluster::scheduler(&rt, &args),
+        Command::Executor(args) => cluster::executor(&rt, args),
     };
     match result {
         Ok(code) => code,
@@ -202,7 +211,7 @@ fn run_sql(rt: &Runtime, args: SqlArgs) -> anyhow::Result<ExitCode> {
             Config::parse("", "<empty>", PathBuf::from("."))?
         }
     };
-    let engine = rt.block_on(Engine::start(config, &bluelamp_connectors::registry()))?;
+    let engine = rt.block_on(cluster::start_engine(config))?;
     run_queries(rt, &engine, &args.query)
 }
 

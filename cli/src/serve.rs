@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bluelamp_engine::{Config, Engine};
+use bluelamp_engine::Config;
 use clap::Args;
 use tokio::runtime::Runtime;
 
@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// postgres_listen`; off when neither is set).
     #[arg(long, value_name = "ADDR")]
     pg_listen: Option<SocketAddr>,
+    /// Run queries on the Ballista cluster whose scheduler is at ADDR
+    /// (`df://HOST:PORT`; default: `[engine] cluster`).
+    #[arg(long, value_name = "ADDR")]
+    cluster: Option<String>,
 }
 
 /// Options of `bluelamp hash-password`.
@@ -38,9 +42,12 @@ pub struct HashArgs {
 /// # Errors
 /// A bad config, no users, unreadable TLS files or an address in use.
 pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config.path)?;
+    let mut config = Config::load(&args.config.path)?;
+    if let Some(cluster) = &args.cluster {
+        config.engine.cluster = Some(cluster.clone());
+    }
     rt.block_on(async {
-        let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
+        let engine = crate::cluster::start_engine(config).await?;
         for source in engine.sources() {
             if let Some(error) = &source.last_error {
                 eprintln!("warning: source {} is down: {error}", source.name);

@@ -77,6 +77,7 @@ pub use listing::{TABLE_TYPES, TableEntry};
 pub use policy::Policy;
 pub use principal::{Clearance, Principal};
 pub use session::{
-    Engine, Identity, PartitionedOutput, Planned, QueryOutput, Session, Statement, parse_statements,
+    Engine, Identity, PartitionedOutput, PlanRunner, Planned, QueryOutput, Session, Statement,
+    parse_statements,
 };
 pub use source::{ConnectedSource, FactoryRegistry, SourceError, SourceFactory};

@@ -23,6 +23,17 @@ use url::Url;
 
 pub use config::{FileFormatKind, FileTableConfig, FilesConfig};
 pub use provider::{FilesSchemaProvider, FilesTableProvider, parse_type};
+pub use scoped::SCHEME as STORE_SCHEME;
+
+/// A store that refuses every path as not found: for a process that decodes
+/// plans over files tables but never reads them (a cluster's scheduler),
+/// under the URLs of [`STORE_SCHEME`].
+pub fn unreadable_store() -> Arc<dyn ObjectStore> {
+    Arc::new(scoped::ScopedStore::new(
+        Arc::new(object_store::memory::InMemory::new()),
+        StorePath::from("this process reads no files"),
+    ))
+}
 
 use provider::{build_table, listing_options, parse_schema, table_name_for};
 
@@ -142,7 +153,7 @@ impl SourceFactory for FilesSourceFactory {
             let table_url = Url::parse(&plan.url)
                 .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
             let scope = store_path(&table_url);
-            let own_url = scoped::table_store_url(&source.name)
+            let own_url = scoped::table_store_url(&source.name, &plan.url)
                 .map_err(|e| SourceError::new(source, format!("table '{name}': {e}")))?;
             let own_store: Arc<dyn ObjectStore> =
                 Arc::new(scoped::ScopedStore::new(Arc::clone(&store), scope));

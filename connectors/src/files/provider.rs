@@ -52,6 +52,13 @@ impl FilesTableProvider {
         }
     }
 
+    /// The URL the table's store is registered under, and the store: what
+    /// a process that runs this table's scans registers in its runtime (a
+    /// cluster executor, for plans planned elsewhere).
+    pub fn store(&self) -> (&ObjectStoreUrl, &Arc<dyn ObjectStore>) {
+        (&self.store_url, &self.store)
+    }
+
     /// A table that is one file fails when the file has gone, rather than
     /// listing nothing and answering as an empty table.
     async fn check_file(&self) -> DFResult<()> {

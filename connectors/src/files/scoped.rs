@@ -11,7 +11,6 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,11 +26,31 @@ use object_store::{
 /// The URL scheme under which tables register their scoped stores.
 pub const SCHEME: &str = "bluelamp-files";
 
-/// A URL no other table uses, for one table of `source`.
-pub fn table_store_url(source: &str) -> Result<ObjectStoreUrl, datafusion::error::DataFusionError> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    ObjectStoreUrl::parse(format!("{SCHEME}://{}-{n}", source.replace('_', "-")))
+/// The URL under which the table of `source` at `location` registers its
+/// store: the same in every process with the same configuration (a
+/// cluster's executors find a table's store by it), and different for any
+/// other source or location.
+pub fn table_store_url(
+    source: &str,
+    location: &str,
+) -> Result<ObjectStoreUrl, datafusion::error::DataFusionError> {
+    // FNV-1a: stable across processes and builds, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in source.bytes().chain([0]).chain(location.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let host: String = source
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    ObjectStoreUrl::parse(format!("{SCHEME}://{host}-{hash:016x}"))
 }
 
 /// An object store limited to the paths under one prefix.

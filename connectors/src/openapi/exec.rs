@@ -158,6 +158,70 @@ impl OpenApiExec {
     }
 }
 
+/// An [`OpenApiExec`] as another process needs it to scan the same
+/// requests: everything but the source's client, whose credentials never
+/// leave a process. The process rebuilds the scan from the table of the same
+/// name in its own configuration ([`OpenApiTableProvider::rescan`]). A
+/// join's dynamic lookup is not carried: the join still checks every row,
+/// so the scan only fetches more.
+///
+/// [`OpenApiTableProvider::rescan`]: super::provider::OpenApiTableProvider::rescan
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteScan {
+    /// The source's name.
+    pub source: String,
+    /// The table's name.
+    pub table: String,
+    /// Query parameters (by filter position) and their values.
+    pub query: Vec<(usize, Vec<String>)>,
+    /// Path parameters (by column) and their values.
+    pub path: Vec<(String, Vec<String>)>,
+    /// Columns read, by position.
+    pub projection: Option<Vec<usize>>,
+    /// Rows wanted at most.
+    pub limit: Option<usize>,
+    /// The end user's header (name, value) where the source is sent one:
+    /// who is asking, not a credential.
+    pub identity: Option<(String, String)>,
+}
+
+impl OpenApiExec {
+    /// The scan as [`RemoteScan`] describes it.
+    pub fn remote(&self) -> RemoteScan {
+        let mut query = Vec::new();
+        let mut path = Vec::new();
+        for (target, values) in &self.values {
+            match target {
+                Target::Query(i) => query.push((*i, values.clone())),
+                Target::Path(column) => path.push((column.clone(), values.clone())),
+            }
+        }
+        RemoteScan {
+            source: self.source.clone(),
+            table: self.table.name.clone(),
+            query,
+            path,
+            projection: self.projection.clone(),
+            limit: self.limit,
+            identity: self.identity.as_ref().and_then(|(name, value)| {
+                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            }),
+        }
+    }
+
+    /// The pushed parameter values of a [`RemoteScan`].
+    pub(super) fn remote_values(scan: &RemoteScan) -> BTreeMap<Target, Vec<String>> {
+        let mut values = BTreeMap::new();
+        for (i, v) in &scan.query {
+            values.insert(Target::Query(*i), v.clone());
+        }
+        for (column, v) in &scan.path {
+            values.insert(Target::Path(column.clone()), v.clone());
+        }
+        values
+    }
+}
+
 pub(super) fn abbreviate(v: &str) -> String {
     if v.chars().count() > 60 {
         let cut: String = v.chars().take(57).collect();

@@ -20,7 +20,7 @@ use reqwest::Url;
 
 use super::client::ApiClient;
 use super::discovery::TableSpec;
-use super::exec::OpenApiExec;
+use super::exec::{OpenApiExec, RemoteScan};
 use super::pushdown::{combine, plan, support};
 use super::write::sink::OpenApiSink;
 
@@ -173,6 +173,56 @@ impl OpenApiTableProvider {
         self.client
             .identity(principal.as_deref())
             .map_err(|m| self.error(m))
+    }
+
+    /// The scan another process described ([`RemoteScan`]), with this
+    /// process's own client for the source.
+    ///
+    /// # Errors
+    /// The scan names parameters or columns this table does not have (the
+    /// two processes' configurations or the source's document differ).
+    pub fn rescan(&self, scan: &RemoteScan) -> DFResult<OpenApiExec> {
+        let columns = self.schema.fields().len();
+        let bad_query = scan
+            .query
+            .iter()
+            .any(|(i, _)| *i >= self.spec.filters.len());
+        let bad_path = scan
+            .path
+            .iter()
+            .any(|(column, _)| self.spec.path_param(column).is_none());
+        let bad_projection = scan
+            .projection
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|i| *i >= columns));
+        if bad_query || bad_path || bad_projection || scan.table != self.spec.name {
+            return Err(self.error(format!(
+                "a plan for table '{}' does not fit this process's table '{}': \
+                 are the configurations and the source's document the same everywhere?",
+                scan.table, self.spec.name
+            )));
+        }
+        let identity = match &scan.identity {
+            Some((name, value)) => Some((
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| self.error(format!("identity header: {e}")))?,
+                reqwest::header::HeaderValue::from_str(value)
+                    .map_err(|e| self.error(format!("identity header: {e}")))?,
+            )),
+            None => None,
+        };
+        Ok(OpenApiExec::new(
+            self.source.clone(),
+            Arc::clone(&self.spec),
+            Arc::clone(&self.client),
+            self.base.clone(),
+            OpenApiExec::remote_values(scan),
+            Arc::clone(&self.schema),
+            scan.projection.clone(),
+            scan.limit,
+            self.page_size,
+        )?
+        .with_identity(identity))
     }
 
     fn error(&self, message: String) -> DataFusionError {

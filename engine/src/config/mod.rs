@@ -84,6 +84,10 @@ pub struct EngineSettings {
     /// `storage = "parquet"` (under `accelerations/`). Relative to the
     /// configuration file's folder.
     pub data_dir: Option<PathBuf>,
+    /// An Apache Ballista scheduler (`"df://host:50050"`) that runs
+    /// queries on its executors: plans are made, checked and audited here,
+    /// then executed there (`bluelamp scheduler`, `bluelamp executor`).
+    pub cluster: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -93,6 +97,7 @@ impl Default for EngineSettings {
             reconnect_after: Duration::from_secs(5),
             batch_size: 8192,
             data_dir: None,
+            cluster: None,
         }
     }
 }

@@ -27,6 +27,22 @@ use crate::principal::Principal;
 use crate::source::FactoryRegistry;
 use crate::source_joins::GroupSourceJoins;
 
+/// Runs physical plans somewhere other than this process: a cluster.
+/// Plans arrive checked, rewritten by policy and audited; the runner only
+/// executes them.
+#[async_trait::async_trait]
+pub trait PlanRunner: Send + Sync + std::fmt::Debug {
+    /// Starts `plan` and streams its one output.
+    ///
+    /// # Errors
+    /// The plan cannot be sent or started.
+    async fn run(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        task: Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::error::Result<datafusion::execution::SendableRecordBatchStream>;
+}
+
 /// The running engine: connected sources and shared settings. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -35,6 +51,8 @@ pub struct Engine {
 
 pub(crate) struct EngineInner {
     config: Config,
+    /// Where query plans run, when not in this process (a cluster).
+    pub(crate) runner: std::sync::OnceLock<Arc<dyn PlanRunner>>,
     /// Whether read policy is configured (then sessions are governed).
     pub(crate) policy_active: bool,
     audit: Option<crate::audit::AuditLog>,
@@ -113,6 +131,7 @@ impl Engine {
                 config,
                 sources,
                 system,
+                runner: std::sync::OnceLock::new(),
             }),
         };
         for source in &engine.inner.sources {
@@ -125,6 +144,48 @@ impl Engine {
                 .await;
         }
         Ok(engine)
+    }
+
+    /// Runs every query's plan through `runner` from now on (a cluster's
+    /// scheduler), rather than in this process. Set once.
+    ///
+    /// # Errors
+    /// A runner is already set.
+    pub fn set_plan_runner(&self, runner: Arc<dyn PlanRunner>) -> Result<(), QueryError> {
+        self.inner.runner.set(runner).map_err(|_| {
+            QueryError::new(
+                ErrorKind::InvalidQuery,
+                "this engine already runs its plans on a cluster",
+            )
+        })
+    }
+
+    /// The table `source.table` as the source serves it: no policy, no
+    /// acceleration. For a process that runs plans made and checked
+    /// elsewhere (a cluster executor) to find its own copy of a table,
+    /// with its own credentials.
+    ///
+    /// # Errors
+    /// The source is down, or could not build the table.
+    pub async fn live_table(
+        &self,
+        source: &str,
+        table: &str,
+    ) -> datafusion::error::Result<Option<Arc<dyn datafusion::datasource::TableProvider>>> {
+        match self.inner.sources.iter().find(|s| s.name() == source) {
+            Some(schema) => schema.live_table(table).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Every table of `source` (empty for an unknown or down source).
+    pub fn table_names(&self, source: &str) -> Vec<String> {
+        self.inner
+            .sources
+            .iter()
+            .find(|s| s.name() == source)
+            .map(|s| SchemaProvider::table_names(s.as_ref()))
+            .unwrap_or_default()
     }
 
     /// Every source's status, in config order.
@@ -316,6 +377,11 @@ impl Engine {
                 "datafusion.optimizer.hash_join_single_partition_threshold_rows",
                 JOIN_BROADCAST_ROWS,
             );
+        let config = if self.inner.runner.get().is_some() {
+            cluster_settings(config)
+        } else {
+            config
+        };
         let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
@@ -353,6 +419,26 @@ pub(crate) fn federated_context(config: SessionConfig) -> SessionContext {
         .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
         .build();
     SessionContext::new_with_state(state)
+}
+
+/// What a plan that runs on a cluster must not contain: state shared
+/// between operators in one process (a join's dynamic filter, which a
+/// cluster's stage planner cannot carry and refuses to reorder), or
+/// round-robin repartitions and physical scalar subqueries, which Ballista's
+/// stage planner does not split.
+fn cluster_settings(config: SessionConfig) -> SessionConfig {
+    config
+        .with_round_robin_repartition(false)
+        .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
+        .set_bool(
+            "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery",
+            false,
+        )
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        )
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
 }
 
 /// Largest join side (estimated bytes) built once and shared, not repartitioned.

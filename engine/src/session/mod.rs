@@ -23,8 +23,8 @@ use datafusion::prelude::SessionContext;
 
 use crate::principal::Principal;
 
-pub use engine::Engine;
 pub(crate) use engine::federated_context;
+pub use engine::{Engine, PlanRunner};
 pub use statements::{Planned, Statement, parse_statements};
 
 /// The catalog every source schema lives in (`bluelamp.rms.crimes` in full).

@@ -254,6 +254,26 @@ impl Session {
         })
     }
 
+    /// The cluster that runs `plan`, if the engine has one and the plan
+    /// only reads: a deposit (`INSERT`) runs here, where its journal and
+    /// outcome are recorded.
+    fn runner_for(
+        &self,
+        plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ) -> Option<Arc<dyn crate::session::PlanRunner>> {
+        let runner = self.engine.inner.runner.get()?;
+        let mut writes = false;
+        let _ = datafusion::common::tree_node::TreeNode::apply(plan, |node| {
+            writes |= node.is::<datafusion::datasource::sink::DataSinkExec>();
+            Ok(if writes {
+                datafusion::common::tree_node::TreeNodeRecursion::Stop
+            } else {
+                datafusion::common::tree_node::TreeNodeRecursion::Continue
+            })
+        });
+        (!writes).then(|| Arc::clone(runner))
+    }
+
     /// Starts executing a planned statement. DDL and `SET` take effect here; queries
     /// start streaming.
     ///
@@ -270,7 +290,10 @@ impl Session {
             let task = Arc::new(df.task_ctx());
             let plan = df.create_physical_plan().await?;
             let schema = result_schema(&plan, marking.as_deref());
-            let stream = execute_stream(plan, task)?;
+            let stream = match self.runner_for(&plan) {
+                Some(runner) => runner.run(plan, task).await?,
+                None => execute_stream(plan, task)?,
+            };
             Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
         }
         .await;
@@ -304,7 +327,10 @@ impl Session {
             let task = Arc::new(df.task_ctx());
             let plan = df.create_physical_plan().await?;
             let schema = result_schema(&plan, marking.as_deref());
-            let streams = execute_stream_partitioned(plan, task)?;
+            let streams = match self.runner_for(&plan) {
+                Some(runner) => vec![runner.run(plan, task).await?],
+                None => execute_stream_partitioned(plan, task)?,
+            };
             Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
         }
         .await;

@@ -1,0 +1,315 @@
+//! [`BluelampCodec`]: how Bluelamp's own plan nodes cross to a Ballista
+//! scheduler and its executors.
+//!
+//! An OpenAPI scan travels as a [`RemoteScan`]: source, table, pushed
+//! parameter values, columns, limit, the end user's header. Never the
+//! source's client, whose credentials stay in each process's own
+//! configuration: an executor rebuilds the scan from its own table of the
+//! same name ([`Engine::live_table`]). A process without a configuration
+//! (the scheduler, which only splits plans into stages) keeps the node as a
+//! [`PendingScanExec`], which re-encodes to the same bytes and refuses to
+//! run. Files travel as DataFusion's own scans (their store URLs are the
+//! same in every process with the same configuration); Ballista's shuffle
+//! nodes through Ballista's codec. Any other node fails to encode with an
+//! error that names it, so a plan never runs short of a part.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use bluelamp_connectors::openapi::OpenApiTableProvider;
+use bluelamp_connectors::openapi::exec::{OpenApiExec, RemoteScan};
+use bluelamp_engine::Engine;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+
+/// What starts every node this codec writes (Ballista's own nodes are
+/// protobuf messages, which never start so).
+const MAGIC: &[u8] = b"BLUELAMP-NODE/1\n";
+
+/// One of Bluelamp's nodes on the wire.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Node {
+    /// An OpenAPI scan, and the columns it produces (so a process without
+    /// the source can still plan around it).
+    OpenApi {
+        scan: RemoteScan,
+        schema: serde_json::Value,
+    },
+}
+
+/// The physical codec of a Bluelamp cluster: Bluelamp's nodes, then
+/// Ballista's, then DataFusion's built-in ones.
+pub struct BluelampCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+    /// The first node this codec could not encode (a clean error for the
+    /// user, where DataFusion's would print the whole plan).
+    refused: std::sync::Mutex<Option<String>>,
+    /// The process's own sources (executors); `None` in the scheduler and
+    /// the client, which never run a scan.
+    engine: Option<Engine>,
+    /// The tokio runtime that decodes may block on to find a table.
+    handle: Option<tokio::runtime::Handle>,
+}
+
+impl fmt::Debug for BluelampCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BluelampCodec")
+            .field("runs_scans", &self.engine.is_some())
+            .finish()
+    }
+}
+
+impl BluelampCodec {
+    /// A codec for a process that plans or splits plans but runs no scan:
+    /// the client and the scheduler.
+    pub fn planning() -> Self {
+        Self {
+            ballista: BallistaPhysicalExtensionCodec::default(),
+            refused: std::sync::Mutex::default(),
+            engine: None,
+            handle: None,
+        }
+    }
+
+    /// A codec for an executor, which rebuilds scans from `engine`'s own
+    /// sources (started from the executor's configuration).
+    pub fn executing(engine: Engine) -> Self {
+        Self {
+            ballista: BallistaPhysicalExtensionCodec::default(),
+            refused: std::sync::Mutex::default(),
+            engine: Some(engine),
+            handle: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Checks that every node of `plan` can cross to the cluster.
+    ///
+    /// # Errors
+    /// A node cannot: the error names it, and nothing of the plan.
+    pub fn check(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+        use datafusion_proto::physical_plan::AsExecutionPlan;
+        match datafusion_proto::protobuf::PhysicalPlanNode::try_from_physical_plan(
+            Arc::clone(plan),
+            self,
+        ) {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let node = self
+                    .refused
+                    .lock()
+                    .ok()
+                    .and_then(|mut refused| refused.take())
+                    .unwrap_or_else(|| "node".to_string());
+                Err(DataFusionError::NotImplemented(format!(
+                    "this query cannot run on the cluster: its plan has a {node} node, which \
+                     does not cross to executors yet (run it without [engine] cluster)"
+                )))
+            }
+        }
+    }
+
+    fn decode_node(&self, node: Node) -> Result<Arc<dyn ExecutionPlan>> {
+        match node {
+            Node::OpenApi { scan, schema } => {
+                let schema: Schema = serde_json::from_value(schema).map_err(|e| {
+                    DataFusionError::Internal(format!("an OpenAPI scan's columns: {e}"))
+                })?;
+                let Some(engine) = &self.engine else {
+                    return Ok(Arc::new(PendingScanExec::new(
+                        Node::OpenApi {
+                            scan,
+                            schema: serde_json::to_value(&schema).map_err(json_error)?,
+                        },
+                        Arc::new(schema),
+                    )?));
+                };
+                let table = self.find_table(engine, &scan.source, &scan.table)?;
+                let Some(provider) = table.downcast_ref::<OpenApiTableProvider>() else {
+                    return Err(DataFusionError::Plan(format!(
+                        "source '{}': table '{}' is not an OpenAPI table in this executor's \
+                         configuration; every process of a cluster needs the same sources",
+                        scan.source, scan.table
+                    )));
+                };
+                let exec = provider.rescan(&scan)?;
+                if exec.schema().fields() != schema.fields() {
+                    return Err(DataFusionError::Plan(format!(
+                        "source '{}': table '{}' has other columns in this executor than where \
+                         the query was planned; every process of a cluster needs the same \
+                         configuration and the same version of the source's document",
+                        scan.source, scan.table
+                    )));
+                }
+                Ok(Arc::new(exec))
+            }
+        }
+    }
+
+    fn find_table(
+        &self,
+        engine: &Engine,
+        source: &str,
+        table: &str,
+    ) -> Result<Arc<dyn datafusion::datasource::TableProvider>> {
+        let lookup = engine.live_table(source, table);
+        // Decoding is synchronous; executors decode on a runtime thread.
+        let found = match &self.handle {
+            Some(handle) => tokio::task::block_in_place(|| handle.block_on(lookup))?,
+            None => {
+                return Err(DataFusionError::Internal(
+                    "this executor's codec has no runtime to look tables up on".into(),
+                ));
+            }
+        };
+        found.ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "source '{source}' has no table '{table}' in this executor's configuration; \
+                 every process of a cluster needs the same sources"
+            ))
+        })
+    }
+}
+
+fn json_error(e: serde_json::Error) -> DataFusionError {
+    DataFusionError::Internal(format!("encoding a Bluelamp plan node: {e}"))
+}
+
+impl PhysicalExtensionCodec for BluelampCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match buf.strip_prefix(MAGIC) {
+            Some(body) => {
+                let node: Node = serde_json::from_slice(body)
+                    .map_err(|e| DataFusionError::Internal(format!("a Bluelamp plan node: {e}")))?;
+                self.decode_node(node)
+            }
+            None => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        let ours = if let Some(scan) = node.downcast_ref::<OpenApiExec>() {
+            Some(Node::OpenApi {
+                scan: scan.remote(),
+                schema: serde_json::to_value(scan.schema().as_ref()).map_err(json_error)?,
+            })
+        } else {
+            node.downcast_ref::<PendingScanExec>()
+                .map(|pending| pending.node.clone())
+        };
+        match ours {
+            Some(ours) => {
+                buf.extend_from_slice(MAGIC);
+                serde_json::to_writer(buf, &ours).map_err(json_error)
+            }
+            None => self
+                .ballista
+                .try_encode(Arc::clone(&node), buf, proto_converter)
+                .inspect_err(|_| {
+                    if let Ok(mut refused) = self.refused.lock() {
+                        refused.get_or_insert_with(|| node.name().to_string());
+                    }
+                }),
+        }
+    }
+}
+
+/// A scan of a Bluelamp source in a process that has no configuration (the
+/// scheduler): it keeps the node's description to send on, and refuses to
+/// run.
+#[derive(Debug)]
+pub struct PendingScanExec {
+    node: Node,
+    properties: Arc<PlanProperties>,
+}
+
+impl PendingScanExec {
+    fn new(node: Node, schema: SchemaRef) -> Result<Self> {
+        Ok(Self {
+            node,
+            properties: Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(schema),
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            )),
+        })
+    }
+}
+
+impl DisplayAs for PendingScanExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.node {
+            Node::OpenApi { scan, .. } => {
+                write!(
+                    f,
+                    "PendingScanExec: source={} table={}",
+                    scan.source, scan.table
+                )
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for PendingScanExec {
+    fn name(&self) -> &str {
+        "PendingScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _: &mut dyn FnMut(
+            &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+        ) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "a pending scan has no children".into(),
+            ))
+        }
+    }
+
+    fn execute(&self, _: usize, _: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        Err(DataFusionError::Execution(
+            "a scan reached a process without Bluelamp's configuration: run executors with \
+             `bluelamp executor --config FILE`"
+                .into(),
+        ))
+    }
+}

@@ -1,0 +1,30 @@
+//! Bluelamp on an Apache Ballista cluster, for when one machine is not
+//! enough.
+//!
+//! Three processes make a cluster, all from the `bluelamp` binary and all
+//! Ballista's own code: [`run_scheduler`] (Ballista's scheduler, which
+//! splits plans into stages and hands tasks out), [`run_executor`] (a
+//! Ballista executor that knows Bluelamp's connectors, started from the
+//! same configuration file as the front end), and a front end (`bluelamp
+//! sql`, `serve`) whose configuration names the scheduler in `[engine]
+//! cluster`. The front end plans, checks and audits every statement exactly
+//! as on one machine; [`ClusterRunner`] then sends the finished physical
+//! plan to the scheduler instead of running it here.
+//!
+//! What crosses the wire is in [`codec`]: plans, never credentials. Each
+//! executor resolves a source by name from its own configuration.
+
+pub mod codec;
+mod executor;
+mod runner;
+mod scheduler;
+
+pub use codec::BluelampCodec;
+pub use executor::{ExecutorOptions, run_executor};
+pub use runner::ClusterRunner;
+pub use scheduler::{Scheduler, start_scheduler};
+
+/// A cluster process could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClusterError(pub String);

@@ -1,0 +1,95 @@
+//! [`ClusterRunner`]: sends a front end's finished plans to the scheduler.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use bluelamp_engine::PlanRunner;
+use datafusion::error::Result;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::PhysicalPlanNode;
+
+use crate::ClusterError;
+use crate::codec::BluelampCodec;
+
+/// Runs plans on the Ballista scheduler at a `df://host:port` address.
+#[derive(Debug)]
+pub struct ClusterRunner {
+    /// The scheduler's gRPC address, `http://host:port`.
+    scheduler: String,
+}
+
+impl ClusterRunner {
+    /// A runner for the scheduler at `address` (`df://host:port`, or
+    /// `host:port`; the port defaults to Ballista's 50050).
+    ///
+    /// # Errors
+    /// The address is not a host and port.
+    pub fn new(address: &str) -> Result<Self, ClusterError> {
+        let (host, port) = Self::host_and_port(address)?;
+        Ok(Self {
+            scheduler: format!("http://{host}:{port}"),
+        })
+    }
+
+    /// The host and port of a scheduler's address (`df://host:port`, or
+    /// `host:port`; the port defaults to Ballista's 50050).
+    ///
+    /// # Errors
+    /// The address is not a host and port.
+    pub fn host_and_port(address: &str) -> Result<(String, u16), ClusterError> {
+        let rest = address
+            .strip_prefix("df://")
+            .or_else(|| address.strip_prefix("http://"))
+            .unwrap_or(address)
+            .trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>().map_err(|_| {
+                    ClusterError(format!(
+                        "cluster address \"{address}\": the port is not a number \
+                         (expected df://HOST:PORT)"
+                    ))
+                })?,
+            ),
+            None => (rest, 50050),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(ClusterError(format!(
+                "cluster address \"{address}\" is not a scheduler's address \
+                 (expected df://HOST:PORT)"
+            )));
+        }
+        Ok((host.to_string(), port))
+    }
+}
+
+#[async_trait]
+impl PlanRunner for ClusterRunner {
+    async fn run(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        task: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let settings =
+            SessionConfig::new_with_ballista().with_batch_size(task.session_config().batch_size());
+        let ballista = settings.ballista_config();
+        // A plan with a node that cannot cross fails here, naming the node
+        // (DataFusion's own error would print the whole plan).
+        let codec = BluelampCodec::planning();
+        codec.check(&plan)?;
+        execute_physical_plan::<PhysicalPlanNode>(
+            self.scheduler.clone(),
+            &ballista,
+            plan,
+            &codec,
+            task.session_id(),
+            settings,
+        )
+        .await
+    }
+}

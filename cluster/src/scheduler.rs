@@ -1,0 +1,122 @@
+//! [`start_scheduler`]: Ballista's scheduler, with Bluelamp's codec.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use bluelamp_connectors::files::{STORE_SCHEME, unreadable_store};
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::object_store::ObjectStore;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::ClusterError;
+use crate::codec::BluelampCodec;
+
+/// A running scheduler.
+pub struct Scheduler {
+    /// Where it listens (gRPC, for executors and front ends).
+    pub addr: SocketAddr,
+    task: JoinHandle<ballista_core::error::Result<()>>,
+}
+
+impl Scheduler {
+    /// Serves until the process ends, or the service fails.
+    ///
+    /// # Errors
+    /// The service stopped with an error.
+    pub async fn wait(self) -> Result<(), ClusterError> {
+        match self.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ClusterError(format!("the scheduler stopped: {e}"))),
+            Err(e) => Err(ClusterError(format!("the scheduler stopped: {e}"))),
+        }
+    }
+
+    /// Stops serving.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Ballista's own session for the scheduler, whose object stores answer
+/// for files tables' URLs without reading anything: the scheduler decodes
+/// plans over files (to split them into stages) and runs none of them.
+fn planning_session(config: SessionConfig) -> datafusion::error::Result<SessionState> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(PlanningStores::default()))
+        .build_arc()?;
+    let state = ballista_core::utils::default_session_builder(config)?;
+    Ok(SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
+        .build())
+}
+
+/// DataFusion's stores, and an unreadable one for every files table.
+#[derive(Debug, Default)]
+struct PlanningStores {
+    inner: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for PlanningStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == STORE_SCHEME {
+            Ok(unreadable_store())
+        } else {
+            self.inner.get_store(url)
+        }
+    }
+}
+
+/// Starts Ballista's scheduler on `bind` (port 0 picks a free one). It
+/// needs no configuration: it splits plans into stages and never runs a
+/// scan, so it holds no credentials.
+///
+/// # Errors
+/// The address cannot be bound, or Ballista rejects its configuration.
+pub async fn start_scheduler(bind: SocketAddr) -> Result<Scheduler, ClusterError> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| ClusterError(format!("the scheduler cannot listen on {bind}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ClusterError(format!("the scheduler's address: {e}")))?;
+    let config = SchedulerConfig {
+        bind_host: addr.ip().to_string(),
+        external_host: addr.ip().to_string(),
+        bind_port: addr.port(),
+        override_physical_codec: Some(Arc::new(BluelampCodec::planning())),
+        override_session_builder: Some(Arc::new(planning_session)),
+        ..SchedulerConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|e| ClusterError(format!("the scheduler's configuration: {e}")))?;
+    let config = Arc::new(config);
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| ClusterError(format!("the scheduler's cluster state: {e}")))?;
+    let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
+        .await
+        .map_err(|e| ClusterError(format!("the scheduler: {e}")))?;
+    let task = tokio::spawn(start_grpc_service_with_listener(listener, server));
+    Ok(Scheduler { addr, task })
+}

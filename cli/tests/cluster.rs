@@ -162,3 +162,82 @@ fn three_commands_make_a_cluster_that_answers_as_one_process() {
     );
     drop(executors);
 }
+
+#[test]
+fn an_executor_killed_mid_query_fails_the_query_or_it_answers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, demo_ready) = start(
+        &["demo", "--scale", "0.05", "--listen", "127.0.0.1:0"],
+        dir.path(),
+    );
+    let live = PathBuf::from(field(&demo_ready, "config"));
+    let (_scheduler, scheduler_ready) =
+        start(&["scheduler", "--listen", "127.0.0.1:0"], dir.path());
+    let scheduler = field(&scheduler_ready, "scheduler");
+    let live_text = live.to_str().unwrap();
+    let mut executors: Vec<Process> = (0..2)
+        .map(|_| {
+            start(
+                &[
+                    "executor",
+                    "--config",
+                    live_text,
+                    "--scheduler",
+                    &scheduler,
+                    "--tasks",
+                    "1",
+                ],
+                dir.path(),
+            )
+            .0
+        })
+        .collect();
+    let cluster = cluster_config(&live, &scheduler);
+    // Pairs of reads at one camera: seconds of work, spread over both
+    // executors by a shuffle.
+    let sql = "SELECT count(*) AS pairs FROM anpr.reads a JOIN anpr.reads b \
+               ON a.camera_id = b.camera_id WHERE a.plate < b.plate";
+    let expected = query(&live, sql);
+    assert!(expected.status.success(), "{}", text(&expected.stderr));
+    // Wait for both executors to register.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !query(
+        &cluster,
+        "SELECT count(*) FROM anpr.reads WHERE plate <> ''",
+    )
+    .status
+    .success()
+    {
+        assert!(Instant::now() < deadline, "the cluster never answered");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let running = Command::new(env!("CARGO_BIN_EXE_bluelamp"))
+        .args(["sql", "--config"])
+        .arg(&cluster)
+        .args(["--format", "csv", "-c", sql])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut killed = executors.remove(0);
+    killed.0.kill().unwrap();
+    let _ = killed.0.wait();
+    let out = running.wait_with_output().unwrap();
+    if out.status.success() {
+        // Finished before the executor went, or recovered: exactly right.
+        assert_eq!(text(&out.stdout), text(&expected.stdout));
+    } else {
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("the cluster") && stderr.contains("could not"),
+            "{stderr}"
+        );
+        assert!(
+            text(&out.stdout).is_empty(),
+            "no partial answer: {}",
+            text(&out.stdout)
+        );
+    }
+}

@@ -74,6 +74,7 @@ pub async fn run_executor(engine: Engine, options: ExecutorOptions) -> Result<()
         port: options.flight_port,
         grpc_port: options.grpc_port,
         vcores: options.concurrent_tasks,
+        executor_heartbeat_interval_seconds: 5,
         work_dir: Some(options.work_dir.display().to_string()),
         override_physical_codec: Some(Arc::new(BluelampCodec::executing(engine))),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {

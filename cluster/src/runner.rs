@@ -6,11 +6,13 @@ use async_trait::async_trait;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use bluelamp_engine::PlanRunner;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::TryStreamExt;
 
 use crate::ClusterError;
 use crate::codec::BluelampCodec;
@@ -82,7 +84,7 @@ impl PlanRunner for ClusterRunner {
         // (DataFusion's own error would print the whole plan).
         let codec = BluelampCodec::planning();
         codec.check(&plan)?;
-        execute_physical_plan::<PhysicalPlanNode>(
+        let stream = execute_physical_plan::<PhysicalPlanNode>(
             self.scheduler.clone(),
             &ballista,
             plan,
@@ -91,5 +93,20 @@ impl PlanRunner for ClusterRunner {
             settings,
         )
         .await
+        .map_err(|e| {
+            DataFusionError::Execution(format!(
+                "the cluster at {} could not run this query: {e}",
+                self.scheduler
+            ))
+        })?;
+        // A job that fails (an executor lost, a task failed) ends the
+        // stream with an error; rows already sent are never the answer.
+        let schema = stream.schema();
+        let stream = stream.map_err(|e| {
+            DataFusionError::Execution(format!(
+                "the cluster could not finish this query, so it has no answer: {e}"
+            ))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }

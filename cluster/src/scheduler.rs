@@ -105,6 +105,16 @@ pub async fn start_scheduler(bind: SocketAddr) -> Result<Scheduler, ClusterError
         bind_port: addr.port(),
         override_physical_codec: Some(Arc::new(BluelampCodec::planning())),
         override_session_builder: Some(Arc::new(planning_session)),
+        // A failed task or a lost shuffle fails the query with a clear
+        // error rather than rolling stages back: with Ballista 55's
+        // rollback, a query whose executor was killed mid-way answered a
+        // wrong count (measured: 99,876,631 against 83,327,669), and a wrong
+        // answer is worse than none.
+        task_max_failures: 1,
+        stage_max_failures: 1,
+        // Executors beat every 5 s; one silent for 30 s is gone.
+        executor_timeout_seconds: 30,
+        expire_dead_executor_interval_seconds: 5,
         ..SchedulerConfig::default()
     };
     config

@@ -24,6 +24,7 @@ use bluelamp_engine::Engine;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
@@ -201,6 +202,38 @@ impl PhysicalExtensionCodec for BluelampCodec {
         }
     }
 
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        let pending = node
+            .inner()
+            .as_ref()
+            .downcast_ref::<PendingMask>()
+            .map(|mask| mask.bytes.clone());
+        match pending.or_else(|| bluelamp_engine::policy::masks::encode_mask(node)) {
+            Some(bytes) => {
+                buf.extend_from_slice(MAGIC);
+                buf.extend_from_slice(&bytes);
+                Ok(())
+            }
+            None => self.ballista.try_encode_udf(node, buf),
+        }
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        let Some(bytes) = buf.strip_prefix(MAGIC) else {
+            return self.ballista.try_decode_udf(name, buf);
+        };
+        let key = self.engine.as_ref().and_then(Engine::mask_key);
+        match bluelamp_engine::policy::masks::decode_mask(name, bytes, key) {
+            Ok(udf) => Ok(Arc::new(udf)),
+            // The scheduler has no configuration and never runs a mask: it
+            // keeps a function of the same name that refuses to.
+            Err(_) if self.engine.is_none() => Ok(Arc::new(ScalarUDF::new_from_impl(
+                PendingMask::new(name, bytes),
+            ))),
+            Err(e) => Err(DataFusionError::Plan(e)),
+        }
+    }
+
     fn try_encode(
         &self,
         node: Arc<dyn ExecutionPlan>,
@@ -230,6 +263,53 @@ impl PhysicalExtensionCodec for BluelampCodec {
                     }
                 }),
         }
+    }
+}
+
+/// A mask in a process without Bluelamp's configuration (the scheduler):
+/// the same name and bytes on, and refuses to run.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PendingMask {
+    name: String,
+    bytes: Vec<u8>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PendingMask {
+    fn new(name: &str, bytes: &[u8]) -> Self {
+        Self {
+            name: name.to_string(),
+            bytes: bytes.to_vec(),
+            signature: datafusion::logical_expr::Signature::any(
+                1,
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for PendingMask {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[arrow::datatypes::DataType]) -> Result<arrow::datatypes::DataType> {
+        Ok(arrow::datatypes::DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        _: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        Err(DataFusionError::Execution(
+            "a mask reached a process without Bluelamp's configuration: run executors with \
+             `bluelamp executor --config FILE`"
+                .into(),
+        ))
     }
 }
 

@@ -28,8 +28,9 @@ use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::TryStreamExt;
 use prost::Message;
 
-/// Secrets of the demo's systems that must never be in a plan's bytes.
-const SECRETS: &[&str] = &["demo-rms-secret", "demo-cad-key"];
+/// Secrets of the demo's systems and policy that must never be in a
+/// plan's bytes.
+const SECRETS: &[&str] = &["demo-rms-secret", "demo-cad-key", "demo force mask key"];
 
 /// Encodes each plan as the front end does, decodes it as the scheduler
 /// and as an executor, and runs the executor's copy.
@@ -76,7 +77,11 @@ impl PlanRunner for WireRunner {
 }
 
 async fn answer(engine: &Engine, sql: &str) -> String {
-    let session = engine.session(Identity::local());
+    answer_as(engine, Identity::local(), sql).await
+}
+
+async fn answer_as(engine: &Engine, identity: Identity, sql: &str) -> String {
+    let session = engine.session(identity);
     let output = session
         .sql(sql)
         .await
@@ -145,4 +150,49 @@ async fn plans_cross_without_secrets_and_answer_the_same() {
         "{error}"
     );
     assert!(!error.contains("custody.sqlite"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_masks_cross_with_each_process_own_key() {
+    let hash = bluelamp_flight_server::hash_password("demo").unwrap();
+    let exports = tempfile::tempdir().unwrap();
+    let access = bluelamp_simulators::access::demo_access(
+        &hash,
+        None,
+        &exports.path().display().to_string(),
+    );
+    let audit = |name: &str| {
+        format!(
+            "{access}\n[audit]\npath = \"{}\"\n",
+            exports.path().join(name).display()
+        )
+    };
+    let single = LiveDemo::start(0.02, &audit("single.jsonl")).await;
+    let cluster = LiveDemo::start(0.02, &audit("cluster.jsonl")).await;
+    let runner = Arc::new(WireRunner {
+        executor: cluster.engine.clone(),
+        sent: Mutex::default(),
+    });
+    cluster
+        .engine
+        .set_plan_runner(Arc::clone(&runner) as Arc<dyn PlanRunner>)
+        .unwrap();
+    // The analyst's names are redacted, surnames keyed hashes, birth years
+    // decades: the policy rewrite happens where the query is planned, the
+    // masks run on the executor with its own key.
+    let sql = "SELECT forename, surname, birth_year FROM rms.people ORDER BY 2, 3 LIMIT 12";
+    let analyst = || Identity::new("analyst", "password");
+    let masked = answer_as(&cluster.engine, analyst(), sql).await;
+    assert_eq!(masked, answer_as(&single.engine, analyst(), sql).await);
+    assert!(masked.contains("[REDACTED]"), "{masked}");
+    let sent = runner.sent.lock().unwrap().clone();
+    assert!(!sent.is_empty());
+    for bytes in &sent {
+        for secret in SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a plan carries the secret {secret}"
+            );
+        }
+    }
 }

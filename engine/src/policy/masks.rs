@@ -159,6 +159,52 @@ pub fn masked_type(kind: &MaskKind, data_type: &DataType) -> Option<DataType> {
     }
 }
 
+/// A mask function as another process needs it (a cluster's executors):
+/// `Some(bytes)` for Bluelamp's masks, `None` for any other function. A
+/// `hash` mask's key is never among the bytes: each process takes it from
+/// its own `[policy] mask_key` ([`decode_mask`]).
+pub fn encode_mask(udf: &ScalarUDF) -> Option<Vec<u8>> {
+    let inner = udf.inner().as_ref();
+    if inner.is::<HashMask>() {
+        return Some(Vec::new());
+    }
+    inner
+        .downcast_ref::<KeepLastMask>()
+        .map(|mask| mask.keep.to_string().into_bytes())
+}
+
+/// The mask function `name` written by [`encode_mask`], with this process's
+/// own mask key.
+///
+/// # Errors
+/// `name` is not one of Bluelamp's masks, its bytes are not what
+/// [`encode_mask`] writes, or a `hash` mask arrives where this process has
+/// no `[policy] mask_key`.
+pub fn decode_mask(name: &str, bytes: &[u8], key: Option<&[u8]>) -> Result<ScalarUDF, String> {
+    let signature = Signature::any(1, Volatility::Immutable);
+    match name {
+        "bluelamp_mask_hash" => {
+            let key = key.ok_or_else(|| {
+                "a plan uses a `hash` mask, but this process has no `[policy] mask_key`: \
+                 every process of a cluster needs the same policy settings"
+                    .to_string()
+            })?;
+            Ok(ScalarUDF::new_from_impl(HashMask {
+                key: key.to_vec(),
+                signature,
+            }))
+        }
+        "bluelamp_mask_keep_last" => {
+            let keep = std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| text.parse::<usize>().ok())
+                .ok_or_else(|| "a `keep_last` mask arrived without its count".to_string())?;
+            Ok(ScalarUDF::new_from_impl(KeepLastMask { keep, signature }))
+        }
+        other => Err(format!("{other} is not one of Bluelamp's masks")),
+    }
+}
+
 /// The expression showing `column` (of `data_type`) masked by `kind`.
 /// `sql` masks are planned against `schema`, the table's full schema.
 ///
@@ -222,6 +268,28 @@ pub fn mask_expr(
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn masks_cross_processes_without_their_key() {
+        let key: &[u8] = b"the key";
+        let hash = ScalarUDF::new_from_impl(HashMask {
+            key: key.to_vec(),
+            signature: Signature::any(1, Volatility::Immutable),
+        });
+        let bytes = encode_mask(&hash).unwrap();
+        assert!(bytes.is_empty(), "the key stays home");
+        let decoded = decode_mask(hash.name(), &bytes, Some(key)).unwrap();
+        assert_eq!(decoded, hash);
+        assert!(decode_mask(hash.name(), &bytes, None).is_err());
+        let keep = ScalarUDF::new_from_impl(KeepLastMask {
+            keep: 4,
+            signature: Signature::any(1, Volatility::Immutable),
+        });
+        let bytes = encode_mask(&keep).unwrap();
+        assert_eq!(decode_mask(keep.name(), &bytes, None).unwrap(), keep);
+        assert!(decode_mask("bluelamp_mask_keep_last", b"x", None).is_err());
+        assert!(encode_mask(&datafusion::functions::string::upper()).is_none());
+    }
 
     #[test]
     fn hmac_matches_rfc_4231() {

@@ -178,6 +178,12 @@ impl Engine {
         }
     }
 
+    /// `[policy] mask_key`, for a process that runs plans with `hash`
+    /// masks made elsewhere (a cluster executor).
+    pub fn mask_key(&self) -> Option<&[u8]> {
+        self.inner.config.policy.mask_key.as_deref()
+    }
+
     /// Every table of `source` (empty for an unknown or down source).
     pub fn table_names(&self, source: &str) -> Vec<String> {
         self.inner

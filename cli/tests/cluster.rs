@@ -82,22 +82,29 @@ fn cluster_config(live: &Path, scheduler: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn three_commands_make_a_cluster_that_answers_as_one_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_demo, demo_ready) = start(
-        &["demo", "--scale", "0.02", "--listen", "127.0.0.1:0"],
-        dir.path(),
-    );
+/// The live demo at `scale`, a scheduler, two executors over the demo's
+/// configuration, and that configuration naming the scheduler: the
+/// processes (killed when dropped), the executors apart, and the two
+/// configuration files (one process, the cluster).
+struct Running {
+    _demo: Process,
+    _scheduler: Process,
+    executors: Vec<Process>,
+    live: PathBuf,
+    cluster: PathBuf,
+}
+
+fn start_cluster(dir: &Path, scale: &str) -> Running {
+    let (demo, demo_ready) = start(&["demo", "--scale", scale, "--listen", "127.0.0.1:0"], dir);
     let live = PathBuf::from(field(&demo_ready, "config"));
-    let (_scheduler, scheduler_ready) =
-        start(&["scheduler", "--listen", "127.0.0.1:0"], dir.path());
+    let (scheduler_process, scheduler_ready) =
+        start(&["scheduler", "--listen", "127.0.0.1:0"], dir);
     let scheduler = field(&scheduler_ready, "scheduler");
     assert!(scheduler.starts_with("df://127.0.0.1:"), "{scheduler}");
     let live_text = live.to_str().unwrap();
-    let executors: Vec<Process> = (0..2)
+    let executors = (0..2)
         .map(|i| {
-            let work = dir.path().join(format!("executor-{i}"));
+            let work = dir.join(format!("executor-{i}"));
             let (process, ready) = start(
                 &[
                     "executor",
@@ -110,14 +117,40 @@ fn three_commands_make_a_cluster_that_answers_as_one_process() {
                     "--work-dir",
                     work.to_str().unwrap(),
                 ],
-                dir.path(),
+                dir,
             );
             assert!(ready.contains("flight=127.0.0.1:"), "{ready}");
             process
         })
         .collect();
     let cluster = cluster_config(&live, &scheduler);
+    Running {
+        _demo: demo,
+        _scheduler: scheduler_process,
+        executors,
+        live,
+        cluster,
+    }
+}
 
+/// Runs `sql` on the cluster until it answers: executors register with the
+/// scheduler just after they say ready.
+fn first_answer(cluster: &Path, sql: &str) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = query(cluster, sql);
+        if out.status.success() || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn three_commands_make_a_cluster_that_answers_as_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_cluster(dir.path(), "0.02");
+    let (live, cluster) = (&running.live, &running.cluster);
     let queries = [
         // C&C over OpenAPI (an API key), a pushed filter.
         "SELECT grade, count(*) AS n FROM cad.incidents WHERE grade IN ('E', 'S') GROUP BY grade ORDER BY grade",
@@ -126,19 +159,11 @@ fn three_commands_make_a_cluster_that_answers_as_one_process() {
         // ANPR Parquet files, read by the executors from their own stores.
         "SELECT camera_id, count(*) AS n, min(seen_at) AS first FROM anpr.reads GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
     ];
-    // The executors register with the scheduler just after they say ready.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first = loop {
-        let out = query(&cluster, queries[0]);
-        if out.status.success() || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let first = first_answer(cluster, queries[0]);
     assert!(first.status.success(), "{}", text(&first.stderr));
     for sql in queries {
-        let on_cluster = query(&cluster, sql);
-        let alone = query(&live, sql);
+        let on_cluster = query(cluster, sql);
+        let alone = query(live, sql);
         assert!(
             on_cluster.status.success(),
             "{sql}: {}",
@@ -153,46 +178,21 @@ fn three_commands_make_a_cluster_that_answers_as_one_process() {
     }
     // What cannot cross yet (a SQL database's federated plan) is refused,
     // naming the node, never half-run.
-    let out = query(&cluster, "SELECT count(*) FROM custody.custody_records");
+    let out = query(cluster, "SELECT count(*) FROM custody.custody_records");
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("cannot run on the cluster") && stderr.contains("SchemaCastScanExec"),
         "{stderr}"
     );
-    drop(executors);
+    drop(running);
 }
 
 #[test]
 fn an_executor_killed_mid_query_fails_the_query_or_it_answers_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (_demo, demo_ready) = start(
-        &["demo", "--scale", "0.05", "--listen", "127.0.0.1:0"],
-        dir.path(),
-    );
-    let live = PathBuf::from(field(&demo_ready, "config"));
-    let (_scheduler, scheduler_ready) =
-        start(&["scheduler", "--listen", "127.0.0.1:0"], dir.path());
-    let scheduler = field(&scheduler_ready, "scheduler");
-    let live_text = live.to_str().unwrap();
-    let mut executors: Vec<Process> = (0..2)
-        .map(|_| {
-            start(
-                &[
-                    "executor",
-                    "--config",
-                    live_text,
-                    "--scheduler",
-                    &scheduler,
-                    "--tasks",
-                    "1",
-                ],
-                dir.path(),
-            )
-            .0
-        })
-        .collect();
-    let cluster = cluster_config(&live, &scheduler);
+    let mut running = start_cluster(dir.path(), "0.05");
+    let (live, cluster) = (running.live.clone(), running.cluster.clone());
     // Pairs of reads at one camera: seconds of work, spread over both
     // executors by a shuffle.
     let sql = "SELECT count(*) AS pairs FROM anpr.reads a JOIN anpr.reads b \
@@ -211,7 +211,7 @@ fn an_executor_killed_mid_query_fails_the_query_or_it_answers_exactly() {
         assert!(Instant::now() < deadline, "the cluster never answered");
         std::thread::sleep(Duration::from_millis(500));
     }
-    let running = Command::new(env!("CARGO_BIN_EXE_bluelamp"))
+    let in_flight = Command::new(env!("CARGO_BIN_EXE_bluelamp"))
         .args(["sql", "--config"])
         .arg(&cluster)
         .args(["--format", "csv", "-c", sql])
@@ -221,10 +221,10 @@ fn an_executor_killed_mid_query_fails_the_query_or_it_answers_exactly() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let mut killed = executors.remove(0);
+    let mut killed = running.executors.remove(0);
     killed.0.kill().unwrap();
     let _ = killed.0.wait();
-    let out = running.wait_with_output().unwrap();
+    let out = in_flight.wait_with_output().unwrap();
     if out.status.success() {
         // Finished before the executor went, or recovered: exactly right.
         assert_eq!(text(&out.stdout), text(&expected.stdout));

@@ -76,6 +76,31 @@ impl PlanRunner for WireRunner {
     }
 }
 
+/// Sends every plan of `engine`'s sessions through the wire, with `engine`
+/// itself as the executor.
+fn on_the_wire(engine: &Engine) -> Arc<WireRunner> {
+    let runner = Arc::new(WireRunner {
+        executor: engine.clone(),
+        sent: Mutex::default(),
+    });
+    engine
+        .set_plan_runner(Arc::clone(&runner) as Arc<dyn PlanRunner>)
+        .unwrap();
+    runner
+}
+
+/// Asserts no plan in `sent` carries a secret.
+fn assert_no_secrets(sent: &[Vec<u8>]) {
+    for bytes in sent {
+        for secret in SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a plan carries the secret {secret}"
+            );
+        }
+    }
+}
+
 async fn answer(engine: &Engine, sql: &str) -> String {
     answer_as(engine, Identity::local(), sql).await
 }
@@ -94,14 +119,7 @@ async fn answer_as(engine: &Engine, identity: Identity, sql: &str) -> String {
 async fn plans_cross_without_secrets_and_answer_the_same() {
     let single = LiveDemo::start(0.02, "").await;
     let cluster = LiveDemo::start(0.02, "").await;
-    let runner = Arc::new(WireRunner {
-        executor: cluster.engine.clone(),
-        sent: Mutex::default(),
-    });
-    cluster
-        .engine
-        .set_plan_runner(Arc::clone(&runner) as Arc<dyn PlanRunner>)
-        .unwrap();
+    let runner = on_the_wire(&cluster.engine);
     for sql in [
         // OpenAPI with an API key (C&C), a filter pushed as a parameter.
         "SELECT grade, count(*) AS n FROM cad.incidents WHERE grade = 'E' GROUP BY grade",
@@ -121,14 +139,7 @@ async fn plans_cross_without_secrets_and_answer_the_same() {
     }
     let sent = runner.sent.lock().unwrap().clone();
     assert!(sent.len() >= 4, "every query crossed: {}", sent.len());
-    for bytes in sent.iter() {
-        for secret in SECRETS {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "a plan carries the secret {secret}"
-            );
-        }
-    }
+    assert_no_secrets(&sent);
     // A SQL database's federated plan does not cross yet: refused, naming
     // the node, before anything runs.
     let session = cluster.engine.session(Identity::local());
@@ -169,14 +180,7 @@ async fn policy_masks_cross_with_each_process_own_key() {
     };
     let single = LiveDemo::start(0.02, &audit("single.jsonl")).await;
     let cluster = LiveDemo::start(0.02, &audit("cluster.jsonl")).await;
-    let runner = Arc::new(WireRunner {
-        executor: cluster.engine.clone(),
-        sent: Mutex::default(),
-    });
-    cluster
-        .engine
-        .set_plan_runner(Arc::clone(&runner) as Arc<dyn PlanRunner>)
-        .unwrap();
+    let runner = on_the_wire(&cluster.engine);
     // The analyst's names are redacted, surnames keyed hashes, birth years
     // decades: the policy rewrite happens where the query is planned, the
     // masks run on the executor with its own key.
@@ -187,12 +191,5 @@ async fn policy_masks_cross_with_each_process_own_key() {
     assert!(masked.contains("[REDACTED]"), "{masked}");
     let sent = runner.sent.lock().unwrap().clone();
     assert!(!sent.is_empty());
-    for bytes in &sent {
-        for secret in SECRETS {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "a plan carries the secret {secret}"
-            );
-        }
-    }
+    assert_no_secrets(&sent);
 }

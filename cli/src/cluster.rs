@@ -53,10 +53,15 @@ pub struct ExecutorArgs {
 /// # Errors
 /// As [`Engine::start`]; a cluster address that is not one.
 pub async fn start_engine(config: Config) -> anyhow::Result<Engine> {
-    let cluster = config.engine.cluster.clone();
+    // A bad address fails before any source is connected.
+    let runner = config
+        .engine
+        .cluster
+        .as_deref()
+        .map(ClusterRunner::new)
+        .transpose()?;
     let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
-    if let Some(address) = cluster {
-        let runner = ClusterRunner::new(&address)?;
+    if let Some(runner) = runner {
         engine
             .set_plan_runner(Arc::new(runner))
             .map_err(|e| anyhow::anyhow!(e.message))?;
@@ -86,7 +91,7 @@ pub fn scheduler(rt: &Runtime, args: &SchedulerArgs) -> anyhow::Result<ExitCode>
 /// # Errors
 /// A bad configuration, no scheduler named, or the executor cannot start.
 pub fn executor(rt: &Runtime, args: ExecutorArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config.path)?;
+    let config = Config::load(&args.config.path)?.for_executor();
     let address = args
         .scheduler
         .clone()

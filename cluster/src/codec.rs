@@ -92,30 +92,14 @@ impl BluelampCodec {
         }
     }
 
-    /// Checks that every node of `plan` can cross to the cluster.
-    ///
-    /// # Errors
-    /// A node cannot: the error names it, and nothing of the plan.
-    pub fn check(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
-        use datafusion_proto::physical_plan::AsExecutionPlan;
-        match datafusion_proto::protobuf::PhysicalPlanNode::try_from_physical_plan(
-            Arc::clone(plan),
-            self,
-        ) {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                let node = self
-                    .refused
-                    .lock()
-                    .ok()
-                    .and_then(|mut refused| refused.take())
-                    .unwrap_or_else(|| "node".to_string());
-                Err(DataFusionError::NotImplemented(format!(
-                    "this query cannot run on the cluster: its plan has a {node} node, which \
-                     does not cross to executors yet (run it without [engine] cluster)"
-                )))
-            }
-        }
+    /// Why the last plan could not be encoded, naming the node that could
+    /// not cross (and nothing else of the plan), if a node was the reason.
+    pub fn refusal(&self) -> Option<DataFusionError> {
+        let node = self.refused.lock().ok()?.take()?;
+        Some(DataFusionError::NotImplemented(format!(
+            "this query cannot run on the cluster: its plan has a {node} node, which \
+             does not cross to executors yet (run it without [engine] cluster)"
+        )))
     }
 
     fn decode_node(&self, node: Node) -> Result<Arc<dyn ExecutionPlan>> {
@@ -131,7 +115,7 @@ impl BluelampCodec {
                             schema: serde_json::to_value(&schema).map_err(json_error)?,
                         },
                         Arc::new(schema),
-                    )?));
+                    )));
                 };
                 let table = self.find_table(engine, &scan.source, &scan.table)?;
                 let Some(provider) = table.downcast_ref::<OpenApiTableProvider>() else {
@@ -323,8 +307,8 @@ pub struct PendingScanExec {
 }
 
 impl PendingScanExec {
-    fn new(node: Node, schema: SchemaRef) -> Result<Self> {
-        Ok(Self {
+    fn new(node: Node, schema: SchemaRef) -> Self {
+        Self {
             node,
             properties: Arc::new(PlanProperties::new(
                 EquivalenceProperties::new(schema),
@@ -332,7 +316,7 @@ impl PendingScanExec {
                 EmissionType::Incremental,
                 Boundedness::Bounded,
             )),
-        })
+        }
     }
 }
 

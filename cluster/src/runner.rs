@@ -6,6 +6,9 @@ use async_trait::async_trait;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use bluelamp_engine::PlanRunner;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::ExecutionPlan;
@@ -72,6 +75,21 @@ impl ClusterRunner {
 
 #[async_trait]
 impl PlanRunner for ClusterRunner {
+    /// Plans that read a source; those whose every leaf holds its rows in
+    /// memory or makes them (`SELECT 1`, the catalog, `range()`) run where
+    /// they were planned.
+    fn accepts(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
+        let mut reads = false;
+        let _ = plan.apply(|node| {
+            if node.children().is_empty() && !in_memory(node.as_ref()) {
+                reads = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        reads
+    }
+
     async fn run(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -80,10 +98,7 @@ impl PlanRunner for ClusterRunner {
         let settings =
             SessionConfig::new_with_ballista().with_batch_size(task.session_config().batch_size());
         let ballista = settings.ballista_config();
-        // A plan with a node that cannot cross fails here, naming the node
-        // (DataFusion's own error would print the whole plan).
         let codec = BluelampCodec::planning();
-        codec.check(&plan)?;
         let stream = execute_physical_plan::<PhysicalPlanNode>(
             self.scheduler.clone(),
             &ballista,
@@ -94,10 +109,14 @@ impl PlanRunner for ClusterRunner {
         )
         .await
         .map_err(|e| {
-            DataFusionError::Execution(format!(
-                "the cluster at {} could not run this query: {e}",
-                self.scheduler
-            ))
+            // A node that cannot cross is named (DataFusion's own error
+            // would print the whole plan).
+            codec.refusal().unwrap_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "the cluster at {} could not run this query: {e}",
+                    self.scheduler
+                ))
+            })
         })?;
         // A job that fails (an executor lost, a task failed) ends the
         // stream with an error; rows already sent are never the answer.
@@ -109,4 +128,18 @@ impl PlanRunner for ClusterRunner {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
+}
+
+/// A leaf that reads no source.
+fn in_memory(leaf: &dyn ExecutionPlan) -> bool {
+    if let Some(scan) = leaf.downcast_ref::<DataSourceExec>() {
+        return scan
+            .data_source()
+            .downcast_ref::<FileScanConfig>()
+            .is_none();
+    }
+    matches!(
+        leaf.name(),
+        "EmptyExec" | "PlaceholderRowExec" | "StreamingTableExec" | "LazyMemoryExec"
+    )
 }

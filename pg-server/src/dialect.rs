@@ -31,7 +31,8 @@
 //!   relation's OID, and `x::regtype::text` is the type's name
 //!   (`format_type(x, NULL)`);
 //! - `SELECT c.oid, c.*` (DBeaver): a column named again by the wildcard of
-//!   its own table is dropped, since DataFusion wants distinct names;
+//!   its own table is renamed `oid_1` (its position), since DataFusion wants
+//!   distinct names;
 //! - PostgreSQL's walk over an array by its subscripts, `FROM
 //!   generate_series(array_lower(A, 1), array_upper(A, 1)) AS i, A AS s`
 //!   reading only `s[i]` (Grafana lists the schemas on the search path so)
@@ -80,12 +81,12 @@ pub fn rewrite(statement: &mut Statement) {
     };
     let _ = visit_expressions_mut(ast, |expr| {
         if let Expr::Subquery(query) = expr {
-            drop_wildcard_duplicates(query);
+            rename_wildcard_duplicates(query);
         }
         ControlFlow::<()>::Continue(())
     });
     if let ast::Statement::Query(query) = ast {
-        drop_wildcard_duplicates(query);
+        rename_wildcard_duplicates(query);
     }
     let _ = ast.visit(&mut SelectRewrites);
     if let ast::Statement::Query(query) = ast {
@@ -187,8 +188,8 @@ fn empty_result(query: &mut Query) {
     query.order_by = None;
 }
 
-/// Drops `c.oid` from `SELECT c.oid, c.*` (the wildcard names it again).
-fn drop_wildcard_duplicates(query: &mut Query) {
+/// Renames `c.oid` in `SELECT c.oid, c.*` (the wildcard names it again).
+fn rename_wildcard_duplicates(query: &mut Query) {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return;
     };
@@ -206,10 +207,20 @@ fn drop_wildcard_duplicates(query: &mut Query) {
     if wildcards.is_empty() {
         return;
     }
-    select.projection.retain(|item| {
-        !matches!(item, SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts))
-            if parts.len() == 2 && wildcards.contains(&parts[0].value.to_ascii_lowercase()))
-    });
+    // Renamed, not dropped: a client reading by position finds every
+    // column where PostgreSQL puts it.
+    for (position, item) in select.projection.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) = item
+            && let [table, column] = parts.as_slice()
+            && wildcards.contains(&table.value.to_ascii_lowercase())
+        {
+            let alias = Ident::with_quote('"', format!("{}_{}", column.value, position + 1));
+            *item = SelectItem::ExprWithAlias {
+                expr: Expr::CompoundIdentifier(parts.clone()),
+                alias,
+            };
+        }
+    }
 }
 
 /// Rewrites each query's walk over an array by subscripts and names its
@@ -241,7 +252,14 @@ fn in_subquery_as_membership(select: &mut Select) {
             continue;
         };
         let _ = visit_expressions_mut(expr, |expr| {
-            if let Expr::Case { conditions, .. } = expr {
+            // A simple CASE (`CASE x WHEN ...`) compares x with the
+            // condition, where NULL and false differ: left alone.
+            if let Expr::Case {
+                operand: None,
+                conditions,
+                ..
+            } = expr
+            {
                 for when in conditions {
                     if let Expr::InSubquery {
                         expr: member,
@@ -450,18 +468,25 @@ fn table_function(factor: &TableFactor) -> Option<(Ident, Expr)> {
 /// Whether every table `query` reads is in `pg_catalog`.
 fn catalog_only(query: &Query) -> bool {
     let mut only = true;
+    let mut tables = 0;
     let _ = visit_relations(query, |name| {
         let in_catalog = name.0.len() == 2
             && matches!(name.0.first(), Some(ObjectNamePart::Identifier(i)) if i.value.eq_ignore_ascii_case(PG_CATALOG));
         only &= in_catalog;
+        tables += 1;
         ControlFlow::<()>::Continue(())
     });
-    only
+    only && tables > 0
 }
 
 /// `SELECT x FROM pg_catalog... WHERE ...` as `SELECT max(x) ...`.
 fn aggregate_catalog_subquery(query: &mut Query) {
-    if !catalog_only(query) {
+    // An order or a limit picks a row that max() would not.
+    if !catalog_only(query)
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+    {
         return;
     }
     let SetExpr::Select(select) = query.body.as_mut() else {
@@ -572,25 +597,47 @@ fn set_surely_empty(body: &SetExpr) -> bool {
         }
         _ => return false,
     };
-    let aggregated = select.projection.iter().any(|item| match item {
-        SelectItem::UnnamedExpr(Expr::Function(f))
-        | SelectItem::ExprWithAlias {
-            expr: Expr::Function(f),
-            ..
-        } => is_aggregate(&f.name),
-        _ => false,
+    // An aggregate anywhere in the projection (`coalesce(count(*), 0)`)
+    // makes one row of nothing.
+    // (Subqueries are their own: their aggregates make their own row.)
+    let mut own = select.projection.clone();
+    let _ = visit_expressions_mut(&mut own, |expr| {
+        if matches!(
+            expr,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+        ) {
+            *expr = Expr::value(Value::Null);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let mut aggregated = false;
+    let _ = visit_expressions(&own, |expr| {
+        aggregated |= matches!(expr, Expr::Function(f) if is_aggregate(&f.name));
+        ControlFlow::<()>::Continue(())
     });
     if aggregated || select.having.is_some() {
         return false;
     }
     select.from.iter().any(|from| {
-        is_empty_factor(&from.relation)
-            || from.joins.iter().any(|join| {
-                matches!(
-                    join.join_operator,
-                    JoinOperator::Inner(_) | JoinOperator::Join(_)
-                ) && is_empty_factor(&join.relation)
-            })
+        // A RIGHT or FULL join keeps the other side's rows.
+        let keeps_rows = from.joins.iter().any(|join| {
+            matches!(
+                join.join_operator,
+                JoinOperator::Right(_)
+                    | JoinOperator::RightOuter(_)
+                    | JoinOperator::FullOuter(_)
+                    | JoinOperator::RightSemi(_)
+                    | JoinOperator::RightAnti(_)
+            )
+        });
+        !keeps_rows
+            && (is_empty_factor(&from.relation)
+                || from.joins.iter().any(|join| {
+                    matches!(
+                        join.join_operator,
+                        JoinOperator::Inner(_) | JoinOperator::Join(_)
+                    ) && is_empty_factor(&join.relation)
+                }))
     })
 }
 
@@ -644,7 +691,21 @@ fn rewrite_expr(expr: &mut Expr) {
                 *op = standard;
             }
         }
-        Expr::Collate { expr: inner, .. } => {
+        // Code-point order is what `default`, `C` and `POSIX` mean; any
+        // other collation stays, for DataFusion to refuse.
+        Expr::Collate {
+            expr: inner,
+            collation,
+        } if matches!(
+            collation
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .map(|i| i.value.to_ascii_lowercase())
+                .as_deref(),
+            Some("default" | "c" | "posix")
+        ) =>
+        {
             let inner = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
             *expr = inner;
             rewrite_expr(expr);
@@ -829,5 +890,21 @@ mod tests {
             rewritten("SELECT NULL, NULL AS b, NULL, f(1), f(1), a.x, a.x FROM a"),
             "SELECT NULL, NULL AS b, NULL AS \"?column?_3\", f(1), f(1) AS \"f_5\", a.x, a.x FROM a"
         );
+    }
+
+    #[test]
+    fn outer_joins_and_nested_aggregates_keep_their_rows() {
+        // A RIGHT or FULL join keeps the source's rows; an aggregate inside
+        // an expression makes one row: neither is folded to nothing.
+        for sql in [
+            "SELECT i.urn FROM pg_catalog.pg_description AS d RIGHT JOIN cad.incidents AS i ON d.objoid = 1",
+            "SELECT i.urn FROM pg_catalog.pg_index AS x FULL JOIN cad.incidents AS i ON x.indexrelid = 1",
+            "SELECT coalesce(count(*), 0) FROM pg_catalog.pg_index",
+        ] {
+            assert_eq!(rewritten(sql), sql);
+        }
+        // A collation other than code-point order stays, to be refused.
+        let sql = "SELECT urn FROM cad.incidents ORDER BY urn COLLATE \"de_DE\"";
+        assert_eq!(rewritten(sql), sql);
     }
 }

@@ -92,11 +92,15 @@ fn bytea_from_text(text: &str) -> Result<Vec<u8>, String> {
     if hex.len() % 2 != 0 {
         return Err("a bytea in hex has an even number of digits".into());
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&hex[i..i + 2], 16)
-                .map_err(|_| format!("'{}' is not hexadecimal", &hex[i..i + 2]))
+    // By bytes, not by string slices: a client's non-ASCII character must
+    // be an error, not a cut through a character.
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|digits| u8::from_str_radix(digits, 16).ok())
+                .ok_or_else(|| format!("'{}' is not hexadecimal", String::from_utf8_lossy(pair)))
         })
         .collect()
 }
@@ -174,10 +178,21 @@ fn numeric_text(value: &[u8]) -> Result<String, String> {
         0xC000 => return Ok("NaN".into()),
         0xD000 => return Ok("Infinity".into()),
         0xF000 => return Ok("-Infinity".into()),
-        _ => {}
+        0x0000 | 0x4000 => {}
+        other => return Err(format!("a binary numeric has an unknown sign {other:#06x}")),
     }
     let digits: Vec<i16> = (0..ndigits)
-        .map(|i| word(4 + i))
+        .map(|i| {
+            word(4 + i).and_then(|digit| {
+                if (0..10_000).contains(&digit) {
+                    Ok(digit)
+                } else {
+                    Err(format!(
+                        "a binary numeric has a digit group {digit}, outside 0-9999"
+                    ))
+                }
+            })
+        })
         .collect::<Result<_, _>>()?;
     let mut whole = String::new();
     let mut fraction = String::new();
@@ -258,6 +273,17 @@ mod tests {
             None,
         );
         assert_eq!(v.unwrap(), ScalarValue::Binary(Some(vec![10, 255])));
+        // A character that is not an ASCII digit, even one of several
+        // bytes, is an error for the client (it used to cut a string
+        // inside a character, and panic).
+        let v = decode(
+            0,
+            Some(&Bytes::from("\\x0é0".as_bytes())),
+            false,
+            oid::BYTEA,
+            None,
+        );
+        assert_eq!(v.unwrap_err().code, "22P02");
         let v = decode(0, Some(&Bytes::from_static(b"t")), false, oid::BOOL, None);
         assert_eq!(v.unwrap(), ScalarValue::Boolean(Some(true)));
         assert_eq!(

@@ -34,6 +34,9 @@ pub(crate) struct Wire {
     pub(crate) context: DecodeContext,
     /// Whether the stream is TLS.
     pub(crate) secure: bool,
+    /// A message that could not be encoded: the connection ends at the
+    /// next flush, after telling the client why.
+    broken: Option<String>,
 }
 
 /// A PostgreSQL error or notice: severity, SQLSTATE and message.
@@ -81,6 +84,7 @@ impl Wire {
             out: BytesMut::with_capacity(64 * 1024),
             context,
             secure,
+            broken: None,
         }
     }
 
@@ -108,9 +112,19 @@ impl Wire {
 
     /// Queues a message.
     pub(crate) fn push(&mut self, message: PgWireBackendMessage) {
-        // Encoding into a growable buffer cannot fail for the messages we send.
+        // pgwire refuses a message past its size limit after writing part
+        // of it: cut that part away, so the stream stays whole, tell the
+        // client, and end the connection at the next flush rather than
+        // carry on with a message missing.
+        let start = self.out.len();
         if let Err(e) = message.encode(&mut self.out) {
-            tracing::error!("cannot encode a PostgreSQL message: {e}");
+            self.out.truncate(start);
+            let message = format!("a message could not be sent: {e}");
+            tracing::error!("{message}");
+            let error = PgError::fatal("54000", message.clone());
+            let _ = PgWireBackendMessage::ErrorResponse(ErrorResponse::new(error.fields()))
+                .encode(&mut self.out);
+            self.broken.get_or_insert(message);
         }
     }
 
@@ -153,7 +167,10 @@ impl Wire {
             self.out.clear();
             self.io.flush().await?;
         }
-        Ok(())
+        match &self.broken {
+            Some(why) => Err(WireError::Protocol(why.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Sends a fatal error and closes the connection.

@@ -62,8 +62,10 @@ impl PlanRunner for WireRunner {
         task: Arc<TaskContext>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
         let front = BluelampCodec::planning();
-        front.check(&plan)?;
-        let bytes = encode(plan, &front);
+        let bytes = match PhysicalPlanNode::try_from_physical_plan(plan, &front) {
+            Ok(node) => node.encode_to_vec(),
+            Err(e) => return Err(front.refusal().unwrap_or(e)),
+        };
         // The scheduler: no configuration, the same bytes on.
         let scheduler = BluelampCodec::planning();
         let split = decode(&bytes, &scheduler, &task);

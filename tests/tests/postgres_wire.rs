@@ -297,6 +297,16 @@ async fn parameters_bind_in_text_and_binary() {
         .await
         .unwrap_err();
     assert!(message(&e).contains("1 parameter"), "{e}");
+    // A parameter number far past PostgreSQL's limit is an error, not a
+    // list of billions of parameters.
+    let e = client
+        .query("SELECT $1::BIGINT, $4000000000::BIGINT", &[&1i64])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&e).contains("parameters a statement may take"),
+        "{e}"
+    );
     f.pg.shutdown().await;
 }
 

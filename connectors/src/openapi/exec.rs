@@ -172,17 +172,18 @@ pub struct RemoteScan {
     pub source: String,
     /// The table's name.
     pub table: String,
-    /// Query parameters (by filter position) and their values.
-    pub query: Vec<(usize, Vec<String>)>,
+    /// Query parameters (by filter position, with the parameter's name,
+    /// which the process that rescans checks) and their values.
+    pub query: Vec<(usize, String, Vec<String>)>,
     /// Path parameters (by column) and their values.
     pub path: Vec<(String, Vec<String>)>,
     /// Columns read, by position.
     pub projection: Option<Vec<usize>>,
     /// Rows wanted at most.
     pub limit: Option<usize>,
-    /// The end user's header (name, value) where the source is sent one:
-    /// who is asking, not a credential.
-    pub identity: Option<(String, String)>,
+    /// The end user's header (name, value bytes) where the source is sent
+    /// one: who is asking, not a credential.
+    pub identity: Option<(String, Vec<u8>)>,
 }
 
 impl OpenApiExec {
@@ -192,7 +193,15 @@ impl OpenApiExec {
         let mut path = Vec::new();
         for (target, values) in &self.values {
             match target {
-                Target::Query(i) => query.push((*i, values.clone())),
+                Target::Query(i) => query.push((
+                    *i,
+                    self.table
+                        .filters
+                        .get(*i)
+                        .map(|f| f.param.clone())
+                        .unwrap_or_default(),
+                    values.clone(),
+                )),
                 Target::Path(column) => path.push((column.clone(), values.clone())),
             }
         }
@@ -203,16 +212,17 @@ impl OpenApiExec {
             path,
             projection: self.projection.clone(),
             limit: self.limit,
-            identity: self.identity.as_ref().and_then(|(name, value)| {
-                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-            }),
+            identity: self
+                .identity
+                .as_ref()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec())),
         }
     }
 
     /// The pushed parameter values of a [`RemoteScan`].
     pub(super) fn remote_values(scan: &RemoteScan) -> BTreeMap<Target, Vec<String>> {
         let mut values = BTreeMap::new();
-        for (i, v) in &scan.query {
+        for (i, _, v) in &scan.query {
             values.insert(Target::Query(*i), v.clone());
         }
         for (column, v) in &scan.path {

@@ -183,10 +183,13 @@ impl OpenApiTableProvider {
     /// two processes' configurations or the source's document differ).
     pub fn rescan(&self, scan: &RemoteScan) -> DFResult<OpenApiExec> {
         let columns = self.schema.fields().len();
+        // A filter is found by position and must have the same parameter:
+        // a document that lists its filters in another order would send a
+        // value as a different parameter.
         let bad_query = scan
             .query
             .iter()
-            .any(|(i, _)| *i >= self.spec.filters.len());
+            .any(|(i, param, _)| self.spec.filters.get(*i).is_none_or(|f| f.param != *param));
         let bad_path = scan
             .path
             .iter()
@@ -206,7 +209,7 @@ impl OpenApiTableProvider {
             Some((name, value)) => Some((
                 reqwest::header::HeaderName::from_bytes(name.as_bytes())
                     .map_err(|e| self.error(format!("identity header: {e}")))?,
-                reqwest::header::HeaderValue::from_str(value)
+                reqwest::header::HeaderValue::from_bytes(value)
                     .map_err(|e| self.error(format!("identity header: {e}")))?,
             )),
             None => None,

@@ -168,6 +168,20 @@ struct RawConfig {
 }
 
 impl Config {
+    /// The configuration as a cluster executor runs it: the same sources
+    /// and policy settings, but no audit trail (the front end audits every
+    /// statement; an executor appending to the same file would break its
+    /// chain) and no accelerations (executors run plans, they keep no
+    /// copies, and refreshing from each would multiply a supplier's load).
+    #[must_use]
+    pub fn for_executor(mut self) -> Self {
+        self.audit.path = None;
+        for source in &mut self.sources {
+            source.acceleration = accelerate::SourceAcceleration::default();
+        }
+        self
+    }
+
     /// Reads and validates a configuration file. Relative paths inside it are
     /// resolved against the file's folder.
     ///

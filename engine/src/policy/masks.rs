@@ -77,10 +77,18 @@ fn map_text(args: ScalarFunctionArgs, f: impl Fn(&str) -> String) -> DFResult<Co
 }
 
 /// `hash`: the first 16 bytes of HMAC-SHA-256 of the value's text, in hex.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(PartialEq, Eq, Hash)]
 struct HashMask {
     key: Vec<u8>,
     signature: Signature,
+}
+
+// By hand: the key is a secret, and plans (and DataFusion's errors) print
+// their functions with `{:?}`.
+impl std::fmt::Debug for HashMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashMask").finish_non_exhaustive()
+    }
 }
 
 impl ScalarUDFImpl for HashMask {

@@ -41,6 +41,13 @@ pub trait PlanRunner: Send + Sync + std::fmt::Debug {
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         task: Arc<datafusion::execution::TaskContext>,
     ) -> datafusion::error::Result<datafusion::execution::SendableRecordBatchStream>;
+
+    /// Whether `plan` runs here rather than in this process. A plan that
+    /// reads no source (`SELECT 1`, `information_schema`, `SHOW TABLES`)
+    /// is better run where it was planned.
+    fn accepts(&self, _plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> bool {
+        true
+    }
 }
 
 /// The running engine: connected sources and shared settings. Cheap to clone.

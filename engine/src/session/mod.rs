@@ -25,7 +25,7 @@ use crate::principal::Principal;
 
 pub(crate) use engine::federated_context;
 pub use engine::{Engine, PlanRunner};
-pub use statements::{Planned, Statement, parse_statements};
+pub use statements::{MAX_PARAMETERS, Planned, Statement, parse_statements};
 
 /// The catalog every source schema lives in (`bluelamp.rms.crimes` in full).
 pub const CATALOG: &str = "bluelamp";

@@ -254,9 +254,9 @@ impl Session {
         })
     }
 
-    /// The cluster that runs `plan`, if the engine has one and the plan
-    /// only reads: a deposit (`INSERT`) runs here, where its journal and
-    /// outcome are recorded.
+    /// The cluster that runs `plan`, if the engine has one, the plan only
+    /// reads (a deposit runs here, where its journal and outcome are
+    /// recorded) and the runner takes it.
     fn runner_for(
         &self,
         plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
@@ -271,7 +271,7 @@ impl Session {
                 datafusion::common::tree_node::TreeNodeRecursion::Continue
             })
         });
-        (!writes).then(|| Arc::clone(runner))
+        (!writes && runner.accepts(plan)).then(|| Arc::clone(runner))
     }
 
     /// Starts executing a planned statement. DDL and `SET` take effect here; queries

@@ -18,6 +18,9 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use super::marked;
 use crate::error::{ErrorKind, QueryError};
 
+/// The most parameters a statement may take (PostgreSQL's limit).
+pub const MAX_PARAMETERS: usize = 65_535;
+
 /// One parsed SQL statement, ready to run.
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -371,8 +374,19 @@ impl Planned {
             .collect();
         let values = match numbers {
             Some(numbers) if numbers.iter().enumerate().any(|(i, n)| *n != i + 1) => {
-                let mut padded =
-                    vec![ScalarValue::Null; numbers.iter().copied().max().unwrap_or(0)];
+                let highest = numbers.iter().copied().max().unwrap_or(0);
+                // The padding is as long as the highest number a client
+                // wrote: bounded as PostgreSQL bounds parameters, so `$4000000000`
+                // is an error, not billions of NULLs.
+                if highest > MAX_PARAMETERS {
+                    return Err(QueryError::new(
+                        ErrorKind::InvalidQuery,
+                        format!(
+                            "${highest} is beyond the {MAX_PARAMETERS} parameters a statement may take"
+                        ),
+                    ));
+                }
+                let mut padded = vec![ScalarValue::Null; highest];
                 for (n, value) in numbers.into_iter().zip(cast) {
                     if let Some(slot) = padded.get_mut(n.saturating_sub(1)) {
                         *slot = value;

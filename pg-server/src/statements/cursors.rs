@@ -105,7 +105,14 @@ pub(super) fn cursor_command(statement: &Statement) -> Option<Result<CursorSynta
             let count = match direction {
                 FetchDirection::Next | FetchDirection::Forward { limit: None } => Ok(Some(1)),
                 FetchDirection::Count { limit }
-                | FetchDirection::Forward { limit: Some(limit) } => count(limit).map(Some),
+                | FetchDirection::Forward { limit: Some(limit) } => match count(limit) {
+                    // FETCH 0 re-reads the current row, which a forward-only
+                    // cursor does not keep (and 0 must not mean "all").
+                    Ok(0) => Err(refused(
+                        "FETCH 0 re-reads the current row, which cursors here do not keep",
+                    )),
+                    other => other.map(Some),
+                },
                 FetchDirection::All | FetchDirection::ForwardAll => Ok(None),
                 _ => Err(refused(
                     "cursors only move forward: use FETCH [FORWARD] n, NEXT or ALL",

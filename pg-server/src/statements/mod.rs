@@ -334,6 +334,16 @@ impl Conn {
         // Placeholders as written: a rewrite may drop some from the plan,
         // but the client binds them all.
         let written = crate::dialect::placeholder_count(statement);
+        // `$4000000000` would size the parameter list: bounded first.
+        if written > bluelamp_engine::session::MAX_PARAMETERS {
+            return Err(PgError::error(
+                "54000",
+                format!(
+                    "${written} is beyond the {} parameters a statement may take",
+                    bluelamp_engine::session::MAX_PARAMETERS
+                ),
+            ));
+        }
         let mut statement = statement.clone();
         crate::dialect::rewrite(&mut statement);
         let statement = &statement;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use bluelamp_cluster::{ClusterRunner, ExecutorOptions};
+use bluelamp_cluster::{ClusterRunner, ExecutorOptions, ServiceClient};
 use bluelamp_engine::{Config, Engine};
 use clap::Args;
 use tokio::runtime::Runtime;
@@ -20,6 +20,11 @@ pub struct SchedulerArgs {
     /// Address to listen on, for executors and front ends.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50050")]
     listen: SocketAddr,
+    /// Address of the cluster service (the sources' shared rate budgets,
+    /// lost executors); default: the next port after --listen's, or a free
+    /// one with port 0.
+    #[arg(long, value_name = "ADDR")]
+    service_listen: Option<SocketAddr>,
 }
 
 /// Options of `bluelamp executor`.
@@ -45,6 +50,23 @@ pub struct ExecutorArgs {
     /// Tasks run at once (default: the machine's cores).
     #[arg(long)]
     tasks: Option<usize>,
+    /// The cluster service, `http://HOST:PORT` (default: `[engine]
+    /// cluster_service`, else the scheduler's host and next port).
+    #[arg(long, value_name = "URL")]
+    service: Option<String>,
+}
+
+/// The shared rate budgets of the cluster at `scheduler`, from its
+/// service: `configured`, else beside the scheduler.
+fn pacer_for(
+    scheduler: &str,
+    configured: Option<&str>,
+) -> anyhow::Result<Arc<dyn bluelamp_engine::SharedPacer>> {
+    let url = match configured {
+        Some(url) => url.to_string(),
+        None => ServiceClient::beside(scheduler)?,
+    };
+    Ok(Arc::new(ServiceClient::new(&url)?))
 }
 
 /// Starts the engine for `config`; where `[engine] cluster` names a
@@ -58,8 +80,17 @@ pub async fn start_engine(config: Config) -> anyhow::Result<Engine> {
         .engine
         .cluster
         .as_deref()
-        .map(ClusterRunner::new)
+        .map(|address| ClusterRunner::new(address, config.engine.cluster_service.as_deref()))
         .transpose()?;
+    // What this process sends itself (planning's requests) comes out of the
+    // cluster's budget too.
+    let config = match config.engine.cluster.clone() {
+        Some(scheduler) => {
+            let pacer = pacer_for(&scheduler, config.engine.cluster_service.as_deref())?;
+            config.with_shared_pacer(pacer)
+        }
+        None => config,
+    };
     let engine = Engine::start(config, &bluelamp_connectors::registry()).await?;
     if let Some(runner) = runner {
         engine
@@ -75,10 +106,25 @@ pub async fn start_engine(config: Config) -> anyhow::Result<Engine> {
 /// The address cannot be bound.
 pub fn scheduler(rt: &Runtime, args: &SchedulerArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
+        let service_listen = args.service_listen.unwrap_or_else(|| {
+            // Port 0 picks free ports for both.
+            let mut next = args.listen;
+            next.set_port(match args.listen.port() {
+                0 => 0,
+                port => port.saturating_add(1),
+            });
+            next
+        });
         let scheduler = bluelamp_cluster::start_scheduler(args.listen).await?;
-        println!("ready scheduler=df://{}", scheduler.addr);
+        let service =
+            bluelamp_cluster::start_service(service_listen, scheduler.losses.clone()).await?;
+        println!(
+            "ready scheduler=df://{} service=http://{}",
+            scheduler.addr, service.addr
+        );
         tokio::select! {
             result = scheduler.wait() => result?,
+            result = service.wait() => result?,
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok(ExitCode::SUCCESS)
@@ -98,6 +144,13 @@ pub fn executor(rt: &Runtime, args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| config.engine.cluster.clone())
         .context("no scheduler: give --scheduler df://HOST:PORT or set [engine] cluster")?;
     let (scheduler_host, scheduler_port) = ClusterRunner::host_and_port(&address)?;
+    let pacer = pacer_for(
+        &address,
+        args.service
+            .as_deref()
+            .or(config.engine.cluster_service.as_deref()),
+    )?;
+    let config = config.with_shared_pacer(pacer);
     let flight_port = port_or_free(args.flight_port, &args.host)?;
     let grpc_port = port_or_free(args.grpc_port, &args.host)?;
     let work_dir = match &args.work_dir {

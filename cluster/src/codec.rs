@@ -8,7 +8,10 @@
 //! same name ([`Engine::live_table`]). A process without a configuration
 //! (the scheduler, which only splits plans into stages) keeps the node as a
 //! [`PendingScanExec`], which re-encodes to the same bytes and refuses to
-//! run. Files travel as DataFusion's own scans (their store URLs are the
+//! run. A database's federated sub-plan travels as its final SQL
+//! ([`RemoteSql`]), which an executor runs over its own connection to the
+//! source, after checking it is one read-only query. Files travel as
+//! DataFusion's own scans (their store URLs are the
 //! same in every process with the same configuration); Ballista's shuffle
 //! nodes through Ballista's codec. Any other node fails to encode with an
 //! error that names it, so a plan never runs short of a part.
@@ -20,6 +23,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use bluelamp_connectors::openapi::OpenApiTableProvider;
 use bluelamp_connectors::openapi::exec::{OpenApiExec, RemoteScan};
+use bluelamp_connectors::sql::portable::{RemoteSql, SqlQueryExec, remote_sql};
 use bluelamp_engine::Engine;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -30,6 +34,7 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
+use datafusion_federation::schema_cast::SchemaCastScanExec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 /// What starts every node this codec writes (Ballista's own nodes are
@@ -45,6 +50,35 @@ enum Node {
         scan: RemoteScan,
         schema: serde_json::Value,
     },
+    /// A database's federated sub-plan: its final SQL, and the columns it
+    /// returns.
+    Sql {
+        query: RemoteSql,
+        schema: serde_json::Value,
+    },
+    /// The federation crate's cast of a sub-plan's rows to the columns
+    /// planned (its one input travels as a child).
+    SchemaCast { schema: serde_json::Value },
+}
+
+impl Node {
+    /// The source a scan node reads, and the table (for messages).
+    fn scan(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::OpenApi { scan, .. } => Some((&scan.source, &scan.table)),
+            Self::Sql { query, .. } => Some((&query.source, &query.table)),
+            Self::SchemaCast { .. } => None,
+        }
+    }
+}
+
+fn to_schema(value: serde_json::Value, what: &str) -> Result<Schema> {
+    serde_json::from_value(value)
+        .map_err(|e| DataFusionError::Internal(format!("{what}'s columns: {e}")))
+}
+
+fn from_schema(schema: &Schema) -> Result<serde_json::Value> {
+    serde_json::to_value(schema).map_err(json_error)
 }
 
 /// The physical codec of a Bluelamp cluster: Bluelamp's nodes, then
@@ -102,21 +136,35 @@ impl BluelampCodec {
         )))
     }
 
-    fn decode_node(&self, node: Node) -> Result<Arc<dyn ExecutionPlan>> {
-        match node {
-            Node::OpenApi { scan, schema } => {
-                let schema: Schema = serde_json::from_value(schema).map_err(|e| {
-                    DataFusionError::Internal(format!("an OpenAPI scan's columns: {e}"))
-                })?;
-                let Some(engine) = &self.engine else {
-                    return Ok(Arc::new(PendingScanExec::new(
-                        Node::OpenApi {
-                            scan,
-                            schema: serde_json::to_value(&schema).map_err(json_error)?,
-                        },
-                        Arc::new(schema),
+    fn decode_node(
+        &self,
+        node: Node,
+        inputs: &[Arc<dyn ExecutionPlan>],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let planned = match &node {
+            Node::SchemaCast { schema } => {
+                let schema = to_schema(schema.clone(), "a federated query")?;
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(format!(
+                        "a federated query's cast has one input, not {}",
+                        inputs.len()
                     )));
                 };
+                return Ok(Arc::new(SchemaCastScanExec::new(
+                    Arc::clone(input),
+                    Arc::new(schema),
+                )));
+            }
+            Node::OpenApi { schema, .. } | Node::Sql { schema, .. } => schema.clone(),
+        };
+        let Some(engine) = &self.engine else {
+            // The scheduler: the node's description, to send on.
+            let schema = to_schema(planned, "a scan")?;
+            return Ok(Arc::new(PendingScanExec::new(node, Arc::new(schema))));
+        };
+        match node {
+            Node::OpenApi { scan, .. } => {
+                let schema = to_schema(planned, "an OpenAPI scan")?;
                 let table = self.find_table(engine, &scan.source, &scan.table)?;
                 let Some(provider) = table.downcast_ref::<OpenApiTableProvider>() else {
                     return Err(DataFusionError::Plan(format!(
@@ -126,16 +174,17 @@ impl BluelampCodec {
                     )));
                 };
                 let exec = provider.rescan(&scan)?;
-                if exec.schema().fields() != schema.fields() {
-                    return Err(DataFusionError::Plan(format!(
-                        "source '{}': table '{}' has other columns in this executor than where \
-                         the query was planned; every process of a cluster needs the same \
-                         configuration and the same version of the source's document",
-                        scan.source, scan.table
-                    )));
-                }
+                same_columns(&scan.source, &scan.table, &exec.schema(), &schema)?;
                 Ok(Arc::new(exec))
             }
+            Node::Sql { query, .. } => {
+                let schema = Arc::new(to_schema(planned, "a database query")?);
+                let table = self.find_table(engine, &query.source, &query.table)?;
+                Ok(Arc::new(SqlQueryExec::for_table(&table, query, schema)?))
+            }
+            Node::SchemaCast { .. } => Err(DataFusionError::Internal(
+                "a federated query's cast was decoded twice".into(),
+            )),
         }
     }
 
@@ -164,6 +213,18 @@ impl BluelampCodec {
     }
 }
 
+/// Refuses a scan whose columns in this executor differ from those planned.
+fn same_columns(source: &str, table: &str, here: &SchemaRef, planned: &Schema) -> Result<()> {
+    if here.fields() == planned.fields() {
+        return Ok(());
+    }
+    Err(DataFusionError::Plan(format!(
+        "source '{source}': table '{table}' has other columns in this executor than where the \
+         query was planned; every process of a cluster needs the same configuration and the \
+         same version of the source's document"
+    )))
+}
+
 fn json_error(e: serde_json::Error) -> DataFusionError {
     DataFusionError::Internal(format!("encoding a Bluelamp plan node: {e}"))
 }
@@ -180,7 +241,7 @@ impl PhysicalExtensionCodec for BluelampCodec {
             Some(body) => {
                 let node: Node = serde_json::from_slice(body)
                     .map_err(|e| DataFusionError::Internal(format!("a Bluelamp plan node: {e}")))?;
-                self.decode_node(node)
+                self.decode_node(node, inputs)
             }
             None => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
         }
@@ -227,7 +288,16 @@ impl PhysicalExtensionCodec for BluelampCodec {
         let ours = if let Some(scan) = node.downcast_ref::<OpenApiExec>() {
             Some(Node::OpenApi {
                 scan: scan.remote(),
-                schema: serde_json::to_value(scan.schema().as_ref()).map_err(json_error)?,
+                schema: from_schema(scan.schema().as_ref())?,
+            })
+        } else if let Some(query) = remote_sql(node.as_ref()) {
+            Some(Node::Sql {
+                query: query?,
+                schema: from_schema(node.schema().as_ref())?,
+            })
+        } else if node.downcast_ref::<SchemaCastScanExec>().is_some() {
+            Some(Node::SchemaCast {
+                schema: from_schema(node.schema().as_ref())?,
             })
         } else {
             node.downcast_ref::<PendingScanExec>()
@@ -322,15 +392,8 @@ impl PendingScanExec {
 
 impl DisplayAs for PendingScanExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.node {
-            Node::OpenApi { scan, .. } => {
-                write!(
-                    f,
-                    "PendingScanExec: source={} table={}",
-                    scan.source, scan.table
-                )
-            }
-        }
+        let (source, table) = self.node.scan().unwrap_or(("?", "?"));
+        write!(f, "PendingScanExec: source={source} table={table}")
     }
 }
 

@@ -12,17 +12,25 @@
 //! plan to the scheduler instead of running it here.
 //!
 //! What crosses the wire is in [`codec`]: plans, never credentials. Each
-//! executor resolves a source by name from its own configuration.
+//! executor resolves a source by name from its own configuration. A
+//! source's rate limit is one budget for the whole cluster, kept by the
+//! cluster service beside the scheduler ([`start_service`]) and taken slot
+//! by slot by every executor ([`ServiceClient`]); the same service counts
+//! lost executors, so a job that lived through one is refused.
 
 pub mod codec;
 mod executor;
+mod losses;
 mod runner;
 mod scheduler;
+mod service;
 
 pub use codec::BluelampCodec;
 pub use executor::{ExecutorOptions, run_executor};
-pub use runner::ClusterRunner;
+pub use losses::Losses;
+pub use runner::{ClusterRunner, runs_on_cluster};
 pub use scheduler::{Scheduler, start_scheduler};
+pub use service::{ClusterService, ServiceClient, start_service};
 
 /// A cluster process could not start.
 #[derive(Debug, thiserror::Error)]

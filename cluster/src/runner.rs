@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
+use bluelamp_connectors::openapi::exec::OpenApiExec;
 use bluelamp_engine::PlanRunner;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
@@ -15,28 +17,38 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::PhysicalPlanNode;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::ClusterError;
 use crate::codec::BluelampCodec;
+use crate::service::ServiceClient;
 
 /// Runs plans on the Ballista scheduler at a `df://host:port` address.
 #[derive(Debug)]
 pub struct ClusterRunner {
     /// The scheduler's gRPC address, `http://host:port`.
     scheduler: String,
+    /// The cluster service beside it, which counts lost executors.
+    service: ServiceClient,
 }
 
 impl ClusterRunner {
     /// A runner for the scheduler at `address` (`df://host:port`, or
-    /// `host:port`; the port defaults to Ballista's 50050).
+    /// `host:port`; the port defaults to Ballista's 50050) and its cluster
+    /// service at `service` (default: beside the scheduler, see
+    /// [`ServiceClient::beside`]).
     ///
     /// # Errors
-    /// The address is not a host and port.
-    pub fn new(address: &str) -> Result<Self, ClusterError> {
+    /// An address is not a host and port.
+    pub fn new(address: &str, service: Option<&str>) -> Result<Self, ClusterError> {
         let (host, port) = Self::host_and_port(address)?;
+        let service = match service {
+            Some(url) => url.to_string(),
+            None => ServiceClient::beside(address)?,
+        };
         Ok(Self {
             scheduler: format!("http://{host}:{port}"),
+            service: ServiceClient::new(&service)?,
         })
     }
 
@@ -79,15 +91,7 @@ impl PlanRunner for ClusterRunner {
     /// memory or makes them (`SELECT 1`, the catalog, `range()`) run where
     /// they were planned.
     fn accepts(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
-        let mut reads = false;
-        let _ = plan.apply(|node| {
-            if node.children().is_empty() && !in_memory(node.as_ref()) {
-                reads = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        reads
+        runs_on_cluster(plan)
     }
 
     async fn run(
@@ -95,8 +99,8 @@ impl PlanRunner for ClusterRunner {
         plan: Arc<dyn ExecutionPlan>,
         task: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let settings =
-            SessionConfig::new_with_ballista().with_batch_size(task.session_config().batch_size());
+        let settings = cluster_settings(task.session_config())?;
+        let before = losses(&self.service, &self.scheduler).await?;
         let ballista = settings.ballista_config();
         let codec = BluelampCodec::planning();
         let stream = execute_physical_plan::<PhysicalPlanNode>(
@@ -126,11 +130,95 @@ impl PlanRunner for ClusterRunner {
                 "the cluster could not finish this query, so it has no answer: {e}"
             ))
         });
+        // The job has finished when its first rows (or its end) arrive:
+        // if an executor was lost meanwhile, Ballista may have re-run
+        // stages, which is not trusted to answer exactly (see `losses`).
+        let (service, scheduler) = (self.service.clone(), self.scheduler.clone());
+        let check = async move {
+            if losses(&service, &scheduler).await? == before {
+                Ok(())
+            } else {
+                Err(DataFusionError::Execution(format!(
+                    "an executor of the cluster at {scheduler} was lost while this query ran, \
+                     so it has no answer; run it again"
+                )))
+            }
+        };
+        let stream = checked_first(stream, check);
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
 /// A leaf that reads no source.
+/// Executors lost so far, as the cluster service of the scheduler at
+/// `scheduler` counts them.
+async fn losses(service: &ServiceClient, scheduler: &str) -> Result<u64> {
+    service.losses().await.map_err(|e| {
+        DataFusionError::Execution(format!(
+            "the cluster at {scheduler} cannot be trusted with this query: {e}"
+        ))
+    })
+}
+
+/// `stream`, with `check` run once before its first item (or its end)
+/// is passed on; a failed check ends the stream with its error instead.
+fn checked_first<'a>(
+    stream: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'a,
+    check: impl std::future::Future<Output = Result<()>> + Send + 'a,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'a {
+    let state = (Box::pin(stream), Some(Box::pin(check)), false);
+    futures::stream::unfold(state, |(mut stream, mut check, done)| async move {
+        if done {
+            return None;
+        }
+        let item = stream.next().await;
+        if let Some(check) = check.take()
+            && let Err(e) = check.await
+        {
+            return Some((Err(e), (stream, None, true)));
+        }
+        item.map(|item| (item, (stream, None, false)))
+    })
+}
+
+/// Whether a cluster should run `plan`: it reads a source, and no scan in
+/// it needs a join's keys while it runs (an OpenAPI path only a join
+/// fills), which only one process can pass. Otherwise the front end runs it.
+pub fn runs_on_cluster(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut reads = false;
+    let mut lookup = false;
+    let _ = plan.apply(|node| {
+        if node
+            .downcast_ref::<OpenApiExec>()
+            .is_some_and(OpenApiExec::needs_lookup)
+        {
+            lookup = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        reads |= node.children().is_empty() && !in_memory(node.as_ref());
+        Ok(TreeNodeRecursion::Continue)
+    });
+    reads && !lookup
+}
+
+/// The settings a job runs with on the cluster: every DataFusion option
+/// of the session that planned it (partitions, join thresholds, batch
+/// size), with Ballista's own. The scheduler re-plans the plan's stages
+/// with them, so they must be those the plan was made for: with Ballista's
+/// defaults (16 partitions where the session planned 2) the stage planner
+/// re-partitioned one side of a partitioned join and a join's count came
+/// out 329 for 299. Bluelamp's own options stay here, where statements are
+/// checked.
+fn cluster_settings(session: &SessionConfig) -> Result<SessionConfig> {
+    let mut settings = SessionConfig::new_with_ballista();
+    for entry in session.options().entries() {
+        if let (true, Some(value)) = (entry.key.starts_with("datafusion."), &entry.value) {
+            settings.options_mut().set(&entry.key, value)?;
+        }
+    }
+    Ok(settings)
+}
+
 fn in_memory(leaf: &dyn ExecutionPlan) -> bool {
     if let Some(scan) = leaf.downcast_ref::<DataSourceExec>() {
         return scan

@@ -18,11 +18,14 @@ use url::Url;
 
 use crate::ClusterError;
 use crate::codec::BluelampCodec;
+use crate::losses::{CountingState, Losses};
 
 /// A running scheduler.
 pub struct Scheduler {
     /// Where it listens (gRPC, for executors and front ends).
     pub addr: SocketAddr,
+    /// Executors it has removed (for the cluster service to serve).
+    pub losses: Losses,
     task: JoinHandle<ballista_core::error::Result<()>>,
 }
 
@@ -124,9 +127,18 @@ pub async fn start_scheduler(bind: SocketAddr) -> Result<Scheduler, ClusterError
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| ClusterError(format!("the scheduler's cluster state: {e}")))?;
+    let losses = Losses::default();
+    let cluster = BallistaCluster::new(
+        Arc::new(CountingState {
+            inner: cluster.cluster_state(),
+            losses: losses.clone(),
+        }),
+        cluster.job_state(),
+    );
     let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
         .await
         .map_err(|e| ClusterError(format!("the scheduler: {e}")))?;
+    crate::losses::cancel_jobs_on_loss(server.clone(), losses.clone());
     let task = tokio::spawn(start_grpc_service_with_listener(listener, server));
-    Ok(Scheduler { addr, task })
+    Ok(Scheduler { addr, losses, task })
 }

@@ -80,4 +80,4 @@ pub use session::{
     Engine, Identity, PartitionedOutput, PlanRunner, Planned, QueryOutput, Session, Statement,
     parse_statements,
 };
-pub use source::{ConnectedSource, FactoryRegistry, SourceError, SourceFactory};
+pub use source::{ConnectedSource, FactoryRegistry, SharedPacer, SourceError, SourceFactory};

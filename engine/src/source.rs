@@ -35,6 +35,25 @@ impl ConnectedSource {
     }
 }
 
+/// A rate budget several processes share: a cluster's executors each take
+/// a slot here before every request to a source with a `rate_limit`, so the
+/// source sees the one budget its configuration names however many
+/// executors scan it (see `bluelamp-cluster`'s pacer).
+#[async_trait]
+pub trait SharedPacer: Send + Sync + fmt::Debug {
+    /// Reserves `source`'s next slot, one every `interval` across every
+    /// process; returns how long to wait before sending.
+    ///
+    /// # Errors
+    /// The keeper of the budget cannot be reached: the request must not be
+    /// sent, since nothing else keeps the source within its limit.
+    async fn reserve(
+        &self,
+        source: &str,
+        interval: std::time::Duration,
+    ) -> Result<std::time::Duration, String>;
+}
+
 /// Builds the tables of one kind of source (`kind = "..."` in the config).
 ///
 /// Implementations live in the `connectors` crate; the engine never depends on a

@@ -18,8 +18,12 @@
 use std::sync::{Arc, Mutex};
 
 use bluelamp_cluster::BluelampCodec;
+use bluelamp_connectors::sql::portable::{RemoteSql, SqlQueryExec};
 use bluelamp_engine::{Engine, Identity, PlanRunner};
-use bluelamp_tests::fixtures::LiveDemo;
+use bluelamp_tests::fixtures::{LiveDemo, RemoteBluelamp, engine_from_text, write_incidents};
+use bluelamp_tests::services::{
+    MariaDatabase, PgDatabase, mariadb_host, mariadb_port, pg_host, pg_port, service_missing,
+};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -31,6 +35,10 @@ use prost::Message;
 /// Secrets of the demo's systems and policy that must never be in a
 /// plan's bytes.
 const SECRETS: &[&str] = &["demo-rms-secret", "demo-cad-key", "demo force mask key"];
+
+/// The PostgreSQL source's password (the server trusts local connections,
+/// so any password is accepted), which must never cross.
+const PG_SECRET: &str = "pg-cluster-secret";
 
 /// Encodes each plan as the front end does, decodes it as the scheduler
 /// and as an executor, and runs the executor's copy.
@@ -56,6 +64,10 @@ fn decode(bytes: &[u8], codec: &BluelampCodec, task: &TaskContext) -> Arc<dyn Ex
 
 #[async_trait::async_trait]
 impl PlanRunner for WireRunner {
+    fn accepts(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
+        bluelamp_cluster::runs_on_cluster(plan)
+    }
+
     async fn run(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -96,7 +108,7 @@ fn assert_no_secrets(sent: &[Vec<u8>]) {
     for bytes in sent {
         for secret in SECRETS {
             assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                !contains(bytes, secret.as_bytes()),
                 "a plan carries the secret {secret}"
             );
         }
@@ -142,27 +154,63 @@ async fn plans_cross_without_secrets_and_answer_the_same() {
     let sent = runner.sent.lock().unwrap().clone();
     assert!(sent.len() >= 4, "every query crossed: {}", sent.len());
     assert_no_secrets(&sent);
-    // A SQL database's federated plan does not cross yet: refused, naming
-    // the node, before anything runs.
-    let session = cluster.engine.session(Identity::local());
-    let error = match session
-        .sql("SELECT count(*) FROM custody.custody_records")
-        .await
-    {
-        Ok(output) => output
-            .stream
-            .try_collect::<Vec<_>>()
-            .await
-            .err()
-            .unwrap()
-            .to_string(),
-        Err(e) => e.message,
-    };
+}
+
+/// Every cookbook query (C&C and RMS over HTTP, the custody SQLite
+/// database, ANPR Parquet) answers on the wire exactly as in one process;
+/// the custody database's sub-plans cross as SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookbook_answers_the_same_on_the_wire() {
+    let single = LiveDemo::start(0.02, "").await;
+    let cluster = LiveDemo::start(0.02, "").await;
+    let runner = on_the_wire(&cluster.engine);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 9, "{files:?}");
+    for file in &files {
+        let sql = std::fs::read_to_string(file).unwrap();
+        assert_eq!(
+            answer(&cluster.engine, &sql).await,
+            answer(&single.engine, &sql).await,
+            "{}",
+            file.display()
+        );
+    }
+    // A database's own sub-plans, alone and joined with another source.
+    for sql in [
+        "SELECT count(*) FROM custody.custody_records",
+        "SELECT disposal, count(*) AS n FROM custody.custody_records \
+         WHERE disposal <> 'charged' GROUP BY 1 ORDER BY 2 DESC, 1",
+    ] {
+        assert_eq!(
+            answer(&cluster.engine, sql).await,
+            answer(&single.engine, sql).await,
+            "{sql}"
+        );
+    }
+    let sent = runner.sent.lock().unwrap().clone();
+    assert_no_secrets(&sent);
+    let sql_nodes = sent
+        .iter()
+        .filter(|bytes| contains(bytes, b"\"dialect\":\"sqlite\""))
+        .count();
     assert!(
-        error.contains("cannot run on the cluster") && error.contains("SchemaCastScanExec"),
-        "{error}"
+        sql_nodes >= 4,
+        "custody's queries crossed as SQL: {sql_nodes}"
     );
-    assert!(!error.contains("custody.sqlite"), "{error}");
+    assert!(
+        !sent.iter().any(|bytes| contains(bytes, b"custody.sqlite")),
+        "no database file path crosses"
+    );
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,4 +242,147 @@ async fn policy_masks_cross_with_each_process_own_key() {
     let sent = runner.sent.lock().unwrap().clone();
     assert!(!sent.is_empty());
     assert_no_secrets(&sent);
+}
+
+/// PostgreSQL and MariaDB sub-plans (a pushed aggregate, a pushed join, a
+/// join across the two) cross as each database's final SQL and answer as
+/// in one process; the password never crosses; an executor refuses any
+/// text that is not one read-only query, whatever the plan's bytes say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_sub_plans_cross_as_read_only_sql() {
+    let pg = match PgDatabase::create().await {
+        Ok(db) => db,
+        Err(e) => return service_missing("PostgreSQL", &e),
+    };
+    let maria = match MariaDatabase::create().await {
+        Ok(db) => db,
+        Err(e) => return service_missing("MariaDB", &e),
+    };
+    pg.client
+        .batch_execute(
+            "CREATE TABLE officers (id int PRIMARY KEY, name text, station text);
+             INSERT INTO officers SELECT g, 'officer ' || g, (ARRAY['A1', 'B2', 'C3', 'Z9'])[1 + g % 4]
+               FROM generate_series(1, 400) g;
+             CREATE TABLE shifts (officer int, hours numeric(5, 2), day date);
+             INSERT INTO shifts SELECT 1 + g % 400, (g % 9) + 0.25, DATE '2026-01-01' + g % 30
+               FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    maria
+        .execute(
+            "CREATE TABLE stations (code varchar(8) PRIMARY KEY, region varchar(20));
+             INSERT INTO stations VALUES ('A1', 'North'), ('B2', 'North'), ('C3', 'South');",
+        )
+        .await
+        .unwrap();
+    let config = format!(
+        "[[source]]\nname = \"pg\"\nkind = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\n\
+         password = \"{PG_SECRET}\"\ndatabase = \"{}\"\nsslmode = \"disable\"\n\n\
+         [[source]]\nname = \"maria\"\nkind = \"mysql\"\nhost = \"{}\"\nport = {}\nuser = \"root\"\n\
+         database = \"{}\"\nsslmode = \"disabled\"\n",
+        pg_host(),
+        pg_port(),
+        pg.name,
+        mariadb_host(),
+        mariadb_port(),
+        maria.name
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let single = engine_from_text(&config, dir.path()).await.unwrap();
+    let cluster = engine_from_text(&config, dir.path()).await.unwrap();
+    let runner = on_the_wire(&cluster);
+    for sql in [
+        "SELECT station, count(*) AS n FROM pg.officers GROUP BY 1 ORDER BY 1",
+        "SELECT o.name, sum(s.hours) AS hours FROM pg.officers o JOIN pg.shifts s ON s.officer = o.id \
+         WHERE s.day >= DATE '2026-01-20' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+        "SELECT st.region, count(*) AS n FROM pg.officers o JOIN maria.stations st ON st.code = o.station \
+         GROUP BY 1 ORDER BY 1",
+        "SELECT code FROM maria.stations WHERE region = 'North' ORDER BY code",
+    ] {
+        let got = answer(&cluster, sql).await;
+        assert_eq!(got, answer(&single, sql).await, "{sql}");
+        assert!(got.lines().count() > 4, "{sql}: {got}");
+    }
+    let sent = runner.sent.lock().unwrap().clone();
+    for dialect in ["postgres", "mysql"] {
+        let marker = format!("\"dialect\":\"{dialect}\"");
+        assert!(
+            sent.iter().any(|bytes| contains(bytes, marker.as_bytes())),
+            "a {dialect} query crossed"
+        );
+    }
+    assert!(
+        !sent
+            .iter()
+            .any(|bytes| contains(bytes, PG_SECRET.as_bytes()))
+    );
+
+    // A plan whose bytes were tampered with: the executor refuses anything
+    // but one read-only query, and the table is untouched.
+    let table = cluster.live_table("pg", "officers").await.unwrap().unwrap();
+    for sql in [
+        "DELETE FROM officers",
+        "WITH gone AS (DELETE FROM officers RETURNING id) SELECT count(*) FROM gone",
+        "SELECT * INTO copied FROM officers",
+        "SELECT id FROM officers; DROP TABLE officers",
+    ] {
+        let query = RemoteSql {
+            source: "pg".into(),
+            table: "officers".into(),
+            dialect: "postgres".into(),
+            sql: sql.into(),
+        };
+        let error = SqlQueryExec::for_table(&table, query, table.schema())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("source 'pg'") && error.contains("read-only"),
+            "{sql}: {error}"
+        );
+    }
+    let left = pg
+        .client
+        .query_one("SELECT count(*) FROM officers", &[])
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 400);
+}
+
+/// A Flight SQL source's sub-plans run as the session's user, which SQL
+/// text does not carry: they are refused before anything runs, naming the
+/// source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_sub_plans_are_refused_naming_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    write_incidents(dir.path());
+    let remote = RemoteBluelamp::start(
+        "[[source]]\nname = \"cad\"\nkind = \"files\"\nlocation = \"cad\"\n",
+        "",
+        dir.path(),
+    )
+    .await;
+    let local = engine_from_text(&remote.source("force_b", ""), dir.path())
+        .await
+        .unwrap();
+    let runner = on_the_wire(&local);
+    let session = local.session(Identity::local());
+    let error = match session
+        .sql("SELECT grade, count(*) FROM force_b.incidents GROUP BY grade")
+        .await
+    {
+        Ok(output) => output
+            .stream
+            .try_collect::<Vec<_>>()
+            .await
+            .err()
+            .unwrap()
+            .to_string(),
+        Err(e) => e.message,
+    };
+    assert!(
+        error.contains("'force_b'") && error.contains("Flight SQL"),
+        "{error}"
+    );
+    assert!(runner.sent.lock().unwrap().is_empty(), "nothing was sent");
 }

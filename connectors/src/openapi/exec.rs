@@ -144,6 +144,18 @@ impl OpenApiExec {
             .join(", ")
     }
 
+    /// Whether this scan can only run with a join's keys fed to it while
+    /// it runs: its path needs a value the query's own filters do not give,
+    /// so one process must run the join and the scan together (a cluster's
+    /// stages cannot pass keys between them).
+    pub fn needs_lookup(&self) -> bool {
+        self.table.path_params.iter().any(|param| {
+            !self
+                .values
+                .contains_key(&Target::Path(param.column.clone()))
+        })
+    }
+
     /// Columns a join's dynamic filter can turn into requests: path parameters,
     /// and columns with an equality parameter that takes a list.
     fn lookup_column(&self, column: &str) -> Option<Target> {

@@ -247,7 +247,8 @@ pub async fn open(source: &SourceConfig) -> Result<Opened, SourceError> {
                 .map(config::OnBehalfOf::parse)
                 .transpose()
                 .map_err(|m| SourceError::new(source, m))?,
-        ),
+        )
+        .with_shared_pacer(&source.name, source.shared_pacer()),
     );
     Ok(Opened {
         config,

@@ -129,6 +129,15 @@ impl<R: Remote> SQLExecutor for Repaired<R> {
         schema: SchemaRef,
         filters: &[Arc<dyn PhysicalExpr>],
     ) -> DFResult<SendableRecordBatchStream> {
+        if let Some(captured) = super::portable::capture(
+            &self.source.name,
+            &self.remote.database(),
+            query,
+            &schema,
+            filters,
+        ) {
+            return Ok(captured);
+        }
         let source = self.source.clone();
         let stream = self
             .remote

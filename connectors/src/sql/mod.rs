@@ -23,7 +23,9 @@
 //!   it ([`bytes`]), joins' keys narrow a scan ([`dynamic`]), PostgreSQL
 //!   estimates a sub-plan's size ([`estimate`]), and each workaround for an
 //!   upstream defect is a file of its own under [`upstream`], to be deleted
-//!   when upstream is fixed.
+//!   when upstream is fixed;
+//! - on a cluster, [`portable`] carries a federated sub-plan's final SQL to
+//!   an executor, which runs it over its own connection.
 
 mod bytes;
 mod dynamic;
@@ -32,6 +34,7 @@ pub(crate) mod exec;
 pub(crate) mod functions;
 mod guard;
 mod mysql;
+pub mod portable;
 mod postgres;
 mod provider;
 mod repair;

@@ -88,6 +88,11 @@ pub struct EngineSettings {
     /// queries on its executors: plans are made, checked and audited here,
     /// then executed there (`bluelamp scheduler`, `bluelamp executor`).
     pub cluster: Option<String>,
+    /// The cluster service beside the scheduler, which keeps each source's
+    /// rate budget for the whole cluster and counts lost executors
+    /// (`"http://host:50051"`; default: the scheduler's host and the port
+    /// after the scheduler's, where `bluelamp scheduler` serves it).
+    pub cluster_service: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -98,6 +103,7 @@ impl Default for EngineSettings {
             batch_size: 8192,
             data_dir: None,
             cluster: None,
+            cluster_service: None,
         }
     }
 }
@@ -168,6 +174,17 @@ struct RawConfig {
 }
 
 impl Config {
+    /// This configuration with every source taking its rate-limit slots
+    /// from `pacer` too, shared with the other processes that scan it (a
+    /// cluster's executors).
+    #[must_use]
+    pub fn with_shared_pacer(mut self, pacer: Arc<dyn crate::source::SharedPacer>) -> Self {
+        for source in &mut self.sources {
+            source.pacer = Some(Arc::clone(&pacer));
+        }
+        self
+    }
+
     /// The configuration as a cluster executor runs it: the same sources
     /// and policy settings, but no audit trail (the front end audits every
     /// statement; an executor appending to the same file would break its
@@ -323,6 +340,7 @@ impl Config {
                     index,
                     span,
                     acceleration,
+                    pacer: None,
                 },
             )
             .collect();

@@ -27,6 +27,9 @@ pub struct SourceConfig {
     /// `[source.accelerate]` and `[source.tables.NAME.accelerate]`, taken out
     /// of `options`: the engine's, not the connector's.
     pub(super) acceleration: super::accelerate::SourceAcceleration,
+    /// Where a cluster executor takes rate-limit slots shared with the
+    /// other executors ([`Config::with_shared_pacer`](super::Config::with_shared_pacer)).
+    pub(super) pacer: Option<Arc<dyn crate::source::SharedPacer>>,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -67,7 +70,15 @@ impl SourceConfig {
             index: 0,
             span: 0..0,
             acceleration: super::accelerate::SourceAcceleration::default(),
+            pacer: None,
         })
+    }
+
+    /// The rate budget this source shares with other processes (a cluster
+    /// executor's), if any: a connector with a rate limit takes each slot
+    /// there rather than only from its own.
+    pub fn shared_pacer(&self) -> Option<&Arc<dyn crate::source::SharedPacer>> {
+        self.pacer.as_ref()
     }
 
     /// Deserializes the kind-specific options into the connector's typed config.

@@ -44,7 +44,9 @@ pub trait PlanRunner: Send + Sync + std::fmt::Debug {
 
     /// Whether `plan` runs here rather than in this process. A plan that
     /// reads no source (`SELECT 1`, `information_schema`, `SHOW TABLES`)
-    /// is better run where it was planned.
+    /// is better run where it was planned; so is one that needs state only
+    /// one process shares (a scan driven by a join's keys), which the
+    /// engine then plans again for itself.
     fn accepts(&self, _plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> bool {
         true
     }
@@ -439,8 +441,27 @@ pub(crate) fn federated_context(config: SessionConfig) -> SessionContext {
 /// cluster's stage planner cannot carry and refuses to reorder), or
 /// round-robin repartitions and physical scalar subqueries, which Ballista's
 /// stage planner does not split.
+///
+/// Nor a join that collects its build side in one partition
+/// (`CollectLeft`) where DataFusion chose it: Ballista 55's stage planner
+/// turns such a join whose build side it cannot size into a partitioned
+/// one without re-checking the operators above, so a global aggregate over
+/// it answered one row per partition (a C&C ⨝ RMS `count(*)` gave nine
+/// partial counts). Planned partitioned here, with at least two partitions,
+/// every operator above is planned for it; Ballista may still broadcast a
+/// side it knows is small, which keeps the partitioning above correct.
 fn cluster_settings(config: SessionConfig) -> SessionConfig {
+    let partitions = config.target_partitions().max(2);
     config
+        .with_target_partitions(partitions)
+        .set_usize(
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            0,
+        )
+        .set_usize(
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            0,
+        )
         .with_round_robin_repartition(false)
         .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
         .set_bool(
@@ -452,6 +473,25 @@ fn cluster_settings(config: SessionConfig) -> SessionConfig {
             false,
         )
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+}
+
+/// Undoes, in `config`, what [`cluster_settings`] changes for the physical
+/// plan, for a statement a cluster engine runs in its own process (a scan
+/// that only a join's keys can drive, through a dynamic filter). Logical
+/// settings (string and Parquet types) stay, since the statement's logical
+/// plan was made with them.
+pub(crate) fn local_settings(config: &mut SessionConfig) {
+    let options = config.options_mut();
+    options.optimizer.enable_round_robin_repartition = true;
+    // Through `set`, which turns on the join, TopK and aggregate filters too.
+    if let Err(e) = options.set(
+        "datafusion.optimizer.enable_dynamic_filter_pushdown",
+        "true",
+    ) {
+        tracing::warn!("dynamic filters stay off for a statement run here: {e}");
+    }
+    options.optimizer.hash_join_single_partition_threshold = JOIN_BROADCAST_BYTES;
+    options.optimizer.hash_join_single_partition_threshold_rows = JOIN_BROADCAST_ROWS;
 }
 
 /// Largest join side (estimated bytes) built once and shared, not repartitioned.

@@ -274,6 +274,39 @@ impl Session {
         (!writes && runner.accepts(plan)).then(|| Arc::clone(runner))
     }
 
+    /// `df`'s physical plan, its task context, and the cluster that runs it
+    /// where the engine has one that takes it. A plan the cluster declines
+    /// (one a join's keys must drive, see [`PlanRunner::accepts`]) is
+    /// planned again here with one process's settings and runs here.
+    ///
+    /// [`PlanRunner::accepts`]: crate::session::PlanRunner::accepts
+    async fn place(
+        &self,
+        df: datafusion::dataframe::DataFrame,
+    ) -> datafusion::error::Result<(
+        Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        Arc<datafusion::execution::TaskContext>,
+        Option<Arc<dyn crate::session::PlanRunner>>,
+    )> {
+        let task = Arc::new(df.task_ctx());
+        let (state, logical) = df.into_parts();
+        let plan = state.create_physical_plan(&logical).await?;
+        if self.engine.inner.runner.get().is_none() {
+            return Ok((plan, task, None));
+        }
+        if let Some(runner) = self.runner_for(&plan) {
+            return Ok((plan, task, Some(runner)));
+        }
+        let mut local = state;
+        super::engine::local_settings(local.config_mut());
+        let plan = local.create_physical_plan(&logical).await?;
+        Ok((
+            plan,
+            Arc::new(datafusion::execution::TaskContext::from(&local)),
+            None,
+        ))
+    }
+
     /// Starts executing a planned statement. DDL and `SET` take effect here; queries
     /// start streaming.
     ///
@@ -287,10 +320,9 @@ impl Session {
         let marking = planned.marking;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let task = Arc::new(df.task_ctx());
-            let plan = df.create_physical_plan().await?;
+            let (plan, task, runner) = self.place(df).await?;
             let schema = result_schema(&plan, marking.as_deref());
-            let stream = match self.runner_for(&plan) {
+            let stream = match runner {
                 Some(runner) => runner.run(plan, task).await?,
                 None => execute_stream(plan, task)?,
             };
@@ -324,10 +356,9 @@ impl Session {
         let marking = planned.marking;
         let result = async {
             let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let task = Arc::new(df.task_ctx());
-            let plan = df.create_physical_plan().await?;
+            let (plan, task, runner) = self.place(df).await?;
             let schema = result_schema(&plan, marking.as_deref());
-            let streams = match self.runner_for(&plan) {
+            let streams = match runner {
                 Some(runner) => vec![runner.run(plan, task).await?],
                 None => execute_stream_partitioned(plan, task)?,
             };

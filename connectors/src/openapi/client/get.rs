@@ -59,7 +59,11 @@ impl ApiClient {
                 message: "client closed".into(),
                 unavailable: true,
             })?;
-            self.wait_for_slot().await;
+            self.wait_for_slot().await.map_err(|message| FetchError {
+                status: None,
+                message,
+                unavailable: true,
+            })?;
             let mut request = self
                 .with_extra_headers(self.http.get(url.clone()))
                 .map_err(|message| FetchError {

@@ -85,6 +85,9 @@ pub struct ApiClient {
     permits: Semaphore,
     interval: Option<Duration>,
     next_slot: Mutex<Instant>,
+    /// The source's name and the rate budget it shares with a cluster's
+    /// other executors, used instead of `next_slot` where set.
+    shared_pacer: Option<(String, Arc<dyn bluelamp_engine::SharedPacer>)>,
     retries: u32,
     secrets: Vec<String>,
 }
@@ -133,9 +136,21 @@ impl ApiClient {
                 .filter(|r| *r > 0.0)
                 .map(|r| Duration::from_secs_f64(1.0 / r)),
             next_slot: Mutex::new(Instant::now()),
+            shared_pacer: None,
             retries,
             secrets,
         })
+    }
+
+    /// Takes rate-limit slots from `pacer`, shared with other processes, as
+    /// `source` (see [`bluelamp_engine::SharedPacer`]).
+    pub fn with_shared_pacer(
+        mut self,
+        source: &str,
+        pacer: Option<&Arc<dyn bluelamp_engine::SharedPacer>>,
+    ) -> Self {
+        self.shared_pacer = pacer.map(|pacer| (source.to_string(), Arc::clone(pacer)));
+        self
     }
 
     /// Sends these headers with every request.

@@ -1,4 +1,5 @@
-//! Pacing and the retry policy: the slots of a source's rate limit, the
+//! Pacing and the retry policy: the slots of a source's rate limit (this
+//! process's own, or a budget shared across a cluster), the
 //! exponential backoff with jitter between attempts, and how long a
 //! `Retry-After` answer may make a request wait.
 
@@ -15,11 +16,23 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 pub(super) const EXTRA_429_ATTEMPTS: u32 = 10;
 
 impl ApiClient {
-    pub(super) async fn wait_for_slot(&self) {
+    /// Waits for the next of the source's rate-limit slots: from the budget
+    /// shared across a cluster where this process has one, else its own.
+    ///
+    /// # Errors
+    /// The shared budget cannot be reached; the request must not be sent.
+    pub(super) async fn wait_for_slot(&self) -> Result<(), String> {
         let Some(interval) = self.interval else {
-            return;
+            return Ok(());
         };
-        let wait = {
+        let wait = if let Some((source, pacer)) = &self.shared_pacer {
+            pacer.reserve(source, interval).await.map_err(|e| {
+                format!(
+                    "the rate budget this source shares across the cluster cannot be reached, \
+                     so no request was sent: {e}"
+                )
+            })?
+        } else {
             let mut next = self.next_slot.lock().await;
             let now = Instant::now();
             let slot = (*next).max(now);
@@ -29,6 +42,7 @@ impl ApiClient {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        Ok(())
     }
 }
 

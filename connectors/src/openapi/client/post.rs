@@ -68,7 +68,12 @@ impl ApiClient {
                     reason: "client closed".into(),
                 };
             };
-            self.wait_for_slot().await;
+            if let Err(reason) = self.wait_for_slot().await {
+                return Posted::Failed {
+                    status: None,
+                    reason,
+                };
+            }
             let mut request = match self.with_extra_headers(self.http.post(url.clone()).json(body))
             {
                 Ok(request) => request,

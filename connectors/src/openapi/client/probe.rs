@@ -44,7 +44,7 @@ impl ApiClient {
             .acquire()
             .await
             .map_err(|_| "client closed".to_string())?;
-        self.wait_for_slot().await;
+        self.wait_for_slot().await?;
         let mut request = self.with_extra_headers(self.http.request(method, url.clone()))?;
         if let Some(body) = body {
             request = request.json(body);

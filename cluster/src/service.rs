@@ -10,6 +10,8 @@
 //!   [`SharedPacer`]): `POST /v1/reserve {"source", "interval_us"}` answers
 //!   how long to wait. The slots are spaced exactly as one process spaces
 //!   its own, whichever executor takes them.
+//! - **What each budget was spent on.** `GET /v1/budgets` answers the
+//!   slots given per source since the service started.
 //! - **Executor losses.** `GET /v1/losses` answers how many executors the
 //!   scheduler has removed ([`crate::losses`]), so a front end can refuse a
 //!   job that lived through one.
@@ -18,7 +20,7 @@
 //! count. If it cannot be reached, a request is not sent and the scan fails
 //! naming the source, rather than risk the supplier's limit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,10 +60,10 @@ struct Reserved {
     wait_us: u64,
 }
 
-/// Each source's next free slot.
+/// Each source's next free slot, and the slots given so far.
 #[derive(Debug, Default)]
 struct Budgets {
-    next: Mutex<HashMap<String, Instant>>,
+    next: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl Budgets {
@@ -80,15 +82,23 @@ impl Budgets {
         let now = Instant::now();
         if next.len() >= MAX_SOURCES && !next.contains_key(&request.source) {
             // Slots in the past carry no budget: forget them first.
-            next.retain(|_, slot| *slot > now);
+            next.retain(|_, (slot, _)| *slot > now);
             if next.len() >= MAX_SOURCES {
                 return Err("too many sources share this pacer".into());
             }
         }
-        let slot = next.entry(request.source).or_insert(now);
+        let (slot, given) = next.entry(request.source).or_insert((now, 0));
         let at = (*slot).max(now);
         *slot = at + interval;
+        *given += 1;
         Ok(at - now)
+    }
+
+    async fn given(&self) -> BTreeMap<String, u64> {
+        let next = self.next.lock().await;
+        next.iter()
+            .map(|(source, (_, given))| (source.clone(), *given))
+            .collect()
     }
 }
 
@@ -103,6 +113,11 @@ struct Kept {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct LossCount {
     lost: u64,
+}
+
+/// Slots given per source since the service started.
+async fn budgets(State(kept): State<Arc<Kept>>) -> Json<BTreeMap<String, u64>> {
+    Json(kept.budgets.given().await)
 }
 
 async fn losses(State(kept): State<Arc<Kept>>) -> Json<LossCount> {
@@ -170,6 +185,7 @@ pub async fn start_service(
     let app = axum::Router::new()
         .route("/v1/reserve", post(reserve))
         .route("/v1/losses", get(self::losses))
+        .route("/v1/budgets", get(budgets))
         .with_state(Arc::new(Kept {
             budgets: Budgets::default(),
             losses,
@@ -232,6 +248,25 @@ impl ServiceClient {
             format!("the cluster service at {endpoint} answered what is not a count: {e}")
         })?;
         Ok(count.lost)
+    }
+
+    /// The slots given so far, per source: what each source's budget has
+    /// been spent on across the cluster.
+    ///
+    /// # Errors
+    /// The service cannot be reached or answers nonsense.
+    pub async fn budgets(&self) -> Result<BTreeMap<String, u64>, String> {
+        let endpoint = self.endpoint("/v1/budgets")?;
+        let response = self
+            .http
+            .get(endpoint.clone())
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("the cluster service at {endpoint} did not answer: {e}"))?;
+        response.json().await.map_err(|e| {
+            format!("the cluster service at {endpoint} answered what is not a list of budgets: {e}")
+        })
     }
 
     /// The service's address for the scheduler at `scheduler`

@@ -17,9 +17,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use bluelamp_cluster::BluelampCodec;
+use bluelamp_cluster::{BluelampCodec, Losses, ServiceClient, start_service};
 use bluelamp_connectors::sql::portable::{RemoteSql, SqlQueryExec};
-use bluelamp_engine::{Engine, Identity, PlanRunner};
+use bluelamp_engine::{Config, Engine, Identity, PlanRunner};
 use bluelamp_tests::fixtures::{LiveDemo, RemoteBluelamp, engine_from_text, write_incidents};
 use bluelamp_tests::services::{
     MariaDatabase, PgDatabase, mariadb_host, mariadb_port, pg_host, pg_port, service_missing,
@@ -385,4 +385,72 @@ async fn flight_sql_sub_plans_are_refused_naming_the_source() {
         "{error}"
     );
     assert!(runner.sent.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+/// An executor's OpenAPI requests take their slots from the cluster's one
+/// budget for the source (the cluster service), not from their own; with
+/// the service gone, no request is sent and the query fails, naming the
+/// source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_requests_take_slots_from_the_cluster_budget() {
+    use bluelamp_simulators::http::{SystemKind, SystemOptions, openapi_sources, start};
+    let force = Arc::new(bluelamp_simulators::generate(1, 0.01, |_| {}));
+    let mut systems = Vec::new();
+    for kind in SystemKind::ALL {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        systems.push(
+            start(kind, Arc::clone(&force), SystemOptions::default(), addr)
+                .await
+                .unwrap(),
+        );
+    }
+    let text = openapi_sources(&systems, &SystemOptions::default());
+    assert!(text.contains("name = \"cad\"\n"), "{text}");
+    let text = text.replacen("name = \"cad\"\n", "name = \"cad\"\nrate_limit = 200\n", 1);
+    let service = start_service("127.0.0.1:0".parse().unwrap(), Losses::default())
+        .await
+        .unwrap();
+    let client = ServiceClient::new(&format!("http://{}", service.addr)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&text, "cluster.toml", dir.path().to_path_buf())
+        .unwrap()
+        .for_executor()
+        .with_shared_pacer(Arc::new(client.clone()));
+    let engine = Engine::start(config, &bluelamp_connectors::registry())
+        .await
+        .unwrap();
+    let sent = bluelamp_connectors::openapi::client::requests_sent();
+    let answer = answer(&engine, "SELECT count(*) AS n FROM cad.incidents").await;
+    let requests = bluelamp_connectors::openapi::client::requests_sent() - sent;
+    assert!(
+        answer.contains(&force.incidents.len().to_string()),
+        "{answer}"
+    );
+    let budgets = client.budgets().await.unwrap();
+    // Every request of the scan took a slot; RMS has no limit and took none.
+    assert_eq!(budgets.get("cad").copied(), Some(requests), "{budgets:?}");
+    assert!(!budgets.contains_key("rms"), "{budgets:?}");
+
+    drop(service);
+    let sent = bluelamp_connectors::openapi::client::requests_sent();
+    let session = engine.session(Identity::local());
+    let error = match session.sql("SELECT count(*) FROM cad.incidents").await {
+        Ok(output) => output
+            .stream
+            .try_collect::<Vec<_>>()
+            .await
+            .err()
+            .unwrap()
+            .to_string(),
+        Err(e) => e.message,
+    };
+    assert!(
+        error.contains("cad") && error.contains("rate budget"),
+        "{error}"
+    );
+    assert_eq!(
+        bluelamp_connectors::openapi::client::requests_sent(),
+        sent,
+        "no request went out without a slot"
+    );
 }

@@ -164,6 +164,11 @@ fn three_commands_make_a_cluster_that_answers_as_one_process() {
     let mut queries: Vec<String> = [
         // C&C over OpenAPI (an API key), a pushed filter.
         "SELECT grade, count(*) AS n FROM cad.incidents WHERE grade IN ('E', 'S') GROUP BY grade ORDER BY grade",
+        // Three request series (a path per incident), three partitions: a
+        // task each, on either executor.
+        "SELECT incident_urn, count(*) AS n FROM cad.incident_assignments \
+         WHERE incident_urn IN ('CAD-20261007-00005', 'CAD-20261007-00007', 'CAD-20261007-00014') \
+         GROUP BY 1 ORDER BY 1",
         // RMS over OpenAPI (OAuth2) joined to C&C: a shuffle between stages.
         "SELECT i.grade, count(*) AS n FROM cad.incidents i JOIN rms.crimes c ON c.incident_urn = i.urn GROUP BY 1 ORDER BY 1",
         // ANPR Parquet files, read by the executors from their own stores.

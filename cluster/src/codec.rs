@@ -49,6 +49,9 @@ enum Node {
     OpenApi {
         scan: RemoteScan,
         schema: serde_json::Value,
+        /// The partitions the scan was planned with (one per request
+        /// series, see `OpenApiExec`): the scheduler plans a task for each.
+        partitions: usize,
     },
     /// A database's federated sub-plan: its final SQL, and the columns it
     /// returns.
@@ -158,12 +161,23 @@ impl BluelampCodec {
             Node::OpenApi { schema, .. } | Node::Sql { schema, .. } => schema.clone(),
         };
         let Some(engine) = &self.engine else {
-            // The scheduler: the node's description, to send on.
+            // The scheduler: the node's description, to send on, with the
+            // partitions it was planned with (a task each).
             let schema = to_schema(planned, "a scan")?;
-            return Ok(Arc::new(PendingScanExec::new(node, Arc::new(schema))));
+            let partitions = match &node {
+                Node::OpenApi { partitions, .. } => *partitions,
+                Node::Sql { .. } | Node::SchemaCast { .. } => 1,
+            };
+            return Ok(Arc::new(PendingScanExec::new(
+                node,
+                Arc::new(schema),
+                partitions,
+            )));
         };
         match node {
-            Node::OpenApi { scan, .. } => {
+            Node::OpenApi {
+                scan, partitions, ..
+            } => {
                 let schema = to_schema(planned, "an OpenAPI scan")?;
                 let table = self.find_table(engine, &scan.source, &scan.table)?;
                 let Some(provider) = table.downcast_ref::<OpenApiTableProvider>() else {
@@ -175,6 +189,15 @@ impl BluelampCodec {
                 };
                 let exec = provider.rescan(&scan)?;
                 same_columns(&scan.source, &scan.table, &exec.schema(), &schema)?;
+                let here = exec.properties().partitioning.partition_count();
+                if here != partitions {
+                    return Err(DataFusionError::Plan(format!(
+                        "source '{}': table '{}' splits into {here} partitions in this executor \
+                         but {partitions} where the query was planned; every process of a \
+                         cluster needs the same version of Bluelamp and the same configuration",
+                        scan.source, scan.table
+                    )));
+                }
                 Ok(Arc::new(exec))
             }
             Node::Sql { query, .. } => {
@@ -289,6 +312,7 @@ impl PhysicalExtensionCodec for BluelampCodec {
             Some(Node::OpenApi {
                 scan: scan.remote(),
                 schema: from_schema(scan.schema().as_ref())?,
+                partitions: scan.properties().partitioning.partition_count(),
             })
         } else if let Some(query) = remote_sql(node.as_ref()) {
             Some(Node::Sql {
@@ -377,12 +401,12 @@ pub struct PendingScanExec {
 }
 
 impl PendingScanExec {
-    fn new(node: Node, schema: SchemaRef) -> Self {
+    fn new(node: Node, schema: SchemaRef, partitions: usize) -> Self {
         Self {
             node,
             properties: Arc::new(PlanProperties::new(
                 EquivalenceProperties::new(schema),
-                Partitioning::UnknownPartitioning(1),
+                Partitioning::UnknownPartitioning(partitions.max(1)),
                 EmissionType::Incremental,
                 Boundedness::Bounded,
             )),

@@ -8,13 +8,14 @@ use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use bluelamp_connectors::openapi::exec::OpenApiExec;
 use bluelamp_engine::PlanRunner;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 use futures::{StreamExt, TryStreamExt};
@@ -99,6 +100,7 @@ impl PlanRunner for ClusterRunner {
         plan: Arc<dyn ExecutionPlan>,
         task: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let plan = sliced(plan)?;
         let settings = cluster_settings(task.session_config())?;
         let before = losses(&self.service, &self.scheduler).await?;
         let ballista = settings.ballista_config();
@@ -150,6 +152,32 @@ impl PlanRunner for ClusterRunner {
 }
 
 /// A leaf that reads no source.
+/// `plan` with each OpenAPI scan of several partitions replaced by its
+/// single-partition slices side by side (a union with the same
+/// partitions): Ballista hands each task a leaf's partitions only for
+/// leaves it knows, and runs every partition of any other in every task,
+/// which read a three-incident scan three times over in a test.
+///
+/// # Errors
+/// A union of the slices cannot be built (never, for slices of one scan).
+pub fn sliced(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(scan) = node.downcast_ref::<OpenApiExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let slices = scan.slices();
+        if slices.len() <= 1 {
+            return Ok(Transformed::no(node));
+        }
+        let children = slices
+            .into_iter()
+            .map(|slice| Arc::new(slice) as Arc<dyn ExecutionPlan>)
+            .collect();
+        Ok(Transformed::yes(UnionExec::try_new(children)?))
+    })
+    .map(|done| done.data)
+}
+
 /// Executors lost so far, as the cluster service of the scheduler at
 /// `scheduler` counts them.
 async fn losses(service: &ServiceClient, scheduler: &str) -> Result<u64> {

@@ -74,6 +74,7 @@ impl PlanRunner for WireRunner {
         task: Arc<TaskContext>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
         let front = BluelampCodec::planning();
+        let plan = bluelamp_cluster::sliced(plan)?;
         let bytes = match PhysicalPlanNode::try_from_physical_plan(plan, &front) {
             Ok(node) => node.encode_to_vec(),
             Err(e) => return Err(front.refusal().unwrap_or(e)),
@@ -137,6 +138,10 @@ async fn plans_cross_without_secrets_and_answer_the_same() {
     for sql in [
         // OpenAPI with an API key (C&C), a filter pushed as a parameter.
         "SELECT grade, count(*) AS n FROM cad.incidents WHERE grade = 'E' GROUP BY grade",
+        // One request series (a path) per incident: a partition each.
+        "SELECT incident_urn, count(*) AS n FROM cad.incident_assignments \
+         WHERE incident_urn IN ('CAD-20261007-00005', 'CAD-20261007-00007', 'CAD-20261007-00014') \
+         GROUP BY 1 ORDER BY 1",
         // OpenAPI with OAuth2 client credentials (RMS), joined to C&C.
         "SELECT i.grade, count(*) AS n FROM cad.incidents i \
          JOIN rms.crimes c ON c.incident_urn = i.urn GROUP BY 1 ORDER BY 1",
@@ -154,6 +159,19 @@ async fn plans_cross_without_secrets_and_answer_the_same() {
     let sent = runner.sent.lock().unwrap().clone();
     assert!(sent.len() >= 4, "every query crossed: {}", sent.len());
     assert_no_secrets(&sent);
+    // The scan of three incidents' paths is three partitions, which cross
+    // as three single-partition slices (a task each).
+    let plan = answer(
+        &cluster.engine,
+        "EXPLAIN SELECT * FROM cad.incident_assignments \
+         WHERE incident_urn IN ('CAD-20261007-00005', 'CAD-20261007-00007', 'CAD-20261007-00014')",
+    )
+    .await;
+    assert!(plan.contains("partitions=3"), "{plan}");
+    assert!(
+        sent.iter().any(|bytes| contains(bytes, b"\"slice\":[2,3]")),
+        "the slices crossed"
+    );
 }
 
 /// Every cookbook query (C&C and RMS over HTTP, the custody SQLite

@@ -1,8 +1,11 @@
 //! `OpenApiExec`: walks an endpoint's pages and streams them as Arrow batches.
 //!
-//! One task per scan fetches pages into a bounded channel (so memory stays
-//! bounded and a slow consumer slows the fetching), decodes each page with
-//! `arrow-json` against the documented schema, and stops early at a `LIMIT`.
+//! A scan is split into one partition per request series it issues (a path
+//! per key, a query per value), up to 16, so a cluster's executors fetch
+//! them side by side. One task per partition fetches pages into a bounded
+//! channel (so memory stays bounded and a slow consumer slows the
+//! fetching), decodes each page with `arrow-json` against the documented
+//! schema, and stops early at a `LIMIT`.
 //! Dropping the stream aborts the task. A page that is not JSON, or a record
 //! that contradicts the documented schema, fails the query with an error naming
 //! the source, the endpoint and the page — rows are never dropped silently.
@@ -67,6 +70,10 @@ pub struct OpenApiExec {
     schema: SchemaRef,
     limit: Option<usize>,
     page_size: Option<u64>,
+    /// `Some((i, n))`: this scan is the `i`-th of `n` slices of one scan,
+    /// with one partition walking every `n`-th request series from the
+    /// `i`-th (see [`OpenApiExec::slices`]).
+    slice: Option<(usize, usize)>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -100,9 +107,10 @@ impl OpenApiExec {
             Some(p) => Arc::new(full_schema.project(p)?),
             None => Arc::clone(&full_schema),
         };
+        let partitions = scan_partitions(&source, &table, &values, limit);
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
@@ -119,9 +127,39 @@ impl OpenApiExec {
             schema,
             limit,
             page_size,
+            slice: None,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// This scan as one single-partition scan per partition, side by side:
+    /// the same rows, for an engine that cannot split a leaf's partitions
+    /// between tasks itself (Ballista runs every partition of a leaf it does
+    /// not know in each task). A scan of one partition is itself.
+    pub fn slices(&self) -> Vec<Self> {
+        let n = self.properties.partitioning.partition_count();
+        if n <= 1 || self.slice.is_some() {
+            return vec![self.clone_node()];
+        }
+        (0..n).map(|i| self.slice_of(Some((i, n)))).collect()
+    }
+
+    /// A copy of this scan as slice `slice` (see [`OpenApiExec::slices`]).
+    pub(super) fn slice_of(&self, slice: Option<(usize, usize)>) -> Self {
+        let mut node = self.clone_node();
+        if let Some((i, n)) = slice
+            && i < n
+        {
+            node.slice = Some((i, n));
+            node.properties = Arc::new(PlanProperties::new(
+                EquivalenceProperties::new(Arc::clone(&self.schema)),
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            ));
+        }
+        node
     }
 
     /// Sends `identity` (the end user's header) with every request.
@@ -193,6 +231,10 @@ pub struct RemoteScan {
     pub projection: Option<Vec<usize>>,
     /// Rows wanted at most.
     pub limit: Option<usize>,
+    /// Which slice of the scan this is, of how many (see
+    /// [`OpenApiExec::slices`]).
+    #[serde(default)]
+    pub slice: Option<(usize, usize)>,
     /// The end user's header (name, value bytes) where the source is sent
     /// one: who is asking, not a credential.
     pub identity: Option<(String, Vec<u8>)>,
@@ -224,6 +266,7 @@ impl OpenApiExec {
             path,
             projection: self.projection.clone(),
             limit: self.limit,
+            slice: self.slice,
             identity: self
                 .identity
                 .as_ref()
@@ -242,6 +285,26 @@ impl OpenApiExec {
         }
         values
     }
+}
+
+/// Most partitions one scan is split into.
+const MAX_SCAN_PARTITIONS: usize = 16;
+
+/// How many partitions a scan with these parameter values is split into:
+/// one per request series (a path per key, a query per value or chunk of a
+/// list) up to [`MAX_SCAN_PARTITIONS`], so that a cluster's executors fetch
+/// them side by side; one where a row limit must be counted across them
+/// all, or where the series are not known yet.
+fn scan_partitions(
+    source: &str,
+    table: &TableSpec,
+    values: &BTreeMap<Target, Vec<String>>,
+    limit: Option<usize>,
+) -> usize {
+    if limit.is_some() {
+        return 1;
+    }
+    build_requests(source, table, values).map_or(1, |sets| sets.len().clamp(1, MAX_SCAN_PARTITIONS))
 }
 
 pub(super) fn abbreviate(v: &str) -> String {
@@ -269,6 +332,13 @@ impl DisplayAs for OpenApiExec {
         }
         if let Some(limit) = self.limit {
             write!(f, " limit={limit}")?;
+        }
+        let partitions = self.properties.partitioning.partition_count();
+        if partitions > 1 {
+            write!(f, " partitions={partitions}")?;
+        }
+        if let Some((i, n)) = self.slice {
+            write!(f, " slice={}/{n}", i + 1)?;
         }
         Ok(())
     }
@@ -318,11 +388,25 @@ impl ExecutionPlan for OpenApiExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        if partition != 0 {
+        let partitions = self.properties.partitioning.partition_count();
+        if partition >= partitions {
             return Err(DataFusionError::Internal(format!(
-                "OpenApiExec has one partition, not {partition}"
+                "OpenApiExec has {partitions} partitions, not {}",
+                partition + 1
             )));
         }
+        // With a join's keys to look up, the request series are known only
+        // when the scan starts: the first partition walks them all.
+        // Otherwise each partition walks every n-th series of the same list.
+        let looks_up = !self.dynamic.is_empty();
+        let (part, parts) = self.slice.unwrap_or((partition, partitions));
+        let mine = move |index: usize| {
+            if looks_up {
+                part == 0
+            } else {
+                index % parts == part
+            }
+        };
         let counters = Counters {
             requests: MetricBuilder::new(&self.metrics).global_counter("requests"),
             pages: MetricBuilder::new(&self.metrics).global_counter("pages"),
@@ -384,9 +468,12 @@ impl ExecutionPlan for OpenApiExec {
                     }
                 };
                 let mut remaining = scan.limit;
-                for set in requests {
+                for (index, set) in requests.into_iter().enumerate() {
                     if remaining == Some(0) {
                         break;
+                    }
+                    if !mine(index) {
+                        continue;
                     }
                     if let Err(e) = scan.walk(&set, &tx, &mut remaining).await {
                         let _ = tx.send(Err(e)).await;
@@ -457,8 +544,11 @@ impl ExecutionPlan for OpenApiExec {
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
-        _args: &StatisticsArgs,
+        args: &StatisticsArgs,
     ) -> DFResult<Arc<Statistics>> {
+        if args.partition().is_some() && self.properties.partitioning.partition_count() > 1 {
+            return Ok(Arc::new(Statistics::new_unknown(&self.schema)));
+        }
         let narrowed: u64 = self
             .values
             .iter()
@@ -496,6 +586,7 @@ impl OpenApiExec {
             schema: Arc::clone(&self.schema),
             limit: self.limit,
             page_size: self.page_size,
+            slice: self.slice,
             properties: Arc::clone(&self.properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }

@@ -225,7 +225,8 @@ impl OpenApiTableProvider {
             scan.limit,
             self.page_size,
         )?
-        .with_identity(identity))
+        .with_identity(identity)
+        .slice_of(scan.slice))
     }
 
     fn error(&self, message: String) -> DataFusionError {

@@ -236,27 +236,17 @@ impl ServiceClient {
     /// # Errors
     /// The service cannot be reached or answers nonsense.
     pub async fn losses(&self) -> Result<u64, String> {
-        let endpoint = self.endpoint("/v1/losses")?;
-        let response = self
-            .http
-            .get(endpoint.clone())
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("the cluster service at {endpoint} did not answer: {e}"))?;
-        let count: LossCount = response.json().await.map_err(|e| {
-            format!("the cluster service at {endpoint} answered what is not a count: {e}")
-        })?;
+        let count: LossCount = self.get("/v1/losses", "a count").await?;
         Ok(count.lost)
     }
 
-    /// The slots given so far, per source: what each source's budget has
-    /// been spent on across the cluster.
-    ///
-    /// # Errors
-    /// The service cannot be reached or answers nonsense.
-    pub async fn budgets(&self) -> Result<BTreeMap<String, u64>, String> {
-        let endpoint = self.endpoint("/v1/budgets")?;
+    /// `path`'s JSON answer (`what` names it in errors).
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<T, String> {
+        let endpoint = self.endpoint(path)?;
         let response = self
             .http
             .get(endpoint.clone())
@@ -265,8 +255,17 @@ impl ServiceClient {
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| format!("the cluster service at {endpoint} did not answer: {e}"))?;
         response.json().await.map_err(|e| {
-            format!("the cluster service at {endpoint} answered what is not a list of budgets: {e}")
+            format!("the cluster service at {endpoint} answered what is not {what}: {e}")
         })
+    }
+
+    /// The slots given so far, per source: what each source's budget has
+    /// been spent on across the cluster.
+    ///
+    /// # Errors
+    /// The service cannot be reached or answers nonsense.
+    pub async fn budgets(&self) -> Result<BTreeMap<String, u64>, String> {
+        self.get("/v1/budgets", "a list of budgets").await
     }
 
     /// The service's address for the scheduler at `scheduler`

@@ -116,6 +116,20 @@ fn assert_no_secrets(sent: &[Vec<u8>]) {
     }
 }
 
+/// The error `sql` meets, at planning or while its rows stream.
+async fn error_of(engine: &Engine, sql: &str) -> String {
+    match engine.session(Identity::local()).sql(sql).await {
+        Ok(output) => output
+            .stream
+            .try_collect::<Vec<_>>()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql} answered"))
+            .to_string(),
+        Err(e) => e.message,
+    }
+}
+
 async fn answer(engine: &Engine, sql: &str) -> String {
     answer_as(engine, Identity::local(), sql).await
 }
@@ -384,20 +398,11 @@ async fn flight_sql_sub_plans_are_refused_naming_the_source() {
         .await
         .unwrap();
     let runner = on_the_wire(&local);
-    let session = local.session(Identity::local());
-    let error = match session
-        .sql("SELECT grade, count(*) FROM force_b.incidents GROUP BY grade")
-        .await
-    {
-        Ok(output) => output
-            .stream
-            .try_collect::<Vec<_>>()
-            .await
-            .err()
-            .unwrap()
-            .to_string(),
-        Err(e) => e.message,
-    };
+    let error = error_of(
+        &local,
+        "SELECT grade, count(*) FROM force_b.incidents GROUP BY grade",
+    )
+    .await;
     assert!(
         error.contains("'force_b'") && error.contains("Flight SQL"),
         "{error}"
@@ -451,17 +456,7 @@ async fn rate_limited_requests_take_slots_from_the_cluster_budget() {
 
     drop(service);
     let sent = bluelamp_connectors::openapi::client::requests_sent();
-    let session = engine.session(Identity::local());
-    let error = match session.sql("SELECT count(*) FROM cad.incidents").await {
-        Ok(output) => output
-            .stream
-            .try_collect::<Vec<_>>()
-            .await
-            .err()
-            .unwrap()
-            .to_string(),
-        Err(e) => e.message,
-    };
+    let error = error_of(&engine, "SELECT count(*) FROM cad.incidents").await;
     assert!(
         error.contains("cad") && error.contains("rate budget"),
         "{error}"

@@ -15,6 +15,11 @@ BLUELAMP_BENCH_POLICIES=1 also runs every query on a second Bluelamp server
 with access policy and an audit trail (a grant on every table, a row filter
 pushed to PostgreSQL, markings, a durable audit record per statement), in
 turn with the first, and reports what governance costs.
+BLUELAMP_BENCH_CLUSTER=1 also runs every query on a Bluelamp server whose
+plans run on a local Ballista cluster (`bluelamp scheduler` and two `bluelamp
+executor`s, one task each, as separate processes), checks its answers against
+DuckDB's, and reports the cluster's time against one process's, with each
+process's peak memory.
 """
 
 import decimal
@@ -54,6 +59,7 @@ DATA = os.path.expanduser(
 BIN = os.environ.get("BLUELAMP_BIN", "target/release/bluelamp")
 RUNS = int(os.environ.get("BLUELAMP_BENCH_RUNS", "1"))
 POLICIES = os.environ.get("BLUELAMP_BENCH_POLICIES") == "1"
+CLUSTER = os.environ.get("BLUELAMP_BENCH_CLUSTER") == "1"
 
 # What the governed server adds to its configuration: every table granted,
 # a row filter every row passes (so its rewrite and pushdown are paid for),
@@ -156,7 +162,44 @@ def duck_views(con):
         )
 
 
-def start_bluelamp(work, governed=False):
+def start_process(args):
+    """Starts `bluelamp ARGS` and returns it with its `ready` line."""
+    process = subprocess.Popen([BIN, *args], stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if not line.startswith("ready "):
+        process.kill()
+        raise SystemExit(f"bluelamp {args[0]} did not start: {line!r}")
+    return process, dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+
+
+def start_cluster(work, config):
+    """A scheduler and two executors over `config`; returns the processes
+    and the lines to add under [engine]."""
+    scheduler, ready = start_process(["scheduler", "--listen", "127.0.0.1:0"])
+    processes = [scheduler]
+    for i in range(2):
+        executor, _ = start_process([
+            "executor", "--config", config, "--scheduler", ready["scheduler"],
+            "--service", ready["service"], "--tasks", "1",
+            "--work-dir", os.path.join(work, f"executor-{i}"),
+        ])
+        processes.append(executor)
+    return processes, f'cluster = "{ready["scheduler"]}"\ncluster_service = "{ready["service"]}"\n'
+
+
+def peak_kib(pid):
+    """The process's peak resident memory (VmHWM), in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def start_bluelamp(work, governed=False, cluster=False):
     files = os.path.join(work, "files")
     os.makedirs(files)
     for table in FILE_TABLES:
@@ -165,6 +208,7 @@ def start_bluelamp(work, governed=False):
         [BIN, "hash-password"], input="bench\n", capture_output=True, text=True, check=True
     ).stdout.strip()
     config = os.path.join(work, "bluelamp.toml")
+    cluster_processes = []
     with open(config, "w") as f:
         f.write(
             f'[[source]]\nname = "tpch"\nkind = "files"\nlocation = "{files}"\n\n'
@@ -175,6 +219,13 @@ def start_bluelamp(work, governed=False):
         )
         if governed:
             f.write(GOVERNANCE.format(audit=os.path.join(work, "audit.jsonl")))
+    if cluster:
+        # The executors read the same file; then the front end names them.
+        cluster_processes, engine = start_cluster(work, config)
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(f"[engine]\n{engine}\n{text}")
     server = subprocess.Popen(
         [BIN, "serve", "--config", config, "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
@@ -193,6 +244,8 @@ def start_bluelamp(work, governed=False):
         for table in FILE_TABLES:
             cur.adbc_statement.set_sql_query(f"CREATE VIEW {table} AS SELECT * FROM tpch.{table}")
             cur.adbc_statement.execute_update()
+    if cluster:
+        return server, conn, cluster_processes
     return server, conn
 
 
@@ -289,6 +342,12 @@ def main():
         governed_work = os.path.join(work, "governed")
         os.makedirs(governed_work)
         governed = start_bluelamp(governed_work, governed=True)
+    clustered = None
+    if CLUSTER:
+        cluster_work = os.path.join(work, "cluster")
+        os.makedirs(cluster_work)
+        clustered = start_bluelamp(cluster_work, cluster=True)
+    cluster_times = []
     costs = []
     results = []
     try:
@@ -331,9 +390,34 @@ def main():
                 problem_on = compare(rows_of(got_on), want)
                 costs.append((number, min(off), min(on), problem_on))
                 log(f"Q{number:02d} policies off={min(off):.3f} on={min(on):.3f} {problem_on or 'same'}")
+            if clustered is not None:
+                def on_cluster():
+                    with clustered[1].cursor() as cur:
+                        cur.execute(sql)
+                        return cur.fetch_arrow_table()
+
+                # In turn with one process, best of RUNS each.
+                alone, spread, problem_cluster = [], [], None
+                try:
+                    for _ in range(max(RUNS, 1)):
+                        alone.append(timed(on_bluelamp)[0])
+                        seconds, got_cluster = timed(on_cluster)
+                        spread.append(seconds)
+                    problem_cluster = compare(rows_of(got_cluster), want)
+                    cluster_times.append((number, min(alone), min(spread), problem_cluster))
+                except Exception as e:  # noqa: BLE001 - reported per query
+                    cluster_times.append((number, None, None, f"error: {str(e).splitlines()[0][:200]}"))
+                log(f"Q{number:02d} cluster {cluster_times[-1]}")
             results.append((number, blue_seconds, duck_seconds, problem, pushdown))
             log(f"Q{number:02d} bluelamp={blue_seconds} duckdb={duck_seconds:.3f} {problem or 'ok'}")
     finally:
+        # Peak memory of each process, read while they are still running.
+        peaks = {}
+        if clustered is not None:
+            peaks["front end (one process)"] = peak_kib(server.pid)
+            peaks["front end (cluster)"] = peak_kib(clustered[0].pid)
+            for i, process in enumerate(clustered[2]):
+                peaks["scheduler" if i == 0 else f"executor {i}"] = peak_kib(process.pid)
         conn.close()
         server.terminate()
         server.wait()
@@ -341,6 +425,11 @@ def main():
             governed[1].close()
             governed[0].terminate()
             governed[0].wait()
+        if clustered is not None:
+            clustered[1].close()
+            for process in [clustered[0], *clustered[2]]:
+                process.terminate()
+                process.wait()
     correct = sum(1 for r in results if r[3] is None)
     print("| query | Bluelamp s | DuckDB s | ratio | answer | sent to PostgreSQL |")
     print("|---|---|---|---|---|---|")
@@ -368,6 +457,29 @@ def main():
             f"policies and audit: off {off_total:.2f} s, on {on_total:.2f} s over {len(costs)} queries: "
             f"{(on_total / off_total - 1) * 100:+.1f} % (target <= 5 %)"
         )
+    if cluster_times:
+        print()
+        print("| query | one process s | cluster s | ratio | answer on the cluster |")
+        print("|---|---|---|---|---|")
+        for number, alone, spread, problem in cluster_times:
+            ratio = f"{spread / alone:.2f}" if alone and spread else "-"
+            print(
+                f"| Q{number:02d} | {alone if alone is None else f'{alone:.3f}'} | "
+                f"{spread if spread is None else f'{spread:.3f}'} | {ratio} | {problem or 'same'} |"
+            )
+        ran = [c for c in cluster_times if c[1] is not None]
+        alone_total = sum(c[1] for c in ran)
+        spread_total = sum(c[2] for c in ran)
+        right = sum(1 for c in cluster_times if c[3] is None)
+        print()
+        print(
+            f"cluster: {right}/22 answers the same as DuckDB's; over the {len(ran)} that ran, "
+            f"one process {alone_total:.2f} s, cluster {spread_total:.2f} s, "
+            f"ratio {spread_total / alone_total:.2f} (target <= 1.5)"
+        )
+        print("peak memory (VmHWM): " + ", ".join(
+            f"{name} {kib / 1024:.0f} MiB" if kib else f"{name} ?" for name, kib in peaks.items()
+        ))
     json.dump(
         [
             {"query": n, "bluelamp": b, "duckdb": d, "problem": p, "postgres": q}

@@ -9,9 +9,13 @@
 //! The text is the federation crate's own: [`remote_sql`] runs the planned
 //! node once with [`Repaired`](super::exec::Repaired) in capture mode, which
 //! records the final SQL instead of opening a connection. Both ends check
-//! the text is one read-only query in the database's dialect, so a plan can
-//! never carry a write to a database. Flight SQL sources do not cross: their
-//! sub-plans run as the session's principal, which the text does not carry.
+//! the text is one query in the database's dialect, with no statement
+//! inside it, no `SELECT INTO` and no row lock. The check is syntax only:
+//! it does not limit functions (`lo_import`, `setval`) or tables, so a
+//! forged plan is stopped by the executor's database account, which should
+//! only read the source's tables (see the README's cluster section). Flight
+//! SQL sources do not cross: their sub-plans run as the session's principal,
+//! which the text does not carry.
 
 use std::cell::RefCell;
 use std::fmt;

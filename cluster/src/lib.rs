@@ -28,7 +28,7 @@ mod service;
 pub use codec::BluelampCodec;
 pub use executor::{ExecutorOptions, run_executor};
 pub use losses::Losses;
-pub use runner::{ClusterRunner, runs_on_cluster, sliced};
+pub use runner::{ClusterRunner, has_lookup, runs_on_cluster, sliced};
 pub use scheduler::{Scheduler, start_scheduler};
 pub use service::{ClusterService, ServiceClient, start_service};
 

@@ -95,6 +95,10 @@ impl PlanRunner for ClusterRunner {
         runs_on_cluster(plan)
     }
 
+    fn needs_local_plan(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
+        has_lookup(plan)
+    }
+
     async fn run(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -214,19 +218,32 @@ fn checked_first<'a>(
 /// fills), which only one process can pass. Otherwise the front end runs it.
 pub fn runs_on_cluster(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let mut reads = false;
+    let _ = plan.apply(|node| {
+        reads |= node.children().is_empty() && !in_memory(node.as_ref());
+        Ok(if reads {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    reads && !has_lookup(plan)
+}
+
+/// Whether `plan` has an OpenAPI scan whose path only a join's keys can
+/// fill while it runs.
+pub fn has_lookup(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let mut lookup = false;
     let _ = plan.apply(|node| {
-        if node
+        lookup = node
             .downcast_ref::<OpenApiExec>()
-            .is_some_and(OpenApiExec::needs_lookup)
-        {
-            lookup = true;
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        reads |= node.children().is_empty() && !in_memory(node.as_ref());
-        Ok(TreeNodeRecursion::Continue)
+            .is_some_and(OpenApiExec::needs_lookup);
+        Ok(if lookup {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     });
-    reads && !lookup
+    lookup
 }
 
 /// The settings a job runs with on the cluster: every DataFusion option

@@ -68,6 +68,10 @@ impl PlanRunner for WireRunner {
         bluelamp_cluster::runs_on_cluster(plan)
     }
 
+    fn needs_local_plan(&self, plan: &Arc<dyn ExecutionPlan>) -> bool {
+        bluelamp_cluster::has_lookup(plan)
+    }
+
     async fn run(
         &self,
         plan: Arc<dyn ExecutionPlan>,

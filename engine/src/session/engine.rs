@@ -50,6 +50,14 @@ pub trait PlanRunner: Send + Sync + std::fmt::Debug {
     fn accepts(&self, _plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> bool {
         true
     }
+
+    /// Whether a plan this runner declines must be planned again for one
+    /// process before it runs here (a scan only a join's keys can drive,
+    /// which the runner's settings planned without them). Other declined
+    /// plans run as planned.
+    fn needs_local_plan(&self, _plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> bool {
+        false
+    }
 }
 
 /// The running engine: connected sources and shared settings. Cheap to clone.

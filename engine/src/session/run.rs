@@ -276,10 +276,11 @@ impl Session {
 
     /// `df`'s physical plan, its task context, and the cluster that runs it
     /// where the engine has one that takes it. A plan the cluster declines
-    /// (one a join's keys must drive, see [`PlanRunner::accepts`]) is
-    /// planned again here with one process's settings and runs here.
+    /// runs here; one a join's keys must drive (see
+    /// [`PlanRunner::needs_local_plan`]) is first planned again with one
+    /// process's settings.
     ///
-    /// [`PlanRunner::accepts`]: crate::session::PlanRunner::accepts
+    /// [`PlanRunner::needs_local_plan`]: crate::session::PlanRunner::needs_local_plan
     async fn place(
         &self,
         df: datafusion::dataframe::DataFrame,
@@ -296,6 +297,15 @@ impl Session {
         }
         if let Some(runner) = self.runner_for(&plan) {
             return Ok((plan, task, Some(runner)));
+        }
+        if !self
+            .engine
+            .inner
+            .runner
+            .get()
+            .is_some_and(|runner| runner.needs_local_plan(&plan))
+        {
+            return Ok((plan, task, None));
         }
         let mut local = state;
         super::engine::local_settings(local.config_mut());

@@ -38,6 +38,9 @@ import duckdb
 import duckdb_extension_postgres
 import duckdb_extension_tpch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from cluster import describe_peaks, peak_kib, start_cluster  # noqa: E402
+
 PG_HOST = os.environ.get("BLUELAMP_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = os.environ.get("BLUELAMP_TEST_PG_PORT", "5432")
 DATABASE = "bluelamp_tpch"
@@ -162,43 +165,6 @@ def duck_views(con):
         )
 
 
-def start_process(args):
-    """Starts `bluelamp ARGS` and returns it with its `ready` line."""
-    process = subprocess.Popen([BIN, *args], stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    if not line.startswith("ready "):
-        process.kill()
-        raise SystemExit(f"bluelamp {args[0]} did not start: {line!r}")
-    return process, dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
-
-
-def start_cluster(work, config):
-    """A scheduler and two executors over `config`; returns the processes
-    and the lines to add under [engine]."""
-    scheduler, ready = start_process(["scheduler", "--listen", "127.0.0.1:0"])
-    processes = [scheduler]
-    for i in range(2):
-        executor, _ = start_process([
-            "executor", "--config", config, "--scheduler", ready["scheduler"],
-            "--service", ready["service"], "--tasks", "1",
-            "--work-dir", os.path.join(work, f"executor-{i}"),
-        ])
-        processes.append(executor)
-    return processes, f'cluster = "{ready["scheduler"]}"\ncluster_service = "{ready["service"]}"\n'
-
-
-def peak_kib(pid):
-    """The process's peak resident memory (VmHWM), in KiB."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def start_bluelamp(work, governed=False, cluster=False):
     files = os.path.join(work, "files")
     os.makedirs(files)
@@ -221,7 +187,7 @@ def start_bluelamp(work, governed=False, cluster=False):
             f.write(GOVERNANCE.format(audit=os.path.join(work, "audit.jsonl")))
     if cluster:
         # The executors read the same file; then the front end names them.
-        cluster_processes, engine = start_cluster(work, config)
+        cluster_processes, engine = start_cluster(BIN, work, config)
         with open(config) as f:
             text = f.read()
         with open(config, "w") as f:
@@ -477,9 +443,7 @@ def main():
             f"one process {alone_total:.2f} s, cluster {spread_total:.2f} s, "
             f"ratio {spread_total / alone_total:.2f} (target <= 1.5)"
         )
-        print("peak memory (VmHWM): " + ", ".join(
-            f"{name} {kib / 1024:.0f} MiB" if kib else f"{name} ?" for name, kib in peaks.items()
-        ))
+        print("peak memory (VmHWM): " + describe_peaks(peaks))
     json.dump(
         [
             {"query": n, "bluelamp": b, "duckdb": d, "problem": p, "postgres": q}

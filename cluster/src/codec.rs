@@ -10,7 +10,8 @@
 //! [`PendingScanExec`], which re-encodes to the same bytes and refuses to
 //! run. A database's federated sub-plan travels as its final SQL
 //! ([`RemoteSql`]), which an executor runs over its own connection to the
-//! source, after checking it is one read-only query. Files travel as
+//! source, after checking it is one query that reads only the source's
+//! tables with the functions Bluelamp sends that database. Files travel as
 //! DataFusion's own scans (their store URLs are the
 //! same in every process with the same configuration); Ballista's shuffle
 //! nodes through Ballista's codec. Any other node fails to encode with an
@@ -88,9 +89,9 @@ fn from_schema(schema: &Schema) -> Result<serde_json::Value> {
 /// Ballista's, then DataFusion's built-in ones.
 pub struct BluelampCodec {
     ballista: BallistaPhysicalExtensionCodec,
-    /// The first node this codec could not encode (a clean error for the
-    /// user, where DataFusion's would print the whole plan).
-    refused: std::sync::Mutex<Option<String>>,
+    /// Why the first node this codec could not encode did not (a clean
+    /// error for the user, where DataFusion's would print the whole plan).
+    refused: std::sync::Mutex<Option<DataFusionError>>,
     /// The process's own sources (executors); `None` in the scheduler and
     /// the client, which never run a scan.
     engine: Option<Engine>,
@@ -132,11 +133,17 @@ impl BluelampCodec {
     /// Why the last plan could not be encoded, naming the node that could
     /// not cross (and nothing else of the plan), if a node was the reason.
     pub fn refusal(&self) -> Option<DataFusionError> {
-        let node = self.refused.lock().ok()?.take()?;
-        Some(DataFusionError::NotImplemented(format!(
-            "this query cannot run on the cluster: its plan has a {node} node, which \
-             does not cross to executors yet (run it without [engine] cluster)"
-        )))
+        self.refused.lock().ok()?.take()
+    }
+
+    /// Keeps `error` as the reason the plan could not be encoded, unless a
+    /// reason is already kept, and returns an error of the same text.
+    fn refuse(&self, error: DataFusionError) -> DataFusionError {
+        let text = error.to_string();
+        if let Ok(mut refused) = self.refused.lock() {
+            refused.get_or_insert(error);
+        }
+        DataFusionError::Plan(text)
     }
 
     fn decode_node(
@@ -203,7 +210,16 @@ impl BluelampCodec {
             Node::Sql { query, .. } => {
                 let schema = Arc::new(to_schema(planned, "a database query")?);
                 let table = self.find_table(engine, &query.source, &query.table)?;
-                Ok(Arc::new(SqlQueryExec::for_table(&table, query, schema)?))
+                // The query may read only the source's tables here (any
+                // one that cannot be built here cannot be read either).
+                let tables: Vec<_> = engine
+                    .table_names(&query.source)
+                    .iter()
+                    .filter_map(|name| self.find_table(engine, &query.source, name).ok())
+                    .collect();
+                Ok(Arc::new(SqlQueryExec::for_table(
+                    &table, &tables, query, schema,
+                )?))
             }
             Node::SchemaCast { .. } => Err(DataFusionError::Internal(
                 "a federated query's cast was decoded twice".into(),
@@ -316,7 +332,7 @@ impl PhysicalExtensionCodec for BluelampCodec {
             })
         } else if let Some(query) = remote_sql(node.as_ref()) {
             Some(Node::Sql {
-                query: query?,
+                query: query.map_err(|e| self.refuse(e))?,
                 schema: from_schema(node.schema().as_ref())?,
             })
         } else if node.downcast_ref::<SchemaCastScanExec>().is_some() {
@@ -335,10 +351,12 @@ impl PhysicalExtensionCodec for BluelampCodec {
             None => self
                 .ballista
                 .try_encode(Arc::clone(&node), buf, proto_converter)
-                .inspect_err(|_| {
-                    if let Ok(mut refused) = self.refused.lock() {
-                        refused.get_or_insert_with(|| node.name().to_string());
-                    }
+                .map_err(|_| {
+                    self.refuse(DataFusionError::NotImplemented(format!(
+                        "this query cannot run on the cluster: its plan has a {} node, which \
+                         does not cross to executors yet (run it without [engine] cluster)",
+                        node.name()
+                    )))
                 }),
         }
     }

@@ -58,8 +58,12 @@ impl Losses {
 /// Cancels every running job of `scheduler` each time an executor is
 /// lost: Ballista would otherwise roll stages back, which in a test hung
 /// the job or answered wrongly. The front end reports the cancelled job as
-/// failed; [`Losses`] catches a job that finished first.
-pub(crate) fn cancel_jobs_on_loss<T, U>(scheduler: SchedulerServer<T, U>, losses: Losses)
+/// failed; [`Losses`] catches a job that finished first. Returns the task,
+/// which [`crate::Scheduler`] aborts when it stops.
+pub(crate) fn cancel_jobs_on_loss<T, U>(
+    scheduler: SchedulerServer<T, U>,
+    losses: Losses,
+) -> tokio::task::JoinHandle<()>
 where
     T: 'static + AsLogicalPlan,
     U: 'static + AsExecutionPlan,
@@ -75,7 +79,7 @@ where
                 }
             }
         }
-    });
+    })
 }
 
 /// Ballista's cluster state, counting each removal of an executor first.

@@ -27,6 +27,8 @@ pub struct Scheduler {
     /// Executors it has removed (for the cluster service to serve).
     pub losses: Losses,
     task: JoinHandle<ballista_core::error::Result<()>>,
+    /// Cancels running jobs when an executor is lost.
+    canceller: JoinHandle<()>,
 }
 
 impl Scheduler {
@@ -34,8 +36,8 @@ impl Scheduler {
     ///
     /// # Errors
     /// The service stopped with an error.
-    pub async fn wait(self) -> Result<(), ClusterError> {
-        match self.task.await {
+    pub async fn wait(mut self) -> Result<(), ClusterError> {
+        match (&mut self.task).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ClusterError(format!("the scheduler stopped: {e}"))),
             Err(e) => Err(ClusterError(format!("the scheduler stopped: {e}"))),
@@ -45,6 +47,13 @@ impl Scheduler {
     /// Stops serving.
     pub fn stop(&self) {
         self.task.abort();
+        self.canceller.abort();
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -138,7 +147,12 @@ pub async fn start_scheduler(bind: SocketAddr) -> Result<Scheduler, ClusterError
     let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
         .await
         .map_err(|e| ClusterError(format!("the scheduler: {e}")))?;
-    crate::losses::cancel_jobs_on_loss(server.clone(), losses.clone());
+    let canceller = crate::losses::cancel_jobs_on_loss(server.clone(), losses.clone());
     let task = tokio::spawn(start_grpc_service_with_listener(listener, server));
-    Ok(Scheduler { addr, losses, task })
+    Ok(Scheduler {
+        addr,
+        losses,
+        task,
+        canceller,
+    })
 }

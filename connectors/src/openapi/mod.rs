@@ -42,6 +42,12 @@ pub use provider::{OpenApiSchemaProvider, OpenApiTableProvider};
 use client::{ApiClient, Client};
 use spec::Document;
 
+/// The slowest `rate_limit`: one request an hour.
+const MIN_RATE_LIMIT: f64 = 1.0 / 3600.0;
+/// The fastest `rate_limit`: one request a microsecond, the finest interval
+/// a cluster's shared budget keeps.
+const MAX_RATE_LIMIT: f64 = 1_000_000.0;
+
 /// The factory for `kind = "openapi"`.
 #[derive(Debug, Default)]
 pub struct OpenApiSourceFactory;
@@ -59,11 +65,14 @@ impl SourceFactory for OpenApiSourceFactory {
         }
         if config
             .rate_limit
-            .is_some_and(|r| !(r > 0.0 && r.is_finite()))
+            .is_some_and(|r| !(MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&r))
         {
             return Err(source.error(
                 "rate_limit",
-                "rate_limit must be a positive number of requests per second",
+                format!(
+                    "rate_limit must be a number of requests per second from {MIN_RATE_LIMIT:.6} \
+                     (one an hour) to {MAX_RATE_LIMIT} (one a microsecond)"
+                ),
             ));
         }
         if config.page_size == Some(0) {
@@ -374,4 +383,48 @@ pub(crate) fn source_error(
         message,
         unavailable,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn validated(options: &str) -> Result<(), ConfigError> {
+        let text = format!(
+            "[[source]]\nname = \"rms\"\nkind = \"openapi\"\nspec = \"rms.yaml\"\n{options}\n"
+        );
+        let config =
+            bluelamp_engine::Config::parse(&text, "t.toml", PathBuf::from("/tmp")).unwrap();
+        OpenApiSourceFactory.validate(&config.sources[0])
+    }
+
+    #[test]
+    fn rate_limits_a_cluster_can_share_are_accepted_and_others_named() {
+        for ok in [
+            "",
+            "rate_limit = 20",
+            "rate_limit = 0.0003",
+            "rate_limit = 1000000",
+        ] {
+            assert!(validated(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "rate_limit = 0",
+            "rate_limit = -1",
+            "rate_limit = 0.0001",
+            "rate_limit = 2000000",
+            "rate_limit = inf",
+            "rate_limit = nan",
+        ] {
+            let error = validated(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("source[rms].rate_limit") && error.contains("one an hour"),
+                "{bad}: {error}"
+            );
+        }
+    }
 }

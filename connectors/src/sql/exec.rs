@@ -138,6 +138,8 @@ impl<R: Remote> SQLExecutor for Repaired<R> {
         ) {
             return Ok(captured);
         }
+        #[cfg(debug_assertions)]
+        super::portable::assert_would_cross(&self.source.name, &self.remote.database(), query);
         let source = self.source.clone();
         let stream = self
             .remote

@@ -128,6 +128,12 @@ const SCALAR_SQLITE: &[&str] = &["date_trunc", "ltrim", "rtrim"];
 
 const AGGREGATE_SQLITE: &[&str] = &[];
 
+/// What DataFusion's unparser and the SQLite provider write for SQLite in
+/// place of DataFusion's functions: `strftime` for `date_part` and
+/// `date_trunc`, `length` for `character_length`, `date` and `datetime` for
+/// interval arithmetic.
+const WRITTEN_FOR_SQLITE: &[&str] = &["date", "datetime", "length", "strftime"];
+
 impl Database {
     /// Whether the database runs the scalar function `name` as DataFusion does.
     pub fn runs_scalar(&self, name: &str) -> bool {
@@ -150,6 +156,17 @@ impl Database {
             Database::FlightSql(declared) => return declared.runs_aggregate(name),
         };
         AGGREGATE_EVERYWHERE.contains(&name) || own.contains(&name)
+    }
+
+    /// Whether a query written for the database may call `name`: a function
+    /// on its lists, or one the unparser writes in place of one. What a
+    /// query that crosses to a cluster's executor may call
+    /// ([`super::portable`]).
+    pub(super) fn may_call(&self, name: &str) -> bool {
+        self.runs_scalar(name)
+            || self.runs_aggregate(name)
+            || WINDOW_EVERYWHERE.contains(&name)
+            || (*self == Database::Sqlite && WRITTEN_FOR_SQLITE.contains(&name))
     }
 
     /// Whether every function `expr` calls, in any subquery too, runs here.

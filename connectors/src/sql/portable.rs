@@ -8,13 +8,16 @@
 //!
 //! The text is the federation crate's own: [`remote_sql`] runs the planned
 //! node once with [`Repaired`](super::exec::Repaired) in capture mode, which
-//! records the final SQL instead of opening a connection. Both ends check
-//! the text is one query in the database's dialect, with no statement
-//! inside it, no `SELECT INTO` and no row lock. The check is syntax only:
-//! it does not limit functions (`lo_import`, `setval`) or tables, so a
-//! forged plan is stopped by the executor's database account, which should
-//! only read the source's tables (see the README's cluster section). Flight
-//! SQL sources do not cross: their sub-plans run as the session's principal,
+//! records the final SQL instead of opening a connection. Both ends parse
+//! the text in the database's dialect and refuse anything but one query
+//! that reads the source's tables (the ones the plan reads, and on the
+//! executor the ones its own configuration has) and calls only the
+//! functions this process sends that database: no statement inside it, no
+//! `SELECT INTO`, no row lock, no `WITH`, no table function, no
+//! `pg_sleep`, `lo_import` or `setval`. So a forged plan can read no more
+//! than the source's configured tables; the executor's database account
+//! should still be read-only (see the README's cluster section). Flight SQL
+//! sources do not cross: their sub-plans run as the session's principal,
 //! which the text does not carry.
 
 use std::cell::RefCell;
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::TableProvider;
+use datafusion::datasource::source_as_provider;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
@@ -34,7 +38,9 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
+};
 use datafusion::sql::sqlparser::dialect::{
     Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
 };
@@ -130,65 +136,192 @@ fn dialect_name(database: &Database) -> Option<&'static str> {
     }
 }
 
-/// Checks `sql` is one query, and nothing that writes, in `dialect`.
+/// How deep the text of a query that crosses may nest. Higher than the
+/// parser's default (50): the unparser writes every `AND` of a long filter
+/// in brackets, so a filter of 48 conditions that planned in one process
+/// would otherwise be refused on a cluster. The parser grows its stack as
+/// it recurses, so depth costs memory, not a crash.
+const NESTING_LIMIT: usize = 2048;
+
+/// Checks `sql` is one query in `dialect` that only reads `tables` and
+/// calls only what the database is sent by this process: the functions on
+/// its lists ([`Database::may_call`]). `tables` are the source's tables,
+/// each by its name in the database (as [`TableReference::to_vec`] gives
+/// it).
 ///
 /// # Errors
-/// Naming the source, if it is anything else or does not parse.
-fn read_only(source: &str, dialect: &str, sql: &str) -> Result<()> {
-    let parser: Box<dyn Dialect> = match dialect {
-        "postgres" => Box::new(PostgreSqlDialect {}),
-        "mysql" => Box::new(MySqlDialect {}),
-        "sqlite" => Box::new(SQLiteDialect {}),
+/// Naming the source and what was refused, if it is anything else or does
+/// not parse.
+fn allowed(source: &str, dialect: &str, sql: &str, tables: &[Vec<String>]) -> Result<()> {
+    check(source, dialect, sql, Tables::Only(tables))
+}
+
+/// Which tables a query checked by [`check`] may read.
+#[derive(Clone, Copy)]
+enum Tables<'a> {
+    /// These, each by its name in the database.
+    Only(&'a [Vec<String>]),
+    /// Any: for [`assert_would_cross`], which has no list.
+    #[cfg(debug_assertions)]
+    Any,
+}
+
+/// In debug builds (the tests), every query this process sends a database
+/// is checked as an executor would check it, but for its tables: a query
+/// that runs in one process but would be refused on a cluster is a bug in
+/// [`Database::may_call`]'s lists, and fails the test that sent it.
+///
+/// # Panics
+/// If the query would be refused.
+#[cfg(debug_assertions)]
+pub(super) fn assert_would_cross(source: &str, database: &Database, sql: &str) {
+    if let Some(dialect) = dialect_name(database)
+        && let Err(e) = check(source, dialect, sql, Tables::Any)
+    {
+        panic!("a query this process sends would be refused on a cluster: {e}\n{sql}");
+    }
+}
+
+fn check(source: &str, dialect: &str, sql: &str, tables: Tables<'_>) -> Result<()> {
+    let (parser, database): (Box<dyn Dialect>, Database) = match dialect {
+        "postgres" => (Box::new(PostgreSqlDialect {}), Database::Postgres),
+        "mysql" => (Box::new(MySqlDialect {}), Database::MySql),
+        "sqlite" => (Box::new(SQLiteDialect {}), Database::Sqlite),
         other => {
             return Err(DataFusionError::Plan(format!(
                 "source '{source}': a query for an unknown database '{other}' cannot run here"
             )));
         }
     };
-    let statements = Parser::parse_sql(parser.as_ref(), sql).map_err(|e| {
-        DataFusionError::Plan(format!(
-            "source '{source}': the query for the database does not parse as {dialect} SQL ({e}), \
-             so it cannot cross to an executor"
-        ))
-    })?;
+    let statements = Parser::new(parser.as_ref())
+        .with_recursion_limit(NESTING_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| {
+            DataFusionError::Plan(format!(
+                "source '{source}': the query for the database does not parse as {dialect} \
+                 SQL ({e}), so it cannot cross to an executor"
+            ))
+        })?;
     let refusal = match statements.as_slice() {
-        [statement @ Statement::Query(_)] => match statement.visit(&mut ReadOnly) {
-            ControlFlow::Continue(()) => return Ok(()),
-            ControlFlow::Break(what) => what,
-        },
-        [] => "no statement",
-        _ => "more than one statement",
+        [statement] => {
+            let mut check = Reads {
+                database,
+                folds_to_lower: dialect == "postgres",
+                tables,
+            };
+            match statement.visit(&mut check) {
+                ControlFlow::Continue(()) => return Ok(()),
+                ControlFlow::Break(what) => what,
+            }
+        }
+        [] => "no statement".to_string(),
+        _ => "more than one statement".to_string(),
     };
     Err(DataFusionError::Plan(format!(
-        "source '{source}': only a single read-only query may cross to an executor, and this \
-         has {refusal}"
+        "source '{source}': only a query that reads the source's own tables with the \
+         functions Bluelamp sends it may cross to an executor, and this has {refusal}"
     )))
 }
 
-/// Finds what in a query would change the database or lock its rows: a
+/// Finds what in a query goes beyond reading the source's tables: a
 /// statement inside it (PostgreSQL's `WITH x AS (DELETE ...)`), `SELECT
-/// INTO`, `FOR UPDATE`.
-struct ReadOnly;
+/// INTO`, a row lock, a `WITH` clause (the unparser writes none, and a
+/// common table expression could hide a table's name), a table function,
+/// a table that is not the source's, or a function not on the database's
+/// lists (`pg_sleep`, `lo_import`, `setval`, `load_extension`).
+struct Reads<'a> {
+    database: Database,
+    /// Whether the database folds an unquoted name to lower case
+    /// (PostgreSQL).
+    folds_to_lower: bool,
+    tables: Tables<'a>,
+}
 
-impl Visitor for ReadOnly {
-    type Break = &'static str;
+impl Reads<'_> {
+    /// `ident` as the database resolves it.
+    fn resolved(&self, ident: &Ident) -> String {
+        if ident.quote_style.is_none() && self.folds_to_lower {
+            ident.value.to_lowercase()
+        } else {
+            ident.value.clone()
+        }
+    }
+
+    /// `name`'s parts as the database resolves them; `None` if a part is
+    /// not a plain name.
+    fn parts(&self, name: &ObjectName) -> Option<Vec<String>> {
+        name.0
+            .iter()
+            .map(|part| part.as_ident().map(|ident| self.resolved(ident)))
+            .collect()
+    }
+}
+
+impl Visitor for Reads<'_> {
+    type Break = String;
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Self::Break> {
         if matches!(statement, Statement::Query(_)) {
             ControlFlow::Continue(())
         } else {
-            ControlFlow::Break("a statement that is not a query")
+            ControlFlow::Break("a statement that is not a query".into())
         }
     }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Self::Break> {
         if !query.locks.is_empty() {
-            return ControlFlow::Break("a row lock");
+            return ControlFlow::Break("a row lock".into());
         }
         if selects_into(&query.body) {
-            return ControlFlow::Break("SELECT INTO");
+            return ControlFlow::Break("SELECT INTO".into());
+        }
+        if query.with.is_some() {
+            return ControlFlow::Break("a WITH clause".into());
         }
         ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Self::Break> {
+        match factor {
+            TableFactor::Table {
+                name, args: None, ..
+            } => match (self.parts(name), self.tables) {
+                (Some(parts), Tables::Only(tables)) if tables.contains(&parts) => {
+                    ControlFlow::Continue(())
+                }
+                #[cfg(debug_assertions)]
+                (_, Tables::Any) => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(format!(
+                    "the table {name}, which is not one of the source's tables"
+                )),
+            },
+            TableFactor::Table { name, .. } => {
+                ControlFlow::Break(format!("the table function {name}"))
+            }
+            TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } => {
+                ControlFlow::Continue(())
+            }
+            other => ControlFlow::Break(format!("the FROM item {other}")),
+        }
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Self::Break> {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let sent = match self.parts(&function.name).as_deref() {
+            Some([name]) => self.database.may_call(name),
+            _ => false,
+        };
+        if sent {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(format!(
+                "the function {}, which Bluelamp does not send this database",
+                function.name
+            ))
+        }
     }
 }
 
@@ -201,13 +334,26 @@ fn selects_into(body: &SetExpr) -> bool {
     }
 }
 
+/// The federated database table behind `table`, if it is one.
+fn sql_table(table: &dyn TableProvider) -> Option<&SQLTableSource> {
+    let adaptor = table.downcast_ref::<FederatedTableProviderAdaptor>()?;
+    let source: &dyn std::any::Any = adaptor.source.as_ref();
+    source.downcast_ref::<SQLTableSource>()
+}
+
+/// `table`'s name in its database, part by part.
+fn remote_name(table: &SQLTableSource) -> Vec<String> {
+    table.table_reference().to_vec()
+}
+
 /// A federated database node's query, as it crosses to another process;
 /// `None` if `node` is not a federated database node.
 ///
 /// # Errors
 /// If the node's query cannot be written, its source is a Flight SQL
 /// server (whose sub-plans run as the session's user), it carries dynamic
-/// filters, or the text is not one read-only query.
+/// filters, or the text is not one query that reads only the plan's tables
+/// with the functions the database is sent.
 pub fn remote_sql(node: &dyn ExecutionPlan) -> Option<Result<RemoteSql>> {
     let federated = node.downcast_ref::<VirtualExecutionPlan>()?;
     Some(capture_sql(federated))
@@ -241,8 +387,8 @@ fn capture_sql(federated: &VirtualExecutionPlan) -> Result<RemoteSql> {
             captured.source
         )));
     }
-    let table = first_table(federated.plan(), &captured.source)?;
-    read_only(&captured.source, dialect, &captured.sql)?;
+    let (table, remote) = tables_read(federated.plan(), &captured.source)?;
+    allowed(&captured.source, dialect, &captured.sql, &remote)?;
     Ok(RemoteSql {
         source: captured.source,
         table,
@@ -251,24 +397,28 @@ fn capture_sql(federated: &VirtualExecutionPlan) -> Result<RemoteSql> {
     })
 }
 
-/// The first federated table `plan` reads, by its name in `source`.
-fn first_table(plan: &LogicalPlan, source: &str) -> Result<String> {
-    let mut found = None;
+/// The federated tables `plan` reads: the first by its name in `source`
+/// (where another process finds the source), and every one by its name
+/// in the database.
+fn tables_read(plan: &LogicalPlan, source: &str) -> Result<(String, Vec<Vec<String>>)> {
+    let mut first = None;
+    let mut remote = Vec::new();
     plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
-            && datafusion_federation::get_table_source(&scan.source)
-                .is_ok_and(|federated| federated.is_some())
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = sql_table(provider.as_ref())
         {
-            found = Some(scan.table_name.table().to_string());
-            return Ok(TreeNodeRecursion::Stop);
+            first.get_or_insert_with(|| scan.table_name.table().to_string());
+            remote.push(remote_name(table));
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    found.ok_or_else(|| {
+    let first = first.ok_or_else(|| {
         DataFusionError::Internal(format!(
             "source '{source}': a federated query that reads no table"
         ))
-    })
+    })?;
+    Ok((first, remote))
 }
 
 /// Runs a [`RemoteSql`] with this process's own connection to its source.
@@ -288,23 +438,27 @@ impl fmt::Debug for SqlQueryExec {
 
 impl SqlQueryExec {
     /// `query`, returning rows of `schema`, run through `table`'s source
-    /// (`table` is this process's own table of `query.source`).
+    /// (`table` is this process's own table of `query.source`); `tables`
+    /// are every table this process has of the source, the only ones the
+    /// query may read.
     ///
     /// # Errors
-    /// If `table` is not a federated database table, or the query is not
-    /// one read-only query.
+    /// If `table` is not a federated database table, or the query is
+    /// anything but a query that reads `tables` with the functions this
+    /// process would send the database.
     pub fn for_table(
         table: &Arc<dyn TableProvider>,
+        tables: &[Arc<dyn TableProvider>],
         query: RemoteSql,
         schema: SchemaRef,
     ) -> Result<Self> {
-        read_only(&query.source, &query.dialect, &query.sql)?;
-        let executor = table
-            .downcast_ref::<FederatedTableProviderAdaptor>()
-            .and_then(|adaptor| {
-                let source: &dyn std::any::Any = adaptor.source.as_ref();
-                source.downcast_ref::<SQLTableSource>()
-            })
+        let readable: Vec<Vec<String>> = tables
+            .iter()
+            .filter_map(|t| sql_table(t.as_ref()))
+            .map(remote_name)
+            .collect();
+        allowed(&query.source, &query.dialect, &query.sql, &readable)?;
+        let executor = sql_table(table.as_ref())
             .map(|source| Arc::clone(&source.provider.executor))
             .ok_or_else(|| {
                 DataFusionError::Plan(format!(
@@ -388,33 +542,127 @@ impl ExecutionPlan for SqlQueryExec {
 mod tests {
     use super::*;
 
+    fn tables(names: &[&[&str]]) -> Vec<Vec<String>> {
+        names
+            .iter()
+            .map(|parts| parts.iter().map(|p| (*p).to_string()).collect())
+            .collect()
+    }
+
     #[test]
-    fn only_one_read_only_query_passes() {
-        for (dialect, sql) in [
-            ("postgres", "SELECT \"a\" FROM \"t\" WHERE \"b\" = 'x'"),
-            ("mysql", "SELECT `a` FROM `t` LIMIT 3"),
-            ("sqlite", "WITH x AS (SELECT 1) SELECT * FROM x"),
+    fn a_query_of_the_sources_tables_with_its_functions_passes() {
+        let deep = (0..200)
+            .map(|i| format!("\"a\" <> {i}"))
+            .fold(String::from("TRUE"), |all, c| format!("({all} AND {c})"));
+        for (dialect, sql, readable) in [
+            (
+                "postgres",
+                "SELECT \"a\", lower(\"b\") FROM \"t\" WHERE \"b\" = 'x'",
+                tables(&[&["t"]]),
+            ),
+            (
+                "postgres",
+                "SELECT count(*), sum(\"x\".\"n\") FROM \"public\".\"t\" AS \"x\" \
+                 JOIN (SELECT \"k\" FROM \"u\") AS \"y\" ON \"x\".\"k\" = \"y\".\"k\" \
+                 WHERE EXISTS (SELECT 1 FROM \"u\")",
+                tables(&[&["public", "t"], &["u"]]),
+            ),
+            (
+                "postgres",
+                "SELECT row_number() OVER (ORDER BY \"a\") FROM t",
+                tables(&[&["t"]]),
+            ),
+            (
+                "mysql",
+                "SELECT `a` FROM `s`.`t` LIMIT 3",
+                tables(&[&["s", "t"]]),
+            ),
+            (
+                "sqlite",
+                "SELECT strftime('%Y', `d`), length(`e`) FROM `t`",
+                tables(&[&["t"]]),
+            ),
+            (
+                "postgres",
+                &format!("SELECT \"a\" FROM \"t\" WHERE {deep}"),
+                tables(&[&["t"]]),
+            ),
         ] {
-            assert!(read_only("s", dialect, sql).is_ok(), "{sql}");
+            let checked = allowed("s", dialect, sql, &readable);
+            assert!(checked.is_ok(), "{sql}: {checked:?}");
         }
-        for (dialect, sql) in [
-            ("postgres", "DELETE FROM t"),
-            ("postgres", "SELECT 1; DROP TABLE t"),
-            ("mysql", "INSERT INTO t VALUES (1)"),
-            ("sqlite", "ATTACH DATABASE 'x' AS y"),
-            ("sqlite", "SELEC 1"),
+    }
+
+    #[test]
+    fn anything_else_is_refused_naming_the_source() {
+        let t = tables(&[&["t"]]);
+        for (dialect, sql, what) in [
+            ("postgres", "DELETE FROM t", "not a query"),
+            ("postgres", "SELECT 1; DROP TABLE t", "more than one"),
+            ("mysql", "INSERT INTO t VALUES (1)", "not a query"),
+            ("sqlite", "ATTACH DATABASE 'x' AS y", "not a query"),
+            ("sqlite", "SELEC 1", "does not parse"),
             (
                 "postgres",
                 "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                "WITH",
             ),
-            ("postgres", "SELECT * INTO u FROM t"),
-            ("postgres", "SELECT 1 UNION SELECT * INTO u FROM t"),
-            ("mysql", "SELECT * FROM t FOR UPDATE"),
-            ("postgres", ""),
-            ("oracle", "SELECT 1"),
+            ("sqlite", "WITH x AS (SELECT 1) SELECT * FROM x", "WITH"),
+            ("postgres", "SELECT * INTO u FROM t", "SELECT INTO"),
+            (
+                "postgres",
+                "SELECT 1 UNION SELECT * INTO u FROM t",
+                "SELECT INTO",
+            ),
+            ("mysql", "SELECT * FROM t FOR UPDATE", "row lock"),
+            ("postgres", "", "no statement"),
+            ("oracle", "SELECT 1", "unknown database"),
+            ("postgres", "SELECT pg_sleep(10) FROM t", "pg_sleep"),
+            ("postgres", "SELECT lo_import('/etc/passwd')", "lo_import"),
+            ("postgres", "SELECT setval('s', 1)", "setval"),
+            (
+                "postgres",
+                "SELECT pg_catalog.lower(a) FROM t",
+                "pg_catalog.lower",
+            ),
+            ("postgres", "SELECT \"LOWER\"(a) FROM t", "LOWER"),
+            ("mysql", "SELECT sleep(5) FROM t", "sleep"),
+            (
+                "sqlite",
+                "SELECT load_extension('x') FROM t",
+                "load_extension",
+            ),
+            ("postgres", "SELECT * FROM \"secret\"", "secret"),
+            ("postgres", "SELECT * FROM \"public\".\"t\"", "public"),
+            (
+                "postgres",
+                "SELECT * FROM t WHERE a IN (SELECT b FROM secret)",
+                "secret",
+            ),
+            (
+                "postgres",
+                "SELECT * FROM t JOIN (SELECT * FROM secret) AS s ON true",
+                "secret",
+            ),
+            (
+                "postgres",
+                "SELECT * FROM pg_read_file('x')",
+                "table function",
+            ),
+            (
+                "postgres",
+                "SELECT * FROM t, UNNEST(ARRAY[1]) AS u",
+                "UNNEST",
+            ),
         ] {
-            let error = read_only("s", dialect, sql).unwrap_err().to_string();
+            let error = allowed("s", dialect, sql, &t).expect_err(sql).to_string();
             assert!(error.contains("source 's'"), "{sql}: {error}");
+            assert!(error.contains(what), "{sql}: {error}");
         }
+        // A name the database folds to lower case is the table it folds to.
+        let upper = tables(&[&["T"]]);
+        assert!(allowed("s", "postgres", "SELECT * FROM T", &upper).is_err());
+        assert!(allowed("s", "postgres", "SELECT * FROM \"T\"", &upper).is_ok());
+        assert!(allowed("s", "postgres", "SELECT * FROM T", &t).is_ok());
     }
 }

@@ -341,6 +341,15 @@ async fn database_sub_plans_cross_as_read_only_sql() {
         assert_eq!(got, answer(&single, sql).await, "{sql}");
         assert!(got.lines().count() > 4, "{sql}: {got}");
     }
+    // A long filter: the database's text nests each AND in brackets, deeper
+    // than a parser's default limit, and still crosses.
+    let long = (1..=80)
+        .map(|i| format!("id <> {i}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!("SELECT count(*) AS n FROM pg.officers WHERE {long}");
+    assert_eq!(answer(&cluster, &sql).await, answer(&single, &sql).await);
+    assert!(answer(&cluster, &sql).await.contains("320"));
     let sent = runner.sent.lock().unwrap().clone();
     for dialect in ["postgres", "mysql"] {
         let marker = format!("\"dialect\":\"{dialect}\"");

@@ -52,6 +52,32 @@ fn demo_query_prints_only_data() {
     assert_eq!(text(&again.stderr), "marking: OFFICIAL-SENSITIVE\n");
 }
 
+/// `--prepare` writes the force's files and exits without starting the
+/// systems; a second run finds them and generates nothing; the prompt then
+/// uses the same files.
+#[test]
+fn demo_prepare_writes_the_data_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bluelamp(tmp.path(), &["demo", "--scale", "0.01", "--prepare"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let folder = tmp.path().join("demo").join("seed-1-scale-0.01");
+    assert_eq!(text(&out.stdout).trim(), folder.display().to_string());
+    assert!(text(&out.stderr).contains("generating the demo force"));
+    assert!(!text(&out.stderr).contains("OpenAPI"), "no system started");
+    assert!(folder.join("bluelamp.toml").is_file());
+    assert!(folder.join("anpr").join("reads").is_dir());
+    let again = bluelamp(tmp.path(), &["demo", "--scale", "0.01", "--prepare"]);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stderr).contains("is already in"),
+        "{}",
+        text(&again.stderr)
+    );
+    let query = demo(tmp.path(), "SELECT count(*) AS n FROM rms.crimes", "ndjson");
+    assert_eq!(text(&query.stdout), "{\"n\":152}\n");
+    assert!(!text(&query.stderr).contains("generating"));
+}
+
 #[test]
 fn demo_accelerate_serves_copies_and_says_how_fresh() {
     let tmp = tempfile::tempdir().unwrap();

@@ -177,6 +177,14 @@ fn three_commands_make_a_cluster_that_answers_as_one_process() {
         // exact count (Ballista once answered a row per partition).
         "SELECT count(*) AS n FROM cad.incidents i JOIN rms.crimes c ON c.incident_urn = i.urn \
          WHERE i.opened_at >= TIMESTAMP '2026-10-07T00:00:00Z'",
+        // A half-open range of times (C&C's opened_from and opened_to):
+        // windows of it, a task each.
+        "SELECT grade, count(*) AS n, max(opened_at) AS last FROM cad.incidents \
+         WHERE opened_at >= '2026-10-03T00:00:00Z' AND opened_at < '2026-10-21T06:00:00Z' \
+         GROUP BY 1 ORDER BY 1",
+        // RMS crimes, paged by offset with a total (read in stripes of
+        // pages where the list is longer than a page).
+        "SELECT count(*) AS n, count(DISTINCT crime_reference) AS distinct_refs FROM rms.crimes",
         // The custody SQLite database: its sub-plan crosses as SQL, run by
         // an executor over its own connection.
         "SELECT disposal, count(*) AS n FROM custody.custody_records GROUP BY 1 ORDER BY 2 DESC, 1",

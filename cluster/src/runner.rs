@@ -1,5 +1,6 @@
 //! [`ClusterRunner`]: sends a front end's finished plans to the scheduler.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -14,6 +15,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::SessionConfig;
@@ -104,7 +106,8 @@ impl PlanRunner for ClusterRunner {
         plan: Arc<dyn ExecutionPlan>,
         task: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let plan = sliced(plan)?;
+        let stripes = task.session_config().target_partitions().max(2);
+        let plan = sliced(plan, stripes).await?;
         let settings = cluster_settings(task.session_config())?;
         let before = losses(&self.service, &self.scheduler).await?;
         let ballista = settings.ballista_config();
@@ -155,31 +158,77 @@ impl PlanRunner for ClusterRunner {
     }
 }
 
-/// A leaf that reads no source.
-/// `plan` with each OpenAPI scan of several partitions replaced by its
-/// single-partition slices side by side (a union with the same
-/// partitions): Ballista hands each task a leaf's partitions only for
-/// leaves it knows, and runs every partition of any other in every task,
-/// which read a three-incident scan three times over in a test.
+/// `plan` with each OpenAPI scan that can be split replaced by its
+/// single-partition parts side by side (a union): a scan of several
+/// request series by its slices ([`OpenApiExec::slices`]); one whose
+/// filters give a column a range by up to `stripes` windows of it
+/// ([`OpenApiExec::windowed`]); and one offset-paged series whose first
+/// page gives a total by up to `stripes` stripes of its pages
+/// ([`OpenApiExec::striped`], which asks the source for that first page). Ballista hands each task a leaf's
+/// partitions only for leaves it knows, and runs every partition of any
+/// other in every task, which read a three-incident scan three times over
+/// in a test.
 ///
 /// # Errors
-/// A union of the slices cannot be built (never, for slices of one scan).
-pub fn sliced(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|node| {
+/// A scan's first page cannot be read, naming the source.
+pub async fn sliced(
+    plan: Arc<dyn ExecutionPlan>,
+    stripes: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut scans = Vec::new();
+    plan.apply(|node| {
+        if node.downcast_ref::<OpenApiExec>().is_some() {
+            scans.push(Arc::clone(node));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    // Each scan's parts, by the scan node's address in `plan`.
+    let mut parts = HashMap::new();
+    for node in scans {
         let Some(scan) = node.downcast_ref::<OpenApiExec>() else {
+            continue;
+        };
+        let mut split = scan.slices();
+        if split.len() <= 1 {
+            split = scan.windowed(stripes);
+        }
+        if split.len() <= 1 {
+            split = scan.striped(stripes).await?;
+        }
+        if split.len() > 1 {
+            parts.insert(address(&node), split);
+        }
+    }
+    if parts.is_empty() {
+        return Ok(plan);
+    }
+    plan.transform_up(|node| {
+        let Some(split) = parts.remove(&address(&node)) else {
             return Ok(Transformed::no(node));
         };
-        let slices = scan.slices();
-        if slices.len() <= 1 {
-            return Ok(Transformed::no(node));
-        }
-        let children = slices
+        let children = split
             .into_iter()
-            .map(|slice| Arc::new(slice) as Arc<dyn ExecutionPlan>)
+            .map(|part| Arc::new(part) as Arc<dyn ExecutionPlan>)
             .collect();
-        Ok(Transformed::yes(UnionExec::try_new(children)?))
+        let union = UnionExec::try_new(children)?;
+        // The plan above was made for the scan's own partitions: a scan of
+        // one partition split into windows or stripes is merged back into
+        // one (a sort above it would otherwise read the first part only).
+        // Ballista still runs the parts as tasks of their own stage.
+        if node.properties().partitioning.partition_count() == 1 {
+            Ok(Transformed::yes(Arc::new(CoalescePartitionsExec::new(
+                union,
+            ))))
+        } else {
+            Ok(Transformed::yes(union))
+        }
     })
     .map(|done| done.data)
+}
+
+/// Where `node` is, to know it again in the same plan.
+fn address(node: &Arc<dyn ExecutionPlan>) -> usize {
+    Arc::as_ptr(node).cast::<()>() as usize
 }
 
 /// Executors lost so far, as the cluster service of the scheduler at

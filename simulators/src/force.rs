@@ -6,6 +6,8 @@
 //! `shared/reference` (incident grades, Home Office outcome codes, data.police.uk
 //! stop-and-search fields).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::rng::Rng;
@@ -142,10 +144,11 @@ pub struct CustodyRecord {
 pub struct AnprRead {
     /// Read identifier.
     pub read_id: i64,
-    /// Registration read.
-    pub plate: String,
-    /// Camera.
-    pub camera_id: String,
+    /// Registration read (shared by every read of the plate: a force at
+    /// scale 100 holds 100M reads).
+    pub plate: Arc<str>,
+    /// Camera (shared by its reads).
+    pub camera_id: Arc<str>,
     /// When.
     pub seen_at: DateTime<Utc>,
     /// Camera latitude.
@@ -558,19 +561,23 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
 
     progress("ANPR reads");
     let mut rng = root.fork("anpr");
-    let cameras: Vec<(String, f64, f64)> = (0..60)
+    let cameras: Vec<(Arc<str>, f64, f64)> = (0..60)
         .map(|i| {
             let (lat, lon) = point(&mut rng);
-            (format!("CAM{:03}", i + 1), lat, lon)
+            (Arc::from(format!("CAM{:03}", i + 1)), lat, lon)
         })
         .collect();
-    let fleet: Vec<String> = (0..scaled(40_000.0, scale))
-        .map(|_| plate(&mut rng))
+    let fleet: Vec<Arc<str>> = (0..scaled(40_000.0, scale))
+        .map(|_| Arc::from(plate(&mut rng)))
         .collect();
     let reads = scaled(1_000_000.0, scale);
+    // Once, not by doubling: at scale 100 a doubling would briefly hold
+    // both copies of several GiB.
+    force.anpr.reserve(reads);
     let mut read_id = 0i64;
     // Vehicles from incidents pass the camera nearest the incident around its time.
     for (vehicle, at, lat, lon) in &vehicles {
+        let registration: Arc<str> = Arc::from(vehicle.as_str());
         let nearest = cameras
             .iter()
             .min_by(|a, b| {
@@ -584,7 +591,7 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
             let offset = rng.below(3600) as i64 - 1800;
             force.anpr.push(AnprRead {
                 read_id,
-                plate: vehicle.clone(),
+                plate: Arc::clone(&registration),
                 camera_id: nearest.0.clone(),
                 seen_at: (*at + Duration::seconds(offset)).max(start),
                 lat: nearest.1,
@@ -604,9 +611,11 @@ pub fn generate(seed: u64, scale: f64, mut progress: impl FnMut(&str)) -> Force 
             lon: camera.2,
         });
     }
+    // Read ids are unique, so the order is total; unstable sorting needs no
+    // second copy of the reads.
     force
         .anpr
-        .sort_by(|a, b| a.seen_at.cmp(&b.seen_at).then(a.read_id.cmp(&b.read_id)));
+        .sort_unstable_by(|a, b| a.seen_at.cmp(&b.seen_at).then(a.read_id.cmp(&b.read_id)));
 
     progress("stop and search");
     let mut rng = root.fork("stops");
@@ -706,7 +715,7 @@ mod tests {
             && i.crime_reference.is_none()));
         assert!(force.crimes.iter().any(|c| c.restricted));
         // Incident vehicles are seen by ANPR.
-        let plates: HashSet<&str> = force.anpr.iter().map(|r| r.plate.as_str()).collect();
+        let plates: HashSet<&str> = force.anpr.iter().map(|r| &*r.plate).collect();
         assert!(
             force
                 .incidents

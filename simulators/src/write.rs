@@ -324,11 +324,9 @@ fn write_anpr(reads: &[AnprRead], dir: &Path) -> Result<(), WriteError> {
         };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(day.iter().map(|r| r.read_id))),
+            Arc::new(StringArray::from_iter_values(day.iter().map(|r| &*r.plate))),
             Arc::new(StringArray::from_iter_values(
-                day.iter().map(|r| r.plate.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                day.iter().map(|r| r.camera_id.as_str()),
+                day.iter().map(|r| &*r.camera_id),
             )),
             Arc::new(
                 TimestampMillisecondArray::from_iter_values(

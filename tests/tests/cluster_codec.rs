@@ -78,7 +78,7 @@ impl PlanRunner for WireRunner {
         task: Arc<TaskContext>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
         let front = BluelampCodec::planning();
-        let plan = bluelamp_cluster::sliced(plan)?;
+        let plan = bluelamp_cluster::sliced(plan, 3).await?;
         let bytes = match PhysicalPlanNode::try_from_physical_plan(plan, &front) {
             Ok(node) => node.encode_to_vec(),
             Err(e) => return Err(front.refusal().unwrap_or(e)),
@@ -167,6 +167,14 @@ async fn plans_cross_without_secrets_and_answer_the_same() {
         "SELECT camera_id, count(*) AS n FROM anpr.reads GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
         // A projection, an order and a limit.
         "SELECT i.urn, i.grade FROM cad.incidents i ORDER BY i.urn LIMIT 7",
+        // A half-open range of times, pushed as C&C's opened_from and
+        // opened_to: three windows of six days, a task each.
+        "SELECT grade, count(*) AS n, min(opened_at) AS first, max(opened_at) AS last \
+         FROM cad.incidents WHERE opened_at >= '2026-10-02T00:00:00Z' \
+         AND opened_at < '2026-10-20T00:00:00Z' GROUP BY 1 ORDER BY 1",
+        // The same windows under a sort alone: every window's rows reach it.
+        "SELECT urn, opened_at FROM cad.incidents WHERE opened_at >= '2026-10-02T00:00:00Z' \
+         AND opened_at < '2026-10-20T00:00:00Z' ORDER BY opened_at DESC, urn",
     ] {
         assert_eq!(
             answer(&cluster.engine, sql).await,
@@ -190,6 +198,12 @@ async fn plans_cross_without_secrets_and_answer_the_same() {
         sent.iter().any(|bytes| contains(bytes, b"\"slice\":[2,3]")),
         "the slices crossed"
     );
+    for bound in ["2026-10-08T00:00:00Z", "2026-10-14T00:00:00Z"] {
+        assert!(
+            sent.iter().any(|bytes| contains(bytes, bound.as_bytes())),
+            "a window bound at {bound} crossed"
+        );
+    }
 }
 
 /// Every cookbook query (C&C and RMS over HTTP, the custody SQLite
@@ -528,5 +542,86 @@ async fn rate_limited_requests_take_slots_from_the_cluster_budget() {
         bluelamp_connectors::openapi::client::requests_sent(),
         sent,
         "no request went out without a slot"
+    );
+}
+
+/// A list paged by offset whose first page gives a total crosses as
+/// stripes of its pages, a task each, and answers as in one process; the
+/// one extra request is the first page, asked for when the plan is split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_paged_scans_cross_in_stripes_of_pages() {
+    const FOLDERS: usize = 23;
+    let document = serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {"title": "folders", "version": "1"},
+        "paths": {"/folders": {"get": {
+            "operationId": "listFolders",
+            "parameters": [
+                {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 5}}
+            ],
+            "responses": {"200": {"description": "folders", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {
+                    "total_count": {"type": "integer"},
+                    "entries": {"type": "array", "items": {"$ref": "#/components/schemas/Folder"}}
+                }}
+            }}}}
+        }}},
+        "components": {"schemas": {"Folder": {"type": "object", "required": ["id", "n"],
+            "properties": {"id": {"type": "string"}, "n": {"type": "integer"}}}}}
+    });
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    let pages = axum::routing::get(
+        move |axum::extract::Query(q): axum::extract::Query<
+            std::collections::HashMap<String, String>,
+        >| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let number = |name: &str, default: usize| {
+                    q.get(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+                };
+                let entries: Vec<serde_json::Value> = (1..=FOLDERS)
+                    .skip(number("offset", 0))
+                    .take(number("limit", 5).min(5))
+                    .map(|n| serde_json::json!({"id": format!("f{n:02}"), "n": n}))
+                    .collect();
+                axum::Json(serde_json::json!({"total_count": FOLDERS, "entries": entries}))
+            }
+        },
+    );
+    let url = bluelamp_tests::fixtures::serve_openapi(
+        document,
+        axum::Router::new().route("/folders", pages),
+    )
+    .await;
+    let config =
+        format!("[[source]]\nname = \"s\"\nkind = \"openapi\"\nspec = \"{url}/openapi.json\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let single = engine_from_text(&config, dir.path()).await.unwrap();
+    let cluster = engine_from_text(&config, dir.path()).await.unwrap();
+    let runner = on_the_wire(&cluster);
+    let sql = "SELECT id, n FROM s.folders ORDER BY n";
+    let before = requests.load(std::sync::atomic::Ordering::SeqCst);
+    let one = answer(&single, sql).await;
+    let alone = requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(alone, 5, "one process reads the five pages");
+    let spread = answer(&cluster, sql).await;
+    assert_eq!(spread, one);
+    assert!(spread.contains("f23") && spread.contains("f01"), "{spread}");
+    let on_cluster = requests.load(std::sync::atomic::Ordering::SeqCst) - before - alone;
+    assert_eq!(on_cluster, 6, "the five pages and the first, to split them");
+    let sent = runner.sent.lock().unwrap().clone();
+    for index in 0..3 {
+        let stripe =
+            format!("\"stripe\":{{\"index\":{index},\"count\":3,\"step\":5,\"total\":23}}");
+        assert!(
+            sent.iter().any(|bytes| contains(bytes, stripe.as_bytes())),
+            "stripe {index} of 3 crossed"
+        );
+    }
+    assert_eq!(
+        answer(&cluster, "SELECT count(*) AS n, sum(n) AS s FROM s.folders").await,
+        answer(&single, "SELECT count(*) AS n, sum(n) AS s FROM s.folders").await
     );
 }

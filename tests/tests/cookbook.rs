@@ -214,7 +214,7 @@ fn anpr_near_incidents(f: &Force) -> Rows {
             continue;
         };
         for a in f.anpr.iter().filter(|a| {
-            &a.plate == plate
+            *a.plate == **plate
                 && days.contains(&a.seen_at)
                 && a.seen_at >= i.call_at - window
                 && a.seen_at <= i.call_at + window
@@ -227,7 +227,7 @@ fn anpr_near_incidents(f: &Force) -> Rows {
                 i.urn.clone(),
                 plate.clone(),
                 ts(i.call_at),
-                a.camera_id.clone(),
+                a.camera_id.to_string(),
                 ts(a.seen_at),
                 float(round(seconds(a.seen_at, i.call_at) / 60.0, 1)),
                 float(round(km, 2)),

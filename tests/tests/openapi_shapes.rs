@@ -1241,3 +1241,116 @@ async fn a_short_page_under_a_known_total_fails_the_query() {
         "5"
     );
 }
+
+/// The folders list, with `short` records on the page at offset 5 (5 on
+/// every other), as a server that says how many records there are.
+async fn folders_with_a_page_of(short: usize) -> (Engine, tempfile::TempDir) {
+    let doc = document(
+        json!({"/folders": {"get": {"operationId": "listFolders",
+            "parameters": [
+                query_param("offset", json!({"type": "integer"})),
+                query_param("limit", json!({"type": "integer", "maximum": 5}))],
+            "responses": ok(json!({"type": "object", "properties": {
+                "total_count": {"type": "integer"},
+                "entries": {"type": "array", "items": schema_ref("Folder")}}}))}}}),
+        json!({"Folder": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}),
+    );
+    let pages = get(move |Query(q): Query<HashMap<String, String>>| async move {
+        let offset = param::<usize>(&q, "offset").unwrap_or(0);
+        let limit = param::<usize>(&q, "limit").unwrap_or(5).min(5);
+        let take = if offset == 5 { short } else { limit };
+        let entries: Vec<Value> = (1..=FOLDERS)
+            .skip(offset)
+            .take(take)
+            .map(|n| json!({"id": format!("f{n}")}))
+            .collect();
+        axum::Json(json!({"total_count": FOLDERS, "entries": entries})).into_response()
+    });
+    let url = serve(doc, Router::new().route("/folders", pages)).await;
+    engine(&url).await
+}
+
+/// The folders scan split into `count` stripes of its pages, as a cluster
+/// splits it, and each stripe's rows (or error).
+async fn stripes_of_folders(engine: &Engine, count: usize) -> Vec<Result<Vec<String>, String>> {
+    use bluelamp_connectors::openapi::OpenApiTableProvider;
+    use bluelamp_connectors::openapi::exec::RemoteScan;
+    use datafusion::execution::TaskContext;
+    use datafusion::physical_plan::ExecutionPlan;
+    use futures::TryStreamExt;
+
+    let table = engine.live_table("s", "folders").await.unwrap().unwrap();
+    let provider = table.downcast_ref::<OpenApiTableProvider>().unwrap();
+    let scan = provider
+        .rescan(&RemoteScan {
+            source: "s".into(),
+            table: "folders".into(),
+            query: Vec::new(),
+            path: Vec::new(),
+            projection: None,
+            limit: None,
+            slice: None,
+            stripe: None,
+            identity: None,
+        })
+        .unwrap();
+    let mut read = Vec::new();
+    for stripe in scan.striped(count).await.unwrap() {
+        assert_eq!(stripe.properties().partitioning.partition_count(), 1);
+        let rows = match stripe.execute(0, Arc::new(TaskContext::default())) {
+            Ok(stream) => stream.try_collect::<Vec<_>>().await,
+            Err(e) => Err(e),
+        };
+        read.push(
+            rows.map(|batches| {
+                let mut ids = Vec::new();
+                for batch in batches {
+                    let column = batch.column_by_name("id").unwrap();
+                    let strings =
+                        arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).unwrap();
+                    let strings = strings
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .unwrap();
+                    ids.extend(strings.iter().map(|s| s.unwrap().to_string()));
+                }
+                ids
+            })
+            .map_err(|e| e.to_string()),
+        );
+    }
+    read
+}
+
+/// On a cluster, an offset-paged list whose first page gives a total is
+/// read in stripes of pages side by side: together they are every record
+/// once; a page that holds fewer records than due fails its stripe rather
+/// than leave records no stripe asks for.
+#[tokio::test]
+async fn pages_read_in_stripes_are_every_record_once_or_an_error() {
+    let (engine, _dir) = folders_with_a_page_of(5).await;
+    // 12 folders, 5 a page: three pages, so three stripes even if more are asked.
+    let stripes = stripes_of_folders(&engine, 8).await;
+    assert_eq!(stripes.len(), 3);
+    let mut ids: Vec<String> = stripes.into_iter().flat_map(Result::unwrap).collect();
+    ids.sort_by_key(|id| id[1..].parse::<usize>().unwrap());
+    let every: Vec<String> = (1..=FOLDERS).map(|n| format!("f{n}")).collect();
+    assert_eq!(ids, every);
+    // Two stripes: the first reads pages 1 and 3, the second page 2.
+    let stripes = stripes_of_folders(&engine, 2).await;
+    assert_eq!(stripes.len(), 2);
+    assert_eq!(stripes[1].as_ref().unwrap().len(), 5);
+
+    let (short, _dir) = folders_with_a_page_of(2).await;
+    let stripes = stripes_of_folders(&short, 3).await;
+    let error = stripes[1].as_ref().unwrap_err();
+    assert!(
+        error.contains("source 's'") && error.contains("held 2 where 5 were due"),
+        "{error}"
+    );
+    // A server that ignores the page size would overlap the stripes.
+    let (long, _dir) = folders_with_a_page_of(7).await;
+    let stripes = stripes_of_folders(&long, 3).await;
+    let error = stripes[1].as_ref().unwrap_err();
+    assert!(error.contains("held 7 where 5 were due"), "{error}");
+}

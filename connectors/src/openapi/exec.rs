@@ -2,7 +2,10 @@
 //!
 //! A scan is split into one partition per request series it issues (a path
 //! per key, a query per value), up to 16, so a cluster's executors fetch
-//! them side by side. One task per partition fetches pages into a bounded
+//! them side by side; on a cluster, one series whose filters give a column
+//! a range is split into windows of it ([`OpenApiExec::windowed`]), and one
+//! offset-paged series whose first page gives a total into stripes of its
+//! pages ([`OpenApiExec::striped`]). One task per partition fetches pages into a bounded
 //! channel (so memory stays bounded and a slow consumer slows the
 //! fetching), decodes each page with `arrow-json` against the documented
 //! schema, and stops early at a `LIMIT`.
@@ -48,7 +51,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::client::{ApiClient, Identity};
-use super::discovery::{FilterOp, TableSpec};
+use super::discovery::{FilterOp, Pagination, TableSpec};
 use super::pushdown::Target;
 use super::requests::build as build_requests;
 use super::walk::{Counters, Scan, ScanStream};
@@ -74,9 +77,31 @@ pub struct OpenApiExec {
     /// with one partition walking every `n`-th request series from the
     /// `i`-th (see [`OpenApiExec::slices`]).
     slice: Option<(usize, usize)>,
+    /// `Some`: this scan reads one stripe of its one request series' pages
+    /// (see [`OpenApiExec::striped`]).
+    stripe: Option<PageStripe>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
+
+/// One of `count` scans that read the pages of one offset-paged request
+/// series side by side: the pages at offsets `j * step` below `total`
+/// with `j % count == index`. `step` and `total` are what the series' first
+/// page said when the scan was split, so every stripe reads the same pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PageStripe {
+    /// Which stripe this is, from 0.
+    pub index: usize,
+    /// How many stripes read the series.
+    pub count: usize,
+    /// Records a page (the first page's count).
+    pub step: u64,
+    /// Records in all (the first page's total).
+    pub total: u64,
+}
+
+/// The most pages a striped scan reads: more is a plan no source serves.
+const MAX_STRIPED_PAGES: u64 = 10_000_000;
 
 impl fmt::Debug for OpenApiExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -128,6 +153,7 @@ impl OpenApiExec {
             limit,
             page_size,
             slice: None,
+            stripe: None,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
@@ -139,7 +165,7 @@ impl OpenApiExec {
     /// not know in each task). A scan of one partition is itself.
     pub fn slices(&self) -> Vec<Self> {
         let n = self.properties.partitioning.partition_count();
-        if n <= 1 || self.slice.is_some() {
+        if n <= 1 || self.slice.is_some() || self.stripe.is_some() {
             return vec![self.clone_node()];
         }
         (0..n).map(|i| self.slice_of(Some((i, n)))).collect()
@@ -160,6 +186,157 @@ impl OpenApiExec {
             ));
         }
         node
+    }
+
+    /// This scan as up to `count` scans of one partition that read stripes
+    /// of its pages side by side ([`PageStripe`]), for a cluster's executors
+    /// to fetch in parallel; or itself, alone, where its pages cannot be
+    /// split: it issues more than one request series (those are split by
+    /// [`OpenApiExec::slices`]), has a `LIMIT` or a join's lookup, is not
+    /// offset-paged, or its first page gives no total or holds every
+    /// record. Asks the source for the first page (its rows are not
+    /// kept) to learn the page size and the total.
+    ///
+    /// # Errors
+    /// The first page cannot be fetched or read, naming the source.
+    pub async fn striped(&self, count: usize) -> DFResult<Vec<Self>> {
+        let alone = || vec![self.clone_node()];
+        if count < 2
+            || self.limit.is_some()
+            || !self.dynamic.is_empty()
+            || self.slice.is_some()
+            || self.stripe.is_some()
+            || !matches!(self.table.pagination, Pagination::Offset { .. })
+        {
+            return Ok(alone());
+        }
+        let Ok(requests) = build_requests(&self.source, &self.table, &self.values) else {
+            return Ok(alone());
+        };
+        let [set] = requests.as_slice() else {
+            return Ok(alone());
+        };
+        let Some((step, total)) = self.scan(self.counters()).probe(set).await? else {
+            return Ok(alone());
+        };
+        let pages = total.div_ceil(step);
+        if pages > MAX_STRIPED_PAGES {
+            return Ok(alone());
+        }
+        let count = count.min(usize::try_from(pages).unwrap_or(usize::MAX));
+        if count < 2 {
+            return Ok(alone());
+        }
+        Ok((0..count)
+            .map(|index| {
+                let mut node = self.clone_node();
+                node.stripe = Some(PageStripe {
+                    index,
+                    count,
+                    step,
+                    total,
+                });
+                node
+            })
+            .collect())
+    }
+
+    /// This scan as up to `count` scans of one partition, each asking for
+    /// one window of the range its query's filters give a column (`t >= a
+    /// AND t < b`, pushed as two parameters such as `opened_from` and
+    /// `opened_to`): the windows `[a, w1)`, `[w1, w2)`, ... `[wn, b)`, which
+    /// hold every row of the range once, cut at whole seconds (times),
+    /// whole days (dates) or whole numbers. Only where one bound includes its
+    /// value and the other excludes it (`>=` with `<`, or `>` with `<=`): two
+    /// inclusive bounds would need a boundary just short of the next window,
+    /// which depends on how precisely the source stores its values. Otherwise,
+    /// and for a scan with a `LIMIT`, a join's lookup or more than one request
+    /// series, itself alone.
+    pub fn windowed(&self, count: usize) -> Vec<Self> {
+        let alone = || vec![self.clone_node()];
+        if count < 2
+            || self.limit.is_some()
+            || !self.dynamic.is_empty()
+            || self.slice.is_some()
+            || self.stripe.is_some()
+            || self.properties.partitioning.partition_count() != 1
+        {
+            return alone();
+        }
+        let one = |index: usize| match self.values.get(&Target::Query(index)).map(Vec::as_slice) {
+            Some([value]) => Some(value.clone()),
+            _ => None,
+        };
+        let filters = &self.table.filters;
+        for (low, lower) in filters.iter().enumerate() {
+            for (high, upper) in filters.iter().enumerate() {
+                let half_open = matches!(
+                    (lower.op, upper.op),
+                    (FilterOp::Ge, FilterOp::Lt) | (FilterOp::Gt, FilterOp::Le)
+                );
+                if !half_open || lower.column != upper.column {
+                    continue;
+                }
+                let (Some(from), Some(to)) = (one(low), one(high)) else {
+                    continue;
+                };
+                let Ok(field) = self.full_schema.field_with_name(&lower.column) else {
+                    continue;
+                };
+                let Some(bounds) =
+                    super::pushdown::split_range(&from, &to, field.data_type(), count)
+                else {
+                    continue;
+                };
+                return bounds
+                    .windows(2)
+                    .map(|window| {
+                        let mut node = self.clone_node();
+                        node.values
+                            .insert(Target::Query(low), vec![window[0].clone()]);
+                        node.values
+                            .insert(Target::Query(high), vec![window[1].clone()]);
+                        node
+                    })
+                    .collect();
+            }
+        }
+        alone()
+    }
+
+    /// This scan reading `stripe` of its pages, as another process planned
+    /// it ([`OpenApiTableProvider::rescan`](super::OpenApiTableProvider::rescan)).
+    ///
+    /// # Errors
+    /// The stripe does not fit this scan here (another configuration or
+    /// document), naming the source.
+    pub(super) fn with_stripe(mut self, stripe: Option<PageStripe>) -> DFResult<Self> {
+        let Some(stripe) = stripe else {
+            return Ok(self);
+        };
+        let one_series = build_requests(&self.source, &self.table, &self.values)
+            .is_ok_and(|sets| sets.len() == 1);
+        let fits = one_series
+            && matches!(self.table.pagination, Pagination::Offset { .. })
+            && self.limit.is_none()
+            && self.slice.is_none()
+            && stripe.count >= 2
+            && stripe.index < stripe.count
+            && stripe.step > 0
+            && stripe.total.div_ceil(stripe.step) <= MAX_STRIPED_PAGES;
+        if !fits {
+            return Err(super::source_error(
+                &self.source,
+                format!(
+                    "a plan reads table '{}' in stripes of pages that do not fit it here: are \
+                     the configurations and the source's document the same everywhere?",
+                    self.table.name
+                ),
+                false,
+            ));
+        }
+        self.stripe = Some(stripe);
+        Ok(self)
     }
 
     /// Sends `identity` (the end user's header) with every request.
@@ -235,6 +412,10 @@ pub struct RemoteScan {
     /// [`OpenApiExec::slices`]).
     #[serde(default)]
     pub slice: Option<(usize, usize)>,
+    /// Which stripe of the scan's pages this is (see
+    /// [`OpenApiExec::striped`]).
+    #[serde(default)]
+    pub stripe: Option<PageStripe>,
     /// The end user's header (name, value bytes) where the source is sent
     /// one: who is asking, not a credential.
     pub identity: Option<(String, Vec<u8>)>,
@@ -267,6 +448,7 @@ impl OpenApiExec {
             projection: self.projection.clone(),
             limit: self.limit,
             slice: self.slice,
+            stripe: self.stripe,
             identity: self
                 .identity
                 .as_ref()
@@ -340,6 +522,15 @@ impl DisplayAs for OpenApiExec {
         if let Some((i, n)) = self.slice {
             write!(f, " slice={}/{n}", i + 1)?;
         }
+        if let Some(stripe) = self.stripe {
+            write!(
+                f,
+                " pages={}/{} of {} records",
+                stripe.index + 1,
+                stripe.count,
+                stripe.total
+            )?;
+        }
         Ok(())
     }
 }
@@ -407,25 +598,8 @@ impl ExecutionPlan for OpenApiExec {
                 index % parts == part
             }
         };
-        let counters = Counters {
-            requests: MetricBuilder::new(&self.metrics).global_counter("requests"),
-            pages: MetricBuilder::new(&self.metrics).global_counter("pages"),
-            bytes: MetricBuilder::new(&self.metrics).global_counter("bytes"),
-            records: MetricBuilder::new(&self.metrics).global_counter("records"),
-            lookups: MetricBuilder::new(&self.metrics).global_counter("lookup_keys"),
-        };
-        let scan = Scan {
-            source: self.source.clone(),
-            table: Arc::clone(&self.table),
-            client: Arc::clone(&self.client),
-            identity: self.identity.clone(),
-            base: self.base.clone(),
-            full_schema: Arc::clone(&self.full_schema),
-            projection: self.projection.clone(),
-            limit: self.limit,
-            page_size: self.page_size,
-            counters,
-        };
+        let scan = self.scan(self.counters());
+        let stripe = self.stripe;
         let mut values = self.values.clone();
         let dynamic = self.dynamic.clone();
         let lookups: Vec<Option<Target>> =
@@ -467,6 +641,19 @@ impl ExecutionPlan for OpenApiExec {
                         return;
                     }
                 };
+                if let Some(stripe) = stripe {
+                    let walked = match requests.as_slice() {
+                        [set] => scan.walk_stripe(set, &tx, stripe).await,
+                        _ => Err(scan.error(
+                            "a stripe of pages needs exactly one request series".into(),
+                            false,
+                        )),
+                    };
+                    if let Err(e) = walked {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                    return;
+                }
                 let mut remaining = scan.limit;
                 for (index, set) in requests.into_iter().enumerate() {
                     if remaining == Some(0) {
@@ -572,6 +759,33 @@ impl ExecutionPlan for OpenApiExec {
 }
 
 impl OpenApiExec {
+    /// This node's counters, as `EXPLAIN ANALYZE` shows them.
+    fn counters(&self) -> Counters {
+        Counters {
+            requests: MetricBuilder::new(&self.metrics).global_counter("requests"),
+            pages: MetricBuilder::new(&self.metrics).global_counter("pages"),
+            bytes: MetricBuilder::new(&self.metrics).global_counter("bytes"),
+            records: MetricBuilder::new(&self.metrics).global_counter("records"),
+            lookups: MetricBuilder::new(&self.metrics).global_counter("lookup_keys"),
+        }
+    }
+
+    /// The walk this node's requests take, counting into `counters`.
+    fn scan(&self, counters: Counters) -> Scan {
+        Scan {
+            source: self.source.clone(),
+            table: Arc::clone(&self.table),
+            client: Arc::clone(&self.client),
+            identity: self.identity.clone(),
+            base: self.base.clone(),
+            full_schema: Arc::clone(&self.full_schema),
+            projection: self.projection.clone(),
+            limit: self.limit,
+            page_size: self.page_size,
+            counters,
+        }
+    }
+
     fn clone_node(&self) -> Self {
         Self {
             source: self.source.clone(),
@@ -587,6 +801,7 @@ impl OpenApiExec {
             limit: self.limit,
             page_size: self.page_size,
             slice: self.slice,
+            stripe: self.stripe,
             properties: Arc::clone(&self.properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }

@@ -226,7 +226,8 @@ impl OpenApiTableProvider {
             self.page_size,
         )?
         .with_identity(identity)
-        .slice_of(scan.slice))
+        .slice_of(scan.slice)
+        .with_stripe(scan.stripe)?)
     }
 
     fn error(&self, message: String) -> DataFusionError {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use arrow::datatypes::{DataType, TimeUnit};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 
@@ -234,6 +234,62 @@ fn timestamp(value: i64, unit: TimeUnit) -> Option<String> {
     Some(t.to_rfc3339_opts(format, true))
 }
 
+/// The bounds of `count` windows that split the range from `from` to `to`
+/// of a column of type `column` (values as [`format_scalar`] writes them),
+/// `from` and `to` first and last as they are: cut at whole seconds for
+/// timestamps, whole days for dates, whole numbers for integers. `None` for
+/// a column of another type (text orders otherwise than numbers), values
+/// that are not of the column's kind, `from` not below `to`, or a range
+/// too narrow for two windows.
+pub fn split_range(from: &str, to: &str, column: &DataType, count: usize) -> Option<Vec<String>> {
+    // Each kind as whole units on a number line, and back.
+    let (low, high, unit, write): (i128, i128, i128, Box<dyn Fn(i128) -> Option<String>>) =
+        if let (DataType::Timestamp(..), Ok(a), Ok(b)) = (
+            column,
+            DateTime::parse_from_rfc3339(from),
+            DateTime::parse_from_rfc3339(to),
+        ) {
+            let nanos = |t: DateTime<chrono::FixedOffset>| {
+                i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
+            };
+            let write = |n: i128| timestamp(i64::try_from(n).ok()?, TimeUnit::Nanosecond);
+            (nanos(a), nanos(b), 1_000_000_000, Box::new(write))
+        } else if let (DataType::Date32 | DataType::Date64, Ok(a), Ok(b)) = (
+            column,
+            NaiveDate::parse_from_str(from, "%Y-%m-%d"),
+            NaiveDate::parse_from_str(to, "%Y-%m-%d"),
+        ) {
+            let days = |d: NaiveDate| i128::from(d.num_days_from_ce());
+            let write = |n: i128| {
+                NaiveDate::from_num_days_from_ce_opt(i32::try_from(n).ok()?).map(|d| d.to_string())
+            };
+            (days(a), days(b), 1, Box::new(write))
+        } else if let (true, Ok(a), Ok(b)) =
+            (column.is_integer(), from.parse::<i64>(), to.parse::<i64>())
+        {
+            let write = |n: i128| i64::try_from(n).ok().map(|n| n.to_string());
+            (i128::from(a), i128::from(b), 1, Box::new(write))
+        } else {
+            return None;
+        };
+    let count = i128::try_from(count).ok()?;
+    if count < 2 || low >= high {
+        return None;
+    }
+    let mut bounds = vec![from.to_string()];
+    let mut last = low;
+    for k in 1..count {
+        // Down to a whole unit, and past the previous bound.
+        let cut = (low + (high - low) * k / count).div_euclid(unit) * unit;
+        if cut > last && cut < high {
+            bounds.push(write(cut)?);
+            last = cut;
+        }
+    }
+    bounds.push(to.to_string());
+    (bounds.len() >= 3).then_some(bounds)
+}
+
 /// Combines pushed filters into parameter values: for each target, the values
 /// every filter on it allows (equalities and `IN` lists intersect). `None` means
 /// the filters contradict each other, so no request can match.
@@ -266,4 +322,46 @@ pub fn comparable(t: &DataType) -> bool {
         t,
         DataType::Struct(_) | DataType::List(_) | DataType::Map(..)
     )
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_split_at_whole_units_of_the_columns_kind() {
+        let time = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        assert_eq!(
+            split_range("2026-10-01T00:00:00Z", "2026-10-01T00:00:03Z", &time, 3).unwrap(),
+            [
+                "2026-10-01T00:00:00Z",
+                "2026-10-01T00:00:01Z",
+                "2026-10-01T00:00:02Z",
+                "2026-10-01T00:00:03Z"
+            ]
+        );
+        // Cut at whole seconds only: two seconds hold two windows, not four.
+        assert_eq!(
+            split_range("2026-10-01T00:00:00.5Z", "2026-10-01T00:00:02Z", &time, 4).unwrap(),
+            [
+                "2026-10-01T00:00:00.5Z",
+                "2026-10-01T00:00:01Z",
+                "2026-10-01T00:00:02Z"
+            ]
+        );
+        assert_eq!(
+            split_range("2026-10-01", "2026-10-11", &DataType::Date32, 2).unwrap(),
+            ["2026-10-01", "2026-10-06", "2026-10-11"]
+        );
+        assert_eq!(
+            split_range("-5", "4", &DataType::Int64, 3).unwrap(),
+            ["-5", "-2", "1", "4"]
+        );
+        // Too narrow, backwards, or not the column's kind: not split.
+        assert_eq!(split_range("1", "2", &DataType::Int32, 4), None);
+        assert_eq!(split_range("9", "1", &DataType::Int32, 2), None);
+        assert_eq!(split_range("5", "20", &DataType::Utf8, 2), None);
+        assert_eq!(split_range("2026-10-01", "2026-10-11", &time, 2), None);
+        assert_eq!(split_range("a", "b", &DataType::Int64, 2), None);
+    }
 }

@@ -226,6 +226,10 @@ impl Database {
 
     /// Whether one node's own expressions (a scan's filters included) run here.
     fn runs_node(&self, plan: &LogicalPlan) -> bool {
+        // The unparser would write such a join wrongly: it runs here.
+        if super::upstream::loses_aggregate(plan) {
+            return false;
+        }
         let filters = match plan {
             LogicalPlan::TableScan(scan) => scan.filters.as_slice(),
             _ => &[],

@@ -174,6 +174,7 @@ enum Tables<'a> {
 /// # Panics
 /// If the query would be refused.
 #[cfg(debug_assertions)]
+#[allow(clippy::panic, reason = "an assertion of debug builds")]
 pub(super) fn assert_would_cross(source: &str, database: &Database, sql: &str) {
     if let Some(dialect) = dialect_name(database)
         && let Err(e) = check(source, dialect, sql, Tables::Any)

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{PageInfo, Scan};
 use crate::openapi::discovery::Pagination;
-use crate::openapi::exec::abbreviate;
+use crate::openapi::exec::{PageStripe, abbreviate};
 use crate::openapi::requests::RequestSet;
 
 const DEFAULT_PAGE: u64 = 100;
@@ -271,6 +271,96 @@ impl Scan {
                     url = joined;
                     number += 1;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first page's record count and the total it reports, for an
+    /// offset-paged series: what [`OpenApiExec::striped`] splits its pages
+    /// by. The page's rows are not sent. `None` where there is nothing to
+    /// split: another pagination style, no total, an empty first page, or a
+    /// first page that holds every record.
+    ///
+    /// [`OpenApiExec::striped`]: crate::openapi::exec::OpenApiExec::striped
+    pub(in crate::openapi) async fn probe(&self, set: &RequestSet) -> DFResult<Option<(u64, u64)>> {
+        let Pagination::Offset { offset, limit, max } = &self.table.pagination else {
+            return Ok(None);
+        };
+        let size = self.page_size(None, *max);
+        let first = self.url(
+            set,
+            &[
+                (offset.clone(), "0".into()),
+                (limit.clone(), size.to_string()),
+            ],
+        )?;
+        // Nothing is wanted from the page but what it says of the others.
+        let (tx, _rx) = mpsc::channel(1);
+        let info = self.page(&first, 1, set, &tx, &mut Some(0)).await?;
+        let step = info.records as u64;
+        Ok(match info.total {
+            Some(total) if step > 0 && total > step => Some((step, total)),
+            _ => None,
+        })
+    }
+
+    /// Reads one stripe of an offset-paged series' pages (see
+    /// [`PageStripe`]). Every page but the last must hold `step` records
+    /// and the last at least the rest of `total`: a page that holds fewer
+    /// leaves records no stripe asks for, and one that holds more than
+    /// asked overlaps the next stripe's, so either stops the query rather
+    /// than answer short or twice.
+    pub(in crate::openapi) async fn walk_stripe(
+        &self,
+        set: &RequestSet,
+        tx: &mpsc::Sender<DFResult<RecordBatch>>,
+        stripe: PageStripe,
+    ) -> DFResult<()> {
+        let Pagination::Offset { offset, limit, .. } = &self.table.pagination else {
+            return Err(self.error(
+                format!(
+                    "{}: a stripe of pages needs offset pagination",
+                    self.table.endpoint()
+                ),
+                false,
+            ));
+        };
+        let PageStripe {
+            index,
+            count,
+            step,
+            total,
+        } = stripe;
+        let mut remaining = None;
+        for page in (index..).step_by(count.max(1)) {
+            let Some(at) = (page as u64).checked_mul(step).filter(|at| *at < total) else {
+                break;
+            };
+            let url = self.url(
+                set,
+                &[
+                    (offset.clone(), at.to_string()),
+                    (limit.clone(), step.to_string()),
+                ],
+            )?;
+            let held = self
+                .page(&url, page + 1, set, tx, &mut remaining)
+                .await?
+                .records as u64;
+            let due = step.min(total - at);
+            let last = at + step >= total;
+            if held < due || held > step || (!last && held != step) {
+                return Err(self.error(
+                    format!(
+                        "{}: the first page said there are {total} records, {step} a page, but \
+                         the page at offset {at} held {held} where {due} were due, so the pages \
+                         read side by side would miss records or read some twice; the query was \
+                         stopped rather than return a wrong answer",
+                        self.table.endpoint()
+                    ),
+                    true,
+                ));
             }
         }
         Ok(())

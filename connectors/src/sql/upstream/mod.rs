@@ -30,6 +30,7 @@
 //! | `derived_column_names.rs` | a derived table's aggregate written without qualifiers (`min("cost")`) while the query around it asks for `"sq"."min(q.cost)"` | none found as of 2026-12 (PR #25521 is related) | a release names derived tables' computed items as the plan does |
 //! | `double_alias.rs` | a table under two aliases (a view read under another name) written under the inner one only, leaving the outer alias's references without a table | none found as of 2026-12 | the unparser writes the outer alias |
 //! | `semi_join_subquery.rs` | a semi or anti join whose subquery side is a bare table scan written as `EXISTS (SELECT 1 FROM t AS alias WHERE ...)` without the scan's own filters | none found as of 2026-12 | the unparser keeps the scan's filters in the subquery |
+//! | `aggregate_under_join.rs` | an aggregate that is a join's direct input (a decorrelated `HAVING ... > (SELECT ...)`, TPC-H Q11 on a cluster) written into the join's `SELECT` without its `GROUP BY`; such joins run in DataFusion ([`loses_aggregate`], checked by [`super::functions`]) | none found as of 2026-12 | the unparser writes the aggregate |
 //! | `not_in.rs` | a null-aware anti join (`x NOT IN (SELECT y ...)`) written as a plain `NOT EXISTS (... WHERE x = y)`, which keeps rows NOT IN drops when NULLs meet | none found as of 2026-12 | the unparser writes NOT IN's meaning |
 //!
 //! `qualifiers.rs` is no workaround: it holds what `requalify.rs`,
@@ -43,6 +44,7 @@
 //! [`repair`] or [`prepare_plan`] (keeping the `Transformed` flags right
 //! there), and its row above.
 
+mod aggregate_under_join;
 mod aliased_table_filters;
 mod constant_group_keys;
 mod derived_column_names;
@@ -65,6 +67,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::{Query, Select, SetExpr, Statement, VisitMut, VisitorMut};
 
 use super::repair::transform_federated;
+
+pub(crate) use aggregate_under_join::loses_aggregate;
 
 /// The statement mends, in the order they run on each query (outermost
 /// first, then the queries inside it).

@@ -94,7 +94,8 @@ def start_server(config):
         server.kill()
         raise SystemExit(f"bluelamp serve did not start: {line!r}")
     uri = line.strip().split()[-1]
-    return server, flight_sql.connect(uri, autocommit=True)
+    conn = flight_sql.connect(uri, db_kwargs={"username": "bench", "password": "bench"}, autocommit=True)
+    return server, conn
 
 
 def fetch(conn, sql):
@@ -144,16 +145,23 @@ def main():
     log(f"{total:,} ANPR reads in {reads_dir}")
     work = tempfile.mkdtemp(prefix="bluelamp-anpr-")
     config = os.path.join(work, "bluelamp.toml")
+    password_hash = subprocess.run(
+        [BIN, "hash-password"], input="bench\n", capture_output=True, text=True, check=True
+    ).stdout.strip()
     with open(config, "w") as f:
-        f.write(f'[[source]]\nname = "anpr"\nkind = "files"\nlocation = "{os.path.join(folder, "anpr")}"\n')
+        f.write(
+            f'[[source]]\nname = "anpr"\nkind = "files"\nlocation = "{os.path.join(folder, "anpr")}"\n\n'
+            f'[[user]]\nname = "bench"\npassword_hash = "{password_hash}"\nroles = ["bench"]\n'
+        )
     processes, engine = start_cluster(BIN, work, config)
-    cluster_config = os.path.join(work, "cluster.toml")
-    with open(cluster_config, "w") as f:
-        f.write(f"[engine]\n{engine}\n" + open(config).read())
-    alone, alone_conn = start_server(config)
-    spread, spread_conn = start_server(cluster_config)
+    alone = spread = alone_conn = spread_conn = None
     results = []
     try:
+        cluster_config = os.path.join(work, "cluster.toml")
+        with open(cluster_config, "w") as f:
+            f.write(f"[engine]\n{engine}\n" + open(config).read())
+        alone, alone_conn = start_server(config)
+        spread, spread_conn = start_server(cluster_config)
         for name, template in QUERIES.items():
             want = duck.execute(template.format(reads=parquet)).fetchall()
             row = {"query": name}
@@ -169,16 +177,18 @@ def main():
             results.append(row)
     finally:
         peaks = {
-            "front end (one process)": peak_kib(alone.pid),
-            "front end (cluster)": peak_kib(spread.pid),
+            "front end (one process)": alone and peak_kib(alone.pid),
+            "front end (cluster)": spread and peak_kib(spread.pid),
         }
         for i, process in enumerate(processes):
             peaks["scheduler" if i == 0 else f"executor {i}"] = peak_kib(process.pid)
         for conn in (alone_conn, spread_conn):
-            conn.close()
+            if conn is not None:
+                conn.close()
         for process in (alone, spread, *processes):
-            process.terminate()
-            process.wait()
+            if process is not None:
+                process.terminate()
+                process.wait()
     print(f"ANPR reads: {total:,} (demo scale {SCALE})")
     if generation:
         print(f"generation: {generation[0]:.0f} s, peak memory {generation[1] / 1024:.0f} MiB")

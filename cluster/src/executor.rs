@@ -91,7 +91,9 @@ impl ObjectStoreRegistry for ConfiguredStores {
 /// # Errors
 /// The executor cannot start or reach the scheduler.
 pub async fn run_executor(engine: Engine, options: ExecutorOptions) -> Result<(), ClusterError> {
+    let limit = usize::try_from(engine.memory_limit()).unwrap_or(usize::MAX);
     let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limit, 1.0)
         .with_object_store_registry(Arc::new(ConfiguredStores::default()))
         .build_arc()
         .map_err(|e| ClusterError(format!("the executor's runtime: {e}")))?;

@@ -75,6 +75,16 @@ pub fn classify(error: &DataFusionError) -> QueryError {
             }
         }
         DataFusionError::NotImplemented(_) => ErrorKind::Unsupported,
+        DataFusionError::ResourcesExhausted(_) => {
+            return QueryError::new(
+                ErrorKind::Execution,
+                format!(
+                    "the statement needs more memory than this server lets statements hold \
+                     ([engine] memory_limit), so it was stopped; the server carries on ({})",
+                    clean_message(root)
+                ),
+            );
+        }
         _ => ErrorKind::Execution,
     };
     QueryError::new(kind, clean_message(root))

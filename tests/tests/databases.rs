@@ -1876,3 +1876,48 @@ async fn views_are_tables_in_every_database() {
         expected
     );
 }
+
+/// A `HAVING` over a scalar subquery (TPC-H Q11's shape), planned as a
+/// cluster plans it (the subquery decorrelated into a join): the unparser
+/// would write the join over the grouped aggregate without its `GROUP BY`,
+/// so the join runs in DataFusion over the two sides, each sent to
+/// PostgreSQL on its own, and the answer is the one-process answer.
+#[tokio::test]
+async fn a_having_over_a_scalar_subquery_answers_when_decorrelated() {
+    let Some(db) = pg_or_skip().await else {
+        return;
+    };
+    let (engine, _dir) = pg_engine(
+        &db,
+        "CREATE TABLE stock (part int, supplier int, qty int, cost numeric(10, 2));
+         INSERT INTO stock SELECT g % 40, g % 7, 1 + g % 13, (g % 17) + 0.5
+           FROM generate_series(1, 2000) g;",
+    )
+    .await;
+    let sql = "SELECT part, sum(cost * qty) AS value FROM pg.stock WHERE supplier <> 3 \
+               GROUP BY part HAVING sum(cost * qty) > \
+               (SELECT sum(cost * qty) * 0.026 FROM pg.stock WHERE supplier <> 3) \
+               ORDER BY value DESC, part";
+    let kept = query_rows(&engine, sql).await;
+    assert!(kept.len() > 3 && kept.len() < 40, "{kept:?}");
+    let session = engine.session(Identity::new("test", "test"));
+    let decorrelated = async {
+        session
+            .sql("SET datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery = false")
+            .await?
+            .stream
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(QueryError::from)?;
+        let output = session.sql(sql).await?;
+        let batches: Vec<RecordBatch> = output
+            .stream
+            .try_collect()
+            .await
+            .map_err(QueryError::from)?;
+        Ok::<_, QueryError>(rows(&batches).unwrap())
+    }
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(decorrelated, kept);
+}

@@ -23,8 +23,8 @@ use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr, Extension, LogicalPlan, LogicalPlanBuilder, Projection, TableScan, TableScanBuilder,
-    WindowFunctionDefinition,
+    Expr, Extension, LogicalPlan, LogicalPlanBuilder, Projection, SubqueryAlias, TableScan,
+    TableScanBuilder, WindowFunctionDefinition,
 };
 use datafusion_federation::{FederatedPlanNode, FederationPlanner};
 
@@ -226,8 +226,11 @@ impl Database {
 
     /// Whether one node's own expressions (a scan's filters included) run here.
     fn runs_node(&self, plan: &LogicalPlan) -> bool {
-        // The unparser would write such a join wrongly: it runs here.
-        if super::upstream::loses_aggregate(plan) {
+        // The unparser would write such a join wrongly: it runs here. And a
+        // node of an extension (a part already federated by an earlier
+        // split, seen again when federation runs its rule a second time)
+        // cannot be written as SQL at all.
+        if super::upstream::loses_aggregate(plan) || matches!(plan, LogicalPlan::Extension(_)) {
             return false;
         }
         let filters = match plan {
@@ -497,6 +500,18 @@ impl Splitter<'_> {
     fn federate(&self, plan: LogicalPlan) -> DFResult<LogicalPlan> {
         if !plan.exists(|node| Ok(matches!(node, LogicalPlan::TableScan(_))))? {
             return Ok(plan);
+        }
+        // An alias stays here, over its input sent on its own: a projection
+        // over the alias would name the input's computed columns by the
+        // names the tables have here, which federation's renaming of the
+        // tables for the database leaves behind (a decorrelated scalar
+        // subquery's `__scalar_sq_1."sum(pg.t.x)"`).
+        if let LogicalPlan::SubqueryAlias(alias) = plan {
+            let input = self.federate(Arc::unwrap_or_clone(alias.input))?;
+            return Ok(LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
+                Arc::new(input),
+                alias.alias,
+            )?));
         }
         // The unparser writes a projection's columns out; other roots would be
         // sent as `SELECT *`.

@@ -30,6 +30,7 @@ mod duration;
 mod locate;
 mod secrets;
 mod server;
+mod size;
 mod source;
 
 pub use accelerate::{AccelerateConfig, OnStale, RefreshMode, SourceAcceleration, Storage};
@@ -37,6 +38,7 @@ pub use access::{LocalSettings, UserConfig};
 pub use duration::{deserialize_duration, parse_duration};
 pub use secrets::{Secret, interpolate};
 pub use server::ServerSettings;
+pub use size::{deserialize_size, parse_size};
 pub use source::{SourceConfig, is_plain_identifier};
 
 use locate::{find_key, line_of, source_body};
@@ -93,6 +95,29 @@ pub struct EngineSettings {
     /// (`"http://host:50051"`; default: the scheduler's host and the port
     /// after the scheduler's, where `bluelamp scheduler` serves it).
     pub cluster_service: Option<String>,
+    /// The most memory statements may hold at once, all sessions together
+    /// (`"8GiB"`): sorts, joins and grouping spill to disk where DataFusion
+    /// can, and a statement that needs more fails naming the limit while
+    /// the server carries on. Default: half the machine's memory.
+    #[serde(deserialize_with = "deserialize_size")]
+    pub memory_limit: Option<u64>,
+}
+
+impl EngineSettings {
+    /// `memory_limit`, or half the machine's memory (4 GiB where it cannot
+    /// be read).
+    pub fn memory_limit_bytes(&self) -> u64 {
+        self.memory_limit
+            .unwrap_or_else(|| machine_memory().map_or(4 * 1024 * 1024 * 1024, |total| total / 2))
+    }
+}
+
+/// The machine's memory in bytes, from `/proc/meminfo` (Linux).
+fn machine_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 impl Default for EngineSettings {
@@ -104,6 +129,7 @@ impl Default for EngineSettings {
             data_dir: None,
             cluster: None,
             cluster_service: None,
+            memory_limit: None,
         }
     }
 }

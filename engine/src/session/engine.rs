@@ -9,6 +9,7 @@ use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::common::tree_node::Transformed;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::Projection;
@@ -75,6 +76,9 @@ pub(crate) struct EngineInner {
     audit: Option<crate::audit::AuditLog>,
     pub(crate) sources: Vec<Arc<SourceSchema>>,
     system: Arc<dyn SchemaProvider>,
+    /// The memory pool and spill files every session shares
+    /// (`[engine] memory_limit`).
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -141,8 +145,18 @@ impl Engine {
             tracing::warn!("{warning}");
         }
         let system = Arc::new(SystemSchema::new(sources.clone()));
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(usize_of(settings.memory_limit_bytes()), 1.0)
+            .build_arc()
+            .map_err(|e| ConfigError::Invalid {
+                file: "[engine]".into(),
+                line: None,
+                key: "engine.memory_limit".into(),
+                message: format!("the memory pool cannot be made: {e}"),
+            })?;
         let engine = Self {
             inner: Arc::new(EngineInner {
+                runtime,
                 policy_active: config.policy.read.is_active(),
                 audit,
                 config,
@@ -193,6 +207,12 @@ impl Engine {
             Some(schema) => schema.live_table(table).await,
             None => Ok(None),
         }
+    }
+
+    /// The most memory this process's statements may hold at once, in
+    /// bytes (`[engine] memory_limit`, or half the machine's memory).
+    pub fn memory_limit(&self) -> u64 {
+        self.inner.config.engine.memory_limit_bytes()
     }
 
     /// `[policy] mask_key`, for a process that runs plans with `hash`
@@ -413,6 +433,7 @@ impl Engine {
             builder = builder.with_physical_optimizer_rules(governed_physical_rules());
         }
         let state = builder
+            .with_runtime_env(Arc::clone(&self.inner.runtime))
             .with_physical_optimizer_rule(Arc::new(crate::prefilter::PrefilterAggregates))
             .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
             .build();
@@ -593,4 +614,9 @@ impl OptimizerRule for FederateLoneScans {
         let projection = Projection::new_from_schema(Arc::new(plan), schema);
         Ok(Transformed::yes(LogicalPlan::Projection(projection)))
     }
+}
+
+/// `bytes` as a `usize`, saturating (a 32-bit machine's limit).
+fn usize_of(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }

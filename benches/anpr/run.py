@@ -16,7 +16,8 @@ estimated.
 
 Environment: BLUELAMP_BIN (the bluelamp binary), BLUELAMP_ANPR_SCALE
 (default 100), BLUELAMP_ANPR_DIR (default ~/.cache/bluelamp/bench/anpr),
-BLUELAMP_BENCH_RUNS (runs per query, best kept; default 1).
+BLUELAMP_BENCH_RUNS (runs per query, best kept; default 1),
+BLUELAMP_ANPR_MEMORY (each process's [engine] memory_limit; default 6GiB).
 """
 
 import os
@@ -30,12 +31,16 @@ import adbc_driver_flightsql.dbapi as flight_sql
 import duckdb
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import cluster  # noqa: E402
 from cluster import describe_peaks, peak_kib, start_cluster  # noqa: E402
 
 BIN = os.environ.get("BLUELAMP_BIN", "target/release/bluelamp")
 SCALE = os.environ.get("BLUELAMP_ANPR_SCALE", "100")
 ROOT = os.path.expanduser(os.environ.get("BLUELAMP_ANPR_DIR", "~/.cache/bluelamp/bench/anpr"))
 RUNS = int(os.environ.get("BLUELAMP_BENCH_RUNS", "1"))
+# Each process's [engine] memory_limit: three processes share this machine,
+# so less than the default half of its memory each.
+MEMORY = os.environ.get("BLUELAMP_ANPR_MEMORY", "6GiB")
 # The national figure the estimate is for: "well over 10^9 reads a year"
 # (issue 31); the National ANPR Service has reported 60-80M reads a day,
 # about 2.5e10 a year, so both are shown.
@@ -84,16 +89,7 @@ def generate():
 
 
 def start_server(config):
-    server = subprocess.Popen(
-        [BIN, "serve", "--config", config, "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = server.stdout.readline()
-    if "listening on" not in line:
-        server.kill()
-        raise SystemExit(f"bluelamp serve did not start: {line!r}")
-    uri = line.strip().split()[-1]
+    server, uri = cluster.start_server(BIN, config)
     conn = flight_sql.connect(uri, db_kwargs={"username": "bench", "password": "bench"}, autocommit=True)
     return server, conn
 
@@ -150,6 +146,7 @@ def main():
     ).stdout.strip()
     with open(config, "w") as f:
         f.write(
+            f'[engine]\nmemory_limit = "{MEMORY}"\n\n'
             f'[[source]]\nname = "anpr"\nkind = "files"\nlocation = "{os.path.join(folder, "anpr")}"\n\n'
             f'[[user]]\nname = "bench"\npassword_hash = "{password_hash}"\nroles = ["bench"]\n'
         )
@@ -159,7 +156,7 @@ def main():
     try:
         cluster_config = os.path.join(work, "cluster.toml")
         with open(cluster_config, "w") as f:
-            f.write(f"[engine]\n{engine}\n" + open(config).read())
+            f.write(open(config).read().replace("[engine]\n", f"[engine]\n{engine}", 1))
         alone, alone_conn = start_server(config)
         spread, spread_conn = start_server(cluster_config)
         for name, template in QUERIES.items():

@@ -32,6 +32,21 @@ def start_cluster(bin, work, config, executors=2):
     return processes, f'cluster = "{ready["scheduler"]}"\ncluster_service = "{ready["service"]}"\n'
 
 
+def start_server(bin, config):
+    """`bluelamp serve --config CONFIG` on a free port; returns the process
+    and its Flight SQL URI."""
+    server = subprocess.Popen(
+        [bin, "serve", "--config", config, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = server.stdout.readline()
+    if "listening on" not in line:
+        server.kill()
+        raise SystemExit(f"bluelamp serve did not start: {line!r}")
+    return server, line.strip().split()[-1]
+
+
 def peak_kib(pid):
     """The process's peak resident memory (VmHWM), in KiB; None if gone."""
     try:

@@ -39,7 +39,7 @@ import duckdb_extension_postgres
 import duckdb_extension_tpch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from cluster import describe_peaks, peak_kib, start_cluster  # noqa: E402
+from cluster import describe_peaks, peak_kib, start_cluster, start_server  # noqa: E402
 
 PG_HOST = os.environ.get("BLUELAMP_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = os.environ.get("BLUELAMP_TEST_PG_PORT", "5432")
@@ -192,16 +192,7 @@ def start_bluelamp(work, governed=False, cluster=False):
             text = f.read()
         with open(config, "w") as f:
             f.write(f"[engine]\n{engine}\n{text}")
-    server = subprocess.Popen(
-        [BIN, "serve", "--config", config, "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = server.stdout.readline()
-    if "listening on" not in line:
-        server.kill()
-        raise SystemExit(f"bluelamp serve did not start: {line!r}")
-    uri = line.strip().split()[-1]
+    server, uri = start_server(BIN, config)
     conn = flight_sql.connect(uri, db_kwargs={"username": "bench", "password": "bench"}, autocommit=True)
     with conn.cursor() as cur:
         for table in PG_TABLES:

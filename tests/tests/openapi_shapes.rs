@@ -1199,29 +1199,8 @@ async fn tables_with_the_same_name_are_told_apart_by_their_operation() {
 /// skip records, so the query fails rather than answer short.
 #[tokio::test]
 async fn a_short_page_under_a_known_total_fails_the_query() {
-    let doc = document(
-        json!({"/folders": {"get": {"operationId": "listFolders",
-            "parameters": [
-                query_param("offset", json!({"type": "integer"})),
-                query_param("limit", json!({"type": "integer", "maximum": 5}))],
-            "responses": ok(json!({"type": "object", "properties": {
-                "total_count": {"type": "integer"},
-                "entries": {"type": "array", "items": schema_ref("Folder")}}}))}}}),
-        json!({"Folder": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}),
-    );
     // Offset 5 answers 2 records instead of 5: records 8 to 10 are never asked for.
-    let short = get(|Query(q): Query<HashMap<String, String>>| async move {
-        let offset = param::<usize>(&q, "offset").unwrap_or(0);
-        let take = if offset == 5 { 2 } else { 5 };
-        let entries: Vec<Value> = (1..=FOLDERS)
-            .skip(offset)
-            .take(take)
-            .map(|n| json!({"id": format!("f{n}")}))
-            .collect();
-        axum::Json(json!({"total_count": FOLDERS, "entries": entries})).into_response()
-    });
-    let url = serve(doc, Router::new().route("/folders", short)).await;
-    let (engine, _dir) = engine(&url).await;
+    let (engine, _dir) = folders_with_a_page_of(2).await;
     let e = failure(&engine, "SELECT count(*) FROM s.folders").await;
     assert!(
         e.message.contains(&format!(

@@ -201,13 +201,7 @@ impl OpenApiExec {
     /// The first page cannot be fetched or read, naming the source.
     pub async fn striped(&self, count: usize) -> DFResult<Vec<Self>> {
         let alone = || vec![self.clone_node()];
-        if count < 2
-            || self.limit.is_some()
-            || !self.dynamic.is_empty()
-            || self.slice.is_some()
-            || self.stripe.is_some()
-            || !matches!(self.table.pagination, Pagination::Offset { .. })
-        {
+        if !self.splits_into(count) || !matches!(self.table.pagination, Pagination::Offset { .. }) {
             return Ok(alone());
         }
         let Ok(requests) = build_requests(&self.source, &self.table, &self.values) else {
@@ -254,13 +248,7 @@ impl OpenApiExec {
     /// series, itself alone.
     pub fn windowed(&self, count: usize) -> Vec<Self> {
         let alone = || vec![self.clone_node()];
-        if count < 2
-            || self.limit.is_some()
-            || !self.dynamic.is_empty()
-            || self.slice.is_some()
-            || self.stripe.is_some()
-            || self.properties.partitioning.partition_count() != 1
-        {
+        if !self.splits_into(count) || self.properties.partitioning.partition_count() != 1 {
             return alone();
         }
         let one = |index: usize| match self.values.get(&Target::Query(index)).map(Vec::as_slice) {
@@ -302,6 +290,17 @@ impl OpenApiExec {
             }
         }
         alone()
+    }
+
+    /// Whether this scan may be split into `count` parts at all: not one
+    /// already split, nor one with a `LIMIT` (its first rows would come from
+    /// any part) or a join's lookup (its keys are known only as it runs).
+    fn splits_into(&self, count: usize) -> bool {
+        count >= 2
+            && self.limit.is_none()
+            && self.dynamic.is_empty()
+            && self.slice.is_none()
+            && self.stripe.is_none()
     }
 
     /// This scan reading `stripe` of its pages, as another process planned

@@ -214,7 +214,7 @@ impl OpenApiTableProvider {
             )),
             None => None,
         };
-        Ok(OpenApiExec::new(
+        OpenApiExec::new(
             self.source.clone(),
             Arc::clone(&self.spec),
             Arc::clone(&self.client),
@@ -227,7 +227,7 @@ impl OpenApiTableProvider {
         )?
         .with_identity(identity)
         .slice_of(scan.slice)
-        .with_stripe(scan.stripe)?)
+        .with_stripe(scan.stripe)
     }
 
     fn error(&self, message: String) -> DataFusionError {

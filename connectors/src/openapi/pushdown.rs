@@ -234,6 +234,9 @@ fn timestamp(value: i64, unit: TimeUnit) -> Option<String> {
     Some(t.to_rfc3339_opts(format, true))
 }
 
+/// Writes a point of a range's number line back as a parameter value.
+type Writes = dyn Fn(i128) -> Option<String>;
+
 /// The bounds of `count` windows that split the range from `from` to `to`
 /// of a column of type `column` (values as [`format_scalar`] writes them),
 /// `from` and `to` first and last as they are: cut at whole seconds for
@@ -243,7 +246,7 @@ fn timestamp(value: i64, unit: TimeUnit) -> Option<String> {
 /// too narrow for two windows.
 pub fn split_range(from: &str, to: &str, column: &DataType, count: usize) -> Option<Vec<String>> {
     // Each kind as whole units on a number line, and back.
-    let (low, high, unit, write): (i128, i128, i128, Box<dyn Fn(i128) -> Option<String>>) =
+    let (low, high, unit, write): (i128, i128, i128, Box<Writes>) =
         if let (DataType::Timestamp(..), Ok(a), Ok(b)) = (
             column,
             DateTime::parse_from_rfc3339(from),

@@ -30,7 +30,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         }
     };
     let bytes = value * factor;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e18 {
+    if !(1.0..=1e18).contains(&bytes) {
         return Err(format!("'{text}' is not a usable size"));
     }
     Ok(bytes as u64)

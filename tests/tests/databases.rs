@@ -1901,23 +1901,11 @@ async fn a_having_over_a_scalar_subquery_answers_when_decorrelated() {
     let kept = query_rows(&engine, sql).await;
     assert!(kept.len() > 3 && kept.len() < 40, "{kept:?}");
     let session = engine.session(Identity::new("test", "test"));
-    let decorrelated = async {
-        session
-            .sql("SET datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery = false")
-            .await?
-            .stream
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(QueryError::from)?;
-        let output = session.sql(sql).await?;
-        let batches: Vec<RecordBatch> = output
-            .stream
-            .try_collect()
-            .await
-            .map_err(QueryError::from)?;
-        Ok::<_, QueryError>(rows(&batches).unwrap())
-    }
-    .await
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    session_rows(
+        &session,
+        "SET datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery = false",
+    )
+    .await;
+    let decorrelated = session_rows(&session, sql).await;
     assert_eq!(decorrelated, kept);
 }

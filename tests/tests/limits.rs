@@ -11,27 +11,19 @@
 
 use bluelamp_engine::{Engine, ErrorKind, Identity, QueryError};
 use bluelamp_tests::fixtures::engine_from_text;
-use futures::TryStreamExt;
+use bluelamp_tests::slt::{session_rows, try_session_rows};
 
 /// The error `sql` meets, at planning or while its rows stream.
 async fn error_of(engine: &Engine, sql: &str) -> QueryError {
-    match engine.session(Identity::local()).sql(sql).await {
-        Ok(output) => QueryError::from(
-            output
-                .stream
-                .try_collect::<Vec<_>>()
-                .await
-                .err()
-                .unwrap_or_else(|| panic!("{sql} answered")),
-        ),
-        Err(e) => e,
-    }
+    try_session_rows(&engine.session(Identity::local()), sql)
+        .await
+        .expect_err(sql)
 }
 
 async fn count(engine: &Engine, sql: &str) -> usize {
-    let output = engine.session(Identity::local()).sql(sql).await.unwrap();
-    let batches: Vec<_> = output.stream.try_collect().await.unwrap();
-    batches.iter().map(|b| b.num_rows()).sum()
+    session_rows(&engine.session(Identity::local()), sql)
+        .await
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,23 @@ impl Scan {
         Ok(url)
     }
 
+    /// `set`'s URL for the page of `size` records at `at`, through the
+    /// parameters named `offset` and `limit`.
+    fn offset_url(
+        &self,
+        set: &RequestSet,
+        (offset, at): (&str, u64),
+        (limit, size): (&str, u64),
+    ) -> DFResult<Url> {
+        self.url(
+            set,
+            &[
+                (offset.to_string(), at.to_string()),
+                (limit.to_string(), size.to_string()),
+            ],
+        )
+    }
+
     fn page_size(&self, remaining: Option<usize>, max: Option<u64>) -> u64 {
         let wanted = self.page_size.or(max).unwrap_or(DEFAULT_PAGE);
         let capped = max.map_or(wanted, |m| wanted.min(m));
@@ -76,13 +93,7 @@ impl Scan {
             }
             Pagination::Offset { offset, limit, max } => {
                 let size = self.page_size(*remaining, *max);
-                let first = self.url(
-                    set,
-                    &[
-                        (offset.clone(), "0".into()),
-                        (limit.clone(), size.to_string()),
-                    ],
-                )?;
+                let first = self.offset_url(set, (offset, 0), (limit, size))?;
                 let info = self.page(&first, 1, set, tx, remaining).await?;
                 match info.total {
                     // The total says which pages exist: fetch them concurrently, in order.
@@ -92,13 +103,7 @@ impl Scan {
                             (1..).map(|n| n * step).take_while(|o| *o < total).collect();
                         let mut pages =
                             futures::stream::iter(offsets.into_iter().enumerate().map(|(i, o)| {
-                                let url = self.url(
-                                    set,
-                                    &[
-                                        (offset.clone(), o.to_string()),
-                                        (limit.clone(), step.to_string()),
-                                    ],
-                                );
+                                let url = self.offset_url(set, (offset, o), (limit, step));
                                 let endpoint = endpoint.clone();
                                 async move {
                                     let url = url?;
@@ -143,13 +148,7 @@ impl Scan {
                         // server may return fewer than asked for and still have more.
                         while last > 0 && *remaining != Some(0) {
                             number += 1;
-                            let url = self.url(
-                                set,
-                                &[
-                                    (offset.clone(), position.to_string()),
-                                    (limit.clone(), size.to_string()),
-                                ],
-                            )?;
+                            let url = self.offset_url(set, (offset, position), (limit, size))?;
                             let next = self.page(&url, number, set, tx, remaining).await?;
                             if next.records > 0 {
                                 self.not_repeated(&mut seen, &next, number)?;
@@ -288,13 +287,7 @@ impl Scan {
             return Ok(None);
         };
         let size = self.page_size(None, *max);
-        let first = self.url(
-            set,
-            &[
-                (offset.clone(), "0".into()),
-                (limit.clone(), size.to_string()),
-            ],
-        )?;
+        let first = self.offset_url(set, (offset, 0), (limit, size))?;
         // Nothing is wanted from the page but what it says of the others.
         let (tx, _rx) = mpsc::channel(1);
         let info = self.page(&first, 1, set, &tx, &mut Some(0)).await?;
@@ -337,13 +330,7 @@ impl Scan {
             let Some(at) = (page as u64).checked_mul(step).filter(|at| *at < total) else {
                 break;
             };
-            let url = self.url(
-                set,
-                &[
-                    (offset.clone(), at.to_string()),
-                    (limit.clone(), step.to_string()),
-                ],
-            )?;
+            let url = self.offset_url(set, (offset, at), (limit, step))?;
             let held = self
                 .page(&url, page + 1, set, tx, &mut remaining)
                 .await?

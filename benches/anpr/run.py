@@ -17,7 +17,9 @@ estimated.
 Environment: BLUELAMP_BIN (the bluelamp binary), BLUELAMP_ANPR_SCALE
 (default 100), BLUELAMP_ANPR_DIR (default ~/.cache/bluelamp/bench/anpr),
 BLUELAMP_BENCH_RUNS (runs per query, best kept; default 1),
-BLUELAMP_ANPR_MEMORY (each process's [engine] memory_limit; default 6GiB).
+BLUELAMP_ANPR_MEMORY (each process's [engine] memory_limit; default 6GiB),
+BLUELAMP_ANPR_QUERIES (which queries, by number from 1, e.g. "1,2,4";
+default all).
 """
 
 import os
@@ -130,7 +132,23 @@ def timed(conn, sql):
     return best, rows
 
 
+def chosen():
+    """The queries BLUELAMP_ANPR_QUERIES names (numbers from 1), or all."""
+    names = list(QUERIES)
+    wanted = os.environ.get("BLUELAMP_ANPR_QUERIES", "").strip()
+    if not wanted:
+        return QUERIES
+    picked = {}
+    for part in wanted.split(","):
+        index = int(part) - 1
+        if not 0 <= index < len(names):
+            sys.exit(f"BLUELAMP_ANPR_QUERIES: no query {part} (1 to {len(names)})")
+        picked[names[index]] = QUERIES[names[index]]
+    return picked
+
+
 def main():
+    queries = chosen()
     folder, generation = generate()
     reads_dir = os.path.join(folder, "anpr", "reads")
     duck = duckdb.connect()
@@ -159,7 +177,7 @@ def main():
             f.write(open(config).read().replace("[engine]\n", f"[engine]\n{engine}", 1))
         alone, alone_conn = start_server(config)
         spread, spread_conn = start_server(cluster_config)
-        for name, template in QUERIES.items():
+        for name, template in queries.items():
             want = duck.execute(template.format(reads=parquet)).fetchall()
             row = {"query": name}
             for label, conn in (("one", alone_conn), ("cluster", spread_conn)):

@@ -220,7 +220,10 @@ pub fn run_queries(rt: &Runtime, engine: &Engine, args: &QueryArgs) -> anyhow::R
     let identity = engine
         .local_identity(args.as_user.as_deref())
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    let session = engine.session(identity);
+    let interactive =
+        args.command.is_none() && args.file.is_none() && std::io::stdin().is_terminal();
+    let front_end = if interactive { "repl" } else { "script" };
+    let session = engine.session_for(identity, front_end, None);
     let script = if let Some(command) = &args.command {
         Some(command.clone())
     } else if let Some(file) = &args.file {

@@ -87,11 +87,17 @@ const KEYWORDS: &[&str] = &[
     "PARTITION BY",
 ];
 
+/// What `\queries` runs: the running statements the user may see.
+const RUNNING_QUERIES: &str = "SELECT id, \"user\", client, elapsed_ms, rows, requests, \
+     records_fetched, sql FROM bluelamp.queries WHERE state = 'running' ORDER BY started";
+
 const HELP: &str = "\
 Statements end with ';' and may span lines. Tab completes keywords, sources, tables, columns.
   \\d              list tables
   \\d TABLE        describe a table's columns
   \\dn             list sources and their status
+  \\queries        running statements you may see (all, for an operator);
+                   stop one with SELECT bluelamp.cancel_query('ID');
   \\timing         toggle elapsed-time display
   \\format FORMAT  table | csv | json | ndjson
   \\?              this help
@@ -260,6 +266,9 @@ fn meta_command(
             runner.format = f.parse::<Format>().map_err(anyhow::Error::msg)?;
         }
         ("dn", _) => print_sources(engine, false),
+        ("queries", _) => {
+            rt.block_on(runner.run_text(RUNNING_QUERIES))?;
+        }
         ("d", None) => {
             let tables = rt.block_on(runner.session().table_names());
             let width = tables

@@ -128,7 +128,7 @@ impl Runner {
         if let Ok(mut slot) = cancel_slot().lock() {
             *slot = Some(tx);
         }
-        let spinner = Spinner::start();
+        let spinner = Spinner::start(self.session.clone());
         let mut task = tokio::spawn(execute(self.session.clone(), self.format, statement));
         let result = tokio::select! {
             joined = &mut task => Some(joined),
@@ -199,8 +199,25 @@ struct Spinner {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What a running statement has fetched so far, per source:
+/// `cad: 12 requests, 4500 records`.
+fn progress(session: &Session) -> String {
+    let Some(statement) = session.running_statement() else {
+        return String::new();
+    };
+    let fetched = statement.fetched();
+    if fetched.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = fetched
+        .iter()
+        .map(|(source, f)| format!("{source}: {} requests, {} records", f.requests, f.records))
+        .collect();
+    format!(" — {}", parts.join("; "))
+}
+
 impl Spinner {
-    fn start() -> Self {
+    fn start(session: Session) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         if !std::io::stderr().is_terminal() {
             return Self { stop, thread: None };
@@ -211,13 +228,18 @@ impl Spinner {
             let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
             let mut shown = false;
             let mut i = 0;
+            let mut fetched = String::new();
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
                 if started.elapsed() < Duration::from_secs(1) || flag.load(Ordering::Relaxed) {
                     continue;
                 }
+                // Per source, what the statement has fetched, twice a second.
+                if i % 5 == 0 {
+                    fetched = progress(&session);
+                }
                 eprint!(
-                    "\r{} running… {:.1}s (Ctrl-C to cancel)",
+                    "\r\x1b[2K{} running… {:.1}s{fetched} (Ctrl-C to cancel)",
                     frames[i % frames.len()],
                     started.elapsed().as_secs_f64()
                 );

@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// postgres_listen`; off when neither is set).
     #[arg(long, value_name = "ADDR")]
     pg_listen: Option<SocketAddr>,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` over HTTP
+    /// on ADDR (default: `[server] metrics_listen`; off when neither is set).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Run queries on the Ballista cluster whose scheduler is at ADDR
     /// (`df://HOST:PORT`; default: `[engine] cluster`).
     #[arg(long, value_name = "ADDR")]
@@ -53,6 +57,13 @@ pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: source {} is down: {error}", source.name);
             }
         }
+        let monitor = match args
+            .metrics_listen
+            .or(engine.config().server.metrics_listen)
+        {
+            Some(addr) => Some(bluelamp_monitor::serve(engine.clone(), addr).await?),
+            None => None,
+        };
         let pg_wanted =
             args.pg_listen.is_some() || engine.config().server.postgres_listen.is_some();
         let server = bluelamp_flight_server::serve(engine.clone(), args.listen).await?;
@@ -72,12 +83,21 @@ pub fn run(rt: &Runtime, args: ServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(pg) = &pg {
             announce_pg(pg);
         }
+        if let Some(monitor) = &monitor {
+            println!(
+                "Metrics on http://{}/metrics (health: /healthz, /readyz)",
+                monitor.addr
+            );
+        }
         stop.await;
         eprintln!("shutting down");
         if let Some(pg) = pg {
             pg.shutdown().await;
         }
         server.shutdown().await;
+        if let Some(monitor) = monitor {
+            monitor.shutdown().await;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -118,6 +118,22 @@ impl SourceSchema {
         }
     }
 
+    /// Checks that the source answers now (within the connect timeout),
+    /// without changing its recorded state: a readiness probe's question.
+    ///
+    /// # Errors
+    /// A sentence saying why it cannot be reached.
+    pub async fn check(&self) -> Result<(), String> {
+        match tokio::time::timeout(self.connect_timeout, self.factory.check(&self.config)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "source '{}' did not answer within {:?} (connect_timeout)",
+                self.config.name, self.connect_timeout
+            )),
+        }
+    }
+
     /// Starts refreshing the source's accelerated tables: those named in
     /// `[source.tables.NAME.accelerate]`, and with `[source.accelerate]`
     /// every table the source lists now. Each is refreshed at once, in the
@@ -396,6 +412,8 @@ impl SourceSchema {
 pub struct SystemSchema {
     sources: Vec<Arc<SourceSchema>>,
     viewer: Option<Viewer>,
+    /// `bluelamp.queries`, where the engine keeps a registry.
+    queries: Option<Arc<dyn TableProvider>>,
 }
 
 /// Whose view of the sources a governed session's system schema shows.
@@ -411,7 +429,15 @@ impl SystemSchema {
         Self {
             sources,
             viewer: None,
+            queries: None,
         }
+    }
+
+    /// This schema with `bluelamp.queries` served by `table`.
+    #[must_use]
+    pub fn with_queries(mut self, table: Arc<dyn TableProvider>) -> Self {
+        self.queries = Some(table);
+        self
     }
 
     /// A system schema for a governed principal: it reports only the
@@ -428,6 +454,7 @@ impl SystemSchema {
         Self {
             sources,
             viewer: Some(Viewer { policy, principal }),
+            queries: None,
         }
     }
 }
@@ -435,11 +462,15 @@ impl SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        vec![
+        let mut names = vec![
             "accelerations".to_string(),
             "deposits".to_string(),
             "sources".to_string(),
-        ]
+        ];
+        if self.queries.is_some() {
+            names.insert(2, "queries".to_string());
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
@@ -449,6 +480,7 @@ impl SchemaProvider for SystemSchema {
                 viewer: self.viewer.clone(),
             }) as Arc<dyn TableProvider>),
             "deposits" => Some(Arc::new(crate::deposits::DepositsTable) as Arc<dyn TableProvider>),
+            "queries" => self.queries.clone(),
             "accelerations" => {
                 let accelerations = self
                     .sources
@@ -470,6 +502,7 @@ impl SchemaProvider for SystemSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         matches!(name, "sources" | "deposits" | "accelerations")
+            || (name == "queries" && self.queries.is_some())
     }
 }
 

@@ -35,6 +35,9 @@ extensions_options! {
         /// `true` reads accelerated tables from their sources, not from
         /// their local copies, for this session.
         pub live: bool, default = false
+        /// How long each statement may run (`'30s'`, `'5m'`), at most the
+        /// server's `[engine] statement_timeout`; empty: the server's.
+        pub statement_timeout: String, default = String::new()
     }
 }
 

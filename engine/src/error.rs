@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Unsupported,
     /// The query was cancelled.
     Cancelled,
+    /// The statement ran longer than its statement timeout.
+    TimedOut,
     /// A source answered, but wrongly (bad data, schema mismatch), or an internal fault.
     Execution,
 }
@@ -56,6 +58,14 @@ impl From<DataFusionError> for QueryError {
 /// Turns a DataFusion error (which may wrap a connector's [`SourceError`] several
 /// layers deep) into a [`QueryError`] with a clean message.
 pub fn classify(error: &DataFusionError) -> QueryError {
+    if let Some(stopped) = find_stopped(error) {
+        let kind = if stopped.timed_out {
+            ErrorKind::TimedOut
+        } else {
+            ErrorKind::Cancelled
+        };
+        return QueryError::new(kind, stopped.message.clone());
+    }
     if let Some(source) = find_source_error(error) {
         let kind = if source.unavailable {
             ErrorKind::Unavailable
@@ -92,6 +102,22 @@ pub fn classify(error: &DataFusionError) -> QueryError {
 
 fn is_not_found(text: &str) -> bool {
     text.contains("not found") || text.contains("No field named") || text.contains("does not exist")
+}
+
+fn find_stopped(error: &DataFusionError) -> Option<&crate::ops::Stopped> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(stopped) = e.downcast_ref::<crate::ops::Stopped>() {
+            return Some(stopped);
+        }
+        if let Some(DataFusionError::External(inner)) = e.downcast_ref::<DataFusionError>()
+            && let Some(stopped) = inner.downcast_ref::<crate::ops::Stopped>()
+        {
+            return Some(stopped);
+        }
+        current = e.source();
+    }
+    None
 }
 
 fn find_source_error(error: &DataFusionError) -> Option<&SourceError> {

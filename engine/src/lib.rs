@@ -50,6 +50,9 @@
 //! - [`prefilter`]: join keys applied to file rows before an aggregate reads them.
 //! - [`source_joins`]: joins between one database's tables regrouped so the database runs them.
 //! - [`error`]: [`QueryError`] and its classification.
+//! - [`ops`]: operations — running and recent statements (`bluelamp.queries`,
+//!   `bluelamp.cancel_query`), statement timeouts, guards on functions that
+//!   make huge values, and the Prometheus metrics.
 
 pub mod accelerate;
 pub mod audit;
@@ -58,6 +61,7 @@ pub mod config;
 pub mod deposits;
 pub mod error;
 pub mod listing;
+pub mod ops;
 pub mod policy;
 pub mod prefilter;
 pub mod principal;

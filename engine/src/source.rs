@@ -75,6 +75,17 @@ pub trait SourceFactory: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`SourceError`] if the source cannot be reached or refuses the credentials.
     async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError>;
+
+    /// Checks that the source answers now, for a readiness probe
+    /// (`/readyz`). The default connects as at start-up and drops the
+    /// result; a connector whose connection may not touch the system
+    /// itself (a document read from a file) checks the system too.
+    ///
+    /// # Errors
+    /// [`SourceError`] saying why the source cannot be reached.
+    async fn check(&self, source: &SourceConfig) -> Result<(), SourceError> {
+        self.connect(source).await.map(drop)
+    }
 }
 
 /// The factories a binary links in, by kind.

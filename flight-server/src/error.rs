@@ -17,6 +17,7 @@ pub fn status(error: &QueryError) -> Status {
         ErrorKind::PermissionDenied => Status::permission_denied(message),
         ErrorKind::Unsupported => Status::unimplemented(message),
         ErrorKind::Cancelled => Status::cancelled(message),
+        ErrorKind::TimedOut => Status::deadline_exceeded(message),
         ErrorKind::Execution => Status::internal(message),
     }
 }

@@ -172,7 +172,9 @@ async fn start(
     };
     let slot = CancelSlot::default();
     let (pid, secret) = shared.cancels.register(slot.clone());
-    let session = shared.engine.session_from(identity, Some(peer.to_string()));
+    let session = shared
+        .engine
+        .session_for(identity, "postgres", Some(peer.to_string()));
     let cursors = crate::catalog::OpenCursors::default();
     let system: [(&str, Arc<dyn datafusion::catalog::SchemaProvider>); 2] = [
         (

@@ -42,7 +42,7 @@ pub(crate) fn pg_error(error: &QueryError) -> PgError {
         ErrorKind::NotFound => not_found_code(&error.message),
         ErrorKind::PermissionDenied => code::INSUFFICIENT_PRIVILEGE,
         ErrorKind::Unsupported => code::FEATURE_NOT_SUPPORTED,
-        ErrorKind::Cancelled => code::QUERY_CANCELED,
+        ErrorKind::Cancelled | ErrorKind::TimedOut => code::QUERY_CANCELED,
         // A source that is down: not the client's connection (class 08
         // would make drivers drop it), so a system error.
         ErrorKind::Unavailable => code::SYSTEM_ERROR,

@@ -40,7 +40,9 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
 };
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{
+    ExecutionPlanMetricsSet, Label, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -761,10 +763,18 @@ impl OpenApiExec {
     /// This node's counters, as `EXPLAIN ANALYZE` shows them.
     fn counters(&self) -> Counters {
         Counters {
-            requests: MetricBuilder::new(&self.metrics).global_counter("requests"),
+            // Labelled with the source, so `bluelamp.queries` can total what
+            // each statement fetched from each source.
+            requests: MetricBuilder::new(&self.metrics)
+                .with_label(Label::new("source", self.source.clone()))
+                .global_counter("requests"),
             pages: MetricBuilder::new(&self.metrics).global_counter("pages"),
-            bytes: MetricBuilder::new(&self.metrics).global_counter("bytes"),
-            records: MetricBuilder::new(&self.metrics).global_counter("records"),
+            bytes: MetricBuilder::new(&self.metrics)
+                .with_label(Label::new("source", self.source.clone()))
+                .global_counter("bytes"),
+            records: MetricBuilder::new(&self.metrics)
+                .with_label(Label::new("source", self.source.clone()))
+                .global_counter("records"),
             lookups: MetricBuilder::new(&self.metrics).global_counter("lookup_keys"),
         }
     }

@@ -96,6 +96,24 @@ impl SourceFactory for OpenApiSourceFactory {
         Ok(())
     }
 
+    /// The document is read as at start-up, and the system at its base
+    /// URL must answer (any HTTP status: it is reachable), since a document
+    /// read from a file says nothing of the system.
+    async fn check(&self, source: &SourceConfig) -> Result<(), SourceError> {
+        let opened = open(source).await?;
+        match opened.client.http().get(opened.base.clone()).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(SourceError::unavailable(
+                source,
+                format!(
+                    "{} does not answer: {}",
+                    opened.base,
+                    bluelamp_engine::source::error_chain(&e)
+                ),
+            )),
+        }
+    }
+
     async fn connect(&self, source: &SourceConfig) -> Result<ConnectedSource, SourceError> {
         let Opened {
             config,
@@ -174,7 +192,8 @@ pub async fn open(source: &SourceConfig) -> Result<Opened, SourceError> {
         config.retries,
     )
     .map_err(|e| SourceError::new(source, e))?
-    .with_headers(extra_headers.clone());
+    .with_headers(extra_headers.clone())
+    .with_metrics(source.metrics());
     let (text, fetched_from) = load_document(source, &config, &client).await?;
     let doc = Document::parse(&text)
         .map_err(|e| SourceError::new(source, format!("{}: {e}", config.spec)))?;
@@ -249,6 +268,7 @@ pub async fn open(source: &SourceConfig) -> Result<Opened, SourceError> {
         )
         .map_err(|e| SourceError::new(source, e))?
         .with_headers(extra_headers)
+        .with_metrics(source.metrics())
         .with_on_behalf_of(
             config
                 .on_behalf_of

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use bluelamp_engine::ops::RequestError;
 use bluelamp_engine::{SourceConfig, SourceError};
 use datafusion::common::{Statistics, TableReference};
 use datafusion::datasource::TableProvider;
@@ -27,7 +28,7 @@ use datafusion_federation::sql::{
     AstAnalyzer, LogicalOptimizer, RemoteTableRef, SQLExecutor, SQLFederationProvider,
     SQLTableSource,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::functions::Database;
 
@@ -141,13 +142,27 @@ impl<R: Remote> SQLExecutor for Repaired<R> {
         #[cfg(debug_assertions)]
         super::portable::assert_would_cross(&self.source.name, &self.remote.database(), query);
         let source = self.source.clone();
+        let metrics = source.metrics();
+        let sent = std::time::Instant::now();
         let stream = self
             .remote
             .execute(self, query, Arc::clone(&schema), filters)
-            .map_err(|e| naming(&source, e))?;
+            .map_err(|e| {
+                metrics.error(RequestError::Connect);
+                naming(&source, e)
+            })?;
+        // One query is one request; its rows and their decoded size are
+        // what the source sent.
+        let mut counted = Counted {
+            metrics,
+            sent,
+            open: true,
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
-            stream.map_err(move |e| naming(&source, e)),
+            stream
+                .map_err(move |e| naming(&source, e))
+                .inspect(move |item| counted.see(item)),
         )))
     }
 
@@ -161,6 +176,38 @@ impl<R: Remote> SQLExecutor for Repaired<R> {
 
     async fn get_table_schema(&self, table_name: &str) -> DFResult<SchemaRef> {
         self.inner.get_table_schema(table_name).await
+    }
+}
+
+/// Counts one query's answer into its source's metrics as it streams.
+struct Counted {
+    metrics: bluelamp_engine::ops::SourceMetrics,
+    sent: std::time::Instant,
+    open: bool,
+}
+
+impl Counted {
+    fn see(&mut self, item: &DFResult<arrow::array::RecordBatch>) {
+        match item {
+            Ok(batch) => self.metrics.fetched(
+                batch.num_rows() as u64,
+                batch.get_array_memory_size() as u64,
+            ),
+            Err(_) if self.open => {
+                self.open = false;
+                self.metrics.error(RequestError::Connect);
+                self.metrics.request(self.sent.elapsed(), None);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.open {
+            self.metrics.request(self.sent.elapsed(), None);
+        }
     }
 }
 

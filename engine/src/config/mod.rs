@@ -38,7 +38,7 @@ pub use access::{LocalSettings, UserConfig};
 pub use duration::{deserialize_duration, parse_duration};
 pub use secrets::{Secret, interpolate};
 pub use server::ServerSettings;
-pub use size::{deserialize_size, parse_size};
+pub use size::{deserialize_required_size, deserialize_size, parse_size};
 pub use source::{SourceConfig, is_plain_identifier};
 
 use locate::{find_key, line_of, source_body};
@@ -101,9 +101,28 @@ pub struct EngineSettings {
     /// the server carries on. Default: half the machine's memory.
     #[serde(deserialize_with = "deserialize_size")]
     pub memory_limit: Option<u64>,
+    /// How long one statement may run before it is stopped with an error
+    /// (`"10m"`; `"0s"` for no limit). Also the most a session may set
+    /// with `SET bluelamp.statement_timeout`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub statement_timeout: Duration,
+    /// The largest value a function may make (`repeat`, `lpad`,
+    /// `array_repeat`, `range`, ...), e.g. `"64MiB"`: such values are built
+    /// outside the memory pool, so they are refused before they are made.
+    #[serde(deserialize_with = "deserialize_required_size")]
+    pub max_value_size: u64,
+    /// The role whose users see every user's statements in
+    /// `bluelamp.queries` and may cancel them; others see and cancel
+    /// their own.
+    pub operator_role: String,
 }
 
 impl EngineSettings {
+    /// `statement_timeout`, where there is one (`"0s"` means none).
+    pub fn statement_limit(&self) -> Option<Duration> {
+        (!self.statement_timeout.is_zero()).then_some(self.statement_timeout)
+    }
+
     /// `memory_limit`, or half the machine's memory (4 GiB where it cannot
     /// be read).
     pub fn memory_limit_bytes(&self) -> u64 {
@@ -130,6 +149,9 @@ impl Default for EngineSettings {
             cluster: None,
             cluster_service: None,
             memory_limit: None,
+            statement_timeout: Duration::from_secs(600),
+            max_value_size: 64 * 1024 * 1024,
+            operator_role: "operator".to_string(),
         }
     }
 }
@@ -367,6 +389,7 @@ impl Config {
                     span,
                     acceleration,
                     pacer: None,
+                    metrics: None,
                 },
             )
             .collect();
@@ -392,7 +415,19 @@ fn check_engine_settings(
         let start = origin.text.find(&format!("[{table}]")).unwrap_or(0);
         find_key(&origin.text, &(start..origin.text.len()), key).or(Some(start))
     };
-    let checks: [(&str, &str, bool, &str); 5] = [
+    let checks: [(&str, &str, bool, &str); 7] = [
+        (
+            "engine",
+            "max_value_size",
+            engine.max_value_size < 1024,
+            "a value limit under 1KiB would refuse ordinary text; use e.g. \"64MiB\"",
+        ),
+        (
+            "engine",
+            "operator_role",
+            engine.operator_role.trim().is_empty(),
+            "name the role whose users may see and cancel every statement, e.g. \"operator\"",
+        ),
         (
             "engine",
             "batch_size",

@@ -22,6 +22,10 @@ pub struct ServerSettings {
     /// unless set here or by `--pg-listen`. The same users (each with a
     /// `scram_sha256` verifier) and the same TLS files as Flight SQL.
     pub postgres_listen: Option<std::net::SocketAddr>,
+    /// Address for operations over plain HTTP: `/metrics` (Prometheus),
+    /// `/healthz` and `/readyz`; off unless set here or by
+    /// `--metrics-listen`. Keep it on a network only operators reach.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// PEM certificate chain for TLS; with `tls_key`, the endpoint speaks TLS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -50,6 +54,7 @@ impl Default for ServerSettings {
         Self {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 50051)),
             postgres_listen: None,
+            metrics_listen: None,
             tls_cert: None,
             tls_key: None,
             client_ca: None,

@@ -55,6 +55,14 @@ pub fn deserialize_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, 
     }
 }
 
+/// Serde adapter for a size that must be given when the key is present.
+///
+/// # Errors
+/// A serde error if the value is not a usable size.
+pub fn deserialize_required_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    deserialize_size(d)?.ok_or_else(|| serde::de::Error::custom("give a size such as \"64MiB\""))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -30,6 +30,8 @@ pub struct SourceConfig {
     /// Where a cluster executor takes rate-limit slots shared with the
     /// other executors ([`Config::with_shared_pacer`](super::Config::with_shared_pacer)).
     pub(super) pacer: Option<Arc<dyn crate::source::SharedPacer>>,
+    /// The engine's metrics for this source, set when the engine starts.
+    pub(crate) metrics: Option<crate::ops::SourceMetrics>,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -71,6 +73,7 @@ impl SourceConfig {
             span: 0..0,
             acceleration: super::accelerate::SourceAcceleration::default(),
             pacer: None,
+            metrics: None,
         })
     }
 
@@ -79,6 +82,15 @@ impl SourceConfig {
     /// there rather than only from its own.
     pub fn shared_pacer(&self) -> Option<&Arc<dyn crate::source::SharedPacer>> {
         self.pacer.as_ref()
+    }
+
+    /// Where the connector counts this source's requests, errors and
+    /// records (the engine's Prometheus metrics); a source made outside an
+    /// engine counts into a registry nobody reads.
+    pub fn metrics(&self) -> crate::ops::SourceMetrics {
+        self.metrics
+            .clone()
+            .unwrap_or_else(|| crate::ops::SourceMetrics::detached(&self.name))
     }
 
     /// Deserializes the kind-specific options into the connector's typed config.

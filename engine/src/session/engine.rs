@@ -79,6 +79,8 @@ pub(crate) struct EngineInner {
     /// The memory pool and spill files every session shares
     /// (`[engine] memory_limit`).
     runtime: Arc<RuntimeEnv>,
+    /// Running statements and metrics.
+    pub(crate) ops: Arc<crate::ops::Operations>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -98,6 +100,10 @@ impl Engine {
     /// [`ConfigError`] for an unknown kind, options a connector rejects, or
     /// an audit trail that cannot be opened.
     pub async fn start(config: Config, factories: &FactoryRegistry) -> Result<Self, ConfigError> {
+        let ops = Arc::new(crate::ops::Operations {
+            operator_role: config.engine.operator_role.clone(),
+            ..crate::ops::Operations::default()
+        });
         let mut pending = Vec::new();
         for source in &config.sources {
             let factory = factories.get(&source.kind).ok_or_else(|| {
@@ -111,7 +117,9 @@ impl Engine {
                 )
             })?;
             factory.validate(source)?;
-            pending.push((source.clone(), Arc::clone(factory)));
+            let mut source = source.clone();
+            source.metrics = Some(ops.metrics.source(&source.name));
+            pending.push((source, Arc::clone(factory)));
         }
         // An audit trail that cannot be opened stops the engine before any
         // source is contacted.
@@ -144,7 +152,10 @@ impl Engine {
         for warning in crate::policy::validate(&config.policy, &sources, &config.users).await? {
             tracing::warn!("{warning}");
         }
-        let system = Arc::new(SystemSchema::new(sources.clone()));
+        let queries: Arc<dyn datafusion::catalog::TableProvider> =
+            Arc::new(crate::ops::QueriesTable::new(Arc::clone(&ops)));
+        let system =
+            Arc::new(SystemSchema::new(sources.clone()).with_queries(Arc::clone(&queries)));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(usize_of(settings.memory_limit_bytes()), 1.0)
             .build_arc()
@@ -157,6 +168,7 @@ impl Engine {
         let engine = Self {
             inner: Arc::new(EngineInner {
                 runtime,
+                ops,
                 policy_active: config.policy.read.is_active(),
                 audit,
                 config,
@@ -207,6 +219,38 @@ impl Engine {
             Some(schema) => schema.live_table(table).await,
             None => Ok(None),
         }
+    }
+
+    /// Running and recent statements, and the metrics.
+    pub fn operations(&self) -> &Arc<crate::ops::Operations> {
+        &self.inner.ops
+    }
+
+    /// The metrics in Prometheus's text format, with every source's state
+    /// and the memory pool's use read now.
+    pub fn metrics_text(&self) -> String {
+        let metrics = &self.inner.ops.metrics;
+        for status in self.sources() {
+            metrics.source_state(&status.name, status.state == crate::SourceState::Up);
+        }
+        metrics.memory(
+            self.inner.runtime.memory_pool.reserved(),
+            self.memory_limit(),
+        );
+        metrics.text()
+    }
+
+    /// Checks every source now, concurrently (each within the connect
+    /// timeout): `(name, Ok)` for one that answers, else why not. For
+    /// readiness probes; the sources' recorded states are left as they are.
+    pub async fn check_sources(&self) -> Vec<(String, Result<(), String>)> {
+        join_all(
+            self.inner
+                .sources
+                .iter()
+                .map(|source| async move { (source.name().to_string(), source.check().await) }),
+        )
+        .await
     }
 
     /// The most memory this process's statements may hold at once, in
@@ -355,6 +399,19 @@ impl Engine {
     /// A session for `identity` calling from network address `client`,
     /// which the audit trail records.
     pub fn session_from(&self, identity: Identity, client: Option<String>) -> Session {
+        self.session_for(identity, "embedded", client)
+    }
+
+    /// A session for `identity` using front end `front_end` (`repl`,
+    /// `script`, `flight-sql`, `postgres`), from network address `client`
+    /// where there is one: `bluelamp.queries` and the metrics name the
+    /// front end, the audit trail the address.
+    pub fn session_for(
+        &self,
+        identity: Identity,
+        front_end: &str,
+        client: Option<String>,
+    ) -> Session {
         let principal = Arc::new(self.principal(&identity));
         let catalog = MemoryCatalogProvider::new();
         // Registering into a fresh memory catalog cannot fail.
@@ -367,6 +424,9 @@ impl Engine {
                 Arc::clone(&policy.read),
                 Arc::clone(&principal),
             );
+            let system = system.with_queries(Arc::new(crate::ops::QueriesTable::new(Arc::clone(
+                &self.inner.ops,
+            ))));
             let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system));
         } else {
             let _ = catalog.register_schema(SYSTEM_SCHEMA, Arc::clone(&self.inner.system));
@@ -439,6 +499,18 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(CATALOG, Arc::new(catalog));
+        let guarded = crate::ops::values::guarded_functions(
+            |name| datafusion::execution::FunctionRegistry::udf(&ctx, name).ok(),
+            self.inner.config.engine.max_value_size,
+            Arc::clone(&self.inner.runtime.memory_pool),
+        );
+        for function in guarded {
+            ctx.register_udf(function);
+        }
+        ctx.register_udf(crate::ops::cancel_query_function(
+            Arc::clone(&self.inner.ops),
+            Arc::clone(&principal),
+        ));
         Session {
             ctx,
             identity,
@@ -447,6 +519,9 @@ impl Engine {
             engine: self.clone(),
             provenance: Arc::default(),
             added_schemas: Arc::default(),
+            front_end: Arc::from(front_end),
+            _open: Arc::new(self.inner.ops.metrics.session_opened(front_end)),
+            latest: Arc::default(),
         }
     }
 }

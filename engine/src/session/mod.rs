@@ -14,6 +14,7 @@
 mod engine;
 mod run;
 mod statements;
+mod tracking;
 
 use std::sync::Arc;
 
@@ -77,6 +78,13 @@ pub struct Session {
     pub(crate) provenance: Arc<crate::policy::provenance::Provenance>,
     /// Schemas a front end added ([`Session::add_schema`]): not sources.
     pub(crate) added_schemas: Arc<std::sync::RwLock<Vec<String>>>,
+    /// The front end it serves (`repl`, `flight-sql`, ...), for
+    /// `bluelamp.queries` and the metrics.
+    pub(crate) front_end: Arc<str>,
+    /// Counts the session as open in the metrics until its last clone goes.
+    pub(crate) _open: Arc<crate::ops::SessionGauge>,
+    /// The statement it started last, for progress reports.
+    pub(crate) latest: Arc<std::sync::Mutex<Option<Arc<crate::ops::QueryRecord>>>>,
 }
 
 /// The schema metadata key carrying a result's security marking.

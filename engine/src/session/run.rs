@@ -116,6 +116,9 @@ impl Session {
             Ok(plan) => plan,
             Err(e) => return Err(self.audit_failure(&sql, QueryError::from(e)).await),
         };
+        if let Err(e) = self.check_limits(&plan) {
+            return Err(self.audit_failure(&sql, e).await);
+        }
         if let Err(e) = crate::policy::guard::check_plan(
             &plan,
             &self.principal,
@@ -328,20 +331,27 @@ impl Session {
         let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
         let marking = planned.marking;
-        let result = async {
-            let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let (plan, task, runner) = self.place(df).await?;
-            let schema = result_schema(&plan, marking.as_deref());
-            let stream = match runner {
-                Some(runner) => runner.run(plan, task).await?,
-                None => execute_stream(plan, task)?,
-            };
-            Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
+        let tracker = self.track(&sql);
+        let result = tracker
+            .start(async {
+                let df = self.ctx.execute_logical_plan(planned.plan).await?;
+                let (plan, task, runner) = self.place(df).await?;
+                tracker.record().attach(&plan);
+                let schema = result_schema(&plan, marking.as_deref());
+                let stream = match runner {
+                    Some(runner) => runner.run(plan, task).await?,
+                    None => execute_stream(plan, task)?,
+                };
+                Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
+            })
+            .await;
+        if let Err(e) = &result {
+            tracker.fail(e);
         }
-        .await;
         let mut output = self
             .audit_start(&sql, started, result, completion.as_deref())
             .await?;
+        output.stream = tracker.wrap(output.stream);
         if let Some(completion) = completion {
             output.stream = completion.wrap(output.stream);
         }
@@ -364,20 +374,31 @@ impl Session {
         let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
         let marking = planned.marking;
-        let result = async {
-            let df = self.ctx.execute_logical_plan(planned.plan).await?;
-            let (plan, task, runner) = self.place(df).await?;
-            let schema = result_schema(&plan, marking.as_deref());
-            let streams = match runner {
-                Some(runner) => vec![runner.run(plan, task).await?],
-                None => execute_stream_partitioned(plan, task)?,
-            };
-            Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
+        let tracker = self.track(&sql);
+        let result = tracker
+            .start(async {
+                let df = self.ctx.execute_logical_plan(planned.plan).await?;
+                let (plan, task, runner) = self.place(df).await?;
+                tracker.record().attach(&plan);
+                let schema = result_schema(&plan, marking.as_deref());
+                let streams = match runner {
+                    Some(runner) => vec![runner.run(plan, task).await?],
+                    None => execute_stream_partitioned(plan, task)?,
+                };
+                Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
+            })
+            .await;
+        if let Err(e) = &result {
+            tracker.fail(e);
         }
-        .await;
         let mut output = self
             .audit_start(&sql, started, result, completion.as_deref())
             .await?;
+        output.streams = output
+            .streams
+            .into_iter()
+            .map(|stream| tracker.wrap(stream))
+            .collect();
         if let Some(completion) = completion {
             output.streams = output
                 .streams

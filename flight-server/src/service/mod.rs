@@ -108,7 +108,9 @@ impl BluelampFlightSql {
         let key = connection_key(request, &identity);
         let client = request.remote_addr().map(|a| a.to_string());
         let new_session = || {
-            let session = self.engine.session_from(identity.clone(), client.clone());
+            let session = self
+                .engine
+                .session_for(identity.clone(), "flight-sql", client.clone());
             session.set_batch_size(self.engine.config().server.batch_size);
             session
         };

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::pacing::{EXTRA_429_ATTEMPTS, backoff, retry_after};
 use super::{ApiClient, FetchError, Fetched, Identity, chain, count_request};
 use crate::openapi::config::AuthConfig;
+use bluelamp_engine::ops::RequestError;
 
 impl ApiClient {
     /// GETs `url`, retrying as configured. `endpoint` (e.g. `GET /incidents`)
@@ -54,6 +55,9 @@ impl ApiClient {
         let mut refreshed = false;
         loop {
             attempts += 1;
+            if attempts > 1 {
+                self.metrics.retry();
+            }
             let _permit = self.permits.acquire().await.map_err(|_| FetchError {
                 status: None,
                 message: "client closed".into(),
@@ -76,20 +80,32 @@ impl ApiClient {
             }
             let request = self.authorise(request, false).await?;
             count_request();
+            let sent = std::time::Instant::now();
             let outcome = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
                     match response.bytes().await {
                         Ok(body) => Ok((status, headers, body)),
-                        Err(e) => Err(format!("the response body was cut off: {}", chain(&e))),
+                        Err(e) => {
+                            self.metrics.error(RequestError::Connect);
+                            Err(format!("the response body was cut off: {}", chain(&e)))
+                        }
                     }
                 }
                 Err(e) if e.is_timeout() => {
+                    self.metrics.error(RequestError::Timeout);
                     Err("timed out (timeout in the source config)".to_string())
                 }
-                Err(e) => Err(format!("request failed: {}", chain(&e))),
+                Err(e) => {
+                    self.metrics.error(RequestError::Connect);
+                    Err(format!("request failed: {}", chain(&e)))
+                }
             };
+            self.metrics.request(
+                sent.elapsed(),
+                outcome.as_ref().ok().map(|(status, _, _)| status.as_u16()),
+            );
             drop(_permit);
             let retry_in = |n: u32| backoff(n);
             match outcome {
@@ -112,6 +128,7 @@ impl ApiClient {
                             });
                         }
                         Err(e) if failures < self.retries => {
+                            self.metrics.error(RequestError::Decode);
                             failures += 1;
                             tracing::debug!(
                                 "{endpoint}: the answer is not valid JSON ({e}); asking again"
@@ -119,6 +136,7 @@ impl ApiClient {
                             tokio::time::sleep(retry_in(failures)).await;
                         }
                         Err(e) => {
+                            self.metrics.error(RequestError::Decode);
                             return Err(FetchError {
                                 message: self.redact(&format!(
                                     "{endpoint}: the answer is not valid JSON ({e}){}; the query was stopped rather than return partial results",

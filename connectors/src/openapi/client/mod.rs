@@ -90,6 +90,8 @@ pub struct ApiClient {
     shared_pacer: Option<(String, Arc<dyn bluelamp_engine::SharedPacer>)>,
     retries: u32,
     secrets: Vec<String>,
+    /// The source's request counters and latencies (the engine's metrics).
+    metrics: bluelamp_engine::ops::SourceMetrics,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -139,7 +141,19 @@ impl ApiClient {
             shared_pacer: None,
             retries,
             secrets,
+            metrics: bluelamp_engine::ops::SourceMetrics::detached("unnamed"),
         })
+    }
+
+    /// Counts requests, errors and latencies into `metrics`.
+    pub fn with_metrics(mut self, metrics: bluelamp_engine::ops::SourceMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The source's metrics, for what its scans receive.
+    pub fn metrics(&self) -> &bluelamp_engine::ops::SourceMetrics {
+        &self.metrics
     }
 
     /// Takes rate-limit slots from `pacer`, shared with other processes, as

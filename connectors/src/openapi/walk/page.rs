@@ -78,8 +78,10 @@ impl Scan {
         self.counters.requests.add(fetched.attempts as usize);
         self.counters.pages.add(1);
         self.counters.bytes.add(fetched.body.len());
+        let body_bytes = fetched.body.len() as u64;
         let (mut records, info) = self.split(fetched.json, &fetched.headers, number)?;
         let count = records.len();
+        self.client.metrics().fetched(count as u64, body_bytes);
         if let Some(r) = remaining.as_mut() {
             records.truncate(*r);
             *r -= records.len();

@@ -217,6 +217,19 @@ fn three_commands_make_a_cluster_that_answers_as_one_process() {
             "{sql}: no rows"
         );
     }
+    // Values made on the executors from the rows they read are held to
+    // the same [engine] max_value_size as in one process: refused, not made.
+    let huge = "SELECT sum(length(repeat(camera_id, 30000000))) FROM anpr.reads";
+    for config in [cluster, live] {
+        let out = query(config, huge);
+        assert!(!out.status.success(), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains("repeat() would make a value of")
+                && text(&out.stderr).contains("[engine] max_value_size"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
     drop(running);
 }
 

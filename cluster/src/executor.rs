@@ -111,7 +111,18 @@ pub async fn run_executor(engine: Engine, options: ExecutorOptions) -> Result<()
             }
         }
     }
-    let functions = SessionStateBuilder::new().with_default_features().build();
+    let mut functions = SessionStateBuilder::new().with_default_features().build();
+    // Plans name their functions; the ones that make huge values resolve
+    // here to the same guards the front end's sessions use.
+    let guarded = bluelamp_engine::ops::values::guarded_functions(
+        |name| datafusion::execution::FunctionRegistry::udf(&functions, name).ok(),
+        engine.config().engine.max_value_size,
+        Arc::clone(&runtime.memory_pool),
+    );
+    for function in guarded {
+        datafusion::execution::FunctionRegistry::register_udf(&mut functions, Arc::new(function))
+            .map_err(|e| ClusterError(format!("the executor's functions: {e}")))?;
+    }
     std::fs::create_dir_all(&options.work_dir).map_err(|e| {
         ClusterError(format!(
             "the executor's work folder {}: {e}",

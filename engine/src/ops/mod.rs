@@ -57,7 +57,7 @@ impl Operations {
 
     /// Whether `principal` has the operator role.
     pub fn is_operator(&self, principal: &Principal) -> bool {
-        principal.roles.iter().any(|r| *r == self.operator_role)
+        principal.roles.contains(&self.operator_role)
     }
 }
 

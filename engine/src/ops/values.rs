@@ -273,21 +273,27 @@ fn lengths(value: &ColumnarValue, rows: usize) -> DFResult<Vec<u64>> {
 
 /// Each row's value as a non-negative integer (nulls and negatives: 0).
 fn integers(value: &ColumnarValue, rows: usize) -> DFResult<Vec<u64>> {
-    let array = rows_of(value, rows)?;
-    let array = arrow::compute::cast(&array, &DataType::Int64)?;
-    let Some(ints) = array.as_any().downcast_ref::<Int64Array>() else {
+    Ok(int64_rows(&rows_of(value, rows)?, rows)?
+        .into_iter()
+        .map(|v| u64::try_from(v).unwrap_or(0))
+        .collect())
+}
+
+/// Each of `rows` rows of `array`, cast to a 64-bit integer (nulls and
+/// missing rows: 0).
+fn int64_rows(array: &ArrayRef, rows: usize) -> DFResult<Vec<i128>> {
+    let ints = arrow::compute::cast(array, &DataType::Int64)?;
+    let Some(ints) = ints.as_any().downcast_ref::<Int64Array>() else {
         return Ok(vec![0; rows]);
     };
-    Ok((0..rows.min(ints.len()))
+    Ok((0..rows)
         .map(|i| {
-            if ints.is_null(i) {
-                0
+            if i < ints.len() && !ints.is_null(i) {
+                i128::from(ints.value(i))
             } else {
-                u64::try_from(ints.value(i)).unwrap_or(0)
+                0
             }
         })
-        .chain(std::iter::repeat(0))
-        .take(rows)
         .collect())
 }
 
@@ -328,21 +334,7 @@ fn series_sizes(args: &[ColumnarValue], rows: usize) -> DFResult<Vec<u64>> {
     if temporal {
         return temporal_series(args, rows);
     }
-    let signed = |v: &ColumnarValue| -> DFResult<Vec<i128>> {
-        let array = arrow::compute::cast(&rows_of(v, rows)?, &DataType::Int64)?;
-        let Some(ints) = array.as_any().downcast_ref::<Int64Array>() else {
-            return Ok(vec![0; rows]);
-        };
-        Ok((0..rows)
-            .map(|i| {
-                if i < ints.len() && !ints.is_null(i) {
-                    i128::from(ints.value(i))
-                } else {
-                    0
-                }
-            })
-            .collect())
-    };
+    let signed = |v: &ColumnarValue| int64_rows(&rows_of(v, rows)?, rows);
     let (start, stop, step) = match args.len() {
         1 => (vec![0; rows], signed(&args[0])?, vec![1; rows]),
         2 => (signed(&args[0])?, signed(&args[1])?, vec![1; rows]),
@@ -366,19 +358,7 @@ fn temporal_series(args: &[ColumnarValue], rows: usize) -> DFResult<Vec<u64>> {
             &rows_of(v, rows)?,
             &DataType::Timestamp(TimeUnit::Nanosecond, None),
         )?;
-        let ints = arrow::compute::cast(&as_ts, &DataType::Int64)?;
-        let Some(ints) = ints.as_any().downcast_ref::<Int64Array>() else {
-            return Ok(vec![0; rows]);
-        };
-        Ok((0..rows)
-            .map(|i| {
-                if i < ints.len() && !ints.is_null(i) {
-                    i128::from(ints.value(i))
-                } else {
-                    0
-                }
-            })
-            .collect())
+        int64_rows(&as_ts, rows)
     };
     let (start, stop) = (nanos(start)?, nanos(stop)?);
     let step = rows_of(step, rows)?;

@@ -327,35 +327,17 @@ impl Session {
     /// A [`QueryError`] if execution cannot start, or if its audit record
     /// cannot be written (then nothing runs).
     pub async fn execute(&self, planned: Planned) -> Result<QueryOutput, QueryError> {
-        let started = Instant::now();
-        let completion = self.audit_statement(&planned, started).await?;
-        let sql = planned.sql;
-        let marking = planned.marking;
-        let tracker = self.track(&sql);
-        let result = tracker
-            .start(async {
-                let df = self.ctx.execute_logical_plan(planned.plan).await?;
-                let (plan, task, runner) = self.place(df).await?;
-                tracker.record().attach(&plan);
-                let schema = result_schema(&plan, marking.as_deref());
-                let stream = match runner {
-                    Some(runner) => runner.run(plan, task).await?,
-                    None => execute_stream(plan, task)?,
-                };
-                Ok::<_, datafusion::error::DataFusionError>(QueryOutput { schema, stream })
-            })
-            .await;
-        if let Err(e) = &result {
-            tracker.fail(e);
-        }
-        let mut output = self
-            .audit_start(&sql, started, result, completion.as_deref())
-            .await?;
-        output.stream = tracker.wrap(output.stream);
-        if let Some(completion) = completion {
-            output.stream = completion.wrap(output.stream);
-        }
-        Ok(output)
+        let mut output = self.start(planned, false).await?;
+        let stream = output.streams.pop().ok_or_else(|| {
+            QueryError::new(
+                ErrorKind::Execution,
+                "the statement produced no result stream",
+            )
+        })?;
+        Ok(QueryOutput {
+            schema: output.schema,
+            stream,
+        })
     }
 
     /// Starts a statement as one stream per output partition of its physical
@@ -370,6 +352,18 @@ impl Session {
         &self,
         planned: Planned,
     ) -> Result<PartitionedOutput, QueryError> {
+        self.start(planned, true).await
+    }
+
+    /// Audits, enters in `bluelamp.queries` and starts a planned statement:
+    /// one stream per output partition where `partitioned`, else one. Each
+    /// stream runs under the statement's timeout and cancel signal and is
+    /// counted by its audit record.
+    async fn start(
+        &self,
+        planned: Planned,
+        partitioned: bool,
+    ) -> Result<PartitionedOutput, QueryError> {
         let started = Instant::now();
         let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
@@ -383,7 +377,8 @@ impl Session {
                 let schema = result_schema(&plan, marking.as_deref());
                 let streams = match runner {
                     Some(runner) => vec![runner.run(plan, task).await?],
-                    None => execute_stream_partitioned(plan, task)?,
+                    None if partitioned => execute_stream_partitioned(plan, task)?,
+                    None => vec![execute_stream(plan, task)?],
                 };
                 Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
             })
@@ -397,15 +392,14 @@ impl Session {
         output.streams = output
             .streams
             .into_iter()
-            .map(|stream| tracker.wrap(stream))
+            .map(|stream| {
+                let stream = tracker.wrap(stream);
+                match &completion {
+                    Some(completion) => completion.wrap(stream),
+                    None => stream,
+                }
+            })
             .collect();
-        if let Some(completion) = completion {
-            output.streams = output
-                .streams
-                .into_iter()
-                .map(|stream| completion.wrap(stream))
-                .collect();
-        }
         Ok(output)
     }
 

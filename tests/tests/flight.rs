@@ -547,6 +547,58 @@ async fn cancel_flight_info_stops_waiting_and_running_queries() {
     s.server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_cancelled_from_another_connection_ends_its_stream_with_cancelled() {
+    let s = start("").await;
+    let mut c = logged_in(&s).await;
+    let long = "SELECT sum(value) AS s FROM range(0, 100000000000)";
+    let info = c.execute(long.into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let stream = c.do_get(ticket).await.unwrap();
+    let reader = tokio::spawn(async move { stream.try_collect::<Vec<_>>().await });
+    // A second connection of the same user finds it in bluelamp.queries,
+    // as a Flight SQL statement, and stops it.
+    let mut c2 = logged_in(&s).await;
+    let started = std::time::Instant::now();
+    let id = loop {
+        let rows = query(
+            &mut c2,
+            "SELECT id, client FROM bluelamp.queries WHERE state = 'running' AND sql LIKE 'SELECT sum(value)%'",
+        )
+        .await;
+        if let Some(id) = strings(&rows, "id").first() {
+            assert_eq!(strings(&rows, "client"), ["flight-sql"]);
+            break id.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never listed as running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let answer = query(
+        &mut c2,
+        &format!("SELECT bluelamp.cancel_query('{id}') AS answer"),
+    )
+    .await;
+    assert_eq!(
+        strings(&answer, "answer"),
+        [format!("cancelled {id} (flight-sql by analyst)")]
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the cancelled statement stopped")
+        .unwrap();
+    let e = outcome.unwrap_err();
+    assert!(has_code(&e, tonic::Code::Cancelled), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("statement {id} was cancelled by analyst")),
+        "{e}"
+    );
+    s.server.shutdown().await;
+}
+
 /// Sends CancelFlightInfo with the client's credentials.
 async fn cancel(c: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> CancelStatus {
     let token = c.token().cloned();

@@ -4,10 +4,12 @@
 //! rows it delivers, and the statement is recorded as ended (and its
 //! figures counted) when its last stream ends or is dropped.
 //!
-//! The deadline and the cancel signal are polled before the statement's own
-//! stream, so a statement whose operators keep producing still stops on
-//! time: DataFusion's operators yield to the runtime regularly (its
-//! cooperative budget), and the next poll sees the deadline.
+//! The deadline and the cancel signal are checked before the statement's
+//! own stream is polled, so a statement whose operators keep producing
+//! still stops on time (DataFusion's operators yield to the runtime
+//! regularly, and the next poll sees the deadline); their wakers are
+//! registered when the statement's stream waits, so a statement waiting on
+//! a slow source stops on time too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -244,12 +246,18 @@ impl Stream for Tracked {
         if this.done {
             return Poll::Ready(None);
         }
-        if this.cancelled.as_mut().poll(cx).is_ready() {
+        // Cheap checks on every poll (an atomic load, a clock read); the
+        // signal's and the deadline's wakers are registered only when the
+        // statement's own stream waits, which is when nothing else would
+        // poll this one again.
+        if this.tracker.record.cancel_token().is_cancelled() {
             let stopped = this.tracker.stopped(false);
             return this.stop(stopped);
         }
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
+        if this
+            .tracker
+            .deadline
+            .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
         {
             let stopped = this.tracker.stopped(true);
             return this.stop(stopped);
@@ -267,7 +275,18 @@ impl Stream for Tracked {
                 this.done = true;
                 this.tracker.ended.fetch_add(1, Ordering::Relaxed);
             }
-            Poll::Pending => {}
+            Poll::Pending => {
+                if this.cancelled.as_mut().poll(cx).is_ready() {
+                    let stopped = this.tracker.stopped(false);
+                    return this.stop(stopped);
+                }
+                if let Some(deadline) = this.deadline.as_mut()
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    let stopped = this.tracker.stopped(true);
+                    return this.stop(stopped);
+                }
+            }
         }
         polled
     }

@@ -32,11 +32,11 @@ def start_cluster(bin, work, config, executors=2):
     return processes, f'cluster = "{ready["scheduler"]}"\ncluster_service = "{ready["service"]}"\n'
 
 
-def start_server(bin, config):
-    """`bluelamp serve --config CONFIG` on a free port; returns the process
-    and its Flight SQL URI."""
+def start_server(bin, config, extra=()):
+    """`bluelamp serve --config CONFIG` on a free port (with `extra`
+    arguments); returns the process and its Flight SQL URI."""
     server = subprocess.Popen(
-        [bin, "serve", "--config", config, "--listen", "127.0.0.1:0"],
+        [bin, "serve", "--config", config, "--listen", "127.0.0.1:0", *extra],
         stdout=subprocess.PIPE,
         text=True,
     )

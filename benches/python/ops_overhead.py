@@ -74,14 +74,8 @@ def main():
     try:
         before, before_uri = start_server(BEFORE, config)
         servers.append(before)
-        after = subprocess.Popen(
-            [AFTER, "serve", "--config", config, "--listen", "127.0.0.1:0",
-             "--metrics-listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        after, after_uri = start_server(AFTER, config, ["--metrics-listen", "127.0.0.1:0"])
         servers.append(after)
-        after_uri = after.stdout.readline().strip().split()[-1]
         metrics_line = ""
         while "Metrics on" not in metrics_line:
             metrics_line = after.stdout.readline()

@@ -191,52 +191,35 @@ impl TableProvider for QueriesTable {
 /// error. Answers with a sentence saying what was cancelled.
 pub fn cancel_query_function(ops: Arc<Operations>, caller: Arc<Principal>) -> ScalarUDF {
     ScalarUDF::new_from_impl(CancelQuery {
-        ops: OpsRef(ops),
-        caller: Caller(caller),
+        ops: ByAddress(ops),
+        caller: ByAddress(caller),
         signature: Signature::exact(vec![DataType::Utf8], Volatility::Volatile),
     })
 }
 
-/// The operations, compared by identity.
-#[derive(Debug, Clone)]
-struct OpsRef(Arc<Operations>);
+/// A shared value compared and hashed by identity, for function structs
+/// DataFusion compares (`ScalarUDFImpl` needs `Eq` and `Hash`).
+#[derive(Debug)]
+pub(crate) struct ByAddress<T: ?Sized>(pub(crate) Arc<T>);
 
-impl PartialEq for OpsRef {
+impl<T: ?Sized> PartialEq for ByAddress<T> {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-impl Eq for OpsRef {}
+impl<T: ?Sized> Eq for ByAddress<T> {}
 
-impl std::hash::Hash for OpsRef {
+impl<T: ?Sized> std::hash::Hash for ByAddress<T> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        std::ptr::hash(Arc::as_ptr(&self.0), state);
-    }
-}
-
-/// The principal calling, compared by identity.
-#[derive(Debug, Clone)]
-struct Caller(Arc<Principal>);
-
-impl PartialEq for Caller {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for Caller {}
-
-impl std::hash::Hash for Caller {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        std::ptr::hash(Arc::as_ptr(&self.0), state);
+        std::ptr::hash(Arc::as_ptr(&self.0).cast::<u8>(), state);
     }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CancelQuery {
-    ops: OpsRef,
-    caller: Caller,
+    ops: ByAddress<Operations>,
+    caller: ByAddress<Principal>,
     signature: Signature,
 }
 

@@ -86,6 +86,8 @@ pub struct QueryOrigin {
 pub struct QueryRecord {
     /// Its id, unique in this process (`q1`, `q2`, ...).
     pub id: String,
+    /// The number in its id: its key among the running statements.
+    number: u64,
     /// Who, from where, and what.
     pub origin: QueryOrigin,
     /// When it started.
@@ -244,6 +246,7 @@ impl QueryRegistry {
         let number = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let record = Arc::new(QueryRecord {
             id: format!("q{number}"),
+            number,
             origin,
             started: SystemTime::now(),
             clock: Instant::now(),
@@ -266,14 +269,11 @@ impl QueryRegistry {
 
     /// Moves an ended statement to the history, dropping the oldest.
     pub(crate) fn retire(&self, record: &Arc<QueryRecord>) {
-        let Some(number) = record.id.strip_prefix('q').and_then(|n| n.parse().ok()) else {
-            return;
-        };
         let removed = self
             .running
             .lock()
             .ok()
-            .and_then(|mut running| running.remove(&number));
+            .and_then(|mut running| running.remove(&record.number));
         if removed.is_some()
             && let Ok(mut recent) = self.recent.lock()
         {

@@ -11,7 +11,6 @@
 //! The estimate errs high (a padded character counts four bytes), never
 //! low: a refusal names the function, the size and the setting.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array};
@@ -24,6 +23,8 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature,
 };
+
+use super::ByAddress;
 
 /// How a function's output grows with its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,28 +74,10 @@ pub fn guarded_functions(
                 inner,
                 growth: *growth,
                 max_value,
-                pool: Pool(Arc::clone(&pool)),
+                pool: ByAddress(Arc::clone(&pool)),
             }))
         })
         .collect()
-}
-
-/// The engine's memory pool, compared by identity.
-#[derive(Debug, Clone)]
-struct Pool(Arc<dyn MemoryPool>);
-
-impl PartialEq for Pool {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for Pool {}
-
-impl Hash for Pool {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        std::ptr::hash(Arc::as_ptr(&self.0).cast::<u8>(), state);
-    }
 }
 
 /// A function run only when what it would make fits.
@@ -103,7 +86,7 @@ struct Guarded {
     inner: Arc<ScalarUDF>,
     growth: Growth,
     max_value: u64,
-    pool: Pool,
+    pool: ByAddress<dyn MemoryPool>,
 }
 
 impl Guarded {

@@ -152,10 +152,10 @@ impl Engine {
         for warning in crate::policy::validate(&config.policy, &sources, &config.users).await? {
             tracing::warn!("{warning}");
         }
-        let queries: Arc<dyn datafusion::catalog::TableProvider> =
-            Arc::new(crate::ops::QueriesTable::new(Arc::clone(&ops)));
-        let system =
-            Arc::new(SystemSchema::new(sources.clone()).with_queries(Arc::clone(&queries)));
+        let system = Arc::new(
+            SystemSchema::new(sources.clone())
+                .with_queries(Arc::new(crate::ops::QueriesTable::new(Arc::clone(&ops)))),
+        );
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(usize_of(settings.memory_limit_bytes()), 1.0)
             .build_arc()

@@ -75,6 +75,7 @@ fn pacer_for(
 /// # Errors
 /// As [`Engine::start`]; a cluster address that is not one.
 pub async fn start_engine(config: Config) -> anyhow::Result<Engine> {
+    crate::logging::init(Some(&config.telemetry))?;
     // A bad address fails before any source is connected.
     let runner = config
         .engine
@@ -138,6 +139,12 @@ pub fn scheduler(rt: &Runtime, args: &SchedulerArgs) -> anyhow::Result<ExitCode>
 /// A bad configuration, no scheduler named, or the executor cannot start.
 pub fn executor(rt: &Runtime, args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config.path)?.for_executor();
+    {
+        // An executor's scans have no statement span here: each is a trace
+        // of its own.
+        let _runtime = rt.enter();
+        crate::logging::init(Some(&config.telemetry))?;
+    }
     let address = args
         .scheduler
         .clone()

@@ -15,6 +15,7 @@ mod certify;
 mod check;
 mod cluster;
 mod demo;
+mod logging;
 mod output;
 mod repl;
 mod runner;
@@ -134,7 +135,17 @@ struct SqlArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    logging::set_verbosity(cli.verbose);
+    // Commands that start an engine install logging once their
+    // configuration (and its `[telemetry]`) is loaded.
+    if !matches!(
+        cli.command,
+        Command::Sql(_) | Command::Serve(_) | Command::Executor(_)
+    ) && let Err(e) = logging::init(None)
+    {
+        eprintln!("error: {}", one_line(&e));
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,6 +168,10 @@ fn main() -> ExitCode {
         Command::Scheduler(args) => cluster::scheduler(&rt, &args),
         Command::Executor(args) => cluster::executor(&rt, args),
     };
+    {
+        let _runtime = rt.enter();
+        logging::shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -176,23 +191,6 @@ fn one_line(error: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, never into a file or pipe.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
 }
 
 fn run_sql(rt: &Runtime, args: SqlArgs) -> anyhow::Result<ExitCode> {

@@ -860,3 +860,68 @@ fn certify_intent_and_published_documents() {
     );
     assert_eq!(out.status.code(), Some(1), "a read-only interface fails");
 }
+
+/// `[telemetry]` in the file a command loads turns traces on: the statement
+/// a script runs reaches an OTLP receiver before the process exits, under
+/// the configured service name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_sends_its_statement_trace_to_the_configured_collector() {
+    let mut receiver = bluelamp_tests::otlp::OtlpReceiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bluelamp.toml"),
+        format!(
+            "[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"bluelamp-cli-test\"\n",
+            receiver.endpoint()
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        bluelamp(
+            &dir,
+            &["sql", "--config", "bluelamp.toml", "-c", "SELECT 41 + 1"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("42"), "{}", text(&out.stdout));
+    // Sent before the process ended: nothing waits for a later batch.
+    assert!(
+        receiver
+            .wait_for(std::time::Duration::from_secs(5), |spans| {
+                spans.iter().any(|s| {
+                    s.name == "statement"
+                        && s.service == "bluelamp-cli-test"
+                        && s.attribute("bluelamp.client") == "script"
+                        && s.attribute("bluelamp.rows") == "1"
+                })
+            })
+            .await,
+        "no statement span; received {:?}",
+        receiver.received
+    );
+
+    // An endpoint that is not a collector's URL is refused with the key.
+    std::fs::write(
+        tmp.path().join("bluelamp.toml"),
+        "[telemetry]\notlp_endpoint = \"localhost:4317\"\n",
+    )
+    .unwrap();
+    let dir = tmp.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        bluelamp(
+            &dir,
+            &["sql", "--config", "bluelamp.toml", "-c", "SELECT 1"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("telemetry.otlp_endpoint") && stderr.contains("http://127.0.0.1:4317"),
+        "{stderr}"
+    );
+}

@@ -56,8 +56,17 @@ impl From<DataFusionError> for QueryError {
 }
 
 /// Turns a DataFusion error (which may wrap a connector's [`SourceError`] several
-/// layers deep) into a [`QueryError`] with a clean message.
+/// layers deep) into a [`QueryError`] with a clean message, ending with the
+/// statement's trace id where traces are exported.
 pub fn classify(error: &DataFusionError) -> QueryError {
+    let mut classified = classify_untraced(error);
+    if let Some(trace_id) = crate::ops::trace::traced(error) {
+        classified.message = crate::ops::trace::with_trace_id(&classified.message, trace_id);
+    }
+    classified
+}
+
+fn classify_untraced(error: &DataFusionError) -> QueryError {
     if let Some(stopped) = find_stopped(error) {
         let kind = if stopped.timed_out {
             ErrorKind::TimedOut
@@ -209,5 +218,19 @@ mod tests {
         let q = classify(&e);
         assert_eq!(q.kind, ErrorKind::Unavailable);
         assert_eq!(q.message, "source 'rms' (postgres): connection refused");
+    }
+
+    #[test]
+    fn a_traced_error_ends_with_its_trace_id_and_keeps_its_kind() {
+        let e = DataFusionError::Plan("table 'bluelamp.x.y' not found".into());
+        let e = crate::ops::trace::tag_error(e, "4bf92f3577b34da6a3ce929d0e0e4736");
+        // Tagging twice (a stream's error passing two wrappers) adds it once.
+        let e = crate::ops::trace::tag_error(e, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let q = classify(&e);
+        assert_eq!(q.kind, ErrorKind::NotFound);
+        assert_eq!(
+            q.message,
+            "table 'bluelamp.x.y' not found (trace 4bf92f3577b34da6a3ce929d0e0e4736)"
+        );
     }
 }

@@ -11,6 +11,11 @@
 //!   is JSON with each source's state. Each probe asks the sources again,
 //!   but answers from the last check for [`READY_REUSE`], so a busy prober
 //!   cannot turn into load on the suppliers' systems.
+//!
+//! [`telemetry`] exports statement traces over OTLP (`[telemetry]`), for
+//! every process that runs statements: `serve`, the prompt, the demo.
+
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,6 +16,7 @@
 //! - [`fixtures`]: engines over generated demo data.
 //! - [`plans`]: row counts read from `EXPLAIN ANALYZE` output.
 //! - [`flight_client`]: reading Flight SQL results in tests.
+//! - [`otlp`]: an OTLP/gRPC trace receiver standing in for a collector.
 //! - [`pg`]: Bluelamp's PostgreSQL endpoint over a small folder of incidents.
 //! - [`conformance`]: the connector conformance suite: one fixture, the same
 //!   checks for every connector, each answer compared with DataFusion's own
@@ -26,6 +27,7 @@
 pub mod conformance;
 pub mod fixtures;
 pub mod flight_client;
+pub mod otlp;
 pub mod pg;
 pub mod plans;
 pub mod services;

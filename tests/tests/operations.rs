@@ -434,3 +434,168 @@ async fn readyz_follows_a_demo_system_that_stops() {
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
     monitor.shutdown().await;
 }
+
+/// One statement read from the demo's CAD system and one that fails while
+/// it runs, traced to an OTLP receiver: the statement spans, their source
+/// scans and each request under them, with the trace ids the audit trail
+/// and the error message give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_and_their_source_requests_are_traced_to_an_otlp_receiver() {
+    use bluelamp_tests::otlp::{OtlpReceiver, ReceivedSpan};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let mut receiver = OtlpReceiver::start().await;
+    let settings = bluelamp_engine::config::TelemetrySettings {
+        otlp_endpoint: Some(receiver.endpoint()),
+        service_name: "bluelamp-under-test".to_string(),
+    };
+    let telemetry = bluelamp_monitor::telemetry::Telemetry::start(&settings)
+        .unwrap()
+        .expect("an endpoint turns traces on");
+    // Each test runs in a process of its own (nextest), so this one may
+    // take the process's subscriber.
+    tracing_subscriber::registry()
+        .with(telemetry.layer())
+        .try_init()
+        .expect("no other subscriber in this test's process");
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let demo = LiveDemo::start(
+        0.02,
+        &format!(
+            "[audit]\npath = {}\n",
+            toml::Value::String(audit.display().to_string())
+        ),
+    )
+    .await;
+    let session = demo.engine.session(Identity::local());
+    let read = "SELECT * FROM cad.incidents";
+    let rows = session_rows(&session, read).await.len();
+    assert!(rows > 10, "{rows}");
+    let failing = "SELECT count(*) / (count(*) - count(*)) FROM cad.incidents";
+    let error = try_session_rows(&session, failing).await.unwrap_err();
+    drop(session);
+    let telemetry = tokio::task::spawn_blocking(move || {
+        telemetry.flush();
+        telemetry
+    })
+    .await
+    .unwrap();
+    let statements = |spans: &[ReceivedSpan]| {
+        spans
+            .iter()
+            .filter(|s| s.name == "statement")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        receiver
+            .wait_for(Duration::from_secs(20), |spans| statements(spans).len()
+                >= 2)
+            .await,
+        "two statement spans within 20 s; received {:?}",
+        receiver.received
+    );
+    let spans = receiver.received.clone();
+    assert!(spans.iter().all(|s| s.service == "bluelamp-under-test"));
+
+    // The read: finished, its rows, under it the scan of cad.incidents (a
+    // span per partition that reads pages), and under that each request
+    // with its method, path template, status and records, which add up to
+    // the rows.
+    let read_span = statements(&spans)
+        .into_iter()
+        .find(|s| s.attribute("bluelamp.state") == "finished")
+        .expect("the read's statement span");
+    assert!(read_span.parent_span_id.is_empty(), "a statement is a root");
+    assert_eq!(read_span.attribute("bluelamp.rows"), rows.to_string());
+    assert_eq!(read_span.attribute("bluelamp.client"), "embedded");
+    assert!(
+        read_span
+            .attribute("bluelamp.statement_id")
+            .starts_with('q')
+    );
+    assert_eq!(read_span.status_code, 1, "ok");
+    assert!(
+        !read_span.attributes.values().any(|v| v.contains("SELECT")),
+        "no SQL text leaves in a trace: {read_span:?}"
+    );
+    let scans: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == read_span.span_id)
+        .collect();
+    assert!(!scans.is_empty());
+    for scan in &scans {
+        assert_eq!(scan.name, "scan cad.incidents");
+        assert_eq!(scan.attribute("bluelamp.source"), "cad");
+        assert_eq!(scan.trace_id, read_span.trace_id);
+    }
+    let requests: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| scans.iter().any(|scan| s.parent_span_id == scan.span_id))
+        .collect();
+    assert!(!requests.is_empty());
+    let mut records = 0;
+    for request in &requests {
+        assert_eq!(request.trace_id, read_span.trace_id);
+        assert_eq!(request.attribute("http.request.method"), "GET");
+        assert_eq!(request.attribute("url.template"), "/incidents");
+        assert_eq!(request.name, "GET /incidents");
+        assert_eq!(request.attribute("http.response.status_code"), "200");
+        assert_eq!(request.attribute("bluelamp.source"), "cad");
+        records += request
+            .attribute("bluelamp.records")
+            .parse::<usize>()
+            .unwrap();
+    }
+    assert_eq!(records, rows, "the requests' records are the rows");
+
+    // The failure: its span says so, and its message names its trace.
+    let failed_span = statements(&spans)
+        .into_iter()
+        .find(|s| s.attribute("bluelamp.state") == "failed")
+        .expect("the failing statement's span");
+    assert_eq!(failed_span.status_code, 2, "error");
+    assert_ne!(failed_span.trace_id, read_span.trace_id);
+    assert!(
+        error
+            .message
+            .ends_with(&format!("(trace {})", failed_span.trace_id)),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("Divide by zero"),
+        "{}",
+        error.message
+    );
+
+    // The audit trail's records of each statement carry its trace id.
+    drop(demo);
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let trace_of = |sql: &str| {
+        let statement = records
+            .iter()
+            .find(|r| r["event"] == "statement" && r["statement"] == sql)
+            .unwrap_or_else(|| panic!("no record of {sql}: {trail}"));
+        let completed = records
+            .iter()
+            .find(|r| r["event"] == "completed" && r["statement_seq"] == statement["seq"])
+            .unwrap_or_else(|| panic!("no completion of {sql}: {trail}"));
+        assert_eq!(statement["trace_id"], completed["trace_id"]);
+        statement["trace_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(trace_of(read), read_span.trace_id);
+    assert_eq!(trace_of(failing), failed_span.trace_id);
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap();
+}

@@ -51,6 +51,7 @@ use futures::FutureExt;
 use reqwest::Url;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::client::{ApiClient, Identity};
 use super::discovery::{FilterOp, Pagination, TableSpec};
@@ -578,7 +579,7 @@ impl ExecutionPlan for OpenApiExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
         let partitions = self.properties.partitioning.partition_count();
         if partition >= partitions {
@@ -609,7 +610,10 @@ impl ExecutionPlan for OpenApiExec {
         // side only once every build partition is done, so by then a join's
         // filter is complete; a filter still open then (a TopK's, which needs
         // this scan's rows) is ignored rather than waited for.
+        let (source, table) = (self.source.clone(), self.table.name.clone());
         let start = move || {
+            // The scan's span, under its statement's, from its first poll.
+            let span = bluelamp_engine::ops::trace::source_span(&context, &source, &table);
             let (tx, rx) = mpsc::channel::<DFResult<RecordBatch>>(2);
             for ((column, filter), target) in dynamic.iter().zip(lookups) {
                 let (Some(target), Some(dynamic)) =
@@ -631,44 +635,47 @@ impl ExecutionPlan for OpenApiExec {
                 }
             }
             let mut task = JoinSet::new();
-            task.spawn(async move {
-                if values.values().any(Vec::is_empty) {
-                    return; // the join's build side was empty: nothing can match
-                }
-                let requests = match build_requests(&scan.source, &scan.table, &values) {
-                    Ok(r) => r,
-                    Err(message) => {
-                        let _ = tx.send(Err(scan.error(message, false))).await;
-                        return;
+            task.spawn(
+                async move {
+                    if values.values().any(Vec::is_empty) {
+                        return; // the join's build side was empty: nothing can match
                     }
-                };
-                if let Some(stripe) = stripe {
-                    let walked = match requests.as_slice() {
-                        [set] => scan.walk_stripe(set, &tx, stripe).await,
-                        _ => Err(scan.error(
-                            "a stripe of pages needs exactly one request series".into(),
-                            false,
-                        )),
+                    let requests = match build_requests(&scan.source, &scan.table, &values) {
+                        Ok(r) => r,
+                        Err(message) => {
+                            let _ = tx.send(Err(scan.error(message, false))).await;
+                            return;
+                        }
                     };
-                    if let Err(e) = walked {
-                        let _ = tx.send(Err(e)).await;
-                    }
-                    return;
-                }
-                let mut remaining = scan.limit;
-                for (index, set) in requests.into_iter().enumerate() {
-                    if remaining == Some(0) {
-                        break;
-                    }
-                    if !mine(index) {
-                        continue;
-                    }
-                    if let Err(e) = scan.walk(&set, &tx, &mut remaining).await {
-                        let _ = tx.send(Err(e)).await;
+                    if let Some(stripe) = stripe {
+                        let walked = match requests.as_slice() {
+                            [set] => scan.walk_stripe(set, &tx, stripe).await,
+                            _ => Err(scan.error(
+                                "a stripe of pages needs exactly one request series".into(),
+                                false,
+                            )),
+                        };
+                        if let Err(e) = walked {
+                            let _ = tx.send(Err(e)).await;
+                        }
                         return;
                     }
+                    let mut remaining = scan.limit;
+                    for (index, set) in requests.into_iter().enumerate() {
+                        if remaining == Some(0) {
+                            break;
+                        }
+                        if !mine(index) {
+                            continue;
+                        }
+                        if let Err(e) = scan.walk(&set, &tx, &mut remaining).await {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
                 }
-            });
+                .instrument(span),
+            );
             (rx, task)
         };
         let stream = ScanStream {

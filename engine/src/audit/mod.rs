@@ -87,6 +87,10 @@ pub struct AuditRecord {
     pub outcome: String,
     /// Why, for anything but `ok`.
     pub error: Option<String>,
+    /// The statement's OpenTelemetry trace id, where traces are exported
+    /// (`[telemetry]`): the way from this record to the statement's spans.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trace_id: Option<String>,
     /// Milliseconds from the statement's start to this record.
     pub duration_ms: u64,
     /// SHA-256 (hex) of the previous line.

@@ -47,6 +47,7 @@ impl Session {
             purpose: self.purpose(),
             statement: statement.to_string(),
             outcome: "ok".into(),
+            trace_id: crate::ops::trace::current_trace_id(),
             ..AuditRecord::default()
         }
     }

@@ -14,6 +14,7 @@
 //! The `access` module holds the other half: users, `[local]`, policies and `[audit]`.
 //!
 //! The rest is split by topic: `server` (`[server]`, the Flight SQL endpoint),
+//! `telemetry` (`[telemetry]`, where traces go),
 //! `source` (one `[[source]]` and source names), [`accelerate`] (a source's
 //! `accelerate` tables, which the engine takes for itself), `secrets` (`${...}`
 //! interpolation, [`Secret`], redaction), `duration` (`"10s"` and friends) and
@@ -32,6 +33,7 @@ mod secrets;
 mod server;
 mod size;
 mod source;
+mod telemetry;
 
 pub use accelerate::{AccelerateConfig, OnStale, RefreshMode, SourceAcceleration, Storage};
 pub use access::{LocalSettings, UserConfig};
@@ -40,6 +42,7 @@ pub use secrets::{Secret, interpolate};
 pub use server::ServerSettings;
 pub use size::{deserialize_required_size, deserialize_size, parse_size};
 pub use source::{SourceConfig, is_plain_identifier};
+pub use telemetry::TelemetrySettings;
 
 use locate::{find_key, line_of, source_body};
 use secrets::interpolate_table;
@@ -66,6 +69,8 @@ pub struct Config {
     pub policy: crate::policy::Policy,
     /// The audit trail (`[audit]`).
     pub audit: crate::audit::AuditSettings,
+    /// Where traces go (`[telemetry]`); off by default.
+    pub telemetry: TelemetrySettings,
     /// One entry per `[[source]]`, in file order.
     pub sources: Vec<SourceConfig>,
 }
@@ -218,6 +223,8 @@ struct RawConfig {
     #[serde(default)]
     audit: crate::audit::AuditSettings,
     #[serde(default)]
+    telemetry: TelemetrySettings,
+    #[serde(default)]
     source: Vec<toml::Spanned<toml::Table>>,
 }
 
@@ -348,6 +355,7 @@ impl Config {
             }
         }
         let server = server::resolve_server(&origin, raw.server)?;
+        telemetry::check(&origin, &raw.telemetry)?;
 
         check_engine_settings(&origin, &raw.engine, &server)?;
         let mut engine = raw.engine;
@@ -400,6 +408,7 @@ impl Config {
             local: raw.local,
             policy,
             audit,
+            telemetry: raw.telemetry,
             sources,
         })
     }

@@ -323,6 +323,11 @@ impl SourceMetrics {
         Metrics::new().source(name)
     }
 
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Counts one request sent and how long its answer took; `status` is
     /// the HTTP status where there was an answer.
     pub fn request(&self, took: Duration, status: Option<u16>) {

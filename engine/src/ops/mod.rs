@@ -9,11 +9,14 @@
 //!   allocate beyond the memory limit.
 //! - [`metrics`]: the Prometheus registry (per source, per front end,
 //!   memory pool).
+//! - [`trace`]: a span per statement and per source request, exported as
+//!   OpenTelemetry traces where `[telemetry]` says where.
 //!
 //! One [`Operations`] belongs to each engine and is shared by its sessions.
 
 pub mod metrics;
 pub mod queries;
+pub mod trace;
 pub mod tracked;
 pub mod values;
 

@@ -70,16 +70,23 @@ pub(crate) struct Tracker {
     streams: AtomicU64,
     ended: AtomicU64,
     failed: AtomicBool,
+    /// The statement's span: held open until its last stream is done.
+    span: tracing::Span,
+    /// The span's trace id, where traces are exported.
+    trace_id: Option<String>,
 }
 
 impl Tracker {
-    /// Starts tracking `record`, which may run for `timeout` from now.
+    /// Starts tracking `record`, which may run for `timeout` from now and is
+    /// traced by `span`.
     pub(crate) fn new(
         ops: Arc<Operations>,
         record: Arc<QueryRecord>,
         timeout: Option<Duration>,
+        span: tracing::Span,
     ) -> Arc<Self> {
         ops.metrics.statement_started();
+        span.record("bluelamp.statement_id", record.id.as_str());
         Arc::new(Self {
             deadline: timeout.map(|t| tokio::time::Instant::now() + t),
             ops,
@@ -88,7 +95,17 @@ impl Tracker {
             streams: AtomicU64::new(0),
             ended: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            trace_id: super::trace::trace_id(&span),
+            span,
         })
+    }
+
+    /// `error` marked with the statement's trace id, where it has one.
+    pub(crate) fn tag(&self, error: DataFusionError) -> DataFusionError {
+        match &self.trace_id {
+            Some(trace_id) => super::trace::tag_error(error, trace_id),
+            None => error,
+        }
     }
 
     /// The statement's registry entry.
@@ -119,7 +136,14 @@ impl Tracker {
 
     /// Records the end, once, with its outcome, and counts it.
     fn end(&self, state: QueryState, error: Option<String>) {
+        let traced = error.clone();
         if self.record.finish(state, error) {
+            super::trace::record_end(
+                &self.span,
+                state.as_str(),
+                self.record.rows(),
+                traced.as_deref(),
+            );
             self.ops.metrics.statement_ended(
                 &self.record.origin.client,
                 state,
@@ -234,7 +258,7 @@ impl Tracked {
             QueryState::Cancelled
         };
         self.tracker.end(state, Some(stopped.message.clone()));
-        Poll::Ready(Some(Err(stopped.into_datafusion())))
+        Poll::Ready(Some(Err(self.tracker.tag(stopped.into_datafusion()))))
     }
 }
 
@@ -270,6 +294,11 @@ impl Stream for Tracked {
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
                 this.tracker.fail(e);
+                if this.tracker.trace_id.is_some()
+                    && let Poll::Ready(Some(Err(e))) = polled
+                {
+                    return Poll::Ready(Some(Err(this.tracker.tag(e))));
+                }
             }
             Poll::Ready(None) => {
                 this.done = true;

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::common::config::ConfigNonZeroUsize;
@@ -287,12 +289,13 @@ impl Session {
     async fn place(
         &self,
         df: datafusion::dataframe::DataFrame,
+        span: &tracing::Span,
     ) -> datafusion::error::Result<(
         Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         Arc<datafusion::execution::TaskContext>,
         Option<Arc<dyn crate::session::PlanRunner>>,
     )> {
-        let task = Arc::new(df.task_ctx());
+        let task = Arc::new(traced_task(df.task_ctx(), span));
         let (state, logical) = df.into_parts();
         let plan = state.create_physical_plan(&logical).await?;
         if self.engine.inner.runner.get().is_none() {
@@ -315,7 +318,10 @@ impl Session {
         let plan = local.create_physical_plan(&logical).await?;
         Ok((
             plan,
-            Arc::new(datafusion::execution::TaskContext::from(&local)),
+            Arc::new(traced_task(
+                datafusion::execution::TaskContext::from(&local),
+                span,
+            )),
             None,
         ))
     }
@@ -364,15 +370,29 @@ impl Session {
         planned: Planned,
         partitioned: bool,
     ) -> Result<PartitionedOutput, QueryError> {
+        let span = crate::ops::trace::statement_span(&self.identity.user, self.front_end());
+        self.start_traced(planned, partitioned, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    /// [`Session::start`] within the statement's span, which its audit
+    /// records, its sources' spans and its errors refer to.
+    async fn start_traced(
+        &self,
+        planned: Planned,
+        partitioned: bool,
+        span: tracing::Span,
+    ) -> Result<PartitionedOutput, QueryError> {
         let started = Instant::now();
         let completion = self.audit_statement(&planned, started).await?;
         let sql = planned.sql;
         let marking = planned.marking;
-        let tracker = self.track(&sql);
+        let tracker = self.track(&sql, span.clone());
         let result = tracker
             .start(async {
                 let df = self.ctx.execute_logical_plan(planned.plan).await?;
-                let (plan, task, runner) = self.place(df).await?;
+                let (plan, task, runner) = self.place(df, &span).await?;
                 tracker.record().attach(&plan);
                 let schema = result_schema(&plan, marking.as_deref());
                 let streams = match runner {
@@ -383,6 +403,7 @@ impl Session {
                 Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
             })
             .await;
+        let result = result.map_err(|e| tracker.tag(e));
         if let Err(e) = &result {
             tracker.fail(e);
         }
@@ -591,6 +612,22 @@ impl Session {
             ),
         }
     }
+}
+
+/// `task` carrying the statement's span for the sources that run under it,
+/// where the span is traced.
+fn traced_task(
+    task: datafusion::execution::TaskContext,
+    span: &tracing::Span,
+) -> datafusion::execution::TaskContext {
+    if span.is_disabled() {
+        return task;
+    }
+    let config = task
+        .session_config()
+        .clone()
+        .with_extension(Arc::new(crate::ops::trace::StatementSpan(span.clone())));
+    task.with_session_config(config)
 }
 
 /// The schema a statement's rows arrive in, from its physical plan: with

@@ -43,8 +43,9 @@ impl Session {
         }
     }
 
-    /// Enters a statement in the registry, under this session's timeout.
-    pub(crate) fn track(&self, sql: &str) -> Arc<Tracker> {
+    /// Enters a statement in the registry, under this session's timeout,
+    /// traced by `span`.
+    pub(crate) fn track(&self, sql: &str, span: tracing::Span) -> Arc<Tracker> {
         let ops = &self.engine.inner.ops;
         let record = ops.queries.begin(QueryOrigin {
             user: self.identity.user.clone(),
@@ -56,7 +57,7 @@ impl Session {
         if let Ok(mut latest) = self.latest.lock() {
             *latest = Some(Arc::clone(&record));
         }
-        Tracker::new(Arc::clone(ops), record, self.statement_timeout())
+        Tracker::new(Arc::clone(ops), record, self.statement_timeout(), span)
     }
 
     /// The statement this session started last, while it runs: its entry

@@ -5,6 +5,9 @@
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
+use bluelamp_engine::ops::trace;
+use tracing::Instrument;
+
 use super::pacing::{EXTRA_429_ATTEMPTS, backoff, retry_after};
 use super::{ApiClient, FetchError, Fetched, Identity, chain, count_request};
 use crate::openapi::config::AuthConfig;
@@ -42,12 +45,28 @@ impl ApiClient {
         self.fetch(url, endpoint, identity, true).await
     }
 
+    /// One request, traced as a span under the current one (its scan's)
+    /// that covers its retries.
     async fn fetch(
         &self,
         url: &Url,
         endpoint: &str,
         identity: Option<&Identity>,
         json: bool,
+    ) -> Result<Fetched, FetchError> {
+        let span = self.request_span(endpoint);
+        self.attempts(url, endpoint, identity, json, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn attempts(
+        &self,
+        url: &Url,
+        endpoint: &str,
+        identity: Option<&Identity>,
+        json: bool,
+        span: &tracing::Span,
     ) -> Result<Fetched, FetchError> {
         let mut attempts = 0u32;
         let mut failures = 0u32;
@@ -102,10 +121,9 @@ impl ApiClient {
                     Err(format!("request failed: {}", chain(&e)))
                 }
             };
-            self.metrics.request(
-                sent.elapsed(),
-                outcome.as_ref().ok().map(|(status, _, _)| status.as_u16()),
-            );
+            let status = outcome.as_ref().ok().map(|(status, _, _)| status.as_u16());
+            self.metrics.request(sent.elapsed(), status);
+            trace::record_status(span, status, attempts);
             drop(_permit);
             let retry_in = |n: u32| backoff(n);
             match outcome {
@@ -116,6 +134,7 @@ impl ApiClient {
                             body,
                             json: Value::Null,
                             attempts,
+                            span: span.clone(),
                         });
                     }
                     match serde_json::from_slice::<Value>(&body) {
@@ -125,6 +144,7 @@ impl ApiClient {
                                 body,
                                 json: parsed,
                                 attempts,
+                                span: span.clone(),
                             });
                         }
                         Err(e) if failures < self.retries => {

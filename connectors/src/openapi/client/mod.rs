@@ -56,6 +56,9 @@ pub struct Fetched {
     pub json: Value,
     /// Requests it took, retries included.
     pub attempts: u32,
+    /// The request's span, for what is learnt of the answer later (its
+    /// records, see [`bluelamp_engine::ops::trace::record_records`]).
+    pub span: tracing::Span,
 }
 
 /// Why a request failed for good.
@@ -154,6 +157,13 @@ impl ApiClient {
     /// The source's metrics, for what its scans receive.
     pub fn metrics(&self) -> &bluelamp_engine::ops::SourceMetrics {
         &self.metrics
+    }
+
+    /// A span for one request to `endpoint` (`GET /incidents/{id}`), under
+    /// the current one.
+    fn request_span(&self, endpoint: &str) -> tracing::Span {
+        let (method, path) = endpoint.split_once(' ').unwrap_or(("GET", endpoint));
+        bluelamp_engine::ops::trace::request_span(self.metrics.name(), method, path)
     }
 
     /// Takes rate-limit slots from `pacer`, shared with other processes, as

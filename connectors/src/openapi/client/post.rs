@@ -4,6 +4,7 @@
 
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::pacing::{EXTRA_429_ATTEMPTS, backoff, retry_after};
 use super::{ApiClient, Identity, chain, count_request};
@@ -58,6 +59,27 @@ impl ApiClient {
         idempotency: Option<(&str, &str)>,
         identity: Option<&Identity>,
     ) -> Posted {
+        let span = self.request_span(endpoint);
+        let posted = self
+            .post_attempts(url, endpoint, body, idempotency, identity, &span)
+            .instrument(span.clone())
+            .await;
+        if matches!(posted, Posted::Stored { .. }) {
+            bluelamp_engine::ops::trace::record_records(&span, 1);
+        }
+        posted
+    }
+
+    async fn post_attempts(
+        &self,
+        url: &Url,
+        endpoint: &str,
+        body: &Value,
+        idempotency: Option<(&str, &str)>,
+        identity: Option<&Identity>,
+        span: &tracing::Span,
+    ) -> Posted {
+        let mut attempts = 0u32;
         let mut failures = 0u32;
         let mut throttled = 0u32;
         let mut refreshed = false;
@@ -123,6 +145,9 @@ impl ApiClient {
                 Err(e) => Err((false, format!("the exchange broke: {}", chain(&e)))),
             };
             drop(_permit);
+            attempts += 1;
+            let status = outcome.as_ref().ok().map(|(status, ..)| status.as_u16());
+            bluelamp_engine::ops::trace::record_status(span, status, attempts);
             let idempotent = idempotency.is_some();
             match outcome {
                 Ok((status, _, bytes, replayed)) if status.is_success() => {

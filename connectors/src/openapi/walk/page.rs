@@ -82,6 +82,7 @@ impl Scan {
         let (mut records, info) = self.split(fetched.json, &fetched.headers, number)?;
         let count = records.len();
         self.client.metrics().fetched(count as u64, body_bytes);
+        bluelamp_engine::ops::trace::record_records(&fetched.span, count);
         if let Some(r) = remaining.as_mut() {
             records.truncate(*r);
             *r -= records.len();

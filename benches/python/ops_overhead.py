@@ -6,6 +6,16 @@ one after it, with its metrics endpoint served and scraped.
     BLUELAMP_BIN_BEFORE=/path/to/old/bluelamp BLUELAMP_BIN=target/release/bluelamp \\
       tests/.venv/bin/python benches/python/ops_overhead.py
 
+With BLUELAMP_BENCH_TELEMETRY=1 it measures traces and metrics on against
+off instead: both servers run BLUELAMP_BIN, the "after" one with its metrics
+endpoint scraped every round and `[telemetry] otlp_endpoint` sending every
+statement's spans to `otlp-sink` (BLUELAMP_OTLP_SINK, default
+target/release/otlp-sink: `cargo build --release -p bluelamp-benches --bin
+otlp-sink`), which counts what it receives.
+
+    BLUELAMP_BENCH_TELEMETRY=1 BLUELAMP_BIN=target/release/bluelamp \
+      tests/.venv/bin/python benches/python/ops_overhead.py
+
 Rounds alternate the two servers (which goes first swaps every round), so
 both see the same moments of the machine; round 0 is a warm-up. Prints
 medians, the ratio after/before of the medians, and the median of each
@@ -25,8 +35,10 @@ import adbc_driver_flightsql.dbapi as flight_sql
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import start_server  # noqa: E402
 
-BEFORE = os.environ["BLUELAMP_BIN_BEFORE"]
+TELEMETRY = os.environ.get("BLUELAMP_BENCH_TELEMETRY") == "1"
 AFTER = os.environ.get("BLUELAMP_BIN", "target/release/bluelamp")
+BEFORE = AFTER if TELEMETRY else os.environ["BLUELAMP_BIN_BEFORE"]
+SINK = os.environ.get("BLUELAMP_OTLP_SINK", "target/release/otlp-sink")
 RUNS = int(os.environ.get("BLUELAMP_BENCH_RUNS", "7"))
 SCALE = os.environ.get("BLUELAMP_BENCH_SCALE", "1")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -68,13 +80,37 @@ def run_all(conn, statements):
     return rows
 
 
+def start_sink():
+    """The OTLP receiver; returns the process and its endpoint."""
+    sink = subprocess.Popen([SINK], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = sink.stdout.readline()
+    if "listening on" not in line:
+        sink.kill()
+        sys.exit(f"otlp-sink did not start: {line!r}")
+    return sink, line.split()[-1]
+
+
+def traced_config(config, endpoint):
+    """A copy of the demo's configuration beside it, sending traces to `endpoint`."""
+    traced = config + ".traced.toml"
+    with open(config) as f, open(traced, "w") as out:
+        out.write(f.read())
+        out.write(f'\n[telemetry]\notlp_endpoint = "{endpoint}"\n')
+    return traced
+
+
 def main():
     demo, config = start_demo()
     servers = []
+    sink = None
+    after_config = config
+    if TELEMETRY:
+        sink, endpoint = start_sink()
+        after_config = traced_config(config, endpoint)
     try:
         before, before_uri = start_server(BEFORE, config)
         servers.append(before)
-        after, after_uri = start_server(AFTER, config, ["--metrics-listen", "127.0.0.1:0"])
+        after, after_uri = start_server(AFTER, after_config, ["--metrics-listen", "127.0.0.1:0"])
         servers.append(after)
         metrics_line = ""
         while "Metrics on" not in metrics_line:
@@ -118,7 +154,8 @@ def main():
         for workload in workloads:
             if rows[(workload, "before")] != rows[(workload, "after")]:
                 print(f"{workload}: row counts differ: {rows[(workload, 'before')]} vs {rows[(workload, 'after')]}")
-        print(f"demo scale {SCALE}, {RUNS} timed rounds (after a warm-up), medians")
+        mode = "traces and metrics off (before) vs on (after)" if TELEMETRY else "before vs after"
+        print(f"demo scale {SCALE}, {RUNS} timed rounds (after a warm-up), medians; {mode}")
         print("| workload | before s | after s | after/before | paired median ratio |")
         print("|---|---|---|---|---|")
         for workload in workloads:
@@ -134,6 +171,10 @@ def main():
         for process in (*servers, demo):
             process.terminate()
             process.wait()
+        if sink is not None:
+            # Its count says the traced server's spans arrived.
+            out, _ = sink.communicate(timeout=30)
+            print(f"otlp-sink: {out.strip()}")
 
 
 if __name__ == "__main__":

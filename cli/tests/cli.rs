@@ -925,3 +925,66 @@ async fn a_script_sends_its_statement_trace_to_the_configured_collector() {
         "{stderr}"
     );
 }
+
+/// The features each dependency is compiled with in one build, from `cargo
+/// tree`: package (with version) to its features.
+fn features_of(build: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let out = Command::new(cargo)
+        .args([
+            "tree", "--locked", "--prefix", "none", "--format", "{p}|{f}",
+        ])
+        .args(build)
+        .current_dir(&root)
+        .output()
+        .expect("run cargo tree");
+    assert!(out.status.success(), "cargo tree: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            // A package shown again is marked `(*)`.
+            let line = line.trim_end().trim_end_matches(" (*)");
+            let (package, features) = line.split_once('|')?;
+            // `name v1.2.3 (path)` and `name v1.2.3 (*)` are the same package.
+            let package = package.split(" (").next()?.trim().to_string();
+            let mut features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
+            features.sort_unstable();
+            Some((package, features.join(",")))
+        })
+        .collect()
+}
+
+/// `cargo build --release` (the command line), the benchmarks and the
+/// whole workspace's tests compile every dependency they share with the
+/// same features, so each reuses what another compiled (one DataFusion, not
+/// three). A difference names the package and the features; turn them on in
+/// `workspace-hack/Cargo.toml`.
+#[test]
+fn every_build_compiles_its_dependencies_with_the_same_features() {
+    let binary = features_of(&["-p", "bluelamp", "--edges", "normal,build"]);
+    assert!(
+        binary.keys().any(|p| p.starts_with("datafusion v")),
+        "{binary:?}"
+    );
+    for (name, build) in [
+        (
+            "the benchmarks",
+            features_of(&["-p", "bluelamp-benches", "--edges", "normal,build,dev"]),
+        ),
+        (
+            "the workspace's tests",
+            features_of(&["--workspace", "--edges", "normal,build,dev"]),
+        ),
+    ] {
+        let differ: Vec<String> = binary
+            .iter()
+            .filter_map(|(package, features)| {
+                let other = build.get(package)?;
+                (other != features)
+                    .then(|| format!("{package}: [{features}] in the binary, [{other}] in {name}"))
+            })
+            .collect();
+        assert!(differ.is_empty(), "{}", differ.join("\n"));
+    }
+}

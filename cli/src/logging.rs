@@ -48,7 +48,13 @@ pub fn init(telemetry: Option<&TelemetrySettings>) -> anyhow::Result<()> {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        // Statement traces go to the exporter, never into log lines.
+        .add_directive(
+            "bluelamp::trace=off"
+                .parse()
+                .map_err(|e| anyhow::anyhow!("the log filter: {e}"))?,
+        );
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into a file or pipe.

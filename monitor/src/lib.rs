@@ -13,7 +13,7 @@
 //!   cannot turn into load on the suppliers' systems.
 //!
 //! [`telemetry`] exports statement traces over OTLP (`[telemetry]`), for
-//! every process that runs statements: `serve`, the prompt, the demo.
+//! the processes that load a configuration: `serve`, `sql`, `executor`.
 
 pub mod telemetry;
 

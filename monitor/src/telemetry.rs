@@ -101,6 +101,8 @@ impl Telemetry {
             .with_location(false)
             .with_threads(false)
             .with_target(false)
+            // Nothing here reads OpenTelemetry's own current context.
+            .with_context_activation(false)
             .with_filter(only_traces())
     }
 
@@ -122,4 +124,7 @@ impl Telemetry {
 /// The engine's trace spans and nothing else, decided once per call site.
 fn only_traces() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
     filter_fn(|metadata| metadata.target() == bluelamp_engine::ops::trace::TARGET)
+        // The spans are at INFO: the layer needs nothing more verbose, so
+        // debug and trace events elsewhere stay filtered out cheaply.
+        .with_max_level_hint(tracing::level_filters::LevelFilter::INFO)
 }

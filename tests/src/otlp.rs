@@ -33,6 +33,12 @@ pub struct ReceivedSpan {
     pub attributes: HashMap<String, String>,
     /// 0 unset, 1 ok, 2 error.
     pub status_code: i32,
+    /// The status's description.
+    pub status_message: String,
+    /// When it started and ended, in nanoseconds since 1970.
+    pub start_ns: u64,
+    /// See `start_ns`.
+    pub end_ns: u64,
 }
 
 impl ReceivedSpan {
@@ -98,7 +104,10 @@ impl TraceService for Collector {
                         span_id: hex(&span.span_id),
                         parent_span_id: hex(&span.parent_span_id),
                         attributes: text(&span.attributes),
-                        status_code: span.status.map_or(0, |s| s.code),
+                        status_code: span.status.as_ref().map_or(0, |s| s.code),
+                        status_message: span.status.map(|s| s.message).unwrap_or_default(),
+                        start_ns: span.start_time_unix_nano,
+                        end_ns: span.end_time_unix_nano,
                     });
                 }
             }

@@ -530,6 +530,12 @@ async fn statements_and_their_source_requests_are_traced_to_an_otlp_receiver() {
         assert_eq!(scan.name, "scan cad.incidents");
         assert_eq!(scan.attribute("bluelamp.source"), "cad");
         assert_eq!(scan.trace_id, read_span.trace_id);
+        // The statement lasts until its rows are delivered: its scans
+        // happen within it.
+        assert!(
+            read_span.start_ns <= scan.start_ns && scan.end_ns <= read_span.end_ns,
+            "{scan:?} outside {read_span:?}"
+        );
     }
     let requests: Vec<&ReceivedSpan> = spans
         .iter()
@@ -543,6 +549,8 @@ async fn statements_and_their_source_requests_are_traced_to_an_otlp_receiver() {
         assert_eq!(request.attribute("url.template"), "/incidents");
         assert_eq!(request.name, "GET /incidents");
         assert_eq!(request.attribute("http.response.status_code"), "200");
+        assert_eq!(request.attribute("bluelamp.attempts"), "1");
+        assert_eq!(request.status_code, 1, "ok");
         assert_eq!(request.attribute("bluelamp.source"), "cad");
         records += request
             .attribute("bluelamp.records")
@@ -557,6 +565,14 @@ async fn statements_and_their_source_requests_are_traced_to_an_otlp_receiver() {
         .find(|s| s.attribute("bluelamp.state") == "failed")
         .expect("the failing statement's span");
     assert_eq!(failed_span.status_code, 2, "error");
+    assert_eq!(failed_span.status_message, "failed");
+    assert!(
+        !failed_span
+            .attributes
+            .values()
+            .any(|v| v.contains("Divide")),
+        "no error text (which can quote values) in a span: {failed_span:?}"
+    );
     assert_ne!(failed_span.trace_id, read_span.trace_id);
     assert!(
         error

@@ -19,7 +19,8 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The `tracing` target of every span that is exported as a trace.
+/// The `tracing` target of every span that is exported as a trace (and of
+/// no log line: the command line's log filter leaves it out).
 pub const TARGET: &str = "bluelamp::trace";
 
 /// What marks an error as belonging to a traced statement (see [`tag_error`]).
@@ -49,19 +50,26 @@ pub fn statement_span(user: &str, client: &str) -> Span {
 }
 
 /// Records how a statement ended on its span: `state` (as in
-/// `bluelamp.queries`), its rows, and the error where it failed.
-pub fn record_end(span: &Span, state: &str, rows: u64, error: Option<&str>) {
+/// `bluelamp.queries`: `finished`, `failed`, `refused`, ...) and its rows;
+/// any state but `finished` is an error status. The error's text is not
+/// recorded: it can quote values (a cast's input, a supplier's answer),
+/// which stay in `bluelamp.queries` and the audit trail.
+pub fn record_end(span: &Span, state: &str, rows: u64) {
     span.record("bluelamp.state", state);
     span.record("bluelamp.rows", rows);
-    match error {
-        Some(error) => {
-            span.record("otel.status_code", "error");
-            span.record("otel.status_description", error);
-        }
-        None => {
-            span.record("otel.status_code", "ok");
-        }
+    if state == "finished" {
+        span.record("otel.status_code", "ok");
+    } else {
+        span.record("otel.status_code", "error");
+        span.record("otel.status_description", state);
     }
+}
+
+/// Ends a statement's span now: spans are timed from their creation to
+/// their last exit, and a statement's is entered only while it starts, so
+/// it is entered once more when its last stream is done.
+pub fn end_statement(span: &Span) {
+    span.in_scope(|| {});
 }
 
 /// A source scan's span, under the statement whose task context runs it (or
@@ -86,7 +94,7 @@ pub fn source_span(context: &TaskContext, source: &str, table: &str) -> Span {
 /// One request to a source, under the current span (a source scan's, when
 /// the connector runs its scan in it): its method and path template (`GET
 /// /incidents/{id}`), then its status and the records it carried as they
-/// are known (see [`record_status`], [`record_records`]).
+/// are known (see [`record_outcome`], [`record_records`]).
 pub fn request_span(source: &str, method: &str, path: &str) -> Span {
     tracing::info_span!(
         target: TARGET,
@@ -98,24 +106,22 @@ pub fn request_span(source: &str, method: &str, path: &str) -> Span {
         url.template = path,
         http.response.status_code = tracing::field::Empty,
         bluelamp.records = tracing::field::Empty,
-        bluelamp.attempt = tracing::field::Empty,
+        bluelamp.attempts = tracing::field::Empty,
     )
 }
 
-/// Records a request's HTTP status (or that it got none) on its span.
-pub fn record_status(span: &Span, status: Option<u16>, attempt: u32) {
-    span.record("bluelamp.attempt", attempt);
-    match status {
-        Some(status) => {
-            span.record("http.response.status_code", status);
-            if status >= 400 {
-                span.record("otel.status_code", "error");
-            }
-        }
-        None => {
-            span.record("otel.status_code", "error");
-        }
+/// Records a request's outcome on its span, once it is final (after any
+/// retries): its HTTP status, or none where no answer came, and the
+/// attempts it took where known.
+pub fn record_outcome(span: &Span, status: Option<u16>, attempts: Option<u32>) {
+    if let Some(attempts) = attempts {
+        span.record("bluelamp.attempts", attempts);
     }
+    if let Some(status) = status {
+        span.record("http.response.status_code", status);
+    }
+    let ok = status.is_some_and(|status| status < 400);
+    span.record("otel.status_code", if ok { "ok" } else { "error" });
 }
 
 /// Records how many records a request's answer carried.
@@ -123,12 +129,12 @@ pub fn record_records(span: &Span, records: usize) {
     span.record("bluelamp.records", records as u64);
 }
 
-/// The trace id of `span` (32 hex digits), where traces are exported.
+/// The trace id of `span` (32 hex digits), where its trace is exported
+/// (valid and sampled).
 pub fn trace_id(span: &Span) -> Option<String> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
+    (span_context.is_valid() && span_context.is_sampled())
         .then(|| span_context.trace_id().to_string())
 }
 

@@ -136,14 +136,8 @@ impl Tracker {
 
     /// Records the end, once, with its outcome, and counts it.
     fn end(&self, state: QueryState, error: Option<String>) {
-        let traced = error.clone();
         if self.record.finish(state, error) {
-            super::trace::record_end(
-                &self.span,
-                state.as_str(),
-                self.record.rows(),
-                traced.as_deref(),
-            );
+            super::trace::record_end(&self.span, state.as_str(), self.record.rows());
             self.ops.metrics.statement_ended(
                 &self.record.origin.client,
                 state,
@@ -233,6 +227,7 @@ impl Drop for Tracker {
                 Some("the client stopped reading before the end".to_string()),
             );
         }
+        super::trace::end_statement(&self.span);
     }
 }
 

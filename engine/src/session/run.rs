@@ -385,7 +385,17 @@ impl Session {
         span: tracing::Span,
     ) -> Result<PartitionedOutput, QueryError> {
         let started = Instant::now();
-        let completion = self.audit_statement(&planned, started).await?;
+        let completion = match self.audit_statement(&planned, started).await {
+            Ok(completion) => completion,
+            // Refused (no purpose stated) or its record not written: nothing ran.
+            Err(mut error) => {
+                crate::ops::trace::record_end(&span, "refused", 0);
+                if let Some(trace_id) = crate::ops::trace::trace_id(&span) {
+                    error.message = crate::ops::trace::with_trace_id(&error.message, &trace_id);
+                }
+                return Err(error);
+            }
+        };
         let sql = planned.sql;
         let marking = planned.marking;
         let tracker = self.track(&sql, span.clone());
@@ -403,10 +413,10 @@ impl Session {
                 Ok::<_, datafusion::error::DataFusionError>(PartitionedOutput { schema, streams })
             })
             .await;
-        let result = result.map_err(|e| tracker.tag(e));
         if let Err(e) = &result {
             tracker.fail(e);
         }
+        let result = result.map_err(|e| tracker.tag(e));
         let mut output = self
             .audit_start(&sql, started, result, completion.as_deref())
             .await?;

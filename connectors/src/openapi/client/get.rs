@@ -55,9 +55,17 @@ impl ApiClient {
         json: bool,
     ) -> Result<Fetched, FetchError> {
         let span = self.request_span(endpoint);
-        self.attempts(url, endpoint, identity, json, &span)
+        let fetched = self
+            .attempts(url, endpoint, identity, json, &span)
             .instrument(span.clone())
-            .await
+            .await;
+        match &fetched {
+            Ok(fetched) => {
+                trace::record_outcome(&span, Some(fetched.status), Some(fetched.attempts))
+            }
+            Err(e) => trace::record_outcome(&span, e.status, None),
+        }
+        fetched
     }
 
     async fn attempts(
@@ -121,9 +129,10 @@ impl ApiClient {
                     Err(format!("request failed: {}", chain(&e)))
                 }
             };
-            let status = outcome.as_ref().ok().map(|(status, _, _)| status.as_u16());
-            self.metrics.request(sent.elapsed(), status);
-            trace::record_status(span, status, attempts);
+            self.metrics.request(
+                sent.elapsed(),
+                outcome.as_ref().ok().map(|(status, _, _)| status.as_u16()),
+            );
             drop(_permit);
             let retry_in = |n: u32| backoff(n);
             match outcome {
@@ -134,6 +143,7 @@ impl ApiClient {
                             body,
                             json: Value::Null,
                             attempts,
+                            status: status.as_u16(),
                             span: span.clone(),
                         });
                     }
@@ -144,6 +154,7 @@ impl ApiClient {
                                 body,
                                 json: parsed,
                                 attempts,
+                                status: status.as_u16(),
                                 span: span.clone(),
                             });
                         }

@@ -56,6 +56,8 @@ pub struct Fetched {
     pub json: Value,
     /// Requests it took, retries included.
     pub attempts: u32,
+    /// The (successful) HTTP status of the last.
+    pub status: u16,
     /// The request's span, for what is learnt of the answer later (its
     /// records, see [`bluelamp_engine::ops::trace::record_records`]).
     pub span: tracing::Span,

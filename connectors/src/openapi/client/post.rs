@@ -64,6 +64,11 @@ impl ApiClient {
             .post_attempts(url, endpoint, body, idempotency, identity, &span)
             .instrument(span.clone())
             .await;
+        let status = match &posted {
+            Posted::Stored { status, .. } | Posted::Rejected { status, .. } => Some(*status),
+            Posted::Failed { status, .. } | Posted::Unknown { status, .. } => *status,
+        };
+        bluelamp_engine::ops::trace::record_outcome(&span, status, None);
         if matches!(posted, Posted::Stored { .. }) {
             bluelamp_engine::ops::trace::record_records(&span, 1);
         }
@@ -146,8 +151,7 @@ impl ApiClient {
             };
             drop(_permit);
             attempts += 1;
-            let status = outcome.as_ref().ok().map(|(status, ..)| status.as_u16());
-            bluelamp_engine::ops::trace::record_status(span, status, attempts);
+            span.record("bluelamp.attempts", attempts);
             let idempotent = idempotency.is_some();
             match outcome {
                 Ok((status, _, bytes, replayed)) if status.is_success() => {

@@ -24,6 +24,7 @@ use futures::TryStreamExt;
 use reqwest::Url;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::WriteSpec;
 use crate::openapi::client::{ApiClient, Posted};
@@ -198,6 +199,18 @@ impl DataSink for OpenApiSink {
     }
 
     async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        context: &Arc<TaskContext>,
+    ) -> DFResult<u64> {
+        let span = bluelamp_engine::ops::trace::source_span(context, &self.source, &self.table);
+        self.write_rows(data, context).instrument(span).await
+    }
+}
+
+impl OpenApiSink {
+    /// [`DataSink::write_all`] within the deposit's span.
+    async fn write_rows(
         &self,
         data: SendableRecordBatchStream,
         context: &Arc<TaskContext>,

@@ -3,7 +3,9 @@
     python3 benches/build_timings.py [REPORT.html]   # default: the newest under $CARGO_TARGET_DIR/cargo-timings
 
 Prints the build's wall time, the CPU time of all units, the crates that took
-longest, and the critical path: from the unit that finished last, back
+longest, unit time by family of crates, how long 0, 1 or 2+ units were
+compiling at once (on 2 cores, wall time is unit time / 2 when 2+ is nearly
+all of it), and the critical path: from the unit that finished last, back
 through the unit whose end released it, to the first. (Issue 33 measures the
 cold release build with it.)
 """
@@ -53,6 +55,35 @@ def critical_path(units):
     return list(reversed(path))
 
 
+FAMILIES = [
+    ("bluelamp (this workspace)", lambda n: n.startswith("bluelamp")),
+    ("datafusion-table-providers", lambda n: n.startswith("datafusion-table-providers")),
+    ("datafusion-federation", lambda n: n.startswith("datafusion-federation")),
+    ("datafusion and sqlparser", lambda n: n.startswith("datafusion") or n == "sqlparser"),
+    ("arrow and parquet", lambda n: n.startswith("arrow") or n == "parquet"),
+    ("ballista", lambda n: n.startswith("ballista")),
+    ("object_store", lambda n: n == "object_store"),
+    ("everything else", lambda n: True),
+]
+
+
+def family(name):
+    return next(label for label, matches in FAMILIES if matches(name))
+
+
+def concurrency(units):
+    """Seconds during which 0, 1 and 2 or more units were compiling."""
+    events = sorted(
+        [(u["start"], 1) for u in units] + [(u["start"] + u["duration"], -1) for u in units]
+    )
+    active, last, spent = 0, 0.0, {0: 0.0, 1: 0.0, 2: 0.0}
+    for moment, change in events:
+        spent[min(active, 2)] += moment - last
+        active += change
+        last = moment
+    return spent
+
+
 def main():
     path = report_path()
     units = units_of(path)
@@ -65,6 +96,21 @@ def main():
     print("|---|---|---|")
     for unit in sorted(units, key=lambda u: -u["duration"])[:20]:
         print(f"| {label(unit)} | {unit['duration']:.1f} | {unit['duration'] / cpu * 100:.1f} % |")
+    print()
+    totals = {}
+    for unit in units:
+        name = family(unit["name"])
+        totals[name] = totals.get(name, 0.0) + unit["duration"]
+    print("| family | unit minutes | share |")
+    print("|---|---|---|")
+    for name, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {seconds / 60:.1f} | {seconds / cpu * 100:.1f} % |")
+    print()
+    spent = concurrency(units)
+    print(
+        "compiling at once: "
+        + ", ".join(f"{'2+' if n == 2 else n} units {spent[n] / 60:.1f} min" for n in spent)
+    )
     print()
     print("critical path (start → end, seconds):")
     for unit in critical_path(units):

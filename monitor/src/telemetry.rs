@@ -101,8 +101,11 @@ impl Telemetry {
             .with_location(false)
             .with_threads(false)
             .with_target(false)
-            // Nothing here reads OpenTelemetry's own current context.
+            // Nothing here reads OpenTelemetry's own current context, and
+            // the time each span spends busy and idle is not kept: both would
+            // cost work on every poll of a scan.
             .with_context_activation(false)
+            .with_tracked_inactivity(false)
             .with_filter(only_traces())
     }
 

@@ -289,11 +289,8 @@ impl Stream for Tracked {
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
                 this.tracker.fail(e);
-                if this.tracker.trace_id.is_some()
-                    && let Poll::Ready(Some(Err(e))) = polled
-                {
-                    return Poll::Ready(Some(Err(this.tracker.tag(e))));
-                }
+                return polled
+                    .map(|item| item.map(|result| result.map_err(|e| this.tracker.tag(e))));
             }
             Poll::Ready(None) => {
                 this.done = true;

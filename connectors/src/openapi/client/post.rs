@@ -60,15 +60,16 @@ impl ApiClient {
         identity: Option<&Identity>,
     ) -> Posted {
         let span = self.request_span(endpoint);
+        let mut attempts = 0u32;
         let posted = self
-            .post_attempts(url, endpoint, body, idempotency, identity, &span)
+            .post_attempts(url, endpoint, body, idempotency, identity, &mut attempts)
             .instrument(span.clone())
             .await;
         let status = match &posted {
             Posted::Stored { status, .. } | Posted::Rejected { status, .. } => Some(*status),
             Posted::Failed { status, .. } | Posted::Unknown { status, .. } => *status,
         };
-        bluelamp_engine::ops::trace::record_outcome(&span, status, None);
+        bluelamp_engine::ops::trace::record_outcome(&span, status, Some(attempts));
         if matches!(posted, Posted::Stored { .. }) {
             bluelamp_engine::ops::trace::record_records(&span, 1);
         }
@@ -82,9 +83,8 @@ impl ApiClient {
         body: &Value,
         idempotency: Option<(&str, &str)>,
         identity: Option<&Identity>,
-        span: &tracing::Span,
+        attempts: &mut u32,
     ) -> Posted {
-        let mut attempts = 0u32;
         let mut failures = 0u32;
         let mut throttled = 0u32;
         let mut refreshed = false;
@@ -150,8 +150,7 @@ impl ApiClient {
                 Err(e) => Err((false, format!("the exchange broke: {}", chain(&e)))),
             };
             drop(_permit);
-            attempts += 1;
-            span.record("bluelamp.attempts", attempts);
+            *attempts += 1;
             let idempotent = idempotency.is_some();
             match outcome {
                 Ok((status, _, bytes, replayed)) if status.is_success() => {

@@ -1,6 +1,7 @@
 """Summarises a `cargo build --timings` report: where a build's time goes.
 
     python3 benches/build_timings.py [REPORT.html]   # default: the newest under $CARGO_TARGET_DIR/cargo-timings
+    python3 benches/build_timings.py --compare BEFORE.html AFTER.html
 
 Prints the build's wall time, the CPU time of all units, the crates that took
 longest, unit time by family of crates, how long 0, 1 or 2+ units were
@@ -8,6 +9,10 @@ compiling at once (on 2 cores, wall time is unit time / 2 when 2+ is nearly
 all of it), and the critical path: from the unit that finished last, back
 through the unit whose end released it, to the first. (Issue 33 measures the
 cold release build with it.)
+
+With --compare, it sets two reports side by side (a profile change measured
+cold against the build before it): wall and unit time of each, and the crates
+whose unit time moved most, matched by crate, version and target.
 """
 
 import glob
@@ -84,7 +89,44 @@ def concurrency(units):
     return spent
 
 
+def compare(before_path, after_path):
+    before, after = units_of(before_path), units_of(after_path)
+
+    def totals(units):
+        wall = max(u["start"] + u["duration"] for u in units)
+        return wall, sum(u["duration"] for u in units)
+
+    def by_label(units):
+        seconds = {}
+        for unit in units:
+            seconds[label(unit)] = seconds.get(label(unit), 0.0) + unit["duration"]
+        return seconds
+
+    (wall_b, cpu_b), (wall_a, cpu_a) = totals(before), totals(after)
+    print(f"before: {before_path}\nafter:  {after_path}")
+    print()
+    print("| | before | after | after / before |")
+    print("|---|---|---|---|")
+    print(f"| wall, min | {wall_b / 60:.1f} | {wall_a / 60:.1f} | {wall_a / wall_b:.3f} |")
+    print(f"| unit time, min | {cpu_b / 60:.1f} | {cpu_a / 60:.1f} | {cpu_a / cpu_b:.3f} |")
+    print(f"| units | {len(before)} | {len(after)} | |")
+    print()
+    seconds_b, seconds_a = by_label(before), by_label(after)
+    moved = sorted(
+        set(seconds_b) | set(seconds_a),
+        key=lambda name: -abs(seconds_a.get(name, 0.0) - seconds_b.get(name, 0.0)),
+    )
+    print("| crate | before s | after s | change s |")
+    print("|---|---|---|---|")
+    for name in moved[:25]:
+        b, a = seconds_b.get(name, 0.0), seconds_a.get(name, 0.0)
+        print(f"| {name} | {b:.1f} | {a:.1f} | {a - b:+.1f} |")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
+        compare(sys.argv[2], sys.argv[3])
+        return
     path = report_path()
     units = units_of(path)
     wall = max(u["start"] + u["duration"] for u in units)

@@ -89,12 +89,13 @@ def concurrency(units):
     return spent
 
 
+def wall_and_unit_time(units):
+    """The build's wall time (its last unit's end) and the sum of its units' times."""
+    return max(u["start"] + u["duration"] for u in units), sum(u["duration"] for u in units)
+
+
 def compare(before_path, after_path):
     before, after = units_of(before_path), units_of(after_path)
-
-    def totals(units):
-        wall = max(u["start"] + u["duration"] for u in units)
-        return wall, sum(u["duration"] for u in units)
 
     def by_label(units):
         seconds = {}
@@ -102,7 +103,7 @@ def compare(before_path, after_path):
             seconds[label(unit)] = seconds.get(label(unit), 0.0) + unit["duration"]
         return seconds
 
-    (wall_b, cpu_b), (wall_a, cpu_a) = totals(before), totals(after)
+    (wall_b, cpu_b), (wall_a, cpu_a) = wall_and_unit_time(before), wall_and_unit_time(after)
     print(f"before: {before_path}\nafter:  {after_path}")
     print()
     print("| | before | after | after / before |")
@@ -129,8 +130,7 @@ def main():
         return
     path = report_path()
     units = units_of(path)
-    wall = max(u["start"] + u["duration"] for u in units)
-    cpu = sum(u["duration"] for u in units)
+    wall, cpu = wall_and_unit_time(units)
     print(f"report: {path}")
     print(f"units: {len(units)}; wall {wall / 60:.1f} min; unit time {cpu / 60:.1f} min")
     print()

@@ -33,7 +33,10 @@ def report_path():
 
 
 def units_of(path):
-    text = open(path, encoding="utf-8").read()
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as error:
+        raise SystemExit(f"{path}: cannot read the timings report: {error.strerror}")
     found = re.search(r"const UNIT_DATA = (\[.*?\]);\n", text, re.S)
     if not found:
         raise SystemExit(f"{path}: no UNIT_DATA (not a cargo timings report?)")
@@ -125,9 +128,17 @@ def compare(before_path, after_path):
 
 
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
-        compare(sys.argv[2], sys.argv[3])
+    args = sys.argv[1:]
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
         return
+    if args and args[0] == "--compare":
+        if len(args) != 3:
+            raise SystemExit("usage: build_timings.py --compare BEFORE.html AFTER.html")
+        compare(args[1], args[2])
+        return
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        raise SystemExit("usage: build_timings.py [REPORT.html] | --compare BEFORE.html AFTER.html | --help")
     path = report_path()
     units = units_of(path)
     wall, cpu = wall_and_unit_time(units)

@@ -22,9 +22,12 @@ import re
 import sys
 
 
-def report_path():
-    if len(sys.argv) > 1:
-        return sys.argv[1]
+USAGE = "usage: build_timings.py [REPORT.html] | --compare BEFORE.html AFTER.html | --help"
+
+
+def report_path(given):
+    if given:
+        return given
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     reports = sorted(glob.glob(os.path.join(target, "cargo-timings", "cargo-timing-*.html")))
     if not reports:
@@ -134,12 +137,12 @@ def main():
         return
     if args and args[0] == "--compare":
         if len(args) != 3:
-            raise SystemExit("usage: build_timings.py --compare BEFORE.html AFTER.html")
+            raise SystemExit(USAGE)
         compare(args[1], args[2])
         return
     if len(args) > 1 or (args and args[0].startswith("-")):
-        raise SystemExit("usage: build_timings.py [REPORT.html] | --compare BEFORE.html AFTER.html | --help")
-    path = report_path()
+        raise SystemExit(USAGE)
+    path = report_path(args[0] if args else None)
     units = units_of(path)
     wall, cpu = wall_and_unit_time(units)
     print(f"report: {path}")
